@@ -1,0 +1,133 @@
+// File: core/config.h
+// -----------------------------------------------------------------------------
+// The whole configuration of a training run: network shape, learning rule and its
+// feedback matrices, weight initialisation, optimiser, schedule and reporting.
+// Every field has a sensible default; ValidateOptions() checks a config before a
+// Trainer is built and names the offending field in its InvalidArgument message
+// (e.g. "network.sizes[1] must be >= 1, got 0").
+//
+// Rules (see ../shared/science/FEEDBACK_ALIGNMENT.md and core/learning_rule.h):
+//   kBackprop            hidden signal W^T delta
+//   kFeedbackAlignment   B delta, B fixed and random (Lillicrap et al. 2016)
+//   kDirectFeedbackAlignment  B_l delta_out straight from the output (Nokland 2016)
+//   kSignSymmetry        (sign(W) o M)^T delta, M = 1 (uSF) or |B| fixed (frSF)
+//   kKolenPollack        B delta, B updated like W^T with the same weight decay
+//   kPseudoBackprop      W^+ delta, the pseudoinverse recomputed every k steps
+//   kShallow             no hidden signal: only the last layer learns
+#ifndef ALIGND_CORE_CONFIG_H_
+#define ALIGND_CORE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace alignd::core {
+
+enum class Activation { kLinear, kTanh, kLogistic, kRelu, kSoftmax };
+enum class Loss { kSquaredError, kCrossEntropy };
+enum class Rule {
+  kBackprop,
+  kFeedbackAlignment,
+  kDirectFeedbackAlignment,
+  kSignSymmetry,
+  kKolenPollack,
+  kPseudoBackprop,
+  kShallow,
+};
+enum class Distribution { kUniform, kGaussian };
+enum class SignSymmetryMode { kUniform /* uSF: M = 1 */, kFixedRandom /* frSF: M = |B| */ };
+enum class WeightInit { kUniform /* U[-scale, scale] */, kXavier, kHe };
+enum class OptimizerKind { kSgd, kAdam };
+
+// Names as used on the command line and in the API ("bp", "fa", "dfa", "sign", "kp",
+// "pbp", "shallow"; "tanh", ...). Parse* return InvalidArgument listing the valid names.
+absl::string_view RuleName(Rule r);
+absl::string_view ActivationName(Activation a);
+absl::string_view LossName(Loss l);
+absl::string_view OptimizerName(OptimizerKind o);
+absl::string_view WeightInitName(WeightInit w);
+absl::string_view DistributionName(Distribution d);
+absl::StatusOr<Rule> ParseRule(absl::string_view name);
+absl::StatusOr<Activation> ParseActivation(absl::string_view name);
+absl::StatusOr<Loss> ParseLoss(absl::string_view name);
+absl::StatusOr<OptimizerKind> ParseOptimizer(absl::string_view name);
+absl::StatusOr<WeightInit> ParseWeightInit(absl::string_view name);
+absl::StatusOr<Distribution> ParseDistribution(absl::string_view name);
+std::vector<Rule> AllRules();
+
+struct NetworkConfig {
+  // Layer widths, input first: {784, 1000, 10} is one hidden layer of 1000.
+  std::vector<int> sizes = {30, 20, 10};
+  Activation hidden = Activation::kTanh;
+  Activation output = Activation::kLinear;
+  Loss loss = Loss::kSquaredError;
+  bool bias = true;
+  // The paper's sparse variant: this fraction of the entries of every W and every B is
+  // removed at the start and stays removed (a fixed connection mask). 0 = dense.
+  float connection_sparsity = 0.0f;
+};
+
+struct InitConfig {
+  WeightInit kind = WeightInit::kXavier;
+  // For kUniform: W ~ U[-scale, scale] (the paper's omega). Ignored otherwise.
+  float scale = 0.05f;
+};
+
+struct FeedbackConfig {
+  Rule rule = Rule::kFeedbackAlignment;
+  Distribution distribution = Distribution::kUniform;
+  // U[-scale, scale] or N(0, scale^2) (the paper's beta). 0 = automatic: the Xavier
+  // scale of the matrix's shape.
+  float scale = 0.0f;
+  // Fraction of the entries of each B set to zero at the start (fixed).
+  float sparsity = 0.0f;
+  // Seed of the feedback matrices; 0 = derived from TrainerOptions::seed.
+  uint64_t seed = 0;
+  SignSymmetryMode sign_mode = SignSymmetryMode::kUniform;
+  // Pseudo-backprop: recompute W^+ every this many steps.
+  int pinv_every = 1;
+};
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  float learning_rate = 0.01f;
+  float momentum = 0.0f;       // SGD only
+  float weight_decay = 0.0f;   // L2 on weights (not biases), added to the gradient
+  float beta1 = 0.9f;          // Adam
+  float beta2 = 0.999f;        // Adam
+  float epsilon = 1e-8f;       // Adam
+  // Optional per-layer learning rates (one per weight layer) that replace learning_rate.
+  std::vector<float> layer_learning_rates;
+};
+
+struct TrainerOptions {
+  NetworkConfig network;
+  InitConfig init;
+  FeedbackConfig feedback;
+  OptimizerConfig optimizer;
+  int batch_size = 32;       // 1 = the paper's per-example updates
+  int epochs = 1;            // passes over the training set
+  int64_t max_steps = 0;     // > 0: stop after this many steps (whichever comes first)
+  uint64_t seed = 1;         // weights and shuffling
+  bool shuffle = true;       // reshuffle the training set every epoch
+  // Alignment metrics (and train-batch accuracy / NSE) every this many steps; 0 = never.
+  int metrics_every = 100;
+  // Also report the angle to the pseudo-backprop signal W^+ delta (costs an SVD).
+  bool pbp_angle = false;
+  // Evaluate on the held-out set every this many steps; 0 = only at the end.
+  int eval_every = 0;
+};
+
+// Returns InvalidArgument naming the first bad field, OK otherwise.
+absl::Status ValidateOptions(const TrainerOptions& options);
+
+// Number of weight layers (sizes.size() - 1).
+inline int NumLayers(const NetworkConfig& n) { return static_cast<int>(n.sizes.size()) - 1; }
+
+}  // namespace alignd::core
+
+#endif  // ALIGND_CORE_CONFIG_H_

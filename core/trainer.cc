@@ -1,0 +1,735 @@
+// File: core/trainer.cc
+#include "core/trainer.h"
+
+#include <Eigen/QR>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/alignment.h"
+#include "core/cpu.h"
+#include "core/learning_rule.h"
+#include "core/status_macros.h"
+
+namespace alignd::core {
+namespace {
+
+// a = f(z), column by column for softmax.
+void Activate(Activation act, const Matrix& z, Matrix& a) {
+  switch (act) {
+    case Activation::kLinear: a = z; break;
+    case Activation::kTanh: a.array() = z.array().tanh(); break;
+    case Activation::kLogistic: a.array() = z.array().logistic(); break;
+    case Activation::kRelu: a.array() = z.array().cwiseMax(0.0f); break;
+    case Activation::kSoftmax:
+      for (Eigen::Index j = 0; j < z.cols(); ++j) {
+        const float m = z.col(j).maxCoeff();
+        a.col(j).array() = (z.col(j).array() - m).exp();
+        a.col(j) /= a.col(j).sum();
+      }
+      break;
+  }
+}
+
+// d = d o f'(z), written in terms of a = f(z). Not for softmax (its Jacobian is not diagonal).
+void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
+  switch (act) {
+    case Activation::kLinear: break;
+    case Activation::kTanh: d.array() *= 1.0f - a.array().square(); break;
+    case Activation::kLogistic: d.array() *= a.array() * (1.0f - a.array()); break;
+    case Activation::kRelu: d.array() *= (a.array() > 0.0f).cast<float>(); break;
+    case Activation::kSoftmax: assert(false); break;
+  }
+}
+
+// Mean loss of outputs y = g(z) against targets t (out x n), and delta = dLoss_j/dz_j
+// (per example, not divided by n) into `delta`.
+double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, ConstMatrixRef t,
+                    Matrix& delta) {
+  const Eigen::Index n = y.cols();
+  double loss = 0;
+  if (net.loss == Loss::kSquaredError) {
+    delta = y - t;
+    loss = 0.5 * delta.cast<double>().squaredNorm();
+    if (net.output == Activation::kSoftmax) {
+      for (Eigen::Index j = 0; j < n; ++j) {
+        const float s = y.col(j).dot(delta.col(j));
+        delta.col(j).array() = y.col(j).array() * (delta.col(j).array() - s);
+      }
+    } else {
+      MultiplyByDerivative(net.output, y, delta);
+    }
+  } else if (net.output == Activation::kSoftmax) {
+    // -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
+    for (Eigen::Index j = 0; j < n; ++j) {
+      const float m = z.col(j).maxCoeff();
+      const double lse = m + std::log(static_cast<double>((z.col(j).array() - m).exp().sum()));
+      loss += lse * t.col(j).cast<double>().sum() - t.col(j).cast<double>().dot(z.col(j).cast<double>());
+    }
+    delta = y - t;
+  } else {  // logistic outputs, binary cross-entropy per unit: softplus(z) - t z
+    for (Eigen::Index j = 0; j < n; ++j)
+      for (Eigen::Index i = 0; i < y.rows(); ++i) {
+        const double zi = z(i, j);
+        loss += std::max(zi, 0.0) + std::log1p(std::exp(-std::abs(zi))) - t(i, j) * zi;
+      }
+    delta = y - t;
+  }
+  return loss / static_cast<double>(n);
+}
+
+int ArgMax(const Eigen::Ref<const Vector>& v) {
+  Eigen::Index k = 0;
+  v.maxCoeff(&k);
+  return static_cast<int>(k);
+}
+
+// (W^+)^T, in W's shape. Allocates; runs every pinv_every steps, not every step.
+Matrix PseudoInverseTransposed(const Matrix& w) {
+  return Eigen::CompleteOrthogonalDecomposition<Matrix>(w).pseudoInverse().transpose();
+}
+
+absl::Status ShapeError(absl::string_view what, Eigen::Index rows, Eigen::Index cols,
+                        Eigen::Index want_rows, Eigen::Index want_cols) {
+  return absl::InvalidArgumentError(absl::StrCat(what, " is ", rows, "x", cols, ", expected ",
+                                                 want_rows, "x", want_cols));
+}
+
+}  // namespace
+
+// ---- Construction ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
+                                                         std::shared_ptr<const Dataset> train,
+                                                         std::shared_ptr<const Dataset> eval) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  if (train == nullptr) return absl::InvalidArgumentError("train: no training set given");
+  RETURN_IF_ERROR(ValidateDataset(*train));
+  const auto& sizes = options.network.sizes;
+  for (const auto& [d, what] : {std::pair<const Dataset*, const char*>{train.get(), "training"},
+                                std::pair<const Dataset*, const char*>{eval.get(), "evaluation"}}) {
+    if (d == nullptr) continue;
+    if (d->input_dim() != sizes.front())
+      return absl::InvalidArgumentError(absl::StrCat("network.sizes[0] is ", sizes.front(),
+                                                     " but the ", what, " set has ",
+                                                     d->input_dim(), " features"));
+    if (d->output_dim() != sizes.back())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "network.sizes[", sizes.size() - 1, "] is ", sizes.back(), " but the ", what, " set has ",
+          d->output_dim(), d->is_classification() ? " classes" : " targets per example"));
+  }
+  if (eval != nullptr && eval->size() > 0) RETURN_IF_ERROR(ValidateDataset(*eval));
+  if (options.batch_size > train->size())
+    return absl::InvalidArgumentError(absl::StrCat("batch_size is ", options.batch_size,
+                                                   " but the training set has only ", train->size(),
+                                                   " examples"));
+  if (options.network.loss == Loss::kCrossEntropy && options.network.output == Activation::kSoftmax &&
+      !train->is_classification())
+    return absl::InvalidArgumentError(
+        "network.loss: softmax cross_entropy needs class labels, the training set has float targets");
+  std::unique_ptr<Trainer> t(new Trainer(options, std::move(train), std::move(eval)));
+  t->Initialize();
+  return t;
+}
+
+Trainer::Trainer(const TrainerOptions& options, std::shared_ptr<const Dataset> train,
+                 std::shared_ptr<const Dataset> eval)
+    : options_(options),
+      train_(std::move(train)),
+      eval_(std::move(eval)),
+      rule_(options.feedback.rule),
+      rng_(options.seed, /*stream=*/3) {}
+
+Trainer::~Trainer() = default;
+
+void Trainer::Initialize() {
+  const NetworkConfig& net = options_.network;
+  const int L = NumLayers(net);
+  const auto& s = net.sizes;
+  Rng init_rng(options_.seed, /*stream=*/1);
+  const bool own_fb_seed = options_.feedback.seed != 0;
+  Rng fb_rng(own_fb_seed ? options_.feedback.seed : options_.seed, own_fb_seed ? 0 : 2);
+  Rng mask_rng(options_.seed, /*stream=*/4);
+
+  w_.resize(L);
+  b_.resize(L);
+  for (int i = 0; i < L; ++i) {
+    w_[i].resize(s[i + 1], s[i]);
+    const float fan_in = s[i], fan_out = s[i + 1];
+    switch (options_.init.kind) {
+      case WeightInit::kUniform:
+        init_rng.FillUniform(w_[i], -options_.init.scale, options_.init.scale);
+        break;
+      case WeightInit::kXavier: {
+        const float r = std::sqrt(6.0f / (fan_in + fan_out));
+        init_rng.FillUniform(w_[i], -r, r);
+        break;
+      }
+      case WeightInit::kHe:
+        init_rng.FillNormal(w_[i], std::sqrt(2.0f / fan_in));
+        break;
+    }
+    b_[i] = Vector::Zero(s[i + 1]);
+  }
+
+  const float sparse = net.connection_sparsity;
+  auto draw_mask = [&](Eigen::Index rows, Eigen::Index cols) {
+    Matrix m(rows, cols);
+    for (Eigen::Index j = 0; j < cols; ++j)
+      for (Eigen::Index i = 0; i < rows; ++i) m(i, j) = mask_rng.Uniform01() < sparse ? 0.0f : 1.0f;
+    return m;
+  };
+  if (sparse > 0) {
+    w_mask_.resize(L);
+    for (int i = 0; i < L; ++i) {
+      w_mask_[i] = draw_mask(w_[i].rows(), w_[i].cols());
+      w_[i].array() *= w_mask_[i].array();
+    }
+  }
+
+  // Feedback matrices, one per hidden layer i in [1, L-1], stored in W's orientation.
+  f_.assign(L, Matrix());
+  if (RuleDrawsFeedback(rule_)) {
+    const FeedbackConfig& fb = options_.feedback;
+    for (int i = 1; i < L; ++i) {
+      const Eigen::Index rows = rule_ == Rule::kDirectFeedbackAlignment ? s[L] : s[i + 1];
+      Matrix& f = f_[i];
+      f.resize(rows, s[i]);
+      const float auto_scale = fb.distribution == Distribution::kUniform
+                                   ? std::sqrt(6.0f / float(rows + s[i]))
+                                   : std::sqrt(2.0f / float(rows + s[i]));
+      const float scale = fb.scale > 0 ? fb.scale : auto_scale;
+      if (fb.distribution == Distribution::kUniform) fb_rng.FillUniform(f, -scale, scale);
+      else fb_rng.FillNormal(f, scale);
+      if (fb.sparsity > 0)
+        for (Eigen::Index c = 0; c < f.cols(); ++c)
+          for (Eigen::Index r = 0; r < f.rows(); ++r)
+            if (fb_rng.Uniform01() < fb.sparsity) f(r, c) = 0.0f;
+    }
+    if (sparse > 0) {
+      f_mask_.assign(L, Matrix());
+      for (int i = 1; i < L; ++i) {
+        f_mask_[i] = draw_mask(f_[i].rows(), f_[i].cols());
+        f_[i].array() *= f_mask_[i].array();
+      }
+    }
+  }
+  if (rule_ == Rule::kSignSymmetry) {
+    sign_m_.assign(L, Matrix());
+    for (int i = 1; i < L; ++i)
+      sign_m_[i] = options_.feedback.sign_mode == SignSymmetryMode::kUniform
+                       ? Matrix::Ones(f_[i].rows(), f_[i].cols())
+                       : Matrix(f_[i].cwiseAbs());
+  }
+  if (rule_ == Rule::kPseudoBackprop)
+    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
+
+  // Optimiser slots.
+  const OptimizerConfig& opt = options_.optimizer;
+  const bool first = opt.kind == OptimizerKind::kAdam || opt.momentum > 0;
+  const bool second = opt.kind == OptimizerKind::kAdam;
+  slot_w_.assign(L, Slot());
+  slot_b_.assign(L, Slot());
+  slot_f_.assign(L, Slot());
+  for (int i = 0; i < L; ++i) {
+    auto init = [&](Slot& slot, Eigen::Index r, Eigen::Index c) {
+      if (first) slot.m1 = Matrix::Zero(r, c);
+      if (second) slot.m2 = Matrix::Zero(r, c);
+    };
+    init(slot_w_[i], w_[i].rows(), w_[i].cols());
+    if (net.bias) init(slot_b_[i], b_[i].rows(), 1);
+    if (rule_ == Rule::kKolenPollack && i >= 1) init(slot_f_[i], f_[i].rows(), f_[i].cols());
+  }
+
+  // Schedule.
+  const int64_t n = train_->size();
+  steps_per_epoch_ = n / options_.batch_size;
+  total_steps_ = std::numeric_limits<int64_t>::max();
+  if (options_.epochs > 0) total_steps_ = steps_per_epoch_ * options_.epochs;
+  if (options_.max_steps > 0) total_steps_ = std::min(total_steps_, options_.max_steps);
+  perm_.resize(n);
+  ShuffleForEpoch();
+}
+
+void Trainer::ShuffleForEpoch() {
+  std::iota(perm_.begin(), perm_.end(), 0);
+  if (options_.shuffle) rng_.Shuffle(perm_);
+}
+
+void Trainer::AllocateWorkspace(int n) {
+  if (ws_n_ == n) return;
+  ws_n_ = n;
+  const auto& s = options_.network.sizes;
+  const int L = num_layers();
+  a_.resize(L + 1);
+  z_.resize(L + 1);
+  delta_.resize(L + 1);
+  dh_.resize(L + 1);
+  bp_delta_.resize(L + 1);
+  bp_dh_.resize(L + 1);
+  pbp_dh_.resize(L + 1);
+  for (int i = 0; i <= L; ++i) {
+    a_[i].resize(s[i], n);
+    z_[i].resize(s[i], n);
+    delta_[i].resize(s[i], n);
+    dh_[i].resize(s[i], n);
+    bp_delta_[i].resize(s[i], n);
+    bp_dh_[i].resize(s[i], n);
+  }
+  targets_.resize(s[L], n);
+  grad_w_.resize(L);
+  grad_b_.resize(L);
+  for (int i = 0; i < L; ++i) {
+    grad_w_[i].resize(w_[i].rows(), w_[i].cols());
+    grad_b_[i].resize(b_[i].rows());
+  }
+  scratch_metrics_.alignment.reserve(L);
+}
+
+// ---- The step ----------------------------------------------------------------------
+
+void Trainer::GatherBatch() {
+  const Dataset& d = *train_;
+  const int n = options_.batch_size;
+  Matrix& x = a_[0];
+  if (d.is_classification()) targets_.setZero();
+  for (int j = 0; j < n; ++j) {
+    const int32_t k = perm_[position_ + j];
+    x.col(j) = d.features.col(k);
+    if (d.is_classification()) targets_(d.labels[k], j) = 1.0f;
+    else targets_.col(j) = d.targets.col(k);
+  }
+}
+
+void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const {
+  const NetworkConfig& net = options_.network;
+  const int L = num_layers();
+  for (int i = 0; i < L; ++i) {
+    if (i == 0) z[1].noalias() = w_[0] * x;
+    else z[i + 1].noalias() = w_[i] * a[i];
+    if (net.bias) z[i + 1].colwise() += b_[i];
+    Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
+  }
+}
+
+const Matrix& Trainer::BackwardMatrix(int i) const {
+  return rule_ == Rule::kBackprop ? w_[i] : f_[i];
+}
+
+float Trainer::LearningRate(int i) const {
+  const auto& per_layer = options_.optimizer.layer_learning_rates;
+  return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[i];
+}
+
+void Trainer::RefreshFeedback() {
+  const int L = num_layers();
+  if (rule_ == Rule::kSignSymmetry) {
+    for (int i = 1; i < L; ++i) f_[i].array() = w_[i].array().sign() * sign_m_[i].array();
+  } else if (rule_ == Rule::kPseudoBackprop && step_ % options_.feedback.pinv_every == 0 &&
+             step_ > 0) {
+    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
+  }
+}
+
+void Trainer::ComputeBpSignals() {
+  const int L = num_layers();
+  bp_delta_[L] = delta_[L];
+  for (int i = L - 1; i >= 1; --i) {
+    bp_dh_[i].noalias() = w_[i].transpose() * bp_delta_[i + 1];
+    bp_delta_[i] = bp_dh_[i];
+    MultiplyByDerivative(options_.network.hidden, a_[i], bp_delta_[i]);
+  }
+}
+
+void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
+  const int L = num_layers();
+  for (int i = L - 1; i >= 0; --i) {
+    if (i < L - 1 && !RuleLearnsHidden(rule_)) break;
+    if (i >= 1 && RuleLearnsHidden(rule_)) {
+      // The one line in which the rules differ (see core/learning_rule.h).
+      if (rule_ == Rule::kDirectFeedbackAlignment)
+        dh_[i].noalias() = f_[i].transpose() * delta_[L];
+      else
+        dh_[i].noalias() = BackwardMatrix(i).transpose() * delta_[i + 1];
+      if (metrics && options_.pbp_angle)
+        pbp_dh_[i] = PseudoInverseTransposed(w_[i]).transpose() * delta_[i + 1];
+      delta_[i] = dh_[i];
+      MultiplyByDerivative(options_.network.hidden, a_[i], delta_[i]);
+    }
+    if (mode == BackwardMode::kUpdate) {
+      UpdateLayer(i, n);
+    } else {
+      grad_w_[i].noalias() = delta_[i + 1] * a_[i].transpose();
+      grad_w_[i] *= 1.0f / n;
+      grad_b_[i].noalias() = delta_[i + 1].rowwise().sum();
+      grad_b_[i] *= 1.0f / n;
+    }
+  }
+}
+
+template <typename P, typename G>
+void Trainer::ApplyOptimizer(P& param, const G& grad, Slot& slot, float lr, float decay) {
+  const OptimizerConfig& opt = options_.optimizer;
+  if (opt.kind == OptimizerKind::kSgd) {
+    if (opt.momentum > 0) {
+      slot.m1 = opt.momentum * slot.m1 + grad;
+      if (decay > 0) slot.m1 += decay * param;
+      param -= lr * slot.m1;
+    } else {
+      if (decay > 0) param *= 1.0f - lr * decay;
+      param -= lr * grad;
+    }
+    return;
+  }
+  const float c1 = 1.0f / (1.0f - std::pow(opt.beta1, static_cast<float>(adam_t_)));
+  const float c2 = 1.0f / (1.0f - std::pow(opt.beta2, static_cast<float>(adam_t_)));
+  if (decay > 0) {
+    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * (grad + decay * param);
+    slot.m2.array() = opt.beta2 * slot.m2.array() +
+                      (1.0f - opt.beta2) * (grad + decay * param).array().square();
+  } else {
+    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * grad;
+    slot.m2.array() = opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * grad.array().square();
+  }
+  param.array() -= lr * (slot.m1.array() * c1) / ((slot.m2.array() * c2).sqrt() + opt.epsilon);
+}
+
+void Trainer::UpdateLayer(int i, int n) {
+  const OptimizerConfig& opt = options_.optimizer;
+  const float lr = LearningRate(i);
+  const float decay = opt.weight_decay;
+  const Matrix& x = a_[i];
+  const Matrix& d = delta_[i + 1];
+  const bool kp = rule_ == Rule::kKolenPollack && i >= 1;
+  if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0 && !kp) {
+    // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
+    // alpha), so no gradient matrix is written and read back.
+    if (decay > 0) w_[i] *= 1.0f - lr * decay;
+    w_[i].noalias() -= (lr / n) * d * x.transpose();
+    if (options_.network.bias) b_[i].noalias() -= (lr / n) * d.rowwise().sum();
+  } else {
+    grad_w_[i].noalias() = (1.0f / n) * d * x.transpose();
+    ApplyOptimizer(w_[i], grad_w_[i], slot_w_[i], lr, decay);
+    if (options_.network.bias) {
+      grad_b_[i].noalias() = (1.0f / n) * d.rowwise().sum();
+      ApplyOptimizer(b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
+    }
+    // Kolen-Pollack: B receives W^T's update, with the same weight decay.
+    if (kp) ApplyOptimizer(f_[i], grad_w_[i], slot_f_[i], lr, decay);
+  }
+  if (!w_mask_.empty()) w_[i].array() *= w_mask_[i].array();
+  if (kp && !f_mask_.empty()) f_[i].array() *= f_mask_[i].array();
+}
+
+absl::Status Trainer::Step(StepMetrics* metrics) {
+  if (done())
+    return absl::FailedPreconditionError(absl::StrCat("training is done (", step_, " steps)"));
+  const int n = options_.batch_size;
+  AllocateWorkspace(n);
+  GatherBatch();
+  ForwardInto(a_[0], a_, z_);
+  const int L = num_layers();
+  const double loss = LossAndDelta(options_.network, a_[L], z_[L], targets_, delta_[L]);
+  if (!std::isfinite(loss))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "training diverged: the loss is ", loss, " at step ", step_ + 1,
+        "; lower optimizer.learning_rate or the init/feedback scale"));
+  RefreshFeedback();
+  const bool details = options_.metrics_every > 0 && step_ % options_.metrics_every == 0;
+  if (details) ComputeBpSignals();
+  if (options_.optimizer.kind == OptimizerKind::kAdam) ++adam_t_;
+  Backward(n, BackwardMode::kUpdate, details);
+
+  metrics->step = step_ + 1;
+  metrics->epoch = epoch_;
+  metrics->loss = loss;
+  metrics->has_details = details;
+  metrics->alignment.clear();
+  metrics->accuracy = kNaN;
+  metrics->nse = kNaN;
+  if (details) ComputeAlignment(metrics, n);
+
+  ++step_;
+  position_ += n;
+  if (position_ + n > train_->size()) {
+    position_ = 0;
+    ++epoch_;
+    ShuffleForEpoch();
+  }
+  return absl::OkStatus();
+}
+
+void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
+  const int L = num_layers();
+  if (train_->is_classification()) {
+    int correct = 0;
+    for (int j = 0; j < n; ++j) correct += ArgMax(a_[L].col(j)) == ArgMax(targets_.col(j));
+    metrics->accuracy = static_cast<double>(correct) / n;
+  } else {
+    const double t2 = targets_.cast<double>().squaredNorm();
+    metrics->nse = (a_[L] - targets_).cast<double>().squaredNorm() / t2;
+  }
+  for (int i = 1; i < L; ++i) {
+    LayerAlignment la;
+    la.layer = i;
+    if (RuleLearnsHidden(rule_)) {
+      const AngleStats s = ColumnAngles(dh_[i], bp_dh_[i]);
+      la.update_angle_mean = s.mean;
+      la.update_angle_sd = s.sd;
+      la.positive_fraction = s.positive_fraction;
+      if (options_.pbp_angle) {
+        const AngleStats p = ColumnAngles(dh_[i], pbp_dh_[i]);
+        la.pbp_angle_mean = p.mean;
+        la.pbp_angle_sd = p.sd;
+      }
+    }
+    const Matrix& m = rule_ == Rule::kBackprop ? w_[i] : f_[i];
+    if (RuleLearnsHidden(rule_) && m.rows() == w_[i].rows() && m.cols() == w_[i].cols()) {
+      la.weight_angle = VectorAngle(w_[i], m);
+      la.norm_ratio = m.norm() / w_[i].norm();
+    }
+    metrics->alignment.push_back(la);
+  }
+}
+
+absl::Status Trainer::Run(TrainingObserver* observer) {
+  EnableFlushToZero();
+  StepMetrics& m = scratch_metrics_;
+  const bool has_eval = eval_ != nullptr && eval_->size() > 0;
+  while (!done()) {
+    RETURN_IF_ERROR(Step(&m));
+    bool go_on = observer == nullptr || observer->OnStep(m);
+    if (has_eval && options_.eval_every > 0 && step_ % options_.eval_every == 0) {
+      ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
+      last_eval_step_ = step_;
+      go_on = (observer == nullptr || observer->OnEvaluation(e)) && go_on;
+    }
+    if (!go_on) return absl::OkStatus();
+  }
+  if (has_eval && last_eval_step_ != step_) {
+    ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
+    last_eval_step_ = step_;
+    if (observer != nullptr) observer->OnEvaluation(e);
+  }
+  return absl::OkStatus();
+}
+
+// ---- Evaluation --------------------------------------------------------------------
+
+absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
+  const auto& s = options_.network.sizes;
+  if (data.input_dim() != s.front() || data.output_dim() != s.back())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data set '", data.name, "' has ", data.input_dim(), " features and ", data.output_dim(),
+        " outputs; the network has ", s.front(), " and ", s.back()));
+  if (data.is_classification() != train_->is_classification())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
+        " data; the network was trained on the other kind"));
+  const int L = num_layers();
+  constexpr int64_t kChunk = 1024;
+  std::vector<Matrix> a(L + 1), z(L + 1);
+  Matrix t, delta;
+  double loss = 0, err2 = 0, tgt2 = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < data.size(); start += kChunk) {
+    const int64_t m = std::min(kChunk, data.size() - start);
+    for (int i = 1; i <= L; ++i) {
+      a[i].resize(s[i], m);
+      z[i].resize(s[i], m);
+    }
+    ForwardInto(data.features.middleCols(start, m), a, z);
+    if (data.is_classification()) {
+      t = Matrix::Zero(s[L], m);
+      for (int64_t j = 0; j < m; ++j) t(data.labels[start + j], j) = 1.0f;
+      for (int64_t j = 0; j < m; ++j) correct += ArgMax(a[L].col(j)) == data.labels[start + j];
+    } else {
+      t = data.targets.middleCols(start, m);
+      err2 += (a[L] - t).cast<double>().squaredNorm();
+      tgt2 += t.cast<double>().squaredNorm();
+    }
+    loss += LossAndDelta(options_.network, a[L], z[L], t, delta) * static_cast<double>(m);
+  }
+  EvalMetrics e;
+  e.step = step_;
+  e.epoch = epoch_;
+  e.examples = data.size();
+  e.loss = loss / static_cast<double>(data.size());
+  if (data.is_classification()) {
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
+    e.error_rate = 1.0 - e.accuracy;
+  } else {
+    e.nse = err2 / tgt2;
+  }
+  return e;
+}
+
+absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
+  const auto& s = options_.network.sizes;
+  if (x.rows() != s.front())
+    return absl::InvalidArgumentError(absl::StrCat("inputs have ", x.rows(),
+                                                   " features; the network takes ", s.front()));
+  if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
+  const int L = num_layers();
+  std::vector<Matrix> a(L + 1), z(L + 1);
+  for (int i = 1; i <= L; ++i) {
+    a[i].resize(s[i], x.cols());
+    z[i].resize(s[i], x.cols());
+  }
+  ForwardInto(x, a, z);
+  return std::move(a[L]);
+}
+
+double Trainer::Loss(ConstMatrixRef x, ConstMatrixRef targets) const {
+  const auto& s = options_.network.sizes;
+  const int L = num_layers();
+  std::vector<Matrix> a(L + 1), z(L + 1);
+  for (int i = 1; i <= L; ++i) {
+    a[i].resize(s[i], x.cols());
+    z[i].resize(s[i], x.cols());
+  }
+  ForwardInto(x, a, z);
+  Matrix delta;
+  return LossAndDelta(options_.network, a[L], z[L], targets, delta);
+}
+
+absl::Status Trainer::Gradients(ConstMatrixRef x, ConstMatrixRef targets,
+                                std::vector<Matrix>* grad_w, std::vector<Matrix>* grad_b) {
+  const auto& s = options_.network.sizes;
+  if (x.rows() != s.front() || targets.rows() != s.back() || x.cols() != targets.cols())
+    return absl::InvalidArgumentError(absl::StrCat("x is ", x.rows(), "x", x.cols(), " and targets ",
+                                                   targets.rows(), "x", targets.cols(),
+                                                   "; the network is ", s.front(), " -> ", s.back()));
+  const int n = static_cast<int>(x.cols());
+  AllocateWorkspace(n);
+  a_[0] = x;
+  ForwardInto(a_[0], a_, z_);
+  const int L = num_layers();
+  LossAndDelta(options_.network, a_[L], z_[L], targets, delta_[L]);
+  for (int i = 0; i < L; ++i) grad_w_[i].setZero(), grad_b_[i].setZero();
+  Backward(n, BackwardMode::kGradients, /*metrics=*/false);
+  grad_w->assign(grad_w_.begin(), grad_w_.end());
+  grad_b->clear();
+  for (const Vector& g : grad_b_) grad_b->push_back(g);
+  return absl::OkStatus();
+}
+
+// ---- Feedback access ---------------------------------------------------------------
+
+absl::Status Trainer::SetFeedback(int hidden_layer, ConstMatrixRef b) {
+  if (hidden_layer < 1 || hidden_layer >= num_layers())
+    return absl::InvalidArgumentError(absl::StrCat("hidden_layer must be in [1, ", num_layers() - 1,
+                                                   "], got ", hidden_layer));
+  if (!RuleDrawsFeedback(rule_))
+    return absl::InvalidArgumentError(absl::StrCat("rule ", RuleName(rule_),
+                                                   " has no settable feedback matrix"));
+  Matrix& f = f_[hidden_layer];
+  if (b.rows() != f.cols() || b.cols() != f.rows())
+    return ShapeError("feedback", b.rows(), b.cols(), f.cols(), f.rows());
+  f = b.transpose();
+  if (rule_ == Rule::kSignSymmetry) sign_m_[hidden_layer] = f.cwiseAbs();
+  return absl::OkStatus();
+}
+
+Matrix Trainer::Feedback(int hidden_layer) const {
+  if (hidden_layer < 1 || hidden_layer >= num_layers()) return Matrix();
+  if (rule_ == Rule::kSignSymmetry) return sign_m_[hidden_layer].transpose();
+  return f_[hidden_layer].transpose();
+}
+
+// ---- State -------------------------------------------------------------------------
+
+TrainerState Trainer::ExportState() const {
+  TrainerState st;
+  const int L = num_layers();
+  st.step = step_;
+  st.epoch = epoch_;
+  st.position = position_;
+  st.rng = rng_.state();
+  st.permutation = perm_;
+  st.weights = w_;
+  for (const Vector& b : b_) st.biases.push_back(b);
+  st.feedback.assign(L, Matrix());
+  for (int i = 1; i < L; ++i) st.feedback[i] = Feedback(i);
+  if (!w_mask_.empty()) st.weight_masks = w_mask_;
+  if (!f_mask_.empty())
+    for (const Matrix& m : f_mask_) st.feedback_masks.push_back(m.transpose());
+  for (const auto* slots : {&slot_w_, &slot_b_, &slot_f_})
+    for (const Slot& s : *slots) {
+      st.moments1.push_back(s.m1);
+      st.moments2.push_back(s.m2);
+    }
+  st.adam_t = adam_t_;
+  return st;
+}
+
+absl::Status Trainer::ImportState(const TrainerState& st) {
+  const int L = num_layers();
+  if (static_cast<int>(st.weights.size()) != L || static_cast<int>(st.biases.size()) != L ||
+      static_cast<int>(st.feedback.size()) != L)
+    return absl::InvalidArgumentError(absl::StrCat("state has ", st.weights.size(),
+                                                   " weight layers; the network has ", L));
+  for (int i = 0; i < L; ++i) {
+    if (st.weights[i].rows() != w_[i].rows() || st.weights[i].cols() != w_[i].cols())
+      return ShapeError(absl::StrCat("state weights[", i, "]"), st.weights[i].rows(),
+                        st.weights[i].cols(), w_[i].rows(), w_[i].cols());
+    if (st.biases[i].rows() != b_[i].rows() || st.biases[i].cols() != 1)
+      return ShapeError(absl::StrCat("state biases[", i, "]"), st.biases[i].rows(),
+                        st.biases[i].cols(), b_[i].rows(), 1);
+    const Matrix current = i >= 1 ? Feedback(i) : Matrix();
+    if (st.feedback[i].rows() != current.rows() || st.feedback[i].cols() != current.cols())
+      return ShapeError(absl::StrCat("state feedback[", i, "]"), st.feedback[i].rows(),
+                        st.feedback[i].cols(), current.rows(), current.cols());
+  }
+  if (st.weight_masks.size() != w_mask_.size() || st.feedback_masks.size() != f_mask_.size())
+    return absl::InvalidArgumentError("state masks do not match network.connection_sparsity");
+  if (static_cast<int64_t>(st.permutation.size()) != train_->size())
+    return absl::InvalidArgumentError(absl::StrCat("state permutation has ", st.permutation.size(),
+                                                   " entries; the training set has ",
+                                                   train_->size(), " examples"));
+  if (st.moments1.size() != 3 * static_cast<size_t>(L) ||
+      st.moments2.size() != 3 * static_cast<size_t>(L))
+    return absl::InvalidArgumentError("state optimiser slots do not match the network");
+  for (size_t k = 0; k < 3 * static_cast<size_t>(L); ++k) {
+    const auto& slots = k < size_t(L) ? slot_w_ : (k < 2 * size_t(L) ? slot_b_ : slot_f_);
+    const Slot& s = slots[k % L];
+    if (st.moments1[k].rows() != s.m1.rows() || st.moments1[k].cols() != s.m1.cols() ||
+        st.moments2[k].rows() != s.m2.rows() || st.moments2[k].cols() != s.m2.cols())
+      return absl::InvalidArgumentError(absl::StrCat("state optimiser slot ", k,
+                                                     " does not match the optimiser"));
+  }
+  if (st.step < 0 || st.position < 0 || st.position + options_.batch_size > train_->size())
+    return absl::InvalidArgumentError(absl::StrCat("state position ", st.position,
+                                                   " is outside the training set"));
+  for (int32_t k : st.permutation)
+    if (k < 0 || k >= train_->size())
+      return absl::InvalidArgumentError("state permutation has an out-of-range index");
+
+  step_ = st.step;
+  epoch_ = st.epoch;
+  position_ = st.position;
+  rng_.set_state(st.rng);
+  perm_ = st.permutation;
+  w_ = st.weights;
+  for (int i = 0; i < L; ++i) b_[i] = st.biases[i];
+  for (int i = 1; i < L; ++i) {
+    if (rule_ == Rule::kSignSymmetry) sign_m_[i] = st.feedback[i].transpose();
+    else f_[i] = st.feedback[i].transpose();
+  }
+  w_mask_ = st.weight_masks;
+  for (size_t i = 0; i < st.feedback_masks.size(); ++i) f_mask_[i] = st.feedback_masks[i].transpose();
+  for (size_t k = 0; k < 3 * static_cast<size_t>(L); ++k) {
+    auto& slots = k < size_t(L) ? slot_w_ : (k < 2 * size_t(L) ? slot_b_ : slot_f_);
+    slots[k % L].m1 = st.moments1[k];
+    slots[k % L].m2 = st.moments2[k];
+  }
+  adam_t_ = st.adam_t;
+  last_eval_step_ = -1;
+  return absl::OkStatus();
+}
+
+}  // namespace alignd::core

@@ -1,0 +1,236 @@
+// File: core/trainer.h
+// -----------------------------------------------------------------------------
+// Trainer: a multilayer perceptron of any depth and the loop that trains it with
+// backpropagation or one of the feedback-alignment family (core/learning_rule.h).
+//
+// Shapes (stated once, llm.c style), with L weight layers and batch size n:
+//   a[0] = X                      in x n        (a column per example)
+//   z[i+1] = W[i] a[i] + b[i]     W[i] is sizes[i+1] x sizes[i]
+//   a[i+1] = f(z[i+1])            f = hidden activation, the output one for i+1 = L
+//   delta[L] = dLoss/dz[L]        out x n
+//   dh[i] = M[i]^T delta[i+1]     the hidden signal, M[i] = W[i] (BP) or F[i] (the rule's)
+//   delta[i] = dh[i] o f'(a[i])
+//   W[i] -= lr/n * delta[i+1] a[i]^T
+// Feedback matrices F[i] are stored in the shape of W[i] (so BP and FA run the very
+// same product, `M.transpose() * delta`, and FA with F = W is BP bit for bit); the
+// API speaks the paper's orientation, B[i] = F[i]^T.
+//
+// Losses are means over the batch. The training step allocates nothing after the
+// first batch (tested under EIGEN_RUNTIME_NO_MALLOC); metric steps and evaluations
+// may.
+//
+// Deterministic: the same options, seed, data and build give bit-identical
+// weights, and ExportState()/ImportState() continue a run exactly.
+//
+// Thread-safety: a Trainer is not thread-safe; one thread drives it at a time.
+// The data sets are shared and must not change while the Trainer lives.
+#ifndef ALIGND_CORE_TRAINER_H_
+#define ALIGND_CORE_TRAINER_H_
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/config.h"
+#include "core/dataset.h"
+#include "core/matrix.h"
+#include "core/random.h"
+
+namespace alignd::core {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Alignment of one hidden layer (1-based: layer 1 is the first hidden layer).
+struct LayerAlignment {
+  int layer = 0;
+  // Angle between the rule's hidden signal dh and the BP one, per example; degrees.
+  double update_angle_mean = kNaN;
+  double update_angle_sd = kNaN;
+  double positive_fraction = kNaN;  // share of examples with dh_rule . dh_bp > 0
+  // Angle between vec(W^T) and vec(B) of the weights above this layer, and |B| / |W|
+  // (Frobenius). NaN where the rule has no B shaped like W^T (DFA, shallow).
+  double weight_angle = kNaN;
+  double norm_ratio = kNaN;
+  // Angle to the pseudo-backprop signal W^+ delta (TrainerOptions::pbp_angle).
+  double pbp_angle_mean = kNaN;
+  double pbp_angle_sd = kNaN;
+};
+
+// What one step reports. `loss` every step; the rest on metric steps
+// (has_details, every TrainerOptions::metrics_every steps, from step 1).
+struct StepMetrics {
+  int64_t step = 0;   // steps completed, this one included
+  int64_t epoch = 0;  // 0-based epoch this step belongs to
+  double loss = kNaN; // mean loss of the batch, before the update
+  bool has_details = false;
+  double accuracy = kNaN;  // classification, on the batch
+  double nse = kNaN;       // regression: sum |e|^2 / sum |y*|^2 on the batch
+  std::vector<LayerAlignment> alignment;  // one per hidden layer
+};
+
+struct EvalMetrics {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  int64_t examples = 0;
+  double loss = kNaN;
+  double accuracy = kNaN;    // classification
+  double error_rate = kNaN;  // classification: 1 - accuracy
+  double nse = kNaN;         // regression
+};
+
+// Called by Trainer::Run on the training thread (ceres IterationCallback style).
+// Returning false stops the run after the current step; Run can be called again.
+class TrainingObserver {
+ public:
+  virtual ~TrainingObserver() = default;
+  virtual bool OnStep(const StepMetrics& metrics) = 0;
+  virtual bool OnEvaluation(const EvalMetrics& metrics) { (void)metrics; return true; }
+};
+
+// Everything needed to continue a run bit for bit. Feedback matrices are in the
+// paper's orientation (B[i] shaped like W[i]^T; index = hidden layer, entry 0 unused):
+// the fixed B for FA, the learned B for KP, B_i (hidden x out) for DFA, the magnitude
+// matrix M for sign symmetry, the current W^+ for pseudo-backprop.
+struct TrainerState {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  int64_t position = 0;             // examples consumed in the current epoch
+  Rng::State rng{};                 // the shuffling generator
+  std::vector<int32_t> permutation; // this epoch's order
+  std::vector<Matrix> weights;      // W[i], sizes[i+1] x sizes[i]
+  std::vector<Matrix> biases;       // b[i], sizes[i+1] x 1
+  std::vector<Matrix> feedback;     // B[i] (see above); empty where unused
+  std::vector<Matrix> weight_masks; // empty when dense
+  std::vector<Matrix> feedback_masks;
+  // Optimiser slots: first and second moments (SGD momentum uses the first only), for
+  // weights, biases and (Kolen-Pollack) feedback, in that order per layer.
+  std::vector<Matrix> moments1;
+  std::vector<Matrix> moments2;
+  int64_t adam_t = 0;
+};
+
+// Binary encoding of a TrainerState (little-endian floats; a versioned header).
+std::string SerializeState(const TrainerState& state);
+// Returns InvalidArgument if `bytes` is not a complete state of a known version.
+absl::StatusOr<TrainerState> ParseState(const std::string& bytes);
+
+class Trainer {
+ public:
+  // Validates `options` against the data: InvalidArgument names the bad field
+  // (e.g. "network.sizes[0] is 784 but the training set has 30 features").
+  // `eval` may be null. Both data sets must outlive nothing: they are shared.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainerOptions& options, std::shared_ptr<const Dataset> train,
+      std::shared_ptr<const Dataset> eval = nullptr);
+
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  ~Trainer();
+
+  // Trains until done() or the observer returns false (observer may be null).
+  // Evaluates on the eval set every eval_every steps and once at the end. Returns
+  // FailedPrecondition if the loss turns NaN or infinite (diverged), naming the step.
+  absl::Status Run(TrainingObserver* observer);
+
+  // One training step; fills `metrics`. Same error as Run.
+  absl::Status Step(StepMetrics* metrics);
+
+  // Loss, accuracy / NSE of the current weights on `data` (shapes must match the
+  // network: InvalidArgument otherwise).
+  absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) const;
+  // Network outputs for inputs `x` (in x n).
+  absl::StatusOr<Matrix> Predict(ConstMatrixRef x) const;
+
+  // The rule's pseudo-gradients of the mean loss of (x, targets) with the current
+  // weights, without updating (for BP: the true gradients). targets is out x n.
+  absl::Status Gradients(ConstMatrixRef x, ConstMatrixRef targets, std::vector<Matrix>* grad_w,
+                         std::vector<Matrix>* grad_b);
+  // Mean loss of (x, targets) with the current weights.
+  double Loss(ConstMatrixRef x, ConstMatrixRef targets) const;
+
+  TrainerState ExportState() const;
+  // Returns InvalidArgument if the state does not fit this network and rule.
+  absl::Status ImportState(const TrainerState& state);
+
+  // Replaces the feedback matrix B of hidden layer `hidden_layer` (1-based; paper
+  // orientation). InvalidArgument on a wrong layer or shape, or a rule without B.
+  absl::Status SetFeedback(int hidden_layer, ConstMatrixRef b);
+  Matrix Feedback(int hidden_layer) const;  // paper orientation; empty if none
+
+  const TrainerOptions& options() const { return options_; }
+  int num_layers() const { return static_cast<int>(w_.size()); }
+  const Matrix& weights(int i) const { return w_[i]; }
+  const Vector& biases(int i) const { return b_[i]; }
+  Matrix& mutable_weights(int i) { return w_[i]; }
+  int64_t step() const { return step_; }
+  int64_t epoch() const { return epoch_; }
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  bool done() const { return step_ >= total_steps_; }
+
+ private:
+  struct Slot {
+    Matrix m1, m2;
+  };
+
+  Trainer(const TrainerOptions& options, std::shared_ptr<const Dataset> train,
+          std::shared_ptr<const Dataset> eval);
+  void Initialize();
+  void AllocateWorkspace(int n);
+  void GatherBatch();
+  // a[i], z[i] for i >= 1 from input x (a[0] is not touched).
+  void ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const;
+  enum class BackwardMode { kUpdate, kGradients };
+  // From delta_[L]: hidden signals dh_, deltas, and per mode the updates or grad_w_/grad_b_.
+  void Backward(int n, BackwardMode mode, bool metrics);
+  void UpdateLayer(int i, int n);
+  void ComputeBpSignals();
+  void ShuffleForEpoch();
+  template <typename P, typename G>
+  void ApplyOptimizer(P& param, const G& grad, Slot& slot, float lr, float decay);
+  void RefreshFeedback();
+  void ComputeAlignment(StepMetrics* metrics, int n);
+  const Matrix& BackwardMatrix(int i) const;  // M[i]: what dh[i] = M[i]^T delta uses
+  float LearningRate(int i) const;
+
+  const TrainerOptions options_;
+  const std::shared_ptr<const Dataset> train_;
+  const std::shared_ptr<const Dataset> eval_;
+  const Rule rule_;
+
+  // Parameters.
+  std::vector<Matrix> w_;
+  std::vector<Vector> b_;
+  std::vector<Matrix> f_;        // F[i], i >= 1 (see file comment); f_[0] unused
+  std::vector<Matrix> w_mask_;   // empty when dense
+  std::vector<Matrix> f_mask_;
+  std::vector<Matrix> sign_m_;   // sign symmetry magnitudes M (shape of W)
+  std::vector<Slot> slot_w_, slot_b_, slot_f_;
+  int64_t adam_t_ = 0;
+
+  // Schedule.
+  Rng rng_;
+  std::vector<int32_t> perm_;
+  int64_t step_ = 0, epoch_ = 0, position_ = 0;
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+
+  // Workspace for batch size ws_n_ (mutable: Forward is shared with const evaluation).
+  int ws_n_ = -1;
+  std::vector<Matrix> a_, z_;
+  std::vector<Matrix> delta_, dh_;
+  Matrix targets_;
+  std::vector<Matrix> bp_delta_, bp_dh_, pbp_dh_;
+  std::vector<Matrix> grad_w_;
+  std::vector<Vector> grad_b_;
+  Matrix grad_f_;
+  StepMetrics scratch_metrics_;
+  int64_t last_eval_step_ = -1;
+};
+
+}  // namespace alignd::core
+
+#endif  // ALIGND_CORE_TRAINER_H_
