@@ -110,8 +110,11 @@ struct TrainerOptions {
   FeedbackConfig feedback;
   OptimizerConfig optimizer;
   int batch_size = 32;       // 1 = the paper's per-example updates
-  int epochs = 1;            // passes over the training set
-  int64_t max_steps = 0;     // > 0: stop after this many steps (whichever comes first)
+  // Length of the run: max_steps steps if > 0, otherwise `epochs` passes over the
+  // training set (each pass is floor(n / batch_size) steps; the remainder of a pass
+  // is skipped, a different remainder each epoch when shuffling).
+  int epochs = 1;
+  int64_t max_steps = 0;
   uint64_t seed = 1;         // weights and shuffling
   bool shuffle = true;       // reshuffle the training set every epoch
   // Alignment metrics (and train-batch accuracy / NSE) every this many steps; 0 = never.

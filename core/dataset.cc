@@ -325,6 +325,8 @@ absl::Status CheckSizes(int64_t train, int64_t test) {
 
 absl::StatusOr<TaskData> MakeLinearTask(const LinearTaskSpec& spec) {
   RETURN_IF_ERROR(CheckSizes(spec.train_size, spec.test_size));
+  if (!(spec.noise >= 0.0f && std::isfinite(spec.noise)))
+    return absl::InvalidArgumentError(absl::StrCat("noise must be finite and >= 0, got ", spec.noise));
   if (spec.input_dim < 1 || spec.output_dim < 1)
     return absl::InvalidArgumentError(absl::StrCat("input_dim and output_dim must be >= 1, got ",
                                                    spec.input_dim, " and ", spec.output_dim));
@@ -339,6 +341,11 @@ absl::StatusOr<TaskData> MakeLinearTask(const LinearTaskSpec& spec) {
     d->features.resize(spec.input_dim, n);
     rng.FillNormal(d->features, 1.0f);
     d->targets.noalias() = t * d->features;
+    if (spec.noise > 0) {
+      Matrix noise(d->targets.rows(), d->targets.cols());
+      rng.FillNormal(noise, spec.noise);
+      d->targets += noise;
+    }
   }
   out.train.name = "linear-train";
   out.test.name = "linear-test";

@@ -88,10 +88,12 @@ struct TaskData {
   Dataset test;
 };
 
-// The paper's linear task: T (out x in) ~ U[-1, 1] drawn once, x ~ N(0, I), y* = T x.
+// The paper's linear task: T (out x in) ~ U[-1, 1] drawn once, x ~ N(0, I), y* = T x
+// (+ N(0, noise^2) per target if noise > 0, which gives the task an error floor).
 struct LinearTaskSpec {
   int input_dim = 30;
   int output_dim = 10;
+  float noise = 0.0f;
   int64_t train_size = 1000;
   int64_t test_size = 1000;
   uint64_t seed = 1;

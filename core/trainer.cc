@@ -248,9 +248,8 @@ void Trainer::Initialize() {
   // Schedule.
   const int64_t n = train_->size();
   steps_per_epoch_ = n / options_.batch_size;
-  total_steps_ = std::numeric_limits<int64_t>::max();
-  if (options_.epochs > 0) total_steps_ = steps_per_epoch_ * options_.epochs;
-  if (options_.max_steps > 0) total_steps_ = std::min(total_steps_, options_.max_steps);
+  total_steps_ = options_.max_steps > 0 ? options_.max_steps
+                                        : steps_per_epoch_ * options_.epochs;
   perm_.resize(n);
   ShuffleForEpoch();
 }

@@ -1,0 +1,437 @@
+// The learning rules against the exact checks derived from Lillicrap et al. (2016)
+// (../shared/science/FEEDBACK_ALIGNMENT.md) and the known behaviour of each rule.
+#include <cmath>
+#include <memory>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "core/learning_rule.h"
+#include "core/trainer.h"
+#include "tests/test_util.h"
+
+namespace alignd::core {
+namespace {
+
+std::shared_ptr<const Dataset> Share(Dataset d) { return std::make_shared<const Dataset>(std::move(d)); }
+
+std::unique_ptr<Trainer> MustCreate(const TrainerOptions& o, std::shared_ptr<const Dataset> train,
+                                    std::shared_ptr<const Dataset> eval = nullptr) {
+  auto t = Trainer::Create(o, std::move(train), std::move(eval));
+  EXPECT_OK(t);
+  return t.ok() ? std::move(*t) : nullptr;
+}
+
+// Collects every metric step.
+class Recorder : public TrainingObserver {
+ public:
+  bool OnStep(const StepMetrics& m) override {
+    if (m.has_details) details.push_back(m);
+    losses.push_back(m.loss);
+    return true;
+  }
+  bool OnEvaluation(const EvalMetrics& e) override {
+    evals.push_back(e);
+    return true;
+  }
+  std::vector<StepMetrics> details;
+  std::vector<double> losses;
+  std::vector<EvalMetrics> evals;
+};
+
+// ---- FA with B = W^T is BP, bit for bit ------------------------------------------------
+
+class FaEqualsBpTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(FaEqualsBpTest, FeedbackSetToWTransposeEveryStepGivesBackpropBitForBit) {
+  NonlinearTaskSpec spec;
+  spec.train_size = 256;
+  spec.test_size = 0;
+  auto data = Share(MakeNonlinearTask(spec)->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 15, 10};
+  o.network.hidden = Activation::kTanh;
+  o.batch_size = GetParam();
+  o.max_steps = 60;
+  o.optimizer.momentum = 0.9f;
+  o.optimizer.learning_rate = 0.01f;
+  o.feedback.rule = Rule::kBackprop;
+  auto bp = MustCreate(o, data);
+  o.feedback.rule = Rule::kFeedbackAlignment;
+  auto fa = MustCreate(o, data);
+  StepMetrics m;
+  while (!bp->done()) {
+    for (int i = 1; i < fa->num_layers(); ++i) ASSERT_OK(fa->SetFeedback(i, fa->weights(i).transpose()));
+    ASSERT_OK(bp->Step(&m));
+    ASSERT_OK(fa->Step(&m));
+  }
+  for (int i = 0; i < bp->num_layers(); ++i) {
+    EXPECT_TRUE(bp->weights(i) == fa->weights(i)) << "layer " << i;
+    EXPECT_TRUE(bp->biases(i) == fa->biases(i)) << "layer " << i;
+  }
+  // And without the reset, FA is not BP.
+  auto fa2 = MustCreate(o, data);
+  ASSERT_OK(fa2->Run(nullptr));
+  EXPECT_FALSE(fa2->weights(0) == bp->weights(0));
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, FaEqualsBpTest, ::testing::Values(1, 7, 32),
+                         [](const auto& info) { return "batch" + std::to_string(info.param); });
+
+// ---- The 1-d toy ------------------------------------------------------------------------
+
+TrainerOptions ToyOptions(Rule rule) {
+  TrainerOptions o;
+  o.network.sizes = {1, 1, 1};
+  o.network.hidden = Activation::kLinear;
+  o.network.output = Activation::kLinear;
+  o.network.bias = false;
+  o.init.kind = WeightInit::kUniform;
+  o.init.scale = 0.0f;  // start at exactly (0, 0)
+  o.feedback.rule = rule;
+  o.optimizer.learning_rate = 0.02f;
+  o.batch_size = 2000;  // large batch: close to the expected dynamics
+  o.max_steps = 3000;
+  o.epochs = 0;
+  o.shuffle = false;
+  return o;
+}
+
+TEST(ToyTest, FeedbackAlignmentFromZeroReachesTheHyperbolaAtTheDerivedPoint) {
+  auto data = Share(MakeToyTask(2000, 0, 7)->train);
+  auto fa = MustCreate(ToyOptions(Rule::kFeedbackAlignment), data);
+  ASSERT_OK(fa->SetFeedback(1, Matrix::Ones(1, 1)));
+  ASSERT_OK(fa->Run(nullptr));
+  const float w0 = fa->weights(0)(0, 0), w = fa->weights(1)(0, 0);
+  // W - W0^2/2 is conserved from (0, 0); on W W0 = 1 that gives W0 = 2^(1/3).
+  EXPECT_NEAR(w * w0, 1.0f, 1e-3f);
+  EXPECT_NEAR(w0, std::cbrt(2.0f), 1e-2f);
+  EXPECT_NEAR(w, 1.0f / std::cbrt(2.0f), 1e-2f);
+}
+
+TEST(ToyTest, BackpropFromExactlyZeroNeverMoves) {
+  auto data = Share(MakeToyTask(2000, 0, 7)->train);
+  auto bp = MustCreate(ToyOptions(Rule::kBackprop), data);
+  ASSERT_OK(bp->Run(nullptr));
+  EXPECT_EQ(bp->weights(0)(0, 0), 0.0f);
+  EXPECT_EQ(bp->weights(1)(0, 0), 0.0f);
+}
+
+// ---- The linear network -----------------------------------------------------------------
+
+TrainerOptions LinearOptions(Rule rule) {
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 10};
+  o.network.hidden = Activation::kLinear;
+  o.network.output = Activation::kLinear;
+  o.network.bias = false;
+  o.init.kind = WeightInit::kUniform;
+  o.init.scale = 0.01f;
+  o.feedback.rule = rule;
+  o.feedback.scale = 0.5f;
+  o.optimizer.learning_rate = 0.002f;
+  o.batch_size = 1;
+  o.metrics_every = 50;
+  return o;
+}
+
+// Worst relative error, over 100 steps, of "W0 W0^T - B W - W^T B^T changes by exactly
+// dW0 dW0^T", for a per-example run of `rule` on the linear network.
+double WorstInvariantError(Rule rule) {
+  LinearTaskSpec spec;
+  spec.train_size = 500;
+  auto data = Share(MakeLinearTask(spec)->train);
+  TrainerOptions o = LinearOptions(rule);
+  auto t = MustCreate(o, data);
+  // B: FA's fixed feedback; for BP, a fixed random matrix of the same shape.
+  TrainerOptions fa_options = LinearOptions(Rule::kFeedbackAlignment);
+  const Eigen::MatrixXd b = MustCreate(fa_options, data)->Feedback(1).cast<double>();
+  auto invariant = [&](const Eigen::MatrixXd& w0, const Eigen::MatrixXd& w) {
+    return Eigen::MatrixXd(w0 * w0.transpose() - b * w - w.transpose() * b.transpose());
+  };
+  StepMetrics m;
+  for (int k = 0; k < 200; ++k) EXPECT_OK(t->Step(&m));  // leave the tiny-weight start
+  double worst = 0;
+  for (int k = 0; k < 100; ++k) {
+    const Eigen::MatrixXd w0 = t->weights(0).cast<double>(), w = t->weights(1).cast<double>();
+    EXPECT_OK(t->Step(&m));
+    const Eigen::MatrixXd w0n = t->weights(0).cast<double>(), wn = t->weights(1).cast<double>();
+    const Eigen::MatrixXd dw0 = w0n - w0;
+    const Eigen::MatrixXd expected = dw0 * dw0.transpose();
+    const Eigen::MatrixXd change = invariant(w0n, wn) - invariant(w0, w);
+    worst = std::max(worst, (change - expected).norm() / expected.norm());
+  }
+  return worst;
+}
+
+TEST(LinearNetTest, FaInvariantChangesByExactlyDeltaW0DeltaW0Transpose) {
+  EXPECT_LT(WorstInvariantError(Rule::kFeedbackAlignment), 0.02);
+  // Under BP the same quantity does not follow the identity: the check is not vacuous.
+  EXPECT_GT(WorstInvariantError(Rule::kBackprop), 1.0);
+}
+
+TEST(LinearNetTest, OneExampleFromZeroFaIsParallelToPseudoBackprop) {
+  LinearTaskSpec spec;
+  spec.train_size = 1;
+  auto data = Share(MakeLinearTask(spec)->train);
+  TrainerOptions o = LinearOptions(Rule::kFeedbackAlignment);
+  o.init.scale = 0.0f;
+  o.max_steps = 30;
+  o.metrics_every = 1;
+  o.pbp_angle = true;
+  const float x2 = data->features.col(0).squaredNorm();
+  o.optimizer.layer_learning_rates = {0.01f / x2, 0.01f};
+  auto fa = MustCreate(o, data);
+  Recorder rec;
+  ASSERT_OK(fa->Run(&rec));
+  int measured = 0;
+  for (const StepMetrics& m : rec.details) {
+    const double a = m.alignment[0].pbp_angle_mean;
+    if (std::isnan(a)) continue;  // W = 0 at the very first step: W^+ delta = 0
+    ++measured;
+    EXPECT_LT(a, 0.5) << "step " << m.step;
+  }
+  EXPECT_GE(measured, 25);
+  // From a random (non-zero) start the two are not parallel: the check is not vacuous.
+  o.init.scale = 0.1f;
+  auto random_start = MustCreate(o, data);
+  Recorder rec2;
+  ASSERT_OK(random_start->Run(&rec2));
+  EXPECT_GT(rec2.details.front().alignment[0].pbp_angle_mean, 5.0);
+}
+
+TEST(LinearNetTest, FaLearnsAsWellAsBpAndFarBetterThanShallowWhileTheAngleFalls) {
+  LinearTaskSpec spec;
+  spec.train_size = 2000;
+  spec.test_size = 500;
+  spec.noise = 0.5f;  // an error floor, so that "within 1.5x" compares errors, not round-off
+  auto task = MakeLinearTask(spec);
+  auto train = Share(task->train), test = Share(task->test);
+  std::map<Rule, double> nse;
+  std::vector<StepMetrics> fa_details;
+  for (Rule r : {Rule::kBackprop, Rule::kFeedbackAlignment, Rule::kShallow}) {
+    TrainerOptions o = LinearOptions(r);
+    o.epochs = 3;
+    o.metrics_every = 1;
+    auto t = MustCreate(o, train, test);
+    Recorder rec;
+    ASSERT_OK(t->Run(&rec));
+    ASSERT_FALSE(rec.evals.empty());
+    nse[r] = rec.evals.back().nse;
+    if (r == Rule::kFeedbackAlignment) fa_details = rec.details;
+  }
+  const double bp = nse[Rule::kBackprop], fa = nse[Rule::kFeedbackAlignment],
+               shallow = nse[Rule::kShallow];
+  RecordProperty("nse_bp", std::to_string(bp));
+  RecordProperty("nse_fa", std::to_string(fa));
+  RecordProperty("nse_shallow", std::to_string(shallow));
+  EXPECT_LT(fa, 1.5 * bp) << "bp " << bp << " fa " << fa;
+  EXPECT_LT(fa, 0.2 * shallow) << "shallow " << shallow << " fa " << fa;
+  // Per-example angles are single draws: average the first and the last 20 steps.
+  auto mean_angle = [&](size_t from, size_t to) {
+    double sum = 0;
+    for (size_t k = from; k < to; ++k) sum += fa_details[k].alignment[0].update_angle_mean;
+    return sum / double(to - from);
+  };
+  const size_t n = fa_details.size();
+  const double first = mean_angle(0, 20), last = mean_angle(n - 20, n);
+  EXPECT_GT(first, 75.0);
+  EXPECT_LT(first, 105.0);
+  EXPECT_LT(last, 45.0);
+  double positive = 0;
+  for (size_t k = n - 20; k < n; ++k) positive += fa_details[k].alignment[0].positive_fraction;
+  EXPECT_GE(positive / 20, 0.95);
+}
+
+// ---- Kolen-Pollack ----------------------------------------------------------------------
+
+TEST(KolenPollackTest, WMinusBTransposeDecaysAtTheWeightDecayRate) {
+  NonlinearTaskSpec spec;
+  spec.train_size = 64;
+  spec.test_size = 0;
+  auto data = Share(MakeNonlinearTask(spec)->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 15, 10};
+  o.feedback.rule = Rule::kKolenPollack;
+  o.optimizer.learning_rate = 0.1f;
+  o.optimizer.weight_decay = 0.1f;
+  o.batch_size = 8;
+  o.max_steps = 200;
+  o.metrics_every = 0;
+  auto kp = MustCreate(o, data);
+  std::vector<double> start;
+  for (int i = 1; i < kp->num_layers(); ++i)
+    start.push_back((kp->weights(i) - kp->Feedback(i).transpose()).norm());
+  ASSERT_OK(kp->Run(nullptr));
+  const double lambda_t = std::pow(1.0 - 0.1 * 0.1, 200);  // (1 - lr*decay)^t ~ 0.134
+  for (int i = 1; i < kp->num_layers(); ++i) {
+    const double now = (kp->weights(i) - kp->Feedback(i).transpose()).norm();
+    EXPECT_NEAR(now / start[i - 1], lambda_t, 1e-3 * lambda_t) << "layer " << i;
+  }
+}
+
+// ---- Properties of every rule -------------------------------------------------------------
+
+TEST(FeedbackTest, FaFeedbackNeverChangesAndSparseConnectionsStayRemoved) {
+  NonlinearTaskSpec spec;
+  spec.train_size = 128;
+  auto task = MakeNonlinearTask(spec);
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 10, 10};
+  o.network.connection_sparsity = 0.5f;
+  o.feedback.rule = Rule::kFeedbackAlignment;
+  o.batch_size = 4;
+  o.epochs = 2;
+  auto fa = MustCreate(o, Share(task->train));
+  const Matrix b1 = fa->Feedback(1), b2 = fa->Feedback(2);
+  const Matrix w0 = fa->weights(0);
+  const double zeros = (w0.array() == 0).cast<double>().mean();
+  EXPECT_NEAR(zeros, 0.5, 0.05);
+  EXPECT_NEAR((b1.array() == 0).cast<double>().mean(), 0.5, 0.08);
+  ASSERT_OK(fa->Run(nullptr));
+  EXPECT_TRUE(fa->Feedback(1) == b1);
+  EXPECT_TRUE(fa->Feedback(2) == b2);
+  EXPECT_FALSE(fa->weights(0) == w0);
+  // Every removed connection is still exactly zero.
+  EXPECT_TRUE(((w0.array() == 0) && (fa->weights(0).array() != 0)).count() == 0);
+}
+
+TEST(FeedbackTest, FeedbackDistributionScaleAndSparsity) {
+  auto data = Share(MakeLinearTask({})->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 200, 10};
+  o.feedback.scale = 0.5f;
+  o.feedback.sparsity = 0.25f;
+  auto u = MustCreate(o, data);
+  const Matrix b = u->Feedback(1);
+  EXPECT_EQ(b.rows(), 200);
+  EXPECT_EQ(b.cols(), 10);
+  EXPECT_LE(b.cwiseAbs().maxCoeff(), 0.5f);
+  EXPECT_NEAR((b.array() == 0).cast<double>().mean(), 0.25, 0.05);
+  o.feedback.distribution = Distribution::kGaussian;
+  o.feedback.sparsity = 0;
+  auto g = MustCreate(o, data);
+  const Matrix bg = g->Feedback(1);
+  const double sd = std::sqrt(bg.array().square().mean());
+  EXPECT_NEAR(sd, 0.5, 0.03);
+  // The feedback seed is part of the config: another seed, another B, same W.
+  o.feedback.seed = 99;
+  auto g2 = MustCreate(o, data);
+  EXPECT_FALSE(g2->Feedback(1) == bg);
+  EXPECT_TRUE(g2->weights(0) == g->weights(0));
+}
+
+TEST(DfaTest, TrainsFromZeroInitWhereBackpropCannot) {
+  LinearTaskSpec spec;
+  spec.train_size = 1000;
+  auto data = Share(MakeLinearTask(spec)->train);
+  std::map<Rule, double> final_loss;
+  for (Rule r : {Rule::kBackprop, Rule::kDirectFeedbackAlignment}) {
+    TrainerOptions o;
+    o.network.sizes = {30, 40, 40, 10};
+    o.network.hidden = Activation::kTanh;
+    o.network.bias = false;
+    o.init.kind = WeightInit::kUniform;
+    o.init.scale = 0.0f;
+    o.feedback.rule = r;
+    o.optimizer.learning_rate = 0.005f;
+    o.batch_size = 10;
+    o.epochs = 10;
+    auto t = MustCreate(o, data);
+    const double before = t->Evaluate(*data)->loss;
+    ASSERT_OK(t->Run(nullptr));
+    final_loss[r] = t->Evaluate(*data)->loss / before;
+  }
+  EXPECT_GT(final_loss[Rule::kBackprop], 0.99);  // stuck at the saddle
+  EXPECT_LT(final_loss[Rule::kDirectFeedbackAlignment], 0.3);
+}
+
+// Every rule reduces the loss on a linearly separable two-class set.
+class EveryRuleTest : public ::testing::TestWithParam<Rule> {};
+
+TEST_P(EveryRuleTest, LearnsASeparableToySet) {
+  Rng rng(5);
+  const int n = 400;
+  Matrix x(4, n);
+  rng.FillNormal(x, 1.0f);
+  std::vector<int32_t> labels(n);
+  for (int j = 0; j < n; ++j) {
+    labels[j] = j % 2;
+    x(0, j) += labels[j] ? 2.0f : -2.0f;
+  }
+  auto data = Share(*MakeClassificationDataset(x, labels, 2));
+  TrainerOptions o;
+  o.network.sizes = {4, 16, 16, 2};
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = GetParam();
+  o.optimizer.learning_rate = 0.05f;
+  o.batch_size = 8;
+  o.epochs = 5;
+  o.metrics_every = 10;
+  auto t = MustCreate(o, data, data);
+  Recorder rec;
+  ASSERT_OK(t->Run(&rec));
+  EXPECT_LT(rec.evals.back().loss, 0.5 * rec.losses.front());
+  EXPECT_GT(rec.evals.back().accuracy, 0.95);
+  // Alignment figures are reported per hidden layer on metric steps.
+  ASSERT_FALSE(rec.details.empty());
+  EXPECT_EQ(rec.details.back().alignment.size(), 2u);
+  if (RuleLearnsHidden(GetParam())) {
+    EXPECT_FALSE(std::isnan(rec.details.back().alignment[0].update_angle_mean));
+  }
+  if (GetParam() == Rule::kBackprop) {
+    EXPECT_NEAR(rec.details.back().alignment[0].update_angle_mean, 0.0, 0.1);
+    EXPECT_NEAR(rec.details.back().alignment[1].weight_angle, 0.0, 0.1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRules, EveryRuleTest, ::testing::ValuesIn(AllRules()),
+                         [](const auto& info) { return std::string(RuleName(info.param)); });
+
+TEST(SignSymmetryTest, BothModesAlignSignsWithW) {
+  auto data = Share(MakeLinearTask({})->train);
+  for (SignSymmetryMode mode : {SignSymmetryMode::kUniform, SignSymmetryMode::kFixedRandom}) {
+    TrainerOptions o;
+    o.network.sizes = {30, 20, 10};
+    o.feedback.rule = Rule::kSignSymmetry;
+    o.feedback.sign_mode = mode;
+    o.batch_size = 10;
+    o.max_steps = 20;
+    o.metrics_every = 1;
+    auto t = MustCreate(o, data);
+    Recorder rec;
+    ASSERT_OK(t->Run(&rec));
+    // Same signs as W^T: the weight angle is well below 90 degrees, and uSF is |W|-blind.
+    EXPECT_LT(rec.details.back().alignment[0].weight_angle, 60.0);
+    EXPECT_GT(rec.details.back().alignment[0].positive_fraction, 0.8);
+    EXPECT_LT(rec.losses.back(), rec.losses.front());
+  }
+}
+
+TEST(PseudoBackpropTest, RecomputesThePseudoinverseEveryKSteps) {
+  auto data = Share(MakeLinearTask({})->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 10};
+  o.feedback.rule = Rule::kPseudoBackprop;
+  o.feedback.pinv_every = 5;
+  o.batch_size = 10;
+  o.max_steps = 12;
+  auto t = MustCreate(o, data);
+  StepMetrics m;
+  Matrix b = t->Feedback(1);
+  for (int k = 1; k <= 12; ++k) {
+    ASSERT_OK(t->Step(&m));
+    const Matrix now = t->Feedback(1);
+    // Refreshed at the start of steps 5 and 10 (after 5 and 10 completed steps).
+    const bool refreshed = !(now == b);
+    EXPECT_EQ(refreshed, k == 6 || k == 11) << "step " << k;
+    b = now;
+  }
+  // B is W^+: W B = I (W is 10x20 with full row rank).
+  EXPECT_LT((t->weights(1) * t->Feedback(1) - Matrix::Identity(10, 10)).norm(), 2e-1f);
+}
+
+}  // namespace
+}  // namespace alignd::core

@@ -1,0 +1,53 @@
+// File: tests/test_util.h
+// -----------------------------------------------------------------------------
+// ASSERT_OK / EXPECT_OK for absl::Status and absl::StatusOr, and a few helpers
+// shared by the core tests (small networks, temporary files).
+#ifndef ALIGND_TESTS_TEST_UTIL_H_
+#define ALIGND_TESTS_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace alignd::testing {
+
+inline const absl::Status& ToStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& ToStatus(const absl::StatusOr<T>& s) { return s.status(); }
+
+// A fresh directory under the test's temp dir, removed by the OS with the test's.
+inline std::filesystem::path TempDir(const std::string& name) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::filesystem::path dir = std::filesystem::path(base ? base : "/tmp") /
+                              ("alignd_test_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline void WriteFile(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace alignd::testing
+
+#define EXPECT_OK(expr)                                             \
+  do {                                                              \
+    const ::absl::Status alignd_s_ = ::alignd::testing::ToStatus(expr); \
+    EXPECT_TRUE(alignd_s_.ok()) << alignd_s_;                       \
+  } while (0)
+#define ASSERT_OK(expr)                                             \
+  do {                                                              \
+    const ::absl::Status alignd_s_ = ::alignd::testing::ToStatus(expr); \
+    ASSERT_TRUE(alignd_s_.ok()) << alignd_s_;                       \
+  } while (0)
+
+#endif  // ALIGND_TESTS_TEST_UTIL_H_
