@@ -1,2 +1,279 @@
+// Tests for core/trainer.h: determinism, export/import continuity, the observer
+// contract, evaluation, and the errors Create/ImportState/ParseState return.
+#include "core/trainer.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+
 #include <gtest/gtest.h>
-TEST(Stub, Pending) {}
+
+#include "tests/test_util.h"
+
+namespace alignd::core {
+namespace {
+
+std::shared_ptr<const Dataset> Share(Dataset d) { return std::make_shared<const Dataset>(std::move(d)); }
+
+std::shared_ptr<const Dataset> Blobs(int n = 300) {
+  Rng rng(11);
+  Matrix x(6, n);
+  rng.FillNormal(x, 1.0f);
+  std::vector<int32_t> labels(n);
+  for (int j = 0; j < n; ++j) {
+    labels[j] = j % 3;
+    x(labels[j], j) += 2.5f;
+  }
+  return Share(*MakeClassificationDataset(x, labels, 3));
+}
+
+TrainerOptions SmallOptions(Rule rule) {
+  TrainerOptions o;
+  o.network.sizes = {6, 12, 8, 3};
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = rule;
+  o.batch_size = 7;  // 300 / 7: 42 steps an epoch, 6 examples skipped
+  o.epochs = 3;
+  o.metrics_every = 5;
+  o.optimizer.learning_rate = 0.1f;
+  return o;
+}
+
+void ExpectSameParameters(const Trainer& a, const Trainer& b) {
+  for (int i = 0; i < a.num_layers(); ++i) {
+    EXPECT_TRUE(a.weights(i) == b.weights(i)) << "weights " << i;
+    EXPECT_TRUE(a.biases(i) == b.biases(i)) << "biases " << i;
+    if (i >= 1) EXPECT_TRUE(a.Feedback(i) == b.Feedback(i)) << "feedback " << i;
+  }
+}
+
+TEST(TrainerTest, SameSeedIsBitIdenticalAndAnotherSeedDiffers) {
+  auto data = Blobs();
+  auto a = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), data);
+  auto b = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), data);
+  ASSERT_OK(a->Run(nullptr));
+  ASSERT_OK(b->Run(nullptr));
+  ExpectSameParameters(*a, *b);
+  TrainerOptions o = SmallOptions(Rule::kFeedbackAlignment);
+  o.seed = 2;
+  auto c = *Trainer::Create(o, data);
+  ASSERT_OK(c->Run(nullptr));
+  EXPECT_FALSE(a->weights(0) == c->weights(0));
+}
+
+TEST(TrainerTest, EpochAccounting) {
+  auto t = *Trainer::Create(SmallOptions(Rule::kBackprop), Blobs());
+  EXPECT_EQ(t->steps_per_epoch(), 42);
+  EXPECT_EQ(t->total_steps(), 126);
+  int64_t last_epoch = -1, steps = 0;
+  class Obs : public TrainingObserver {
+   public:
+    Obs(int64_t* e, int64_t* s) : e_(e), s_(s) {}
+    bool OnStep(const StepMetrics& m) override {
+      EXPECT_EQ(m.step, *s_ + 1);
+      EXPECT_EQ(m.epoch, (m.step - 1) / 42);
+      *e_ = m.epoch;
+      ++*s_;
+      return true;
+    }
+    int64_t *e_, *s_;
+  } obs(&last_epoch, &steps);
+  ASSERT_OK(t->Run(&obs));
+  EXPECT_EQ(steps, 126);
+  EXPECT_EQ(last_epoch, 2);
+  EXPECT_TRUE(t->done());
+  StepMetrics m;
+  EXPECT_EQ(t->Step(&m).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Export after k steps, serialise, parse, import into a fresh trainer, continue: the
+// result equals a run that never stopped, bit for bit.
+class ContinuityTest
+    : public ::testing::TestWithParam<std::tuple<Rule, OptimizerKind, float /*momentum*/>> {};
+
+TEST_P(ContinuityTest, ExportImportContinuesBitForBit) {
+  const auto [rule, optimizer, momentum] = GetParam();
+  TrainerOptions o = SmallOptions(rule);
+  o.optimizer.kind = optimizer;
+  o.optimizer.momentum = momentum;
+  o.optimizer.learning_rate = optimizer == OptimizerKind::kAdam ? 0.003f : 0.05f;
+  o.optimizer.weight_decay = 1e-3f;
+  o.network.connection_sparsity = rule == Rule::kFeedbackAlignment ? 0.3f : 0.0f;
+  o.feedback.pinv_every = 4;
+  auto data = Blobs();
+  auto whole = *Trainer::Create(o, data);
+  ASSERT_OK(whole->Run(nullptr));
+
+  auto first = *Trainer::Create(o, data);
+  StepMetrics m;
+  for (int k = 0; k < 59; ++k) ASSERT_OK(first->Step(&m));  // mid-epoch, mid pinv period
+  const std::string bytes = SerializeState(first->ExportState());
+  auto parsed = ParseState(bytes);
+  ASSERT_OK(parsed);
+  auto second = *Trainer::Create(o, data);
+  ASSERT_OK(second->ImportState(*parsed));
+  EXPECT_EQ(second->step(), 59);
+  ASSERT_OK(second->Run(nullptr));
+  ExpectSameParameters(*whole, *second);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    RulesAndOptimizers, ContinuityTest,
+    ::testing::Values(std::make_tuple(Rule::kBackprop, OptimizerKind::kSgd, 0.0f),
+                      std::make_tuple(Rule::kFeedbackAlignment, OptimizerKind::kSgd, 0.9f),
+                      std::make_tuple(Rule::kDirectFeedbackAlignment, OptimizerKind::kAdam, 0.0f),
+                      std::make_tuple(Rule::kSignSymmetry, OptimizerKind::kSgd, 0.0f),
+                      std::make_tuple(Rule::kKolenPollack, OptimizerKind::kAdam, 0.0f),
+                      std::make_tuple(Rule::kPseudoBackprop, OptimizerKind::kSgd, 0.5f),
+                      std::make_tuple(Rule::kShallow, OptimizerKind::kSgd, 0.0f)),
+    [](const auto& info) {
+      return std::string(RuleName(std::get<0>(info.param))) + "_" +
+             std::string(OptimizerName(std::get<1>(info.param))) +
+             (std::get<2>(info.param) > 0 ? "_momentum" : "");
+    });
+
+TEST(TrainerTest, ObserverStopsAndRunContinues) {
+  class StopAt : public TrainingObserver {
+   public:
+    bool OnStep(const StepMetrics& m) override { return m.step % 50 != 0; }
+  } stop;
+  auto t = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), Blobs());
+  ASSERT_OK(t->Run(&stop));
+  EXPECT_EQ(t->step(), 50);
+  ASSERT_OK(t->Run(&stop));
+  EXPECT_EQ(t->step(), 100);
+  ASSERT_OK(t->Run(nullptr));
+  EXPECT_TRUE(t->done());
+  // Stopping and continuing changes nothing.
+  auto u = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), Blobs());
+  ASSERT_OK(u->Run(nullptr));
+  ExpectSameParameters(*t, *u);
+}
+
+TEST(TrainerTest, EvaluatesEveryKStepsAndOnceAtTheEnd) {
+  class Evals : public TrainingObserver {
+   public:
+    bool OnStep(const StepMetrics&) override { return true; }
+    bool OnEvaluation(const EvalMetrics& e) override {
+      steps.push_back(e.step);
+      last = e;
+      return true;
+    }
+    std::vector<int64_t> steps;
+    EvalMetrics last;
+  } evals;
+  TrainerOptions o = SmallOptions(Rule::kBackprop);
+  o.eval_every = 50;
+  auto data = Blobs();
+  auto t = *Trainer::Create(o, data, data);
+  ASSERT_OK(t->Run(&evals));
+  EXPECT_EQ(evals.steps, (std::vector<int64_t>{50, 100, 126}));
+  EXPECT_EQ(evals.last.examples, 300);
+  EXPECT_GT(evals.last.accuracy, 0.9);
+  EXPECT_NEAR(evals.last.error_rate, 1 - evals.last.accuracy, 1e-12);
+  // Predict agrees with Evaluate.
+  auto y = t->Predict(data->features);
+  ASSERT_OK(y);
+  int correct = 0;
+  for (int j = 0; j < 300; ++j) {
+    Eigen::Index k;
+    y->col(j).maxCoeff(&k);
+    correct += k == data->labels[j];
+  }
+  EXPECT_NEAR(correct / 300.0, evals.last.accuracy, 1e-12);
+}
+
+TEST(TrainerTest, DivergenceIsReportedWithTheStep) {
+  LinearTaskSpec spec;
+  auto data = Share(MakeLinearTask(spec)->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 10};
+  o.network.hidden = Activation::kLinear;
+  o.optimizer.learning_rate = 5.0f;
+  o.epochs = 5;
+  auto t = *Trainer::Create(o, data);
+  const absl::Status s = t->Run(nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(s.message()).find("diverged"), std::string::npos) << s;
+}
+
+TEST(TrainerTest, CreateRefusesConfigsThatDoNotFitTheData) {
+  auto data = Blobs();
+  struct Case {
+    std::string name, message;
+    std::function<void(TrainerOptions&)> mutate;
+  } const kCases[] = {
+      {"input width", "network.sizes[0] is 5 but the training set has 6 features",
+       [](TrainerOptions& o) { o.network.sizes[0] = 5; }},
+      {"output width", "network.sizes[3] is 4 but the training set has 3 classes",
+       [](TrainerOptions& o) { o.network.sizes[3] = 4; }},
+      {"batch", "batch_size is 301 but the training set has only 300",
+       [](TrainerOptions& o) { o.batch_size = 301; }},
+      {"bad field", "optimizer.learning_rate", [](TrainerOptions& o) { o.optimizer.learning_rate = -1; }},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    TrainerOptions o = SmallOptions(Rule::kBackprop);
+    c.mutate(o);
+    auto t = Trainer::Create(o, data);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(t.status().message()).find(c.message), std::string::npos) << t.status();
+  }
+  EXPECT_FALSE(Trainer::Create(SmallOptions(Rule::kBackprop), nullptr).ok());
+  // Softmax cross-entropy needs labels.
+  TrainerOptions o;
+  o.network.sizes = {30, 10, 10};
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  auto t = Trainer::Create(o, Share(MakeLinearTask({})->train));
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TrainerTest, ImportAndParseRefuseStatesThatDoNotFit) {
+  auto data = Blobs();
+  auto t = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), data);
+  TrainerState good = t->ExportState();
+  TrainerState wrong = good;
+  wrong.weights[1] = Matrix::Zero(3, 3);
+  EXPECT_EQ(t->ImportState(wrong).code(), absl::StatusCode::kInvalidArgument);
+  wrong = good;
+  wrong.feedback[1] = Matrix::Zero(2, 2);
+  EXPECT_EQ(t->ImportState(wrong).code(), absl::StatusCode::kInvalidArgument);
+  wrong = good;
+  wrong.permutation.pop_back();
+  EXPECT_EQ(t->ImportState(wrong).code(), absl::StatusCode::kInvalidArgument);
+  wrong = good;
+  wrong.permutation[0] = 100000;
+  EXPECT_EQ(t->ImportState(wrong).code(), absl::StatusCode::kInvalidArgument);
+  // A BP state does not fit an FA trainer (no feedback matrices).
+  auto bp = *Trainer::Create(SmallOptions(Rule::kBackprop), data);
+  EXPECT_EQ(t->ImportState(bp->ExportState()).code(), absl::StatusCode::kInvalidArgument);
+
+  const std::string bytes = SerializeState(good);
+  EXPECT_OK(ParseState(bytes));
+  for (size_t cut : {size_t{0}, size_t{5}, size_t{40}, bytes.size() / 2, bytes.size() - 1}) {
+    SCOPED_TRACE(cut);
+    EXPECT_EQ(ParseState(bytes.substr(0, cut)).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(ParseState(bytes + "x").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string bad_version = bytes;
+  bad_version[8] = 9;
+  EXPECT_NE(std::string(ParseState(bad_version).status().message()).find("version"),
+            std::string::npos);
+}
+
+TEST(TrainerTest, PredictAndEvaluateCheckShapes) {
+  auto t = *Trainer::Create(SmallOptions(Rule::kBackprop), Blobs());
+  EXPECT_EQ(t->Predict(Matrix::Zero(5, 2)).status().code(), absl::StatusCode::kInvalidArgument);
+  Matrix nan = Matrix::Zero(6, 2);
+  nan(0, 0) = NAN;
+  EXPECT_EQ(t->Predict(nan).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->Evaluate(MakeLinearTask({})->train).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace alignd::core
