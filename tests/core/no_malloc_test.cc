@@ -72,7 +72,6 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   o.network.loss = Loss::kCrossEntropy;
   o.feedback.rule = rule;
   o.optimizer.kind = optimizer;
-  o.optimizer.momentum = optimizer == OptimizerKind::kSgd ? 0.0f : 0.0f;
   o.optimizer.weight_decay = 1e-4f;
   o.batch_size = shape.batch;
   o.epochs = 100;

@@ -1,0 +1,227 @@
+// alignd_bench: the engine's training throughput, its products' GEMM rates, and the
+// costs of FA over BP and of alignment metrics, on one thread. Prints a table and
+// writes JSON rows (tests/bench/run_bench.py merges them with PyTorch's).
+//
+//   alignd_bench [--mnist_dir DIR] [--seconds S] [--out FILE]
+//
+// Method: each figure is the best of 3 timed runs of at least --seconds/3 seconds,
+// after a warm-up; throughput counts the samples of whole training steps (gather,
+// forward, backward, update). The "shape bound" of a step is the sum of the times its
+// products (the exact expressions the trainer runs, with their shapes, transposes and
+// accumulation) take when each is timed alone: the speed the step would reach if it
+// were nothing but its products.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cpu.h"
+#include "core/dataset.h"
+#include "core/trainer.h"
+
+namespace {
+
+using namespace alignd::core;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double g_seconds = 1.5;
+
+// Best rate (calls per second) of `fn` over 3 runs.
+double CallsPerSecond(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();  // warm-up
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    int64_t calls = 0;
+    const auto start = Clock::now();
+    double elapsed = 0;
+    while (elapsed < g_seconds / 3) {
+      for (int k = 0; k < 8; ++k) fn();
+      calls += 8;
+      elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    best = std::max(best, calls / elapsed);
+  }
+  return best;
+}
+
+std::shared_ptr<const Dataset> MnistOrSynthetic(const std::string& dir, bool* real) {
+  if (!dir.empty()) {
+    auto d = LoadMnistDir(dir, "train");
+    if (d.ok()) {
+      *real = true;
+      return std::make_shared<const Dataset>(std::move(*d));
+    }
+    std::fprintf(stderr, "alignd_bench: %s; using synthetic data\n", d.status().ToString().c_str());
+  }
+  *real = false;
+  Rng rng(1);
+  Matrix x(784, 60000);
+  rng.FillUniform(x, 0, 1);
+  std::vector<int32_t> labels(60000);
+  for (size_t j = 0; j < labels.size(); ++j) labels[j] = static_cast<int32_t>(rng.Below(10));
+  return std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, 10));
+}
+
+struct ProductTimes {
+  double seconds_per_step = 0;  // sum over the step's products, each timed alone
+  double flops_per_step = 0;
+};
+
+// Times each product of one training step of a 2-layer net in-out shapes as the trainer runs it.
+ProductTimes TimeProducts(int in, int hidden, int out, int n, bool bias_rows = true) {
+  (void)bias_rows;
+  Rng rng(3);
+  Matrix w0(hidden, in), w1(out, hidden), x(in, n), h(hidden, n), z1(hidden, n), z2(out, n),
+      d2(out, n), d1(hidden, n), dh(hidden, n);
+  for (Matrix* m : {&w0, &w1, &x, &h, &d2, &d1}) rng.FillUniform(*m, -0.1f, 0.1f);
+  const float c = 1e-6f;
+  struct P {
+    double flops;
+    std::function<void()> fn;
+  };
+  const std::vector<P> products = {
+      {2.0 * hidden * in * n, [&] { z1.noalias() = w0 * x; }},
+      {2.0 * out * hidden * n, [&] { z2.noalias() = w1 * h; }},
+      {2.0 * hidden * out * n, [&] { dh.noalias() = w1.transpose() * d2; }},
+      {2.0 * out * n * hidden, [&] { w1.noalias() -= c * d2 * h.transpose(); }},
+      {2.0 * hidden * n * in, [&] { w0.noalias() -= c * d1 * x.transpose(); }},
+  };
+  ProductTimes t;
+  for (const P& p : products) {
+    t.seconds_per_step += 1.0 / CallsPerSecond(p.fn);
+    t.flops_per_step += p.flops;
+  }
+  return t;
+}
+
+double SquareGemmGflops(int size) {
+  Rng rng(4);
+  Matrix a(size, size), b(size, size), c(size, size);
+  rng.FillUniform(a, -1, 1);
+  rng.FillUniform(b, -1, 1);
+  return CallsPerSecond([&] { c.noalias() = a * b; }) * 2.0 * size * size * size / 1e9;
+}
+
+struct Row {
+  std::string net, rule;
+  int batch;
+  double samples_per_s, gflops, bound_samples_per_s;
+};
+
+double StepsPerSecond(const TrainerOptions& o, std::shared_ptr<const Dataset> data) {
+  auto t = Trainer::Create(o, data);
+  if (!t.ok()) {
+    std::fprintf(stderr, "alignd_bench: %s\n", t.status().ToString().c_str());
+    std::exit(1);
+  }
+  Trainer& trainer = **t;
+  StepMetrics m;
+  return CallsPerSecond([&] {
+    if (!trainer.Step(&m).ok()) std::exit(1);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mnist_dir, out_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--mnist_dir" && i + 1 < argc) mnist_dir = argv[++i];
+    else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
+    else if (a == "--seconds" && i + 1 < argc) g_seconds = std::stod(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  EnableFlushToZero();
+  bool real = false;
+  auto mnist = MnistOrSynthetic(mnist_dir, &real);
+  json rows = json::array();
+  std::printf("alignd engine, one thread, %s data\n", real ? "MNIST" : "synthetic MNIST-shaped");
+
+  const double gemm = SquareGemmGflops(1024);
+  std::printf("Eigen single-thread GEMM 1024^3: %.1f GFLOP/s\n\n", gemm);
+  rows.push_back({{"net", "gemm"}, {"impl", "alignd"}, {"gflops", gemm}, {"shape", "1024x1024x1024"}});
+
+  std::printf("%-6s %-4s %6s %14s %9s %14s %9s\n", "net", "rule", "batch", "samples/s", "GFLOP/s",
+              "bound samp/s", "of bound");
+  auto report = [&](const std::string& net, const std::string& rule, int batch, double steps_per_s,
+                    const ProductTimes& p) {
+    const double sps = steps_per_s * batch;
+    const double gflops = steps_per_s * p.flops_per_step / 1e9;
+    const double bound = batch / p.seconds_per_step;
+    std::printf("%-6s %-4s %6d %14.0f %9.1f %14.0f %8.0f%%\n", net.c_str(), rule.c_str(), batch, sps,
+                gflops, bound, 100 * sps / bound);
+    rows.push_back({{"net", net}, {"impl", "alignd"}, {"rule", rule}, {"batch", batch},
+                    {"samples_per_s", sps}, {"gflops", gflops},
+                    {"fraction_of_shape_bound", sps / bound}});
+    return sps;
+  };
+
+  double fa_b32 = 0, bp_b32 = 0;
+  for (int batch : {1, 32, 128}) {
+    const ProductTimes p = TimeProducts(784, 1000, 10, batch);
+    for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
+      TrainerOptions o;
+      o.network.sizes = {784, 1000, 10};
+      o.network.hidden = Activation::kTanh;
+      o.network.output = Activation::kSoftmax;
+      o.network.loss = Loss::kCrossEntropy;
+      o.feedback.rule = rule;
+      o.optimizer.learning_rate = 0.01f;
+      o.batch_size = batch;
+      o.epochs = 1000;
+      o.metrics_every = 0;
+      const double sps = report("mnist", std::string(RuleName(rule)), batch, StepsPerSecond(o, mnist), p);
+      if (batch == 32) (rule == Rule::kBackprop ? bp_b32 : fa_b32) = sps;
+    }
+  }
+
+  // The paper's tiny linear net at batch 1: per-step overhead dominates.
+  auto linear = std::make_shared<const Dataset>(MakeLinearTask({})->train);
+  const ProductTimes tiny = TimeProducts(30, 20, 10, 1);
+  for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
+    TrainerOptions o;
+    o.network.sizes = {30, 20, 10};
+    o.network.hidden = Activation::kLinear;
+    o.network.output = Activation::kLinear;
+    o.feedback.rule = rule;
+    o.optimizer.learning_rate = 0.001f;
+    o.batch_size = 1;
+    o.epochs = 1000000;
+    o.metrics_every = 0;
+    report("tiny", std::string(RuleName(rule)), 1, StepsPerSecond(o, linear), tiny);
+  }
+
+  // The cost of alignment metrics every 100 steps (FA, batch 32).
+  TrainerOptions o;
+  o.network.sizes = {784, 1000, 10};
+  o.network.hidden = Activation::kTanh;
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = Rule::kFeedbackAlignment;
+  o.optimizer.learning_rate = 0.01f;
+  o.batch_size = 32;
+  o.epochs = 1000;
+  o.metrics_every = 100;
+  const double with_metrics = StepsPerSecond(o, mnist) * 32;
+  std::printf("\nFA step / BP step time at batch 32: %.3f  (target <= 1.05)\n", bp_b32 / fa_b32);
+  std::printf("metrics every 100 steps cost: %.1f%%  (target < 5%%)\n",
+              100 * (fa_b32 / with_metrics - 1));
+  rows.push_back({{"net", "mnist"}, {"impl", "alignd"}, {"rule", "fa"}, {"batch", 32},
+                  {"metrics_every", 100}, {"samples_per_s", with_metrics}});
+
+  if (!out_path.empty()) {
+    std::ofstream(out_path) << rows.dump(1) << "\n";
+  }
+  return 0;
+}
