@@ -24,8 +24,8 @@ test: build
 demo: build
 	$(BUILD)/tools/alignd_demo
 
-bench: 
-	@deploy/install-deps.sh --bench
+bench:
+	@deploy/install-deps.sh --bench --repro
 	$(MAKE) build
 	$(PY) tests/bench/run_bench.py --build $(BUILD)
 

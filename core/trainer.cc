@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/alignment.h"
 #include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/learning_rule.h"
 #include "core/status_macros.h"
 
@@ -308,8 +309,8 @@ void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<
   const NetworkConfig& net = options_.network;
   const int L = num_layers();
   for (int i = 0; i < L; ++i) {
-    if (i == 0) z[1].noalias() = w_[0] * x;
-    else z[i + 1].noalias() = w_[i] * a[i];
+    if (i == 0) Gemm(false, false, 1.0f, w_[0], x, 0.0f, z[1]);
+    else Gemm(false, false, 1.0f, w_[i], a[i], 0.0f, z[i + 1]);
     if (net.bias) z[i + 1].colwise() += b_[i];
     Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
   }
@@ -338,7 +339,7 @@ void Trainer::ComputeBpSignals() {
   const int L = num_layers();
   bp_delta_[L] = delta_[L];
   for (int i = L - 1; i >= 1; --i) {
-    bp_dh_[i].noalias() = w_[i].transpose() * bp_delta_[i + 1];
+    Gemm(true, false, 1.0f, w_[i], bp_delta_[i + 1], 0.0f, bp_dh_[i]);
     bp_delta_[i] = bp_dh_[i];
     MultiplyByDerivative(options_.network.hidden, a_[i], bp_delta_[i]);
   }
@@ -351,9 +352,9 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
     if (i >= 1 && RuleLearnsHidden(rule_)) {
       // The one line in which the rules differ (see core/learning_rule.h).
       if (rule_ == Rule::kDirectFeedbackAlignment)
-        dh_[i].noalias() = f_[i].transpose() * delta_[L];
+        Gemm(true, false, 1.0f, f_[i], delta_[L], 0.0f, dh_[i]);
       else
-        dh_[i].noalias() = BackwardMatrix(i).transpose() * delta_[i + 1];
+        Gemm(true, false, 1.0f, BackwardMatrix(i), delta_[i + 1], 0.0f, dh_[i]);
       if (metrics && options_.pbp_angle)
         pbp_dh_[i] = PseudoInverseTransposed(w_[i]).transpose() * delta_[i + 1];
       delta_[i] = dh_[i];
@@ -362,8 +363,7 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
     if (mode == BackwardMode::kUpdate) {
       UpdateLayer(i, n);
     } else {
-      grad_w_[i].noalias() = delta_[i + 1] * a_[i].transpose();
-      grad_w_[i] *= 1.0f / n;
+      Gemm(false, true, 1.0f / n, delta_[i + 1], a_[i], 0.0f, grad_w_[i]);
       grad_b_[i].noalias() = delta_[i + 1].rowwise().sum();
       grad_b_[i] *= 1.0f / n;
     }
@@ -408,10 +408,10 @@ void Trainer::UpdateLayer(int i, int n) {
     // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
     // alpha), so no gradient matrix is written and read back.
     if (decay > 0) w_[i] *= 1.0f - lr * decay;
-    w_[i].noalias() -= (lr / n) * d * x.transpose();
+    Gemm(false, true, -lr / n, d, x, 1.0f, w_[i]);
     if (options_.network.bias) b_[i].noalias() -= (lr / n) * d.rowwise().sum();
   } else {
-    grad_w_[i].noalias() = (1.0f / n) * d * x.transpose();
+    Gemm(false, true, 1.0f / n, d, x, 0.0f, grad_w_[i]);
     ApplyOptimizer(w_[i], grad_w_[i], slot_w_[i], lr, decay);
     if (options_.network.bias) {
       grad_b_[i].noalias() = (1.0f / n) * d.rowwise().sum();
