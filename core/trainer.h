@@ -165,7 +165,9 @@ class Trainer {
   int num_layers() const { return static_cast<int>(w_.size()); }
   const Matrix& weights(int i) const { return w_[i]; }
   const Vector& biases(int i) const { return b_[i]; }
+  // For tests and tools that perturb parameters (e.g. finite differences).
   Matrix& mutable_weights(int i) { return w_[i]; }
+  Vector& mutable_biases(int i) { return b_[i]; }
   int64_t step() const { return step_; }
   int64_t epoch() const { return epoch_; }
   int64_t total_steps() const { return total_steps_; }

@@ -24,6 +24,7 @@ using namespace alignd::core;
 struct Curve {
   std::vector<int64_t> steps;
   std::vector<double> nse, angle;
+  double first_angle = NAN, weight_angle = NAN, positive = NAN;
 };
 
 class CurveObserver : public TrainingObserver {
@@ -42,9 +43,21 @@ class AngleObserver : public CurveObserver {
  public:
   using CurveObserver::CurveObserver;
   bool OnStep(const StepMetrics& m) override {
-    if (m.has_details && !m.alignment.empty()) last_angle = m.alignment[0].update_angle_mean;
+    if (m.has_details && !m.alignment.empty()) {
+      const LayerAlignment& a = m.alignment[0];
+      // Per-example angles are single draws: smooth them over the last 10 metric steps.
+      window_.push_back(a.update_angle_mean);
+      if (window_.size() > 10) window_.erase(window_.begin());
+      double sum = 0;
+      for (double v : window_) sum += v;
+      last_angle = sum / window_.size();
+      if (std::isnan(c_->first_angle) && window_.size() == 10) c_->first_angle = last_angle;
+      c_->weight_angle = a.weight_angle;
+      c_->positive = a.positive_fraction;
+    }
     return true;
   }
+  std::vector<double> window_;
   bool OnEvaluation(const EvalMetrics& e) override {
     c_->angle.push_back(last_angle);
     return CurveObserver::OnEvaluation(e);
@@ -99,7 +112,7 @@ int main(int argc, char** argv) {
     o.batch_size = 1;
     o.epochs = epochs;
     o.seed = seed;
-    o.metrics_every = 50;
+    o.metrics_every = 10;
     o.eval_every = 500;
     auto trainer = Trainer::Create(o, train, test);
     if (!trainer.ok()) {
@@ -124,11 +137,27 @@ int main(int argc, char** argv) {
     for (Rule r : rules) std::printf(" %10.2e", curves[r].nse[k]);
     std::printf(" %10.1f deg\n", curves[Rule::kFeedbackAlignment].angle[k]);
   }
-  std::printf("\nfinal comparison\n%-10s %12s %14s\n", "rule", "test NSE", "vs backprop");
+  std::printf("\nfinal comparison (angles: hidden update vs BP's, at the start and the end; "
+              "weight angle: W^T vs B)\n");
+  std::printf("%-10s %12s %10s %12s %12s %14s\n", "rule", "test NSE", "to 1e-2", "start angle",
+              "end angle", "weight angle");
   for (Rule r : rules) {
-    const double nse = curves[r].nse.back();
-    std::printf("%-10s %12.3e %13.2fx\n", std::string(RuleName(r)).c_str(), nse,
-                nse / curves[Rule::kBackprop].nse.back());
+    const Curve& c = curves[r];
+    int64_t reach = -1;
+    for (size_t k = 0; k < c.steps.size() && reach < 0; ++k)
+      if (c.nse[k] <= 1e-2) reach = c.steps[k];
+    const std::string steps = reach < 0 ? "never" : std::to_string(reach);
+    auto deg = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, std::isnan(v) ? "n/a" : "%.1f deg", v);
+      return std::string(buf);
+    };
+    std::printf("%-10s %12.3e %10s %12s %12s %14s\n", std::string(RuleName(r)).c_str(), c.nse.back(),
+                steps.c_str(), deg(c.first_angle).c_str(), deg(c.angle.back()).c_str(),
+                deg(c.weight_angle).c_str());
   }
+  std::printf("\n'to 1e-2': steps until the test NSE first fell to 1e-2. The task has no noise, so the\n"
+              "rules that learn drive the error to round-off; what differs is how fast. With one\n"
+              "hidden layer DFA and FA send the same signal (B e), so their rows agree.\n");
   return 0;
 }

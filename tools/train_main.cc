@@ -2,7 +2,7 @@
 // writes its metrics as JSON lines. The reproduction scripts (tools/repro/) drive it;
 // it is also the quickest way to try a rule on a data set without the service.
 //
-//   alignd_train --task mnist --mnist_dir ~/.cache/alignd/mnist --sizes 784,1000,10 \
+//   alignd_train --task mnist --mnist_dir ~/.cache/alignd/mnist --sizes 784,1000,10
 //       --hidden logistic --output logistic --loss mse --rule fa --lr 0.05 --epochs 20
 //
 // Each line of --out (default: none) is one event: {"type":"step",...} on metric steps,

@@ -56,7 +56,7 @@ TEST_P(GradientTest, BackpropMatchesCentralDifferences) {
   ASSERT_OK(trainer);
   Trainer& tr = **trainer;
   // Non-zero biases so that the bias gradients are exercised away from the origin.
-  for (int i = 0; i < tr.num_layers(); ++i) const_cast<Vector&>(tr.biases(i)).setConstant(0.1f);
+  for (int i = 0; i < tr.num_layers(); ++i) tr.mutable_biases(i).setConstant(0.1f);
 
   std::vector<Matrix> gw, gb;
   ASSERT_OK(tr.Gradients(x, t, &gw, &gb));
@@ -76,7 +76,7 @@ TEST_P(GradientTest, BackpropMatchesCentralDifferences) {
     }
     const double rel = (numeric - gw[i]).norm() / std::max(1e-6f, gw[i].norm());
     EXPECT_LT(rel, 2e-2) << "analytic\n" << gw[i] << "\nnumeric\n" << numeric;
-    Vector& b = const_cast<Vector&>(tr.biases(i));
+    Vector& b = tr.mutable_biases(i);
     Vector numeric_b(b.size());
     for (Eigen::Index k = 0; k < b.size(); ++k) {
       const float saved = b[k];

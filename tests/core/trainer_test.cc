@@ -45,7 +45,9 @@ void ExpectSameParameters(const Trainer& a, const Trainer& b) {
   for (int i = 0; i < a.num_layers(); ++i) {
     EXPECT_TRUE(a.weights(i) == b.weights(i)) << "weights " << i;
     EXPECT_TRUE(a.biases(i) == b.biases(i)) << "biases " << i;
-    if (i >= 1) EXPECT_TRUE(a.Feedback(i) == b.Feedback(i)) << "feedback " << i;
+    if (i >= 1) {
+      EXPECT_TRUE(a.Feedback(i) == b.Feedback(i)) << "feedback " << i;
+    }
   }
 }
 
