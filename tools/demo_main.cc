@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
     for (Rule r : rules) std::printf(" %10.2e", curves[r].nse[k]);
     std::printf(" %10.1f deg\n", curves[Rule::kFeedbackAlignment].angle[k]);
   }
-  std::printf("\nfinal comparison (angles: hidden update vs BP's, at the start and the end; "
+  std::printf("\nfinal comparison (hidden-update angle to BP: mean over the first and the last 100 steps; "
               "weight angle: W^T vs B)\n");
   std::printf("%-10s %12s %10s %12s %12s %14s\n", "rule", "test NSE", "to 1e-2", "start angle",
               "end angle", "weight angle");

@@ -85,6 +85,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="a smaller version of each, a few minutes")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     p.add_argument("--only", default="", help="comma-separated experiments to run")
+    p.add_argument("--binary", default="", help="alignd_train to run (default: BUILD/tools/alignd_train)")
     args = p.parse_args()
     build = os.path.abspath(args.build)
     out_dir = os.path.join(build, "repro")
@@ -95,7 +96,7 @@ def main():
     if args.only:
         keep = set(args.only.split(","))
         runs = [r for r in runs if r["experiment"] in keep]
-    binary = os.path.join(build, "tools/alignd_train")
+    binary = args.binary or os.path.join(build, "tools/alignd_train")
     start = time.time()
     results = []
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
