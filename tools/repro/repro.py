@@ -86,9 +86,19 @@ def main():
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     p.add_argument("--only", default="", help="comma-separated experiments to run")
     p.add_argument("--binary", default="", help="alignd_train to run (default: BUILD/tools/alignd_train)")
+    p.add_argument("--replot", action="store_true", help="only redraw the plots from BUILD/repro")
     args = p.parse_args()
     build = os.path.abspath(args.build)
     out_dir = os.path.join(build, "repro")
+    if args.replot:
+        results = []
+        for row in json.load(open(os.path.join(out_dir, "results.json"))):
+            name = f"{row['experiment']}_{row.get('net', '')}_{row['rule']}_{row['seed']}".replace("__", "_")
+            events = [json.loads(l) for l in open(os.path.join(out_dir, name + ".jsonl"))]
+            summary = {"epochs": row["epochs"]}
+            results.append(dict(row, name=name, events=events, summary=summary))
+        plot(results, out_dir)
+        return 0
     os.makedirs(out_dir, exist_ok=True)
     mnist_dir = subprocess.run([os.path.join(ROOT, "tools/repro/fetch_mnist.sh")], check=True,
                                capture_output=True, text=True).stdout.strip()
@@ -241,7 +251,7 @@ def plot(results, out_dir):
                 err = [100 * statistics.mean(ev[i]["error_rate"] for ev in evals) for i in range(n)]
                 ax.plot(ep, err, label=f"{exp} {rule}", linestyle=":" if exp == "sparse" else "-")
         ax.set(xlabel="epoch", ylabel="test error (%)", title="MNIST 784-1000-10, logistic, squared error",
-               ylim=(0, 10))
+               ylim=(0, 12))
         ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "mnist.png"), dpi=110)
