@@ -1,0 +1,35 @@
+// File: client/data_files.h
+// -----------------------------------------------------------------------------
+// Reading data files on the client side, for upload: IDX (MNIST's pairs of files,
+// plain or gzipped), CSV (label or targets in the last columns) and NumPy .npy
+// (float32/float64/int arrays). The client speaks the wire format only, so these
+// readers turn files straight into an upload payload and its header (see
+// DatasetHeader in alignd/v1/datasets.proto); the server validates everything again.
+#ifndef ALIGND_CLIENT_DATA_FILES_H_
+#define ALIGND_CLIENT_DATA_FILES_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "alignd/v1/datasets.pb.h"
+
+namespace alignd::client {
+
+struct Payload {
+  v1::DatasetHeader header;  // sha256 filled in
+  std::string bytes;
+};
+
+// MNIST-style pair: images (n x ...) and labels (n). Unsigned-byte images are scaled to [0, 1].
+absl::StatusOr<Payload> ReadIdxPair(const std::string& images, const std::string& labels);
+// CSV rows; classification: the last column is an integer label; otherwise the last
+// `target_dim` columns are float targets.
+absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim, bool header);
+// Features from one .npy (n x d, or n x ...) and labels (n, integer) or targets (n x k) from another.
+absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets, bool classification);
+
+std::string Sha256Hex(const std::string& bytes);
+
+}  // namespace alignd::client
+
+#endif  // ALIGND_CLIENT_DATA_FILES_H_

@@ -1,0 +1,325 @@
+// File: server/dataset_store.cc
+#include "server/dataset_store.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace alignd::server {
+namespace {
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string s(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    s[2 * i] = kDigits[p[i] >> 4];
+    s[2 * i + 1] = kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+int64_t FeatureCount(const v1::DatasetHeader& h) {
+  int64_t d = 1;
+  for (int64_t s : h.feature_shape()) d *= s;
+  return d;
+}
+
+absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits) {
+  auto bad = [](const std::string& field, const std::string& msg) {
+    return absl::InvalidArgumentError(absl::StrCat("header.", field, " ", msg));
+  };
+  if (h.display_name().size() > 256) return bad("display_name", "is longer than 256 bytes");
+  if (h.num_examples() < 1) return bad("num_examples", absl::StrCat("must be >= 1, got ", h.num_examples()));
+  if (h.feature_shape_size() == 0) return bad("feature_shape", "is empty");
+  int64_t d = 1;
+  for (int i = 0; i < h.feature_shape_size(); ++i) {
+    const int64_t s = h.feature_shape(i);
+    if (s < 1 || s > (int64_t{1} << 24))
+      return bad(absl::StrCat("feature_shape[", i, "]"), absl::StrCat("must be in [1, 2^24], got ", s));
+    d *= s;
+    if (d > (int64_t{1} << 24)) return bad("feature_shape", "has more than 2^24 features");
+  }
+  switch (h.target_kind()) {
+    case v1::TARGET_KIND_CLASS_LABELS:
+      if (h.num_classes() < 1) return bad("num_classes", absl::StrCat("must be >= 1, got ", h.num_classes()));
+      break;
+    case v1::TARGET_KIND_FLOAT_VECTORS:
+      if (h.target_dim() < 1) return bad("target_dim", absl::StrCat("must be >= 1, got ", h.target_dim()));
+      break;
+    default:
+      return bad("target_kind", "must be TARGET_KIND_CLASS_LABELS or TARGET_KIND_FLOAT_VECTORS");
+  }
+  if (h.sha256().size() != 64 || h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos)
+    return bad("sha256", "must be 64 lowercase hex digits");
+  if (h.num_examples() > (int64_t{1} << 40) / d)
+    return absl::ResourceExhaustedError("header declares an impossibly large data set");
+  const int64_t bytes = PayloadBytes(h);
+  if (bytes > limits.max_dataset_bytes)
+    return absl::ResourceExhaustedError(absl::StrCat("data set of ", bytes, " bytes is over the server's limit of ",
+                                                     limits.max_dataset_bytes, " (--max_dataset_bytes)"));
+  return absl::OkStatus();
+}
+
+v1::DatasetHeader HeaderOf(const core::Dataset& d, const std::string& display_name) {
+  v1::DatasetHeader h;
+  h.set_display_name(display_name);
+  h.set_num_examples(d.size());
+  h.add_feature_shape(d.input_dim());
+  if (d.is_classification()) {
+    h.set_target_kind(v1::TARGET_KIND_CLASS_LABELS);
+    h.set_num_classes(d.num_classes);
+  } else {
+    h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
+    h.set_target_dim(static_cast<int32_t>(d.targets.rows()));
+  }
+  return h;
+}
+
+v1::Dataset MetaOf(const v1::DatasetHeader& h) {
+  v1::Dataset d;
+  d.set_name("datasets/" + h.sha256().substr(0, 16));
+  d.set_display_name(h.display_name());
+  d.set_num_examples(h.num_examples());
+  *d.mutable_feature_shape() = h.feature_shape();
+  d.set_target_kind(h.target_kind());
+  d.set_num_classes(h.num_classes());
+  d.set_target_dim(h.target_dim());
+  d.set_sha256(h.sha256());
+  d.set_size_bytes(PayloadBytes(h));
+  *d.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return d;
+}
+
+std::atomic<int64_t> g_upload_counter{0};
+
+}  // namespace
+
+int64_t PayloadBytes(const v1::DatasetHeader& h) {
+  const int64_t n = h.num_examples();
+  const int64_t per_target = h.target_kind() == v1::TARGET_KIND_CLASS_LABELS ? 1 : h.target_dim();
+  return 4 * n * (FeatureCount(h) + per_target);
+}
+
+std::string EncodePayload(const core::Dataset& d) {
+  std::string out;
+  out.append(reinterpret_cast<const char*>(d.features.data()), 4 * d.features.size());
+  if (d.is_classification())
+    out.append(reinterpret_cast<const char*>(d.labels.data()), 4 * d.labels.size());
+  else
+    out.append(reinterpret_cast<const char*>(d.targets.data()), 4 * d.targets.size());
+  return out;
+}
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return Hex(md, len);
+}
+
+absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const std::string& bytes) {
+  if (static_cast<int64_t>(bytes.size()) != PayloadBytes(h))
+    return absl::InvalidArgumentError(absl::StrCat("payload has ", bytes.size(), " bytes; the header declares ",
+                                                   PayloadBytes(h)));
+  const int64_t n = h.num_examples(), d = FeatureCount(h);
+  core::Dataset out;
+  out.name = h.display_name();
+  out.features = core::ConstMatrixMap(reinterpret_cast<const float*>(bytes.data()), d, n);
+  const char* targets = bytes.data() + 4 * n * d;
+  if (h.target_kind() == v1::TARGET_KIND_CLASS_LABELS) {
+    out.num_classes = h.num_classes();
+    out.labels.resize(n);
+    std::memcpy(out.labels.data(), targets, 4 * n);
+  } else {
+    out.targets = core::ConstMatrixMap(reinterpret_cast<const float*>(targets), h.target_dim(), n);
+  }
+  RETURN_IF_ERROR(core::ValidateDataset(out));
+  return out;
+}
+
+// ---- Upload ---------------------------------------------------------------------------
+
+struct DatasetStore::Upload::Hasher {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  Hasher() { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
+  ~Hasher() { EVP_MD_CTX_free(ctx); }
+};
+
+DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path, int fd)
+    : store_(store),
+      header_(std::move(header)),
+      tmp_path_(std::move(tmp_path)),
+      fd_(fd),
+      expected_(PayloadBytes(header_)),
+      hasher_(std::make_unique<Hasher>()) {}
+
+DatasetStore::Upload::~Upload() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!done_) ::unlink(tmp_path_.c_str());
+}
+
+absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
+  if (static_cast<int64_t>(chunk.size()) > store_->limits_.max_chunk_bytes)
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.size(), " bytes is over the limit of ",
+                                                   store_->limits_.max_chunk_bytes));
+  if (received_ + static_cast<int64_t>(chunk.size()) > expected_)
+    return absl::InvalidArgumentError(absl::StrCat("payload is longer than the ", expected_,
+                                                   " bytes the header declares"));
+  size_t done = 0;
+  while (done < chunk.size()) {
+    const ssize_t w = ::write(fd_, chunk.data() + done, chunk.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("write ", tmp_path_, ": ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(w);
+  }
+  EVP_DigestUpdate(hasher_->ctx, chunk.data(), chunk.size());
+  received_ += static_cast<int64_t>(chunk.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
+  if (received_ != expected_)
+    return absl::InvalidArgumentError(absl::StrCat("payload has ", received_, " bytes; the header declares ",
+                                                   expected_));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(hasher_->ctx, md, &len);
+  const std::string digest = Hex(md, len);
+  if (digest != header_.sha256())
+    return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ", header_.sha256(),
+                                                   ", the payload is ", digest));
+  if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", tmp_path_));
+  ::close(fd_);
+  fd_ = -1;
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(tmp_path_));
+  RETURN_IF_ERROR(DecodePayload(header_, bytes).status());
+  ASSIGN_OR_RETURN(v1::Dataset d, store_->Commit(MetaOf(header_), tmp_path_));
+  done_ = true;
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
+    const v1::DatasetHeader& header) {
+  RETURN_IF_ERROR(CheckHeader(header, limits_));
+  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(header.sha256()), ".upload",
+                                       ::getpid(), "_", g_upload_counter.fetch_add(1));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
+  return std::unique_ptr<Upload>(new Upload(this, header, tmp, fd));
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta, const std::string& tmp_path) {
+  absl::MutexLock lock(&mu_);
+  // The same content stored twice is stored once: keep the first record.
+  if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) {
+    ::unlink(tmp_path.c_str());
+    return *existing;
+  }
+  const std::string path = storage_->DatasetPayloadPath(meta.sha256());
+  if (::rename(tmp_path.c_str(), path.c_str()) != 0)
+    return absl::InternalError(absl::StrCat("rename ", tmp_path, ": ", std::strerror(errno)));
+  RETURN_IF_ERROR(storage_->PutDataset(meta));
+  return meta;
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec,
+                                                   const std::string& display_name) {
+  const int64_t n = spec.num_examples() > 0 ? spec.num_examples() : 1000;
+  if (n > 10'000'000)
+    return absl::InvalidArgumentError(absl::StrCat("spec.num_examples must be <= 10000000, got ", n));
+  const uint64_t seed = spec.seed() != 0 ? spec.seed() : 1;
+  const bool test = spec.split() == v1::GeneratorSpec::SPLIT_TEST;
+  core::TaskData task;
+  std::string kind;
+  switch (spec.kind()) {
+    case v1::GeneratorSpec::KIND_LINEAR: {
+      core::LinearTaskSpec s;
+      if (spec.input_dim() != 0) s.input_dim = spec.input_dim();
+      if (spec.output_dim() != 0) s.output_dim = spec.output_dim();
+      if (s.input_dim < 1 || s.input_dim > 100000 || s.output_dim < 1 || s.output_dim > 100000)
+        return absl::InvalidArgumentError("spec.input_dim and spec.output_dim must be in [1, 100000]");
+      s.noise = spec.noise();
+      s.seed = seed;
+      s.train_size = test ? 1 : n;
+      s.test_size = test ? n : 0;
+      ASSIGN_OR_RETURN(task, core::MakeLinearTask(s));
+      kind = "linear";
+      break;
+    }
+    case v1::GeneratorSpec::KIND_NONLINEAR: {
+      core::NonlinearTaskSpec s;
+      s.seed = seed;
+      s.train_size = test ? 1 : n;
+      s.test_size = test ? n : 0;
+      ASSIGN_OR_RETURN(task, core::MakeNonlinearTask(s));
+      kind = "nonlinear";
+      break;
+    }
+    case v1::GeneratorSpec::KIND_TOY: {
+      ASSIGN_OR_RETURN(task, core::MakeToyTask(test ? 1 : n, test ? n : 0, seed));
+      kind = "toy";
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("spec.kind must be KIND_LINEAR, KIND_NONLINEAR or KIND_TOY");
+  }
+  const core::Dataset& d = test ? task.test : task.train;
+  const std::string name = display_name.empty()
+                               ? absl::StrCat(kind, test ? "-test" : "-train", "-seed", seed, "-n", n)
+                               : display_name;
+  v1::DatasetHeader h = HeaderOf(d, name);
+  const std::string payload = EncodePayload(d);
+  h.set_sha256(Sha256Hex(payload));
+  v1::Dataset meta = MetaOf(h);
+  *meta.mutable_generator() = spec;
+  const std::string tmp = storage_->DatasetPayloadPath(h.sha256()) + ".gen" + std::to_string(::getpid());
+  RETURN_IF_ERROR(AtomicWriteFile(tmp, payload));
+  return Commit(std::move(meta), tmp);
+}
+
+absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const std::string& name) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = cache_.find(name); it != cache_.end())
+      if (auto live = it->second.lock()) return live;
+  }
+  ASSIGN_OR_RETURN(v1::Dataset meta, storage_->GetDataset(name));
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(storage_->DatasetPayloadPath(meta.sha256())));
+  v1::DatasetHeader h;
+  h.set_display_name(meta.display_name());
+  h.set_num_examples(meta.num_examples());
+  *h.mutable_feature_shape() = meta.feature_shape();
+  h.set_target_kind(meta.target_kind());
+  h.set_num_classes(meta.num_classes());
+  h.set_target_dim(meta.target_dim());
+  auto decoded = DecodePayload(h, bytes);
+  if (!decoded.ok())
+    return absl::DataLossError(absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
+  auto shared = std::make_shared<const core::Dataset>(std::move(*decoded));
+  absl::MutexLock lock(&mu_);
+  cache_[name] = shared;
+  return shared;
+}
+
+absl::Status DatasetStore::Delete(const std::string& name,
+                                  const std::function<bool(const std::string&)>& in_use) {
+  RETURN_IF_ERROR(storage_->GetDataset(name).status());
+  if (in_use(name))
+    return absl::FailedPreconditionError(absl::StrCat(name, " is used by a session that is not finished; "
+                                                      "cancel or delete the session first"));
+  absl::MutexLock lock(&mu_);
+  cache_.erase(name);
+  return storage_->DeleteDataset(name);
+}
+
+}  // namespace alignd::server

@@ -1,0 +1,94 @@
+// File: server/dataset_store.h
+// -----------------------------------------------------------------------------
+// Data sets as the service sees them: uploads checked and stored content-addressed,
+// built-in generators, and a cache of the engine's in-memory copies.
+//
+// An upload streams into a temporary file while its SHA-256 is computed; Finish()
+// checks the size and the digest, parses the payload into a core::Dataset and
+// validates every value, and only then renames the file into place and writes the
+// record. Anything else (an error, a dropped connection: the Upload is destroyed
+// unfinished) removes the temporary file, so nothing becomes visible.
+//
+// Thread-safe.
+#ifndef ALIGND_SERVER_DATASET_STORE_H_
+#define ALIGND_SERVER_DATASET_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "alignd/v1/datasets.pb.h"
+#include "core/dataset.h"
+#include "server/storage.h"
+
+namespace alignd::server {
+
+struct DatasetLimits {
+  int64_t max_dataset_bytes = int64_t{2} << 30;  // 2 GiB
+  int64_t max_chunk_bytes = int64_t{1} << 20;    // 1 MiB
+};
+
+// Payload layout (see DatasetHeader in datasets.proto): features then targets.
+int64_t PayloadBytes(const v1::DatasetHeader& header);
+// The payload of an engine data set, as an upload would send it.
+std::string EncodePayload(const core::Dataset& d);
+std::string Sha256Hex(const std::string& bytes);
+
+class DatasetStore {
+ public:
+  // `storage` must outlive the store.
+  DatasetStore(Storage* storage, DatasetLimits limits) : storage_(storage), limits_(limits) {}
+
+  class Upload {
+   public:
+    ~Upload();  // removes the temporary file unless Finish() succeeded
+    // InvalidArgument if the chunk is over the limit or past the declared size.
+    absl::Status Append(const std::string& chunk);
+    absl::StatusOr<v1::Dataset> Finish();
+
+   private:
+    friend class DatasetStore;
+    Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path, int fd);
+    DatasetStore* store_;
+    v1::DatasetHeader header_;
+    std::string tmp_path_;
+    int fd_;
+    int64_t received_ = 0;
+    int64_t expected_;
+    struct Hasher;
+    std::unique_ptr<Hasher> hasher_;
+    bool done_ = false;
+  };
+
+  // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size
+  // limit) and opens a temporary file.
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::DatasetHeader& header);
+  absl::StatusOr<v1::Dataset> Generate(const v1::GeneratorSpec& spec, const std::string& display_name);
+
+  absl::StatusOr<v1::Dataset> Get(const std::string& name) { return storage_->GetDataset(name); }
+  // The engine's copy, loaded once and shared.
+  absl::StatusOr<std::shared_ptr<const core::Dataset>> Load(const std::string& name);
+  // `in_use(name)` says whether a live session uses it: then FailedPrecondition.
+  absl::Status Delete(const std::string& name, const std::function<bool(const std::string&)>& in_use);
+
+ private:
+  // Stores a validated payload already at `payload_path` (or content in `bytes`).
+  absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, const std::string& tmp_path);
+
+  Storage* const storage_;
+  const DatasetLimits limits_;
+  absl::Mutex mu_;
+  std::map<std::string, std::weak_ptr<const core::Dataset>> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+// Parses and validates a payload against its header (InvalidArgument says what and where).
+absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& header, const std::string& bytes);
+
+}  // namespace alignd::server
+
+#endif  // ALIGND_SERVER_DATASET_STORE_H_

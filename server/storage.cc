@@ -1,0 +1,338 @@
+// File: server/storage.cc
+#include "server/storage.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace alignd::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+absl::Status FsyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return Errno("open " + path);
+  const int r = ::fsync(fd);
+  ::close(fd);
+  return r == 0 ? absl::OkStatus() : Errno("fsync " + path);
+}
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindText(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+absl::Status SqlError(sqlite3* db, const char* what) {
+  return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
+}
+
+}  // namespace
+
+absl::Status AtomicWriteFile(const std::string& path, const std::string& bytes) {
+  const fs::path p(path);
+  std::error_code ec;
+  fs::create_directories(p.parent_path(), ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("open " + tmp);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      const absl::Status s = Errno("write " + tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const absl::Status s = Errno("fsync " + tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const absl::Status s = Errno("rename " + tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncPath(p.parent_path().string(), O_RDONLY | O_DIRECTORY);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& data_dir) {
+  std::error_code ec;
+  fs::create_directories(fs::path(data_dir) / "datasets", ec);
+  if (ec)
+    return absl::FailedPreconditionError(absl::StrCat("cannot create --data_dir ", data_dir, ": ",
+                                                      ec.message()));
+  std::unique_ptr<Storage> s(new Storage(data_dir));
+  absl::MutexLock lock(&s->mu_);
+  const std::string db_path = (fs::path(data_dir) / "alignd.db").string();
+  if (sqlite3_open_v2(db_path.c_str(), &s->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, ": ",
+                                                      s->db_ ? sqlite3_errmsg(s->db_) : "out of memory"));
+  sqlite3_busy_timeout(s->db_, 5000);
+  for (const char* sql : {
+           "PRAGMA journal_mode=WAL",
+           // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only
+           // a power cut can lose the last ones.
+           "PRAGMA synchronous=NORMAL",
+           "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS metrics (session TEXT NOT NULL, seq INTEGER NOT NULL, "
+           "step INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (session, seq))",
+           "CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step INTEGER NOT NULL, "
+           "PRIMARY KEY (session, step))",
+       }) {
+    if (absl::Status st = s->Exec(sql); !st.ok())
+      return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
+  }
+  return s;
+}
+
+Storage::~Storage() {
+  absl::MutexLock lock(&mu_);
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+absl::Status Storage::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return absl::InternalError(absl::StrCat("sqlite: ", msg, " in ", sql));
+  }
+  return absl::OkStatus();
+}
+
+// ---- Data sets ------------------------------------------------------------------------
+
+std::string Storage::DatasetPayloadPath(const std::string& sha256) const {
+  return (fs::path(data_dir_) / "datasets" / (sha256 + ".bin")).string();
+}
+
+absl::Status Storage::PutDataset(const v1::Dataset& d) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO datasets (id, record) VALUES (?, ?)");
+  st.BindText(1, d.name()).Bind(2, d.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put dataset");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Dataset> Storage::GetDataset(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM datasets WHERE id = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  v1::Dataset d;
+  if (!d.ParseFromString(st.Blob(0))) return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  return d;
+}
+
+absl::StatusOr<std::vector<v1::Dataset>> Storage::ListDatasets(const std::string& after, int limit) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM datasets WHERE id > ? ORDER BY id LIMIT ?");
+  st.BindText(1, after).Bind(2, int64_t{limit});
+  std::vector<v1::Dataset> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt dataset record");
+  }
+  return out;
+}
+
+absl::Status Storage::DeleteDataset(const std::string& name) {
+  std::string sha;
+  {
+    absl::MutexLock lock(&mu_);
+    Stmt get(db_, "SELECT record FROM datasets WHERE id = ?");
+    get.BindText(1, name);
+    if (get.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+    v1::Dataset d;
+    d.ParseFromString(get.Blob(0));
+    sha = d.sha256();
+    Stmt del(db_, "DELETE FROM datasets WHERE id = ?");
+    del.BindText(1, name);
+    if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete dataset");
+  }
+  std::error_code ec;
+  fs::remove(DatasetPayloadPath(sha), ec);
+  return absl::OkStatus();
+}
+
+// ---- Sessions ---------------------------------------------------------------------------
+
+std::string Storage::SessionDir(const std::string& id) const {
+  return (fs::path(data_dir_) / "sessions" / id).string();
+}
+std::string Storage::CheckpointPath(const std::string& id) const {
+  return (fs::path(SessionDir(id)) / "checkpoint.bin").string();
+}
+std::string Storage::SnapshotPath(const std::string& id, int64_t step) const {
+  return (fs::path(SessionDir(id)) / "snapshots" / (std::to_string(step) + ".bin")).string();
+}
+
+absl::Status Storage::PutSession(const v1::Session& s) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO sessions (id, record) VALUES (?, ?)");
+  st.BindText(1, s.name()).Bind(2, s.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put session");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Session> Storage::GetSession(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM sessions WHERE id = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  v1::Session s;
+  if (!s.ParseFromString(st.Blob(0))) return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  return s;
+}
+
+absl::StatusOr<std::vector<v1::Session>> Storage::ListSessions() {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM sessions ORDER BY id");
+  std::vector<v1::Session> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt session record");
+  }
+  return out;
+}
+
+absl::Status Storage::DeleteSession(const std::string& name) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
+    for (const char* sql : {"DELETE FROM sessions WHERE id = ?", "DELETE FROM metrics WHERE session = ?",
+                            "DELETE FROM snapshots WHERE session = ?"}) {
+      Stmt st(db_, sql);
+      st.BindText(1, name);
+      if (st.Step() != SQLITE_DONE) {
+        Exec("ROLLBACK").IgnoreError();
+        return SqlError(db_, "delete session");
+      }
+    }
+    if (absl::Status s = Exec("COMMIT"); !s.ok()) return s;
+  }
+  const std::string id = name.substr(name.find('/') + 1);
+  std::error_code ec;
+  fs::remove_all(SessionDir(id), ec);
+  return absl::OkStatus();
+}
+
+// ---- Metrics ----------------------------------------------------------------------------
+
+absl::Status Storage::AppendMetric(const std::string& name, const v1::MetricEvent& e, int64_t step) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT INTO metrics (session, seq, step, event) VALUES (?, ?, ?, ?)");
+  st.BindText(1, name).Bind(2, e.seq()).Bind(3, step).Bind(4, e.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "append metric");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::MetricEvent>> Storage::ReadMetrics(const std::string& name,
+                                                                  int64_t start_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT event FROM metrics WHERE session = ? AND seq >= ? ORDER BY seq LIMIT ?");
+  st.BindText(1, name).Bind(2, start_seq).Bind(3, int64_t{limit});
+  std::vector<v1::MetricEvent> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt metric event");
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> Storage::TruncateMetricsAfterStep(const std::string& name, int64_t step) {
+  absl::MutexLock lock(&mu_);
+  Stmt del(db_, "DELETE FROM metrics WHERE session = ? AND step > ?");
+  del.BindText(1, name).Bind(2, step);
+  if (del.Step() != SQLITE_DONE) return SqlError(db_, "truncate metrics");
+  Stmt last(db_, "SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE session = ?");
+  last.BindText(1, name);
+  if (last.Step() != SQLITE_ROW) return SqlError(db_, "last seq");
+  return last.Int(0);
+}
+
+absl::StatusOr<int64_t> Storage::CountMetrics(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT COUNT(*) FROM metrics WHERE session = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return SqlError(db_, "count metrics");
+  return st.Int(0);
+}
+
+// ---- Snapshots --------------------------------------------------------------------------
+
+absl::Status Storage::AddSnapshot(const std::string& name, int64_t step, const std::string& bytes) {
+  const std::string id = name.substr(name.find('/') + 1);
+  if (absl::Status s = AtomicWriteFile(SnapshotPath(id, step), bytes); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO snapshots (session, step) VALUES (?, ?)");
+  st.BindText(1, name).Bind(2, step);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "add snapshot");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> Storage::ListSnapshots(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT step FROM snapshots WHERE session = ? ORDER BY step");
+  st.BindText(1, name);
+  std::vector<int64_t> out;
+  while (st.Step() == SQLITE_ROW) out.push_back(st.Int(0));
+  return out;
+}
+
+}  // namespace alignd::server

@@ -1,0 +1,576 @@
+// File: server/training_service.cc
+#include "server/training_service.h"
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "core/trainer.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/proto_convert.h"
+#include "server/status_convert.h"
+
+namespace alignd::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+template <typename Ctx>
+grpc::ServerUnaryReactor* Done(Ctx* ctx, const absl::Status& s) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(ToGrpcStatus(s));
+  return r;
+}
+
+int PageSize(int requested, int dflt, int cap) {
+  if (requested <= 0) return dflt;
+  return std::min(requested, cap);
+}
+
+bool IsTerminal(v1::SessionState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+// ---- Upload ---------------------------------------------------------------------------
+
+class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
+ public:
+  UploadReactor(DatasetStore* store, v1::Dataset* response) : store_(store), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client finished sending (or the call was cancelled: then Finish is moot)
+      if (upload_ == nullptr) return Finish(ToGrpcStatus(absl::InvalidArgumentError("no header was sent")));
+      auto d = upload_->Finish();
+      if (d.ok()) *response_ = *d;
+      return Finish(ToGrpcStatus(d.status()));
+    }
+    absl::Status s;
+    if (request_.has_header()) {
+      if (upload_ != nullptr) {
+        s = absl::InvalidArgumentError("a second header arrived; send one header, then chunks");
+      } else {
+        auto up = store_->BeginUpload(request_.header());
+        if (up.ok()) upload_ = std::move(*up);
+        s = up.status();
+      }
+    } else if (request_.has_chunk()) {
+      s = upload_ == nullptr ? absl::InvalidArgumentError("a chunk arrived before the header")
+                             : upload_->Append(request_.chunk());
+    } else {
+      s = absl::InvalidArgumentError("an empty message: set header or chunk");
+    }
+    if (!s.ok()) return Finish(ToGrpcStatus(s));
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }  // an unfinished upload removes its temporary file
+
+ private:
+  DatasetStore* store_;
+  v1::Dataset* response_;
+  v1::UploadDatasetRequest request_;
+  std::unique_ptr<DatasetStore::Upload> upload_;
+};
+
+// ---- Metrics stream -------------------------------------------------------------------
+
+// Sends the session's metric log from start_seq, then follows it; one write in flight.
+// The log in storage is the queue: each wake-up reads what is new.
+class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public SessionListener {
+ public:
+  MetricsReactor(SessionManager* sessions, std::shared_ptr<Session> s, int64_t start_seq, bool history_only,
+                 std::chrono::milliseconds heartbeat)
+      : sessions_(sessions),
+        session_(std::move(s)),
+        next_seq_(std::max<int64_t>(1, start_seq)),
+        history_only_(history_only),
+        heartbeat_(heartbeat),
+        last_write_(std::chrono::steady_clock::now()) {
+    session_->AddListener(this);
+    Pump();
+  }
+
+  void OnSessionUpdate() override { Pump(); }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_ = false;
+      if (!ok) return FinishOnce(grpc::Status::CANCELLED);  // the client went away
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishOnce(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    session_->RemoveListener(this);
+    delete this;
+  }
+
+ private:
+  void Pump() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (in_flight_ || finished_) return;
+    if (pending_.empty()) {
+      auto batch = sessions_->storage()->ReadMetrics(session_->name(), next_seq_, 256);
+      if (!batch.ok()) return FinishOnce(ToGrpcStatus(batch.status()));
+      for (auto& e : *batch) pending_.push_back(std::move(e));
+    }
+    if (!pending_.empty()) {
+      current_ = std::move(pending_.front());
+      pending_.pop_front();
+      next_seq_ = current_.seq() + 1;
+      return Write();
+    }
+    // Caught up with the log.
+    const v1::Session record = session_->record();
+    const bool deleted = session_->deleted();
+    const v1::SessionState st = record.state();
+    if (sent_end_) return FinishOnce(grpc::Status::OK);
+    if (sessions_->stopping())
+      return FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     absl::StrCat("alignd is shutting down; reconnect and resume from seq ",
+                                                  next_seq_)));
+    if (history_only_ || deleted || IsTerminal(st) || st == v1::PAUSED) {
+      // The log is complete (events are appended before the state changes): say how it ended.
+      current_.Clear();
+      current_.set_seq(next_seq_ - 1);
+      *current_.mutable_wall_time() = TimeUtil::GetCurrentTime();
+      *current_.mutable_end() = record;
+      sent_end_ = true;
+      return Write();
+    }
+    if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_) {
+      current_.Clear();
+      current_.set_seq(next_seq_ - 1);
+      *current_.mutable_wall_time() = TimeUtil::GetCurrentTime();
+      current_.set_heartbeat(st);
+      return Write();
+    }
+  }
+
+  // Every path ends here exactly once; OnDone follows when gRPC is done with the call.
+  void FinishOnce(const grpc::Status& status) {  // mu_ held
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  void Write() {  // mu_ held
+    in_flight_ = true;
+    last_write_ = std::chrono::steady_clock::now();
+    StartWrite(&current_);
+  }
+
+  SessionManager* sessions_;
+  std::shared_ptr<Session> session_;
+  std::mutex mu_;
+  int64_t next_seq_;
+  const bool history_only_;
+  const std::chrono::milliseconds heartbeat_;
+  std::chrono::steady_clock::time_point last_write_;
+  std::deque<v1::MetricEvent> pending_;
+  v1::MetricEvent current_;
+  bool in_flight_ = false;
+  bool finished_ = false;
+  bool sent_end_ = false;
+};
+
+// ---- Snapshots -----------------------------------------------------------------------
+
+constexpr int kValuesPerChunk = 256 * 1024;
+
+// Weights, biases and feedback of a stored state, as SnapshotChunks (header, then values).
+std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name, const core::TrainerState& st) {
+  std::vector<const core::Matrix*> tensors;
+  v1::SnapshotChunk head;
+  auto* h = head.mutable_header();
+  h->set_name(name);
+  h->set_step(st.step);
+  h->set_epoch(st.epoch);
+  int64_t total = 0;
+  for (size_t i = 0; i < st.weights.size(); ++i) {
+    for (auto [label, m] : {std::pair<std::string, const core::Matrix*>{absl::StrCat("W", i), &st.weights[i]},
+                            {absl::StrCat("b", i), &st.biases[i]},
+                            {absl::StrCat("B", i), &st.feedback[i]}}) {
+      auto* shape = h->add_shapes();
+      shape->set_label(label);
+      shape->set_rows(m->rows());
+      shape->set_cols(m->cols());
+      total += m->size();
+      tensors.push_back(m);
+    }
+  }
+  h->set_total_values(total);
+  std::vector<v1::SnapshotChunk> out;
+  out.push_back(std::move(head));
+  v1::SnapshotChunk chunk;
+  int64_t offset = 0;
+  auto flush = [&] {
+    if (chunk.values().data_size() == 0) return;
+    out.push_back(std::move(chunk));
+    chunk = v1::SnapshotChunk();
+  };
+  for (const core::Matrix* m : tensors) {
+    for (Eigen::Index k = 0; k < m->size(); ++k) {
+      if (chunk.values().data_size() == 0) chunk.mutable_values()->set_offset(offset);
+      chunk.mutable_values()->add_data(m->data()[k]);
+      ++offset;
+      if (chunk.values().data_size() == kValuesPerChunk) flush();
+    }
+  }
+  flush();
+  return out;
+}
+
+class ChunkWriter : public grpc::ServerWriteReactor<v1::SnapshotChunk> {
+ public:
+  explicit ChunkWriter(absl::StatusOr<std::vector<v1::SnapshotChunk>> chunks) {
+    if (!chunks.ok()) {
+      Finish(ToGrpcStatus(chunks.status()));
+      return;
+    }
+    chunks_ = std::move(*chunks);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::CANCELLED);
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    if (next_ == chunks_.size()) return Finish(grpc::Status::OK);
+    StartWrite(&chunks_[next_++]);
+  }
+  std::vector<v1::SnapshotChunk> chunks_;
+  size_t next_ = 0;
+};
+
+// "sessions/{id}/snapshots/{step|latest}" -> (session name, step); step -1 = latest.
+absl::StatusOr<std::pair<std::string, int64_t>> ParseSnapshotName(const std::string& name) {
+  const size_t pos = name.find("/snapshots/");
+  if (name.rfind("sessions/", 0) != 0 || pos == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat("name '", name, "' is not sessions/{id}/snapshots/{step}"));
+  const std::string step_text = name.substr(pos + 11);
+  int64_t step = -1;
+  if (step_text != "latest" && (!absl::SimpleAtoi(step_text, &step) || step < 0))
+    return absl::InvalidArgumentError(absl::StrCat("snapshot step '", step_text, "' is not a number or 'latest'"));
+  return std::make_pair(name.substr(0, pos), step);
+}
+
+absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions, const std::string& session, int64_t step,
+                                                std::string* resolved_name) {
+  ASSIGN_OR_RETURN(auto s, sessions->Find(session));
+  const std::string id = session.substr(9);
+  std::string path;
+  if (step < 0) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions->storage()->ListSnapshots(session));
+    // The newest of the last snapshot and the last checkpoint.
+    path = sessions->storage()->CheckpointPath(id);
+    if (!steps.empty()) {
+      auto ck = ReadFile(path);
+      int64_t ck_step = -1;
+      if (ck.ok())
+        if (auto st = core::ParseState(*ck); st.ok()) ck_step = st->step;
+      if (steps.back() >= ck_step) path = sessions->storage()->SnapshotPath(id, steps.back());
+    }
+  } else {
+    path = sessions->storage()->SnapshotPath(id, step);
+  }
+  auto bytes = ReadFile(path);
+  if (!bytes.ok())
+    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
+                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
+  ASSIGN_OR_RETURN(core::TrainerState st, core::ParseState(*bytes));
+  *resolved_name = absl::StrCat(session, "/snapshots/", st.step);
+  return st;
+}
+
+// A trainer of the session holding the given weights (for Predict and Evaluate).
+absl::StatusOr<std::unique_ptr<core::Trainer>> TrainerWith(SessionManager* sessions, const std::string& name) {
+  std::string session = name;
+  int64_t step = -1;
+  if (name.find("/snapshots/") != std::string::npos) {
+    ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(name));
+    session = parsed.first;
+    step = parsed.second;
+  }
+  ASSIGN_OR_RETURN(auto s, sessions->Find(session));
+  std::string resolved;
+  ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions, session, step, &resolved));
+  const v1::Session r = s->record();
+  ASSIGN_OR_RETURN(auto train, sessions->datasets()->Load(r.train_dataset()));
+  ASSIGN_OR_RETURN(auto trainer, core::Trainer::Create(s->options(), train));
+  RETURN_IF_ERROR(trainer->ImportState(st));
+  return trainer;
+}
+
+}  // namespace
+
+// ---- DatasetService -------------------------------------------------------------------
+
+grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetServiceImpl::UploadDataset(
+    grpc::CallbackServerContext*, v1::Dataset* response) {
+  return new UploadReactor(store_, response);
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::CreateGeneratedDataset(
+    grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req, v1::Dataset* resp) {
+  auto d = store_->Generate(req->spec(), req->display_name());
+  if (d.ok()) *resp = *d;
+  return Done(ctx, d.status());
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetDatasetRequest* req, v1::Dataset* resp) {
+  if (req->name().rfind("datasets/", 0) != 0)
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", req->name(), "' is not datasets/{id}")));
+  auto d = store_->Get(req->name());
+  if (d.ok()) *resp = *d;
+  return Done(ctx, d.status());
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListDatasetsRequest* req,
+                                                           v1::ListDatasetsResponse* resp) {
+  const int size = PageSize(req->page_size(), 50, 1000);
+  auto list = sessions_->storage()->ListDatasets(req->page_token(), size + 1);
+  if (!list.ok()) return Done(ctx, list.status());
+  for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i) *resp->add_datasets() = (*list)[i];
+  if (static_cast<int>(list->size()) > size) resp->set_next_page_token((*list)[size - 1].name());
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
+                                                            const v1::DeleteDatasetRequest* req,
+                                                            google::protobuf::Empty*) {
+  return Done(ctx, store_->Delete(req->name(), [this](const std::string& n) { return sessions_->UsesDataset(n); }));
+}
+
+// ---- TrainingService ------------------------------------------------------------------
+
+TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat)
+    : sessions_(sessions), heartbeat_(heartbeat) {
+  ticker_ = std::thread([this] {
+    while (!stop_.load()) {
+      std::this_thread::sleep_for(std::min(heartbeat_, std::chrono::milliseconds(100)));
+      static thread_local auto last = std::chrono::steady_clock::now();
+      if (std::chrono::steady_clock::now() - last < heartbeat_) continue;
+      last = std::chrono::steady_clock::now();
+      for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED))
+        if (auto s = sessions_->Find(r.name()); s.ok()) (*s)->Notify();
+    }
+  });
+}
+
+TrainingServiceImpl::~TrainingServiceImpl() {
+  stop_ = true;
+  ticker_.join();
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::CreateSessionRequest* req, v1::Session* resp) {
+  auto s = sessions_->Create(*req);
+  if (s.ok()) *resp = *s;
+  return Done(ctx, s.status());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetSessionRequest* req, v1::Session* resp) {
+  auto s = sessions_->Get(req->name());
+  if (s.ok()) *resp = *s;
+  return Done(ctx, s.status());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListSessionsRequest* req,
+                                                            v1::ListSessionsResponse* resp) {
+  if (!v1::SessionState_IsValid(req->state()))
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
+  const int size = PageSize(req->page_size(), 50, 1000);
+  int n = 0;
+  for (const v1::Session& s : sessions_->List(req->state())) {
+    if (s.name() <= req->page_token()) continue;
+    if (n == size) {
+      resp->set_next_page_token(resp->sessions(size - 1).name());
+      break;
+    }
+    *resp->add_sessions() = s;
+    ++n;
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::PauseSession(grpc::CallbackServerContext* ctx,
+                                                            const v1::PauseSessionRequest* req, v1::Session* resp) {
+  auto s = sessions_->Pause(req->name());
+  if (s.ok()) *resp = *s;
+  return Done(ctx, s.status());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ResumeSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::ResumeSessionRequest* req, v1::Session* resp) {
+  auto s = sessions_->Resume(req->name());
+  if (s.ok()) *resp = *s;
+  return Done(ctx, s.status());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::CancelSessionRequest* req, v1::Session* resp) {
+  auto s = sessions_->Cancel(req->name());
+  if (s.ok()) *resp = *s;
+  return Done(ctx, s.status());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::DeleteSessionRequest* req,
+                                                             google::protobuf::Empty*) {
+  return Done(ctx, sessions_->Delete(req->name()));
+}
+
+grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(grpc::CallbackServerContext*,
+                                                                              const v1::StreamMetricsRequest* req) {
+  auto s = sessions_->Find(req->name());
+  if (!s.ok()) {
+    class Failed : public grpc::ServerWriteReactor<v1::MetricEvent> {
+     public:
+      explicit Failed(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed(s.status());
+  }
+  if (req->start_seq() < 0) {
+    class Failed : public grpc::ServerWriteReactor<v1::MetricEvent> {
+     public:
+      Failed() { Finish(ToGrpcStatus(absl::InvalidArgumentError("start_seq must be >= 0"))); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed();
+  }
+  return new MetricsReactor(sessions_, *s, req->start_seq(), req->history_only(), heartbeat_);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListMetrics(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListMetricsRequest* req,
+                                                           v1::ListMetricsResponse* resp) {
+  auto s = sessions_->Find(req->name());
+  if (!s.ok()) return Done(ctx, s.status());
+  int64_t start = std::max<int64_t>(1, req->start_seq());
+  if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &start) || start < 1))
+    return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
+  const int size = PageSize(req->page_size(), 500, 10000);
+  if (req->max_points() < 0) return Done(ctx, absl::InvalidArgumentError("max_points must be >= 0"));
+  if (req->max_points() == 0) {
+    auto events = sessions_->storage()->ReadMetrics(req->name(), start, size + 1);
+    if (!events.ok()) return Done(ctx, events.status());
+    for (int i = 0; i < static_cast<int>(events->size()) && i < size; ++i) *resp->add_events() = (*events)[i];
+    if (static_cast<int>(events->size()) > size) resp->set_next_page_token(std::to_string((*events)[size].seq()));
+    return Done(ctx, absl::OkStatus());
+  }
+  // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
+  std::vector<v1::MetricEvent> all;
+  for (int64_t from = start;;) {
+    auto events = sessions_->storage()->ReadMetrics(req->name(), from, 10000);
+    if (!events.ok()) return Done(ctx, events.status());
+    if (events->empty()) break;
+    from = events->back().seq() + 1;
+    for (auto& e : *events) all.push_back(std::move(e));
+  }
+  int64_t steps = 0;
+  for (const auto& e : all) steps += e.has_step();
+  const int64_t every = std::max<int64_t>(1, (steps + req->max_points() - 1) / req->max_points());
+  int64_t k = 0;
+  for (auto& e : all) {
+    if (e.has_step() && (k++ % every) != 0) continue;
+    *resp->add_events() = std::move(e);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext*,
+                                                                              const v1::GetSnapshotRequest* req) {
+  auto chunks = [&]() -> absl::StatusOr<std::vector<v1::SnapshotChunk>> {
+    ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(req->name()));
+    std::string resolved;
+    ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
+    return SnapshotChunks(resolved, st);
+  }();
+  return new ChunkWriter(std::move(chunks));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListSnapshotsRequest* req,
+                                                             v1::ListSnapshotsResponse* resp) {
+  auto s = sessions_->Find(req->name());
+  if (!s.ok()) return Done(ctx, s.status());
+  auto steps = sessions_->storage()->ListSnapshots(req->name());
+  if (!steps.ok()) return Done(ctx, steps.status());
+  int64_t after = -1;
+  if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &after))
+    return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
+  const int size = PageSize(req->page_size(), 50, 1000);
+  for (int64_t step : *steps) {
+    if (step <= after) continue;
+    if (resp->snapshots_size() == size) {
+      resp->set_next_page_token(std::to_string(resp->snapshots(size - 1).step()));
+      break;
+    }
+    auto* e = resp->add_snapshots();
+    e->set_name(absl::StrCat(req->name(), "/snapshots/", step));
+    e->set_step(step);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
+                                                       const v1::PredictRequest* req, v1::PredictResponse* resp) {
+  auto trainer = TrainerWith(sessions_, req->name());
+  if (!trainer.ok()) return Done(ctx, trainer.status());
+  auto x = FromProto(req->inputs(), "inputs");
+  if (!x.ok()) return Done(ctx, x.status());
+  auto y = (*trainer)->Predict(*x);
+  if (!y.ok()) return Done(ctx, y.status());
+  ToProto(*y, resp->mutable_outputs());
+  if ((*trainer)->options().network.output == core::Activation::kSoftmax ||
+      (*trainer)->options().network.loss == core::Loss::kCrossEntropy || y->rows() > 1) {
+    for (Eigen::Index j = 0; j < y->cols(); ++j) {
+      Eigen::Index k;
+      y->col(j).maxCoeff(&k);
+      resp->add_classes(static_cast<int32_t>(k));
+    }
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
+                                                        const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) {
+  auto trainer = TrainerWith(sessions_, req->name());
+  if (!trainer.ok()) return Done(ctx, trainer.status());
+  std::string dataset = req->dataset();
+  if (dataset.empty()) {
+    const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
+    auto r = sessions_->Get(session);
+    if (!r.ok()) return Done(ctx, r.status());
+    dataset = r->eval_dataset().empty() ? r->train_dataset() : r->eval_dataset();
+  }
+  auto data = sessions_->datasets()->Load(dataset);
+  if (!data.ok()) return Done(ctx, data.status());
+  auto m = (*trainer)->Evaluate(**data);
+  if (!m.ok()) return Done(ctx, m.status());
+  ToProto(*m, resp->mutable_metrics());
+  return Done(ctx, absl::OkStatus());
+}
+
+}  // namespace alignd::server

@@ -1,0 +1,113 @@
+"""End to end through the real binaries: alignctl processes against a real alignd on
+127.0.0.1 with an ephemeral port and a temporary data directory."""
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+
+class AlignctlTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="alignctl_e2e_")
+        cls.proc = subprocess.Popen([os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0",
+                                     "--data_dir", os.path.join(cls.dir, "data"), "--heartbeat_ms", "200"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cls.address = cls.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(timeout=30)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def ctl(self, *args, ok=True):
+        p = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", self.address, *args],
+                           capture_output=True, text=True, timeout=120)
+        if ok:
+            self.assertEqual(p.returncode, 0, f"alignctl {' '.join(args)}: {p.stderr}")
+        return p
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl("--json", *args).stdout)
+
+    def test_health(self):
+        self.assertIn("SERVING", self.ctl("health").stdout)
+
+    def test_generate_train_watch_and_snapshot(self):
+        ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "1000").stdout.strip()
+        self.assertTrue(ds.startswith("datasets/"))
+        self.assertIn(ds, self.ctl("datasets", "list").stdout)
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--hidden", "linear", "--rule", "fa",
+                     "--batch", "1", "--epochs", "2", "--lr", "0.002", "--metrics_every", "50", "--watch")
+        self.assertIn("SUCCEEDED", p.stdout)
+        self.assertIn("deg", p.stdout)  # the alignment angle column
+        name = p.stdout.splitlines()[0].strip()
+        got = self.ctl_json("sessions", "get", name)
+        self.assertEqual(got["state"], "SUCCEEDED")
+        self.assertEqual(got["step"], "2000")  # int64 as a JSON string
+        out = os.path.join(self.dir, "w")
+        self.ctl("snapshot", "get", name, "--out", out)
+        self.assertEqual(np.load(os.path.join(out, "W0.npy")).shape, (20, 30))
+        self.assertEqual(np.load(os.path.join(out, "B1.npy")).shape, (20, 10))
+        listed = self.ctl_json("sessions", "list", "--state", "SUCCEEDED")
+        self.assertIn(name, [s["name"] for s in listed["sessions"]])
+
+    def test_upload_idx_csv_npy(self):
+        n = 40
+        rng = np.random.default_rng(1)
+        images = rng.integers(0, 256, size=(n, 4, 4), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        ip, lp = os.path.join(self.dir, "img.gz"), os.path.join(self.dir, "lbl")
+        with gzip.open(ip, "wb") as f:
+            f.write(struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">III", n, 4, 4) + images.tobytes())
+        with open(lp, "wb") as f:
+            f.write(struct.pack(">BBBB", 0, 0, 8, 1) + struct.pack(">I", n) + labels.tobytes())
+        d = self.ctl_json("upload", "--idx", ip, lp, "--name", "tiny-idx")
+        self.assertEqual(d["num_examples"], "40")
+        self.assertEqual(d["feature_shape"], ["4", "4"])
+        csv = os.path.join(self.dir, "d.csv")
+        with open(csv, "w") as f:
+            f.write("a,b,y\n" + "".join(f"{i},{i * 0.5},{i % 2}\n" for i in range(30)))
+        d = self.ctl_json("upload", "--csv", csv, "--header")
+        self.assertEqual(d["num_classes"], 2)
+        xp, yp = os.path.join(self.dir, "x.npy"), os.path.join(self.dir, "y.npy")
+        np.save(xp, rng.normal(size=(25, 3)).astype(np.float64))
+        np.save(yp, rng.normal(size=(25, 2)).astype(np.float32))
+        d = self.ctl_json("upload", "--npy", xp, yp, "--regression")
+        self.assertEqual(d["target_dim"], 2)
+
+    def test_control_commands_and_errors(self):
+        ds = self.ctl("datasets", "generate", "--kind", "toy", "--examples", "100").stdout.strip()
+        name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max_steps", "200000",
+                        "--batch", "32").stdout.strip()
+        p = self.ctl("sessions", "pause", name)
+        self.assertIn("PAUSED", p.stdout)
+        p = self.ctl("sessions", "pause", name, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("FAILED_PRECONDITION", p.stderr)
+        self.assertIn("QUEUED", self.ctl("sessions", "resume", name).stdout)
+        self.assertIn("CANCELLED", self.ctl("sessions", "cancel", name).stdout)
+        self.ctl("sessions", "delete", name)
+        p = self.ctl("sessions", "get", name, ok=False)
+        self.assertIn("NOT_FOUND", p.stderr)
+        p = self.ctl("train", "--dataset", ds, "--sizes", "3,1", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("network.sizes[0] is 3 but the training set has 1 features", p.stderr)
+        p = self.ctl("train", "--dataset", ds, "--sizes", "1,1", "--rule", "hebbian", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("hebbian", p.stderr)
+        p = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", "127.0.0.1:1", "--timeout", "2", "health"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr, "UNAVAILABLE|DEADLINE_EXCEEDED")
+
+
+if __name__ == "__main__":
+    unittest.main()

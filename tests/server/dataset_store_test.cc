@@ -1,0 +1,172 @@
+// server/dataset_store.h: uploads are checked before anything becomes visible, a failed
+// or abandoned upload leaves nothing, and one content is stored once.
+#include "server/dataset_store.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+
+namespace alignd::server {
+namespace {
+
+class DatasetStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    storage_ = *Storage::Open(dir_);
+    store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{1 << 20, 1 << 10});
+    // 5 examples of 3 features, 2 classes.
+    data_.features = core::Matrix::Random(3, 5);
+    data_.labels = {0, 1, 1, 0, 1};
+    data_.num_classes = 2;
+    payload_ = EncodePayload(data_);
+    header_.set_display_name("tiny");
+    header_.set_num_examples(5);
+    header_.add_feature_shape(3);
+    header_.set_target_kind(v1::TARGET_KIND_CLASS_LABELS);
+    header_.set_num_classes(2);
+    header_.set_sha256(Sha256Hex(payload_));
+  }
+
+  int FilesInDatasets() {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "datasets")) (void)e, ++n;
+    return n;
+  }
+
+  absl::StatusOr<v1::Dataset> UploadInChunks(const v1::DatasetHeader& h, const std::string& payload,
+                                             size_t chunk) {
+    auto up = store_->BeginUpload(h);
+    if (!up.ok()) return up.status();
+    for (size_t i = 0; i < payload.size(); i += chunk) {
+      absl::Status s = (*up)->Append(payload.substr(i, chunk));
+      if (!s.ok()) return s;
+    }
+    return (*up)->Finish();
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Storage> storage_;
+  std::unique_ptr<DatasetStore> store_;
+  core::Dataset data_;
+  std::string payload_;
+  v1::DatasetHeader header_;
+};
+
+TEST_F(DatasetStoreTest, UploadThenLoadGivesTheSameData) {
+  auto d = UploadInChunks(header_, payload_, 7);
+  ASSERT_OK(d);
+  EXPECT_EQ(d->name(), "datasets/" + header_.sha256().substr(0, 16));
+  EXPECT_EQ(d->size_bytes(), static_cast<int64_t>(payload_.size()));
+  auto loaded = store_->Load(d->name());
+  ASSERT_OK(loaded);
+  EXPECT_EQ((*loaded)->features, data_.features);
+  EXPECT_EQ((*loaded)->labels, data_.labels);
+  // Loaded once, shared after.
+  EXPECT_EQ(loaded->get(), store_->Load(d->name())->get());
+  // The same content again is stored once.
+  auto again = UploadInChunks(header_, payload_, 100);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->name(), d->name());
+  EXPECT_EQ(FilesInDatasets(), 1);
+}
+
+TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
+  struct Case {
+    std::string name, message;
+    absl::StatusCode code;
+    std::function<void(v1::DatasetHeader&, std::string&)> mutate;
+  } const kCases[] = {
+      {"digest", "SHA-256 mismatch", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_sha256(std::string(64, 'a')); }},
+      {"short", "payload has 79 bytes; the header declares 80", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader&, std::string& p) { p.pop_back(); }},
+      {"long", "longer than", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader&, std::string& p) { p += "x"; }},
+      {"label out of range", "label of example 1 is 7", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string& p) {
+         const int32_t seven = 7;
+         std::memcpy(&p[4 * 15 + 4], &seven, 4);
+         h.set_sha256(Sha256Hex(p));
+       }},
+      {"nan", "not finite", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string& p) {
+         const float nan = NAN;
+         std::memcpy(&p[8], &nan, 4);
+         h.set_sha256(Sha256Hex(p));
+       }},
+      {"no examples", "header.num_examples", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_num_examples(0); }},
+      {"bad shape", "header.feature_shape[0]", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_feature_shape(0, -3); }},
+      {"no kind", "header.target_kind", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_target_kind(v1::TARGET_KIND_UNSPECIFIED); }},
+      {"bad digest text", "header.sha256", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_sha256("xyz"); }},
+      {"too big", "--max_dataset_bytes", absl::StatusCode::kResourceExhausted,
+       [](v1::DatasetHeader& h, std::string&) { h.set_num_examples(1 << 20); }},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    v1::DatasetHeader h = header_;
+    std::string p = payload_;
+    c.mutate(h, p);
+    auto d = UploadInChunks(h, p, 16);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.status().code(), c.code) << d.status();
+    EXPECT_NE(std::string(d.status().message()).find(c.message), std::string::npos) << d.status();
+    EXPECT_EQ(FilesInDatasets(), 0);
+    EXPECT_TRUE(storage_->ListDatasets("", 10)->empty());
+  }
+  // A chunk over the limit.
+  auto up = store_->BeginUpload(header_);
+  ASSERT_OK(up);
+  EXPECT_EQ((*up)->Append(std::string(2000, 'x')).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DatasetStoreTest, AnAbandonedUploadLeavesNothing) {
+  {
+    auto up = store_->BeginUpload(header_);
+    ASSERT_OK(up);
+    ASSERT_OK((*up)->Append(payload_.substr(0, 10)));
+    EXPECT_EQ(FilesInDatasets(), 1);  // the temporary file
+  }  // the connection dropped
+  EXPECT_EQ(FilesInDatasets(), 0);
+}
+
+TEST_F(DatasetStoreTest, GeneratorsAreDeterministicAndDeletable) {
+  v1::GeneratorSpec spec;
+  spec.set_kind(v1::GeneratorSpec::KIND_LINEAR);
+  spec.set_num_examples(200);
+  auto a = store_->Generate(spec, "");
+  ASSERT_OK(a);
+  EXPECT_EQ(a->display_name(), "linear-train-seed1-n200");
+  EXPECT_EQ(a->generator().kind(), v1::GeneratorSpec::KIND_LINEAR);
+  EXPECT_EQ(store_->Generate(spec, "")->name(), a->name());
+  spec.set_split(v1::GeneratorSpec::SPLIT_TEST);
+  auto t = store_->Generate(spec, "");
+  ASSERT_OK(t);
+  EXPECT_NE(t->name(), a->name());
+  auto loaded = store_->Load(a->name());
+  ASSERT_OK(loaded);
+  EXPECT_EQ((*loaded)->input_dim(), 30);
+  EXPECT_EQ((*loaded)->targets.rows(), 10);
+
+  EXPECT_EQ(store_->Delete(a->name(), [](const std::string&) { return true; }).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK(store_->Delete(a->name(), [](const std::string&) { return false; }));
+  EXPECT_EQ(store_->Get(a->name()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Delete(a->name(), [](const std::string&) { return false; }).code(),
+            absl::StatusCode::kNotFound);
+  spec.set_kind(v1::GeneratorSpec::KIND_UNSPECIFIED);
+  EXPECT_EQ(store_->Generate(spec, "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace alignd::server
