@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build test demo bench repro repro-quick mnist format clean
+.PHONY: all deps build test demo demo-engine bench repro repro-quick mnist format clean
 
 all: build
 
@@ -25,6 +25,10 @@ test: build
 	cd $(BUILD) && ALIGND_MNIST_DIR="$$mnist" ctest --output-on-failure -j $(JOBS)
 
 demo: build
+	tools/demo.sh $(BUILD)
+
+# The engine alone, in-process (no server).
+demo-engine: build
 	$(BUILD)/tools/alignd_demo
 
 bench:

@@ -250,7 +250,7 @@ class Watcher {
     if (tty_ && painted_lines_ > 0 && !final) out << "\x1b[" << painted_lines_ << "F";
     if (tty_ && painted_lines_ > 0 && final) out << "\x1b[" << painted_lines_ << "F";
     char buf[512];
-    std::snprintf(buf, sizeof buf, "%-20s %-5s %-10s %-24s %10s %9s %9s %10s\x1b[K\n", "SESSION", "RULE", "STATE",
+    std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s\x1b[K\n", "SESSION", "RULE", "STATE",
                   "PROGRESS", "LOSS", "ACC/NSE", "EVAL", "ANGLE");
     out << (tty_ ? buf : std::string(buf, std::strlen(buf) - 4) + "\n");
     for (const auto& n : names_) {
@@ -262,11 +262,13 @@ class Watcher {
       const double acc = std::isnan(r.last_step.accuracy()) ? r.last_step.nse() : r.last_step.accuracy();
       const double eval = std::isnan(r.last_eval.error_rate()) ? r.last_eval.nse() : r.last_eval.error_rate();
       const double angle = r.last_step.alignment_size() ? r.last_step.alignment(0).update_angle_mean() : NAN;
-      std::snprintf(buf, sizeof buf, "%-20s %-5s %-10s %-24s %10s %9s %9s %10s%s\n", n.substr(0, 20).c_str(),
+      char angle_text[32] = "-";
+      if (!std::isnan(angle)) std::snprintf(angle_text, sizeof angle_text, "%.1f deg", angle);
+      std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s%s\n", n.substr(0, 20).c_str(),
                     RuleShort(r.session.config().feedback().rule()), v1::SessionState_Name(r.session.state()).c_str(),
                     progress.c_str(), Num(r.last_step.loss()).c_str(), Num(acc).c_str(),
                     r.last_eval.examples() ? Num(eval).c_str() : "-",
-                    std::isnan(angle) ? "-" : (Num(angle, 3) + " deg").c_str(), tty_ ? "\x1b[K" : "");
+                    angle_text, tty_ ? "\x1b[K" : "");
       out << buf;
     }
     painted_lines_ = 1 + static_cast<int>(names_.size());
