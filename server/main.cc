@@ -19,6 +19,7 @@
 
 #include "server/dataset_store.h"
 #include "server/log.h"
+#include "server/rpc_log.h"
 #include "server/session_manager.h"
 #include "server/storage.h"
 #include "server/training_service.h"
@@ -95,6 +96,9 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(max_receive_mib << 20);
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&training_service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RpcLogFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     LogError("cannot listen", {{"address", listen}});

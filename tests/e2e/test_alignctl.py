@@ -16,9 +16,11 @@ class AlignctlTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="alignctl_e2e_")
+        cls.log_path = os.path.join(cls.dir, "alignd.log")
+        cls.log = open(cls.log_path, "w")
         cls.proc = subprocess.Popen([os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0",
                                      "--data_dir", os.path.join(cls.dir, "data"), "--heartbeat_ms", "200"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                    stdout=subprocess.PIPE, stderr=cls.log, text=True)
         cls.address = cls.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
 
     @classmethod
@@ -39,6 +41,18 @@ class AlignctlTest(unittest.TestCase):
 
     def test_health(self):
         self.assertIn("SERVING", self.ctl("health").stdout)
+
+    def test_every_rpc_is_logged_as_a_json_line(self):
+        self.ctl("health")
+        self.ctl("sessions", "get", "sessions/000000000000", ok=False)
+        self.log.flush()
+        lines = [json.loads(l) for l in open(self.log_path) if l.strip()]
+        rpcs = [l for l in lines if l.get("msg") == "rpc"]
+        health = [l for l in rpcs if l["method"] == "/grpc.health.v1.Health/Check"]
+        self.assertTrue(health and health[-1]["code"] == 0 and health[-1]["duration_ms"] >= 0)
+        missing = [l for l in rpcs if l["method"].endswith("/GetSession") and l["code"] == 5]
+        self.assertTrue(missing and "not found" in missing[-1]["error"])
+        self.assertTrue(all("time" in l and "level" in l for l in lines))
 
     def test_generate_train_watch_and_snapshot(self):
         ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "1000").stdout.strip()
