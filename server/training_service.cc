@@ -258,6 +258,88 @@ class ChunkWriter : public grpc::ServerWriteReactor<v1::SnapshotChunk> {
   size_t next_ = 0;
 };
 
+// Streams a session's snapshots as they are written (each as a header chunk and value
+// chunks), stored ones first from start_step; ends after the session ends.
+class SnapshotStreamReactor : public grpc::ServerWriteReactor<v1::SnapshotChunk>, public SessionListener {
+ public:
+  SnapshotStreamReactor(SessionManager* sessions, std::shared_ptr<Session> s, int64_t start_step)
+      : sessions_(sessions), session_(std::move(s)) {
+    if (start_step > 0) {
+      next_step_ = start_step;
+    } else {
+      auto steps = sessions_->storage()->ListSnapshots(session_->name());
+      next_step_ = steps.ok() && !steps->empty() ? steps->back() + 1 : 0;
+    }
+    session_->AddListener(this);
+    Pump();
+  }
+  void OnSessionUpdate() override { Pump(); }
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_ = false;
+      if (!ok) return FinishOnce(grpc::Status::CANCELLED);
+    }
+    Pump();
+  }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishOnce(grpc::Status::CANCELLED);
+  }
+  void OnDone() override {
+    session_->RemoveListener(this);
+    delete this;
+  }
+
+ private:
+  void Pump() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (in_flight_ || finished_) return;
+    if (pending_.empty()) {
+      // Read the state first: a snapshot written before the session ended is then seen below.
+      const v1::SessionState st = session_->state();
+      const bool over = session_->deleted() || st == v1::SUCCEEDED || st == v1::FAILED ||
+                        st == v1::CANCELLED || st == v1::PAUSED;
+      auto steps = sessions_->storage()->ListSnapshots(session_->name());
+      if (!steps.ok()) return FinishOnce(ToGrpcStatus(steps.status()));
+      for (int64_t step : *steps) {
+        if (step < next_step_) continue;
+        auto bytes = ReadFile(sessions_->storage()->SnapshotPath(session_->name().substr(9), step));
+        auto state = bytes.ok() ? core::ParseState(*bytes) : absl::StatusOr<core::TrainerState>(bytes.status());
+        if (!state.ok()) return FinishOnce(ToGrpcStatus(state.status()));
+        for (auto& c : SnapshotChunks(absl::StrCat(session_->name(), "/snapshots/", step), *state))
+          pending_.push_back(std::move(c));
+        next_step_ = step + 1;
+        break;
+      }
+      if (pending_.empty()) {
+        if (over) return FinishOnce(grpc::Status::OK);
+        if (sessions_->stopping())
+          return FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "alignd is shutting down"));
+        return;
+      }
+    }
+    current_ = std::move(pending_.front());
+    pending_.pop_front();
+    in_flight_ = true;
+    StartWrite(&current_);
+  }
+  void FinishOnce(const grpc::Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  SessionManager* sessions_;
+  std::shared_ptr<Session> session_;
+  std::mutex mu_;
+  int64_t next_step_ = 0;
+  std::deque<v1::SnapshotChunk> pending_;
+  v1::SnapshotChunk current_;
+  bool in_flight_ = false;
+  bool finished_ = false;
+};
+
 // "sessions/{id}/snapshots/{step|latest}" -> (session name, step); step -1 = latest.
 absl::StatusOr<std::pair<std::string, int64_t>> ParseSnapshotName(const std::string& name) {
   const size_t pos = name.find("/snapshots/");
@@ -497,6 +579,14 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListMetrics(grpc::CallbackServerC
     *resp->add_events() = std::move(e);
   }
   return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::StreamSnapshots(
+    grpc::CallbackServerContext*, const v1::StreamSnapshotsRequest* req) {
+  auto s = sessions_->Find(req->name());
+  if (!s.ok() || req->start_step() < 0)
+    return new ChunkWriter(s.ok() ? absl::InvalidArgumentError("start_step must be >= 0") : s.status());
+  return new SnapshotStreamReactor(sessions_, *s, req->start_step());
 }
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext*,

@@ -67,6 +67,8 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
                                                            const v1::StreamMetricsRequest* request) override;
   grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* ctx, const v1::ListMetricsRequest* request,
                                         v1::ListMetricsResponse* response) override;
+  grpc::ServerWriteReactor<v1::SnapshotChunk>* StreamSnapshots(grpc::CallbackServerContext* ctx,
+                                                               const v1::StreamSnapshotsRequest* request) override;
   grpc::ServerWriteReactor<v1::SnapshotChunk>* GetSnapshot(grpc::CallbackServerContext* ctx,
                                                            const v1::GetSnapshotRequest* request) override;
   grpc::ServerUnaryReactor* ListSnapshots(grpc::CallbackServerContext* ctx, const v1::ListSnapshotsRequest* request,

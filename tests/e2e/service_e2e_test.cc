@@ -336,6 +336,49 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+TEST_F(ServiceTest, SnapshotsLargerThanAMessageStreamInChunks) {
+  // 784-2000-2000-10: 5.6 M weights and 4 M feedback values, ~38 MB, far over gRPC's 4 MB.
+  v1::CreateGeneratedDatasetRequest g;
+  g.mutable_spec()->set_kind(v1::GeneratorSpec::KIND_LINEAR);
+  g.mutable_spec()->set_num_examples(16);
+  g.mutable_spec()->set_input_dim(784);
+  v1::Dataset d;
+  grpc::ClientContext gctx;
+  ASSERT_TRUE(datasets_->CreateGeneratedDataset(&gctx, g, &d).ok());
+  v1::CreateSessionRequest r = Request(d.name(), 4, v1::RULE_FEEDBACK_ALIGNMENT, {784, 2000, 2000, 10});
+  r.set_snapshot_every(2);
+  v1::Session s = Create(r);
+  grpc::ClientContext ctx;
+  v1::StreamSnapshotsRequest req;
+  req.set_name(s.name());
+  req.set_start_step(1);
+  auto reader = training_->StreamSnapshots(&ctx, req);
+  v1::SnapshotChunk chunk;
+  std::vector<int64_t> steps;
+  int64_t expected = 0, got = 0;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_header()) {
+      if (!steps.empty()) {
+        EXPECT_EQ(got, expected);
+      }
+      steps.push_back(chunk.header().step());
+      expected = chunk.header().total_values();
+      got = 0;
+      // W0 b0 B0 W1 b1 B1 W2 b2 B2: W1 is 2000 x 2000, W2 is 10 x 2000.
+      EXPECT_EQ(chunk.header().shapes(3).rows() * chunk.header().shapes(3).cols(), 2000 * 2000);
+      EXPECT_EQ(chunk.header().shapes(6).rows(), 10);
+    } else {
+      EXPECT_EQ(chunk.values().offset(), got);
+      got += chunk.values().data_size();
+    }
+  }
+  const grpc::Status st = reader->Finish();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(steps, (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(expected, 784 * 2000 + 2000 + 2000 * 2000 + 2000 + 2000 * 2000 + 2000 * 10 + 10 + 2000 * 10);
+}
+
 TEST_F(ServiceTest, SigtermCheckpointsAndTheNextStartResumes) {
   const std::string data = Generated();
   v1::Session s = Create(Request(data, 20000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10}));
