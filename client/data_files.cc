@@ -256,6 +256,31 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
   return Build(path, rows, {columns - k}, features, classification, targets, k, 1.0);
 }
 
+absl::StatusOr<NpyMatrix> ReadNpyMatrix(const std::string& path) {
+  auto a = ParseNpy(path);
+  if (!a.ok()) return a.status();
+  NpyMatrix m;
+  m.rows = a->dims.empty() ? 1 : a->dims[0];
+  m.cols = m.rows == 0 ? 0 : static_cast<int64_t>(a->values.size()) / std::max<int64_t>(1, m.rows);
+  m.values.assign(a->values.begin(), a->values.end());
+  return m;
+}
+
+absl::Status WriteNpy(const std::string& path, int64_t rows, int64_t cols, const float* row_major) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot write"));
+  out.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  out.write(reinterpret_cast<const char*>(&len), 2);
+  out << header;
+  out.write(reinterpret_cast<const char*>(row_major), static_cast<std::streamsize>(4 * rows * cols));
+  return out ? absl::OkStatus() : absl::InternalError(absl::StrCat(path, ": write failed"));
+}
+
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets, bool classification) {
   auto x = ParseNpy(features);
   if (!x.ok()) return x.status();

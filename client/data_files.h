@@ -8,7 +8,9 @@
 #ifndef ALIGND_CLIENT_DATA_FILES_H_
 #define ALIGND_CLIENT_DATA_FILES_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "alignd/v1/datasets.pb.h"
@@ -29,6 +31,15 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets, bool classification);
 
 std::string Sha256Hex(const std::string& bytes);
+
+// A 2-d (n x d) or 1-d (n) .npy array as float32, row-major (example-major).
+struct NpyMatrix {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> values;
+};
+absl::StatusOr<NpyMatrix> ReadNpyMatrix(const std::string& path);
+// Writes a row-major rows x cols float32 array.
+absl::Status WriteNpy(const std::string& path, int64_t rows, int64_t cols, const float* row_major);
 
 }  // namespace alignd::client
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -150,7 +151,11 @@ struct WatchRow {
 
 class Watcher {
  public:
-  explicit Watcher(std::vector<std::string> names) : names_(std::move(names)), tty_(isatty(1)) {}
+  // quiet: no table (the caller prints the result itself, e.g. sweep --json).
+  explicit Watcher(std::vector<std::string> names, bool quiet = false)
+      : names_(std::move(names)), tty_(isatty(1)), quiet_(quiet) {}
+
+  const std::map<std::string, WatchRow>& rows() const { return rows_; }
 
   int Run() {
     auto channel = Channel();
@@ -167,7 +172,7 @@ class Watcher {
     std::vector<std::thread> threads;
     for (const auto& n : names_) threads.emplace_back([this, n] { Follow(n); });
     std::thread painter;
-    if (!g.jsonl) painter = std::thread([this] {
+    if (!g.jsonl && !quiet_) painter = std::thread([this] {
       while (!AllEnded()) {
         Paint(false);
         std::this_thread::sleep_for(std::chrono::milliseconds(tty_ ? 200 : 5000));
@@ -175,7 +180,7 @@ class Watcher {
     });
     for (auto& t : threads) t.join();
     if (painter.joinable()) painter.join();
-    if (!g.jsonl) Paint(true);
+    if (!g.jsonl && !quiet_) Paint(true);
     int failed = 0;
     for (auto& [n, r] : rows_) failed += r.session.state() == v1::FAILED;
     return failed ? 1 : 0;
@@ -278,6 +283,7 @@ class Watcher {
 
   std::vector<std::string> names_;
   bool tty_;
+  bool quiet_;
   std::unique_ptr<v1::TrainingService::Stub> stub_;
   std::mutex mu_;
   std::map<std::string, WatchRow> rows_;
@@ -365,19 +371,27 @@ v1::CreateSessionRequest BuildTrain(const TrainFlags& f) {
 
 // ---- snapshot -> .npy -------------------------------------------------------------------
 
-void WriteNpy(const std::string& path, int64_t rows, int64_t cols, const float* col_major) {
-  // Stored as a C-order rows x cols array.
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                       std::to_string(cols) + "), }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  out.write("\x93NUMPY\x01\x00", 8);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  out.write(reinterpret_cast<const char*>(&len), 2);
-  out << header;
+// Stores a column-major rows x cols matrix as a C-order .npy array.
+void WriteMatrixNpy(const std::string& path, int64_t rows, int64_t cols, const float* col_major) {
+  std::vector<float> row_major(rows * cols);
   for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) out.write(reinterpret_cast<const char*>(&col_major[j * rows + i]), 4);
+    for (int64_t j = 0; j < cols; ++j) row_major[i * cols + j] = col_major[j * rows + i];
+  if (absl::Status s = client::WriteNpy(path, rows, cols, row_major.data()); !s.ok()) Fail(s);
+}
+
+// ---- sweep -------------------------------------------------------------------------------
+
+double Mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? NAN : s / v.size();
+}
+double Sd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = Mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / (v.size() - 1));
 }
 
 }  // namespace
@@ -481,6 +495,25 @@ int main(int argc, char** argv) {
   std::string snap_name, snap_out = ".";
   snap_get->add_option("name", snap_name, "sessions/{id} (latest) or sessions/{id}/snapshots/{step}")->required();
   snap_get->add_option("--out", snap_out, "folder for W0.npy, b0.npy, B1.npy, ...")->capture_default_str();
+
+  auto* sweep = app.add_subcommand("sweep", "run a grid of rules x seeds x hyperparameters and compare them");
+  std::string sweep_file;
+  sweep->add_option("config", sweep_file, "sweep description, JSON (see alignctl sweep --help)")->required();
+  sweep->footer(R"(The sweep file:
+  {
+    "dataset": "datasets/...", "eval_dataset": "datasets/...",       (eval optional)
+    "config": { TrainingConfig as JSON, proto field names },
+    "rules": ["bp", "fa", "dfa"],  "seeds": [1, 2, 3],
+    "grid": {"optimizer.learning_rate": [0.01, 0.05]}                 (optional; dotted paths)
+  }
+One session per (rule, grid point, seed); all are watched; the table gives the mean and SD over
+seeds of the last evaluation (test error or NSE), the last batch loss and the alignment angle.)");
+
+  auto* predict = app.add_subcommand("predict", "network outputs for inputs from a .npy file");
+  std::string predict_name, predict_in, predict_out;
+  predict->add_option("name", predict_name, "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")->required();
+  predict->add_option("--npy", predict_in, "inputs, n x d .npy")->required();
+  predict->add_option("--out", predict_out, "write the n x out outputs here (.npy)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -654,6 +687,130 @@ int main(int argc, char** argv) {
 
   if (watch->parsed()) return Watcher(watch_names).Run();
 
+  if (predict->parsed()) {
+    auto x = client::ReadNpyMatrix(predict_in);
+    if (!x.ok()) Fail(x.status());
+    v1::PredictRequest req;
+    req.set_name(predict_name);
+    req.mutable_inputs()->set_rows(x->cols);  // features x examples, column-major == example-major rows
+    req.mutable_inputs()->set_cols(x->rows);
+    *req.mutable_inputs()->mutable_values() = {x->values.begin(), x->values.end()};
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    v1::PredictResponse resp;
+    if (auto st = tr_stub->Predict(&ctx, req, &resp); !st.ok()) Fail(st, "predict");
+    const int64_t outs = resp.outputs().rows(), n = resp.outputs().cols();
+    if (!predict_out.empty()) {
+      if (auto st = client::WriteNpy(predict_out, n, outs, resp.outputs().values().data()); !st.ok()) Fail(st);
+    }
+    if (g.json) {
+      std::cout << Json(resp) << "\n";
+    } else if (predict_out.empty()) {
+      for (int64_t j = 0; j < n; ++j) {
+        std::printf("%lld:", static_cast<long long>(j));
+        for (int64_t i = 0; i < outs; ++i) std::printf(" %.5g", resp.outputs().values(j * outs + i));
+        if (j < resp.classes_size()) std::printf("  -> class %d", resp.classes(j));
+        std::printf("\n");
+      }
+    } else {
+      std::printf("wrote %lld x %lld outputs to %s\n", static_cast<long long>(n), static_cast<long long>(outs),
+                  predict_out.c_str());
+    }
+    return 0;
+  }
+
+  if (sweep->parsed()) {
+    std::ifstream in(sweep_file);
+    if (!in) Fail(absl::NotFoundError("cannot open " + sweep_file));
+    nlohmann::json spec;
+    try {
+      spec = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      Fail(absl::InvalidArgumentError(sweep_file + ": " + e.what()));
+    }
+    if (!spec.contains("dataset")) Fail(absl::InvalidArgumentError(sweep_file + ": needs \"dataset\""));
+    const std::vector<std::string> rules = spec.value("rules", std::vector<std::string>{"bp", "fa"});
+    const std::vector<uint64_t> seeds = spec.value("seeds", std::vector<uint64_t>{1, 2, 3});
+    // The grid's points: the cartesian product of its lists.
+    std::vector<nlohmann::json> points = {nlohmann::json::object()};
+    const nlohmann::json grid = spec.value("grid", nlohmann::json::object());
+    for (auto& [key, values] : grid.items()) {
+      std::vector<nlohmann::json> next;
+      for (const auto& p : points)
+        for (const auto& v : values) {
+          nlohmann::json q = p;
+          q[key] = v;
+          next.push_back(q);
+        }
+      points = next;
+    }
+    struct Run {
+      std::string group, name;
+    };
+    std::vector<Run> runs;
+    for (const auto& rule : rules)
+      for (const auto& point : points)
+        for (uint64_t seed : seeds) {
+          nlohmann::json c = spec.value("config", nlohmann::json::object());
+          c["feedback"]["rule"] = v1::Rule_Name(ParseRule(rule));
+          c["seed"] = seed;
+          std::string group = rule;
+          for (auto& [key, value] : point.items()) {
+            nlohmann::json* node = &c;
+            for (absl::string_view part : absl::StrSplit(key, '.')) node = &(*node)[std::string(part)];
+            *node = value;
+            group += " " + key + "=" + value.dump();
+          }
+          v1::CreateSessionRequest req;
+          auto st = google::protobuf::util::JsonStringToMessage(c.dump(), req.mutable_config());
+          if (!st.ok()) Fail(absl::InvalidArgumentError(sweep_file + ": config: " + st.ToString()));
+          req.set_train_dataset(spec["dataset"].get<std::string>());
+          req.set_eval_dataset(spec.value("eval_dataset", std::string()));
+          req.set_display_name("sweep " + group + " seed=" + std::to_string(seed));
+          grpc::ClientContext ctx;
+          SetDeadline(ctx);
+          v1::Session s;
+          if (auto cs = tr_stub->CreateSession(&ctx, req, &s); !cs.ok()) Fail(cs, "sweep: create " + group);
+          runs.push_back({group, s.name()});
+        }
+    std::vector<std::string> names;
+    for (const auto& r : runs) names.push_back(r.name);
+    Watcher w(names, /*quiet=*/g.json);
+    const int rc = w.Run();
+    // Mean and SD over seeds.
+    std::map<std::string, std::vector<double>> eval, loss, angle;
+    std::vector<std::string> order;
+    bool classification = false;
+    for (const auto& r : runs) {
+      const WatchRow& row = w.rows().at(r.name);
+      if (!eval.count(r.group)) order.push_back(r.group);
+      const double e = std::isnan(row.last_eval.error_rate()) ? row.last_eval.nse() : row.last_eval.error_rate();
+      classification |= !std::isnan(row.last_eval.error_rate()) && row.last_eval.examples() > 0;
+      if (row.last_eval.examples() > 0) eval[r.group].push_back(e);
+      loss[r.group].push_back(row.last_step.loss());
+      if (row.last_step.alignment_size() && !std::isnan(row.last_step.alignment(0).update_angle_mean()))
+        angle[r.group].push_back(row.last_step.alignment(0).update_angle_mean());
+    }
+    nlohmann::json table = nlohmann::json::array();
+    if (!g.json)
+      std::printf("\n%-40s %5s %22s %12s %18s\n", "RUN", "SEEDS", classification ? "EVAL ERROR" : "EVAL NSE",
+                  "LOSS", "ANGLE (deg)");
+    for (const auto& gname : order) {
+      const auto& e = eval[gname];
+      char ev[64] = "-", an[64] = "-";
+      if (!e.empty()) std::snprintf(ev, sizeof ev, "%.4g +- %.2g", Mean(e), Sd(e));
+      if (!angle[gname].empty()) std::snprintf(an, sizeof an, "%.1f +- %.1f", Mean(angle[gname]), Sd(angle[gname]));
+      if (!g.json)
+        std::printf("%-40s %5zu %22s %12.4g %18s\n", gname.substr(0, 40).c_str(), loss[gname].size(), ev,
+                    Mean(loss[gname]), an);
+      table.push_back({{"run", gname}, {"seeds", loss[gname].size()}, {"eval_mean", e.empty() ? nlohmann::json() : nlohmann::json(Mean(e))},
+                       {"eval_sd", e.empty() ? nlohmann::json() : nlohmann::json(Sd(e))}, {"loss_mean", Mean(loss[gname])},
+                       {"angle_mean", angle[gname].empty() ? nlohmann::json() : nlohmann::json(Mean(angle[gname]))}});
+    }
+    if (g.json) std::cout << table.dump(1) << "\n";
+    return rc;
+  }
+
   if (snap_get->parsed()) {
     const std::string name = snap_name.find("/snapshots/") == std::string::npos ? snap_name + "/snapshots/latest" : snap_name;
     grpc::ClientContext ctx;
@@ -679,7 +836,7 @@ int main(int argc, char** argv) {
     for (const auto& shape : header.shapes()) {
       if (shape.rows() * shape.cols() > 0) {
         const std::string path = snap_out + "/" + shape.label() + ".npy";
-        WriteNpy(path, shape.rows(), shape.cols(), values.data() + off);
+        WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off);
         if (!g.json) std::printf("%s  %lld x %lld\n", path.c_str(), (long long)shape.rows(), (long long)shape.cols());
       }
       off += shape.rows() * shape.cols();

@@ -633,12 +633,16 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerConte
   auto y = (*trainer)->Predict(*x);
   if (!y.ok()) return Done(ctx, y.status());
   ToProto(*y, resp->mutable_outputs());
-  if ((*trainer)->options().network.output == core::Activation::kSoftmax ||
-      (*trainer)->options().network.loss == core::Loss::kCrossEntropy || y->rows() > 1) {
-    for (Eigen::Index j = 0; j < y->cols(); ++j) {
-      Eigen::Index k;
-      y->col(j).maxCoeff(&k);
-      resp->add_classes(static_cast<int32_t>(k));
+  // Classes for networks trained on labels.
+  const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
+  if (auto r = sessions_->Get(session); r.ok()) {
+    if (auto d = sessions_->storage()->GetDataset(r->train_dataset());
+        d.ok() && d->target_kind() == v1::TARGET_KIND_CLASS_LABELS) {
+      for (Eigen::Index j = 0; j < y->cols(); ++j) {
+        Eigen::Index k;
+        y->col(j).maxCoeff(&k);
+        resp->add_classes(static_cast<int32_t>(k));
+      }
     }
   }
   return Done(ctx, absl::OkStatus());

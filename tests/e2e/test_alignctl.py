@@ -97,6 +97,39 @@ class AlignctlTest(unittest.TestCase):
         d = self.ctl_json("upload", "--npy", xp, yp, "--regression")
         self.assertEqual(d["target_dim"], 2)
 
+    def test_sweep_and_predict(self):
+        train = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "500", "--noise", "0.5").stdout.strip()
+        test = self.ctl("datasets", "generate", "--kind", "linear", "--split", "test", "--examples", "200",
+                        "--noise", "0.5").stdout.strip()
+        sweep = os.path.join(self.dir, "sweep.json")
+        with open(sweep, "w") as f:
+            json.dump({"dataset": train, "eval_dataset": test,
+                       "config": {"network": {"sizes": [30, 20, 10], "hidden_activation": "ACTIVATION_LINEAR"},
+                                  "batch_size": 1, "epochs": 8, "metrics_every": 50},
+                       "rules": ["bp", "fa", "shallow"], "seeds": [1, 2],
+                       "grid": {"optimizer.learning_rate": [0.002, 0.004]}}, f)
+        table = json.loads(self.ctl("--json", "sweep", sweep).stdout)
+        self.assertEqual(len(table), 6)  # 3 rules x 2 learning rates, 2 seeds each
+        self.assertTrue(all(r["seeds"] == 2 for r in table))
+        by = {r["run"]: r["eval_mean"] for r in table}
+        # FA learns the task about as well as BP; shallow does not.
+        fa, bp, shallow = (by[f"{k} optimizer.learning_rate=0.002"] for k in ("fa", "bp", "shallow"))
+        self.assertLess(fa, 1.5 * bp)
+        self.assertGreater(shallow, 3 * fa)
+        sessions = self.ctl_json("sessions", "list", "--state", "SUCCEEDED")["sessions"]
+        name = next(s["name"] for s in sessions if s["display_name"].startswith("sweep fa"))
+        x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
+        xp, yp = os.path.join(self.dir, "px.npy"), os.path.join(self.dir, "py.npy")
+        np.save(xp, x)
+        self.ctl("predict", name, "--npy", xp, "--out", yp)
+        y = np.load(yp)
+        self.assertEqual(y.shape, (5, 10))
+        out = os.path.join(self.dir, "pw")
+        self.ctl("snapshot", "get", name, "--out", out)
+        w0, b0 = np.load(os.path.join(out, "W0.npy")), np.load(os.path.join(out, "b0.npy"))
+        w1, b1 = np.load(os.path.join(out, "W1.npy")), np.load(os.path.join(out, "b1.npy"))
+        np.testing.assert_allclose(y, (x @ w0.T + b0.T) @ w1.T + b1.T, rtol=1e-4, atol=1e-4)
+
     def test_control_commands_and_errors(self):
         ds = self.ctl("datasets", "generate", "--kind", "toy", "--examples", "100").stdout.strip()
         name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max_steps", "200000",
