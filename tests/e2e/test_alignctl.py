@@ -117,7 +117,7 @@ class AlignctlTest(unittest.TestCase):
         self.assertLess(fa, 1.5 * bp)
         self.assertGreater(shallow, 3 * fa)
         sessions = self.ctl_json("sessions", "list", "--state", "SUCCEEDED")["sessions"]
-        name = next(s["name"] for s in sessions if s["display_name"].startswith("sweep fa"))
+        name = next(s["name"] for s in sessions if s.get("display_name", "").startswith("sweep fa"))
         x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
         xp, yp = os.path.join(self.dir, "px.npy"), os.path.join(self.dir, "py.npy")
         np.save(xp, x)
