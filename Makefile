@@ -35,6 +35,7 @@ bench:
 	@deploy/install-deps.sh --bench --repro
 	$(MAKE) build
 	$(PY) tests/bench/run_bench.py --build $(BUILD)
+	$(PY) tests/bench/service_bench.py --build $(BUILD)
 
 mnist:
 	@deploy/install-deps.sh --repro

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "server/proto_convert.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace alignd::server {
@@ -94,7 +95,7 @@ v1::Dataset MetaOf(const v1::DatasetHeader& h) {
   d.set_target_dim(h.target_dim());
   d.set_sha256(h.sha256());
   d.set_size_bytes(PayloadBytes(h));
-  *d.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *d.mutable_create_time() = Now();
   return d;
 }
 
@@ -290,8 +291,10 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
 absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = cache_.find(name); it != cache_.end())
-      if (auto live = it->second.lock()) return live;
+    if (auto it = cache_.find(name); it != cache_.end()) {
+      it->second.last_use = ++clock_;
+      return it->second.data;
+    }
   }
   ASSIGN_OR_RETURN(v1::Dataset meta, storage_->GetDataset(name));
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(storage_->DatasetPayloadPath(meta.sha256())));
@@ -307,8 +310,21 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
     return absl::DataLossError(absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
   auto shared = std::make_shared<const core::Dataset>(std::move(*decoded));
   absl::MutexLock lock(&mu_);
-  cache_[name] = shared;
+  cache_[name] = Cached{shared, static_cast<int64_t>(bytes.size()), ++clock_};
+  Evict();
   return shared;
+}
+
+void DatasetStore::Evict() {
+  int64_t total = 0;
+  for (const auto& [n, c] : cache_) total += c.bytes;
+  while (total > limits_.cache_bytes && cache_.size() > 1) {
+    auto oldest = cache_.begin();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    total -= oldest->second.bytes;
+    cache_.erase(oldest);  // sessions still using it keep their own reference
+  }
 }
 
 absl::Status DatasetStore::Delete(const std::string& name,

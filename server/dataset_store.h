@@ -31,6 +31,9 @@ namespace alignd::server {
 struct DatasetLimits {
   int64_t max_dataset_bytes = int64_t{2} << 30;  // 2 GiB
   int64_t max_chunk_bytes = int64_t{1} << 20;    // 1 MiB
+  // Decoded data sets kept in memory after their last session lets go (least recently used
+  // first out), so that the next session on them starts at once.
+  int64_t cache_bytes = int64_t{2} << 30;
 };
 
 // Payload layout (see DatasetHeader in datasets.proto): features then targets.
@@ -83,7 +86,14 @@ class DatasetStore {
   Storage* const storage_;
   const DatasetLimits limits_;
   absl::Mutex mu_;
-  std::map<std::string, std::weak_ptr<const core::Dataset>> cache_ ABSL_GUARDED_BY(mu_);
+  struct Cached {
+    std::shared_ptr<const core::Dataset> data;
+    int64_t bytes = 0;
+    uint64_t last_use = 0;
+  };
+  void Evict() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Parses and validates a payload against its header (InvalidArgument says what and where).

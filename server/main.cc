@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max_dataset_bytes", limits.max_dataset_bytes, "largest data set payload accepted")
       ->capture_default_str();
+  int64_t cache_mib = limits.cache_bytes >> 20;
+  app.add_option("--dataset_cache_mib", cache_mib, "decoded data sets kept in memory between sessions, MiB")
+      ->capture_default_str();
   app.add_option("--max_receive_mib", max_receive_mib, "largest request message, MiB (uploads come in 1 MiB chunks)")
       ->capture_default_str();
   app.add_option("--heartbeat_ms", heartbeat_ms, "heartbeat interval of idle metric streams")->capture_default_str();
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  limits.cache_bytes = cache_mib << 20;
   auto storage = Storage::Open(data_dir);
   if (!storage.ok()) {
     LogError("cannot open the data directory", {{"error", storage.status().ToString()}});

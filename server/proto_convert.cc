@@ -1,6 +1,7 @@
 // File: server/proto_convert.cc
 #include "server/proto_convert.h"
 
+#include <chrono>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -220,6 +221,15 @@ void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out) {
   out->set_accuracy(m.accuracy);
   out->set_error_rate(m.error_rate);
   out->set_nse(m.nse);
+}
+
+google::protobuf::Timestamp Now() {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+  google::protobuf::Timestamp t;
+  t.set_seconds(ns / 1'000'000'000);
+  t.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+  return t;
 }
 
 absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {

@@ -7,6 +7,7 @@
 #define ALIGND_SERVER_PROTO_CONVERT_H_
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/timestamp.pb.h"
 #include "alignd/v1/config.pb.h"
 #include "alignd/v1/sessions.pb.h"
 #include "core/config.h"
@@ -23,6 +24,10 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& options);
 
 void ToProto(const core::StepMetrics& m, v1::StepMetrics* out);
 void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out);
+
+// The current time with nanosecond resolution (protobuf 3.21's TimeUtil::GetCurrentTime
+// has whole seconds only here).
+google::protobuf::Timestamp Now();
 
 // A Tensor's values as a rows x cols matrix, after checking values_size() == rows * cols.
 absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field);

@@ -16,7 +16,6 @@
 namespace alignd::server {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 
 bool IsTerminal(v1::SessionState s) {
   return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
@@ -134,9 +133,9 @@ void SessionManager::SetState(Session& s, v1::SessionState state, const std::str
     absl::MutexLock lock(&s.mu_);
     s.record_.set_state(state);
     if (!reason.empty()) s.record_.set_failure_reason(reason);
-    if (IsTerminal(state)) *s.record_.mutable_end_time() = TimeUtil::GetCurrentTime();
+    if (IsTerminal(state)) *s.record_.mutable_end_time() = Now();
     if (state == v1::RUNNING && !s.record_.has_start_time())
-      *s.record_.mutable_start_time() = TimeUtil::GetCurrentTime();
+      *s.record_.mutable_start_time() = Now();
   }
   Persist(s).IgnoreError();  // the next successful write carries it
 }
@@ -179,7 +178,7 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   record.set_total_steps((*trial)->total_steps());
   record.set_snapshot_every(req.snapshot_every());
   record.set_checkpoint_every(req.checkpoint_every() > 0 ? req.checkpoint_every() : options_.checkpoint_every);
-  *record.mutable_create_time() = TimeUtil::GetCurrentTime();
+  *record.mutable_create_time() = Now();
 
   auto s = std::make_shared<Session>(record, options);
   absl::MutexLock lock(&mu_);
@@ -393,7 +392,7 @@ class SessionObserver : public core::TrainingObserver {
  private:
   void Append(v1::MetricEvent& e, int64_t step) {
     e.set_seq(last_seq_ + 1);
-    *e.mutable_wall_time() = TimeUtil::GetCurrentTime();
+    *e.mutable_wall_time() = Now();
     const absl::Status st = storage_->AppendMetric(s_->name(), e, step);
     if (st.ok()) ++last_seq_;
     status_.Update(st);

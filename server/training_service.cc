@@ -17,7 +17,6 @@
 namespace alignd::server {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 
 template <typename Ctx>
 grpc::ServerUnaryReactor* Done(Ctx* ctx, const absl::Status& s) {
@@ -113,7 +112,7 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
   }
 
   void OnDone() override {
-    session_->RemoveListener(this);
+    session_->RemoveListener(this);  // no OnSessionUpdate after this returns
     delete this;
   }
 
@@ -145,7 +144,7 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
       // The log is complete (events are appended before the state changes): say how it ended.
       current_.Clear();
       current_.set_seq(next_seq_ - 1);
-      *current_.mutable_wall_time() = TimeUtil::GetCurrentTime();
+      *current_.mutable_wall_time() = Now();
       *current_.mutable_end() = record;
       sent_end_ = true;
       return Write();
@@ -153,7 +152,7 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
     if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_) {
       current_.Clear();
       current_.set_seq(next_seq_ - 1);
-      *current_.mutable_wall_time() = TimeUtil::GetCurrentTime();
+      *current_.mutable_wall_time() = Now();
       current_.set_heartbeat(st);
       return Write();
     }
