@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -185,6 +186,49 @@ absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
   }
   EVP_DigestUpdate(hasher_->ctx, chunk.data(), chunk.size());
   received_ += static_cast<int64_t>(chunk.size());
+  return CheckValues(chunk.data(), chunk.size());
+}
+
+absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
+  const int64_t d = FeatureCount(header_), examples = header_.num_examples();
+  const int64_t features = d * examples;
+  const bool labels = header_.target_kind() == v1::TARGET_KIND_CLASS_LABELS;
+  const int64_t k = labels ? 1 : header_.target_dim();
+  auto check = [&](const char* v) -> absl::Status {
+    const int64_t i = values_checked_++;
+    if (i < features) {
+      float f;
+      std::memcpy(&f, v, 4);
+      if (!std::isfinite(f))
+        return absl::InvalidArgumentError(absl::StrCat("feature of example ", i / d, ", index ", i % d,
+                                                       " is not finite (", f, ")"));
+      return absl::OkStatus();
+    }
+    const int64_t t = i - features;
+    if (labels) {
+      int32_t l;
+      std::memcpy(&l, v, 4);
+      if (l < 0 || l >= header_.num_classes())
+        return absl::InvalidArgumentError(absl::StrCat("label of example ", t, " is ", l, ", outside [0, ",
+                                                       header_.num_classes(), ")"));
+    } else {
+      float f;
+      std::memcpy(&f, v, 4);
+      if (!std::isfinite(f))
+        return absl::InvalidArgumentError(absl::StrCat("target of example ", t / k, ", index ", t % k,
+                                                       " is not finite (", f, ")"));
+    }
+    return absl::OkStatus();
+  };
+  size_t pos = 0;
+  if (carry_size_ > 0) {  // a value split across chunks
+    while (carry_size_ < 4 && pos < n) carry_[carry_size_++] = p[pos++];
+    if (carry_size_ < 4) return absl::OkStatus();
+    carry_size_ = 0;
+    RETURN_IF_ERROR(check(carry_));
+  }
+  for (; pos + 4 <= n; pos += 4) RETURN_IF_ERROR(check(p + pos));
+  while (pos < n) carry_[carry_size_++] = p[pos++];
   return absl::OkStatus();
 }
 
@@ -202,8 +246,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", tmp_path_));
   ::close(fd_);
   fd_ = -1;
-  ASSIGN_OR_RETURN(std::string bytes, ReadFile(tmp_path_));
-  RETURN_IF_ERROR(DecodePayload(header_, bytes).status());
+  // Every value was checked as it arrived (CheckValues).
   ASSIGN_OR_RETURN(v1::Dataset d, store_->Commit(MetaOf(header_), tmp_path_));
   done_ = true;
   return d;

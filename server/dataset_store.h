@@ -3,10 +3,9 @@
 // Data sets as the service sees them: uploads checked and stored content-addressed,
 // built-in generators, and a cache of the engine's in-memory copies.
 //
-// An upload streams into a temporary file while its SHA-256 is computed; Finish()
-// checks the size and the digest, parses the payload into a core::Dataset and
-// validates every value, and only then renames the file into place and writes the
-// record. Anything else (an error, a dropped connection: the Upload is destroyed
+// An upload streams into a temporary file while its SHA-256 is computed and every
+// value is checked (finite floats, labels in range); Finish() checks the size and the
+// digest, and only then renames the file into place and writes the record. Anything else (an error, a dropped connection: the Upload is destroyed
 // unfinished) removes the temporary file, so nothing becomes visible.
 //
 // Thread-safe.
@@ -61,8 +60,13 @@ class DatasetStore {
     v1::DatasetHeader header_;
     std::string tmp_path_;
     int fd_;
+    // Checks each complete 4-byte value as it streams in (finite floats, labels in range).
+    absl::Status CheckValues(const char* p, size_t n);
     int64_t received_ = 0;
     int64_t expected_;
+    int64_t values_checked_ = 0;
+    char carry_[4];
+    int carry_size_ = 0;
     struct Hasher;
     std::unique_ptr<Hasher> hasher_;
     bool done_ = false;
