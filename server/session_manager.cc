@@ -226,6 +226,7 @@ std::vector<v1::Session> SessionManager::List(v1::SessionState state) {
 
 absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
@@ -239,13 +240,15 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
     } else {
       return Illegal(*s, st, "pause");
     }
+    out = s->record();
   }
   s->Notify();
-  return s->record();
+  return out;
 }
 
 absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
@@ -253,13 +256,15 @@ absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name) {
     RETURN_IF_ERROR(Enqueue(s));
     s->stop_ = Session::StopRequest::kNone;
     SetState(*s, v1::QUEUED);
+    out = s->record();
   }
   s->Notify();
-  return s->record();
+  return out;
 }
 
 absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
@@ -271,9 +276,10 @@ absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
       SetState(*s, v1::CANCELLED);
     }
+    out = s->record();
   }
   s->Notify();
-  return s->record();
+  return out;
 }
 
 absl::Status SessionManager::Delete(const std::string& name) {
