@@ -25,6 +25,21 @@ grpc::ServerUnaryReactor* Done(Ctx* ctx, const absl::Status& s) {
   return r;
 }
 
+// Answers a unary call with a value or an error.
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<T> value, T* response) {
+  if (value.ok()) *response = std::move(*value);
+  return Done(ctx, value.status());
+}
+
+// A server stream that ends at once with an error.
+template <typename T>
+class FailedWriter : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit FailedWriter(const absl::Status& s) { this->Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
 int PageSize(int requested, int dflt, int cap) {
   if (requested <= 0) return dflt;
   return std::min(requested, cap);
@@ -409,18 +424,14 @@ grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetServiceImpl::UploadDat
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::CreateGeneratedDataset(
     grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req, v1::Dataset* resp) {
-  auto d = store_->Generate(req->spec(), req->display_name());
-  if (d.ok()) *resp = *d;
-  return Done(ctx, d.status());
+  return Reply(ctx, store_->Generate(req->spec(), req->display_name()), resp);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDatasetRequest* req, v1::Dataset* resp) {
   if (req->name().rfind("datasets/", 0) != 0)
     return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", req->name(), "' is not datasets/{id}")));
-  auto d = store_->Get(req->name());
-  if (d.ok()) *resp = *d;
-  return Done(ctx, d.status());
+  return Reply(ctx, store_->Get(req->name()), resp);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
@@ -463,16 +474,12 @@ TrainingServiceImpl::~TrainingServiceImpl() {
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
                                                              const v1::CreateSessionRequest* req, v1::Session* resp) {
-  auto s = sessions_->Create(*req);
-  if (s.ok()) *resp = *s;
-  return Done(ctx, s.status());
+  return Reply(ctx, sessions_->Create(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
                                                           const v1::GetSessionRequest* req, v1::Session* resp) {
-  auto s = sessions_->Get(req->name());
-  if (s.ok()) *resp = *s;
-  return Done(ctx, s.status());
+  return Reply(ctx, sessions_->Get(req->name()), resp);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
@@ -496,23 +503,17 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServer
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::PauseSession(grpc::CallbackServerContext* ctx,
                                                             const v1::PauseSessionRequest* req, v1::Session* resp) {
-  auto s = sessions_->Pause(req->name());
-  if (s.ok()) *resp = *s;
-  return Done(ctx, s.status());
+  return Reply(ctx, sessions_->Pause(req->name()), resp);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ResumeSession(grpc::CallbackServerContext* ctx,
                                                              const v1::ResumeSessionRequest* req, v1::Session* resp) {
-  auto s = sessions_->Resume(req->name());
-  if (s.ok()) *resp = *s;
-  return Done(ctx, s.status());
+  return Reply(ctx, sessions_->Resume(req->name()), resp);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSession(grpc::CallbackServerContext* ctx,
                                                              const v1::CancelSessionRequest* req, v1::Session* resp) {
-  auto s = sessions_->Cancel(req->name());
-  if (s.ok()) *resp = *s;
-  return Done(ctx, s.status());
+  return Reply(ctx, sessions_->Cancel(req->name()), resp);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServerContext* ctx,
@@ -524,22 +525,9 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServe
 grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(grpc::CallbackServerContext*,
                                                                               const v1::StreamMetricsRequest* req) {
   auto s = sessions_->Find(req->name());
-  if (!s.ok()) {
-    class Failed : public grpc::ServerWriteReactor<v1::MetricEvent> {
-     public:
-      explicit Failed(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
-      void OnDone() override { delete this; }
-    };
-    return new Failed(s.status());
-  }
-  if (req->start_seq() < 0) {
-    class Failed : public grpc::ServerWriteReactor<v1::MetricEvent> {
-     public:
-      Failed() { Finish(ToGrpcStatus(absl::InvalidArgumentError("start_seq must be >= 0"))); }
-      void OnDone() override { delete this; }
-    };
-    return new Failed();
-  }
+  if (!s.ok()) return new FailedWriter<v1::MetricEvent>(s.status());
+  if (req->start_seq() < 0)
+    return new FailedWriter<v1::MetricEvent>(absl::InvalidArgumentError("start_seq must be >= 0"));
   return new MetricsReactor(sessions_, *s, req->start_seq(), req->history_only(), heartbeat_);
 }
 
