@@ -456,9 +456,9 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServer
 TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat)
     : sessions_(sessions), heartbeat_(heartbeat) {
   ticker_ = std::thread([this] {
+    auto last = std::chrono::steady_clock::now();
     while (!stop_.load()) {
       std::this_thread::sleep_for(std::min(heartbeat_, std::chrono::milliseconds(100)));
-      static thread_local auto last = std::chrono::steady_clock::now();
       if (std::chrono::steady_clock::now() - last < heartbeat_) continue;
       last = std::chrono::steady_clock::now();
       for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED))
