@@ -176,6 +176,18 @@ TEST_F(ServiceTest, TheLifeOfASession) {
   EXPECT_EQ(presp.outputs().cols(), 2);
 }
 
+TEST_F(ServiceTest, IdleStreamsGetHeartbeatsUntilTheEnd) {
+  const std::string data = Generated();
+  v1::CreateSessionRequest r = Request(data, 40000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
+  r.mutable_config()->set_metrics_every(-1);  // no metric events at all: only heartbeats, then the end
+  v1::Session s = Create(r);
+  Read read = Stream(s.name(), 0);
+  ASSERT_TRUE(read.ended);
+  EXPECT_EQ(read.end.state(), v1::SUCCEEDED);
+  EXPECT_TRUE(read.events.empty());
+  EXPECT_GE(read.heartbeats, 2);  // --heartbeat_ms 200 over more than a second of training
+}
+
 TEST_F(ServiceTest, AStreamCutMidwayResumesWithNoGapAndNoDuplicate) {
   const std::string data = Generated();
   v1::Session s = Create(Request(data, 3000));
