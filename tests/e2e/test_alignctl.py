@@ -96,6 +96,17 @@ class AlignctlTest(unittest.TestCase):
         np.save(yp, rng.normal(size=(25, 2)).astype(np.float32))
         d = self.ctl_json("upload", "--npy", xp, yp, "--regression")
         self.assertEqual(d["target_dim"], 2)
+        # Not in use: it can go, and then it is gone.
+        self.assertIn("deleted", self.ctl("datasets", "delete", d["name"]).stdout)
+        p = self.ctl("datasets", "get", d["name"], ok=False)
+        self.assertIn("NOT_FOUND", p.stderr)
+        # A NaN in a CSV is refused before anything is sent, naming the place.
+        bad = os.path.join(self.dir, "bad.csv")
+        with open(bad, "w") as f:
+            f.write("1,2,0\n3,nan,1\n")
+        p = self.ctl("upload", "--csv", bad, ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("line 2, column 2", p.stderr)
 
     def test_sweep_and_predict(self):
         train = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "500", "--noise", "0.5").stdout.strip()

@@ -58,6 +58,16 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(w["W0"].shape, (32, 100))
         self.assertEqual(w["W1"].shape, (3, 32))
         self.assertEqual(w["B1"].shape, (32, 3))
+        # Evaluate agrees with the last evaluation the session streamed, and with a snapshot's.
+        ev = self.c.evaluate(s)
+        self.assertAlmostEqual(ev["accuracy"], evals[-1]["eval"]["accuracy"], places=6)
+        steps = self.c.list_snapshots(s)
+        self.assertEqual(steps[-1], int(events[-1]["end"]["step"]))
+        snap = self.c.evaluate(f"{s.name}/snapshots/{steps[-1]}", dataset=ds)
+        self.assertAlmostEqual(snap["loss"], ev["loss"], places=5)
+        with self.assertRaises(AligndError) as err:
+            self.c.evaluate(f"{s.name}/snapshots/999999")
+        self.assertEqual(err.exception.code, grpc.StatusCode.NOT_FOUND)
         out = self.c.predict(s, x[:50])
         self.assertEqual(out.shape, (50, 3))
         # The prediction is the network on the snapshot's weights, computed here with NumPy.

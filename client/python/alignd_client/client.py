@@ -214,6 +214,24 @@ class Client:
         out["step"] = header.step
         return out
 
+    def evaluate(self, session, dataset=""):
+        """Loss and accuracy/error (labels) or NSE (float targets) of the latest weights, or of a
+        snapshot ("sessions/{id}/snapshots/{step}"), on a data set (default: the session's
+        evaluation set, else its training set)."""
+        r = _call(self.training.Evaluate, sessions_pb2.EvaluateRequest(name=_name(session), dataset=dataset and _name(dataset)),
+                  timeout=self.timeout)
+        return json_format.MessageToDict(r.metrics, preserving_proto_field_name=True)
+
+    def list_snapshots(self, session):
+        out, token = [], ""
+        while True:
+            r = _call(self.training.ListSnapshots, sessions_pb2.ListSnapshotsRequest(name=_name(session), page_token=token),
+                      timeout=self.timeout)
+            out += [e.step for e in r.snapshots]
+            token = r.next_page_token
+            if not token:
+                return out
+
     def predict(self, session, x):
         """Network outputs for inputs x (n, d) as an (n, out) array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
