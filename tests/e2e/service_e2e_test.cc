@@ -351,6 +351,32 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
          grpc::ClientContext ctx;
          return training_->Predict(&ctx, r, &resp);
        }},
+      {"predict with the wrong input width", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::Session s = Create(Request(data, 10));
+         Stream(s.name(), 0);  // until it ends and its weights are stored
+         v1::PredictRequest r;
+         r.set_name(s.name());
+         r.mutable_inputs()->set_rows(29);
+         r.mutable_inputs()->set_cols(1);
+         r.mutable_inputs()->mutable_values()->Resize(29, 0.5f);
+         v1::PredictResponse resp;
+         grpc::ClientContext ctx;
+         return training_->Predict(&ctx, r, &resp);
+       }},
+      {"predict with values that do not fill the shape", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::Session s = Create(Request(data, 10));
+         Stream(s.name(), 0);
+         v1::PredictRequest r;
+         r.set_name(s.name());
+         r.mutable_inputs()->set_rows(30);
+         r.mutable_inputs()->set_cols(2);
+         r.mutable_inputs()->mutable_values()->Resize(59, 0.5f);
+         v1::PredictResponse resp;
+         grpc::ClientContext ctx;
+         return training_->Predict(&ctx, r, &resp);
+       }},
       {"bad page token", grpc::StatusCode::INVALID_ARGUMENT,
        [&] {
          v1::Session s = Create(Request(data, 10));
