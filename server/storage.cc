@@ -124,6 +124,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& data_d
   sqlite3_busy_timeout(s->db_, 5000);
   for (const char* sql : {
            "PRAGMA journal_mode=WAL",
+           "PRAGMA wal_autocheckpoint=0",  // see checkpointer_
            // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only
            // a power cut can lose the last ones.
            "PRAGMA synchronous=NORMAL",
@@ -137,10 +138,35 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& data_d
     if (absl::Status st = s->Exec(sql); !st.ok())
       return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
+  if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, " for checkpoints"));
+  sqlite3_busy_timeout(s->checkpoint_db_, 5000);
+  Storage* raw = s.get();
+  s->checkpointer_ = std::thread([raw] { raw->CheckpointLoop(); });
   return s;
 }
 
+void Storage::CheckpointLoop() {
+  absl::MutexLock lock(&stop_mu_);
+  while (!stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1))) {
+    stop_mu_.Unlock();
+    // PASSIVE: copies what it can without blocking writers or readers.
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    stop_mu_.Lock();
+  }
+}
+
 Storage::~Storage() {
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stop_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+  if (checkpoint_db_ != nullptr) {
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    sqlite3_close(checkpoint_db_);
+  }
   absl::MutexLock lock(&mu_);
   if (db_ != nullptr) sqlite3_close(db_);
 }

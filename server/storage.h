@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -90,10 +91,17 @@ class Storage {
  private:
   explicit Storage(std::string data_dir) : data_dir_(std::move(data_dir)) {}
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckpointLoop();
 
   const std::string data_dir_;
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // WAL checkpoints (which fsync the database) run here, on their own connection, instead of
+  // inside whichever INSERT crosses SQLite's threshold: a metric append never waits for one.
+  sqlite3* checkpoint_db_ = nullptr;
+  absl::Mutex stop_mu_;
+  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
+  std::thread checkpointer_;
 };
 
 }  // namespace alignd::server
