@@ -19,6 +19,7 @@
 
 #include "server/dataset_store.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/rpc_log.h"
 #include "server/session_manager.h"
 #include "server/storage.h"
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   int max_receive_mib = 8;
   int heartbeat_ms = 1000;
   double grace_s = 10;
+  std::string metrics_listen = "127.0.0.1:9464";
   app.add_option("--listen", listen, "address to serve on; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
   app.add_option("--data_dir", data_dir, "where data sets, sessions, metric logs and checkpoints live")
@@ -70,6 +72,9 @@ int main(int argc, char** argv) {
   app.add_option("--max_receive_mib", max_receive_mib, "largest request message, MiB (uploads come in 1 MiB chunks)")
       ->capture_default_str();
   app.add_option("--heartbeat_ms", heartbeat_ms, "heartbeat interval of idle metric streams")->capture_default_str();
+  app.add_option("--metrics_listen", metrics_listen,
+                 "Prometheus /metrics address (port 0: a free one, printed on stdout; empty: off)")
+      ->capture_default_str();
   app.add_option("--grace_s", grace_s, "on SIGTERM: seconds to checkpoint and finish RPCs")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (mo.max_running < 1 || mo.max_queued < 0 || heartbeat_ms < 10 || max_receive_mib < 2) {
@@ -89,6 +94,15 @@ int main(int argc, char** argv) {
     LogError("cannot load sessions", {{"error", s.ToString()}});
     return 1;
   }
+  std::unique_ptr<ServiceMetrics> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = ServiceMetrics::Start(metrics_listen, &sessions);
+    if (!m.ok()) {
+      LogError("cannot serve metrics", {{"error", m.status().ToString()}});
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
   DatasetServiceImpl dataset_service(&datasets, &sessions);
   TrainingServiceImpl training_service(&sessions, std::chrono::milliseconds(heartbeat_ms));
 
@@ -101,7 +115,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&training_service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RpcLogFactory>());
+  interceptors.push_back(std::make_unique<RpcLogFactory>(metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -110,7 +124,10 @@ int main(int argc, char** argv) {
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   const std::string host = listen.substr(0, listen.rfind(':'));
+  // The first line is for scripts and tests: the address to call. The second, when metrics are
+  // on, the metrics port.
   std::cout << "alignd listening on " << host << ":" << port << std::endl;
+  if (metrics) std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
   LogInfo("serving", {{"address", host + ":" + std::to_string(port)}, {"data_dir", data_dir},
                       {"max_running", mo.max_running}});
 

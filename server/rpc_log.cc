@@ -7,6 +7,7 @@
 #include <grpcpp/server_context.h>
 
 #include "server/log.h"
+#include "server/metrics.h"
 
 namespace alignd::server {
 namespace {
@@ -15,8 +16,9 @@ using grpc::experimental::InterceptionHookPoints;
 
 class RpcLog : public grpc::experimental::Interceptor {
  public:
-  explicit RpcLog(grpc::experimental::ServerRpcInfo* info)
-      : method_(info->method()), ctx_(info->server_context()), start_(std::chrono::steady_clock::now()) {}
+  RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics)
+      : method_(info->method()), ctx_(info->server_context()), metrics_(metrics),
+        start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -28,6 +30,7 @@ class RpcLog : public grpc::experimental::Interceptor {
       if (!st.ok()) f["error"] = st.error_message();
       if (ctx_ != nullptr) f["peer"] = ctx_->peer();
       LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc", std::move(f));
+      if (metrics_ != nullptr) metrics_->ObserveRpc(method_, static_cast<int>(st.error_code()), ms / 1000);
     }
     methods->Proceed();
   }
@@ -35,13 +38,14 @@ class RpcLog : public grpc::experimental::Interceptor {
  private:
   std::string method_;
   grpc::ServerContextBase* ctx_;
+  ServiceMetrics* metrics_;
   std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace
 
 grpc::experimental::Interceptor* RpcLogFactory::CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) {
-  return new RpcLog(info);
+  return new RpcLog(info, metrics_);
 }
 
 }  // namespace alignd::server

@@ -1,7 +1,8 @@
 // File: server/rpc_log.h
 // -----------------------------------------------------------------------------
 // A server interceptor that writes one JSON log line per RPC when its status is
-// sent: method, gRPC code, message (if not OK), duration in milliseconds and peer.
+// sent (method, gRPC code, message if not OK, duration in milliseconds, peer) and
+// counts it in the Prometheus metrics.
 #ifndef ALIGND_SERVER_RPC_LOG_H_
 #define ALIGND_SERVER_RPC_LOG_H_
 
@@ -9,9 +10,16 @@
 
 namespace alignd::server {
 
+class ServiceMetrics;
+
+// `metrics` may be null (no Prometheus endpoint); it must outlive the server.
 class RpcLogFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  explicit RpcLogFactory(ServiceMetrics* metrics = nullptr) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  ServiceMetrics* metrics_;
 };
 
 }  // namespace alignd::server

@@ -336,8 +336,6 @@ void SessionManager::WorkerLoop() {
   }
 }
 
-namespace {
-
 // Appends metric events, checkpoints and snapshots as the engine reports. Runs on the
 // worker thread; touches the session record only through `progress`.
 class SessionObserver : public core::TrainingObserver {
@@ -361,6 +359,7 @@ class SessionObserver : public core::TrainingObserver {
       v1::MetricEvent e;
       ToProto(m, e.mutable_step());
       Append(e, m.step);
+      Remember(m);
       news = true;
     }
     progress_(m.step, m.epoch, last_seq_);
@@ -377,6 +376,7 @@ class SessionObserver : public core::TrainingObserver {
     v1::MetricEvent e;
     ToProto(m, e.mutable_eval());
     Append(e, m.step);
+    Remember(m);
     progress_(-1, -1, last_seq_);
     s_->Notify();
     return status_.ok() && !stop_requested_();
@@ -396,6 +396,22 @@ class SessionObserver : public core::TrainingObserver {
   const absl::Status& status() const { return status_; }
 
  private:
+  void Remember(const core::StepMetrics& m) {
+    absl::MutexLock lock(&s_->mu_);
+    Session::Latest& l = s_->latest_;
+    l.loss = m.loss;
+    l.accuracy = m.accuracy;
+    l.nse = m.nse;
+    l.update_angle.clear();
+    for (const auto& a : m.alignment) l.update_angle.push_back(a.update_angle_mean);
+  }
+  void Remember(const core::EvalMetrics& m) {
+    absl::MutexLock lock(&s_->mu_);
+    s_->latest_.eval_loss = m.loss;
+    s_->latest_.eval_error = m.error_rate;
+    s_->latest_.eval_nse = m.nse;
+  }
+
   void Append(v1::MetricEvent& e, int64_t step) {
     e.set_seq(last_seq_ + 1);
     *e.mutable_wall_time() = Now();
@@ -414,8 +430,6 @@ class SessionObserver : public core::TrainingObserver {
   std::function<bool()> stop_requested_;
   absl::Status status_;
 };
-
-}  // namespace
 
 void SessionManager::RunSession(const std::shared_ptr<Session>& s) {
   const v1::Session r = s->record();

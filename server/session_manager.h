@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,8 @@ class SessionListener {
   virtual void OnSessionUpdate() = 0;
 };
 
+class SessionObserver;
+
 class Session {
  public:
   Session(v1::Session record, core::TrainerOptions options)
@@ -76,6 +79,21 @@ class Session {
   // True once DeleteSession removed it (open streams end).
   bool deleted() const { return deleted_.load(); }
 
+  // The newest figures the engine reported (NaN until there are some), for /metrics.
+  struct Latest {
+    double loss = std::numeric_limits<double>::quiet_NaN();
+    double accuracy = std::numeric_limits<double>::quiet_NaN();
+    double nse = std::numeric_limits<double>::quiet_NaN();
+    double eval_loss = std::numeric_limits<double>::quiet_NaN();
+    double eval_error = std::numeric_limits<double>::quiet_NaN();
+    double eval_nse = std::numeric_limits<double>::quiet_NaN();
+    std::vector<double> update_angle;  // per hidden layer, degrees
+  };
+  Latest latest() const {
+    absl::MutexLock lock(&mu_);
+    return latest_;
+  }
+
   void AddListener(SessionListener* l);
   void RemoveListener(SessionListener* l);
   // Wakes every listener (also used for heartbeats).
@@ -83,12 +101,14 @@ class Session {
 
  private:
   friend class SessionManager;
+  friend class SessionObserver;
   enum class StopRequest { kNone, kPause, kCancel, kShutdown };
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   v1::Session record_ ABSL_GUARDED_BY(mu_);
   std::vector<SessionListener*> listeners_ ABSL_GUARDED_BY(notify_mu_);
+  Latest latest_ ABSL_GUARDED_BY(mu_);
   const core::TrainerOptions options_;
   const std::string name_;
   std::atomic<StopRequest> stop_{StopRequest::kNone};

@@ -14,10 +14,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$alignd" --listen 127.0.0.1:0 --data_dir "$dir/data" > "$dir/out" 2> "$dir/alignd.log" &
+"$alignd" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --data_dir "$dir/data" > "$dir/out" 2> "$dir/alignd.log" &
 pid=$!
 for _ in $(seq 100); do [[ -s "$dir/out" ]] && break; sleep 0.05; done
-addr=$(awk '{print $4}' "$dir/out")
+addr=$(awk 'NR==1{print $4}' "$dir/out")
 export ALIGND_SERVER="$addr"
 echo "alignd is serving on $addr (data in $dir, log in $dir/alignd.log)"
 "$ctl" health

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def start_alignd(build, data_dir, *extra):
-    p = subprocess.Popen([os.path.join(build, "server/alignd"), "--listen", "127.0.0.1:0", "--data_dir", data_dir,
+    p = subprocess.Popen([os.path.join(build, "server/alignd"), "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0", "--data_dir", data_dir,
                           *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     address = p.stdout.readline().strip().rsplit(" ", 1)[-1]
     return p, address

@@ -29,7 +29,7 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--data_dir", data_dir};
+    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0", "--data_dir", data_dir};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

@@ -2,6 +2,7 @@
 127.0.0.1 with an ephemeral port and a temporary data directory."""
 import gzip
 import json
+import re
 import os
 import shutil
 import struct
@@ -18,10 +19,11 @@ class AlignctlTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="alignctl_e2e_")
         cls.log_path = os.path.join(cls.dir, "alignd.log")
         cls.log = open(cls.log_path, "w")
-        cls.proc = subprocess.Popen([os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0",
+        cls.proc = subprocess.Popen([os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
                                      "--data_dir", os.path.join(cls.dir, "data"), "--heartbeat_ms", "200"],
                                     stdout=subprocess.PIPE, stderr=cls.log, text=True)
         cls.address = cls.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        cls.metrics_url = "http://" + cls.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
 
     @classmethod
     def tearDownClass(cls):
@@ -41,6 +43,30 @@ class AlignctlTest(unittest.TestCase):
 
     def test_health(self):
         self.assertIn("SERVING", self.ctl("health").stdout)
+
+    def test_prometheus_metrics(self):
+        import urllib.request
+        ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "300").stdout.strip()
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--rule", "fa", "--batch", "1",
+                     "--epochs", "1", "--metrics_every", "10", "--watch")
+        name = p.stdout.splitlines()[0].strip()
+        text = urllib.request.urlopen(self.metrics_url, timeout=10).read().decode()
+        samples = []  # (name, {label: value}, number) in the text exposition format
+        for line in text.splitlines():
+            m = re.match(r'^(\w+)(?:\{(.*)\})? (\S+)$', line)
+            if m:
+                samples.append((m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), float(m.group(3))))
+
+        def value(metric, **labels):
+            hits = [v for n, l, v in samples if n == metric and all(l.get(k) == x for k, x in labels.items())]
+            self.assertTrue(hits, f"no {metric} {labels} in /metrics")
+            return hits[0]
+        self.assertGreaterEqual(value("alignd_sessions", state="SUCCEEDED"), 1)
+        self.assertEqual(value("alignd_session_steps_total", session=name, rule="fa"), 300)
+        angle = value("alignd_session_update_angle_degrees", session=name, rule="fa", layer="1")
+        self.assertTrue(0 <= angle <= 180)
+        self.assertGreaterEqual(value("alignd_rpcs_total", code="0", method="/alignd.v1.TrainingService/CreateSession"), 1)
+        self.assertGreaterEqual(value("alignd_rpc_duration_seconds_count", method="/alignd.v1.TrainingService/CreateSession"), 1)
 
     def test_every_rpc_is_logged_as_a_json_line(self):
         self.ctl("health")
