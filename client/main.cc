@@ -515,6 +515,11 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
   predict->add_option("--npy", predict_in, "inputs, n x d .npy")->required();
   predict->add_option("--out", predict_out, "write the n x out outputs here (.npy)");
 
+  auto* evaluate = app.add_subcommand("evaluate", "loss and error (or NSE) of a session's weights on a data set");
+  std::string eval_name, eval_dataset;
+  evaluate->add_option("name", eval_name, "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")->required();
+  evaluate->add_option("--dataset", eval_dataset, "datasets/{id} (default: the session's evaluation set)");
+
   CLI11_PARSE(app, argc, argv);
 
   auto channel = Channel();
@@ -686,6 +691,27 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
   }
 
   if (watch->parsed()) return Watcher(watch_names).Run();
+
+  if (evaluate->parsed()) {
+    v1::EvaluateRequest req;
+    req.set_name(eval_name);
+    req.set_dataset(eval_dataset);
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    v1::EvaluateResponse resp;
+    if (auto st = tr_stub->Evaluate(&ctx, req, &resp); !st.ok()) Fail(st, "evaluate");
+    const v1::EvalMetrics& m = resp.metrics();
+    if (g.json) {
+      std::cout << Json(m) << "\n";
+    } else if (m.examples() > 0 && !std::isnan(m.error_rate())) {
+      std::printf("step %lld on %lld examples: loss %.6g, error %.4f (accuracy %.4f)\n", (long long)m.step(),
+                  (long long)m.examples(), m.loss(), m.error_rate(), m.accuracy());
+    } else {
+      std::printf("step %lld on %lld examples: loss %.6g, NSE %.6g\n", (long long)m.step(), (long long)m.examples(),
+                  m.loss(), m.nse());
+    }
+    return 0;
+  }
 
   if (predict->parsed()) {
     auto x = client::ReadNpyMatrix(predict_in);

@@ -89,6 +89,10 @@ class AlignctlTest(unittest.TestCase):
         self.assertIn("SUCCEEDED", p.stdout)
         self.assertIn("deg", p.stdout)  # the alignment angle column
         name = p.stdout.splitlines()[0].strip()
+        ev = self.ctl_json("evaluate", name, "--dataset", ds)
+        self.assertEqual(ev["examples"], "1000")
+        self.assertLess(ev["nse"], 0.01)  # the linear task, learned
+        self.assertIn("NSE", self.ctl("evaluate", name, "--dataset", ds).stdout)
         got = self.ctl_json("sessions", "get", name)
         self.assertEqual(got["state"], "SUCCEEDED")
         self.assertEqual(got["step"], "2000")  # int64 as a JSON string
