@@ -146,7 +146,6 @@ struct WatchRow {
   v1::StepMetrics last_step;
   v1::EvalMetrics last_eval;
   bool ended = false;
-  int reconnects = 0;
 };
 
 class Watcher {
@@ -229,7 +228,6 @@ class Watcher {
           std::cerr << "alignctl: watch " << name << ": " << st.error_message() << "\n";
           return;
         }
-        ++rows_[name].reconnects;
         if (std::chrono::steady_clock::now() - lost_since > std::chrono::seconds(60)) {
           rows_[name].ended = true;
           std::cerr << "alignctl: watch " << name << ": no connection for 60 s (" << st.error_message()

@@ -228,7 +228,6 @@ class Trainer {
   std::vector<Matrix> bp_delta_, bp_dh_, pbp_dh_;
   std::vector<Matrix> grad_w_;
   std::vector<Vector> grad_b_;
-  Matrix grad_f_;
   StepMetrics scratch_metrics_;
   int64_t last_eval_step_ = -1;
 };
