@@ -1,10 +1,13 @@
 // File: core/gemm.cc
 #include "core/gemm.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cstdlib>
 
-#ifdef ALIGND_HAVE_OPENBLAS
-#include <cblas.h>
+#ifdef ALIGND_HAVE_ONEDNN
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #endif
 
 namespace alignd::core {
@@ -20,7 +23,17 @@ void Accumulate(float alpha, const A& a, const B& b, float beta, MatrixRef c) {
   }
 }
 
+// What this thread asked for, and what its OpenMP runtime was last told. oneDNN
+// (OpenMP build) runs omp_get_max_threads() threads, a per-thread setting whose
+// default is the machine's core count: every thread sets it before its first
+// product, so the default is 1 whatever OMP_NUM_THREADS says.
+thread_local int requested_threads = 1;
+thread_local int applied_threads = 0;
+
 }  // namespace
+
+void SetGemmThreads(int threads) { requested_threads = std::clamp(threads, 1, 256); }
+int GemmThreads() { return requested_threads; }
 
 void GemmEigen(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b,
                float beta, MatrixRef c) {
@@ -37,14 +50,19 @@ void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrix
   assert((trans_a ? a.cols() : a.rows()) == m);
   assert((trans_b ? b.rows() : b.cols()) == n);
   assert((trans_b ? b.cols() : b.rows()) == k);
-#ifdef ALIGND_HAVE_OPENBLAS
+#ifdef ALIGND_HAVE_ONEDNN
   if (m > 1 && n > 1 && k > 1) {
-    cblas_sgemm(CblasColMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-                static_cast<blasint>(n), static_cast<blasint>(k), alpha, a.data(),
-                static_cast<blasint>(a.outerStride()), b.data(),
-                static_cast<blasint>(b.outerStride()), beta, c.data(),
-                static_cast<blasint>(c.outerStride()));
+    if (applied_threads != requested_threads) {
+      omp_set_num_threads(requested_threads);
+      applied_threads = requested_threads;
+    }
+    // oneDNN's SGEMM is row-major; a column-major C = op(A) op(B) is the row-major
+    // C^T = op(B)^T op(A)^T, i.e. the same call with A and B swapped.
+    const dnnl_status_t st = dnnl_sgemm(trans_b ? 'T' : 'N', trans_a ? 'T' : 'N', n, m, k, alpha,
+                                        b.data(), b.outerStride(), a.data(), a.outerStride(), beta,
+                                        c.data(), c.outerStride());
+    // Only bad arguments fail, and the shapes were asserted above.
+    if (st != dnnl_success) std::abort();
     return;
   }
 #endif
@@ -53,8 +71,8 @@ void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrix
 }
 
 const char* GemmBackend() {
-#ifdef ALIGND_HAVE_OPENBLAS
-  return "openblas";
+#ifdef ALIGND_HAVE_ONEDNN
+  return "onednn";
 #else
   return "eigen";
 #endif

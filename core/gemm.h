@@ -4,16 +4,25 @@
 //
 //   C = alpha * op(A) * op(B) + beta * C,   op(X) = X or X^T
 //
-// Products of two matrices go to OpenBLAS (Debian's single-threaded build,
-// libopenblas-serial, selected at run time for the CPU, so the binary stays
-// portable) when the build has it (CMake option ALIGND_OPENBLAS, on by default):
-// on this project's reference machine its AVX-512 SGEMM runs the 784x1000 layer
-// products about twice as fast as Eigen 3.4's. Products in which one side is a
-// vector (batch 1) stay with Eigen, whose GEMV and rank-1 update already run at
-// the memory bound. tests/core/gemm_test.cc checks both paths against each other.
+// Products of two matrices go to oneDNN's SGEMM (Debian's libdnnl 2.6) when the
+// build has it (CMake option ALIGND_ONEDNN, on by default). oneDNN picks its
+// kernels by the CPU's features at run time (AVX-512 where the CPU has it, even in
+// the portable -DALIGND_NATIVE=OFF build) and is thread-safe: several sessions may
+// multiply at once. Measured on the reference machine (docs/RESULTS.md) it runs the
+// 784x1000 layer products at ~1.5-2x Eigen 3.4's speed and ~1.8x Debian's OpenBLAS
+// (which is also *not* thread-safe in its serial build: two threads calling sgemm
+// at once get wrong products, so the engine no longer uses it). Products in which
+// one side is a vector (batch 1) stay with Eigen, whose GEMV and rank-1 update run
+// at the memory bound. tests/core/gemm_test.cc checks both paths against a plain
+// loop, and the oneDNN path from several threads against a one-thread reference.
 //
-// Deterministic: the same shapes and inputs give bit-identical results on one
-// machine. Not a general BLAS wrapper: A, B and C must not alias.
+// Threads: products run on the calling thread plus GemmThreads()-1 helpers (oneDNN's
+// OpenMP pool), 1 by default. The setting is per calling thread (SetGemmThreads), so
+// each session chooses its own and sessions side by side do not share a pool.
+//
+// Deterministic: the same shapes, inputs and thread count give bit-identical
+// results on one machine, whichever thread calls and whatever else runs at the
+// same time. Not a general BLAS wrapper: A, B and C must not alias.
 #ifndef ALIGND_CORE_GEMM_H_
 #define ALIGND_CORE_GEMM_H_
 
@@ -28,7 +37,12 @@ void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrix
 void GemmEigen(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b,
                float beta, MatrixRef c);
 
-// "openblas" or "eigen": which library runs the matrix-matrix products.
+// Threads the calling thread's products may use (>= 1; larger values are clamped to
+// 256). Applies to later Gemm calls from this thread only.
+void SetGemmThreads(int threads);
+int GemmThreads();
+
+// "onednn" or "eigen": which library runs the matrix-matrix products.
 const char* GemmBackend();
 
 }  // namespace alignd::core

@@ -212,9 +212,13 @@ void Trainer::Initialize() {
             if (fb_rng.Uniform01() < fb.sparsity) f(r, c) = 0.0f;
     }
     if (sparse > 0) {
+      // Kolen-Pollack's B receives W^T's updates, so it must lack exactly W's removed
+      // connections (else W - B^T cannot decay there); the other rules' B is drawn
+      // sparse on its own, as in the paper's sparse variant.
       f_mask_.assign(L, Matrix());
       for (int i = 1; i < L; ++i) {
-        f_mask_[i] = draw_mask(f_[i].rows(), f_[i].cols());
+        f_mask_[i] = rule_ == Rule::kKolenPollack ? w_mask_[i]
+                                                  : draw_mask(f_[i].rows(), f_[i].cols());
         f_[i].array() *= f_mask_[i].array();
       }
     }
@@ -226,8 +230,11 @@ void Trainer::Initialize() {
                        ? Matrix::Ones(f_[i].rows(), f_[i].cols())
                        : Matrix(f_[i].cwiseAbs());
   }
-  if (rule_ == Rule::kPseudoBackprop)
+  if (rule_ == Rule::kPseudoBackprop) {
     for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
+    pinv_step_ = 0;
+  }
+  RefreshFeedback();  // sign symmetry: F = sign(W) o M from the start
 
   // Optimiser slots.
   const OptimizerConfig& opt = options_.optimizer;
@@ -325,13 +332,17 @@ float Trainer::LearningRate(int i) const {
   return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[i];
 }
 
+// The feedback the next update uses: sign symmetry follows W's signs every step;
+// pseudo-backprop recomputes W^+ at the start of every pinv_every-th step (once per
+// step: Gradients() and the Step() after it share it).
 void Trainer::RefreshFeedback() {
   const int L = num_layers();
   if (rule_ == Rule::kSignSymmetry) {
     for (int i = 1; i < L; ++i) f_[i].array() = w_[i].array().sign() * sign_m_[i].array();
   } else if (rule_ == Rule::kPseudoBackprop && step_ % options_.feedback.pinv_every == 0 &&
-             step_ > 0) {
+             pinv_step_ != step_) {
     for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
+    pinv_step_ = step_;
   }
 }
 
@@ -427,6 +438,7 @@ void Trainer::UpdateLayer(int i, int n) {
 absl::Status Trainer::Step(StepMetrics* metrics) {
   if (done())
     return absl::FailedPreconditionError(absl::StrCat("training is done (", step_, " steps)"));
+  EnableFlushToZero();  // cheap; the caller's thread may not have it
   const int n = options_.batch_size;
   AllocateWorkspace(n);
   GatherBatch();
@@ -486,8 +498,14 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
         la.pbp_angle_sd = p.sd;
       }
     }
+    // B has W^T's shape *and meaning* for every rule that learns hidden layers but
+    // DFA, whose B_i maps the output error to layer i: only at the last hidden layer
+    // (i = L-1) is that W[L-1]^T. Elsewhere the angle is undefined (NaN), even when
+    // the shapes happen to agree (sizes[i+1] == sizes[L]).
     const Matrix& m = rule_ == Rule::kBackprop ? w_[i] : f_[i];
-    if (RuleLearnsHidden(rule_) && m.rows() == w_[i].rows() && m.cols() == w_[i].cols()) {
+    const bool comparable = RuleLearnsHidden(rule_) &&
+                            (rule_ != Rule::kDirectFeedbackAlignment || i == L - 1);
+    if (comparable && m.rows() == w_[i].rows() && m.cols() == w_[i].cols()) {
       la.weight_angle = VectorAngle(w_[i], m);
       la.norm_ratio = m.norm() / w_[i].norm();
     }
@@ -529,6 +547,7 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
     return absl::InvalidArgumentError(absl::StrCat(
         "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
         " data; the network was trained on the other kind"));
+  EnableFlushToZero();
   const int L = num_layers();
   constexpr int64_t kChunk = 1024;
   std::vector<Matrix> a(L + 1), z(L + 1);
@@ -573,6 +592,7 @@ absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
     return absl::InvalidArgumentError(absl::StrCat("inputs have ", x.rows(),
                                                    " features; the network takes ", s.front()));
   if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
+  EnableFlushToZero();
   const int L = num_layers();
   std::vector<Matrix> a(L + 1), z(L + 1);
   for (int i = 1; i <= L; ++i) {
@@ -584,6 +604,7 @@ absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
 }
 
 double Trainer::Loss(ConstMatrixRef x, ConstMatrixRef targets) const {
+  EnableFlushToZero();
   const auto& s = options_.network.sizes;
   const int L = num_layers();
   std::vector<Matrix> a(L + 1), z(L + 1);
@@ -603,12 +624,14 @@ absl::Status Trainer::Gradients(ConstMatrixRef x, ConstMatrixRef targets,
     return absl::InvalidArgumentError(absl::StrCat("x is ", x.rows(), "x", x.cols(), " and targets ",
                                                    targets.rows(), "x", targets.cols(),
                                                    "; the network is ", s.front(), " -> ", s.back()));
+  EnableFlushToZero();
   const int n = static_cast<int>(x.cols());
   AllocateWorkspace(n);
   a_[0] = x;
   ForwardInto(a_[0], a_, z_);
   const int L = num_layers();
   LossAndDelta(options_.network, a_[L], z_[L], targets, delta_[L]);
+  RefreshFeedback();  // what the next Step() would use
   for (int i = 0; i < L; ++i) grad_w_[i].setZero(), grad_b_[i].setZero();
   Backward(n, BackwardMode::kGradients, /*metrics=*/false);
   grad_w->assign(grad_w_.begin(), grad_w_.end());
@@ -626,11 +649,19 @@ absl::Status Trainer::SetFeedback(int hidden_layer, ConstMatrixRef b) {
   if (!RuleDrawsFeedback(rule_))
     return absl::InvalidArgumentError(absl::StrCat("rule ", RuleName(rule_),
                                                    " has no settable feedback matrix"));
+  if (rule_ == Rule::kSignSymmetry && options_.feedback.sign_mode == SignSymmetryMode::kUniform)
+    return absl::InvalidArgumentError(
+        "sign symmetry in uSF mode feeds back sign(W) with unit magnitudes: it has no feedback "
+        "matrix to set (frSF mode takes the magnitudes |B| from one)");
   Matrix& f = f_[hidden_layer];
   if (b.rows() != f.cols() || b.cols() != f.rows())
     return ShapeError("feedback", b.rows(), b.cols(), f.cols(), f.rows());
-  f = b.transpose();
-  if (rule_ == Rule::kSignSymmetry) sign_m_[hidden_layer] = f.cwiseAbs();
+  if (rule_ == Rule::kSignSymmetry) {
+    sign_m_[hidden_layer] = b.transpose().cwiseAbs();
+    f.array() = w_[hidden_layer].array().sign() * sign_m_[hidden_layer].array();
+  } else {
+    f = b.transpose();
+  }
   return absl::OkStatus();
 }
 
@@ -728,6 +759,8 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   }
   adam_t_ = st.adam_t;
   last_eval_step_ = -1;
+  pinv_step_ = -1;  // the imported W^+ is W's at the last refresh; recomputing is idempotent
+  RefreshFeedback();
   return absl::OkStatus();
 }
 

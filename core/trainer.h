@@ -146,7 +146,8 @@ class Trainer {
   absl::StatusOr<Matrix> Predict(ConstMatrixRef x) const;
 
   // The rule's pseudo-gradients of the mean loss of (x, targets) with the current
-  // weights, without updating (for BP: the true gradients). targets is out x n.
+  // weights, without updating (for BP: the true gradients): what the next Step()
+  // would apply to that batch, with the feedback it would use. targets is out x n.
   absl::Status Gradients(ConstMatrixRef x, ConstMatrixRef targets, std::vector<Matrix>* grad_w,
                          std::vector<Matrix>* grad_b);
   // Mean loss of (x, targets) with the current weights.
@@ -157,7 +158,9 @@ class Trainer {
   absl::Status ImportState(const TrainerState& state);
 
   // Replaces the feedback matrix B of hidden layer `hidden_layer` (1-based; paper
-  // orientation). InvalidArgument on a wrong layer or shape, or a rule without B.
+  // orientation). For sign symmetry in frSF mode B sets the magnitudes M = |B|.
+  // InvalidArgument on a wrong layer or shape, or a rule without B (BP, shallow,
+  // pseudo-backprop, sign symmetry in uSF mode).
   absl::Status SetFeedback(int hidden_layer, ConstMatrixRef b);
   Matrix Feedback(int hidden_layer) const;  // paper orientation; empty if none
 
@@ -230,6 +233,7 @@ class Trainer {
   std::vector<Vector> grad_b_;
   StepMetrics scratch_metrics_;
   int64_t last_eval_step_ = -1;
+  int64_t pinv_step_ = -1;  // pseudo-backprop: the step_ at which f_ was last W^+
 };
 
 }  // namespace alignd::core

@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libeigen3-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-      libcli11-dev nlohmann-json3-dev libopenblas-serial-dev
+      libcli11-dev nlohmann-json3-dev libdnnl-dev
       libsqlite3-dev libssl-dev prometheus-cpp-dev
       python3 python3-numpy python3-grpcio python3-protobuf)
 for arg in "$@"; do
