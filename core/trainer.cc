@@ -415,12 +415,18 @@ void Trainer::UpdateLayer(int i, int n) {
   const Matrix& x = a_[i];
   const Matrix& d = delta_[i + 1];
   const bool kp = rule_ == Rule::kKolenPollack && i >= 1;
-  if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0 && !kp) {
+  if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0) {
     // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
     // alpha), so no gradient matrix is written and read back.
     if (decay > 0) w_[i] *= 1.0f - lr * decay;
     Gemm(false, true, -lr / n, d, x, 1.0f, w_[i]);
     if (options_.network.bias) b_[i].noalias() -= (lr / n) * d.rowwise().sum();
+    // Kolen-Pollack: B^T receives W's update by the very same arithmetic, so that
+    // B = W^T stays so bit for bit (and KP from B = W^T is BP exactly).
+    if (kp) {
+      if (decay > 0) f_[i] *= 1.0f - lr * decay;
+      Gemm(false, true, -lr / n, d, x, 1.0f, f_[i]);
+    }
   } else {
     Gemm(false, true, 1.0f / n, d, x, 0.0f, grad_w_[i]);
     ApplyOptimizer(w_[i], grad_w_[i], slot_w_[i], lr, decay);
