@@ -104,6 +104,29 @@ absl::Status ShapeError(absl::string_view what, Eigen::Index rows, Eigen::Index 
 
 // ---- Construction ------------------------------------------------------------------
 
+int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
+  // In doubles: the sizes are client-declared, and a product of them may not fit 64 bits.
+  const auto& s = o.network.sizes;
+  const int L = static_cast<int>(s.size()) - 1;
+  const double batch = std::max(1, o.batch_size);
+  double params = 0, units = 0;
+  for (int i = 0; i < L; ++i) params += double(s[i]) * s[i + 1] + s[i + 1];
+  for (int v : s) units += v;
+  double floats = 0;
+  floats += params;                 // W, b
+  floats += 2 * params;             // feedback (incl. sign-symmetry magnitudes) and masks
+  floats += 3 * params;             // optimiser moments, and KP's
+  floats += params;                 // gradient buffers
+  floats += 10 * units * batch;     // a, z, delta, dh, bp_delta, bp_dh, pbp_dh, targets, ...
+  floats += 2 * units * 1024;       // Evaluate's chunk of 1024 examples
+  double pinv = 0;
+  if (o.feedback.rule == Rule::kPseudoBackprop || o.pbp_angle)
+    for (int i = 1; i < L; ++i) pinv = std::max(pinv, 4.0 * s[i] * s[i + 1] + 2.0 * s[i] * s[i]);
+  floats += pinv;
+  const double bytes = 4 * floats + 4.0 * std::max<int64_t>(train_examples, 0);  // + permutation
+  return bytes >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
+}
+
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
                                                          std::shared_ptr<const Dataset> train,
                                                          std::shared_ptr<const Dataset> eval) {
@@ -523,15 +546,27 @@ absl::Status Trainer::Run(TrainingObserver* observer) {
   EnableFlushToZero();
   StepMetrics& m = scratch_metrics_;
   const bool has_eval = eval_ != nullptr && eval_->size() > 0;
+  auto eval_due = [&] {
+    return has_eval && options_.eval_every > 0 && step_ % options_.eval_every == 0;
+  };
+  // An evaluation due at the step a run continues from (after ImportState) that was
+  // not made before the state was saved: make it first.
+  if (step_ > 0 && !done() && eval_due() && last_eval_step_ != step_) {
+    ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
+    last_eval_step_ = step_;
+    if (observer != nullptr && !observer->OnEvaluation(e)) return absl::OkStatus();
+  }
   while (!done()) {
     RETURN_IF_ERROR(Step(&m));
     bool go_on = observer == nullptr || observer->OnStep(m);
-    if (has_eval && options_.eval_every > 0 && step_ % options_.eval_every == 0) {
+    if (eval_due()) {
       ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
       last_eval_step_ = step_;
       go_on = (observer == nullptr || observer->OnEvaluation(e)) && go_on;
     }
-    if (!go_on) return absl::OkStatus();
+    // A stop asked for at the last step still gets the end-of-run evaluation below:
+    // the run is complete, and its final figures belong to it.
+    if (!go_on && !done()) return absl::OkStatus();
   }
   if (has_eval && last_eval_step_ != step_) {
     ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
@@ -600,13 +635,20 @@ absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
   if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
   EnableFlushToZero();
   const int L = num_layers();
+  // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
+  constexpr Eigen::Index kChunk = 1024;
+  Matrix out(s.back(), x.cols());
   std::vector<Matrix> a(L + 1), z(L + 1);
-  for (int i = 1; i <= L; ++i) {
-    a[i].resize(s[i], x.cols());
-    z[i].resize(s[i], x.cols());
+  for (Eigen::Index start = 0; start < x.cols(); start += kChunk) {
+    const Eigen::Index m = std::min(kChunk, x.cols() - start);
+    for (int i = 1; i <= L; ++i) {
+      a[i].resize(s[i], m);
+      z[i].resize(s[i], m);
+    }
+    ForwardInto(x.middleCols(start, m), a, z);
+    out.middleCols(start, m) = a[L];
   }
-  ForwardInto(x, a, z);
-  return std::move(a[L]);
+  return out;
 }
 
 double Trainer::Loss(ConstMatrixRef x, ConstMatrixRef targets) const {

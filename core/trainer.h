@@ -118,6 +118,15 @@ std::string SerializeState(const TrainerState& state);
 // Returns InvalidArgument if `bytes` is not a complete state of a known version.
 absl::StatusOr<TrainerState> ParseState(const std::string& bytes);
 
+// Bytes a Trainer with these options holds at its peak while it trains on a set of
+// `train_examples` examples (the data sets themselves not included): weights, biases,
+// feedback and masks, optimiser slots, the step's workspaces at batch_size (about ten
+// matrices of sizes[i] x batch per layer), the evaluation's chunks, the shuffle order,
+// and a pseudo-inverse's temporaries. An upper estimate, computed without allocating
+// (and without overflow for any sizes that pass ValidateOptions): the service refuses
+// sessions over its memory limit with it before they are queued.
+int64_t EstimateTrainingBytes(const TrainerOptions& options, int64_t train_examples);
+
 class Trainer {
  public:
   // Validates `options` against the data: InvalidArgument names the bad field
@@ -132,9 +141,16 @@ class Trainer {
   ~Trainer();
 
   // Trains until done() or the observer returns false (observer may be null).
-  // Evaluates on the eval set every eval_every steps and once at the end. Returns
-  // FailedPrecondition if the loss turns NaN or infinite (diverged), naming the step.
+  // Evaluates on the eval set every eval_every steps and once at the end (also when
+  // the observer asks to stop at the last step), each step's evaluation once: a run
+  // continued after ImportState makes an evaluation due at its first step unless
+  // MarkEvaluated() says it was made. Returns FailedPrecondition if the loss turns NaN
+  // or infinite (diverged), naming the step.
   absl::Status Run(TrainingObserver* observer);
+
+  // Says that the evaluation at the current step was made (and reported) already, by
+  // the run whose state was imported: Run() does not repeat it.
+  void MarkEvaluated() { last_eval_step_ = step_; }
 
   // One training step; fills `metrics`. Same error as Run.
   absl::Status Step(StepMetrics* metrics);

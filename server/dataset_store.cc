@@ -28,41 +28,62 @@ std::string Hex(const unsigned char* p, size_t n) {
   return s;
 }
 
+// Limits on what a header may declare, checked before any size is computed from it
+// (CheckHeader), so that every product below fits in 64 bits with room to spare.
+constexpr int64_t kMaxFeatures = int64_t{1} << 24;
+constexpr int64_t kMaxTargetDim = int64_t{1} << 24;
+constexpr int64_t kMaxClasses = int64_t{1} << 24;
+constexpr int64_t kMaxExamples = (int64_t{1} << 31) - 1;  // the engine indexes examples with int32
+constexpr int64_t kMaxValues = int64_t{1} << 40;           // features + targets, 4 TiB of floats
+
 int64_t FeatureCount(const v1::DatasetHeader& h) {
   int64_t d = 1;
-  for (int64_t s : h.feature_shape()) d *= s;
-  return d;
+  for (int64_t s : h.feature_shape()) {
+    if (s < 1 || s > kMaxFeatures) return -1;
+    d *= s;
+    if (d > kMaxFeatures) return -1;
+  }
+  return h.feature_shape_size() == 0 ? -1 : d;
 }
 
-absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits) {
+absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits, bool digest = true) {
   auto bad = [](const std::string& field, const std::string& msg) {
     return absl::InvalidArgumentError(absl::StrCat("header.", field, " ", msg));
   };
   if (h.display_name().size() > 256) return bad("display_name", "is longer than 256 bytes");
-  if (h.num_examples() < 1) return bad("num_examples", absl::StrCat("must be >= 1, got ", h.num_examples()));
+  if (h.num_examples() < 1 || h.num_examples() > kMaxExamples)
+    return bad("num_examples", absl::StrCat("must be in [1, 2^31-1], got ", h.num_examples()));
   if (h.feature_shape_size() == 0) return bad("feature_shape", "is empty");
+  if (h.feature_shape_size() > 8) return bad("feature_shape", "has more than 8 dimensions");
   int64_t d = 1;
   for (int i = 0; i < h.feature_shape_size(); ++i) {
     const int64_t s = h.feature_shape(i);
-    if (s < 1 || s > (int64_t{1} << 24))
+    if (s < 1 || s > kMaxFeatures)
       return bad(absl::StrCat("feature_shape[", i, "]"), absl::StrCat("must be in [1, 2^24], got ", s));
     d *= s;
-    if (d > (int64_t{1} << 24)) return bad("feature_shape", "has more than 2^24 features");
+    if (d > kMaxFeatures) return bad("feature_shape", "has more than 2^24 features");
   }
   switch (h.target_kind()) {
     case v1::TARGET_KIND_CLASS_LABELS:
-      if (h.num_classes() < 1) return bad("num_classes", absl::StrCat("must be >= 1, got ", h.num_classes()));
+      if (h.num_classes() < 1 || h.num_classes() > kMaxClasses)
+        return bad("num_classes", absl::StrCat("must be in [1, 2^24], got ", h.num_classes()));
       break;
     case v1::TARGET_KIND_FLOAT_VECTORS:
-      if (h.target_dim() < 1) return bad("target_dim", absl::StrCat("must be >= 1, got ", h.target_dim()));
+      if (h.target_dim() < 1 || h.target_dim() > kMaxTargetDim)
+        return bad("target_dim", absl::StrCat("must be in [1, 2^24], got ", h.target_dim()));
       break;
     default:
       return bad("target_kind", "must be TARGET_KIND_CLASS_LABELS or TARGET_KIND_FLOAT_VECTORS");
   }
-  if (h.sha256().size() != 64 || h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos)
+  if (digest &&
+      (h.sha256().size() != 64 || h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos))
     return bad("sha256", "must be 64 lowercase hex digits");
-  if (h.num_examples() > (int64_t{1} << 40) / d)
-    return absl::ResourceExhaustedError("header declares an impossibly large data set");
+  // d + per_target <= 2^25 and num_examples < 2^31: the product cannot overflow.
+  const int64_t per_target = h.target_kind() == v1::TARGET_KIND_CLASS_LABELS ? 1 : h.target_dim();
+  if (h.num_examples() * (d + per_target) > kMaxValues)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "header declares ", h.num_examples(), " examples of ", d + per_target,
+        " values: more than any server takes (2^40 values)"));
   const int64_t bytes = PayloadBytes(h);
   if (bytes > limits.max_dataset_bytes)
     return absl::ResourceExhaustedError(absl::StrCat("data set of ", bytes, " bytes is over the server's limit of ",
@@ -87,7 +108,7 @@ v1::DatasetHeader HeaderOf(const core::Dataset& d, const std::string& display_na
 
 v1::Dataset MetaOf(const v1::DatasetHeader& h) {
   v1::Dataset d;
-  d.set_name("datasets/" + h.sha256().substr(0, 16));
+  d.set_name("datasets/" + DatasetId(h));
   d.set_display_name(h.display_name());
   d.set_num_examples(h.num_examples());
   *d.mutable_feature_shape() = h.feature_shape();
@@ -106,8 +127,21 @@ std::atomic<int64_t> g_upload_counter{0};
 
 int64_t PayloadBytes(const v1::DatasetHeader& h) {
   const int64_t n = h.num_examples();
+  const int64_t d = FeatureCount(h);
   const int64_t per_target = h.target_kind() == v1::TARGET_KIND_CLASS_LABELS ? 1 : h.target_dim();
-  return 4 * n * (FeatureCount(h) + per_target);
+  if (d < 0 || n < 1 || n > kMaxExamples || per_target < 1 || per_target > kMaxTargetDim) return -1;
+  return 4 * n * (d + per_target);  // < 2^2 * 2^31 * 2^25: no overflow
+}
+
+std::string DatasetId(const v1::DatasetHeader& h) {
+  // What the header says the bytes mean, in a fixed order.
+  std::string meaning = absl::StrCat(h.sha256(), "|n=", h.num_examples(), "|shape=");
+  for (int64_t s : h.feature_shape()) absl::StrAppend(&meaning, s, ",");
+  if (h.target_kind() == v1::TARGET_KIND_CLASS_LABELS)
+    absl::StrAppend(&meaning, "|classes=", h.num_classes());
+  else
+    absl::StrAppend(&meaning, "|target_dim=", h.target_dim());
+  return Sha256Hex(meaning).substr(0, 16);
 }
 
 std::string EncodePayload(const core::Dataset& d) {
@@ -128,6 +162,7 @@ std::string Sha256Hex(const std::string& bytes) {
 }
 
 absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const std::string& bytes) {
+  RETURN_IF_ERROR(CheckHeader(h, DatasetLimits{.max_dataset_bytes = int64_t{1} << 42}, /*digest=*/false));
   if (static_cast<int64_t>(bytes.size()) != PayloadBytes(h))
     return absl::InvalidArgumentError(absl::StrCat("payload has ", bytes.size(), " bytes; the header declares ",
                                                    PayloadBytes(h)));
@@ -255,7 +290,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
 absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
     const v1::DatasetHeader& header) {
   RETURN_IF_ERROR(CheckHeader(header, limits_));
-  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(header.sha256()), ".upload",
+  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(header)), ".upload",
                                        ::getpid(), "_", g_upload_counter.fetch_add(1));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
@@ -269,7 +304,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta, const std::st
     ::unlink(tmp_path.c_str());
     return *existing;
   }
-  const std::string path = storage_->DatasetPayloadPath(meta.sha256());
+  const std::string path = storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1));
   if (::rename(tmp_path.c_str(), path.c_str()) != 0)
     return absl::InternalError(absl::StrCat("rename ", tmp_path, ": ", std::strerror(errno)));
   RETURN_IF_ERROR(storage_->PutDataset(meta));
@@ -283,6 +318,23 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
     return absl::InvalidArgumentError(absl::StrCat("spec.num_examples must be <= 10000000, got ", n));
   const uint64_t seed = spec.seed() != 0 ? spec.seed() : 1;
   const bool test = spec.split() == v1::GeneratorSpec::SPLIT_TEST;
+  // Size first, before anything is allocated: the same limit as uploads.
+  {
+    // Linear: the spec's dimensions (default 30 -> 10); nonlinear 30 -> 10; toy 1 -> 1.
+    const bool linear = spec.kind() == v1::GeneratorSpec::KIND_LINEAR;
+    const bool toy = spec.kind() == v1::GeneratorSpec::KIND_TOY;
+    const int64_t in = linear && spec.input_dim() != 0 ? spec.input_dim() : (toy ? 1 : 30);
+    const int64_t out = linear && spec.output_dim() != 0 ? spec.output_dim() : (toy ? 1 : 10);
+    if (in < 1 || in > 100000 || out < 1 || out > 100000)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.input_dim and spec.output_dim must be in [1, 100000], got ", in, " and ", out));
+    // The examples, and the linear task's teacher matrix T (out x in).
+    const int64_t bytes = 4 * n * (in + out) + 4 * in * out;  // <= 4 * (1e7 * 2e5 + 1e10): fits
+    if (bytes > limits_.max_dataset_bytes)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "generated data set of about ", bytes, " bytes is over the server's limit of ",
+          limits_.max_dataset_bytes, " (--max_dataset_bytes)"));
+  }
   core::TaskData task;
   std::string kind;
   switch (spec.kind()) {
@@ -290,8 +342,6 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
       core::LinearTaskSpec s;
       if (spec.input_dim() != 0) s.input_dim = spec.input_dim();
       if (spec.output_dim() != 0) s.output_dim = spec.output_dim();
-      if (s.input_dim < 1 || s.input_dim > 100000 || s.output_dim < 1 || s.output_dim > 100000)
-        return absl::InvalidArgumentError("spec.input_dim and spec.output_dim must be in [1, 100000]");
       s.noise = spec.noise();
       s.seed = seed;
       s.train_size = test ? 1 : n;
@@ -326,7 +376,9 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   h.set_sha256(Sha256Hex(payload));
   v1::Dataset meta = MetaOf(h);
   *meta.mutable_generator() = spec;
-  const std::string tmp = storage_->DatasetPayloadPath(h.sha256()) + ".gen" + std::to_string(::getpid());
+  // Per write, not per process: identical requests at once each write their own file.
+  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(h)), ".gen", ::getpid(),
+                                       "_", g_upload_counter.fetch_add(1));
   RETURN_IF_ERROR(AtomicWriteFile(tmp, payload));
   return Commit(std::move(meta), tmp);
 }
@@ -340,7 +392,8 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
     }
   }
   ASSIGN_OR_RETURN(v1::Dataset meta, storage_->GetDataset(name));
-  ASSIGN_OR_RETURN(std::string bytes, ReadFile(storage_->DatasetPayloadPath(meta.sha256())));
+  ASSIGN_OR_RETURN(std::string bytes,
+                   ReadFile(storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1))));
   v1::DatasetHeader h;
   h.set_display_name(meta.display_name());
   h.set_num_examples(meta.num_examples());

@@ -36,10 +36,15 @@ struct DatasetLimits {
 };
 
 // Payload layout (see DatasetHeader in datasets.proto): features then targets.
+// -1 if the header's sizes are out of range (CheckHeader's limits).
 int64_t PayloadBytes(const v1::DatasetHeader& header);
 // The payload of an engine data set, as an upload would send it.
 std::string EncodePayload(const core::Dataset& d);
 std::string Sha256Hex(const std::string& bytes);
+// A data set's id (its name is "datasets/" + id): a digest of the payload's SHA-256 and
+// of what the header says the bytes mean (examples, feature shape, classes or target
+// width), so the same bytes declared differently are two data sets, not one.
+std::string DatasetId(const v1::DatasetHeader& header);
 
 class DatasetStore {
  public:

@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max_parameters", mo.max_parameters, "most weights one network may have")
       ->capture_default_str();
+  app.add_option("--max_session_bytes", mo.max_session_bytes,
+                 "memory one session may need (its network's workspaces at its batch size, optimiser "
+                 "state and data sets); larger: RESOURCE_EXHAUSTED")
+      ->capture_default_str();
   app.add_option("--max_dataset_bytes", limits.max_dataset_bytes, "largest data set payload accepted")
       ->capture_default_str();
   int64_t cache_mib = limits.cache_bytes >> 20;

@@ -233,7 +233,11 @@ google::protobuf::Timestamp Now() {
 }
 
 absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {
-  if (t.rows() < 0 || t.cols() < 0 || t.values_size() != t.rows() * t.cols())
+  // rows and cols are client-declared int64s: their product may overflow; values_size()
+  // bounds any honest one.
+  int64_t count = 0;
+  if (t.rows() < 0 || t.cols() < 0 || __builtin_mul_overflow(t.rows(), t.cols(), &count) ||
+      count != t.values_size())
     return absl::InvalidArgumentError(absl::StrCat(field, " has ", t.values_size(), " values for a ",
                                                    t.rows(), " x ", t.cols(), " matrix"));
   core::Matrix m = core::ConstMatrixMap(t.values().data(), t.rows(), t.cols());

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/cpu.h"
 #include "core/status_macros.h"
 #include "core/trainer.h"
@@ -164,6 +165,25 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     auto e = datasets_->Load(req.eval_dataset());
     if (!e.ok()) return absl::Status(e.status().code(), absl::StrCat("eval_dataset: ", e.status().message()));
     eval = *e;
+  }
+  // Memory, before anything of the session's size is allocated: the weights are bounded
+  // above, but the workspaces grow with the batch (a 1-100000-1 net at batch 200000
+  // needs 80 GB) and the data sets with their size.
+  {
+    auto data_bytes = [](const core::Dataset& d) {
+      return 4 * (static_cast<int64_t>(d.features.size()) + static_cast<int64_t>(d.targets.size()) +
+                  static_cast<int64_t>(d.labels.size()));
+    };
+    const int64_t engine = core::EstimateTrainingBytes(options, train->size());
+    const int64_t data = data_bytes(*train) + (eval ? data_bytes(*eval) : 0);
+    const int64_t total = engine > options_.max_session_bytes - data ? options_.max_session_bytes + 1
+                                                                     : engine + data;
+    if (total > options_.max_session_bytes)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the session would need about ", engine >> 20, " MiB for training (network ",
+          absl::StrJoin(options.network.sizes, "-"), " at batch_size ", options.batch_size, ") and ",
+          data >> 20, " MiB of data; the server allows ", options_.max_session_bytes >> 20,
+          " MiB per session (--max_session_bytes)"));
   }
   auto trial = core::Trainer::Create(options, train, eval);
   if (!trial.ok()) return absl::InvalidArgumentError(absl::StrCat("config.", trial.status().message()));
@@ -329,7 +349,17 @@ void SessionManager::WorkerLoop() {
       SetState(*s, v1::RUNNING);
     }
     s->Notify();
-    RunSession(s);
+    // Nothing a session does may take the process down: an allocation that fails (or
+    // anything else thrown) fails this session, with the reason, and only it. FAILED
+    // is terminal, so a restart does not run it again.
+    try {
+      RunSession(s);
+    } catch (const std::bad_alloc&) {
+      SetState(*s, v1::FAILED, "out of memory while training (the machine could not provide what "
+                               "the session needed; lower batch_size or the network's size)");
+    } catch (const std::exception& e) {
+      SetState(*s, v1::FAILED, absl::StrCat("internal error while training: ", e.what()));
+    }
     s->Notify();
     absl::MutexLock lock(&mu_);
     --running_;
@@ -448,6 +478,14 @@ void SessionManager::RunSession(const std::shared_ptr<Session>& s) {
     auto state = core::ParseState(*bytes);
     if (!state.ok()) return fail(absl::DataLossError(absl::StrCat("checkpoint: ", state.status().message())));
     if (absl::Status st = (*trainer)->ImportState(*state); !st.ok()) return fail(st);
+    // The log is cut back to the checkpoint on restart; if its last event is the
+    // evaluation at the checkpoint's step, that evaluation was made: not again.
+    if (r.last_seq() > 0) {
+      auto last = storage_->ReadMetrics(r.name(), r.last_seq(), 1);
+      if (last.ok() && !last->empty() && last->back().has_eval() &&
+          last->back().eval().step() == (*trainer)->step())
+        (*trainer)->MarkEvaluated();
+    }
   }
   auto progress = [&](int64_t step, int64_t epoch, int64_t seq) {
     absl::MutexLock lock(&s->mu_);

@@ -122,6 +122,8 @@ struct SessionManagerOptions {
   int64_t checkpoint_every = 1000;  // default when a session does not say
   int64_t max_layer_width = 100000;
   int64_t max_parameters = int64_t{1} << 28;  // weights of one network
+  // Memory one session may need (core::EstimateTrainingBytes plus its data sets).
+  int64_t max_session_bytes = int64_t{8} << 30;
 };
 
 class SessionManager {

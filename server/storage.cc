@@ -2,9 +2,11 @@
 #include "server/storage.h"
 
 #include <fcntl.h>
+
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -71,7 +73,10 @@ absl::Status AtomicWriteFile(const std::string& path, const std::string& bytes) 
   std::error_code ec;
   fs::create_directories(p.parent_path(), ec);
   if (ec) return absl::InternalError(absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  // Per write, not per process: two writers of the same path at once each get their own.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp =
+      absl::StrCat(path, ".tmp", ::getpid(), "_", counter.fetch_add(1, std::memory_order_relaxed));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("open " + tmp);
   size_t done = 0;
@@ -183,8 +188,8 @@ absl::Status Storage::Exec(const char* sql) {
 
 // ---- Data sets ------------------------------------------------------------------------
 
-std::string Storage::DatasetPayloadPath(const std::string& sha256) const {
-  return (fs::path(data_dir_) / "datasets" / (sha256 + ".bin")).string();
+std::string Storage::DatasetPayloadPath(const std::string& id) const {
+  return (fs::path(data_dir_) / "datasets" / (id + ".bin")).string();
 }
 
 absl::Status Storage::PutDataset(const v1::Dataset& d) {
@@ -218,21 +223,17 @@ absl::StatusOr<std::vector<v1::Dataset>> Storage::ListDatasets(const std::string
 }
 
 absl::Status Storage::DeleteDataset(const std::string& name) {
-  std::string sha;
   {
     absl::MutexLock lock(&mu_);
     Stmt get(db_, "SELECT record FROM datasets WHERE id = ?");
     get.BindText(1, name);
     if (get.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
-    v1::Dataset d;
-    d.ParseFromString(get.Blob(0));
-    sha = d.sha256();
     Stmt del(db_, "DELETE FROM datasets WHERE id = ?");
     del.BindText(1, name);
     if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete dataset");
   }
   std::error_code ec;
-  fs::remove(DatasetPayloadPath(sha), ec);
+  fs::remove(DatasetPayloadPath(name.substr(name.find('/') + 1)), ec);
   return absl::OkStatus();
 }
 

@@ -54,7 +54,8 @@ class Storage {
   // Records are keyed by resource name ("datasets/{id}", "sessions/{id}"); file paths by id.
 
   // ---- Data sets.
-  std::string DatasetPayloadPath(const std::string& sha256) const;
+  // The payload file of data set `id` (the part of its name after "datasets/").
+  std::string DatasetPayloadPath(const std::string& id) const;
   absl::Status PutDataset(const v1::Dataset& dataset);
   // NotFound if absent.
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id);

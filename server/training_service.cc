@@ -32,6 +32,31 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr
   return Done(ctx, value.status());
 }
 
+// Runs a unary handler's body. Nothing may escape a handler (gRPC 1.51 answers a throwing
+// handler with UNIMPLEMENTED and no message): an allocation that fails becomes
+// RESOURCE_EXHAUSTED, anything else INTERNAL, each with a message.
+absl::Status FromException(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "the server ran out of memory answering this request; ask for less at once");
+  } catch (const std::exception& x) {
+    return absl::InternalError(absl::StrCat("internal error: ", x.what()));
+  } catch (...) {
+    return absl::InternalError("internal error: unknown exception");
+  }
+}
+
+template <typename F>
+grpc::ServerUnaryReactor* Guard(grpc::CallbackServerContext* ctx, F&& body) {
+  try {
+    return body();
+  } catch (...) {
+    return Done(ctx, FromException(std::current_exception()));
+  }
+}
+
 // A server stream that ends at once with an error.
 template <typename T>
 class FailedWriter : public grpc::ServerWriteReactor<T> {
@@ -53,12 +78,28 @@ bool IsTerminal(v1::SessionState s) {
 
 class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
  public:
-  UploadReactor(DatasetStore* store, v1::Dataset* response) : store_(store), response_(response) {
+  UploadReactor(grpc::CallbackServerContext* ctx, DatasetStore* store, v1::Dataset* response)
+      : ctx_(ctx), store_(store), response_(response) {
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the client finished sending (or the call was cancelled: then Finish is moot)
+    try {
+      Read(ok);
+    } catch (...) {
+      Finish(ToGrpcStatus(FromException(std::current_exception())));
+    }
+  }
+
+  void OnDone() override { delete this; }  // an unfinished upload removes its temporary file
+
+ private:
+  void Read(bool ok) {
+    if (!ok) {
+      // The client half-closed, or the call was cancelled (gRPC marks the context
+      // before this callback): only a half-close commits. A client that cancels never
+      // finds its upload stored.
+      if (ctx_->IsCancelled()) return Finish(grpc::Status::CANCELLED);
       if (upload_ == nullptr) return Finish(ToGrpcStatus(absl::InvalidArgumentError("no header was sent")));
       auto d = upload_->Finish();
       if (d.ok()) *response_ = *d;
@@ -83,9 +124,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }  // an unfinished upload removes its temporary file
-
- private:
+  grpc::CallbackServerContext* const ctx_;
   DatasetStore* store_;
   v1::Dataset* response_;
   v1::UploadDatasetRequest request_;
@@ -418,37 +457,45 @@ absl::StatusOr<std::unique_ptr<core::Trainer>> TrainerWith(SessionManager* sessi
 // ---- DatasetService -------------------------------------------------------------------
 
 grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetServiceImpl::UploadDataset(
-    grpc::CallbackServerContext*, v1::Dataset* response) {
-  return new UploadReactor(store_, response);
+    grpc::CallbackServerContext* ctx, v1::Dataset* response) {
+  return new UploadReactor(ctx, store_, response);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::CreateGeneratedDataset(
     grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req, v1::Dataset* resp) {
-  return Reply(ctx, store_->Generate(req->spec(), req->display_name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, store_->Generate(req->spec(), req->display_name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDatasetRequest* req, v1::Dataset* resp) {
-  if (req->name().rfind("datasets/", 0) != 0)
-    return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", req->name(), "' is not datasets/{id}")));
-  return Reply(ctx, store_->Get(req->name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    if (req->name().rfind("datasets/", 0) != 0)
+      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", req->name(), "' is not datasets/{id}")));
+    return Reply(ctx, store_->Get(req->name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
                                                            const v1::ListDatasetsRequest* req,
                                                            v1::ListDatasetsResponse* resp) {
-  const int size = PageSize(req->page_size(), 50, 1000);
-  auto list = sessions_->storage()->ListDatasets(req->page_token(), size + 1);
-  if (!list.ok()) return Done(ctx, list.status());
-  for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i) *resp->add_datasets() = (*list)[i];
-  if (static_cast<int>(list->size()) > size) resp->set_next_page_token((*list)[size - 1].name());
-  return Done(ctx, absl::OkStatus());
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    const int size = PageSize(req->page_size(), 50, 1000);
+    auto list = sessions_->storage()->ListDatasets(req->page_token(), size + 1);
+    if (!list.ok()) return Done(ctx, list.status());
+    for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i) *resp->add_datasets() = (*list)[i];
+    if (static_cast<int>(list->size()) > size) resp->set_next_page_token((*list)[size - 1].name());
+    return Done(ctx, absl::OkStatus());
+  });
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
                                                             const v1::DeleteDatasetRequest* req,
                                                             google::protobuf::Empty*) {
-  return Done(ctx, store_->Delete(req->name(), [this](const std::string& n) { return sessions_->UsesDataset(n); }));
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Done(ctx, store_->Delete(req->name(), [this](const std::string& n) { return sessions_->UsesDataset(n); }));
+  });
 }
 
 // ---- TrainingService ------------------------------------------------------------------
@@ -474,115 +521,143 @@ TrainingServiceImpl::~TrainingServiceImpl() {
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
                                                              const v1::CreateSessionRequest* req, v1::Session* resp) {
-  return Reply(ctx, sessions_->Create(*req), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, sessions_->Create(*req), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
                                                           const v1::GetSessionRequest* req, v1::Session* resp) {
-  return Reply(ctx, sessions_->Get(req->name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, sessions_->Get(req->name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
                                                             const v1::ListSessionsRequest* req,
                                                             v1::ListSessionsResponse* resp) {
-  if (!v1::SessionState_IsValid(req->state()))
-    return Done(ctx, absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
-  const int size = PageSize(req->page_size(), 50, 1000);
-  int n = 0;
-  for (const v1::Session& s : sessions_->List(req->state())) {
-    if (s.name() <= req->page_token()) continue;
-    if (n == size) {
-      resp->set_next_page_token(resp->sessions(size - 1).name());
-      break;
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    if (!v1::SessionState_IsValid(req->state()))
+      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
+    const int size = PageSize(req->page_size(), 50, 1000);
+    int n = 0;
+    for (const v1::Session& s : sessions_->List(req->state())) {
+      if (s.name() <= req->page_token()) continue;
+      if (n == size) {
+        resp->set_next_page_token(resp->sessions(size - 1).name());
+        break;
+      }
+      *resp->add_sessions() = s;
+      ++n;
     }
-    *resp->add_sessions() = s;
-    ++n;
-  }
-  return Done(ctx, absl::OkStatus());
+    return Done(ctx, absl::OkStatus());
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::PauseSession(grpc::CallbackServerContext* ctx,
                                                             const v1::PauseSessionRequest* req, v1::Session* resp) {
-  return Reply(ctx, sessions_->Pause(req->name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, sessions_->Pause(req->name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ResumeSession(grpc::CallbackServerContext* ctx,
                                                              const v1::ResumeSessionRequest* req, v1::Session* resp) {
-  return Reply(ctx, sessions_->Resume(req->name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, sessions_->Resume(req->name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSession(grpc::CallbackServerContext* ctx,
                                                              const v1::CancelSessionRequest* req, v1::Session* resp) {
-  return Reply(ctx, sessions_->Cancel(req->name()), resp);
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Reply(ctx, sessions_->Cancel(req->name()), resp);
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServerContext* ctx,
                                                              const v1::DeleteSessionRequest* req,
                                                              google::protobuf::Empty*) {
-  return Done(ctx, sessions_->Delete(req->name()));
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    return Done(ctx, sessions_->Delete(req->name()));
+  });
 }
 
 grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(grpc::CallbackServerContext*,
                                                                               const v1::StreamMetricsRequest* req) {
-  auto s = sessions_->Find(req->name());
-  if (!s.ok()) return new FailedWriter<v1::MetricEvent>(s.status());
-  if (req->start_seq() < 0)
-    return new FailedWriter<v1::MetricEvent>(absl::InvalidArgumentError("start_seq must be >= 0"));
-  return new MetricsReactor(sessions_, *s, req->start_seq(), req->history_only(), heartbeat_);
+  try {
+    auto s = sessions_->Find(req->name());
+    if (!s.ok()) return new FailedWriter<v1::MetricEvent>(s.status());
+    if (req->start_seq() < 0)
+      return new FailedWriter<v1::MetricEvent>(absl::InvalidArgumentError("start_seq must be >= 0"));
+    return new MetricsReactor(sessions_, *s, req->start_seq(), req->history_only(), heartbeat_);
+  } catch (...) {
+    return new FailedWriter<v1::MetricEvent>(FromException(std::current_exception()));
+  }
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListMetrics(grpc::CallbackServerContext* ctx,
                                                            const v1::ListMetricsRequest* req,
                                                            v1::ListMetricsResponse* resp) {
-  auto s = sessions_->Find(req->name());
-  if (!s.ok()) return Done(ctx, s.status());
-  int64_t start = std::max<int64_t>(1, req->start_seq());
-  if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &start) || start < 1))
-    return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
-  const int size = PageSize(req->page_size(), 500, 10000);
-  if (req->max_points() < 0) return Done(ctx, absl::InvalidArgumentError("max_points must be >= 0"));
-  if (req->max_points() == 0) {
-    auto events = sessions_->storage()->ReadMetrics(req->name(), start, size + 1);
-    if (!events.ok()) return Done(ctx, events.status());
-    for (int i = 0; i < static_cast<int>(events->size()) && i < size; ++i) *resp->add_events() = (*events)[i];
-    if (static_cast<int>(events->size()) > size) resp->set_next_page_token(std::to_string((*events)[size].seq()));
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    auto s = sessions_->Find(req->name());
+    if (!s.ok()) return Done(ctx, s.status());
+    int64_t start = std::max<int64_t>(1, req->start_seq());
+    if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &start) || start < 1))
+      return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
+    const int size = PageSize(req->page_size(), 500, 10000);
+    if (req->max_points() < 0) return Done(ctx, absl::InvalidArgumentError("max_points must be >= 0"));
+    if (req->max_points() == 0) {
+      auto events = sessions_->storage()->ReadMetrics(req->name(), start, size + 1);
+      if (!events.ok()) return Done(ctx, events.status());
+      for (int i = 0; i < static_cast<int>(events->size()) && i < size; ++i) *resp->add_events() = (*events)[i];
+      if (static_cast<int>(events->size()) > size) resp->set_next_page_token(std::to_string((*events)[size].seq()));
+      return Done(ctx, absl::OkStatus());
+    }
+    // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
+    std::vector<v1::MetricEvent> all;
+    for (int64_t from = start;;) {
+      auto events = sessions_->storage()->ReadMetrics(req->name(), from, 10000);
+      if (!events.ok()) return Done(ctx, events.status());
+      if (events->empty()) break;
+      from = events->back().seq() + 1;
+      for (auto& e : *events) all.push_back(std::move(e));
+    }
+    int64_t steps = 0;
+    for (const auto& e : all) steps += e.has_step();
+    const int64_t every = std::max<int64_t>(1, (steps + req->max_points() - 1) / req->max_points());
+    int64_t k = 0;
+    for (auto& e : all) {
+      if (e.has_step() && (k++ % every) != 0) continue;
+      *resp->add_events() = std::move(e);
+    }
     return Done(ctx, absl::OkStatus());
-  }
-  // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
-  std::vector<v1::MetricEvent> all;
-  for (int64_t from = start;;) {
-    auto events = sessions_->storage()->ReadMetrics(req->name(), from, 10000);
-    if (!events.ok()) return Done(ctx, events.status());
-    if (events->empty()) break;
-    from = events->back().seq() + 1;
-    for (auto& e : *events) all.push_back(std::move(e));
-  }
-  int64_t steps = 0;
-  for (const auto& e : all) steps += e.has_step();
-  const int64_t every = std::max<int64_t>(1, (steps + req->max_points() - 1) / req->max_points());
-  int64_t k = 0;
-  for (auto& e : all) {
-    if (e.has_step() && (k++ % every) != 0) continue;
-    *resp->add_events() = std::move(e);
-  }
-  return Done(ctx, absl::OkStatus());
+  });
 }
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::StreamSnapshots(
     grpc::CallbackServerContext*, const v1::StreamSnapshotsRequest* req) {
-  auto s = sessions_->Find(req->name());
-  if (!s.ok() || req->start_step() < 0)
-    return new ChunkWriter(s.ok() ? absl::InvalidArgumentError("start_step must be >= 0") : s.status());
-  return new SnapshotStreamReactor(sessions_, *s, req->start_step());
+  try {
+    auto s = sessions_->Find(req->name());
+    if (!s.ok() || req->start_step() < 0)
+      return new ChunkWriter(s.ok() ? absl::InvalidArgumentError("start_step must be >= 0") : s.status());
+    return new SnapshotStreamReactor(sessions_, *s, req->start_step());
+  } catch (...) {
+    return new ChunkWriter(FromException(std::current_exception()));
+  }
 }
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext*,
                                                                               const v1::GetSnapshotRequest* req) {
   auto chunks = [&]() -> absl::StatusOr<std::vector<v1::SnapshotChunk>> {
-    ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(req->name()));
-    std::string resolved;
-    ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
-    return SnapshotChunks(resolved, st);
+    try {
+      ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(req->name()));
+      std::string resolved;
+      ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
+      return SnapshotChunks(resolved, st);
+    } catch (...) {
+      return FromException(std::current_exception());
+    }
   }();
   return new ChunkWriter(std::move(chunks));
 }
@@ -590,68 +665,80 @@ grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(gr
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServerContext* ctx,
                                                              const v1::ListSnapshotsRequest* req,
                                                              v1::ListSnapshotsResponse* resp) {
-  auto s = sessions_->Find(req->name());
-  if (!s.ok()) return Done(ctx, s.status());
-  auto steps = sessions_->storage()->ListSnapshots(req->name());
-  if (!steps.ok()) return Done(ctx, steps.status());
-  int64_t after = -1;
-  if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &after))
-    return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
-  const int size = PageSize(req->page_size(), 50, 1000);
-  for (int64_t step : *steps) {
-    if (step <= after) continue;
-    if (resp->snapshots_size() == size) {
-      resp->set_next_page_token(std::to_string(resp->snapshots(size - 1).step()));
-      break;
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    auto s = sessions_->Find(req->name());
+    if (!s.ok()) return Done(ctx, s.status());
+    auto steps = sessions_->storage()->ListSnapshots(req->name());
+    if (!steps.ok()) return Done(ctx, steps.status());
+    int64_t after = -1;
+    if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &after))
+      return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
+    const int size = PageSize(req->page_size(), 50, 1000);
+    for (int64_t step : *steps) {
+      if (step <= after) continue;
+      if (resp->snapshots_size() == size) {
+        resp->set_next_page_token(std::to_string(resp->snapshots(size - 1).step()));
+        break;
+      }
+      auto* e = resp->add_snapshots();
+      e->set_name(absl::StrCat(req->name(), "/snapshots/", step));
+      e->set_step(step);
     }
-    auto* e = resp->add_snapshots();
-    e->set_name(absl::StrCat(req->name(), "/snapshots/", step));
-    e->set_step(step);
-  }
-  return Done(ctx, absl::OkStatus());
+    return Done(ctx, absl::OkStatus());
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
                                                        const v1::PredictRequest* req, v1::PredictResponse* resp) {
-  auto trainer = TrainerWith(sessions_, req->name());
-  if (!trainer.ok()) return Done(ctx, trainer.status());
-  auto x = FromProto(req->inputs(), "inputs");
-  if (!x.ok()) return Done(ctx, x.status());
-  auto y = (*trainer)->Predict(*x);
-  if (!y.ok()) return Done(ctx, y.status());
-  ToProto(*y, resp->mutable_outputs());
-  // Classes for networks trained on labels.
-  const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
-  if (auto r = sessions_->Get(session); r.ok()) {
-    if (auto d = sessions_->storage()->GetDataset(r->train_dataset());
-        d.ok() && d->target_kind() == v1::TARGET_KIND_CLASS_LABELS) {
-      for (Eigen::Index j = 0; j < y->cols(); ++j) {
-        Eigen::Index k;
-        y->col(j).maxCoeff(&k);
-        resp->add_classes(static_cast<int32_t>(k));
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    auto trainer = TrainerWith(sessions_, req->name());
+    if (!trainer.ok()) return Done(ctx, trainer.status());
+    auto x = FromProto(req->inputs(), "inputs");
+    if (!x.ok()) return Done(ctx, x.status());
+    // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
+    const int64_t outputs = int64_t{(*trainer)->options().network.sizes.back()} * x->cols();
+    if (outputs > (int64_t{1} << 24))
+      return Done(ctx, absl::ResourceExhaustedError(absl::StrCat(
+                           "the outputs would be ", outputs, " values (", x->cols(),
+                           " examples); at most 16777216 per request: send fewer examples at once")));
+    auto y = (*trainer)->Predict(*x);
+    if (!y.ok()) return Done(ctx, y.status());
+    ToProto(*y, resp->mutable_outputs());
+    // Classes for networks trained on labels.
+    const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
+    if (auto r = sessions_->Get(session); r.ok()) {
+      if (auto d = sessions_->storage()->GetDataset(r->train_dataset());
+          d.ok() && d->target_kind() == v1::TARGET_KIND_CLASS_LABELS) {
+        for (Eigen::Index j = 0; j < y->cols(); ++j) {
+          Eigen::Index k;
+          y->col(j).maxCoeff(&k);
+          resp->add_classes(static_cast<int32_t>(k));
+        }
       }
     }
-  }
-  return Done(ctx, absl::OkStatus());
+    return Done(ctx, absl::OkStatus());
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
                                                         const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) {
-  auto trainer = TrainerWith(sessions_, req->name());
-  if (!trainer.ok()) return Done(ctx, trainer.status());
-  std::string dataset = req->dataset();
-  if (dataset.empty()) {
-    const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
-    auto r = sessions_->Get(session);
-    if (!r.ok()) return Done(ctx, r.status());
-    dataset = r->eval_dataset().empty() ? r->train_dataset() : r->eval_dataset();
-  }
-  auto data = sessions_->datasets()->Load(dataset);
-  if (!data.ok()) return Done(ctx, data.status());
-  auto m = (*trainer)->Evaluate(**data);
-  if (!m.ok()) return Done(ctx, m.status());
-  ToProto(*m, resp->mutable_metrics());
-  return Done(ctx, absl::OkStatus());
+  return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
+    auto trainer = TrainerWith(sessions_, req->name());
+    if (!trainer.ok()) return Done(ctx, trainer.status());
+    std::string dataset = req->dataset();
+    if (dataset.empty()) {
+      const std::string session = req->name().substr(0, req->name().find("/snapshots/"));
+      auto r = sessions_->Get(session);
+      if (!r.ok()) return Done(ctx, r.status());
+      dataset = r->eval_dataset().empty() ? r->train_dataset() : r->eval_dataset();
+    }
+    auto data = sessions_->datasets()->Load(dataset);
+    if (!data.ok()) return Done(ctx, data.status());
+    auto m = (*trainer)->Evaluate(**data);
+    if (!m.ok()) return Done(ctx, m.status());
+    ToProto(*m, resp->mutable_metrics());
+    return Done(ctx, absl::OkStatus());
+  });
 }
 
 }  // namespace alignd::server

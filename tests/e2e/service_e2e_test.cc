@@ -270,6 +270,33 @@ TEST_F(ServiceTest, PauseThenResumeGivesTheWeightsOfARunNeverPaused) {
   EXPECT_EQ(Weights(s.name() + "/snapshots/latest"), Weights(reference.name() + "/snapshots/latest"));
 }
 
+// Sessions trained side by side (--max_running 2) end with the weights and the metric
+// log of the same session trained alone, bit for bit: their products run at the same
+// time on two threads (a product library that is not thread-safe fails this).
+TEST_F(ServiceTest, IdenticalSessionsSideBySideEqualOneTrainedAlone) {
+  const std::string data = Generated(2000);
+  for (v1::Rule rule : {v1::RULE_BACKPROP, v1::RULE_FEEDBACK_ALIGNMENT}) {
+    SCOPED_TRACE(v1::Rule_Name(rule));
+    v1::CreateSessionRequest r = Request(data, 1500, rule, {30, 256, 256, 10});
+    r.mutable_config()->set_batch_size(32);
+    v1::Session alone = Create(r);
+    const Read reference = Stream(alone.name(), 0);
+    ASSERT_EQ(reference.end.state(), v1::SUCCEEDED);
+    const std::vector<float> want = Weights(alone.name() + "/snapshots/latest");
+    std::vector<v1::Session> twins;
+    for (int k = 0; k < 3; ++k) twins.push_back(Create(r));
+    // Two of the three run at once from their first step (both workers are free).
+    for (const v1::Session& twin : twins) {
+      const Read got = Stream(twin.name(), 0);
+      ASSERT_EQ(got.end.state(), v1::SUCCEEDED);
+      ASSERT_EQ(got.events.size(), reference.events.size());
+      for (size_t i = 0; i < got.events.size(); ++i)
+        ASSERT_EQ(got.events[i].step().loss(), reference.events[i].step().loss()) << "event " << i;
+      EXPECT_TRUE(Weights(twin.name() + "/snapshots/latest") == want) << twin.name();
+    }
+  }
+}
+
 TEST_F(ServiceTest, EightSessionsAndThirtyTwoSubscribersLoseNothing) {
   const std::string data = Generated();
   std::vector<v1::Session> sessions;

@@ -62,7 +62,7 @@ class DatasetStoreTest : public ::testing::Test {
 TEST_F(DatasetStoreTest, UploadThenLoadGivesTheSameData) {
   auto d = UploadInChunks(header_, payload_, 7);
   ASSERT_OK(d);
-  EXPECT_EQ(d->name(), "datasets/" + header_.sha256().substr(0, 16));
+  EXPECT_EQ(d->name(), "datasets/" + DatasetId(header_));
   EXPECT_EQ(d->size_bytes(), static_cast<int64_t>(payload_.size()));
   auto loaded = store_->Load(d->name());
   ASSERT_OK(loaded);
@@ -111,6 +111,29 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
        [](v1::DatasetHeader& h, std::string&) { h.set_sha256("xyz"); }},
       {"too big", "--max_dataset_bytes", absl::StatusCode::kResourceExhausted,
        [](v1::DatasetHeader& h, std::string&) { h.set_num_examples(1 << 20); }},
+      // Sizes whose payload size once wrapped to 0 (2^31 * (1 + 2^31-1) * 4 = 2^64).
+      {"wrapping size", "header.num_examples", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string& p) {
+         h.set_num_examples(int64_t{1} << 31);
+         h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
+         h.set_target_dim(2147483647);
+         p.clear();
+         h.set_sha256(Sha256Hex(""));
+       }},
+      {"huge target_dim", "header.target_dim", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string& p) {
+         h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
+         h.set_target_dim(2147483647);
+         p.clear();
+         h.set_sha256(Sha256Hex(""));
+       }},
+      {"huge num_classes", "header.num_classes", absl::StatusCode::kInvalidArgument,
+       [](v1::DatasetHeader& h, std::string&) { h.set_num_classes(2147483647); }},
+      {"values past 2^40", "2^40 values", absl::StatusCode::kResourceExhausted,
+       [](v1::DatasetHeader& h, std::string&) {
+         h.set_num_examples(2147483647);
+         h.set_feature_shape(0, 1 << 20);
+       }},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.name);
@@ -128,6 +151,59 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
   auto up = store_->BeginUpload(header_);
   ASSERT_OK(up);
   EXPECT_EQ((*up)->Append(std::string(2000, 'x')).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The id covers what the header means: the same bytes declared with another number of
+// classes are another data set, not the first one returned silently.
+TEST_F(DatasetStoreTest, TheSamePayloadWithAnotherMeaningIsAnotherDataset) {
+  auto first = UploadInChunks(header_, payload_, 64);
+  ASSERT_OK(first);
+  v1::DatasetHeader more_classes = header_;
+  more_classes.set_num_classes(header_.num_classes() + 4);
+  auto second = UploadInChunks(more_classes, payload_, 64);
+  ASSERT_OK(second);
+  EXPECT_NE(second->name(), first->name());
+  EXPECT_EQ(second->num_classes(), header_.num_classes() + 4);
+  EXPECT_EQ((*store_->Load(second->name()))->num_classes, header_.num_classes() + 4);
+  EXPECT_EQ((*store_->Load(first->name()))->num_classes, header_.num_classes());
+  // Deleting one leaves the other whole.
+  ASSERT_OK(store_->Delete(first->name(), [](const std::string&) { return false; }));
+  store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{});  // an empty cache
+  EXPECT_OK(store_->Load(second->name()));
+}
+
+// Identical generator requests at once: each succeeds, one data set results.
+TEST_F(DatasetStoreTest, ConcurrentIdenticalGeneratorRequestsAllSucceed) {
+  store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{});
+  v1::GeneratorSpec spec;
+  spec.set_kind(v1::GeneratorSpec::KIND_NONLINEAR);
+  spec.set_num_examples(3000);
+  std::vector<absl::StatusOr<v1::Dataset>> results(8, absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < results.size(); ++k)
+    threads.emplace_back([&, k] { results[k] = store_->Generate(spec, ""); });
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    ASSERT_OK(r);
+    EXPECT_EQ(r->name(), results[0]->name());
+  }
+  EXPECT_EQ(FilesInDatasets(), 1);
+}
+
+TEST_F(DatasetStoreTest, GeneratedDataSetsHaveASizeLimitCheckedBeforeAllocating) {
+  v1::GeneratorSpec spec;
+  spec.set_kind(v1::GeneratorSpec::KIND_LINEAR);
+  spec.set_input_dim(100000);
+  spec.set_output_dim(100000);
+  spec.set_num_examples(10'000'000);
+  auto r = store_->Generate(spec, "");  // ~8 TB: refused before anything is allocated
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_NE(std::string(r.status().message()).find("--max_dataset_bytes"), std::string::npos);
+  spec.set_input_dim(0);
+  spec.set_output_dim(0);
+  spec.set_num_examples(10000);  // 1.6 MB against this fixture's 1 MiB limit
+  EXPECT_EQ(store_->Generate(spec, "").status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(DatasetStoreTest, AnAbandonedUploadLeavesNothing) {
