@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "server/proto_convert.h"
+#include "server/resource_names.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace alignd::server {
@@ -383,7 +384,13 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   return Commit(std::move(meta), tmp);
 }
 
+absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& name) {
+  RETURN_IF_ERROR(CheckNameLength(name));
+  return storage_->GetDataset(name);
+}
+
 absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const std::string& name) {
+  RETURN_IF_ERROR(CheckNameLength(name));
   {
     absl::MutexLock lock(&mu_);
     if (auto it = cache_.find(name); it != cache_.end()) {
@@ -425,6 +432,7 @@ void DatasetStore::Evict() {
 
 absl::Status DatasetStore::Delete(const std::string& name,
                                   const std::function<bool(const std::string&)>& in_use) {
+  RETURN_IF_ERROR(CheckNameLength(name));
   RETURN_IF_ERROR(storage_->GetDataset(name).status());
   if (in_use(name))
     return absl::FailedPreconditionError(absl::StrCat(name, " is used by a session that is not finished; "

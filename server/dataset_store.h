@@ -82,7 +82,7 @@ class DatasetStore {
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::DatasetHeader& header);
   absl::StatusOr<v1::Dataset> Generate(const v1::GeneratorSpec& spec, const std::string& display_name);
 
-  absl::StatusOr<v1::Dataset> Get(const std::string& name) { return storage_->GetDataset(name); }
+  absl::StatusOr<v1::Dataset> Get(const std::string& name);
   // The engine's copy, loaded once and shared.
   absl::StatusOr<std::shared_ptr<const core::Dataset>> Load(const std::string& name);
   // `in_use(name)` says whether a live session uses it: then FailedPrecondition.

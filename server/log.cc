@@ -5,7 +5,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+
+#include <google/protobuf/stubs/logging.h>
+#include <grpc/support/log.h>
+
+#include "absl/debugging/failure_signal_handler.h"
+#include "absl/debugging/symbolize.h"
 
 namespace alignd::server {
 
@@ -26,6 +33,118 @@ void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
   // One write(2) per line: lines from different threads never interleave.
   ssize_t unused = ::write(2, text.data(), text.size());
   (void)unused;
+}
+
+namespace {
+
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+  const char* lvl = level >= google::protobuf::LOGLEVEL_ERROR     ? "error"
+                    : level == google::protobuf::LOGLEVEL_WARNING ? "warn"
+                                                                  : "info";
+  LogJson(lvl, "protobuf", {{"file", file ? file : ""}, {"line", line}, {"message", message}});
+}
+
+void GrpcLog(gpr_log_func_args* args) {
+  const char* lvl = args->severity == GPR_LOG_SEVERITY_ERROR  ? "error"
+                    : args->severity == GPR_LOG_SEVERITY_INFO ? "info"
+                                                              : "debug";
+  LogJson(lvl, "grpc", {{"file", args->file ? args->file : ""}, {"line", args->line},
+                        {"message", args->message ? args->message : ""}});
+}
+
+// ---- Crash lines: only async-signal-safe calls (clock_gettime, write) and a static buffer.
+
+char g_crash_line[8192];
+
+size_t AppendRaw(size_t pos, const char* text) {
+  while (*text != '\0' && pos < sizeof g_crash_line - 8) g_crash_line[pos++] = *text++;
+  return pos;
+}
+
+size_t AppendUnsigned(size_t pos, unsigned long v, int width) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 || n < width);
+  while (n > 0 && pos < sizeof g_crash_line - 8) g_crash_line[pos++] = digits[--n];
+  return pos;
+}
+
+// UTC date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
+void CivilFromDays(long z, long* y, unsigned* m, unsigned* d) {
+  z += 719468;
+  const long era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = static_cast<long>(yoe) + era * 400 + (*m <= 2);
+}
+
+void CrashWriter(const char* text) {
+  if (text == nullptr) return;  // "flush": every line is written whole already
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  long y;
+  unsigned mo, d;
+  CivilFromDays(ts.tv_sec / 86400, &y, &mo, &d);
+  const long secs = ts.tv_sec % 86400;
+  size_t pos = AppendRaw(0, "{\"time\":\"");
+  pos = AppendUnsigned(pos, static_cast<unsigned long>(y), 4);
+  pos = AppendRaw(pos, "-");
+  pos = AppendUnsigned(pos, mo, 2);
+  pos = AppendRaw(pos, "-");
+  pos = AppendUnsigned(pos, d, 2);
+  pos = AppendRaw(pos, "T");
+  pos = AppendUnsigned(pos, static_cast<unsigned long>(secs / 3600), 2);
+  pos = AppendRaw(pos, ":");
+  pos = AppendUnsigned(pos, static_cast<unsigned long>(secs / 60 % 60), 2);
+  pos = AppendRaw(pos, ":");
+  pos = AppendUnsigned(pos, static_cast<unsigned long>(secs % 60), 2);
+  pos = AppendRaw(pos, ".");
+  pos = AppendUnsigned(pos, static_cast<unsigned long>(ts.tv_nsec / 1000000), 3);
+  pos = AppendRaw(pos, "Z\",\"level\":\"fatal\",\"msg\":\"crash\",\"text\":\"");
+  // The text, JSON-escaped, without its trailing newline.
+  size_t len = std::strlen(text);
+  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) --len;
+  static const char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < len && pos < sizeof g_crash_line - 16; ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      g_crash_line[pos++] = '\\';
+      g_crash_line[pos++] = static_cast<char>(c);
+    } else if (c < 0x20) {
+      g_crash_line[pos++] = '\\';
+      g_crash_line[pos++] = 'u';
+      g_crash_line[pos++] = '0';
+      g_crash_line[pos++] = '0';
+      g_crash_line[pos++] = kHex[c >> 4];
+      g_crash_line[pos++] = kHex[c & 15];
+    } else {
+      g_crash_line[pos++] = static_cast<char>(c);
+    }
+  }
+  pos = AppendRaw(pos, "\"}\n");
+  ssize_t unused = ::write(2, g_crash_line, pos);
+  (void)unused;
+}
+
+}  // namespace
+
+void RouteLibraryLogs() {
+  google::protobuf::SetLogHandler(&ProtobufLog);
+  gpr_set_log_function(&GrpcLog);
+}
+
+void InstallCrashHandler(const char* argv0) {
+  absl::InitializeSymbolizer(argv0);
+  absl::FailureSignalHandlerOptions options;
+  options.writerfn = &CrashWriter;
+  absl::InstallFailureSignalHandler(options);
 }
 
 }  // namespace alignd::server

@@ -23,6 +23,15 @@ inline void LogError(const std::string& msg, nlohmann::json f = nlohmann::json::
   LogJson("error", msg, std::move(f));
 }
 
+// Routes what libprotobuf and gRPC's core log (parse errors, transport warnings) into
+// the JSON log, so that every line on stderr is one JSON object.
+void RouteLibraryLogs();
+
+// Installs a failure signal handler (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGTRAP):
+// before the process dies it writes the signal and a symbolized stack trace to the log,
+// as JSON lines {"level":"fatal","msg":"crash","text":...}. Async-signal-safe writer.
+void InstallCrashHandler(const char* argv0);
+
 }  // namespace alignd::server
 
 #endif  // ALIGND_SERVER_LOG_H_

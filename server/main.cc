@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--grace_s", grace_s, "on SIGTERM: seconds to checkpoint and finish RPCs")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // Every line on stderr is JSON from here on, a crash included.
+  InstallCrashHandler(argv[0]);
+  RouteLibraryLogs();
   if (mo.max_running < 1 || mo.max_queued < 0 || heartbeat_ms < 10 || max_receive_mib < 2) {
     std::cerr << "alignd: --max_running >= 1, --max_queued >= 0, --heartbeat_ms >= 10, --max_receive_mib >= 2\n";
     return 2;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/server_context.h>
 
 #include "server/log.h"
@@ -14,6 +15,17 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
+// The descriptor of "/package.Service/Method" if it is one of the generated services
+// linked into this binary; null otherwise.
+const google::protobuf::MethodDescriptor* ServedMethod(const std::string& path) {
+  if (path.size() < 4 || path[0] != '/') return nullptr;
+  std::string full = path.substr(1);
+  const size_t slash = full.find('/');
+  if (slash == std::string::npos) return nullptr;
+  full[slash] = '.';
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
+}
+
 class RpcLog : public grpc::experimental::Interceptor {
  public:
   RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics)
@@ -21,8 +33,20 @@ class RpcLog : public grpc::experimental::Interceptor {
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    // gRPC 1.51's callback handlers answer a request whose body does not parse with
+    // UNIMPLEMENTED and no message (server_callback_handlers.h: "if deserialization or
+    // reactor creator failed"); gRPC's status-code guide says INTERNAL. Our handlers
+    // never throw (training_service.cc's Guard), so for a method we serve that answer
+    // means the body did not parse. Unknown methods keep UNIMPLEMENTED.
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const grpc::Status st = methods->GetSendStatus();
+      grpc::Status st = methods->GetSendStatus();
+      if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED && st.error_message().empty()) {
+        if (const auto* m = ServedMethod(method_); m != nullptr) {
+          st = grpc::Status(grpc::StatusCode::INTERNAL,
+                            "the request body does not parse as " + m->input_type()->full_name());
+          methods->ModifySendStatus(st);
+        }
+      }
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
       nlohmann::json f = {{"method", method_}, {"code", static_cast<int>(st.error_code())},

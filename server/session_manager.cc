@@ -13,6 +13,7 @@
 #include "core/trainer.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
+#include "server/resource_names.h"
 
 namespace alignd::server {
 namespace {
@@ -155,6 +156,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     return absl::InvalidArgumentError(absl::StrCat("the network has ", params, " weights; the server allows ",
                                                    options_.max_parameters, " (--max_parameters)"));
   if (req.train_dataset().empty()) return absl::InvalidArgumentError("train_dataset is required");
+  RETURN_IF_ERROR(CheckNameLength(req.train_dataset(), "train_dataset"));
+  RETURN_IF_ERROR(CheckNameLength(req.eval_dataset(), "eval_dataset"));
   if (req.snapshot_every() < 0 || req.checkpoint_every() < 0)
     return absl::InvalidArgumentError("snapshot_every and checkpoint_every must be >= 0");
   if (req.display_name().size() > 256) return absl::InvalidArgumentError("display_name is longer than 256 bytes");
@@ -202,6 +205,10 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
 
   auto s = std::make_shared<Session>(record, options);
   absl::MutexLock lock(&mu_);
+  // The data sets may have been deleted since they were loaded above (DeleteDataset
+  // holds mu_ too): checked again where a delete cannot slip in.
+  for (const std::string& d : {req.train_dataset(), req.eval_dataset()})
+    if (!d.empty()) RETURN_IF_ERROR(storage_->GetDataset(d).status());
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
     return absl::ResourceExhaustedError(absl::StrCat("the server holds ", sessions_.size(),
                                                      " sessions (--max_sessions); delete some first"));
@@ -215,6 +222,7 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
 }
 
 absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string& name) {
+  RETURN_IF_ERROR(CheckNameLength(name));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(name);
   if (it == sessions_.end()) {
@@ -320,11 +328,25 @@ absl::Status SessionManager::Delete(const std::string& name) {
 
 bool SessionManager::UsesDataset(const std::string& dataset) {
   absl::MutexLock lock(&mu_);
+  return UsesDatasetLocked(dataset);
+}
+
+bool SessionManager::UsesDatasetLocked(const std::string& dataset) {
   for (auto& [name, s] : sessions_) {
     const v1::Session r = s->record();
     if (!IsTerminal(r.state()) && (r.train_dataset() == dataset || r.eval_dataset() == dataset)) return true;
   }
   return false;
+}
+
+absl::Status SessionManager::DeleteDataset(const std::string& name) {
+  // Under mu_, as Create's final check: a session created at the same time either is
+  // registered first (then this is FailedPrecondition) or finds the data set gone
+  // (NotFound). Never both OK.
+  absl::MutexLock lock(&mu_);
+  return datasets_->Delete(name, [this](const std::string& d) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return UsesDatasetLocked(d);
+  });
 }
 
 // ---- The workers ------------------------------------------------------------------------

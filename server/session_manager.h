@@ -149,6 +149,9 @@ class SessionManager {
 
   // True if a session that is not finished uses the data set.
   bool UsesDataset(const std::string& dataset);
+  // Deletes a data set unless a session that is not finished uses it
+  // (FailedPrecondition); atomic with respect to Create.
+  absl::Status DeleteDataset(const std::string& name);
 
   Storage* storage() const { return storage_; }
   DatasetStore* datasets() const { return datasets_; }
@@ -163,6 +166,7 @@ class SessionManager {
   void WaitIdle();
 
  private:
+  bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
   void RunSession(const std::shared_ptr<Session>& s);
   // Sets the state (and end_time for terminal ones) and persists it. Does not notify:

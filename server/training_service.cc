@@ -12,6 +12,7 @@
 #include "core/trainer.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
+#include "server/resource_names.h"
 #include "server/status_convert.h"
 
 namespace alignd::server {
@@ -194,18 +195,24 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
       return FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                      absl::StrCat("alignd is shutting down; reconnect and resume from seq ",
                                                   next_seq_)));
-    if (history_only_ || deleted || IsTerminal(st) || st == v1::PAUSED) {
+    // Heartbeats and the end event carry the log's last seq, never more (a start_seq past
+    // the end must not make one up).
+    const int64_t last_seq = std::min(next_seq_ - 1, record.last_seq());
+    if (deleted || IsTerminal(st) || st == v1::PAUSED) {
       // The log is complete (events are appended before the state changes): say how it ended.
       current_.Clear();
-      current_.set_seq(next_seq_ - 1);
+      current_.set_seq(last_seq);
       *current_.mutable_wall_time() = Now();
       *current_.mutable_end() = record;
       sent_end_ = true;
       return Write();
     }
+    // history_only on a session that goes on: the stored log is sent; the stream ends
+    // with OK and no `end` event (which means ended, paused or deleted).
+    if (history_only_) return FinishOnce(grpc::Status::OK);
     if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_) {
       current_.Clear();
-      current_.set_seq(next_seq_ - 1);
+      current_.set_seq(last_seq);
       *current_.mutable_wall_time() = Now();
       current_.set_heartbeat(st);
       return Write();
@@ -395,13 +402,16 @@ class SnapshotStreamReactor : public grpc::ServerWriteReactor<v1::SnapshotChunk>
 
 // "sessions/{id}/snapshots/{step|latest}" -> (session name, step); step -1 = latest.
 absl::StatusOr<std::pair<std::string, int64_t>> ParseSnapshotName(const std::string& name) {
+  RETURN_IF_ERROR(CheckNameLength(name));
   const size_t pos = name.find("/snapshots/");
   if (name.rfind("sessions/", 0) != 0 || pos == std::string::npos)
-    return absl::InvalidArgumentError(absl::StrCat("name '", name, "' is not sessions/{id}/snapshots/{step}"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("name '", Excerpt(name), "' is not sessions/{id}/snapshots/{step}"));
   const std::string step_text = name.substr(pos + 11);
   int64_t step = -1;
   if (step_text != "latest" && (!absl::SimpleAtoi(step_text, &step) || step < 0))
-    return absl::InvalidArgumentError(absl::StrCat("snapshot step '", step_text, "' is not a number or 'latest'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot step '", Excerpt(step_text), "' is not a number or 'latest'"));
   return std::make_pair(name.substr(0, pos), step);
 }
 
@@ -472,7 +482,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerCon
                                                          const v1::GetDatasetRequest* req, v1::Dataset* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     if (req->name().rfind("datasets/", 0) != 0)
-      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", req->name(), "' is not datasets/{id}")));
+      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", Excerpt(req->name()), "' is not datasets/{id}")));
     return Reply(ctx, store_->Get(req->name()), resp);
   });
 }
@@ -482,6 +492,10 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerC
                                                            v1::ListDatasetsResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     const int size = PageSize(req->page_size(), 50, 1000);
+    // Tokens are names this server gave (the last of the previous page).
+    if (!req->page_token().empty() &&
+        (req->page_token().rfind("datasets/", 0) != 0 || req->page_token().size() > kMaxNameBytes))
+      return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
     auto list = sessions_->storage()->ListDatasets(req->page_token(), size + 1);
     if (!list.ok()) return Done(ctx, list.status());
     for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i) *resp->add_datasets() = (*list)[i];
@@ -494,7 +508,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServer
                                                             const v1::DeleteDatasetRequest* req,
                                                             google::protobuf::Empty*) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
-    return Done(ctx, store_->Delete(req->name(), [this](const std::string& n) { return sessions_->UsesDataset(n); }));
+    return Done(ctx, sessions_->DeleteDataset(req->name()));
   });
 }
 
@@ -539,6 +553,9 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServer
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     if (!v1::SessionState_IsValid(req->state()))
       return Done(ctx, absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
+    if (!req->page_token().empty() &&
+        (req->page_token().rfind("sessions/", 0) != 0 || req->page_token().size() > kMaxNameBytes))
+      return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
     const int size = PageSize(req->page_size(), 50, 1000);
     int n = 0;
     for (const v1::Session& s : sessions_->List(req->state())) {
