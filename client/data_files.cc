@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -35,35 +36,46 @@ absl::StatusOr<std::string> ReadMaybeGzip(const std::string& path) {
   return out;
 }
 
-uint32_t Be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+uint32_t Be32(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
 
-struct Array {
-  std::vector<int64_t> dims;
-  std::vector<double> values;
-  bool integral = false;
-  bool unsigned_bytes = false;
-};
+// Element counts are products of file-declared dimensions: each factor and the running
+// product are checked before multiplying (a .npy or IDX header may declare anything),
+// against a cap far above any payload the server takes (2^40 values).
+constexpr int64_t kMaxElements = int64_t{1} << 40;
 
-absl::StatusOr<Array> ParseIdx(const std::string& path) {
-  auto bytes = ReadMaybeGzip(path);
-  if (!bytes.ok()) return bytes.status();
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes->data());
-  if (bytes->size() < 4 || p[0] != 0 || p[1] != 0)
+bool CheckedProduct(const std::vector<int64_t>& dims, int64_t* count) {
+  int64_t c = 1;
+  for (int64_t d : dims) {
+    if (d < 0) return false;
+    if (d != 0 && c > kMaxElements / d) return false;
+    c *= d;
+  }
+  *count = c;
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<NumericArray> ParseIdxBytes(const std::string& bytes, const std::string& path) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 4 || p[0] != 0 || p[1] != 0)
     return absl::InvalidArgumentError(absl::StrCat(path, ": not an IDX file (wrong magic number)"));
   const int type = p[2], rank = p[3];
   const int size = type == 0x08 || type == 0x09 ? 1 : type == 0x0B ? 2 : type == 0x0C || type == 0x0D ? 4 : type == 0x0E ? 8 : 0;
   if (size == 0 || rank == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": unknown IDX type or rank"));
-  if (bytes->size() < 4 + 4 * size_t(rank)) return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header"));
-  Array a;
-  int64_t count = 1;
-  for (int i = 0; i < rank; ++i) {
-    a.dims.push_back(Be32(p + 4 + 4 * i));
-    count *= a.dims.back();
-  }
+  if (bytes.size() < 4 + 4 * size_t(rank)) return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header"));
+  NumericArray a;
+  for (int i = 0; i < rank; ++i) a.dims.push_back(Be32(p + 4 + 4 * i));
+  int64_t count = 0;
+  if (!CheckedProduct(a.dims, &count))
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the dimensions declare more than 2^40 elements"));
   const size_t offset = 4 + 4 * size_t(rank);
-  if (bytes->size() != offset + size_t(count) * size)
-    return absl::InvalidArgumentError(absl::StrCat(path, ": has ", bytes->size() - offset, " data bytes, the header declares ",
-                                                   count * size));
+  // count * size < 2^43: no overflow; compared with what the file holds before allocating.
+  if (bytes.size() - offset != static_cast<uint64_t>(count) * size)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": has ", bytes.size() - offset,
+                                                   " data bytes, the header declares ", count * size));
   a.values.resize(count);
   a.integral = type != 0x0D && type != 0x0E;
   a.unsigned_bytes = type == 0x08;
@@ -72,7 +84,7 @@ absl::StatusOr<Array> ParseIdx(const std::string& path) {
     switch (type) {
       case 0x08: a.values[i] = q[0]; break;
       case 0x09: a.values[i] = int8_t(q[0]); break;
-      case 0x0B: a.values[i] = int16_t((q[0] << 8) | q[1]); break;
+      case 0x0B: a.values[i] = int16_t(uint16_t((q[0] << 8) | q[1])); break;
       case 0x0C: a.values[i] = int32_t(Be32(q)); break;
       case 0x0D: { uint32_t u = Be32(q); float f; std::memcpy(&f, &u, 4); a.values[i] = f; break; }
       case 0x0E: {
@@ -87,12 +99,32 @@ absl::StatusOr<Array> ParseIdx(const std::string& path) {
   return a;
 }
 
-absl::StatusOr<Array> ParseNpy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string b = ss.str();
+namespace {
+
+// The value of `key` in a .npy header dict ("{'descr': '<f4', 'fortran_order': False,
+// 'shape': (3, 4), }"): the text inside (...) or '...', or up to the next , or }.
+// Empty if the key is missing or the text is malformed; never reads out of range.
+std::string NpyField(const std::string& h, const std::string& key) {
+  const size_t k = h.find("'" + key + "'");
+  if (k == std::string::npos) return "";
+  size_t v = h.find(':', k);
+  if (v == std::string::npos) return "";
+  ++v;
+  while (v < h.size() && h[v] == ' ') ++v;
+  if (v >= h.size()) return "";
+  if (h[v] == '(' || h[v] == '\'') {
+    const char close = h[v] == '(' ? ')' : '\'';
+    const size_t e = h.find(close, v + 1);
+    if (e == std::string::npos) return "";
+    return h.substr(v + 1, e - v - 1);
+  }
+  const size_t e = h.find_first_of(",}", v);
+  return e == std::string::npos ? "" : h.substr(v, e - v);
+}
+
+}  // namespace
+
+absl::StatusOr<NumericArray> ParseNpyBytes(const std::string& b, const std::string& path) {
   if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0)
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a .npy file"));
   const int major = static_cast<unsigned char>(b[6]);
@@ -106,38 +138,37 @@ absl::StatusOr<Array> ParseNpy(const std::string& path) {
     for (int i = 0; i < 4; ++i) header_len |= size_t(static_cast<unsigned char>(b[8 + i])) << (8 * i);
     start = 12;
   }
-  if (b.size() < start + header_len) return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header"));
+  if (b.size() - start < header_len) return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header"));
   const std::string h = b.substr(start, header_len);
-  auto field = [&](const std::string& key) -> std::string {
-    const size_t k = h.find("'" + key + "'");
-    if (k == std::string::npos) return "";
-    size_t v = h.find(':', k) + 1;
-    while (v < h.size() && h[v] == ' ') ++v;
-    if (h[v] == '(') return h.substr(v + 1, h.find(')', v) - v - 1);
-    if (h[v] == '\'') return h.substr(v + 1, h.find('\'', v + 1) - v - 1);
-    return h.substr(v, h.find_first_of(",}", v) - v);
-  };
-  const std::string descr = field("descr"), fortran = field("fortran_order"), shape = field("shape");
+  const std::string descr = NpyField(h, "descr"), fortran = NpyField(h, "fortran_order"),
+                    shape = NpyField(h, "shape");
   if (fortran.find("True") != std::string::npos)
     return absl::InvalidArgumentError(absl::StrCat(path, ": Fortran-ordered arrays are not supported"));
-  Array a;
+  NumericArray a;
   for (absl::string_view part : absl::StrSplit(shape, ',', absl::SkipWhitespace())) {
     int64_t d = 0;
     absl::string_view t = absl::StripAsciiWhitespace(part);
-    if (std::from_chars(t.data(), t.data() + t.size(), d).ec != std::errc() || d < 0)
-      return absl::InvalidArgumentError(absl::StrCat(path, ": bad shape (", shape, ")"));
+    const auto r = std::from_chars(t.data(), t.data() + t.size(), d);
+    if (r.ec != std::errc() || r.ptr != t.data() + t.size() || d < 0 || a.dims.size() >= 32)
+      return absl::InvalidArgumentError(absl::StrCat(path, ": bad shape (", shape.substr(0, 64), ")"));
     a.dims.push_back(d);
   }
-  int64_t count = 1;
-  for (int64_t d : a.dims) count *= d;
+  int64_t count = 0;
+  if (!CheckedProduct(a.dims, &count))
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the shape declares more than 2^40 elements"));
   int size = 0;
   const char kind = descr.size() >= 3 ? descr[1] : '?';
-  if (descr.size() >= 3) size = std::atoi(descr.c_str() + 2);
+  if (descr.size() >= 3 && descr.size() <= 4) {
+    for (size_t i = 2; i < descr.size(); ++i)
+      size = descr[i] >= '0' && descr[i] <= '9' ? size * 10 + (descr[i] - '0') : -1000;
+  }
   if (descr.empty() || descr[0] == '>' || (kind != 'f' && kind != 'i' && kind != 'u') ||
       (kind == 'f' && size != 4 && size != 8) || ((kind == 'i' || kind == 'u') && size != 1 && size != 2 && size != 4 && size != 8))
-    return absl::InvalidArgumentError(absl::StrCat(path, ": dtype '", descr, "' is not supported (little-endian float or int)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": dtype '", descr.substr(0, 16),
+                                                   "' is not supported (little-endian float or int)"));
   const size_t data = start + header_len;
-  if (b.size() != data + size_t(count) * size)
+  // count < 2^40 and size <= 8: the product fits; compared before allocating.
+  if (b.size() - data != static_cast<uint64_t>(count) * size)
     return absl::InvalidArgumentError(absl::StrCat(path, ": has ", b.size() - data, " data bytes, the shape needs ", count * size));
   a.values.resize(count);
   a.integral = kind != 'f';
@@ -159,6 +190,22 @@ absl::StatusOr<Array> ParseNpy(const std::string& path) {
   return a;
 }
 
+namespace {
+
+absl::StatusOr<NumericArray> ParseIdx(const std::string& path) {
+  auto bytes = ReadMaybeGzip(path);
+  if (!bytes.ok()) return bytes.status();
+  return ParseIdxBytes(*bytes, path);
+}
+
+absl::StatusOr<NumericArray> ParseNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseNpyBytes(ss.str(), path);
+}
+
 // Features (n x d, row-major as read) and targets into a payload with its header.
 absl::StatusOr<Payload> Build(const std::string& what, int64_t n, const std::vector<int64_t>& feature_shape,
                               const std::vector<double>& features, bool classification,
@@ -168,9 +215,10 @@ absl::StatusOr<Payload> Build(const std::string& what, int64_t n, const std::vec
   for (int64_t s : feature_shape) p.header.add_feature_shape(s);
   p.bytes.reserve(4 * features.size() + 4 * targets.size());
   for (size_t i = 0; i < features.size(); ++i) {
-    const float f = static_cast<float>(features[i] * scale);
-    if (!std::isfinite(f))
-      return absl::InvalidArgumentError(absl::StrCat(what, ": feature value ", i, " is not finite"));
+    const double v = features[i] * scale;
+    if (!std::isfinite(v) || std::abs(v) > std::numeric_limits<float>::max())
+      return absl::InvalidArgumentError(absl::StrCat(what, ": feature value ", i, " is not a finite float"));
+    const float f = static_cast<float>(v);
     p.bytes.append(reinterpret_cast<const char*>(&f), 4);
   }
   if (classification) {
@@ -186,7 +234,10 @@ absl::StatusOr<Payload> Build(const std::string& what, int64_t n, const std::vec
     p.header.set_target_kind(v1::TARGET_KIND_CLASS_LABELS);
     p.header.set_num_classes(max_label + 1);
   } else {
-    for (double v : targets) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const double v = targets[i];
+      if (!std::isfinite(v) || std::abs(v) > std::numeric_limits<float>::max())
+        return absl::InvalidArgumentError(absl::StrCat(what, ": target value ", i, " is not a finite float"));
       const float f = static_cast<float>(v);
       p.bytes.append(reinterpret_cast<const char*>(&f), 4);
     }
@@ -225,14 +276,20 @@ absl::StatusOr<Payload> ReadIdxPair(const std::string& images, const std::string
 }
 
 absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim, bool header) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseCsvText(text.str(), path, classification, target_dim, header);
+}
+
+absl::StatusOr<Payload> ParseCsvText(const std::string& text, const std::string& path, bool classification,
+                                     int target_dim, bool header) {
   const int k = classification ? 1 : target_dim;
   if (k < 1) return absl::InvalidArgumentError("--target_dim must be >= 1");
   std::vector<double> features, targets;
-  std::string line;
   int64_t columns = -1, rows = 0, line_no = 0;
-  while (std::getline(in, line)) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     if (header && line_no == 1) continue;
     absl::string_view sv = absl::StripAsciiWhitespace(line);
@@ -246,8 +303,8 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
       absl::string_view t = absl::StripAsciiWhitespace(cells[c]);
       double v = 0;
       if (std::from_chars(t.data(), t.data() + t.size(), v).ec != std::errc() || !std::isfinite(v))
-        return absl::InvalidArgumentError(absl::StrCat(path, ": line ", line_no, ", column ", c + 1, ": '", t,
-                                                       "' is not a finite number"));
+        return absl::InvalidArgumentError(absl::StrCat(path, ": line ", line_no, ", column ", c + 1, ": '",
+                                                       t.substr(0, 64), "' is not a finite number"));
       (c < columns - k ? features : targets).push_back(v);
     }
     ++rows;
@@ -290,11 +347,15 @@ absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::stri
     return absl::InvalidArgumentError(absl::StrCat(targets, ": needs one row per example of ", features));
   std::vector<int64_t> shape(x->dims.begin() + 1, x->dims.end());
   if (shape.empty()) shape = {1};
-  int k = 1;
-  for (size_t i = 1; i < y->dims.size(); ++i) k *= static_cast<int>(y->dims[i]);
+  int64_t k = 1;
+  for (size_t i = 1; i < y->dims.size(); ++i) {
+    if (y->dims[i] < 1 || k > (int64_t{1} << 24) / y->dims[i])
+      return absl::InvalidArgumentError(absl::StrCat(targets, ": targets of more than 2^24 values per example"));
+    k *= y->dims[i];
+  }
   if (classification && k != 1)
     return absl::InvalidArgumentError(absl::StrCat(targets, ": labels must be one integer per example"));
-  return Build(features, x->dims[0], shape, x->values, classification, y->values, k, 1.0);
+  return Build(features, x->dims[0], shape, x->values, classification, y->values, static_cast<int>(k), 1.0);
 }
 
 }  // namespace alignd::client

@@ -27,10 +27,25 @@ absl::StatusOr<Payload> ReadIdxPair(const std::string& images, const std::string
 // CSV rows; classification: the last column is an integer label; otherwise the last
 // `target_dim` columns are float targets.
 absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim, bool header);
+// The same from text in memory.
+absl::StatusOr<Payload> ParseCsvText(const std::string& text, const std::string& path, bool classification,
+                                     int target_dim, bool header);
 // Features from one .npy (n x d, or n x ...) and labels (n, integer) or targets (n x k) from another.
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets, bool classification);
 
 std::string Sha256Hex(const std::string& bytes);
+
+// An array read from a file: dimensions as declared, values row-major.
+struct NumericArray {
+  std::vector<int64_t> dims;
+  std::vector<double> values;
+  bool integral = false;
+  bool unsigned_bytes = false;
+};
+// The parsers behind the readers, from bytes in memory (`path` names them in errors);
+// every size computed from a header is checked before anything is allocated.
+absl::StatusOr<NumericArray> ParseIdxBytes(const std::string& bytes, const std::string& path);
+absl::StatusOr<NumericArray> ParseNpyBytes(const std::string& bytes, const std::string& path);
 
 // A 2-d (n x d) or 1-d (n) .npy array as float32, row-major (example-major).
 struct NpyMatrix {

@@ -8,7 +8,10 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <memory>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -40,26 +43,6 @@ struct GzCloser {
   void operator()(gzFile f) const { gzclose(f); }
 };
 using GzFile = std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser>;
-
-// Reads exactly `n` bytes or reports how many were there.
-absl::Status ReadExactly(gzFile f, void* dst, size_t n, const std::string& path,
-                         absl::string_view what) {
-  char* p = static_cast<char*>(dst);
-  size_t got = 0;
-  while (got < n) {
-    const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - got, 1u << 30));
-    const int r = gzread(f, p + got, chunk);
-    if (r < 0) {
-      int errnum = 0;
-      return Invalid(path, absl::StrCat("read error in ", what, ": ", gzerror(f, &errnum)));
-    }
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
-  }
-  if (got != n)
-    return Invalid(path, absl::StrCat("truncated: ", what, " needs ", n, " bytes, file has ", got));
-  return absl::OkStatus();
-}
 
 int IdxElementSize(uint8_t type) {
   switch (type) {
@@ -140,59 +123,121 @@ absl::StatusOr<Dataset> MakeRegressionDataset(Matrix features, Matrix targets) {
   return d;
 }
 
+namespace {
+
+// Where IDX bytes come from: a gzip-or-plain file, or memory. Read() returns the bytes
+// read (fewer at the end), or -1 on an error.
+using ByteSource = std::function<int64_t(void* dst, size_t n)>;
+
+absl::Status ReadExactlyFrom(const ByteSource& read, void* dst, size_t n, const std::string& name,
+                             absl::string_view what) {
+  char* p = static_cast<char*>(dst);
+  size_t got = 0;
+  while (got < n) {
+    const int64_t r = read(p + got, n - got);
+    if (r < 0) return Invalid(name, absl::StrCat("read error in ", what));
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  if (got != n)
+    return Invalid(name, absl::StrCat("truncated: ", what, " needs ", n, " bytes, file has ", got));
+  return absl::OkStatus();
+}
+
+// Limits: dimensions up to 2^31, at most 2^34 elements in all (64 GiB of floats).
+constexpr int64_t kMaxIdxDim = int64_t{1} << 31;
+constexpr int64_t kMaxIdxElements = int64_t{1} << 34;
+
+absl::StatusOr<IdxArray> ParseIdxFrom(const ByteSource& read, const std::string& name) {
+  unsigned char magic[4];
+  RETURN_IF_ERROR(ReadExactlyFrom(read, magic, 4, name, "the magic number"));
+  IdxArray out;
+  out.type_code = magic[2];
+  const int rank = magic[3];
+  const int elem = IdxElementSize(out.type_code);
+  if (magic[0] != 0 || magic[1] != 0 || elem == 0 || rank == 0)
+    return Invalid(name, absl::StrFormat("wrong magic number 0x%02x%02x%02x%02x: not an IDX file "
+                                         "(expected 0x0000TTNN, TT a type code in 08 09 0B 0C 0D "
+                                         "0E, NN the rank >= 1)",
+                                         magic[0], magic[1], magic[2], magic[3]));
+  unsigned char dimbuf[4 * 255];
+  RETURN_IF_ERROR(ReadExactlyFrom(read, dimbuf, 4 * static_cast<size_t>(rank), name, "the dimensions"));
+  int64_t count = 1;
+  for (int i = 0; i < rank; ++i) {
+    const int64_t dim = FromBigEndian<uint32_t>(&dimbuf[4 * i]);
+    if (dim == 0 || dim > kMaxIdxDim) return Invalid(name, absl::StrCat("dimension ", i, " is ", dim));
+    // count <= 2^34 and dim <= 2^31: checked before the product, which then fits.
+    if (count > kMaxIdxElements / dim) return Invalid(name, "array larger than 16 Gi elements");
+    count *= dim;
+    out.dims.push_back(dim);
+  }
+  // The data in blocks, converted as they arrive: memory grows with what the file holds,
+  // not with what its header claims (a 16-byte file may declare 16 Gi elements).
+  constexpr int64_t kBlockElements = 1 << 16;
+  std::vector<unsigned char> block(static_cast<size_t>(kBlockElements) * elem);
+  out.values.reserve(static_cast<size_t>(std::min<int64_t>(count, int64_t{1} << 20)));
+  for (int64_t done = 0; done < count;) {
+    const int64_t m = std::min(kBlockElements, count - done);
+    RETURN_IF_ERROR(ReadExactlyFrom(read, block.data(), static_cast<size_t>(m) * elem, name,
+                                    absl::StrCat("the data (", count, " elements of ", elem,
+                                                 " bytes; element ", done, " onwards)")));
+    const unsigned char* p = block.data();
+    for (int64_t i = 0; i < m; ++i, p += elem) {
+      float v = 0;
+      switch (out.type_code) {
+        case 0x08: v = static_cast<float>(*p); break;
+        case 0x09: v = static_cast<float>(static_cast<int8_t>(*p)); break;
+        case 0x0B: v = static_cast<float>(FromBigEndian<int16_t>(p)); break;
+        case 0x0C: v = static_cast<float>(FromBigEndian<int32_t>(p)); break;
+        case 0x0D: v = FromBigEndian<float>(p); break;
+        case 0x0E: {
+          const double d = FromBigEndian<double>(p);
+          // A double beyond float's range has no float value (the cast is undefined).
+          v = std::isfinite(d) && std::abs(d) <= std::numeric_limits<float>::max()
+                  ? static_cast<float>(d)
+                  : std::numeric_limits<float>::infinity();
+          break;
+        }
+      }
+      if (!std::isfinite(v))
+        return Invalid(name, absl::StrCat("element ", done + i, " is not finite (or not a float)"));
+      out.values.push_back(v);
+    }
+    done += m;
+  }
+  char extra;
+  if (read(&extra, 1) > 0)
+    return Invalid(name, absl::StrCat("trailing bytes after the ", count, " elements that the header "
+                                      "declares"));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, const std::string& name) {
+  size_t pos = 0;
+  return ParseIdxFrom(
+      [&](void* dst, size_t n) -> int64_t {
+        const size_t m = std::min(n, bytes.size() - pos);
+        std::memcpy(dst, bytes.data() + pos, m);
+        pos += m;
+        return static_cast<int64_t>(m);
+      },
+      name);
+}
+
 absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
   if (!std::ifstream(path).good())
     return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
   GzFile f(gzopen(path.c_str(), "rb"));
   if (!f) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
   gzbuffer(f.get(), 1 << 20);
-
-  unsigned char magic[4];
-  RETURN_IF_ERROR(ReadExactly(f.get(), magic, 4, path, "the magic number"));
-  IdxArray out;
-  out.type_code = magic[2];
-  const int rank = magic[3];
-  const int elem = IdxElementSize(out.type_code);
-  if (magic[0] != 0 || magic[1] != 0 || elem == 0 || rank == 0)
-    return Invalid(path, absl::StrFormat("wrong magic number 0x%02x%02x%02x%02x: not an IDX file "
-                                         "(expected 0x0000TTNN, TT a type code in 08 09 0B 0C 0D "
-                                         "0E, NN the rank >= 1)",
-                                         magic[0], magic[1], magic[2], magic[3]));
-  std::vector<unsigned char> dimbuf(4 * rank);
-  RETURN_IF_ERROR(ReadExactly(f.get(), dimbuf.data(), dimbuf.size(), path, "the dimensions"));
-  int64_t count = 1;
-  for (int i = 0; i < rank; ++i) {
-    const int64_t dim = FromBigEndian<uint32_t>(&dimbuf[4 * i]);
-    if (dim == 0 || dim > (int64_t{1} << 31))
-      return Invalid(path, absl::StrCat("dimension ", i, " is ", dim));
-    count *= dim;
-    if (count > (int64_t{1} << 34)) return Invalid(path, "array larger than 16 Gi elements");
-    out.dims.push_back(dim);
-  }
-  std::vector<unsigned char> raw(static_cast<size_t>(count) * elem);
-  RETURN_IF_ERROR(ReadExactly(f.get(), raw.data(), raw.size(), path,
-                              absl::StrCat("the data (", count, " elements of ", elem, " bytes)")));
-  char extra;
-  if (gzread(f.get(), &extra, 1) > 0)
-    return Invalid(path, absl::StrCat("trailing bytes after the ", count, " elements that the header "
-                                      "declares"));
-  out.values.resize(count);
-  const unsigned char* p = raw.data();
-  for (int64_t i = 0; i < count; ++i, p += elem) {
-    float v = 0;
-    switch (out.type_code) {
-      case 0x08: v = static_cast<float>(*p); break;
-      case 0x09: v = static_cast<float>(static_cast<int8_t>(*p)); break;
-      case 0x0B: v = static_cast<float>(FromBigEndian<int16_t>(p)); break;
-      case 0x0C: v = static_cast<float>(FromBigEndian<int32_t>(p)); break;
-      case 0x0D: v = FromBigEndian<float>(p); break;
-      case 0x0E: v = static_cast<float>(FromBigEndian<double>(p)); break;
-    }
-    if (!std::isfinite(v))
-      return Invalid(path, absl::StrCat("element ", i, " is not finite (", v, ")"));
-    out.values[i] = v;
-  }
-  return out;
+  return ParseIdxFrom(
+      [&](void* dst, size_t n) -> int64_t {
+        const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n, 1u << 30));
+        return gzread(f.get(), dst, chunk);
+      },
+      path);
 }
 
 absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
@@ -214,7 +259,7 @@ absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
   out.labels.resize(n);
   for (int64_t j = 0; j < n; ++j) {
     const float v = labels.values[j];
-    if (v < 0 || v != std::floor(v))
+    if (v < 0 || v != std::floor(v) || v > 1e9f)  // > 1e9: no int32 class index (and UB to cast)
       return Invalid(labels_path, absl::StrCat("label of example ", j, " is ", v,
                                                ", not a class index >= 0"));
     out.labels[j] = static_cast<int32_t>(v);
@@ -243,15 +288,21 @@ absl::StatusOr<Dataset> LoadMnistDir(const std::string& dir, const std::string& 
 }
 
 absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& options) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseCsv(text.str(), path, options);
+}
+
+absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path,
+                                 const CsvOptions& options) {
   if (!options.classification && options.num_targets < 1)
     return absl::InvalidArgumentError(absl::StrCat("num_targets must be >= 1, got ",
                                                    options.num_targets));
   std::vector<float> values;  // row-major
   int64_t columns = -1, rows = 0, line_no = 0;
-  std::string line;
-  while (std::getline(in, line)) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     if (options.header && line_no == 1) continue;
     absl::string_view sv = absl::StripAsciiWhitespace(line);

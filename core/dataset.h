@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/matrix.h"
 
 namespace alignd::core {
@@ -59,6 +60,9 @@ struct IdxArray {
   uint8_t type_code = 0;      // 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double
 };
 absl::StatusOr<IdxArray> ReadIdx(const std::string& path);
+// The same from bytes in memory (not gzipped); `name` is what errors call it.
+// Memory grows with the bytes present, never with what a header claims.
+absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, const std::string& name);
 
 // Images (n x ... IDX, any rank >= 1 after n) and labels (n IDX). Unsigned-byte
 // pixels are scaled to [0, 1]. num_classes = 0 means max(label) + 1.
@@ -81,6 +85,9 @@ struct CsvOptions {
   int num_classes = 0;   // classification; 0 = max(label) + 1
 };
 absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& options = {});
+// The same from text in memory; `path` is what errors call it.
+absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path,
+                                 const CsvOptions& options = {});
 
 // ---- Generators ------------------------------------------------------------------
 struct TaskData {

@@ -115,6 +115,24 @@ TEST_F(IdxTest, ErrorsSayWhatAndWhere) {
       {"nan value", nan_float, good_labels, absl::StatusCode::kInvalidArgument,
        "element 0 is not finite"},
       {"empty file", "", good_labels, absl::StatusCode::kInvalidArgument, "truncated"},
+      // Found by fuzzing: dimensions whose product overflows 64 bits...
+      {"dimension product overflow",
+       std::string({0, 0, 0x08, 3}) + BigEndian32(0x80000000u) + BigEndian32(0x80000000u) +
+           BigEndian32(0x80000000u),
+       good_labels, absl::StatusCode::kInvalidArgument, "larger than 16 Gi elements"},
+      // ... a 16-byte file that declares 2^33 elements (once allocated before reading) ...
+      {"huge declared size", std::string({0, 0, 0x08, 2}) + BigEndian32(0x80000000u) +
+                                 BigEndian32(4) + "abcd",
+       good_labels, absl::StatusCode::kInvalidArgument, "truncated: the data"},
+      // ... and a double beyond float's range (the cast is undefined behaviour).
+      {"double out of float range",
+       std::string({0, 0, 0x0E, 1}) + BigEndian32(1) + BigEndian32(0x7fefffffu) +
+           BigEndian32(0xffffffffu),
+       good_labels, absl::StatusCode::kInvalidArgument, "element 0 is not finite"},
+      {"label beyond int32", good_images,
+       std::string({0, 0, 0x0D, 1}) + BigEndian32(3) + BigEndian32(0) + BigEndian32(0) +
+           BigEndian32(0x5f000000u),  // 9.2e18
+       absl::StatusCode::kInvalidArgument, "not a class index"},
   };
   for (const IdxError& c : kCases) {
     SCOPED_TRACE(c.name);

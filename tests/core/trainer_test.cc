@@ -303,6 +303,18 @@ TEST(TrainerTest, ImportAndParseRefuseStatesThatDoNotFit) {
   bad_version[8] = 9;
   EXPECT_NE(std::string(ParseState(bad_version).status().message()).find("version"),
             std::string::npos);
+  // Complete encodings of states that are not consistent in themselves are refused too.
+  TrainerState no_biases = good;
+  no_biases.biases.clear();
+  EXPECT_EQ(ParseState(SerializeState(no_biases)).status().code(), absl::StatusCode::kInvalidArgument);
+  TrainerState short_bias = good;
+  short_bias.biases[1] = Matrix::Zero(2, 1);
+  EXPECT_EQ(ParseState(SerializeState(short_bias)).status().code(), absl::StatusCode::kInvalidArgument);
+  TrainerState unchained = good;
+  unchained.weights[1] = Matrix::Zero(unchained.weights[1].rows(), 3);
+  EXPECT_EQ(ParseState(SerializeState(unchained)).status().code(), absl::StatusCode::kInvalidArgument);
+  TrainerState no_layers;
+  EXPECT_EQ(ParseState(SerializeState(no_layers)).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TrainerTest, PredictAndEvaluateCheckShapes) {
