@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build test demo demo-engine bench repro repro-quick mnist format clean
+.PHONY: all deps build test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
 
 all: build
 
@@ -23,6 +23,27 @@ build: deps $(BUILD)/build.ninja
 test: build
 	@mnist=$$(tools/repro/fetch_mnist.sh 2>/dev/null) || echo "make test: MNIST not available; its tests will be skipped"; \
 	cd $(BUILD) && ALIGND_MNIST_DIR="$$mnist" ctest --output-on-failure -j $(JOBS)
+
+# The suite under AddressSanitizer + UBSan (every test), then the server, end-to-end and
+# concurrency tests under ThreadSanitizer (tools/sanitize/run.sh; build-asan, build-tsan).
+test-sanitize:
+	@deploy/install-deps.sh --sanitize
+	tools/sanitize/run.sh asan
+	tools/sanitize/run.sh tsan
+
+# libFuzzer targets (tests/fuzz) built with Clang + ASan + UBSan in build-fuzz, each run
+# for FUZZ_SECONDS on its seed corpus; fuzz-long is the run recorded in docs/RESULTS.md.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := fuzz_idx fuzz_csv fuzz_npy fuzz_upload fuzz_state fuzz_config
+fuzz:
+	@deploy/install-deps.sh --sanitize
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DALIGND_FUZZ=ON -DALIGND_SANITIZE=address,undefined >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
+	tools/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
+fuzz-long:
+	$(MAKE) fuzz FUZZ_SECONDS=600
 
 demo: build
 	tools/demo.sh $(BUILD)

@@ -24,7 +24,7 @@ class Writer {
   void PutMatrix(const Matrix& m) {
     Put<int64_t>(m.rows());
     Put<int64_t>(m.cols());
-    out_.append(reinterpret_cast<const char*>(m.data()), sizeof(float) * m.size());
+    if (m.size() > 0) out_.append(reinterpret_cast<const char*>(m.data()), sizeof(float) * m.size());
   }
   void PutMatrices(const std::vector<Matrix>& v) {
     Put<uint64_t>(v.size());
@@ -54,7 +54,7 @@ class Reader {
     const size_t bytes = sizeof(float) * static_cast<size_t>(rows * cols);
     if (in_.size() - pos_ < bytes) return false;
     m->resize(rows, cols);
-    std::memcpy(m->data(), in_.data() + pos_, bytes);
+    if (bytes > 0) std::memcpy(m->data(), in_.data() + pos_, bytes);  // data() is null when empty
     pos_ += bytes;
     return true;
   }
@@ -84,8 +84,9 @@ std::string SerializeState(const TrainerState& s) {
   w.Put(s.position);
   for (uint64_t word : s.rng) w.Put(word);
   w.Put<uint64_t>(s.permutation.size());
-  w.out().append(reinterpret_cast<const char*>(s.permutation.data()),
-                 sizeof(int32_t) * s.permutation.size());
+  if (!s.permutation.empty())
+    w.out().append(reinterpret_cast<const char*>(s.permutation.data()),
+                   sizeof(int32_t) * s.permutation.size());
   w.PutMatrices(s.weights);
   w.PutMatrices(s.biases);
   w.PutMatrices(s.feedback);

