@@ -55,6 +55,7 @@ demo-engine: build
 bench:
 	@deploy/install-deps.sh --bench --repro
 	$(MAKE) build
+	$(BUILD)/tests/bench/gemm_bench
 	$(PY) tests/bench/run_bench.py --build $(BUILD)
 	$(PY) tests/bench/service_bench.py --build $(BUILD)
 
