@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 mode=${1:?asan or tsan}
+export ALIGND_SANITIZER=$mode  # tests that cannot run under a sanitizer skip, saying why
 jobs=$(nproc)
 mnist=$(tools/repro/fetch_mnist.sh 2>/dev/null || true)
 case "$mode" in
@@ -38,10 +39,15 @@ case "$mode" in
     cmake --build "$build" -j "$jobs" --target "${targets[@]}" alignd_python
     logs="$root/$build/sanitizer-logs"
     rm -rf "$logs" && mkdir -p "$logs"
-    export TSAN_OPTIONS="log_path=$logs/tsan:halt_on_error=0:second_deadlock_stack=1:history_size=4"
+    # exitcode=0: a report does not fail the process (most are inside gRPC); check_reports.py
+    # below judges every report and fails the run on any in our code.
+    export TSAN_OPTIONS="log_path=$logs/tsan:halt_on_error=0:exitcode=0:second_deadlock_stack=1:history_size=4"
     status=0
     (cd "$build" && ctest --output-on-failure -j "$jobs" \
-       -R 'ServiceTest|SessionManager|DatasetStore|Storage|TrainerTest\.Identical|GemmTest|hostile_e2e|alignctl_e2e|python_client_interop') || status=$?
+       -R 'ServiceTest|SessionManager|DatasetStore|Storage|TrainerTest\.Identical|GemmTest|hostile_e2e|alignctl_e2e|python_client_interop' \
+       -E 'SnapshotsLargerThanAMessage') || status=$?
+    # (The 38 MB snapshot stream is a volume test, one client and one stream: under TSan its
+    # ten million instrumented value copies take minutes and test no concurrency.)
     ;;
   *) echo "usage: $0 asan|tsan" >&2; exit 2 ;;
 esac
