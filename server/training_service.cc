@@ -1,6 +1,8 @@
 // File: server/training_service.cc
 #include "server/training_service.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <deque>
 #include <mutex>
@@ -443,8 +445,58 @@ absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions, const 
   return st;
 }
 
-// A trainer of the session holding the given weights (for Predict and Evaluate).
-absl::StatusOr<std::unique_ptr<core::Trainer>> TrainerWith(SessionManager* sessions, const std::string& name) {
+// A weights file's identity without reading it: path, inode, size, modification time.
+// Files are replaced by rename (AtomicWriteFile), so new weights are a new identity.
+absl::StatusOr<std::string> FileKey(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(path);
+  return absl::StrCat(path, "|", st.st_ino, "|", st.st_size, "|", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
+std::shared_ptr<const core::Trainer> NetworkCache::Get(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = networks_.find(key);
+  if (it == networks_.end()) return nullptr;
+  it->second.last_use = ++clock_;
+  return it->second.trainer;
+}
+
+void NetworkCache::Put(const std::string& key, std::shared_ptr<const core::Trainer> trainer) {
+  absl::MutexLock lock(&mu_);
+  networks_[key] = Entry{std::move(trainer), ++clock_};
+  while (networks_.size() > kMaxNetworks) {
+    auto oldest = networks_.begin();
+    for (auto it = networks_.begin(); it != networks_.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    networks_.erase(oldest);  // requests still using it keep their reference
+  }
+}
+
+std::optional<int64_t> NetworkCache::Step(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = steps_.find(key);
+  if (it == steps_.end()) return std::nullopt;
+  return it->second;
+}
+
+void NetworkCache::PutStep(const std::string& key, int64_t step) {
+  absl::MutexLock lock(&mu_);
+  if (steps_.size() >= 4096) steps_.clear();
+  steps_[key] = step;
+}
+
+namespace {
+
+// The network of the session holding the given weights ("sessions/{id}": the newest of its
+// last snapshot and its checkpoint; ".../snapshots/{step}"), for Predict and Evaluate.
+// Served from `cache` when that weights file was loaded before: a request then costs a
+// few stat() calls and the forward pass, not a parse, a data set load and a Trainer.
+absl::StatusOr<std::shared_ptr<const core::Trainer>> TrainerWith(SessionManager* sessions,
+                                                                 NetworkCache* cache,
+                                                                 const std::string& name) {
   std::string session = name;
   int64_t step = -1;
   if (name.find("/snapshots/") != std::string::npos) {
@@ -453,13 +505,45 @@ absl::StatusOr<std::unique_ptr<core::Trainer>> TrainerWith(SessionManager* sessi
     step = parsed.second;
   }
   ASSIGN_OR_RETURN(auto s, sessions->Find(session));
-  std::string resolved;
-  ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions, session, step, &resolved));
+  const std::string id = session.substr(9);
+  std::string path;
+  if (step < 0) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions->storage()->ListSnapshots(session));
+    // The newest of the last snapshot and the last checkpoint (the checkpoint's step is
+    // parsed once per checkpoint file).
+    path = sessions->storage()->CheckpointPath(id);
+    if (!steps.empty()) {
+      int64_t ck_step = -1;
+      if (auto ck_key = FileKey(path); ck_key.ok()) {
+        if (auto known = cache->Step(*ck_key)) {
+          ck_step = *known;
+        } else if (auto ck = ReadFile(path); ck.ok()) {
+          if (auto st = core::ParseState(*ck); st.ok()) ck_step = st->step;
+          cache->PutStep(*ck_key, ck_step);
+        }
+      }
+      if (steps.back() >= ck_step) path = sessions->storage()->SnapshotPath(id, steps.back());
+    }
+  } else {
+    path = sessions->storage()->SnapshotPath(id, step);
+  }
+  auto key = FileKey(path);
+  if (!key.ok())
+    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
+                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
+  if (auto cached = cache->Get(*key)) return cached;
+  auto bytes = ReadFile(path);
+  if (!bytes.ok())
+    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
+                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
+  ASSIGN_OR_RETURN(core::TrainerState st, core::ParseState(*bytes));
   const v1::Session r = s->record();
   ASSIGN_OR_RETURN(auto train, sessions->datasets()->Load(r.train_dataset()));
   ASSIGN_OR_RETURN(auto trainer, core::Trainer::Create(s->options(), train));
   RETURN_IF_ERROR(trainer->ImportState(st));
-  return trainer;
+  std::shared_ptr<const core::Trainer> shared = std::move(trainer);
+  cache->Put(*key, shared);
+  return shared;
 }
 
 }  // namespace
@@ -708,7 +792,7 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServe
 grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
                                                        const v1::PredictRequest* req, v1::PredictResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
-    auto trainer = TrainerWith(sessions_, req->name());
+    auto trainer = TrainerWith(sessions_, &networks_, req->name());
     if (!trainer.ok()) return Done(ctx, trainer.status());
     auto x = FromProto(req->inputs(), "inputs");
     if (!x.ok()) return Done(ctx, x.status());
@@ -740,7 +824,7 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
                                                         const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
-    auto trainer = TrainerWith(sessions_, req->name());
+    auto trainer = TrainerWith(sessions_, &networks_, req->name());
     if (!trainer.ok()) return Done(ctx, trainer.status());
     std::string dataset = req->dataset();
     if (dataset.empty()) {

@@ -10,8 +10,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "core/trainer.h"
 
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
@@ -41,6 +49,31 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
  private:
   DatasetStore* const store_;
   SessionManager* const sessions_;
+};
+
+// Networks for Predict and Evaluate, keyed by the identity of the weights file they were
+// loaded from (path, inode, size, mtime; files are replaced by rename, so new weights are a
+// new key): a request for weights already loaded reuses the immutable Trainer (its
+// Predict/Evaluate are const and may run on several threads at once). At most
+// kMaxNetworks, least recently used out. Also remembers checkpoint files' steps, so that
+// resolving "the latest weights" does not parse a checkpoint per request. Thread-safe.
+class NetworkCache {
+ public:
+  static constexpr size_t kMaxNetworks = 4;
+  std::shared_ptr<const core::Trainer> Get(const std::string& key);
+  void Put(const std::string& key, std::shared_ptr<const core::Trainer> trainer);
+  std::optional<int64_t> Step(const std::string& key);
+  void PutStep(const std::string& key, int64_t step);
+
+ private:
+  struct Entry {
+    std::shared_ptr<const core::Trainer> trainer;
+    uint64_t last_use = 0;
+  };
+  absl::Mutex mu_;
+  std::map<std::string, Entry> networks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> steps_ ABSL_GUARDED_BY(mu_);
+  uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
@@ -83,6 +116,7 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   const std::chrono::milliseconds heartbeat_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;  // wakes every session's listeners each heartbeat interval
+  NetworkCache networks_;  // Predict and Evaluate
 };
 
 }  // namespace alignd::server

@@ -125,6 +125,16 @@ def main():
             if e.WhichOneof("event") == "end":
                 break
         lat = np.array(lat)
+
+        # ---- Predict of one MNIST example on loopback (the network cached after the first) ----
+        one_x = x[:1]
+        c.predict(s.name, one_x)  # loads the network once
+        pred = []
+        for _ in range(300):
+            t0 = time.perf_counter()
+            c.predict(s.name, one_x)
+            pred.append((time.perf_counter() - t0) * 1e3)
+        pred = np.array(pred)
     finally:
         proc.terminate()
         proc.wait()
@@ -158,6 +168,8 @@ def main():
         dict(bench="upload", impl="plain_grpc_python", mb=payload_mb, mb_per_s=payload_mb / plain_s),
         dict(bench="parallel", impl="alignd", one_session_steps_per_s=one, two_sessions_steps_per_s=two,
              ratio=two / one, target=1.8),
+        dict(bench="predict_one_example", impl="alignd", p50_ms=float(np.percentile(pred, 50)),
+             p99_ms=float(np.percentile(pred, 99)), calls=int(pred.size), target_p50_ms=1.0),
     ]
     print("\nalignd service, loopback, this machine")
     print(f"  training through alignd: {service_sps:8.1f} steps/s vs in-process {inproc_sps:8.1f}: "
@@ -167,6 +179,8 @@ def main():
     print(f"  upload {payload_mb:.0f} MB: alignd {payload_mb / upload_s:.0f} MB/s (checked, stored) vs a plain gRPC "
           f"byte stream {payload_mb / plain_s:.0f} MB/s")
     print(f"  two sessions on two workers: {two:.1f} steps/s vs one: {one:.1f}: {two / one:.2f}x (target >= 1.8)")
+    print(f"  Predict of one MNIST example (Python client, loopback): p50 {np.percentile(pred, 50):.2f} ms, "
+          f"p99 {np.percentile(pred, 99):.2f} ms over {pred.size} calls (target p50 < 1 ms)")
     os.makedirs(os.path.join(build, "bench"), exist_ok=True)
     with open(os.path.join(build, "bench", "service.json"), "w") as f:
         json.dump(rows, f, indent=1)

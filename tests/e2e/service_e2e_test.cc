@@ -297,6 +297,48 @@ TEST_F(ServiceTest, IdenticalSessionsSideBySideEqualOneTrainedAlone) {
   }
 }
 
+// Predict serves networks from a cache keyed by the weights file: repeated requests give
+// the same answer, each snapshot its own, and new weights (a checkpoint written by a
+// pause, then the final ones) replace the old at once for "the latest weights".
+TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
+  const std::string data = Generated(2000);
+  auto predict = [&](const std::string& name) {
+    v1::PredictRequest pr;
+    pr.set_name(name);
+    pr.mutable_inputs()->set_rows(30);
+    pr.mutable_inputs()->set_cols(3);
+    for (int i = 0; i < 90; ++i) pr.mutable_inputs()->add_values(0.05f * (i % 11) - 0.2f);
+    v1::PredictResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status st = training_->Predict(&ctx, pr, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return std::vector<float>(resp.outputs().values().begin(), resp.outputs().values().end());
+  };
+  v1::CreateSessionRequest r = Request(data, 30000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
+  r.set_snapshot_every(100);
+  v1::Session s = Create(r);
+  Stream(s.name(), 0, /*limit=*/300);  // let it train a while
+  v1::PauseSessionRequest p;
+  p.set_name(s.name());
+  v1::Session paused;
+  grpc::ClientContext pctx;
+  ASSERT_TRUE(training_->PauseSession(&pctx, p, &paused).ok());
+  ASSERT_EQ(paused.state(), v1::PAUSED);
+  const std::vector<float> at_pause = predict(s.name());
+  EXPECT_EQ(predict(s.name()), at_pause);  // the cached network, same answer
+  EXPECT_EQ(predict(s.name() + "/snapshots/100"), predict(s.name() + "/snapshots/100"));
+  EXPECT_NE(predict(s.name() + "/snapshots/100"), predict(s.name() + "/snapshots/200"));
+  v1::ResumeSessionRequest rr;
+  rr.set_name(s.name());
+  v1::Session resumed;
+  grpc::ClientContext rctx;
+  ASSERT_TRUE(training_->ResumeSession(&rctx, rr, &resumed).ok());
+  ASSERT_EQ(Stream(s.name(), 0).end.state(), v1::SUCCEEDED);
+  const std::vector<float> at_end = predict(s.name());
+  EXPECT_NE(at_end, at_pause);
+  EXPECT_EQ(at_end, predict(s.name() + "/snapshots/30000"));
+}
+
 TEST_F(ServiceTest, EightSessionsAndThirtyTwoSubscribersLoseNothing) {
   const std::string data = Generated();
   std::vector<v1::Session> sessions;
