@@ -21,10 +21,22 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/parts" -o "Dir::State::Lists=$work/lists")
 echo "build_absl_tsan: fetching Debian's abseil source" >&2
-apt-get "${apt_opts[@]}" update -qq >&2
 version=$(dpkg-query -W -f='${Version}' libabsl-dev)
-(cd "$work" && apt-get "${apt_opts[@]}" source --download-only "abseil=$version" >&2 2>/dev/null \
-   || apt-get "${apt_opts[@]}" source --download-only abseil >&2)
+fetched=no
+for attempt in 1 2 3; do  # the archive is the network's: retry a transient failure
+  if apt-get "${apt_opts[@]}" update -qq >&2 &&
+     (cd "$work" && { apt-get "${apt_opts[@]}" source --download-only "abseil=$version" >&2 2>/dev/null ||
+                      apt-get "${apt_opts[@]}" source --download-only abseil >&2; }); then
+    fetched=yes
+    break
+  fi
+  echo "build_absl_tsan: fetch failed (attempt $attempt of 3)" >&2
+  sleep $((attempt * 5))
+done
+if [[ $fetched != yes ]]; then
+  echo "build_absl_tsan: cannot fetch Debian's abseil source from the archive (deb-src)" >&2
+  exit 1
+fi
 (cd "$work" && dpkg-source -x --no-check ./abseil_*.dsc src >&2)
 echo "build_absl_tsan: building (a few minutes)" >&2
 cmake -S "$work/src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
