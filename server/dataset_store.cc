@@ -399,8 +399,11 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
     }
   }
   ASSIGN_OR_RETURN(v1::Dataset meta, storage_->GetDataset(name));
-  ASSIGN_OR_RETURN(std::string bytes,
-                   ReadFile(storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1))));
+  // Payload files are named by data set id; a data directory written before ids covered
+  // the header's meaning names them by the payload's SHA-256: read those where they are.
+  auto bytes = ReadFile(storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1)));
+  if (!bytes.ok()) bytes = ReadFile(storage_->DatasetPayloadPath(meta.sha256()));
+  if (!bytes.ok()) return bytes.status();
   v1::DatasetHeader h;
   h.set_display_name(meta.display_name());
   h.set_num_examples(meta.num_examples());
@@ -408,12 +411,12 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
   h.set_target_kind(meta.target_kind());
   h.set_num_classes(meta.num_classes());
   h.set_target_dim(meta.target_dim());
-  auto decoded = DecodePayload(h, bytes);
+  auto decoded = DecodePayload(h, *bytes);
   if (!decoded.ok())
     return absl::DataLossError(absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
   auto shared = std::make_shared<const core::Dataset>(std::move(*decoded));
   absl::MutexLock lock(&mu_);
-  cache_[name] = Cached{shared, static_cast<int64_t>(bytes.size()), ++clock_};
+  cache_[name] = Cached{shared, static_cast<int64_t>(bytes->size()), ++clock_};
   Evict();
   return shared;
 }

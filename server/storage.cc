@@ -223,17 +223,24 @@ absl::StatusOr<std::vector<v1::Dataset>> Storage::ListDatasets(const std::string
 }
 
 absl::Status Storage::DeleteDataset(const std::string& name) {
+  std::string sha;
   {
     absl::MutexLock lock(&mu_);
     Stmt get(db_, "SELECT record FROM datasets WHERE id = ?");
     get.BindText(1, name);
     if (get.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+    v1::Dataset d;
+    if (d.ParseFromString(get.Blob(0))) sha = d.sha256();
     Stmt del(db_, "DELETE FROM datasets WHERE id = ?");
     del.BindText(1, name);
     if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete dataset");
   }
   std::error_code ec;
   fs::remove(DatasetPayloadPath(name.substr(name.find('/') + 1)), ec);
+  // A data directory from before ids covered the header's meaning: the file is named by the
+  // payload's SHA-256 (and no other record can share it: those ids were its first 16 digits).
+  if (!sha.empty() && name.substr(name.find('/') + 1) == sha.substr(0, 16))
+    fs::remove(DatasetPayloadPath(sha), ec);
   return absl::OkStatus();
 }
 

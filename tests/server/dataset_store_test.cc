@@ -206,6 +206,27 @@ TEST_F(DatasetStoreTest, GeneratedDataSetsHaveASizeLimitCheckedBeforeAllocating)
   EXPECT_EQ(store_->Generate(spec, "").status().code(), absl::StatusCode::kResourceExhausted);
 }
 
+// A data directory written before ids covered the header's meaning: its records are
+// named by the payload digest's first 16 digits and its files by the whole digest. Those
+// data sets still load and delete.
+TEST_F(DatasetStoreTest, DataSetsFromAnOlderDataDirectoryStillLoadAndDelete) {
+  v1::Dataset old;
+  old.set_name("datasets/" + header_.sha256().substr(0, 16));
+  old.set_num_examples(header_.num_examples());
+  *old.mutable_feature_shape() = header_.feature_shape();
+  old.set_target_kind(header_.target_kind());
+  old.set_num_classes(header_.num_classes());
+  old.set_sha256(header_.sha256());
+  old.set_size_bytes(static_cast<int64_t>(payload_.size()));
+  ASSERT_OK(storage_->PutDataset(old));
+  alignd::testing::WriteFile(storage_->DatasetPayloadPath(header_.sha256()), payload_);
+  auto loaded = store_->Load(old.name());
+  ASSERT_OK(loaded);
+  EXPECT_EQ((*loaded)->labels, data_.labels);
+  ASSERT_OK(store_->Delete(old.name(), [](const std::string&) { return false; }));
+  EXPECT_EQ(FilesInDatasets(), 0);
+}
+
 TEST_F(DatasetStoreTest, AnAbandonedUploadLeavesNothing) {
   {
     auto up = store_->BeginUpload(header_);
