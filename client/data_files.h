@@ -26,12 +26,15 @@ struct Payload {
 absl::StatusOr<Payload> ReadIdxPair(const std::string& images, const std::string& labels);
 // CSV rows; classification: the last column is an integer label; otherwise the last
 // `target_dim` columns are float targets.
-absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim, bool header);
+absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim,
+                                bool header);
 // The same from text in memory.
-absl::StatusOr<Payload> ParseCsvText(const std::string& text, const std::string& path, bool classification,
-                                     int target_dim, bool header);
-// Features from one .npy (n x d, or n x ...) and labels (n, integer) or targets (n x k) from another.
-absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets, bool classification);
+absl::StatusOr<Payload> ParseCsvText(const std::string& text, const std::string& path,
+                                     bool classification, int target_dim, bool header);
+// Features from one .npy (n x d, or n x ...) and labels (n, integer) or targets (n x k) from
+// another.
+absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets,
+                                    bool classification);
 
 std::string Sha256Hex(const std::string& bytes);
 

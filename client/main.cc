@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,21 +24,19 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
 #include "client/data_files.h"
 #include "google/protobuf/util/json_util.h"
-#include "alignd/health/v1/health.grpc.pb.h"
 
 namespace {
 
@@ -57,17 +56,31 @@ std::shared_ptr<grpc::Channel> Channel() {
 }
 
 void SetDeadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(g.timeout_s * 1000)));
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(int64_t(g.timeout_s * 1000)));
 }
 
 [[noreturn]] void Fail(const grpc::Status& s, const std::string& what) {
-  static const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  static const char* kCodes[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   const int code = s.error_code();
-  std::cerr << "alignctl: " << what << ": " << (code >= 0 && code <= 16 ? kCodes[code] : "?") << ": "
-            << s.error_message() << "\n";
+  std::cerr << "alignctl: " << what << ": " << (code >= 0 && code <= 16 ? kCodes[code] : "?")
+            << ": " << s.error_message() << "\n";
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     std::cerr << "  (is alignd running at " << g.server << "? set --server or ALIGND_SERVER)\n";
   std::exit(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1);
@@ -97,19 +110,28 @@ std::string Num(double v, int prec = 4) {
 
 const char* RuleShort(v1::Rule r) {
   switch (r) {
-    case v1::RULE_BACKPROP: return "bp";
-    case v1::RULE_FEEDBACK_ALIGNMENT: return "fa";
-    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT: return "dfa";
-    case v1::RULE_SIGN_SYMMETRY: return "sign";
-    case v1::RULE_KOLEN_POLLACK: return "kp";
-    case v1::RULE_PSEUDO_BACKPROP: return "pbp";
-    case v1::RULE_SHALLOW: return "shallow";
-    default: return "?";
+    case v1::RULE_BACKPROP:
+      return "bp";
+    case v1::RULE_FEEDBACK_ALIGNMENT:
+      return "fa";
+    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT:
+      return "dfa";
+    case v1::RULE_SIGN_SYMMETRY:
+      return "sign";
+    case v1::RULE_KOLEN_POLLACK:
+      return "kp";
+    case v1::RULE_PSEUDO_BACKPROP:
+      return "pbp";
+    case v1::RULE_SHALLOW:
+      return "shallow";
+    default:
+      return "?";
   }
 }
 
 void PrintDatasets(const std::vector<v1::Dataset>& ds) {
-  std::printf("%-26s %-28s %10s %-10s %8s\n", "NAME", "DISPLAY NAME", "EXAMPLES", "FEATURES", "TARGETS");
+  std::printf("%-26s %-28s %10s %-10s %8s\n", "NAME", "DISPLAY NAME", "EXAMPLES", "FEATURES",
+              "TARGETS");
   for (const auto& d : ds) {
     std::string shape;
     for (int i = 0; i < d.feature_shape_size(); ++i) {
@@ -119,13 +141,15 @@ void PrintDatasets(const std::vector<v1::Dataset>& ds) {
     const std::string targets = d.target_kind() == v1::TARGET_KIND_CLASS_LABELS
                                     ? std::to_string(d.num_classes()) + " cls"
                                     : std::to_string(d.target_dim()) + " dim";
-    std::printf("%-26s %-28s %10lld %-10s %8s\n", d.name().c_str(), d.display_name().substr(0, 28).c_str(),
-                static_cast<long long>(d.num_examples()), shape.c_str(), targets.c_str());
+    std::printf("%-26s %-28s %10lld %-10s %8s\n", d.name().c_str(),
+                d.display_name().substr(0, 28).c_str(), static_cast<long long>(d.num_examples()),
+                shape.c_str(), targets.c_str());
   }
 }
 
 void PrintSessions(const std::vector<v1::Session>& ss) {
-  std::printf("%-22s %-8s %-10s %12s %-16s %s\n", "NAME", "RULE", "STATE", "STEP", "SIZES", "DISPLAY NAME");
+  std::printf("%-22s %-8s %-10s %12s %-16s %s\n", "NAME", "RULE", "STATE", "STEP", "SIZES",
+              "DISPLAY NAME");
   for (const auto& s : ss) {
     std::string sizes;
     for (int i = 0; i < s.config().network().sizes_size(); ++i) {
@@ -133,8 +157,9 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
       sizes += std::to_string(s.config().network().sizes(i));
     }
     const std::string step = std::to_string(s.step()) + "/" + std::to_string(s.total_steps());
-    std::printf("%-22s %-8s %-10s %12s %-16s %s\n", s.name().c_str(), RuleShort(s.config().feedback().rule()),
-                v1::SessionState_Name(s.state()).c_str(), step.c_str(), sizes.c_str(), s.display_name().c_str());
+    std::printf("%-22s %-8s %-10s %12s %-16s %s\n", s.name().c_str(),
+                RuleShort(s.config().feedback().rule()), v1::SessionState_Name(s.state()).c_str(),
+                step.c_str(), sizes.c_str(), s.display_name().c_str());
     if (s.state() == v1::FAILED) std::printf("    failed: %s\n", s.failure_reason().c_str());
   }
 }
@@ -171,12 +196,13 @@ class Watcher {
     std::vector<std::thread> threads;
     for (const auto& n : names_) threads.emplace_back([this, n] { Follow(n); });
     std::thread painter;
-    if (!g.jsonl && !quiet_) painter = std::thread([this] {
-      while (!AllEnded()) {
-        Paint(false);
-        std::this_thread::sleep_for(std::chrono::milliseconds(tty_ ? 200 : 5000));
-      }
-    });
+    if (!g.jsonl && !quiet_)
+      painter = std::thread([this] {
+        while (!AllEnded()) {
+          Paint(false);
+          std::this_thread::sleep_for(std::chrono::milliseconds(tty_ ? 200 : 5000));
+        }
+      });
     for (auto& t : threads) t.join();
     if (painter.joinable()) painter.join();
     if (!g.jsonl && !quiet_) Paint(true);
@@ -222,16 +248,19 @@ class Watcher {
         std::lock_guard<std::mutex> lock(mu_);
         if (rows_[name].ended) return;
         if (st.ok()) return;
-        if (st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
-            st.error_code() != grpc::StatusCode::CANCELLED && st.error_code() != grpc::StatusCode::INTERNAL) {
+        if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+            st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+            st.error_code() != grpc::StatusCode::CANCELLED &&
+            st.error_code() != grpc::StatusCode::INTERNAL) {
           rows_[name].ended = true;
           std::cerr << "alignctl: watch " << name << ": " << st.error_message() << "\n";
           return;
         }
         if (std::chrono::steady_clock::now() - lost_since > std::chrono::seconds(60)) {
           rows_[name].ended = true;
-          std::cerr << "alignctl: watch " << name << ": no connection for 60 s (" << st.error_message()
-                    << "); giving up. `alignctl watch " << name << "` resumes where it left off.\n";
+          std::cerr << "alignctl: watch " << name << ": no connection for 60 s ("
+                    << st.error_message() << "); giving up. `alignctl watch " << name
+                    << "` resumes where it left off.\n";
           return;
         }
       }
@@ -253,25 +282,30 @@ class Watcher {
     if (tty_ && painted_lines_ > 0 && !final) out << "\x1b[" << painted_lines_ << "F";
     if (tty_ && painted_lines_ > 0 && final) out << "\x1b[" << painted_lines_ << "F";
     char buf[512];
-    std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s\x1b[K\n", "SESSION", "RULE", "STATE",
-                  "PROGRESS", "LOSS", "ACC/NSE", "EVAL", "ANGLE");
+    std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s\x1b[K\n", "SESSION",
+                  "RULE", "STATE", "PROGRESS", "LOSS", "ACC/NSE", "EVAL", "ANGLE");
     out << (tty_ ? buf : std::string(buf, std::strlen(buf) - 4) + "\n");
     for (const auto& n : names_) {
       const WatchRow& r = rows_[n];
-      const double frac = r.session.total_steps() > 0 ? double(r.session.step()) / r.session.total_steps() : 0;
+      const double frac =
+          r.session.total_steps() > 0 ? double(r.session.step()) / r.session.total_steps() : 0;
       std::string bar(16, ' ');
       for (int i = 0; i < int(frac * 16 + 1e-9) && i < 16; ++i) bar[i] = '#';
       const std::string progress = "[" + bar + "] " + std::to_string(int(frac * 100)) + "%";
-      const double acc = std::isnan(r.last_step.accuracy()) ? r.last_step.nse() : r.last_step.accuracy();
-      const double eval = std::isnan(r.last_eval.error_rate()) ? r.last_eval.nse() : r.last_eval.error_rate();
-      const double angle = r.last_step.alignment_size() ? r.last_step.alignment(0).update_angle_mean() : NAN;
+      const double acc =
+          std::isnan(r.last_step.accuracy()) ? r.last_step.nse() : r.last_step.accuracy();
+      const double eval =
+          std::isnan(r.last_eval.error_rate()) ? r.last_eval.nse() : r.last_eval.error_rate();
+      const double angle =
+          r.last_step.alignment_size() ? r.last_step.alignment(0).update_angle_mean() : NAN;
       char angle_text[32] = "-";
       if (!std::isnan(angle)) std::snprintf(angle_text, sizeof angle_text, "%.1f deg", angle);
-      std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s%s\n", n.substr(0, 20).c_str(),
-                    RuleShort(r.session.config().feedback().rule()), v1::SessionState_Name(r.session.state()).c_str(),
-                    progress.c_str(), Num(r.last_step.loss()).c_str(), Num(acc).c_str(),
-                    r.last_eval.examples() ? Num(eval).c_str() : "-",
-                    angle_text, tty_ ? "\x1b[K" : "");
+      std::snprintf(buf, sizeof buf, "%-20s %-7s %-10s %-24s %10s %9s %9s %10s%s\n",
+                    n.substr(0, 20).c_str(), RuleShort(r.session.config().feedback().rule()),
+                    v1::SessionState_Name(r.session.state()).c_str(), progress.c_str(),
+                    Num(r.last_step.loss()).c_str(), Num(acc).c_str(),
+                    r.last_eval.examples() ? Num(eval).c_str() : "-", angle_text,
+                    tty_ ? "\x1b[K" : "");
       out << buf;
     }
     painted_lines_ = 1 + static_cast<int>(names_.size());
@@ -291,9 +325,11 @@ class Watcher {
 // ---- train ------------------------------------------------------------------------------
 
 struct TrainFlags {
-  std::string dataset, eval_dataset, name, config_file, sizes = "", hidden, output, loss, rule = "fa", optimizer;
+  std::string dataset, eval_dataset, name, config_file, sizes = "", hidden, output, loss,
+                                                        rule = "fa", optimizer;
   std::string init, feedback_dist;
-  float lr = 0, momentum = 0, weight_decay = 0, feedback_scale = 0, init_scale = NAN, connection_sparsity = 0;
+  float lr = 0, momentum = 0, weight_decay = 0, feedback_scale = 0, init_scale = NAN,
+        connection_sparsity = 0;
   int batch = 0, epochs = 0, metrics_every = 0, eval_every = 0;
   int64_t max_steps = 0, snapshot_every = 0, checkpoint_every = 0;
   uint64_t seed = 0;
@@ -301,11 +337,12 @@ struct TrainFlags {
 };
 
 template <typename E>
-E ParseEnum(const std::string& text, const std::string& prefix, bool (*parse)(const std::string&, E*),
-            const char* flag) {
+E ParseEnum(const std::string& text, const std::string& prefix,
+            bool (*parse)(const std::string&, E*), const char* flag) {
   if (text.empty()) return E{};
   std::string upper = prefix;
-  for (char c : text) upper += static_cast<char>(c == '-' ? '_' : std::toupper(static_cast<unsigned char>(c)));
+  for (char c : text)
+    upper += static_cast<char>(c == '-' ? '_' : std::toupper(static_cast<unsigned char>(c)));
   E value;
   if (!parse(upper, &value)) {
     std::cerr << "alignctl: " << flag << " '" << text << "' is not known\n";
@@ -316,11 +353,16 @@ E ParseEnum(const std::string& text, const std::string& prefix, bool (*parse)(co
 
 v1::Rule ParseRule(const std::string& r) {
   static const std::map<std::string, v1::Rule> kShort = {
-      {"bp", v1::RULE_BACKPROP}, {"fa", v1::RULE_FEEDBACK_ALIGNMENT}, {"dfa", v1::RULE_DIRECT_FEEDBACK_ALIGNMENT},
-      {"sign", v1::RULE_SIGN_SYMMETRY}, {"kp", v1::RULE_KOLEN_POLLACK}, {"pbp", v1::RULE_PSEUDO_BACKPROP},
+      {"bp", v1::RULE_BACKPROP},
+      {"fa", v1::RULE_FEEDBACK_ALIGNMENT},
+      {"dfa", v1::RULE_DIRECT_FEEDBACK_ALIGNMENT},
+      {"sign", v1::RULE_SIGN_SYMMETRY},
+      {"kp", v1::RULE_KOLEN_POLLACK},
+      {"pbp", v1::RULE_PSEUDO_BACKPROP},
       {"shallow", v1::RULE_SHALLOW}};
   if (auto it = kShort.find(r); it != kShort.end()) return it->second;
-  std::cerr << "alignctl: --rule '" << r << "' is not known; expected one of: bp, fa, dfa, sign, kp, pbp, shallow\n";
+  std::cerr << "alignctl: --rule '" << r
+            << "' is not known; expected one of: bp, fa, dfa, sign, kp, pbp, shallow\n";
   std::exit(2);
 }
 
@@ -332,7 +374,8 @@ v1::CreateSessionRequest BuildTrain(const TrainFlags& f) {
     std::stringstream ss;
     ss << in.rdbuf();
     auto st = google::protobuf::util::JsonStringToMessage(ss.str(), r.mutable_config());
-    if (!st.ok()) Fail(absl::InvalidArgumentError(absl::StrCat(f.config_file, ": ", st.ToString())));
+    if (!st.ok())
+      Fail(absl::InvalidArgumentError(absl::StrCat(f.config_file, ": ", st.ToString())));
   }
   auto* c = r.mutable_config();
   r.set_train_dataset(f.dataset);
@@ -342,19 +385,33 @@ v1::CreateSessionRequest BuildTrain(const TrainFlags& f) {
   r.set_checkpoint_every(f.checkpoint_every);
   if (!f.sizes.empty()) {
     c->mutable_network()->clear_sizes();
-    for (absl::string_view s : absl::StrSplit(f.sizes, ',')) c->mutable_network()->add_sizes(std::atoi(std::string(s).c_str()));
+    for (absl::string_view s : absl::StrSplit(f.sizes, ','))
+      c->mutable_network()->add_sizes(std::atoi(std::string(s).c_str()));
   }
-  if (!f.hidden.empty()) c->mutable_network()->set_hidden_activation(ParseEnum<v1::Activation>(f.hidden, "ACTIVATION_", v1::Activation_Parse, "--hidden"));
-  if (!f.output.empty()) c->mutable_network()->set_output_activation(ParseEnum<v1::Activation>(f.output, "ACTIVATION_", v1::Activation_Parse, "--output"));
-  if (!f.loss.empty()) c->mutable_network()->set_loss(ParseEnum<v1::Loss>(f.loss == "mse" ? "squared_error" : f.loss, "LOSS_", v1::Loss_Parse, "--loss"));
+  if (!f.hidden.empty())
+    c->mutable_network()->set_hidden_activation(
+        ParseEnum<v1::Activation>(f.hidden, "ACTIVATION_", v1::Activation_Parse, "--hidden"));
+  if (!f.output.empty())
+    c->mutable_network()->set_output_activation(
+        ParseEnum<v1::Activation>(f.output, "ACTIVATION_", v1::Activation_Parse, "--output"));
+  if (!f.loss.empty())
+    c->mutable_network()->set_loss(ParseEnum<v1::Loss>(f.loss == "mse" ? "squared_error" : f.loss,
+                                                       "LOSS_", v1::Loss_Parse, "--loss"));
   if (f.no_bias) c->mutable_network()->set_no_bias(true);
-  if (f.connection_sparsity > 0) c->mutable_network()->set_connection_sparsity(f.connection_sparsity);
+  if (f.connection_sparsity > 0)
+    c->mutable_network()->set_connection_sparsity(f.connection_sparsity);
   if (!f.rule.empty() && f.config_file.empty()) c->mutable_feedback()->set_rule(ParseRule(f.rule));
   if (f.feedback_scale > 0) c->mutable_feedback()->set_scale(f.feedback_scale);
-  if (!f.feedback_dist.empty()) c->mutable_feedback()->set_distribution(ParseEnum<v1::Distribution>(f.feedback_dist, "DISTRIBUTION_", v1::Distribution_Parse, "--feedback_dist"));
-  if (!f.init.empty()) c->mutable_init()->set_kind(ParseEnum<v1::WeightInit>(f.init, "WEIGHT_INIT_", v1::WeightInit_Parse, "--init"));
+  if (!f.feedback_dist.empty())
+    c->mutable_feedback()->set_distribution(ParseEnum<v1::Distribution>(
+        f.feedback_dist, "DISTRIBUTION_", v1::Distribution_Parse, "--feedback_dist"));
+  if (!f.init.empty())
+    c->mutable_init()->set_kind(
+        ParseEnum<v1::WeightInit>(f.init, "WEIGHT_INIT_", v1::WeightInit_Parse, "--init"));
   if (!std::isnan(f.init_scale)) c->mutable_init()->set_scale(f.init_scale);
-  if (!f.optimizer.empty()) c->mutable_optimizer()->set_kind(ParseEnum<v1::Optimizer>(f.optimizer, "OPTIMIZER_", v1::Optimizer_Parse, "--optimizer"));
+  if (!f.optimizer.empty())
+    c->mutable_optimizer()->set_kind(
+        ParseEnum<v1::Optimizer>(f.optimizer, "OPTIMIZER_", v1::Optimizer_Parse, "--optimizer"));
   if (f.lr != 0) c->mutable_optimizer()->set_learning_rate(f.lr);
   if (f.momentum != 0) c->mutable_optimizer()->set_momentum(f.momentum);
   if (f.weight_decay != 0) c->mutable_optimizer()->set_weight_decay(f.weight_decay);
@@ -398,7 +455,8 @@ int main(int argc, char** argv) {
   CLI::App app{"alignctl: drive alignd, the training service for backprop and feedback alignment"};
   app.require_subcommand(1);
   g.server = std::getenv("ALIGND_SERVER") ? std::getenv("ALIGND_SERVER") : "localhost:50051";
-  app.add_option("--server", g.server, "alignd address (default $ALIGND_SERVER or localhost:50051)");
+  app.add_option("--server", g.server,
+                 "alignd address (default $ALIGND_SERVER or localhost:50051)");
   app.add_flag("--json", g.json, "print JSON instead of tables");
   app.add_flag("--jsonl", g.jsonl, "watch: one JSON line per event");
   app.add_option("--timeout", g.timeout_s, "seconds per call (not streams)")->capture_default_str();
@@ -413,14 +471,16 @@ int main(int argc, char** argv) {
   ds_get->add_option("name", ds_name, "datasets/{id}")->required();
   auto* ds_delete = datasets->add_subcommand("delete", "delete a data set no live session uses");
   ds_delete->add_option("name", ds_name, "datasets/{id}")->required();
-  auto* ds_gen = datasets->add_subcommand("generate", "make a built-in task's data set (no upload)");
+  auto* ds_gen =
+      datasets->add_subcommand("generate", "make a built-in task's data set (no upload)");
   std::string gen_kind = "linear", gen_split = "train", gen_name;
   int64_t gen_n = 1000;
   int gen_in = 0, gen_out = 0;
   float gen_noise = 0;
   uint64_t gen_seed = 1;
   ds_gen->add_option("--kind", gen_kind, "linear | nonlinear | toy")->capture_default_str();
-  ds_gen->add_option("--split", gen_split, "train | test (same teacher, other inputs)")->capture_default_str();
+  ds_gen->add_option("--split", gen_split, "train | test (same teacher, other inputs)")
+      ->capture_default_str();
   ds_gen->add_option("--examples", gen_n, "number of examples")->capture_default_str();
   ds_gen->add_option("--input_dim", gen_in, "linear: input width (default 30)");
   ds_gen->add_option("--output_dim", gen_out, "linear: output width (default 10)");
@@ -433,11 +493,14 @@ int main(int argc, char** argv) {
   std::string csv, up_name;
   bool regression = false, csv_header = false;
   int target_dim = 1;
-  upload->add_option("--idx", idx, "IMAGES LABELS: an IDX pair, e.g. MNIST's (.gz too)")->expected(2);
-  upload->add_option("--csv", csv, "CSV file; label (or --target_dim targets) in the last column(s)");
+  upload->add_option("--idx", idx, "IMAGES LABELS: an IDX pair, e.g. MNIST's (.gz too)")
+      ->expected(2);
+  upload->add_option("--csv", csv,
+                     "CSV file; label (or --target_dim targets) in the last column(s)");
   upload->add_option("--npy", npy, "FEATURES TARGETS: two .npy files")->expected(2);
   upload->add_flag("--regression", regression, "float targets instead of class labels");
-  upload->add_option("--target_dim", target_dim, "CSV regression: number of target columns")->capture_default_str();
+  upload->add_option("--target_dim", target_dim, "CSV regression: number of target columns")
+      ->capture_default_str();
   upload->add_flag("--header", csv_header, "CSV: skip the first line");
   upload->add_option("--name", up_name, "display name");
 
@@ -449,11 +512,14 @@ int main(int argc, char** argv) {
   train->add_option("--name", tf.name, "display name");
   train->add_option("--sizes", tf.sizes, "layer widths, input first, e.g. 784,1000,10");
   train->add_option("--hidden", tf.hidden, "hidden activation: linear | tanh | logistic | relu");
-  train->add_option("--output", tf.output, "output activation: linear | tanh | logistic | relu | softmax");
+  train->add_option("--output", tf.output,
+                    "output activation: linear | tanh | logistic | relu | softmax");
   train->add_option("--loss", tf.loss, "mse | cross_entropy");
   train->add_flag("--no_bias", tf.no_bias, "no bias terms");
-  train->add_option("--connection_sparsity", tf.connection_sparsity, "fraction of W and B removed for good");
-  train->add_option("--rule", tf.rule, "bp | fa | dfa | sign | kp | pbp | shallow")->capture_default_str();
+  train->add_option("--connection_sparsity", tf.connection_sparsity,
+                    "fraction of W and B removed for good");
+  train->add_option("--rule", tf.rule, "bp | fa | dfa | sign | kp | pbp | shallow")
+      ->capture_default_str();
   train->add_option("--feedback_scale", tf.feedback_scale, "scale of B (0 = automatic)");
   train->add_option("--feedback_dist", tf.feedback_dist, "uniform | gaussian");
   train->add_option("--init", tf.init, "uniform | xavier | he");
@@ -466,24 +532,29 @@ int main(int argc, char** argv) {
   train->add_option("--epochs", tf.epochs, "passes over the data (default 1)");
   train->add_option("--max_steps", tf.max_steps, "steps (overrides --epochs)");
   train->add_option("--seed", tf.seed, "seed (default 1)");
-  train->add_option("--metrics_every", tf.metrics_every, "metrics every k steps (default 100; -1 never)");
+  train->add_option("--metrics_every", tf.metrics_every,
+                    "metrics every k steps (default 100; -1 never)");
   train->add_option("--eval_every", tf.eval_every, "evaluate every k steps (default: at the end)");
   train->add_option("--snapshot_every", tf.snapshot_every, "weight snapshot every k steps");
-  train->add_option("--checkpoint_every", tf.checkpoint_every, "checkpoint every k steps (default: server's)");
+  train->add_option("--checkpoint_every", tf.checkpoint_every,
+                    "checkpoint every k steps (default: server's)");
   train->add_flag("--watch", tf.watch, "follow the session until it ends");
 
-  auto* sessions = app.add_subcommand("sessions", "list, get, pause, resume, cancel or delete sessions");
+  auto* sessions =
+      app.add_subcommand("sessions", "list, get, pause, resume, cancel or delete sessions");
   sessions->require_subcommand(1);
   std::string state_filter, s_name;
   auto* s_list = sessions->add_subcommand("list", "list sessions");
-  s_list->add_option("--state", state_filter, "only QUEUED, RUNNING, PAUSED, SUCCEEDED, FAILED or CANCELLED");
+  s_list->add_option("--state", state_filter,
+                     "only QUEUED, RUNNING, PAUSED, SUCCEEDED, FAILED or CANCELLED");
   std::map<std::string, CLI::App*> s_cmds;
   for (const char* verb : {"get", "pause", "resume", "cancel", "delete"}) {
     s_cmds[verb] = sessions->add_subcommand(verb, std::string(verb) + " a session");
     s_cmds[verb]->add_option("name", s_name, "sessions/{id}")->required();
   }
 
-  auto* watch = app.add_subcommand("watch", "follow sessions live: progress, loss, accuracy, alignment angle");
+  auto* watch = app.add_subcommand(
+      "watch", "follow sessions live: progress, loss, accuracy, alignment angle");
   std::vector<std::string> watch_names;
   watch->add_option("names", watch_names, "sessions/{id} ...")->required();
 
@@ -491,12 +562,17 @@ int main(int argc, char** argv) {
   snapshot->require_subcommand(1);
   auto* snap_get = snapshot->add_subcommand("get", "write a snapshot's matrices as .npy files");
   std::string snap_name, snap_out = ".";
-  snap_get->add_option("name", snap_name, "sessions/{id} (latest) or sessions/{id}/snapshots/{step}")->required();
-  snap_get->add_option("--out", snap_out, "folder for W0.npy, b0.npy, B1.npy, ...")->capture_default_str();
+  snap_get
+      ->add_option("name", snap_name, "sessions/{id} (latest) or sessions/{id}/snapshots/{step}")
+      ->required();
+  snap_get->add_option("--out", snap_out, "folder for W0.npy, b0.npy, B1.npy, ...")
+      ->capture_default_str();
 
-  auto* sweep = app.add_subcommand("sweep", "run a grid of rules x seeds x hyperparameters and compare them");
+  auto* sweep =
+      app.add_subcommand("sweep", "run a grid of rules x seeds x hyperparameters and compare them");
   std::string sweep_file;
-  sweep->add_option("config", sweep_file, "sweep description, JSON (see alignctl sweep --help)")->required();
+  sweep->add_option("config", sweep_file, "sweep description, JSON (see alignctl sweep --help)")
+      ->required();
   sweep->footer(R"(The sweep file:
   {
     "dataset": "datasets/...", "eval_dataset": "datasets/...",       (eval optional)
@@ -509,14 +585,22 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
 
   auto* predict = app.add_subcommand("predict", "network outputs for inputs from a .npy file");
   std::string predict_name, predict_in, predict_out;
-  predict->add_option("name", predict_name, "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")->required();
+  predict
+      ->add_option("name", predict_name,
+                   "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")
+      ->required();
   predict->add_option("--npy", predict_in, "inputs, n x d .npy")->required();
   predict->add_option("--out", predict_out, "write the n x out outputs here (.npy)");
 
-  auto* evaluate = app.add_subcommand("evaluate", "loss and error (or NSE) of a session's weights on a data set");
+  auto* evaluate = app.add_subcommand(
+      "evaluate", "loss and error (or NSE) of a session's weights on a data set");
   std::string eval_name, eval_dataset;
-  evaluate->add_option("name", eval_name, "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")->required();
-  evaluate->add_option("--dataset", eval_dataset, "datasets/{id} (default: the session's evaluation set)");
+  evaluate
+      ->add_option("name", eval_name,
+                   "sessions/{id} (latest weights) or sessions/{id}/snapshots/{step}")
+      ->required();
+  evaluate->add_option("--dataset", eval_dataset,
+                       "datasets/{id} (default: the session's evaluation set)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -531,9 +615,12 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     grpc::health::v1::HealthCheckRequest req;
     grpc::health::v1::HealthCheckResponse resp;
     if (auto st = stub->Check(&ctx, req, &resp); !st.ok()) Fail(st, "health");
-    const std::string status = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
-    if (g.json) std::printf("{\"server\": \"%s\", \"status\": \"%s\"}\n", g.server.c_str(), status.c_str());
-    else std::printf("%s: %s\n", g.server.c_str(), status.c_str());
+    const std::string status =
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+    if (g.json)
+      std::printf("{\"server\": \"%s\", \"status\": \"%s\"}\n", g.server.c_str(), status.c_str());
+    else
+      std::printf("%s: %s\n", g.server.c_str(), status.c_str());
     return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
   }
 
@@ -567,7 +654,10 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       req.set_name(ds_name);
       v1::Dataset d;
       if (auto st = ds_stub->GetDataset(&ctx, req, &d); !st.ok()) Fail(st, "datasets get");
-      if (g.json) std::cout << Json(d) << "\n"; else PrintDatasets({d});
+      if (g.json)
+        std::cout << Json(d) << "\n";
+      else
+        PrintDatasets({d});
       return 0;
     }
     if (ds_delete->parsed()) {
@@ -581,8 +671,10 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     if (ds_gen->parsed()) {
       v1::CreateGeneratedDatasetRequest req;
       auto* s = req.mutable_spec();
-      s->set_kind(ParseEnum<v1::GeneratorSpec::Kind>(gen_kind, "KIND_", v1::GeneratorSpec::Kind_Parse, "--kind"));
-      s->set_split(ParseEnum<v1::GeneratorSpec::Split>(gen_split, "SPLIT_", v1::GeneratorSpec::Split_Parse, "--split"));
+      s->set_kind(ParseEnum<v1::GeneratorSpec::Kind>(gen_kind, "KIND_",
+                                                     v1::GeneratorSpec::Kind_Parse, "--kind"));
+      s->set_split(ParseEnum<v1::GeneratorSpec::Split>(gen_split, "SPLIT_",
+                                                       v1::GeneratorSpec::Split_Parse, "--split"));
       s->set_num_examples(gen_n);
       s->set_input_dim(gen_in);
       s->set_output_dim(gen_out);
@@ -590,17 +682,25 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       s->set_seed(gen_seed);
       req.set_display_name(gen_name);
       v1::Dataset d;
-      if (auto st = ds_stub->CreateGeneratedDataset(&ctx, req, &d); !st.ok()) Fail(st, "datasets generate");
-      if (g.json) std::cout << Json(d) << "\n"; else std::printf("%s\n", d.name().c_str());
+      if (auto st = ds_stub->CreateGeneratedDataset(&ctx, req, &d); !st.ok())
+        Fail(st, "datasets generate");
+      if (g.json)
+        std::cout << Json(d) << "\n";
+      else
+        std::printf("%s\n", d.name().c_str());
       return 0;
     }
   }
 
   if (upload->parsed()) {
-    absl::StatusOr<client::Payload> p = absl::InvalidArgumentError("give one of --idx, --csv, --npy");
-    if (!idx.empty()) p = client::ReadIdxPair(idx[0], idx[1]);
-    else if (!csv.empty()) p = client::ReadCsv(csv, !regression, target_dim, csv_header);
-    else if (!npy.empty()) p = client::ReadNpyPair(npy[0], npy[1], !regression);
+    absl::StatusOr<client::Payload> p =
+        absl::InvalidArgumentError("give one of --idx, --csv, --npy");
+    if (!idx.empty())
+      p = client::ReadIdxPair(idx[0], idx[1]);
+    else if (!csv.empty())
+      p = client::ReadCsv(csv, !regression, target_dim, csv_header);
+    else if (!npy.empty())
+      p = client::ReadNpyPair(npy[0], npy[1], !regression);
     if (!p.ok()) Fail(p.status());
     p->header.set_display_name(up_name);
     grpc::ClientContext ctx;
@@ -615,12 +715,17 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       req.Clear();
       req.set_chunk(p->bytes.substr(off, kChunk));
       ok = writer->Write(req);
-      if (tty) std::fprintf(stderr, "\ruploading %zu / %zu MiB", (off + kChunk) >> 20, p->bytes.size() >> 20);
+      if (tty)
+        std::fprintf(stderr, "\ruploading %zu / %zu MiB", (off + kChunk) >> 20,
+                     p->bytes.size() >> 20);
     }
     if (tty) std::fprintf(stderr, "\n");
     writer->WritesDone();
     if (auto st = writer->Finish(); !st.ok()) Fail(st, "upload");
-    if (g.json) std::cout << Json(d) << "\n"; else std::printf("%s\n", d.name().c_str());
+    if (g.json)
+      std::cout << Json(d) << "\n";
+    else
+      std::printf("%s\n", d.name().c_str());
     return 0;
   }
 
@@ -629,7 +734,10 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     SetDeadline(ctx);
     v1::Session s;
     if (auto st = tr_stub->CreateSession(&ctx, BuildTrain(tf), &s); !st.ok()) Fail(st, "train");
-    if (g.json && !tf.watch) std::cout << Json(s) << "\n"; else if (!g.jsonl) std::printf("%s\n", s.name().c_str());
+    if (g.json && !tf.watch)
+      std::cout << Json(s) << "\n";
+    else if (!g.jsonl)
+      std::printf("%s\n", s.name().c_str());
     if (tf.watch) return Watcher({s.name()}).Run();
     return 0;
   }
@@ -670,10 +778,26 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     std::string verb;
     for (auto& [v, cmd] : s_cmds)
       if (cmd->parsed()) verb = v;
-    if (verb == "get") { v1::GetSessionRequest r; r.set_name(s_name); st = tr_stub->GetSession(&ctx, r, &s); }
-    if (verb == "pause") { v1::PauseSessionRequest r; r.set_name(s_name); st = tr_stub->PauseSession(&ctx, r, &s); }
-    if (verb == "resume") { v1::ResumeSessionRequest r; r.set_name(s_name); st = tr_stub->ResumeSession(&ctx, r, &s); }
-    if (verb == "cancel") { v1::CancelSessionRequest r; r.set_name(s_name); st = tr_stub->CancelSession(&ctx, r, &s); }
+    if (verb == "get") {
+      v1::GetSessionRequest r;
+      r.set_name(s_name);
+      st = tr_stub->GetSession(&ctx, r, &s);
+    }
+    if (verb == "pause") {
+      v1::PauseSessionRequest r;
+      r.set_name(s_name);
+      st = tr_stub->PauseSession(&ctx, r, &s);
+    }
+    if (verb == "resume") {
+      v1::ResumeSessionRequest r;
+      r.set_name(s_name);
+      st = tr_stub->ResumeSession(&ctx, r, &s);
+    }
+    if (verb == "cancel") {
+      v1::CancelSessionRequest r;
+      r.set_name(s_name);
+      st = tr_stub->CancelSession(&ctx, r, &s);
+    }
     if (verb == "delete") {
       v1::DeleteSessionRequest r;
       r.set_name(s_name);
@@ -684,7 +808,10 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       return 0;
     }
     if (!st.ok()) Fail(st, "sessions " + verb);
-    if (g.json) std::cout << Json(s) << "\n"; else PrintSessions({s});
+    if (g.json)
+      std::cout << Json(s) << "\n";
+    else
+      PrintSessions({s});
     return 0;
   }
 
@@ -702,11 +829,12 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     if (g.json) {
       std::cout << Json(m) << "\n";
     } else if (m.examples() > 0 && !std::isnan(m.error_rate())) {
-      std::printf("step %lld on %lld examples: loss %.6g, error %.4f (accuracy %.4f)\n", (long long)m.step(),
-                  (long long)m.examples(), m.loss(), m.error_rate(), m.accuracy());
+      std::printf("step %lld on %lld examples: loss %.6g, error %.4f (accuracy %.4f)\n",
+                  (long long)m.step(), (long long)m.examples(), m.loss(), m.error_rate(),
+                  m.accuracy());
     } else {
-      std::printf("step %lld on %lld examples: loss %.6g, NSE %.6g\n", (long long)m.step(), (long long)m.examples(),
-                  m.loss(), m.nse());
+      std::printf("step %lld on %lld examples: loss %.6g, NSE %.6g\n", (long long)m.step(),
+                  (long long)m.examples(), m.loss(), m.nse());
     }
     return 0;
   }
@@ -716,7 +844,8 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     if (!x.ok()) Fail(x.status());
     v1::PredictRequest req;
     req.set_name(predict_name);
-    req.mutable_inputs()->set_rows(x->cols);  // features x examples, column-major == example-major rows
+    req.mutable_inputs()->set_rows(
+        x->cols);  // features x examples, column-major == example-major rows
     req.mutable_inputs()->set_cols(x->rows);
     *req.mutable_inputs()->mutable_values() = {x->values.begin(), x->values.end()};
     grpc::ClientContext ctx;
@@ -725,20 +854,23 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     if (auto st = tr_stub->Predict(&ctx, req, &resp); !st.ok()) Fail(st, "predict");
     const int64_t outs = resp.outputs().rows(), n = resp.outputs().cols();
     if (!predict_out.empty()) {
-      if (auto st = client::WriteNpy(predict_out, n, outs, resp.outputs().values().data()); !st.ok()) Fail(st);
+      if (auto st = client::WriteNpy(predict_out, n, outs, resp.outputs().values().data());
+          !st.ok())
+        Fail(st);
     }
     if (g.json) {
       std::cout << Json(resp) << "\n";
     } else if (predict_out.empty()) {
       for (int64_t j = 0; j < n; ++j) {
         std::printf("%lld:", static_cast<long long>(j));
-        for (int64_t i = 0; i < outs; ++i) std::printf(" %.5g", resp.outputs().values(j * outs + i));
+        for (int64_t i = 0; i < outs; ++i)
+          std::printf(" %.5g", resp.outputs().values(j * outs + i));
         if (j < resp.classes_size()) std::printf("  -> class %d", resp.classes(j));
         std::printf("\n");
       }
     } else {
-      std::printf("wrote %lld x %lld outputs to %s\n", static_cast<long long>(n), static_cast<long long>(outs),
-                  predict_out.c_str());
+      std::printf("wrote %lld x %lld outputs to %s\n", static_cast<long long>(n),
+                  static_cast<long long>(outs), predict_out.c_str());
     }
     return 0;
   }
@@ -752,8 +884,10 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     } catch (const std::exception& e) {
       Fail(absl::InvalidArgumentError(sweep_file + ": " + e.what()));
     }
-    if (!spec.contains("dataset")) Fail(absl::InvalidArgumentError(sweep_file + ": needs \"dataset\""));
-    const std::vector<std::string> rules = spec.value("rules", std::vector<std::string>{"bp", "fa"});
+    if (!spec.contains("dataset"))
+      Fail(absl::InvalidArgumentError(sweep_file + ": needs \"dataset\""));
+    const std::vector<std::string> rules =
+        spec.value("rules", std::vector<std::string>{"bp", "fa"});
     const std::vector<uint64_t> seeds = spec.value("seeds", std::vector<uint64_t>{1, 2, 3});
     // The grid's points: the cartesian product of its lists.
     std::vector<nlohmann::json> points = {nlohmann::json::object()};
@@ -781,7 +915,8 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
           std::string group = rule;
           for (auto& [key, value] : point.items()) {
             nlohmann::json* node = &c;
-            for (absl::string_view part : absl::StrSplit(key, '.')) node = &(*node)[std::string(part)];
+            for (absl::string_view part : absl::StrSplit(key, '.'))
+              node = &(*node)[std::string(part)];
             *node = value;
             group += " " + key + "=" + value.dump();
           }
@@ -794,7 +929,8 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
           grpc::ClientContext ctx;
           SetDeadline(ctx);
           v1::Session s;
-          if (auto cs = tr_stub->CreateSession(&ctx, req, &s); !cs.ok()) Fail(cs, "sweep: create " + group);
+          if (auto cs = tr_stub->CreateSession(&ctx, req, &s); !cs.ok())
+            Fail(cs, "sweep: create " + group);
           runs.push_back({group, s.name()});
         }
     std::vector<std::string> names;
@@ -808,35 +944,44 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
     for (const auto& r : runs) {
       const WatchRow& row = w.rows().at(r.name);
       if (!eval.count(r.group)) order.push_back(r.group);
-      const double e = std::isnan(row.last_eval.error_rate()) ? row.last_eval.nse() : row.last_eval.error_rate();
+      const double e =
+          std::isnan(row.last_eval.error_rate()) ? row.last_eval.nse() : row.last_eval.error_rate();
       classification |= !std::isnan(row.last_eval.error_rate()) && row.last_eval.examples() > 0;
       if (row.last_eval.examples() > 0) eval[r.group].push_back(e);
       loss[r.group].push_back(row.last_step.loss());
-      if (row.last_step.alignment_size() && !std::isnan(row.last_step.alignment(0).update_angle_mean()))
+      if (row.last_step.alignment_size() &&
+          !std::isnan(row.last_step.alignment(0).update_angle_mean()))
         angle[r.group].push_back(row.last_step.alignment(0).update_angle_mean());
     }
     nlohmann::json table = nlohmann::json::array();
     if (!g.json)
-      std::printf("\n%-40s %5s %22s %12s %18s\n", "RUN", "SEEDS", classification ? "EVAL ERROR" : "EVAL NSE",
-                  "LOSS", "ANGLE (deg)");
+      std::printf("\n%-40s %5s %22s %12s %18s\n", "RUN", "SEEDS",
+                  classification ? "EVAL ERROR" : "EVAL NSE", "LOSS", "ANGLE (deg)");
     for (const auto& gname : order) {
       const auto& e = eval[gname];
       char ev[64] = "-", an[64] = "-";
       if (!e.empty()) std::snprintf(ev, sizeof ev, "%.4g +- %.2g", Mean(e), Sd(e));
-      if (!angle[gname].empty()) std::snprintf(an, sizeof an, "%.1f +- %.1f", Mean(angle[gname]), Sd(angle[gname]));
+      if (!angle[gname].empty())
+        std::snprintf(an, sizeof an, "%.1f +- %.1f", Mean(angle[gname]), Sd(angle[gname]));
       if (!g.json)
-        std::printf("%-40s %5zu %22s %12.4g %18s\n", gname.substr(0, 40).c_str(), loss[gname].size(), ev,
-                    Mean(loss[gname]), an);
-      table.push_back({{"run", gname}, {"seeds", loss[gname].size()}, {"eval_mean", e.empty() ? nlohmann::json() : nlohmann::json(Mean(e))},
-                       {"eval_sd", e.empty() ? nlohmann::json() : nlohmann::json(Sd(e))}, {"loss_mean", Mean(loss[gname])},
-                       {"angle_mean", angle[gname].empty() ? nlohmann::json() : nlohmann::json(Mean(angle[gname]))}});
+        std::printf("%-40s %5zu %22s %12.4g %18s\n", gname.substr(0, 40).c_str(),
+                    loss[gname].size(), ev, Mean(loss[gname]), an);
+      table.push_back({{"run", gname},
+                       {"seeds", loss[gname].size()},
+                       {"eval_mean", e.empty() ? nlohmann::json() : nlohmann::json(Mean(e))},
+                       {"eval_sd", e.empty() ? nlohmann::json() : nlohmann::json(Sd(e))},
+                       {"loss_mean", Mean(loss[gname])},
+                       {"angle_mean", angle[gname].empty() ? nlohmann::json()
+                                                           : nlohmann::json(Mean(angle[gname]))}});
     }
     if (g.json) std::cout << table.dump(1) << "\n";
     return rc;
   }
 
   if (snap_get->parsed()) {
-    const std::string name = snap_name.find("/snapshots/") == std::string::npos ? snap_name + "/snapshots/latest" : snap_name;
+    const std::string name = snap_name.find("/snapshots/") == std::string::npos
+                                 ? snap_name + "/snapshots/latest"
+                                 : snap_name;
     grpc::ClientContext ctx;
     v1::GetSnapshotRequest req;
     req.set_name(name);
@@ -861,7 +1006,9 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       if (shape.rows() * shape.cols() > 0) {
         const std::string path = snap_out + "/" + shape.label() + ".npy";
         WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off);
-        if (!g.json) std::printf("%s  %lld x %lld\n", path.c_str(), (long long)shape.rows(), (long long)shape.cols());
+        if (!g.json)
+          std::printf("%s  %lld x %lld\n", path.c_str(), (long long)shape.rows(),
+                      (long long)shape.cols());
       }
       off += shape.rows() * shape.cols();
     }

@@ -15,8 +15,8 @@
 namespace alignd::core {
 
 struct AngleStats {
-  double mean = std::numeric_limits<double>::quiet_NaN();  // degrees
-  double sd = std::numeric_limits<double>::quiet_NaN();    // degrees, population SD
+  double mean = std::numeric_limits<double>::quiet_NaN();               // degrees
+  double sd = std::numeric_limits<double>::quiet_NaN();                 // degrees, population SD
   double positive_fraction = std::numeric_limits<double>::quiet_NaN();  // share with a^T b > 0
   int count = 0;  // columns where both vectors are non-zero (the others have no angle)
 };

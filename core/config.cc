@@ -54,8 +54,8 @@ absl::StatusOr<E> Parse(const NameTable<E, N>& table, absl::string_view what,
     if (alias == lower) return k;
   std::vector<absl::string_view> names;
   for (const auto& [k, v] : table) names.push_back(v);
-  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " '", name,
-                                                 "'; expected one of: ", absl::StrJoin(names, ", ")));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown ", what, " '", name, "'; expected one of: ", absl::StrJoin(names, ", ")));
 }
 
 bool Finite(float x) { return std::isfinite(x); }
@@ -112,8 +112,8 @@ std::vector<Rule> AllRules() {
 absl::Status ValidateOptions(const TrainerOptions& o) {
   const NetworkConfig& n = o.network;
   if (n.sizes.size() < 2)
-    return Bad("network.sizes", absl::StrCat("needs at least 2 entries (input and output), got ",
-                                             n.sizes.size()));
+    return Bad("network.sizes",
+               absl::StrCat("needs at least 2 entries (input and output), got ", n.sizes.size()));
   for (size_t i = 0; i < n.sizes.size(); ++i) {
     if (n.sizes[i] < 1)
       return Bad(absl::StrCat("network.sizes[", i, "]"),
@@ -123,8 +123,9 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     return Bad("network.hidden", "cannot be softmax (softmax is an output activation)");
   if (n.loss == Loss::kCrossEntropy && n.output != Activation::kSoftmax &&
       n.output != Activation::kLogistic)
-    return Bad("network.loss", absl::StrCat("cross_entropy needs a softmax or logistic output, got ",
-                                            ActivationName(n.output)));
+    return Bad("network.loss",
+               absl::StrCat("cross_entropy needs a softmax or logistic output, got ",
+                            ActivationName(n.output)));
   if (!(n.connection_sparsity >= 0.0f && n.connection_sparsity < 1.0f))
     return Bad("network.connection_sparsity",
                absl::StrCat("must be in [0, 1), got ", n.connection_sparsity));
@@ -134,8 +135,8 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
 
   const FeedbackConfig& f = o.feedback;
   if (!Finite(f.scale) || f.scale < 0.0f)
-    return Bad("feedback.scale", absl::StrCat("must be finite and >= 0 (0 = automatic), got ",
-                                              f.scale));
+    return Bad("feedback.scale",
+               absl::StrCat("must be finite and >= 0 (0 = automatic), got ", f.scale));
   if (!(f.sparsity >= 0.0f && f.sparsity < 1.0f))
     return Bad("feedback.sparsity", absl::StrCat("must be in [0, 1), got ", f.sparsity));
   if (f.pinv_every < 1)
@@ -169,16 +170,14 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     }
   }
 
-  if (o.batch_size < 1)
-    return Bad("batch_size", absl::StrCat("must be >= 1, got ", o.batch_size));
+  if (o.batch_size < 1) return Bad("batch_size", absl::StrCat("must be >= 1, got ", o.batch_size));
   if (o.epochs < 0) return Bad("epochs", absl::StrCat("must be >= 0, got ", o.epochs));
   if (o.max_steps < 0) return Bad("max_steps", absl::StrCat("must be >= 0, got ", o.max_steps));
   if (o.epochs == 0 && o.max_steps == 0)
     return Bad("epochs", "and max_steps are both 0: set at least one");
   if (o.metrics_every < 0)
     return Bad("metrics_every", absl::StrCat("must be >= 0, got ", o.metrics_every));
-  if (o.eval_every < 0)
-    return Bad("eval_every", absl::StrCat("must be >= 0, got ", o.eval_every));
+  if (o.eval_every < 0) return Bad("eval_every", absl::StrCat("must be >= 0, got ", o.eval_every));
   return absl::OkStatus();
 }
 

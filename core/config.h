@@ -19,11 +19,11 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace alignd::core {
 
@@ -95,11 +95,11 @@ struct FeedbackConfig {
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::kSgd;
   float learning_rate = 0.01f;
-  float momentum = 0.0f;       // SGD only
-  float weight_decay = 0.0f;   // L2 on weights (not biases), added to the gradient
-  float beta1 = 0.9f;          // Adam
-  float beta2 = 0.999f;        // Adam
-  float epsilon = 1e-8f;       // Adam
+  float momentum = 0.0f;      // SGD only
+  float weight_decay = 0.0f;  // L2 on weights (not biases), added to the gradient
+  float beta1 = 0.9f;         // Adam
+  float beta2 = 0.999f;       // Adam
+  float epsilon = 1e-8f;      // Adam
   // Optional per-layer learning rates (one per weight layer) that replace learning_rate.
   std::vector<float> layer_learning_rates;
 };
@@ -109,14 +109,14 @@ struct TrainerOptions {
   InitConfig init;
   FeedbackConfig feedback;
   OptimizerConfig optimizer;
-  int batch_size = 32;       // 1 = the paper's per-example updates
+  int batch_size = 32;  // 1 = the paper's per-example updates
   // Length of the run: max_steps steps if > 0, otherwise `epochs` passes over the
   // training set (each pass is floor(n / batch_size) steps; the remainder of a pass
   // is skipped, a different remainder each epoch when shuffling).
   int epochs = 1;
   int64_t max_steps = 0;
-  uint64_t seed = 1;         // weights and shuffling
-  bool shuffle = true;       // reshuffle the training set every epoch
+  uint64_t seed = 1;    // weights and shuffling
+  bool shuffle = true;  // reshuffle the training set every epoch
   // Alignment metrics (and train-batch accuracy / NSE) every this many steps; 0 = never.
   int metrics_every = 100;
   // Also report the angle to the pseudo-backprop signal W^+ delta (costs an SVD).

@@ -34,8 +34,8 @@ absl::Status CheckFinite(const Matrix& m, absl::string_view what) {
   for (Eigen::Index j = 0; j < m.cols(); ++j)
     for (Eigen::Index i = 0; i < m.rows(); ++i)
       if (!std::isfinite(m(i, j)))
-        return absl::InvalidArgumentError(absl::StrCat(what, " of example ", j, ", index ", i,
-                                                       " is not finite (", m(i, j), ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " of example ", j, ", index ", i, " is not finite (", m(i, j), ")"));
   return absl::OkStatus();
 }
 
@@ -46,11 +46,18 @@ using GzFile = std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser>;
 
 int IdxElementSize(uint8_t type) {
   switch (type) {
-    case 0x08: case 0x09: return 1;
-    case 0x0B: return 2;
-    case 0x0C: case 0x0D: return 4;
-    case 0x0E: return 8;
-    default: return 0;
+    case 0x08:
+    case 0x09:
+      return 1;
+    case 0x0B:
+      return 2;
+    case 0x0C:
+    case 0x0D:
+      return 4;
+    case 0x0E:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -74,26 +81,27 @@ std::string FindFile(const std::string& dir, const std::string& stem) {
 }  // namespace
 
 absl::Status ValidateDataset(const Dataset& d) {
-  const std::string what = d.name.empty() ? std::string("data set") : absl::StrCat("data set '", d.name, "'");
+  const std::string what =
+      d.name.empty() ? std::string("data set") : absl::StrCat("data set '", d.name, "'");
   if (d.features.cols() == 0 || d.features.rows() == 0)
-    return absl::InvalidArgumentError(absl::StrCat(what, " is empty (", d.features.rows(),
-                                                   " features x ", d.features.cols(), " examples)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is empty (", d.features.rows(), " features x ", d.features.cols(), " examples)"));
   RETURN_IF_ERROR(CheckFinite(d.features, absl::StrCat(what, ": feature")));
   if (d.is_classification()) {
     if (d.targets.size() != 0)
       return absl::InvalidArgumentError(absl::StrCat(what, " has both labels and float targets"));
     if (static_cast<int64_t>(d.labels.size()) != d.size())
-      return absl::InvalidArgumentError(absl::StrCat(what, " has ", d.size(), " examples but ",
-                                                     d.labels.size(), " labels"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has ", d.size(), " examples but ", d.labels.size(), " labels"));
     for (size_t j = 0; j < d.labels.size(); ++j)
       if (d.labels[j] < 0 || d.labels[j] >= d.num_classes)
         return absl::InvalidArgumentError(absl::StrCat(what, ": label of example ", j, " is ",
-                                                       d.labels[j], ", outside [0, ",
-                                                       d.num_classes, ")"));
+                                                       d.labels[j], ", outside [0, ", d.num_classes,
+                                                       ")"));
   } else {
     if (!d.labels.empty())
-      return absl::InvalidArgumentError(absl::StrCat(what, " has labels but num_classes = ",
-                                                     d.num_classes));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has labels but num_classes = ", d.num_classes));
     if (d.targets.rows() == 0 || d.targets.cols() != d.size())
       return absl::InvalidArgumentError(absl::StrCat(what, " has ", d.size(), " examples but ",
                                                      d.targets.cols(), " target columns of size ",
@@ -161,11 +169,13 @@ absl::StatusOr<IdxArray> ParseIdxFrom(const ByteSource& read, const std::string&
                                          "0E, NN the rank >= 1)",
                                          magic[0], magic[1], magic[2], magic[3]));
   unsigned char dimbuf[4 * 255];
-  RETURN_IF_ERROR(ReadExactlyFrom(read, dimbuf, 4 * static_cast<size_t>(rank), name, "the dimensions"));
+  RETURN_IF_ERROR(
+      ReadExactlyFrom(read, dimbuf, 4 * static_cast<size_t>(rank), name, "the dimensions"));
   int64_t count = 1;
   for (int i = 0; i < rank; ++i) {
     const int64_t dim = FromBigEndian<uint32_t>(&dimbuf[4 * i]);
-    if (dim == 0 || dim > kMaxIdxDim) return Invalid(name, absl::StrCat("dimension ", i, " is ", dim));
+    if (dim == 0 || dim > kMaxIdxDim)
+      return Invalid(name, absl::StrCat("dimension ", i, " is ", dim));
     // count <= 2^34 and dim <= 2^31: checked before the product, which then fits.
     if (count > kMaxIdxElements / dim) return Invalid(name, "array larger than 16 Gi elements");
     count *= dim;
@@ -185,11 +195,21 @@ absl::StatusOr<IdxArray> ParseIdxFrom(const ByteSource& read, const std::string&
     for (int64_t i = 0; i < m; ++i, p += elem) {
       float v = 0;
       switch (out.type_code) {
-        case 0x08: v = static_cast<float>(*p); break;
-        case 0x09: v = static_cast<float>(static_cast<int8_t>(*p)); break;
-        case 0x0B: v = static_cast<float>(FromBigEndian<int16_t>(p)); break;
-        case 0x0C: v = static_cast<float>(FromBigEndian<int32_t>(p)); break;
-        case 0x0D: v = FromBigEndian<float>(p); break;
+        case 0x08:
+          v = static_cast<float>(*p);
+          break;
+        case 0x09:
+          v = static_cast<float>(static_cast<int8_t>(*p));
+          break;
+        case 0x0B:
+          v = static_cast<float>(FromBigEndian<int16_t>(p));
+          break;
+        case 0x0C:
+          v = static_cast<float>(FromBigEndian<int32_t>(p));
+          break;
+        case 0x0D:
+          v = FromBigEndian<float>(p);
+          break;
         case 0x0E: {
           const double d = FromBigEndian<double>(p);
           // A double beyond float's range has no float value (the cast is undefined).
@@ -207,7 +227,8 @@ absl::StatusOr<IdxArray> ParseIdxFrom(const ByteSource& read, const std::string&
   }
   char extra;
   if (read(&extra, 1) > 0)
-    return Invalid(name, absl::StrCat("trailing bytes after the ", count, " elements that the header "
+    return Invalid(name, absl::StrCat("trailing bytes after the ", count,
+                                      " elements that the header "
                                       "declares"));
   return out;
 }
@@ -241,12 +262,12 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
 }
 
 absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
-                                               const std::string& labels_path, int num_classes) {
+                                              const std::string& labels_path, int num_classes) {
   ASSIGN_OR_RETURN(IdxArray images, ReadIdx(images_path));
   ASSIGN_OR_RETURN(IdxArray labels, ReadIdx(labels_path));
   if (labels.dims.size() != 1)
-    return Invalid(labels_path, absl::StrCat("labels must be a 1-d IDX array, got rank ",
-                                             labels.dims.size()));
+    return Invalid(labels_path,
+                   absl::StrCat("labels must be a 1-d IDX array, got rank ", labels.dims.size()));
   const int64_t n = images.dims[0];
   if (labels.dims[0] != n)
     return Invalid(labels_path, absl::StrCat("has ", labels.dims[0], " labels but ", images_path,
@@ -260,8 +281,8 @@ absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
   for (int64_t j = 0; j < n; ++j) {
     const float v = labels.values[j];
     if (v < 0 || v != std::floor(v) || v > 1e9f)  // > 1e9: no int32 class index (and UB to cast)
-      return Invalid(labels_path, absl::StrCat("label of example ", j, " is ", v,
-                                               ", not a class index >= 0"));
+      return Invalid(labels_path,
+                     absl::StrCat("label of example ", j, " is ", v, ", not a class index >= 0"));
     out.labels[j] = static_cast<int32_t>(v);
     max_label = std::max(max_label, out.labels[j]);
   }
@@ -277,12 +298,16 @@ absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
 
 absl::StatusOr<Dataset> LoadMnistDir(const std::string& dir, const std::string& split) {
   std::string prefix;
-  if (split == "train") prefix = "train";
-  else if (split == "test") prefix = "t10k";
-  else return absl::InvalidArgumentError(absl::StrCat("split must be 'train' or 'test', got '", split, "'"));
-  ASSIGN_OR_RETURN(Dataset d, LoadIdxClassification(FindFile(dir, prefix + "-images-idx3-ubyte"),
-                                                     FindFile(dir, prefix + "-labels-idx1-ubyte"),
-                                                     10));
+  if (split == "train")
+    prefix = "train";
+  else if (split == "test")
+    prefix = "t10k";
+  else
+    return absl::InvalidArgumentError(
+        absl::StrCat("split must be 'train' or 'test', got '", split, "'"));
+  ASSIGN_OR_RETURN(Dataset d,
+                   LoadIdxClassification(FindFile(dir, prefix + "-images-idx3-ubyte"),
+                                         FindFile(dir, prefix + "-labels-idx1-ubyte"), 10));
   d.name = absl::StrCat("mnist-", split);
   return d;
 }
@@ -298,8 +323,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& optio
 absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path,
                                  const CsvOptions& options) {
   if (!options.classification && options.num_targets < 1)
-    return absl::InvalidArgumentError(absl::StrCat("num_targets must be >= 1, got ",
-                                                   options.num_targets));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_targets must be >= 1, got ", options.num_targets));
   std::vector<float> values;  // row-major
   int64_t columns = -1, rows = 0, line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -312,9 +337,9 @@ absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path
       columns = static_cast<int64_t>(fields.size());
       const int64_t need = options.classification ? 2 : options.num_targets + 1;
       if (columns < need)
-        return Invalid(path, absl::StrCat("line ", line_no, " has ", columns,
-                                          " columns; need at least ", need,
-                                          " (features, then the target column(s))"));
+        return Invalid(
+            path, absl::StrCat("line ", line_no, " has ", columns, " columns; need at least ", need,
+                               " (features, then the target column(s))"));
     } else if (static_cast<int64_t>(fields.size()) != columns) {
       return Invalid(path, absl::StrCat("line ", line_no, " has ", fields.size(),
                                         " columns, expected ", columns, " (ragged rows)"));
@@ -367,8 +392,10 @@ absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path
 namespace {
 
 absl::Status CheckSizes(int64_t train, int64_t test) {
-  if (train < 1) return absl::InvalidArgumentError(absl::StrCat("train_size must be >= 1, got ", train));
-  if (test < 0) return absl::InvalidArgumentError(absl::StrCat("test_size must be >= 0, got ", test));
+  if (train < 1)
+    return absl::InvalidArgumentError(absl::StrCat("train_size must be >= 1, got ", train));
+  if (test < 0)
+    return absl::InvalidArgumentError(absl::StrCat("test_size must be >= 0, got ", test));
   return absl::OkStatus();
 }
 
@@ -377,7 +404,8 @@ absl::Status CheckSizes(int64_t train, int64_t test) {
 absl::StatusOr<TaskData> MakeLinearTask(const LinearTaskSpec& spec) {
   RETURN_IF_ERROR(CheckSizes(spec.train_size, spec.test_size));
   if (!(spec.noise >= 0.0f && std::isfinite(spec.noise)))
-    return absl::InvalidArgumentError(absl::StrCat("noise must be finite and >= 0, got ", spec.noise));
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise must be finite and >= 0, got ", spec.noise));
   if (spec.input_dim < 1 || spec.output_dim < 1)
     return absl::InvalidArgumentError(absl::StrCat("input_dim and output_dim must be >= 1, got ",
                                                    spec.input_dim, " and ", spec.output_dim));

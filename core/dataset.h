@@ -57,7 +57,7 @@ absl::StatusOr<Dataset> MakeRegressionDataset(Matrix features, Matrix targets);
 struct IdxArray {
   std::vector<int64_t> dims;
   std::vector<float> values;  // row-major, as in the file
-  uint8_t type_code = 0;      // 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double
+  uint8_t type_code = 0;  // 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double
 };
 absl::StatusOr<IdxArray> ReadIdx(const std::string& path);
 // The same from bytes in memory (not gzipped); `name` is what errors call it.
@@ -67,8 +67,7 @@ absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, const std::string& na
 // Images (n x ... IDX, any rank >= 1 after n) and labels (n IDX). Unsigned-byte
 // pixels are scaled to [0, 1]. num_classes = 0 means max(label) + 1.
 absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
-                                              const std::string& labels_path,
-                                              int num_classes = 0);
+                                              const std::string& labels_path, int num_classes = 0);
 
 // MNIST-style directory with train-images-idx3-ubyte[.gz] etc.; `split` is "train" or "test"
 // (file prefixes "train" and "t10k").
@@ -81,8 +80,8 @@ struct CsvOptions {
   // Classification: the last column is an integer class label.
   // Regression: the last `num_targets` columns are float targets.
   bool classification = true;
-  int num_targets = 1;   // regression only
-  int num_classes = 0;   // classification; 0 = max(label) + 1
+  int num_targets = 1;  // regression only
+  int num_classes = 0;  // classification; 0 = max(label) + 1
 };
 absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& options = {});
 // The same from text in memory; `path` is what errors call it.

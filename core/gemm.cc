@@ -37,10 +37,14 @@ int GemmThreads() { return requested_threads; }
 
 void GemmEigen(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b,
                float beta, MatrixRef c) {
-  if (!trans_a && !trans_b) Accumulate(alpha, a, b, beta, c);
-  else if (trans_a && !trans_b) Accumulate(alpha, a.transpose(), b, beta, c);
-  else if (!trans_a && trans_b) Accumulate(alpha, a, b.transpose(), beta, c);
-  else Accumulate(alpha, a.transpose(), b.transpose(), beta, c);
+  if (!trans_a && !trans_b)
+    Accumulate(alpha, a, b, beta, c);
+  else if (trans_a && !trans_b)
+    Accumulate(alpha, a.transpose(), b, beta, c);
+  else if (!trans_a && trans_b)
+    Accumulate(alpha, a, b.transpose(), beta, c);
+  else
+    Accumulate(alpha, a.transpose(), b.transpose(), beta, c);
 }
 
 void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b, float beta,
@@ -58,9 +62,9 @@ void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrix
     }
     // oneDNN's SGEMM is row-major; a column-major C = op(A) op(B) is the row-major
     // C^T = op(B)^T op(A)^T, i.e. the same call with A and B swapped.
-    const dnnl_status_t st = dnnl_sgemm(trans_b ? 'T' : 'N', trans_a ? 'T' : 'N', n, m, k, alpha,
-                                        b.data(), b.outerStride(), a.data(), a.outerStride(), beta,
-                                        c.data(), c.outerStride());
+    const dnnl_status_t st =
+        dnnl_sgemm(trans_b ? 'T' : 'N', trans_a ? 'T' : 'N', n, m, k, alpha, b.data(),
+                   b.outerStride(), a.data(), a.outerStride(), beta, c.data(), c.outerStride());
     // Only bad arguments fail, and the shapes were asserted above.
     if (st != dnnl_success) std::abort();
     return;

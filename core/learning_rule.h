@@ -24,9 +24,7 @@
 namespace alignd::core {
 
 // True if the rule keeps a matrix per hidden layer (drawn at the start or computed).
-constexpr bool RuleHasFeedback(Rule r) {
-  return r != Rule::kBackprop && r != Rule::kShallow;
-}
+constexpr bool RuleHasFeedback(Rule r) { return r != Rule::kBackprop && r != Rule::kShallow; }
 // True if the rule's feedback matrix is drawn from FeedbackConfig (random).
 constexpr bool RuleDrawsFeedback(Rule r) {
   return r == Rule::kFeedbackAlignment || r == Rule::kDirectFeedbackAlignment ||

@@ -12,8 +12,8 @@
 
 namespace alignd::core {
 
-using Matrix = Eigen::MatrixXf;   // column-major
-using Vector = Eigen::VectorXf;   // column vector
+using Matrix = Eigen::MatrixXf;  // column-major
+using Vector = Eigen::VectorXf;  // column vector
 using RowVector = Eigen::RowVectorXf;
 using MatrixRef = Eigen::Ref<Matrix>;
 using ConstMatrixRef = const Eigen::Ref<const Matrix>&;

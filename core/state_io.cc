@@ -20,11 +20,14 @@ constexpr uint32_t kVersion = 1;
 class Writer {
  public:
   template <typename T>
-  void Put(const T& v) { out_.append(reinterpret_cast<const char*>(&v), sizeof(T)); }
+  void Put(const T& v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof(T));
+  }
   void PutMatrix(const Matrix& m) {
     Put<int64_t>(m.rows());
     Put<int64_t>(m.cols());
-    if (m.size() > 0) out_.append(reinterpret_cast<const char*>(m.data()), sizeof(float) * m.size());
+    if (m.size() > 0)
+      out_.append(reinterpret_cast<const char*>(m.data()), sizeof(float) * m.size());
   }
   void PutMatrices(const std::vector<Matrix>& v) {
     Put<uint64_t>(v.size());
@@ -131,13 +134,12 @@ absl::StatusOr<TrainerState> ParseState(const std::string& bytes) {
                                                    s.feedback.size(), " feedback entries"));
   for (size_t i = 0; i < L; ++i) {
     if (s.biases[i].rows() != s.weights[i].rows() || s.biases[i].cols() != 1)
-      return absl::InvalidArgumentError(absl::StrCat("trainer state: biases[", i, "] is ",
-                                                     s.biases[i].rows(), "x", s.biases[i].cols(),
-                                                     ", weights[", i, "] has ",
-                                                     s.weights[i].rows(), " rows"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trainer state: biases[", i, "] is ", s.biases[i].rows(), "x", s.biases[i].cols(),
+          ", weights[", i, "] has ", s.weights[i].rows(), " rows"));
     if (i > 0 && s.weights[i].cols() != s.weights[i - 1].rows())
-      return absl::InvalidArgumentError(absl::StrCat("trainer state: weights[", i,
-                                                     "] does not chain to weights[", i - 1, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trainer state: weights[", i, "] does not chain to weights[", i - 1, "]"));
   }
   if (s.step < 0 || s.epoch < 0 || s.position < 0 || s.adam_t < 0)
     return absl::InvalidArgumentError("trainer state has a negative counter");

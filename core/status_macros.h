@@ -14,9 +14,9 @@
 #define ALIGND_CONCAT_(a, b) ALIGND_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function if not OK.
-#define RETURN_IF_ERROR(expr)                      \
-  do {                                             \
-    const ::absl::Status alignd_status_ = (expr);  \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    const ::absl::Status alignd_status_ = (expr);    \
     if (!alignd_status_.ok()) return alignd_status_; \
   } while (0)
 

@@ -2,7 +2,6 @@
 #include "core/trainer.h"
 
 #include <Eigen/QR>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -22,10 +21,18 @@ namespace {
 // a = f(z), column by column for softmax.
 void Activate(Activation act, const Matrix& z, Matrix& a) {
   switch (act) {
-    case Activation::kLinear: a = z; break;
-    case Activation::kTanh: a.array() = z.array().tanh(); break;
-    case Activation::kLogistic: a.array() = z.array().logistic(); break;
-    case Activation::kRelu: a.array() = z.array().cwiseMax(0.0f); break;
+    case Activation::kLinear:
+      a = z;
+      break;
+    case Activation::kTanh:
+      a.array() = z.array().tanh();
+      break;
+    case Activation::kLogistic:
+      a.array() = z.array().logistic();
+      break;
+    case Activation::kRelu:
+      a.array() = z.array().cwiseMax(0.0f);
+      break;
     case Activation::kSoftmax:
       for (Eigen::Index j = 0; j < z.cols(); ++j) {
         const float m = z.col(j).maxCoeff();
@@ -39,11 +46,20 @@ void Activate(Activation act, const Matrix& z, Matrix& a) {
 // d = d o f'(z), written in terms of a = f(z). Not for softmax (its Jacobian is not diagonal).
 void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
   switch (act) {
-    case Activation::kLinear: break;
-    case Activation::kTanh: d.array() *= 1.0f - a.array().square(); break;
-    case Activation::kLogistic: d.array() *= a.array() * (1.0f - a.array()); break;
-    case Activation::kRelu: d.array() *= (a.array() > 0.0f).cast<float>(); break;
-    case Activation::kSoftmax: assert(false); break;
+    case Activation::kLinear:
+      break;
+    case Activation::kTanh:
+      d.array() *= 1.0f - a.array().square();
+      break;
+    case Activation::kLogistic:
+      d.array() *= a.array() * (1.0f - a.array());
+      break;
+    case Activation::kRelu:
+      d.array() *= (a.array() > 0.0f).cast<float>();
+      break;
+    case Activation::kSoftmax:
+      assert(false);
+      break;
   }
 }
 
@@ -69,7 +85,8 @@ double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, 
     for (Eigen::Index j = 0; j < n; ++j) {
       const float m = z.col(j).maxCoeff();
       const double lse = m + std::log(static_cast<double>((z.col(j).array() - m).exp().sum()));
-      loss += lse * t.col(j).cast<double>().sum() - t.col(j).cast<double>().dot(z.col(j).cast<double>());
+      loss += lse * t.col(j).cast<double>().sum() -
+              t.col(j).cast<double>().dot(z.col(j).cast<double>());
     }
     delta = y - t;
   } else {  // logistic outputs, binary cross-entropy per unit: softplus(z) - t z
@@ -96,8 +113,8 @@ Matrix PseudoInverseTransposed(const Matrix& w) {
 
 absl::Status ShapeError(absl::string_view what, Eigen::Index rows, Eigen::Index cols,
                         Eigen::Index want_rows, Eigen::Index want_cols) {
-  return absl::InvalidArgumentError(absl::StrCat(what, " is ", rows, "x", cols, ", expected ",
-                                                 want_rows, "x", want_cols));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " is ", rows, "x", cols, ", expected ", want_rows, "x", want_cols));
 }
 
 }  // namespace
@@ -113,12 +130,12 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
   for (int i = 0; i < L; ++i) params += double(s[i]) * s[i + 1] + s[i + 1];
   for (int v : s) units += v;
   double floats = 0;
-  floats += params;                 // W, b
-  floats += 2 * params;             // feedback (incl. sign-symmetry magnitudes) and masks
-  floats += 3 * params;             // optimiser moments, and KP's
-  floats += params;                 // gradient buffers
-  floats += 10 * units * batch;     // a, z, delta, dh, bp_delta, bp_dh, pbp_dh, targets, ...
-  floats += 2 * units * 1024;       // Evaluate's chunk of 1024 examples
+  floats += params;              // W, b
+  floats += 2 * params;          // feedback (incl. sign-symmetry magnitudes) and masks
+  floats += 3 * params;          // optimiser moments, and KP's
+  floats += params;              // gradient buffers
+  floats += 10 * units * batch;  // a, z, delta, dh, bp_delta, bp_dh, pbp_dh, targets, ...
+  floats += 2 * units * 1024;    // Evaluate's chunk of 1024 examples
   double pinv = 0;
   if (o.feedback.rule == Rule::kPseudoBackprop || o.pbp_angle)
     for (int i = 1; i < L; ++i) pinv = std::max(pinv, 4.0 * s[i] * s[i + 1] + 2.0 * s[i] * s[i]);
@@ -139,8 +156,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     if (d == nullptr) continue;
     if (d->input_dim() != sizes.front())
       return absl::InvalidArgumentError(absl::StrCat("network.sizes[0] is ", sizes.front(),
-                                                     " but the ", what, " set has ",
-                                                     d->input_dim(), " features"));
+                                                     " but the ", what, " set has ", d->input_dim(),
+                                                     " features"));
     if (d->output_dim() != sizes.back())
       return absl::InvalidArgumentError(absl::StrCat(
           "network.sizes[", sizes.size() - 1, "] is ", sizes.back(), " but the ", what, " set has ",
@@ -151,10 +168,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     return absl::InvalidArgumentError(absl::StrCat("batch_size is ", options.batch_size,
                                                    " but the training set has only ", train->size(),
                                                    " examples"));
-  if (options.network.loss == Loss::kCrossEntropy && options.network.output == Activation::kSoftmax &&
-      !train->is_classification())
+  if (options.network.loss == Loss::kCrossEntropy &&
+      options.network.output == Activation::kSoftmax && !train->is_classification())
     return absl::InvalidArgumentError(
-        "network.loss: softmax cross_entropy needs class labels, the training set has float targets");
+        "network.loss: softmax cross_entropy needs class labels, the training set has float "
+        "targets");
   std::unique_ptr<Trainer> t(new Trainer(options, std::move(train), std::move(eval)));
   t->Initialize();
   return t;
@@ -227,8 +245,10 @@ void Trainer::Initialize() {
                                    ? std::sqrt(6.0f / float(rows + s[i]))
                                    : std::sqrt(2.0f / float(rows + s[i]));
       const float scale = fb.scale > 0 ? fb.scale : auto_scale;
-      if (fb.distribution == Distribution::kUniform) fb_rng.FillUniform(f, -scale, scale);
-      else fb_rng.FillNormal(f, scale);
+      if (fb.distribution == Distribution::kUniform)
+        fb_rng.FillUniform(f, -scale, scale);
+      else
+        fb_rng.FillNormal(f, scale);
       if (fb.sparsity > 0)
         for (Eigen::Index c = 0; c < f.cols(); ++c)
           for (Eigen::Index r = 0; r < f.rows(); ++r)
@@ -240,8 +260,8 @@ void Trainer::Initialize() {
       // sparse on its own, as in the paper's sparse variant.
       f_mask_.assign(L, Matrix());
       for (int i = 1; i < L; ++i) {
-        f_mask_[i] = rule_ == Rule::kKolenPollack ? w_mask_[i]
-                                                  : draw_mask(f_[i].rows(), f_[i].cols());
+        f_mask_[i] =
+            rule_ == Rule::kKolenPollack ? w_mask_[i] : draw_mask(f_[i].rows(), f_[i].cols());
         f_[i].array() *= f_mask_[i].array();
       }
     }
@@ -279,8 +299,7 @@ void Trainer::Initialize() {
   // Schedule.
   const int64_t n = train_->size();
   steps_per_epoch_ = n / options_.batch_size;
-  total_steps_ = options_.max_steps > 0 ? options_.max_steps
-                                        : steps_per_epoch_ * options_.epochs;
+  total_steps_ = options_.max_steps > 0 ? options_.max_steps : steps_per_epoch_ * options_.epochs;
   perm_.resize(n);
   ShuffleForEpoch();
 }
@@ -330,8 +349,10 @@ void Trainer::GatherBatch() {
   for (int j = 0; j < n; ++j) {
     const int32_t k = perm_[position_ + j];
     x.col(j) = d.features.col(k);
-    if (d.is_classification()) targets_(d.labels[k], j) = 1.0f;
-    else targets_.col(j) = d.targets.col(k);
+    if (d.is_classification())
+      targets_(d.labels[k], j) = 1.0f;
+    else
+      targets_.col(j) = d.targets.col(k);
   }
 }
 
@@ -339,8 +360,10 @@ void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<
   const NetworkConfig& net = options_.network;
   const int L = num_layers();
   for (int i = 0; i < L; ++i) {
-    if (i == 0) Gemm(false, false, 1.0f, w_[0], x, 0.0f, z[1]);
-    else Gemm(false, false, 1.0f, w_[i], a[i], 0.0f, z[i + 1]);
+    if (i == 0)
+      Gemm(false, false, 1.0f, w_[0], x, 0.0f, z[1]);
+    else
+      Gemm(false, false, 1.0f, w_[i], a[i], 0.0f, z[i + 1]);
     if (net.bias) z[i + 1].colwise() += b_[i];
     Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
   }
@@ -422,8 +445,8 @@ void Trainer::ApplyOptimizer(P& param, const G& grad, Slot& slot, float lr, floa
   const float c2 = 1.0f / (1.0f - std::pow(opt.beta2, static_cast<float>(adam_t_)));
   if (decay > 0) {
     slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * (grad + decay * param);
-    slot.m2.array() = opt.beta2 * slot.m2.array() +
-                      (1.0f - opt.beta2) * (grad + decay * param).array().square();
+    slot.m2.array() =
+        opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * (grad + decay * param).array().square();
   } else {
     slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * grad;
     slot.m2.array() = opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * grad.array().square();
@@ -475,9 +498,9 @@ absl::Status Trainer::Step(StepMetrics* metrics) {
   const int L = num_layers();
   const double loss = LossAndDelta(options_.network, a_[L], z_[L], targets_, delta_[L]);
   if (!std::isfinite(loss))
-    return absl::FailedPreconditionError(absl::StrCat(
-        "training diverged: the loss is ", loss, " at step ", step_ + 1,
-        "; lower optimizer.learning_rate or the init/feedback scale"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("training diverged: the loss is ", loss, " at step ", step_ + 1,
+                     "; lower optimizer.learning_rate or the init/feedback scale"));
   RefreshFeedback();
   const bool details = options_.metrics_every > 0 && step_ % options_.metrics_every == 0;
   if (details) ComputeBpSignals();
@@ -532,8 +555,8 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
     // (i = L-1) is that W[L-1]^T. Elsewhere the angle is undefined (NaN), even when
     // the shapes happen to agree (sizes[i+1] == sizes[L]).
     const Matrix& m = rule_ == Rule::kBackprop ? w_[i] : f_[i];
-    const bool comparable = RuleLearnsHidden(rule_) &&
-                            (rule_ != Rule::kDirectFeedbackAlignment || i == L - 1);
+    const bool comparable =
+        RuleLearnsHidden(rule_) && (rule_ != Rule::kDirectFeedbackAlignment || i == L - 1);
     if (comparable && m.rows() == w_[i].rows() && m.cols() == w_[i].cols()) {
       la.weight_angle = VectorAngle(w_[i], m);
       la.norm_ratio = m.norm() / w_[i].norm();
@@ -630,8 +653,8 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
 absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
   const auto& s = options_.network.sizes;
   if (x.rows() != s.front())
-    return absl::InvalidArgumentError(absl::StrCat("inputs have ", x.rows(),
-                                                   " features; the network takes ", s.front()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("inputs have ", x.rows(), " features; the network takes ", s.front()));
   if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
   EnableFlushToZero();
   const int L = num_layers();
@@ -669,9 +692,9 @@ absl::Status Trainer::Gradients(ConstMatrixRef x, ConstMatrixRef targets,
                                 std::vector<Matrix>* grad_w, std::vector<Matrix>* grad_b) {
   const auto& s = options_.network.sizes;
   if (x.rows() != s.front() || targets.rows() != s.back() || x.cols() != targets.cols())
-    return absl::InvalidArgumentError(absl::StrCat("x is ", x.rows(), "x", x.cols(), " and targets ",
-                                                   targets.rows(), "x", targets.cols(),
-                                                   "; the network is ", s.front(), " -> ", s.back()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("x is ", x.rows(), "x", x.cols(), " and targets ", targets.rows(), "x",
+                     targets.cols(), "; the network is ", s.front(), " -> ", s.back()));
   EnableFlushToZero();
   const int n = static_cast<int>(x.cols());
   AllocateWorkspace(n);
@@ -692,11 +715,11 @@ absl::Status Trainer::Gradients(ConstMatrixRef x, ConstMatrixRef targets,
 
 absl::Status Trainer::SetFeedback(int hidden_layer, ConstMatrixRef b) {
   if (hidden_layer < 1 || hidden_layer >= num_layers())
-    return absl::InvalidArgumentError(absl::StrCat("hidden_layer must be in [1, ", num_layers() - 1,
-                                                   "], got ", hidden_layer));
+    return absl::InvalidArgumentError(
+        absl::StrCat("hidden_layer must be in [1, ", num_layers() - 1, "], got ", hidden_layer));
   if (!RuleDrawsFeedback(rule_))
-    return absl::InvalidArgumentError(absl::StrCat("rule ", RuleName(rule_),
-                                                   " has no settable feedback matrix"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rule ", RuleName(rule_), " has no settable feedback matrix"));
   if (rule_ == Rule::kSignSymmetry && options_.feedback.sign_mode == SignSymmetryMode::kUniform)
     return absl::InvalidArgumentError(
         "sign symmetry in uSF mode feeds back sign(W) with unit magnitudes: it has no feedback "
@@ -749,8 +772,8 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   const int L = num_layers();
   if (static_cast<int>(st.weights.size()) != L || static_cast<int>(st.biases.size()) != L ||
       static_cast<int>(st.feedback.size()) != L)
-    return absl::InvalidArgumentError(absl::StrCat("state has ", st.weights.size(),
-                                                   " weight layers; the network has ", L));
+    return absl::InvalidArgumentError(
+        absl::StrCat("state has ", st.weights.size(), " weight layers; the network has ", L));
   for (int i = 0; i < L; ++i) {
     if (st.weights[i].rows() != w_[i].rows() || st.weights[i].cols() != w_[i].cols())
       return ShapeError(absl::StrCat("state weights[", i, "]"), st.weights[i].rows(),
@@ -777,12 +800,12 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
     const Slot& s = slots[k % L];
     if (st.moments1[k].rows() != s.m1.rows() || st.moments1[k].cols() != s.m1.cols() ||
         st.moments2[k].rows() != s.m2.rows() || st.moments2[k].cols() != s.m2.cols())
-      return absl::InvalidArgumentError(absl::StrCat("state optimiser slot ", k,
-                                                     " does not match the optimiser"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("state optimiser slot ", k, " does not match the optimiser"));
   }
   if (st.step < 0 || st.position < 0 || st.position + options_.batch_size > train_->size())
-    return absl::InvalidArgumentError(absl::StrCat("state position ", st.position,
-                                                   " is outside the training set"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("state position ", st.position, " is outside the training set"));
   for (int32_t k : st.permutation)
     if (k < 0 || k >= train_->size())
       return absl::InvalidArgumentError("state permutation has an out-of-range index");
@@ -795,11 +818,14 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   w_ = st.weights;
   for (int i = 0; i < L; ++i) b_[i] = st.biases[i];
   for (int i = 1; i < L; ++i) {
-    if (rule_ == Rule::kSignSymmetry) sign_m_[i] = st.feedback[i].transpose();
-    else f_[i] = st.feedback[i].transpose();
+    if (rule_ == Rule::kSignSymmetry)
+      sign_m_[i] = st.feedback[i].transpose();
+    else
+      f_[i] = st.feedback[i].transpose();
   }
   w_mask_ = st.weight_masks;
-  for (size_t i = 0; i < st.feedback_masks.size(); ++i) f_mask_[i] = st.feedback_masks[i].transpose();
+  for (size_t i = 0; i < st.feedback_masks.size(); ++i)
+    f_mask_[i] = st.feedback_masks[i].transpose();
   for (size_t k = 0; k < 3 * static_cast<size_t>(L); ++k) {
     auto& slots = k < size_t(L) ? slot_w_ : (k < 2 * size_t(L) ? slot_b_ : slot_f_);
     slots[k % L].m1 = st.moments1[k];

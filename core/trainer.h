@@ -63,12 +63,12 @@ struct LayerAlignment {
 // What one step reports. `loss` every step; the rest on metric steps
 // (has_details, every TrainerOptions::metrics_every steps, from step 1).
 struct StepMetrics {
-  int64_t step = 0;   // steps completed, this one included
-  int64_t epoch = 0;  // 0-based epoch this step belongs to
-  double loss = kNaN; // mean loss of the batch, before the update
+  int64_t step = 0;    // steps completed, this one included
+  int64_t epoch = 0;   // 0-based epoch this step belongs to
+  double loss = kNaN;  // mean loss of the batch, before the update
   bool has_details = false;
-  double accuracy = kNaN;  // classification, on the batch
-  double nse = kNaN;       // regression: sum |e|^2 / sum |y*|^2 on the batch
+  double accuracy = kNaN;                 // classification, on the batch
+  double nse = kNaN;                      // regression: sum |e|^2 / sum |y*|^2 on the batch
   std::vector<LayerAlignment> alignment;  // one per hidden layer
 };
 
@@ -88,7 +88,10 @@ class TrainingObserver {
  public:
   virtual ~TrainingObserver() = default;
   virtual bool OnStep(const StepMetrics& metrics) = 0;
-  virtual bool OnEvaluation(const EvalMetrics& metrics) { (void)metrics; return true; }
+  virtual bool OnEvaluation(const EvalMetrics& metrics) {
+    (void)metrics;
+    return true;
+  }
 };
 
 // Everything needed to continue a run bit for bit. Feedback matrices are in the
@@ -98,13 +101,13 @@ class TrainingObserver {
 struct TrainerState {
   int64_t step = 0;
   int64_t epoch = 0;
-  int64_t position = 0;             // examples consumed in the current epoch
-  Rng::State rng{};                 // the shuffling generator
-  std::vector<int32_t> permutation; // this epoch's order
-  std::vector<Matrix> weights;      // W[i], sizes[i+1] x sizes[i]
-  std::vector<Matrix> biases;       // b[i], sizes[i+1] x 1
-  std::vector<Matrix> feedback;     // B[i] (see above); empty where unused
-  std::vector<Matrix> weight_masks; // empty when dense
+  int64_t position = 0;              // examples consumed in the current epoch
+  Rng::State rng{};                  // the shuffling generator
+  std::vector<int32_t> permutation;  // this epoch's order
+  std::vector<Matrix> weights;       // W[i], sizes[i+1] x sizes[i]
+  std::vector<Matrix> biases;        // b[i], sizes[i+1] x 1
+  std::vector<Matrix> feedback;      // B[i] (see above); empty where unused
+  std::vector<Matrix> weight_masks;  // empty when dense
   std::vector<Matrix> feedback_masks;
   // Optimiser slots: first and second moments (SGD momentum uses the first only), for
   // weights, biases and (Kolen-Pollack) feedback, in that order per layer.
@@ -226,10 +229,10 @@ class Trainer {
   // Parameters.
   std::vector<Matrix> w_;
   std::vector<Vector> b_;
-  std::vector<Matrix> f_;        // F[i], i >= 1 (see file comment); f_[0] unused
-  std::vector<Matrix> w_mask_;   // empty when dense
+  std::vector<Matrix> f_;       // F[i], i >= 1 (see file comment); f_[0] unused
+  std::vector<Matrix> w_mask_;  // empty when dense
   std::vector<Matrix> f_mask_;
-  std::vector<Matrix> sign_m_;   // sign symmetry magnitudes M (shape of W)
+  std::vector<Matrix> sign_m_;  // sign symmetry magnitudes M (shape of W)
   std::vector<Slot> slot_w_, slot_b_, slot_f_;
   int64_t adam_t_ = 0;
 

@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace alignd::server {
 namespace {
@@ -35,7 +35,7 @@ constexpr int64_t kMaxFeatures = int64_t{1} << 24;
 constexpr int64_t kMaxTargetDim = int64_t{1} << 24;
 constexpr int64_t kMaxClasses = int64_t{1} << 24;
 constexpr int64_t kMaxExamples = (int64_t{1} << 31) - 1;  // the engine indexes examples with int32
-constexpr int64_t kMaxValues = int64_t{1} << 40;           // features + targets, 4 TiB of floats
+constexpr int64_t kMaxValues = int64_t{1} << 40;          // features + targets, 4 TiB of floats
 
 int64_t FeatureCount(const v1::DatasetHeader& h) {
   int64_t d = 1;
@@ -47,7 +47,8 @@ int64_t FeatureCount(const v1::DatasetHeader& h) {
   return h.feature_shape_size() == 0 ? -1 : d;
 }
 
-absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits, bool digest = true) {
+absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits,
+                         bool digest = true) {
   auto bad = [](const std::string& field, const std::string& msg) {
     return absl::InvalidArgumentError(absl::StrCat("header.", field, " ", msg));
   };
@@ -60,7 +61,8 @@ absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits
   for (int i = 0; i < h.feature_shape_size(); ++i) {
     const int64_t s = h.feature_shape(i);
     if (s < 1 || s > kMaxFeatures)
-      return bad(absl::StrCat("feature_shape[", i, "]"), absl::StrCat("must be in [1, 2^24], got ", s));
+      return bad(absl::StrCat("feature_shape[", i, "]"),
+                 absl::StrCat("must be in [1, 2^24], got ", s));
     d *= s;
     if (d > kMaxFeatures) return bad("feature_shape", "has more than 2^24 features");
   }
@@ -76,19 +78,20 @@ absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits
     default:
       return bad("target_kind", "must be TARGET_KIND_CLASS_LABELS or TARGET_KIND_FLOAT_VECTORS");
   }
-  if (digest &&
-      (h.sha256().size() != 64 || h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos))
+  if (digest && (h.sha256().size() != 64 ||
+                 h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos))
     return bad("sha256", "must be 64 lowercase hex digits");
   // d + per_target <= 2^25 and num_examples < 2^31: the product cannot overflow.
   const int64_t per_target = h.target_kind() == v1::TARGET_KIND_CLASS_LABELS ? 1 : h.target_dim();
   if (h.num_examples() * (d + per_target) > kMaxValues)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "header declares ", h.num_examples(), " examples of ", d + per_target,
-        " values: more than any server takes (2^40 values)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header declares ", h.num_examples(), " examples of ", d + per_target,
+                     " values: more than any server takes (2^40 values)"));
   const int64_t bytes = PayloadBytes(h);
   if (bytes > limits.max_dataset_bytes)
-    return absl::ResourceExhaustedError(absl::StrCat("data set of ", bytes, " bytes is over the server's limit of ",
-                                                     limits.max_dataset_bytes, " (--max_dataset_bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("data set of ", bytes, " bytes is over the server's limit of ",
+                     limits.max_dataset_bytes, " (--max_dataset_bytes)"));
   return absl::OkStatus();
 }
 
@@ -163,10 +166,11 @@ std::string Sha256Hex(const std::string& bytes) {
 }
 
 absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const std::string& bytes) {
-  RETURN_IF_ERROR(CheckHeader(h, DatasetLimits{.max_dataset_bytes = int64_t{1} << 42}, /*digest=*/false));
+  RETURN_IF_ERROR(
+      CheckHeader(h, DatasetLimits{.max_dataset_bytes = int64_t{1} << 42}, /*digest=*/false));
   if (static_cast<int64_t>(bytes.size()) != PayloadBytes(h))
-    return absl::InvalidArgumentError(absl::StrCat("payload has ", bytes.size(), " bytes; the header declares ",
-                                                   PayloadBytes(h)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "payload has ", bytes.size(), " bytes; the header declares ", PayloadBytes(h)));
   const int64_t n = h.num_examples(), d = FeatureCount(h);
   core::Dataset out;
   out.name = h.display_name();
@@ -191,7 +195,8 @@ struct DatasetStore::Upload::Hasher {
   ~Hasher() { EVP_MD_CTX_free(ctx); }
 };
 
-DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path, int fd)
+DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path,
+                             int fd)
     : store_(store),
       header_(std::move(header)),
       tmp_path_(std::move(tmp_path)),
@@ -206,11 +211,12 @@ DatasetStore::Upload::~Upload() {
 
 absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
   if (static_cast<int64_t>(chunk.size()) > store_->limits_.max_chunk_bytes)
-    return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.size(), " bytes is over the limit of ",
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.size(),
+                                                   " bytes is over the limit of ",
                                                    store_->limits_.max_chunk_bytes));
   if (received_ + static_cast<int64_t>(chunk.size()) > expected_)
-    return absl::InvalidArgumentError(absl::StrCat("payload is longer than the ", expected_,
-                                                   " bytes the header declares"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload is longer than the ", expected_, " bytes the header declares"));
   size_t done = 0;
   while (done < chunk.size()) {
     const ssize_t w = ::write(fd_, chunk.data() + done, chunk.size() - done);
@@ -236,8 +242,8 @@ absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
       float f;
       std::memcpy(&f, v, 4);
       if (!std::isfinite(f))
-        return absl::InvalidArgumentError(absl::StrCat("feature of example ", i / d, ", index ", i % d,
-                                                       " is not finite (", f, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("feature of example ", i / d, ", index ",
+                                                       i % d, " is not finite (", f, ")"));
       return absl::OkStatus();
     }
     const int64_t t = i - features;
@@ -245,14 +251,14 @@ absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
       int32_t l;
       std::memcpy(&l, v, 4);
       if (l < 0 || l >= header_.num_classes())
-        return absl::InvalidArgumentError(absl::StrCat("label of example ", t, " is ", l, ", outside [0, ",
-                                                       header_.num_classes(), ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "label of example ", t, " is ", l, ", outside [0, ", header_.num_classes(), ")"));
     } else {
       float f;
       std::memcpy(&f, v, 4);
       if (!std::isfinite(f))
-        return absl::InvalidArgumentError(absl::StrCat("target of example ", t / k, ", index ", t % k,
-                                                       " is not finite (", f, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("target of example ", t / k, ", index ",
+                                                       t % k, " is not finite (", f, ")"));
     }
     return absl::OkStatus();
   };
@@ -270,15 +276,15 @@ absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
 
 absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (received_ != expected_)
-    return absl::InvalidArgumentError(absl::StrCat("payload has ", received_, " bytes; the header declares ",
-                                                   expected_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload has ", received_, " bytes; the header declares ", expected_));
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(hasher_->ctx, md, &len);
   const std::string digest = Hex(md, len);
   if (digest != header_.sha256())
-    return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ", header_.sha256(),
-                                                   ", the payload is ", digest));
+    return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ",
+                                                   header_.sha256(), ", the payload is ", digest));
   if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", tmp_path_));
   ::close(fd_);
   fd_ = -1;
@@ -305,7 +311,8 @@ absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta, const std::st
     ::unlink(tmp_path.c_str());
     return *existing;
   }
-  const std::string path = storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1));
+  const std::string path =
+      storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1));
   if (::rename(tmp_path.c_str(), path.c_str()) != 0)
     return absl::InternalError(absl::StrCat("rename ", tmp_path, ": ", std::strerror(errno)));
   RETURN_IF_ERROR(storage_->PutDataset(meta));
@@ -316,7 +323,8 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
                                                    const std::string& display_name) {
   const int64_t n = spec.num_examples() > 0 ? spec.num_examples() : 1000;
   if (n > 10'000'000)
-    return absl::InvalidArgumentError(absl::StrCat("spec.num_examples must be <= 10000000, got ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.num_examples must be <= 10000000, got ", n));
   const uint64_t seed = spec.seed() != 0 ? spec.seed() : 1;
   const bool test = spec.split() == v1::GeneratorSpec::SPLIT_TEST;
   // Size first, before anything is allocated: the same limit as uploads.
@@ -366,20 +374,21 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
       break;
     }
     default:
-      return absl::InvalidArgumentError("spec.kind must be KIND_LINEAR, KIND_NONLINEAR or KIND_TOY");
+      return absl::InvalidArgumentError(
+          "spec.kind must be KIND_LINEAR, KIND_NONLINEAR or KIND_TOY");
   }
   const core::Dataset& d = test ? task.test : task.train;
-  const std::string name = display_name.empty()
-                               ? absl::StrCat(kind, test ? "-test" : "-train", "-seed", seed, "-n", n)
-                               : display_name;
+  const std::string name =
+      display_name.empty() ? absl::StrCat(kind, test ? "-test" : "-train", "-seed", seed, "-n", n)
+                           : display_name;
   v1::DatasetHeader h = HeaderOf(d, name);
   const std::string payload = EncodePayload(d);
   h.set_sha256(Sha256Hex(payload));
   v1::Dataset meta = MetaOf(h);
   *meta.mutable_generator() = spec;
   // Per write, not per process: identical requests at once each write their own file.
-  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(h)), ".gen", ::getpid(),
-                                       "_", g_upload_counter.fetch_add(1));
+  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(h)), ".gen",
+                                       ::getpid(), "_", g_upload_counter.fetch_add(1));
   RETURN_IF_ERROR(AtomicWriteFile(tmp, payload));
   return Commit(std::move(meta), tmp);
 }
@@ -413,7 +422,8 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
   h.set_target_dim(meta.target_dim());
   auto decoded = DecodePayload(h, *bytes);
   if (!decoded.ok())
-    return absl::DataLossError(absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
+    return absl::DataLossError(
+        absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
   auto shared = std::make_shared<const core::Dataset>(std::move(*decoded));
   absl::MutexLock lock(&mu_);
   cache_[name] = Cached{shared, static_cast<int64_t>(bytes->size()), ++clock_};
@@ -438,7 +448,8 @@ absl::Status DatasetStore::Delete(const std::string& name,
   RETURN_IF_ERROR(CheckNameLength(name));
   RETURN_IF_ERROR(storage_->GetDataset(name).status());
   if (in_use(name))
-    return absl::FailedPreconditionError(absl::StrCat(name, " is used by a session that is not finished; "
+    return absl::FailedPreconditionError(absl::StrCat(name,
+                                                      " is used by a session that is not finished; "
                                                       "cancel or delete the session first"));
   absl::MutexLock lock(&mu_);
   cache_.erase(name);

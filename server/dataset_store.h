@@ -5,8 +5,9 @@
 //
 // An upload streams into a temporary file while its SHA-256 is computed and every
 // value is checked (finite floats, labels in range); Finish() checks the size and the
-// digest, and only then renames the file into place and writes the record. Anything else (an error, a dropped connection: the Upload is destroyed
-// unfinished) removes the temporary file, so nothing becomes visible.
+// digest, and only then renames the file into place and writes the record. Anything else (an error,
+// a dropped connection: the Upload is destroyed unfinished) removes the temporary file, so nothing
+// becomes visible.
 //
 // Thread-safe.
 #ifndef ALIGND_SERVER_DATASET_STORE_H_
@@ -80,13 +81,15 @@ class DatasetStore {
   // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size
   // limit) and opens a temporary file.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::DatasetHeader& header);
-  absl::StatusOr<v1::Dataset> Generate(const v1::GeneratorSpec& spec, const std::string& display_name);
+  absl::StatusOr<v1::Dataset> Generate(const v1::GeneratorSpec& spec,
+                                       const std::string& display_name);
 
   absl::StatusOr<v1::Dataset> Get(const std::string& name);
   // The engine's copy, loaded once and shared.
   absl::StatusOr<std::shared_ptr<const core::Dataset>> Load(const std::string& name);
   // `in_use(name)` says whether a live session uses it: then FailedPrecondition.
-  absl::Status Delete(const std::string& name, const std::function<bool(const std::string&)>& in_use);
+  absl::Status Delete(const std::string& name,
+                      const std::function<bool(const std::string&)>& in_use);
 
  private:
   // Stores a validated payload already at `payload_path` (or content in `bytes`).
@@ -106,7 +109,8 @@ class DatasetStore {
 };
 
 // Parses and validates a payload against its header (InvalidArgument says what and where).
-absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& header, const std::string& bytes);
+absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& header,
+                                            const std::string& bytes);
 
 }  // namespace alignd::server
 

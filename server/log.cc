@@ -1,15 +1,14 @@
 // File: server/log.cc
 #include "server/log.h"
 
+#include <google/protobuf/stubs/logging.h>
+#include <grpc/support/log.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-
-#include <google/protobuf/stubs/logging.h>
-#include <grpc/support/log.h>
 
 #include "absl/debugging/failure_signal_handler.h"
 #include "absl/debugging/symbolize.h"
@@ -24,8 +23,8 @@ void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
   std::tm tm;
   gmtime_r(&t, &tm);
   char ts[96];
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   nlohmann::json line = {{"time", ts}, {"level", level}, {"msg", msg}};
   line.update(fields);
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -37,7 +36,8 @@ void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
 
 namespace {
 
-void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
   const char* lvl = level >= google::protobuf::LOGLEVEL_ERROR     ? "error"
                     : level == google::protobuf::LOGLEVEL_WARNING ? "warn"
                                                                   : "info";
@@ -48,8 +48,10 @@ void GrpcLog(gpr_log_func_args* args) {
   const char* lvl = args->severity == GPR_LOG_SEVERITY_ERROR  ? "error"
                     : args->severity == GPR_LOG_SEVERITY_INFO ? "info"
                                                               : "debug";
-  LogJson(lvl, "grpc", {{"file", args->file ? args->file : ""}, {"line", args->line},
-                        {"message", args->message ? args->message : ""}});
+  LogJson(lvl, "grpc",
+          {{"file", args->file ? args->file : ""},
+           {"line", args->line},
+           {"message", args->message ? args->message : ""}});
 }
 
 // ---- Crash lines: only async-signal-safe calls (clock_gettime, write) and a static buffer.

@@ -6,13 +6,13 @@
 #ifndef ALIGND_SERVER_LOG_H_
 #define ALIGND_SERVER_LOG_H_
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace alignd::server {
 
-void LogJson(const char* level, const std::string& msg, nlohmann::json fields = nlohmann::json::object());
+void LogJson(const char* level, const std::string& msg,
+             nlohmann::json fields = nlohmann::json::object());
 inline void LogInfo(const std::string& msg, nlohmann::json f = nlohmann::json::object()) {
   LogJson("info", msg, std::move(f));
 }

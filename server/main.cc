@@ -1,6 +1,10 @@
 // alignd: the training service. See README.md and docs/ARCHITECTURE.md.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,11 +15,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <grpcpp/grpcpp.h>
 
 #include "server/dataset_store.h"
 #include "server/log.h"
@@ -40,7 +39,8 @@ void OnSignal(int sig) { g_signal = sig; }
 
 int main(int argc, char** argv) {
   using namespace alignd::server;
-  CLI::App app{"alignd: a gRPC training service for backpropagation and the feedback-alignment family"};
+  CLI::App app{
+      "alignd: a gRPC training service for backpropagation and the feedback-alignment family"};
   std::string listen = "127.0.0.1:50051";
   std::string data_dir = DefaultDataDir();
   SessionManagerOptions mo;
@@ -50,42 +50,53 @@ int main(int argc, char** argv) {
   int heartbeat_ms = 1000;
   double grace_s = 10;
   std::string metrics_listen = "127.0.0.1:9464";
-  app.add_option("--listen", listen, "address to serve on; port 0 picks a free one (printed on stdout)")
+  app.add_option("--listen", listen,
+                 "address to serve on; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
-  app.add_option("--data_dir", data_dir, "where data sets, sessions, metric logs and checkpoints live")
+  app.add_option("--data_dir", data_dir,
+                 "where data sets, sessions, metric logs and checkpoints live")
       ->capture_default_str();
-  app.add_option("--max_running", mo.max_running, "sessions trained at once (worker threads)")->capture_default_str();
+  app.add_option("--max_running", mo.max_running, "sessions trained at once (worker threads)")
+      ->capture_default_str();
   app.add_option("--max_queued", mo.max_queued, "QUEUED sessions at most; more: RESOURCE_EXHAUSTED")
       ->capture_default_str();
-  app.add_option("--max_sessions", mo.max_sessions, "stored sessions at most")->capture_default_str();
+  app.add_option("--max_sessions", mo.max_sessions, "stored sessions at most")
+      ->capture_default_str();
   app.add_option("--checkpoint_every", mo.checkpoint_every, "default steps between checkpoints")
       ->capture_default_str();
   app.add_option("--max_layer_width", mo.max_layer_width, "widest layer a session may ask for")
       ->capture_default_str();
   app.add_option("--max_parameters", mo.max_parameters, "most weights one network may have")
       ->capture_default_str();
-  app.add_option("--max_session_bytes", mo.max_session_bytes,
-                 "memory one session may need (its network's workspaces at its batch size, optimiser "
-                 "state and data sets); larger: RESOURCE_EXHAUSTED")
+  app.add_option(
+         "--max_session_bytes", mo.max_session_bytes,
+         "memory one session may need (its network's workspaces at its batch size, optimiser "
+         "state and data sets); larger: RESOURCE_EXHAUSTED")
       ->capture_default_str();
-  app.add_option("--max_dataset_bytes", limits.max_dataset_bytes, "largest data set payload accepted")
+  app.add_option("--max_dataset_bytes", limits.max_dataset_bytes,
+                 "largest data set payload accepted")
       ->capture_default_str();
   int64_t cache_mib = limits.cache_bytes >> 20;
-  app.add_option("--dataset_cache_mib", cache_mib, "decoded data sets kept in memory between sessions, MiB")
+  app.add_option("--dataset_cache_mib", cache_mib,
+                 "decoded data sets kept in memory between sessions, MiB")
       ->capture_default_str();
-  app.add_option("--max_receive_mib", max_receive_mib, "largest request message, MiB (uploads come in 1 MiB chunks)")
+  app.add_option("--max_receive_mib", max_receive_mib,
+                 "largest request message, MiB (uploads come in 1 MiB chunks)")
       ->capture_default_str();
-  app.add_option("--heartbeat_ms", heartbeat_ms, "heartbeat interval of idle metric streams")->capture_default_str();
+  app.add_option("--heartbeat_ms", heartbeat_ms, "heartbeat interval of idle metric streams")
+      ->capture_default_str();
   app.add_option("--metrics_listen", metrics_listen,
                  "Prometheus /metrics address (port 0: a free one, printed on stdout; empty: off)")
       ->capture_default_str();
-  app.add_option("--grace_s", grace_s, "on SIGTERM: seconds to checkpoint and finish RPCs")->capture_default_str();
+  app.add_option("--grace_s", grace_s, "on SIGTERM: seconds to checkpoint and finish RPCs")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // Every line on stderr is JSON from here on, a crash included.
   InstallCrashHandler(argv[0]);
   RouteLibraryLogs();
   if (mo.max_running < 1 || mo.max_queued < 0 || heartbeat_ms < 10 || max_receive_mib < 2) {
-    std::cerr << "alignd: --max_running >= 1, --max_queued >= 0, --heartbeat_ms >= 10, --max_receive_mib >= 2\n";
+    std::cerr << "alignd: --max_running >= 1, --max_queued >= 0, --heartbeat_ms >= 10, "
+                 "--max_receive_mib >= 2\n";
     return 2;
   }
 
@@ -134,8 +145,10 @@ int main(int argc, char** argv) {
   // The first line is for scripts and tests: the address to call. The second, when metrics are
   // on, the metrics port.
   std::cout << "alignd listening on " << host << ":" << port << std::endl;
-  if (metrics) std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
-  LogInfo("serving", {{"address", host + ":" + std::to_string(port)}, {"data_dir", data_dir},
+  if (metrics)
+    std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
+  LogInfo("serving", {{"address", host + ":" + std::to_string(port)},
+                      {"data_dir", data_dir},
                       {"max_running", mo.max_running}});
 
   signal(SIGTERM, OnSignal);

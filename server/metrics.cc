@@ -1,11 +1,11 @@
 // File: server/metrics.cc
 #include "server/metrics.h"
 
-#include <cmath>
-#include <map>
-
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
+
+#include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
@@ -15,18 +15,27 @@ namespace {
 
 const char* RuleLabel(v1::Rule r) {
   switch (r) {
-    case v1::RULE_BACKPROP: return "bp";
-    case v1::RULE_FEEDBACK_ALIGNMENT: return "fa";
-    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT: return "dfa";
-    case v1::RULE_SIGN_SYMMETRY: return "sign";
-    case v1::RULE_KOLEN_POLLACK: return "kp";
-    case v1::RULE_PSEUDO_BACKPROP: return "pbp";
-    case v1::RULE_SHALLOW: return "shallow";
-    default: return "unknown";
+    case v1::RULE_BACKPROP:
+      return "bp";
+    case v1::RULE_FEEDBACK_ALIGNMENT:
+      return "fa";
+    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT:
+      return "dfa";
+    case v1::RULE_SIGN_SYMMETRY:
+      return "sign";
+    case v1::RULE_KOLEN_POLLACK:
+      return "kp";
+    case v1::RULE_PSEUDO_BACKPROP:
+      return "pbp";
+    case v1::RULE_SHALLOW:
+      return "shallow";
+    default:
+      return "unknown";
   }
 }
 
-prometheus::MetricFamily Family(const std::string& name, const std::string& help, prometheus::MetricType type) {
+prometheus::MetricFamily Family(const std::string& name, const std::string& help,
+                                prometheus::MetricType type) {
   prometheus::MetricFamily f;
   f.name = name;
   f.help = help;
@@ -44,22 +53,31 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
     using prometheus::MetricType;
     auto by_state = Family("alignd_sessions", "Sessions by state.", MetricType::Gauge);
     auto steps = Family("alignd_session_steps_total", "Steps trained.", MetricType::Counter);
-    auto loss = Family("alignd_session_loss", "Batch loss at the last metric step.", MetricType::Gauge);
-    auto acc = Family("alignd_session_accuracy", "Batch accuracy at the last metric step.", MetricType::Gauge);
-    auto nse = Family("alignd_session_nse", "Batch NSE at the last metric step.", MetricType::Gauge);
-    auto eval_error = Family("alignd_session_eval_error", "Error rate at the last evaluation.", MetricType::Gauge);
-    auto eval_nse = Family("alignd_session_eval_nse", "NSE at the last evaluation.", MetricType::Gauge);
-    auto angle = Family("alignd_session_update_angle_degrees",
-                        "Angle between the rule's hidden update and BP's (batch mean).", MetricType::Gauge);
+    auto loss =
+        Family("alignd_session_loss", "Batch loss at the last metric step.", MetricType::Gauge);
+    auto acc = Family("alignd_session_accuracy", "Batch accuracy at the last metric step.",
+                      MetricType::Gauge);
+    auto nse =
+        Family("alignd_session_nse", "Batch NSE at the last metric step.", MetricType::Gauge);
+    auto eval_error = Family("alignd_session_eval_error", "Error rate at the last evaluation.",
+                             MetricType::Gauge);
+    auto eval_nse =
+        Family("alignd_session_eval_nse", "NSE at the last evaluation.", MetricType::Gauge);
+    auto angle =
+        Family("alignd_session_update_angle_degrees",
+               "Angle between the rule's hidden update and BP's (batch mean).", MetricType::Gauge);
     std::map<v1::SessionState, int> counts;
-    for (int st = v1::QUEUED; st <= v1::CANCELLED; ++st) counts[static_cast<v1::SessionState>(st)] = 0;
-    auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double v,
-                  bool counter = false) {
+    for (int st = v1::QUEUED; st <= v1::CANCELLED; ++st)
+      counts[static_cast<v1::SessionState>(st)] = 0;
+    auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+                  double v, bool counter = false) {
       if (std::isnan(v)) return;
       prometheus::ClientMetric m;
       m.label = std::move(labels);
-      if (counter) m.counter.value = v;
-      else m.gauge.value = v;
+      if (counter)
+        m.counter.value = v;
+      else
+        m.gauge.value = v;
       f.metric.push_back(std::move(m));
     };
     for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED)) {
@@ -67,8 +85,8 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
       auto s = sessions_->Find(r.name());
       if (!s.ok()) continue;
       const Session::Latest l = (*s)->latest();
-      const std::vector<prometheus::ClientMetric::Label> labels = {{"session", r.name()},
-                                                                    {"rule", RuleLabel(r.config().feedback().rule())}};
+      const std::vector<prometheus::ClientMetric::Label> labels = {
+          {"session", r.name()}, {"rule", RuleLabel(r.config().feedback().rule())}};
       add(steps, labels, static_cast<double>(r.step()), true);
       add(loss, labels, l.loss);
       add(acc, labels, l.accuracy);
@@ -93,15 +111,20 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(const std:
                                                                       SessionManager* sessions) {
   std::unique_ptr<ServiceMetrics> m(new ServiceMetrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
-  m->rpcs_ = &prometheus::BuildCounter().Name("alignd_rpcs_total").Help("RPCs answered, by method and gRPC code.")
+  m->rpcs_ = &prometheus::BuildCounter()
+                  .Name("alignd_rpcs_total")
+                  .Help("RPCs answered, by method and gRPC code.")
                   .Register(*m->registry_);
-  m->durations_ = &prometheus::BuildHistogram().Name("alignd_rpc_duration_seconds")
-                       .Help("Time from an RPC's start to its status, by method.").Register(*m->registry_);
+  m->durations_ = &prometheus::BuildHistogram()
+                       .Name("alignd_rpc_duration_seconds")
+                       .Help("Time from an RPC's start to its status, by method.")
+                       .Register(*m->registry_);
   m->sessions_ = std::make_shared<SessionCollector>(sessions);
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(address);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
   }
   m->exposer_->RegisterCollectable(m->registry_);
   m->exposer_->RegisterCollectable(m->sessions_);
@@ -117,8 +140,8 @@ int ServiceMetrics::port() const {
 
 void ServiceMetrics::ObserveRpc(const std::string& method, int code, double seconds) {
   rpcs_->Add({{"method", method}, {"code", std::to_string(code)}}).Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2,
-                                                                   0.1,  0.3,  1,    3,    10,   30};
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3, 10, 30};
   durations_->Add({{"method", method}}, kBuckets).Observe(seconds);
 }
 

@@ -16,16 +16,16 @@
 #ifndef ALIGND_SERVER_METRICS_H_
 #define ALIGND_SERVER_METRICS_H_
 
-#include <memory>
-#include <string>
-#include <vector>
-
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/session_manager.h"

@@ -18,50 +18,78 @@ absl::Status Unknown(const char* field, int value) {
 
 absl::StatusOr<Activation> ToActivation(v1::Activation a, Activation dflt, const char* field) {
   switch (a) {
-    case v1::ACTIVATION_UNSPECIFIED: return dflt;
-    case v1::ACTIVATION_LINEAR: return Activation::kLinear;
-    case v1::ACTIVATION_TANH: return Activation::kTanh;
-    case v1::ACTIVATION_LOGISTIC: return Activation::kLogistic;
-    case v1::ACTIVATION_RELU: return Activation::kRelu;
-    case v1::ACTIVATION_SOFTMAX: return Activation::kSoftmax;
-    default: return Unknown(field, a);
+    case v1::ACTIVATION_UNSPECIFIED:
+      return dflt;
+    case v1::ACTIVATION_LINEAR:
+      return Activation::kLinear;
+    case v1::ACTIVATION_TANH:
+      return Activation::kTanh;
+    case v1::ACTIVATION_LOGISTIC:
+      return Activation::kLogistic;
+    case v1::ACTIVATION_RELU:
+      return Activation::kRelu;
+    case v1::ACTIVATION_SOFTMAX:
+      return Activation::kSoftmax;
+    default:
+      return Unknown(field, a);
   }
 }
 
 v1::Activation FromActivation(Activation a) {
   switch (a) {
-    case Activation::kLinear: return v1::ACTIVATION_LINEAR;
-    case Activation::kTanh: return v1::ACTIVATION_TANH;
-    case Activation::kLogistic: return v1::ACTIVATION_LOGISTIC;
-    case Activation::kRelu: return v1::ACTIVATION_RELU;
-    case Activation::kSoftmax: return v1::ACTIVATION_SOFTMAX;
+    case Activation::kLinear:
+      return v1::ACTIVATION_LINEAR;
+    case Activation::kTanh:
+      return v1::ACTIVATION_TANH;
+    case Activation::kLogistic:
+      return v1::ACTIVATION_LOGISTIC;
+    case Activation::kRelu:
+      return v1::ACTIVATION_RELU;
+    case Activation::kSoftmax:
+      return v1::ACTIVATION_SOFTMAX;
   }
   return v1::ACTIVATION_UNSPECIFIED;
 }
 
 absl::StatusOr<core::Rule> ToRule(v1::Rule r) {
   switch (r) {
-    case v1::RULE_UNSPECIFIED: return core::FeedbackConfig().rule;
-    case v1::RULE_BACKPROP: return core::Rule::kBackprop;
-    case v1::RULE_FEEDBACK_ALIGNMENT: return core::Rule::kFeedbackAlignment;
-    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT: return core::Rule::kDirectFeedbackAlignment;
-    case v1::RULE_SIGN_SYMMETRY: return core::Rule::kSignSymmetry;
-    case v1::RULE_KOLEN_POLLACK: return core::Rule::kKolenPollack;
-    case v1::RULE_PSEUDO_BACKPROP: return core::Rule::kPseudoBackprop;
-    case v1::RULE_SHALLOW: return core::Rule::kShallow;
-    default: return Unknown("config.feedback.rule", r);
+    case v1::RULE_UNSPECIFIED:
+      return core::FeedbackConfig().rule;
+    case v1::RULE_BACKPROP:
+      return core::Rule::kBackprop;
+    case v1::RULE_FEEDBACK_ALIGNMENT:
+      return core::Rule::kFeedbackAlignment;
+    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT:
+      return core::Rule::kDirectFeedbackAlignment;
+    case v1::RULE_SIGN_SYMMETRY:
+      return core::Rule::kSignSymmetry;
+    case v1::RULE_KOLEN_POLLACK:
+      return core::Rule::kKolenPollack;
+    case v1::RULE_PSEUDO_BACKPROP:
+      return core::Rule::kPseudoBackprop;
+    case v1::RULE_SHALLOW:
+      return core::Rule::kShallow;
+    default:
+      return Unknown("config.feedback.rule", r);
   }
 }
 
 v1::Rule FromRule(core::Rule r) {
   switch (r) {
-    case core::Rule::kBackprop: return v1::RULE_BACKPROP;
-    case core::Rule::kFeedbackAlignment: return v1::RULE_FEEDBACK_ALIGNMENT;
-    case core::Rule::kDirectFeedbackAlignment: return v1::RULE_DIRECT_FEEDBACK_ALIGNMENT;
-    case core::Rule::kSignSymmetry: return v1::RULE_SIGN_SYMMETRY;
-    case core::Rule::kKolenPollack: return v1::RULE_KOLEN_POLLACK;
-    case core::Rule::kPseudoBackprop: return v1::RULE_PSEUDO_BACKPROP;
-    case core::Rule::kShallow: return v1::RULE_SHALLOW;
+    case core::Rule::kBackprop:
+      return v1::RULE_BACKPROP;
+    case core::Rule::kFeedbackAlignment:
+      return v1::RULE_FEEDBACK_ALIGNMENT;
+    case core::Rule::kDirectFeedbackAlignment:
+      return v1::RULE_DIRECT_FEEDBACK_ALIGNMENT;
+    case core::Rule::kSignSymmetry:
+      return v1::RULE_SIGN_SYMMETRY;
+    case core::Rule::kKolenPollack:
+      return v1::RULE_KOLEN_POLLACK;
+    case core::Rule::kPseudoBackprop:
+      return v1::RULE_PSEUDO_BACKPROP;
+    case core::Rule::kShallow:
+      return v1::RULE_SHALLOW;
   }
   return v1::RULE_UNSPECIFIED;
 }
@@ -78,51 +106,82 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   const core::TrainerOptions d;
   const auto& n = c.network();
   o.network.sizes.assign(n.sizes().begin(), n.sizes().end());
-  ASSIGN_OR_RETURN(o.network.hidden,
-                   ToActivation(n.hidden_activation(), d.network.hidden, "config.network.hidden_activation"));
-  ASSIGN_OR_RETURN(o.network.output,
-                   ToActivation(n.output_activation(), d.network.output, "config.network.output_activation"));
+  ASSIGN_OR_RETURN(o.network.hidden, ToActivation(n.hidden_activation(), d.network.hidden,
+                                                  "config.network.hidden_activation"));
+  ASSIGN_OR_RETURN(o.network.output, ToActivation(n.output_activation(), d.network.output,
+                                                  "config.network.output_activation"));
   switch (n.loss()) {
-    case v1::LOSS_UNSPECIFIED: case v1::LOSS_SQUARED_ERROR: o.network.loss = core::Loss::kSquaredError; break;
-    case v1::LOSS_CROSS_ENTROPY: o.network.loss = core::Loss::kCrossEntropy; break;
-    default: return Unknown("config.network.loss", n.loss());
+    case v1::LOSS_UNSPECIFIED:
+    case v1::LOSS_SQUARED_ERROR:
+      o.network.loss = core::Loss::kSquaredError;
+      break;
+    case v1::LOSS_CROSS_ENTROPY:
+      o.network.loss = core::Loss::kCrossEntropy;
+      break;
+    default:
+      return Unknown("config.network.loss", n.loss());
   }
   o.network.bias = !n.no_bias();
   o.network.connection_sparsity = n.connection_sparsity();
 
   switch (c.init().kind()) {
-    case v1::WEIGHT_INIT_UNSPECIFIED: o.init.kind = d.init.kind; break;
-    case v1::WEIGHT_INIT_UNIFORM: o.init.kind = core::WeightInit::kUniform; break;
-    case v1::WEIGHT_INIT_XAVIER: o.init.kind = core::WeightInit::kXavier; break;
-    case v1::WEIGHT_INIT_HE: o.init.kind = core::WeightInit::kHe; break;
-    default: return Unknown("config.init.kind", c.init().kind());
+    case v1::WEIGHT_INIT_UNSPECIFIED:
+      o.init.kind = d.init.kind;
+      break;
+    case v1::WEIGHT_INIT_UNIFORM:
+      o.init.kind = core::WeightInit::kUniform;
+      break;
+    case v1::WEIGHT_INIT_XAVIER:
+      o.init.kind = core::WeightInit::kXavier;
+      break;
+    case v1::WEIGHT_INIT_HE:
+      o.init.kind = core::WeightInit::kHe;
+      break;
+    default:
+      return Unknown("config.init.kind", c.init().kind());
   }
   o.init.scale = c.init().has_scale() ? c.init().scale() : d.init.scale;
 
   const auto& f = c.feedback();
   ASSIGN_OR_RETURN(o.feedback.rule, ToRule(f.rule()));
   switch (f.distribution()) {
-    case v1::DISTRIBUTION_UNSPECIFIED: case v1::DISTRIBUTION_UNIFORM:
-      o.feedback.distribution = core::Distribution::kUniform; break;
-    case v1::DISTRIBUTION_GAUSSIAN: o.feedback.distribution = core::Distribution::kGaussian; break;
-    default: return Unknown("config.feedback.distribution", f.distribution());
+    case v1::DISTRIBUTION_UNSPECIFIED:
+    case v1::DISTRIBUTION_UNIFORM:
+      o.feedback.distribution = core::Distribution::kUniform;
+      break;
+    case v1::DISTRIBUTION_GAUSSIAN:
+      o.feedback.distribution = core::Distribution::kGaussian;
+      break;
+    default:
+      return Unknown("config.feedback.distribution", f.distribution());
   }
   o.feedback.scale = f.scale();
   o.feedback.sparsity = f.sparsity();
   o.feedback.seed = f.seed();
   switch (f.sign_mode()) {
-    case v1::SIGN_SYMMETRY_MODE_UNSPECIFIED: case v1::SIGN_SYMMETRY_MODE_UNIFORM:
-      o.feedback.sign_mode = core::SignSymmetryMode::kUniform; break;
-    case v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM: o.feedback.sign_mode = core::SignSymmetryMode::kFixedRandom; break;
-    default: return Unknown("config.feedback.sign_mode", f.sign_mode());
+    case v1::SIGN_SYMMETRY_MODE_UNSPECIFIED:
+    case v1::SIGN_SYMMETRY_MODE_UNIFORM:
+      o.feedback.sign_mode = core::SignSymmetryMode::kUniform;
+      break;
+    case v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM:
+      o.feedback.sign_mode = core::SignSymmetryMode::kFixedRandom;
+      break;
+    default:
+      return Unknown("config.feedback.sign_mode", f.sign_mode());
   }
   o.feedback.pinv_every = Or(f.pinv_every(), d.feedback.pinv_every);
 
   const auto& opt = c.optimizer();
   switch (opt.kind()) {
-    case v1::OPTIMIZER_UNSPECIFIED: case v1::OPTIMIZER_SGD: o.optimizer.kind = core::OptimizerKind::kSgd; break;
-    case v1::OPTIMIZER_ADAM: o.optimizer.kind = core::OptimizerKind::kAdam; break;
-    default: return Unknown("config.optimizer.kind", opt.kind());
+    case v1::OPTIMIZER_UNSPECIFIED:
+    case v1::OPTIMIZER_SGD:
+      o.optimizer.kind = core::OptimizerKind::kSgd;
+      break;
+    case v1::OPTIMIZER_ADAM:
+      o.optimizer.kind = core::OptimizerKind::kAdam;
+      break;
+    default:
+      return Unknown("config.optimizer.kind", opt.kind());
   }
   o.optimizer.learning_rate = Or(opt.learning_rate(), d.optimizer.learning_rate);
   o.optimizer.momentum = opt.momentum();
@@ -139,8 +198,9 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.seed = Or<uint64_t>(c.seed(), d.seed);
   o.shuffle = !c.no_shuffle();
   if (c.metrics_every() < -1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.metrics_every must be -1 (never), 0 (default) or positive, got ", c.metrics_every()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.metrics_every must be -1 (never), 0 (default) or positive, got ",
+                     c.metrics_every()));
   o.metrics_every = c.metrics_every() == 0 ? d.metrics_every : std::max(0, c.metrics_every());
   o.pbp_angle = c.pbp_angle();
   o.eval_every = c.eval_every();
@@ -156,7 +216,8 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   for (int s : o.network.sizes) n->add_sizes(s);
   n->set_hidden_activation(FromActivation(o.network.hidden));
   n->set_output_activation(FromActivation(o.network.output));
-  n->set_loss(o.network.loss == core::Loss::kCrossEntropy ? v1::LOSS_CROSS_ENTROPY : v1::LOSS_SQUARED_ERROR);
+  n->set_loss(o.network.loss == core::Loss::kCrossEntropy ? v1::LOSS_CROSS_ENTROPY
+                                                          : v1::LOSS_SQUARED_ERROR);
   n->set_no_bias(!o.network.bias);
   n->set_connection_sparsity(o.network.connection_sparsity);
   auto* init = c.mutable_init();
@@ -166,8 +227,9 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   init->set_scale(o.init.scale);
   auto* f = c.mutable_feedback();
   f->set_rule(FromRule(o.feedback.rule));
-  f->set_distribution(o.feedback.distribution == core::Distribution::kGaussian ? v1::DISTRIBUTION_GAUSSIAN
-                                                                               : v1::DISTRIBUTION_UNIFORM);
+  f->set_distribution(o.feedback.distribution == core::Distribution::kGaussian
+                          ? v1::DISTRIBUTION_GAUSSIAN
+                          : v1::DISTRIBUTION_UNIFORM);
   f->set_scale(o.feedback.scale);
   f->set_sparsity(o.feedback.sparsity);
   f->set_seed(o.feedback.seed);
@@ -176,7 +238,8 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
                        : v1::SIGN_SYMMETRY_MODE_UNIFORM);
   f->set_pinv_every(o.feedback.pinv_every);
   auto* opt = c.mutable_optimizer();
-  opt->set_kind(o.optimizer.kind == core::OptimizerKind::kAdam ? v1::OPTIMIZER_ADAM : v1::OPTIMIZER_SGD);
+  opt->set_kind(o.optimizer.kind == core::OptimizerKind::kAdam ? v1::OPTIMIZER_ADAM
+                                                               : v1::OPTIMIZER_SGD);
   opt->set_learning_rate(o.optimizer.learning_rate);
   opt->set_momentum(o.optimizer.momentum);
   opt->set_weight_decay(o.optimizer.weight_decay);
@@ -225,7 +288,8 @@ void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out) {
 
 google::protobuf::Timestamp Now() {
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   google::protobuf::Timestamp t;
   t.set_seconds(ns / 1'000'000'000);
   t.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
@@ -238,10 +302,11 @@ absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {
   int64_t count = 0;
   if (t.rows() < 0 || t.cols() < 0 || __builtin_mul_overflow(t.rows(), t.cols(), &count) ||
       count != t.values_size())
-    return absl::InvalidArgumentError(absl::StrCat(field, " has ", t.values_size(), " values for a ",
-                                                   t.rows(), " x ", t.cols(), " matrix"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " has ", t.values_size(), " values for a ", t.rows(), " x ", t.cols(), " matrix"));
   core::Matrix m = core::ConstMatrixMap(t.values().data(), t.rows(), t.cols());
-  if (!m.allFinite()) return absl::InvalidArgumentError(absl::StrCat(field, " contains NaN or Inf"));
+  if (!m.allFinite())
+    return absl::InvalidArgumentError(absl::StrCat(field, " contains NaN or Inf"));
   return m;
 }
 

@@ -7,12 +7,12 @@
 #define ALIGND_SERVER_PROTO_CONVERT_H_
 
 #include "absl/status/statusor.h"
-#include "google/protobuf/timestamp.pb.h"
 #include "alignd/v1/config.pb.h"
 #include "alignd/v1/sessions.pb.h"
 #include "core/config.h"
 #include "core/matrix.h"
 #include "core/trainer.h"
+#include "google/protobuf/timestamp.pb.h"
 
 namespace alignd::server {
 

@@ -7,9 +7,9 @@ namespace alignd::server {
 
 absl::Status CheckNameLength(absl::string_view name, absl::string_view field) {
   if (name.size() <= kMaxNameBytes) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, " is ", name.size(),
-                                                 " bytes long; resource names are at most ",
-                                                 kMaxNameBytes, " (it begins '", Excerpt(name), "')"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is ", name.size(), " bytes long; resource names are at most ",
+                   kMaxNameBytes, " (it begins '", Excerpt(name), "')"));
 }
 
 std::string Excerpt(absl::string_view text) {

@@ -1,11 +1,11 @@
 // File: server/rpc_log.cc
 #include "server/rpc_log.h"
 
-#include <chrono>
-#include <string>
-
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/server_context.h>
+
+#include <chrono>
+#include <string>
 
 #include "server/log.h"
 #include "server/metrics.h"
@@ -29,7 +29,9 @@ const google::protobuf::MethodDescriptor* ServedMethod(const std::string& path) 
 class RpcLog : public grpc::experimental::Interceptor {
  public:
   RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics)
-      : method_(info->method()), ctx_(info->server_context()), metrics_(metrics),
+      : method_(info->method()),
+        ctx_(info->server_context()),
+        metrics_(metrics),
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -48,13 +50,16 @@ class RpcLog : public grpc::experimental::Interceptor {
         }
       }
       const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
-      nlohmann::json f = {{"method", method_}, {"code", static_cast<int>(st.error_code())},
-                          {"duration_ms", ms}};
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+              .count();
+      nlohmann::json f = {
+          {"method", method_}, {"code", static_cast<int>(st.error_code())}, {"duration_ms", ms}};
       if (!st.ok()) f["error"] = st.error_message();
       if (ctx_ != nullptr) f["peer"] = ctx_->peer();
-      LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc", std::move(f));
-      if (metrics_ != nullptr) metrics_->ObserveRpc(method_, static_cast<int>(st.error_code()), ms / 1000);
+      LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc",
+              std::move(f));
+      if (metrics_ != nullptr)
+        metrics_->ObserveRpc(method_, static_cast<int>(st.error_code()), ms / 1000);
     }
     methods->Proceed();
   }
@@ -68,7 +73,8 @@ class RpcLog : public grpc::experimental::Interceptor {
 
 }  // namespace
 
-grpc::experimental::Interceptor* RpcLogFactory::CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) {
+grpc::experimental::Interceptor* RpcLogFactory::CreateServerInterceptor(
+    grpc::experimental::ServerRpcInfo* info) {
   return new RpcLog(info, metrics_);
 }
 

@@ -16,7 +16,8 @@ class ServiceMetrics;
 class RpcLogFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit RpcLogFactory(ServiceMetrics* metrics = nullptr) : metrics_(metrics) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override;
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override;
 
  private:
   ServiceMetrics* metrics_;

@@ -18,7 +18,6 @@
 namespace alignd::server {
 namespace {
 
-
 bool IsTerminal(v1::SessionState s) {
   return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
 }
@@ -33,8 +32,8 @@ std::string NewSessionId() {
 std::string IdOf(const std::string& name) { return name.substr(name.find('/') + 1); }
 
 absl::Status Illegal(const Session& s, v1::SessionState from, const char* op) {
-  return absl::FailedPreconditionError(absl::StrCat("cannot ", op, " ", s.name(), ": it is ",
-                                                    v1::SessionState_Name(from)));
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot ", op, " ", s.name(), ": it is ", v1::SessionState_Name(from)));
 }
 
 }  // namespace
@@ -54,7 +53,8 @@ void Session::Notify() {
   for (SessionListener* l : listeners_) l->OnSessionUpdate();
 }
 
-SessionManager::SessionManager(Storage* storage, DatasetStore* datasets, SessionManagerOptions options)
+SessionManager::SessionManager(Storage* storage, DatasetStore* datasets,
+                               SessionManagerOptions options)
     : storage_(storage), datasets_(datasets), options_(options) {}
 
 SessionManager::~SessionManager() { Shutdown(); }
@@ -66,7 +66,8 @@ absl::Status SessionManager::Start() {
     auto options = ToTrainerOptions(record.config());
     if (!options.ok()) {
       record.set_state(v1::FAILED);
-      record.set_failure_reason(absl::StrCat("stored config no longer valid: ", options.status().message()));
+      record.set_failure_reason(
+          absl::StrCat("stored config no longer valid: ", options.status().message()));
       RETURN_IF_ERROR(storage_->PutSession(record));
       options = core::TrainerOptions();
     }
@@ -114,9 +115,8 @@ void SessionManager::Shutdown() {
 void SessionManager::WaitIdle() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](SessionManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-        return m->queue_.empty() && m->running_ == 0;
-      },
+      +[](SessionManager* m)
+           ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return m->queue_.empty() && m->running_ == 0; },
       this));
 }
 
@@ -146,27 +146,30 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   ASSIGN_OR_RETURN(core::TrainerOptions options, ToTrainerOptions(req.config()));
   for (size_t i = 0; i < options.network.sizes.size(); ++i)
     if (options.network.sizes[i] > options_.max_layer_width)
-      return absl::InvalidArgumentError(absl::StrCat("config.network.sizes[", i, "] is ", options.network.sizes[i],
-                                                     "; the server allows at most ", options_.max_layer_width,
-                                                     " (--max_layer_width)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.network.sizes[", i, "] is ", options.network.sizes[i],
+          "; the server allows at most ", options_.max_layer_width, " (--max_layer_width)"));
   int64_t params = 0;
   for (size_t i = 1; i < options.network.sizes.size(); ++i)
     params += int64_t{options.network.sizes[i]} * options.network.sizes[i - 1];
   if (params > options_.max_parameters)
-    return absl::InvalidArgumentError(absl::StrCat("the network has ", params, " weights; the server allows ",
+    return absl::InvalidArgumentError(absl::StrCat("the network has ", params,
+                                                   " weights; the server allows ",
                                                    options_.max_parameters, " (--max_parameters)"));
   if (req.train_dataset().empty()) return absl::InvalidArgumentError("train_dataset is required");
   RETURN_IF_ERROR(CheckNameLength(req.train_dataset(), "train_dataset"));
   RETURN_IF_ERROR(CheckNameLength(req.eval_dataset(), "eval_dataset"));
   if (req.snapshot_every() < 0 || req.checkpoint_every() < 0)
     return absl::InvalidArgumentError("snapshot_every and checkpoint_every must be >= 0");
-  if (req.display_name().size() > 256) return absl::InvalidArgumentError("display_name is longer than 256 bytes");
+  if (req.display_name().size() > 256)
+    return absl::InvalidArgumentError("display_name is longer than 256 bytes");
   // Shapes against the data: a trial trainer validates everything the engine checks.
   ASSIGN_OR_RETURN(auto train, datasets_->Load(req.train_dataset()));
   std::shared_ptr<const core::Dataset> eval;
   if (!req.eval_dataset().empty()) {
     auto e = datasets_->Load(req.eval_dataset());
-    if (!e.ok()) return absl::Status(e.status().code(), absl::StrCat("eval_dataset: ", e.status().message()));
+    if (!e.ok())
+      return absl::Status(e.status().code(), absl::StrCat("eval_dataset: ", e.status().message()));
     eval = *e;
   }
   // Memory, before anything of the session's size is allocated: the weights are bounded
@@ -179,17 +182,18 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     };
     const int64_t engine = core::EstimateTrainingBytes(options, train->size());
     const int64_t data = data_bytes(*train) + (eval ? data_bytes(*eval) : 0);
-    const int64_t total = engine > options_.max_session_bytes - data ? options_.max_session_bytes + 1
-                                                                     : engine + data;
+    const int64_t total =
+        engine > options_.max_session_bytes - data ? options_.max_session_bytes + 1 : engine + data;
     if (total > options_.max_session_bytes)
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the session would need about ", engine >> 20, " MiB for training (network ",
-          absl::StrJoin(options.network.sizes, "-"), " at batch_size ", options.batch_size, ") and ",
-          data >> 20, " MiB of data; the server allows ", options_.max_session_bytes >> 20,
-          " MiB per session (--max_session_bytes)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the session would need about ", engine >> 20, " MiB for training (network ",
+                       absl::StrJoin(options.network.sizes, "-"), " at batch_size ",
+                       options.batch_size, ") and ", data >> 20, " MiB of data; the server allows ",
+                       options_.max_session_bytes >> 20, " MiB per session (--max_session_bytes)"));
   }
   auto trial = core::Trainer::Create(options, train, eval);
-  if (!trial.ok()) return absl::InvalidArgumentError(absl::StrCat("config.", trial.status().message()));
+  if (!trial.ok())
+    return absl::InvalidArgumentError(absl::StrCat("config.", trial.status().message()));
 
   v1::Session record;
   record.set_name("sessions/" + NewSessionId());
@@ -200,7 +204,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   record.set_state(v1::QUEUED);
   record.set_total_steps((*trial)->total_steps());
   record.set_snapshot_every(req.snapshot_every());
-  record.set_checkpoint_every(req.checkpoint_every() > 0 ? req.checkpoint_every() : options_.checkpoint_every);
+  record.set_checkpoint_every(req.checkpoint_every() > 0 ? req.checkpoint_every()
+                                                         : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
 
   auto s = std::make_shared<Session>(record, options);
@@ -210,8 +215,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   for (const std::string& d : {req.train_dataset(), req.eval_dataset()})
     if (!d.empty()) RETURN_IF_ERROR(storage_->GetDataset(d).status());
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
-    return absl::ResourceExhaustedError(absl::StrCat("the server holds ", sessions_.size(),
-                                                     " sessions (--max_sessions); delete some first"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server holds ", sessions_.size(), " sessions (--max_sessions); delete some first"));
   RETURN_IF_ERROR(Enqueue(s));
   if (absl::Status st = storage_->PutSession(record); !st.ok()) {
     queue_.pop_back();
@@ -227,7 +232,8 @@ absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string&
   auto it = sessions_.find(name);
   if (it == sessions_.end()) {
     if (name.rfind("sessions/", 0) != 0)
-      return absl::InvalidArgumentError(absl::StrCat("name '", name, "' is not a session name (sessions/{id})"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("name '", name, "' is not a session name (sessions/{id})"));
     return absl::NotFoundError(absl::StrCat(name, " not found"));
   }
   return it->second;
@@ -264,7 +270,8 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
     } else if (st == v1::RUNNING) {
       s->stop_ = Session::StopRequest::kPause;  // the worker checkpoints and sets PAUSED
       // Wait for the worker to leave the session, so that the answer is the new state.
-      mu_.Await(absl::Condition(+[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
+      mu_.Await(absl::Condition(
+          +[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
     } else {
       return Illegal(*s, st, "pause");
     }
@@ -299,7 +306,8 @@ absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
     if (IsTerminal(st)) return Illegal(*s, st, "cancel");
     if (st == v1::RUNNING) {
       s->stop_ = Session::StopRequest::kCancel;
-      mu_.Await(absl::Condition(+[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
+      mu_.Await(absl::Condition(
+          +[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
     } else {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
       SetState(*s, v1::CANCELLED);
@@ -316,8 +324,8 @@ absl::Status SessionManager::Delete(const std::string& name) {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
     if (st == v1::QUEUED || st == v1::RUNNING)
-      return absl::FailedPreconditionError(absl::StrCat("cannot delete ", name, ": it is ",
-                                                        v1::SessionState_Name(st), "; cancel it first"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot delete ", name, ": it is ", v1::SessionState_Name(st), "; cancel it first"));
     RETURN_IF_ERROR(storage_->DeleteSession(name));
     sessions_.erase(name);
     s->deleted_ = true;
@@ -334,7 +342,8 @@ bool SessionManager::UsesDataset(const std::string& dataset) {
 bool SessionManager::UsesDatasetLocked(const std::string& dataset) {
   for (auto& [name, s] : sessions_) {
     const v1::Session r = s->record();
-    if (!IsTerminal(r.state()) && (r.train_dataset() == dataset || r.eval_dataset() == dataset)) return true;
+    if (!IsTerminal(r.state()) && (r.train_dataset() == dataset || r.eval_dataset() == dataset))
+      return true;
   }
   return false;
 }
@@ -358,9 +367,8 @@ void SessionManager::WorkerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](SessionManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-            return m->stopping_ || !m->queue_.empty();
-          },
+          +[](SessionManager* m)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return m->stopping_ || !m->queue_.empty(); },
           this));
       if (stopping_) return;
       s = queue_.front();
@@ -377,8 +385,9 @@ void SessionManager::WorkerLoop() {
     try {
       RunSession(s);
     } catch (const std::bad_alloc&) {
-      SetState(*s, v1::FAILED, "out of memory while training (the machine could not provide what "
-                               "the session needed; lower batch_size or the network's size)");
+      SetState(*s, v1::FAILED,
+               "out of memory while training (the machine could not provide what "
+               "the session needed; lower batch_size or the network's size)");
     } catch (const std::exception& e) {
       SetState(*s, v1::FAILED, absl::StrCat("internal error while training: ", e.what()));
     }
@@ -436,13 +445,15 @@ class SessionObserver : public core::TrainingObserver {
 
   // The checkpoint file first, then the record that points past it.
   absl::Status Checkpoint() {
-    RETURN_IF_ERROR(AtomicWriteFile(storage_->CheckpointPath(id_), core::SerializeState(trainer_->ExportState())));
+    RETURN_IF_ERROR(AtomicWriteFile(storage_->CheckpointPath(id_),
+                                    core::SerializeState(trainer_->ExportState())));
     progress_(trainer_->step(), trainer_->epoch(), last_seq_);
     return storage_->PutSession(s_->record());
   }
 
   absl::Status Snapshot() {
-    return storage_->AddSnapshot(s_->name(), trainer_->step(), core::SerializeState(trainer_->ExportState()));
+    return storage_->AddSnapshot(s_->name(), trainer_->step(),
+                                 core::SerializeState(trainer_->ExportState()));
   }
 
   const absl::Status& status() const { return status_; }
@@ -498,7 +509,8 @@ void SessionManager::RunSession(const std::shared_ptr<Session>& s) {
   if (!trainer.ok()) return fail(trainer.status());
   if (auto bytes = ReadFile(storage_->CheckpointPath(IdOf(s->name()))); bytes.ok()) {
     auto state = core::ParseState(*bytes);
-    if (!state.ok()) return fail(absl::DataLossError(absl::StrCat("checkpoint: ", state.status().message())));
+    if (!state.ok())
+      return fail(absl::DataLossError(absl::StrCat("checkpoint: ", state.status().message())));
     if (absl::Status st = (*trainer)->ImportState(*state); !st.ok()) return fail(st);
     // The log is cut back to the checkpoint on restart; if its last event is the
     // evaluation at the checkpoint's step, that evaluation was made: not again.

@@ -116,9 +116,9 @@ class Session {
 };
 
 struct SessionManagerOptions {
-  int max_running = 2;            // worker threads
-  int max_queued = 64;            // QUEUED sessions at most
-  int max_sessions = 10000;       // stored sessions at most
+  int max_running = 2;              // worker threads
+  int max_queued = 64;              // QUEUED sessions at most
+  int max_sessions = 10000;         // stored sessions at most
   int64_t checkpoint_every = 1000;  // default when a session does not say
   int64_t max_layer_width = 100000;
   int64_t max_parameters = int64_t{1} << 28;  // weights of one network

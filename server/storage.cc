@@ -2,7 +2,6 @@
 #include "server/storage.h"
 
 #include <fcntl.h>
-
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -72,7 +71,9 @@ absl::Status AtomicWriteFile(const std::string& path, const std::string& bytes) 
   const fs::path p(path);
   std::error_code ec;
   fs::create_directories(p.parent_path(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
   // Per write, not per process: two writers of the same path at once each get their own.
   static std::atomic<uint64_t> counter{0};
   const std::string tmp =
@@ -116,16 +117,16 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& data_d
   std::error_code ec;
   fs::create_directories(fs::path(data_dir) / "datasets", ec);
   if (ec)
-    return absl::FailedPreconditionError(absl::StrCat("cannot create --data_dir ", data_dir, ": ",
-                                                      ec.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create --data_dir ", data_dir, ": ", ec.message()));
   std::unique_ptr<Storage> s(new Storage(data_dir));
   absl::MutexLock lock(&s->mu_);
   const std::string db_path = (fs::path(data_dir) / "alignd.db").string();
   if (sqlite3_open_v2(db_path.c_str(), &s->db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
-    return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, ": ",
-                                                      s->db_ ? sqlite3_errmsg(s->db_) : "out of memory"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open ", db_path, ": ", s->db_ ? sqlite3_errmsg(s->db_) : "out of memory"));
   sqlite3_busy_timeout(s->db_, 5000);
   for (const char* sql : {
            "PRAGMA journal_mode=WAL",
@@ -143,8 +144,8 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& data_d
     if (absl::Status st = s->Exec(sql); !st.ok())
       return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
-  if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK)
+  if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
     return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, " for checkpoints"));
   sqlite3_busy_timeout(s->checkpoint_db_, 5000);
   Storage* raw = s.get();
@@ -169,7 +170,8 @@ Storage::~Storage() {
   }
   if (checkpointer_.joinable()) checkpointer_.join();
   if (checkpoint_db_ != nullptr) {
-    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                              nullptr);
     sqlite3_close(checkpoint_db_);
   }
   absl::MutexLock lock(&mu_);
@@ -206,18 +208,21 @@ absl::StatusOr<v1::Dataset> Storage::GetDataset(const std::string& name) {
   st.BindText(1, name);
   if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
   v1::Dataset d;
-  if (!d.ParseFromString(st.Blob(0))) return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  if (!d.ParseFromString(st.Blob(0)))
+    return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
   return d;
 }
 
-absl::StatusOr<std::vector<v1::Dataset>> Storage::ListDatasets(const std::string& after, int limit) {
+absl::StatusOr<std::vector<v1::Dataset>> Storage::ListDatasets(const std::string& after,
+                                                               int limit) {
   absl::MutexLock lock(&mu_);
   Stmt st(db_, "SELECT record FROM datasets WHERE id > ? ORDER BY id LIMIT ?");
   st.BindText(1, after).Bind(2, int64_t{limit});
   std::vector<v1::Dataset> out;
   while (st.Step() == SQLITE_ROW) {
     out.emplace_back();
-    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt dataset record");
+    if (!out.back().ParseFromString(st.Blob(0)))
+      return absl::DataLossError("corrupt dataset record");
   }
   return out;
 }
@@ -270,7 +275,8 @@ absl::StatusOr<v1::Session> Storage::GetSession(const std::string& name) {
   st.BindText(1, name);
   if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
   v1::Session s;
-  if (!s.ParseFromString(st.Blob(0))) return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  if (!s.ParseFromString(st.Blob(0)))
+    return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
   return s;
 }
 
@@ -280,7 +286,8 @@ absl::StatusOr<std::vector<v1::Session>> Storage::ListSessions() {
   std::vector<v1::Session> out;
   while (st.Step() == SQLITE_ROW) {
     out.emplace_back();
-    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt session record");
+    if (!out.back().ParseFromString(st.Blob(0)))
+      return absl::DataLossError("corrupt session record");
   }
   return out;
 }
@@ -289,8 +296,9 @@ absl::Status Storage::DeleteSession(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
-    for (const char* sql : {"DELETE FROM sessions WHERE id = ?", "DELETE FROM metrics WHERE session = ?",
-                            "DELETE FROM snapshots WHERE session = ?"}) {
+    for (const char* sql :
+         {"DELETE FROM sessions WHERE id = ?", "DELETE FROM metrics WHERE session = ?",
+          "DELETE FROM snapshots WHERE session = ?"}) {
       Stmt st(db_, sql);
       st.BindText(1, name);
       if (st.Step() != SQLITE_DONE) {
@@ -308,7 +316,8 @@ absl::Status Storage::DeleteSession(const std::string& name) {
 
 // ---- Metrics ----------------------------------------------------------------------------
 
-absl::Status Storage::AppendMetric(const std::string& name, const v1::MetricEvent& e, int64_t step) {
+absl::Status Storage::AppendMetric(const std::string& name, const v1::MetricEvent& e,
+                                   int64_t step) {
   absl::MutexLock lock(&mu_);
   Stmt st(db_, "INSERT INTO metrics (session, seq, step, event) VALUES (?, ?, ?, ?)");
   st.BindText(1, name).Bind(2, e.seq()).Bind(3, step).Bind(4, e.SerializeAsString());

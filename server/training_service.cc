@@ -20,7 +20,6 @@
 namespace alignd::server {
 namespace {
 
-
 template <typename Ctx>
 grpc::ServerUnaryReactor* Done(Ctx* ctx, const absl::Status& s) {
   auto* r = ctx->DefaultReactor();
@@ -30,7 +29,8 @@ grpc::ServerUnaryReactor* Done(Ctx* ctx, const absl::Status& s) {
 
 // Answers a unary call with a value or an error.
 template <typename T>
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<T> value, T* response) {
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<T> value,
+                                T* response) {
   if (value.ok()) *response = std::move(*value);
   return Done(ctx, value.status());
 }
@@ -103,7 +103,8 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
       // before this callback): only a half-close commits. A client that cancels never
       // finds its upload stored.
       if (ctx_->IsCancelled()) return Finish(grpc::Status::CANCELLED);
-      if (upload_ == nullptr) return Finish(ToGrpcStatus(absl::InvalidArgumentError("no header was sent")));
+      if (upload_ == nullptr)
+        return Finish(ToGrpcStatus(absl::InvalidArgumentError("no header was sent")));
       auto d = upload_->Finish();
       if (d.ok()) *response_ = *d;
       return Finish(ToGrpcStatus(d.status()));
@@ -140,8 +141,8 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
 // The log in storage is the queue: each wake-up reads what is new.
 class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public SessionListener {
  public:
-  MetricsReactor(SessionManager* sessions, std::shared_ptr<Session> s, int64_t start_seq, bool history_only,
-                 std::chrono::milliseconds heartbeat)
+  MetricsReactor(SessionManager* sessions, std::shared_ptr<Session> s, int64_t start_seq,
+                 bool history_only, std::chrono::milliseconds heartbeat)
       : sessions_(sessions),
         session_(std::move(s)),
         next_seq_(std::max<int64_t>(1, start_seq)),
@@ -194,9 +195,9 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
     const v1::SessionState st = record.state();
     if (sent_end_) return FinishOnce(grpc::Status::OK);
     if (sessions_->stopping())
-      return FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                     absl::StrCat("alignd is shutting down; reconnect and resume from seq ",
-                                                  next_seq_)));
+      return FinishOnce(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("alignd is shutting down; reconnect and resume from seq ", next_seq_)));
     // Heartbeats and the end event carry the log's last seq, never more (a start_seq past
     // the end must not make one up).
     const int64_t last_seq = std::min(next_seq_ - 1, record.last_seq());
@@ -253,7 +254,8 @@ class MetricsReactor : public grpc::ServerWriteReactor<v1::MetricEvent>, public 
 constexpr int kValuesPerChunk = 256 * 1024;
 
 // Weights, biases and feedback of a stored state, as SnapshotChunks (header, then values).
-std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name, const core::TrainerState& st) {
+std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name,
+                                              const core::TrainerState& st) {
   std::vector<const core::Matrix*> tensors;
   v1::SnapshotChunk head;
   auto* h = head.mutable_header();
@@ -262,9 +264,10 @@ std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name, const cor
   h->set_epoch(st.epoch);
   int64_t total = 0;
   for (size_t i = 0; i < st.weights.size(); ++i) {
-    for (auto [label, m] : {std::pair<std::string, const core::Matrix*>{absl::StrCat("W", i), &st.weights[i]},
-                            {absl::StrCat("b", i), &st.biases[i]},
-                            {absl::StrCat("B", i), &st.feedback[i]}}) {
+    for (auto [label, m] :
+         {std::pair<std::string, const core::Matrix*>{absl::StrCat("W", i), &st.weights[i]},
+          {absl::StrCat("b", i), &st.biases[i]},
+          {absl::StrCat("B", i), &st.feedback[i]}}) {
       auto* shape = h->add_shapes();
       shape->set_label(label);
       shape->set_rows(m->rows());
@@ -322,7 +325,8 @@ class ChunkWriter : public grpc::ServerWriteReactor<v1::SnapshotChunk> {
 
 // Streams a session's snapshots as they are written (each as a header chunk and value
 // chunks), stored ones first from start_step; ends after the session ends.
-class SnapshotStreamReactor : public grpc::ServerWriteReactor<v1::SnapshotChunk>, public SessionListener {
+class SnapshotStreamReactor : public grpc::ServerWriteReactor<v1::SnapshotChunk>,
+                              public SessionListener {
  public:
   SnapshotStreamReactor(SessionManager* sessions, std::shared_ptr<Session> s, int64_t start_step)
       : sessions_(sessions), session_(std::move(s)) {
@@ -367,7 +371,8 @@ class SnapshotStreamReactor : public grpc::ServerWriteReactor<v1::SnapshotChunk>
       for (int64_t step : *steps) {
         if (step < next_step_) continue;
         auto bytes = ReadFile(sessions_->storage()->SnapshotPath(session_->name().substr(9), step));
-        auto state = bytes.ok() ? core::ParseState(*bytes) : absl::StatusOr<core::TrainerState>(bytes.status());
+        auto state = bytes.ok() ? core::ParseState(*bytes)
+                                : absl::StatusOr<core::TrainerState>(bytes.status());
         if (!state.ok()) return FinishOnce(ToGrpcStatus(state.status()));
         for (auto& c : SnapshotChunks(absl::StrCat(session_->name(), "/snapshots/", step), *state))
           pending_.push_back(std::move(c));
@@ -417,7 +422,8 @@ absl::StatusOr<std::pair<std::string, int64_t>> ParseSnapshotName(const std::str
   return std::make_pair(name.substr(0, pos), step);
 }
 
-absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions, const std::string& session, int64_t step,
+absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions,
+                                                const std::string& session, int64_t step,
                                                 std::string* resolved_name) {
   ASSIGN_OR_RETURN(auto s, sessions->Find(session));
   const std::string id = session.substr(9);
@@ -556,17 +562,20 @@ grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetServiceImpl::UploadDat
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::CreateGeneratedDataset(
-    grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req, v1::Dataset* resp) {
+    grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req,
+    v1::Dataset* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, store_->Generate(req->spec(), req->display_name()), resp);
   });
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
-                                                         const v1::GetDatasetRequest* req, v1::Dataset* resp) {
+                                                         const v1::GetDatasetRequest* req,
+                                                         v1::Dataset* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     if (req->name().rfind("datasets/", 0) != 0)
-      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("name '", Excerpt(req->name()), "' is not datasets/{id}")));
+      return Done(ctx, absl::InvalidArgumentError(
+                           absl::StrCat("name '", Excerpt(req->name()), "' is not datasets/{id}")));
     return Reply(ctx, store_->Get(req->name()), resp);
   });
 }
@@ -582,7 +591,8 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerC
       return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
     auto list = sessions_->storage()->ListDatasets(req->page_token(), size + 1);
     if (!list.ok()) return Done(ctx, list.status());
-    for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i) *resp->add_datasets() = (*list)[i];
+    for (int i = 0; i < static_cast<int>(list->size()) && i < size; ++i)
+      *resp->add_datasets() = (*list)[i];
     if (static_cast<int>(list->size()) > size) resp->set_next_page_token((*list)[size - 1].name());
     return Done(ctx, absl::OkStatus());
   });
@@ -598,7 +608,8 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServer
 
 // ---- TrainingService ------------------------------------------------------------------
 
-TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat)
+TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions,
+                                         std::chrono::milliseconds heartbeat)
     : sessions_(sessions), heartbeat_(heartbeat) {
   ticker_ = std::thread([this] {
     auto last = std::chrono::steady_clock::now();
@@ -618,14 +629,16 @@ TrainingServiceImpl::~TrainingServiceImpl() {
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
-                                                             const v1::CreateSessionRequest* req, v1::Session* resp) {
+                                                             const v1::CreateSessionRequest* req,
+                                                             v1::Session* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, sessions_->Create(*req), resp);
   });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetSessionRequest* req, v1::Session* resp) {
+                                                          const v1::GetSessionRequest* req,
+                                                          v1::Session* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, sessions_->Get(req->name()), resp);
   });
@@ -636,7 +649,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServer
                                                             v1::ListSessionsResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     if (!v1::SessionState_IsValid(req->state()))
-      return Done(ctx, absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
+      return Done(ctx,
+                  absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req->state())));
     if (!req->page_token().empty() &&
         (req->page_token().rfind("sessions/", 0) != 0 || req->page_token().size() > kMaxNameBytes))
       return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
@@ -656,21 +670,24 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServer
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::PauseSession(grpc::CallbackServerContext* ctx,
-                                                            const v1::PauseSessionRequest* req, v1::Session* resp) {
+                                                            const v1::PauseSessionRequest* req,
+                                                            v1::Session* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, sessions_->Pause(req->name()), resp);
   });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ResumeSession(grpc::CallbackServerContext* ctx,
-                                                             const v1::ResumeSessionRequest* req, v1::Session* resp) {
+                                                             const v1::ResumeSessionRequest* req,
+                                                             v1::Session* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, sessions_->Resume(req->name()), resp);
   });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSession(grpc::CallbackServerContext* ctx,
-                                                             const v1::CancelSessionRequest* req, v1::Session* resp) {
+                                                             const v1::CancelSessionRequest* req,
+                                                             v1::Session* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     return Reply(ctx, sessions_->Cancel(req->name()), resp);
   });
@@ -684,13 +701,14 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServe
   });
 }
 
-grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(grpc::CallbackServerContext*,
-                                                                              const v1::StreamMetricsRequest* req) {
+grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
+    grpc::CallbackServerContext*, const v1::StreamMetricsRequest* req) {
   try {
     auto s = sessions_->Find(req->name());
     if (!s.ok()) return new FailedWriter<v1::MetricEvent>(s.status());
     if (req->start_seq() < 0)
-      return new FailedWriter<v1::MetricEvent>(absl::InvalidArgumentError("start_seq must be >= 0"));
+      return new FailedWriter<v1::MetricEvent>(
+          absl::InvalidArgumentError("start_seq must be >= 0"));
     return new MetricsReactor(sessions_, *s, req->start_seq(), req->history_only(), heartbeat_);
   } catch (...) {
     return new FailedWriter<v1::MetricEvent>(FromException(std::current_exception()));
@@ -707,12 +725,15 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListMetrics(grpc::CallbackServerC
     if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &start) || start < 1))
       return Done(ctx, absl::InvalidArgumentError("page_token is not one this server gave"));
     const int size = PageSize(req->page_size(), 500, 10000);
-    if (req->max_points() < 0) return Done(ctx, absl::InvalidArgumentError("max_points must be >= 0"));
+    if (req->max_points() < 0)
+      return Done(ctx, absl::InvalidArgumentError("max_points must be >= 0"));
     if (req->max_points() == 0) {
       auto events = sessions_->storage()->ReadMetrics(req->name(), start, size + 1);
       if (!events.ok()) return Done(ctx, events.status());
-      for (int i = 0; i < static_cast<int>(events->size()) && i < size; ++i) *resp->add_events() = (*events)[i];
-      if (static_cast<int>(events->size()) > size) resp->set_next_page_token(std::to_string((*events)[size].seq()));
+      for (int i = 0; i < static_cast<int>(events->size()) && i < size; ++i)
+        *resp->add_events() = (*events)[i];
+      if (static_cast<int>(events->size()) > size)
+        resp->set_next_page_token(std::to_string((*events)[size].seq()));
       return Done(ctx, absl::OkStatus());
     }
     // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
@@ -741,20 +762,22 @@ grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::StreamSnapshot
   try {
     auto s = sessions_->Find(req->name());
     if (!s.ok() || req->start_step() < 0)
-      return new ChunkWriter(s.ok() ? absl::InvalidArgumentError("start_step must be >= 0") : s.status());
+      return new ChunkWriter(s.ok() ? absl::InvalidArgumentError("start_step must be >= 0")
+                                    : s.status());
     return new SnapshotStreamReactor(sessions_, *s, req->start_step());
   } catch (...) {
     return new ChunkWriter(FromException(std::current_exception()));
   }
 }
 
-grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext*,
-                                                                              const v1::GetSnapshotRequest* req) {
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(
+    grpc::CallbackServerContext*, const v1::GetSnapshotRequest* req) {
   auto chunks = [&]() -> absl::StatusOr<std::vector<v1::SnapshotChunk>> {
     try {
       ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(req->name()));
       std::string resolved;
-      ASSIGN_OR_RETURN(core::TrainerState st, LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
+      ASSIGN_OR_RETURN(core::TrainerState st,
+                       LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
       return SnapshotChunks(resolved, st);
     } catch (...) {
       return FromException(std::current_exception());
@@ -790,7 +813,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServe
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
-                                                       const v1::PredictRequest* req, v1::PredictResponse* resp) {
+                                                       const v1::PredictRequest* req,
+                                                       v1::PredictResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     auto trainer = TrainerWith(sessions_, &networks_, req->name());
     if (!trainer.ok()) return Done(ctx, trainer.status());
@@ -799,9 +823,10 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerConte
     // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
     const int64_t outputs = int64_t{(*trainer)->options().network.sizes.back()} * x->cols();
     if (outputs > (int64_t{1} << 24))
-      return Done(ctx, absl::ResourceExhaustedError(absl::StrCat(
-                           "the outputs would be ", outputs, " values (", x->cols(),
-                           " examples); at most 16777216 per request: send fewer examples at once")));
+      return Done(ctx,
+                  absl::ResourceExhaustedError(absl::StrCat(
+                      "the outputs would be ", outputs, " values (", x->cols(),
+                      " examples); at most 16777216 per request: send fewer examples at once")));
     auto y = (*trainer)->Predict(*x);
     if (!y.ok()) return Done(ctx, y.status());
     ToProto(*y, resp->mutable_outputs());
@@ -822,7 +847,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerConte
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
-                                                        const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) {
+                                                        const v1::EvaluateRequest* req,
+                                                        v1::EvaluateResponse* resp) {
   return Guard(ctx, [&]() -> grpc::ServerUnaryReactor* {
     auto trainer = TrainerWith(sessions_, &networks_, req->name());
     if (!trainer.ok()) return Done(ctx, trainer.status());

@@ -19,10 +19,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "core/trainer.h"
-
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
+#include "core/trainer.h"
 #include "server/dataset_store.h"
 #include "server/session_manager.h"
 
@@ -31,16 +30,19 @@ namespace alignd::server {
 class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
  public:
   // Both must outlive the service.
-  DatasetServiceImpl(DatasetStore* store, SessionManager* sessions) : store_(store), sessions_(sessions) {}
+  DatasetServiceImpl(DatasetStore* store, SessionManager* sessions)
+      : store_(store), sessions_(sessions) {}
 
   grpc::ServerReadReactor<v1::UploadDatasetRequest>* UploadDataset(grpc::CallbackServerContext* ctx,
                                                                    v1::Dataset* response) override;
   grpc::ServerUnaryReactor* CreateGeneratedDataset(grpc::CallbackServerContext* ctx,
                                                    const v1::CreateGeneratedDatasetRequest* request,
                                                    v1::Dataset* response) override;
-  grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* ctx, const v1::GetDatasetRequest* request,
+  grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* ctx,
+                                       const v1::GetDatasetRequest* request,
                                        v1::Dataset* response) override;
-  grpc::ServerUnaryReactor* ListDatasets(grpc::CallbackServerContext* ctx, const v1::ListDatasetsRequest* request,
+  grpc::ServerUnaryReactor* ListDatasets(grpc::CallbackServerContext* ctx,
+                                         const v1::ListDatasetsRequest* request,
                                          v1::ListDatasetsResponse* response) override;
   grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteDatasetRequest* request,
@@ -82,40 +84,51 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat);
   ~TrainingServiceImpl() override;
 
-  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx, const v1::CreateSessionRequest* request,
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateSessionRequest* request,
                                           v1::Session* response) override;
-  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx, const v1::GetSessionRequest* request,
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx,
+                                       const v1::GetSessionRequest* request,
                                        v1::Session* response) override;
-  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx, const v1::ListSessionsRequest* request,
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
+                                         const v1::ListSessionsRequest* request,
                                          v1::ListSessionsResponse* response) override;
-  grpc::ServerUnaryReactor* PauseSession(grpc::CallbackServerContext* ctx, const v1::PauseSessionRequest* request,
+  grpc::ServerUnaryReactor* PauseSession(grpc::CallbackServerContext* ctx,
+                                         const v1::PauseSessionRequest* request,
                                          v1::Session* response) override;
-  grpc::ServerUnaryReactor* ResumeSession(grpc::CallbackServerContext* ctx, const v1::ResumeSessionRequest* request,
+  grpc::ServerUnaryReactor* ResumeSession(grpc::CallbackServerContext* ctx,
+                                          const v1::ResumeSessionRequest* request,
                                           v1::Session* response) override;
-  grpc::ServerUnaryReactor* CancelSession(grpc::CallbackServerContext* ctx, const v1::CancelSessionRequest* request,
+  grpc::ServerUnaryReactor* CancelSession(grpc::CallbackServerContext* ctx,
+                                          const v1::CancelSessionRequest* request,
                                           v1::Session* response) override;
-  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx, const v1::DeleteSessionRequest* request,
+  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteSessionRequest* request,
                                           google::protobuf::Empty* response) override;
-  grpc::ServerWriteReactor<v1::MetricEvent>* StreamMetrics(grpc::CallbackServerContext* ctx,
-                                                           const v1::StreamMetricsRequest* request) override;
-  grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* ctx, const v1::ListMetricsRequest* request,
+  grpc::ServerWriteReactor<v1::MetricEvent>* StreamMetrics(
+      grpc::CallbackServerContext* ctx, const v1::StreamMetricsRequest* request) override;
+  grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* ctx,
+                                        const v1::ListMetricsRequest* request,
                                         v1::ListMetricsResponse* response) override;
-  grpc::ServerWriteReactor<v1::SnapshotChunk>* StreamSnapshots(grpc::CallbackServerContext* ctx,
-                                                               const v1::StreamSnapshotsRequest* request) override;
-  grpc::ServerWriteReactor<v1::SnapshotChunk>* GetSnapshot(grpc::CallbackServerContext* ctx,
-                                                           const v1::GetSnapshotRequest* request) override;
-  grpc::ServerUnaryReactor* ListSnapshots(grpc::CallbackServerContext* ctx, const v1::ListSnapshotsRequest* request,
+  grpc::ServerWriteReactor<v1::SnapshotChunk>* StreamSnapshots(
+      grpc::CallbackServerContext* ctx, const v1::StreamSnapshotsRequest* request) override;
+  grpc::ServerWriteReactor<v1::SnapshotChunk>* GetSnapshot(
+      grpc::CallbackServerContext* ctx, const v1::GetSnapshotRequest* request) override;
+  grpc::ServerUnaryReactor* ListSnapshots(grpc::CallbackServerContext* ctx,
+                                          const v1::ListSnapshotsRequest* request,
                                           v1::ListSnapshotsResponse* response) override;
-  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* ctx, const v1::PredictRequest* request,
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* ctx,
+                                    const v1::PredictRequest* request,
                                     v1::PredictResponse* response) override;
-  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx, const v1::EvaluateRequest* request,
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
+                                     const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
 
  private:
   SessionManager* const sessions_;
   const std::chrono::milliseconds heartbeat_;
   std::atomic<bool> stop_{false};
-  std::thread ticker_;  // wakes every session's listeners each heartbeat interval
+  std::thread ticker_;     // wakes every session's listeners each heartbeat interval
   NetworkCache networks_;  // Predict and Evaluate
 };
 

@@ -6,13 +6,12 @@
 #define ALIGND_TESTS_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -21,7 +20,9 @@ namespace alignd::testing {
 
 inline const absl::Status& ToStatus(const absl::Status& s) { return s; }
 template <typename T>
-const absl::Status& ToStatus(const absl::StatusOr<T>& s) { return s.status(); }
+const absl::Status& ToStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
 
 // A fresh directory under the test's temp dir, removed by the OS with the test's.
 inline std::filesystem::path TempDir(const std::string& name) {
@@ -39,15 +40,15 @@ inline void WriteFile(const std::filesystem::path& path, const std::string& byte
 
 }  // namespace alignd::testing
 
-#define EXPECT_OK(expr)                                             \
-  do {                                                              \
+#define EXPECT_OK(expr)                                                 \
+  do {                                                                  \
     const ::absl::Status alignd_s_ = ::alignd::testing::ToStatus(expr); \
-    EXPECT_TRUE(alignd_s_.ok()) << alignd_s_;                       \
+    EXPECT_TRUE(alignd_s_.ok()) << alignd_s_;                           \
   } while (0)
-#define ASSERT_OK(expr)                                             \
-  do {                                                              \
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
     const ::absl::Status alignd_s_ = ::alignd::testing::ToStatus(expr); \
-    ASSERT_TRUE(alignd_s_.ok()) << alignd_s_;                       \
+    ASSERT_TRUE(alignd_s_.ok()) << alignd_s_;                           \
   } while (0)
 
 #endif  // ALIGND_TESTS_TEST_UTIL_H_

@@ -71,8 +71,10 @@ int main(int argc, char** argv) {
   int epochs = 4;
   uint64_t seed = 1;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
+      epochs = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc)
+      seed = std::strtoull(argv[++i], nullptr, 10);
     else {
       std::fprintf(stderr, "usage: %s [--epochs N] [--seed S]\n", argv[0]);
       return 2;
@@ -92,8 +94,9 @@ int main(int argc, char** argv) {
 
   std::printf("alignd demo: the linear task of Lillicrap et al. (2016)\n");
   std::printf("  network 30-20-10, linear units, no biases; y* = T x, T ~ U[-1,1], x ~ N(0, I)\n");
-  std::printf("  per-example SGD, lr 0.002, W ~ U[-0.01, 0.01], B ~ U[-0.5, 0.5], %d epochs of %lld\n\n",
-              epochs, static_cast<long long>(train->size()));
+  std::printf(
+      "  per-example SGD, lr 0.002, W ~ U[-0.01, 0.01], B ~ U[-0.5, 0.5], %d epochs of %lld\n\n",
+      epochs, static_cast<long long>(train->size()));
 
   const Rule rules[] = {Rule::kShallow, Rule::kBackprop, Rule::kFeedbackAlignment,
                         Rule::kDirectFeedbackAlignment, Rule::kKolenPollack};
@@ -137,8 +140,9 @@ int main(int argc, char** argv) {
     for (Rule r : rules) std::printf(" %10.2e", curves[r].nse[k]);
     std::printf(" %10.1f deg\n", curves[Rule::kFeedbackAlignment].angle[k]);
   }
-  std::printf("\nfinal comparison (hidden-update angle to BP: mean over the first and the last 100 steps; "
-              "weight angle: W^T vs B)\n");
+  std::printf(
+      "\nfinal comparison (hidden-update angle to BP: mean over the first and the last 100 steps; "
+      "weight angle: W^T vs B)\n");
   std::printf("%-10s %12s %10s %12s %12s %14s\n", "rule", "test NSE", "to 1e-2", "start angle",
               "end angle", "weight angle");
   for (Rule r : rules) {
@@ -152,12 +156,13 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, std::isnan(v) ? "n/a" : "%.1f deg", v);
       return std::string(buf);
     };
-    std::printf("%-10s %12.3e %10s %12s %12s %14s\n", std::string(RuleName(r)).c_str(), c.nse.back(),
-                steps.c_str(), deg(c.first_angle).c_str(), deg(c.angle.back()).c_str(),
-                deg(c.weight_angle).c_str());
+    std::printf("%-10s %12.3e %10s %12s %12s %14s\n", std::string(RuleName(r)).c_str(),
+                c.nse.back(), steps.c_str(), deg(c.first_angle).c_str(),
+                deg(c.angle.back()).c_str(), deg(c.weight_angle).c_str());
   }
-  std::printf("\n'to 1e-2': steps until the test NSE first fell to 1e-2. The task has no noise, so the\n"
-              "rules that learn drive the error to round-off; what differs is how fast. With one\n"
-              "hidden layer DFA and FA send the same signal (B e), so their rows agree.\n");
+  std::printf(
+      "\n'to 1e-2': steps until the test NSE first fell to 1e-2. The task has no noise, so the\n"
+      "rules that learn drive the error to round-off; what differs is how fast. With one\n"
+      "hidden layer DFA and FA send the same signal (B e), so their rows agree.\n");
   return 0;
 }

@@ -7,17 +7,16 @@
 //
 // Each line of --out (default: none) is one event: {"type":"step",...} on metric steps,
 // {"type":"eval",...} after each evaluation. The last line on stdout is a summary.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/cpu.h"
@@ -38,8 +37,13 @@ class JsonObserver : public TrainingObserver {
 
   bool OnStep(const StepMetrics& m) override {
     if (!m.has_details || out_ == nullptr) return true;
-    json j = {{"type", "step"}, {"step", m.step}, {"epoch", m.epoch}, {"loss", Num(m.loss)},
-              {"accuracy", Num(m.accuracy)}, {"nse", Num(m.nse)}, {"wall_s", Seconds()}};
+    json j = {{"type", "step"},
+              {"step", m.step},
+              {"epoch", m.epoch},
+              {"loss", Num(m.loss)},
+              {"accuracy", Num(m.accuracy)},
+              {"nse", Num(m.nse)},
+              {"wall_s", Seconds()}};
     json layers = json::array();
     for (const LayerAlignment& a : m.alignment)
       layers.push_back({{"layer", a.layer},
@@ -56,17 +60,21 @@ class JsonObserver : public TrainingObserver {
 
   bool OnEvaluation(const EvalMetrics& e) override {
     last_eval = e;
-    const json j = {{"type", "eval"},       {"step", e.step},         {"epoch", e.epoch},
-                    {"loss", Num(e.loss)},  {"accuracy", Num(e.accuracy)},
-                    {"error_rate", Num(e.error_rate)}, {"nse", Num(e.nse)},
+    const json j = {{"type", "eval"},
+                    {"step", e.step},
+                    {"epoch", e.epoch},
+                    {"loss", Num(e.loss)},
+                    {"accuracy", Num(e.accuracy)},
+                    {"error_rate", Num(e.error_rate)},
+                    {"nse", Num(e.nse)},
                     {"wall_s", Seconds()}};
     if (out_ != nullptr) *out_ << j.dump() << std::endl;
     if (progress_)
       std::fprintf(stderr, "  step %lld/%lld  epoch %lld  eval loss %.4g  %s %.4g  (%.0f s)\n",
                    static_cast<long long>(e.step), static_cast<long long>(total_),
                    static_cast<long long>(e.epoch), e.loss,
-                   std::isnan(e.error_rate) ? "nse" : "error", std::isnan(e.error_rate) ? e.nse : e.error_rate,
-                   Seconds());
+                   std::isnan(e.error_rate) ? "nse" : "error",
+                   std::isnan(e.error_rate) ? e.nse : e.error_rate, Seconds());
     return true;
   }
 
@@ -103,36 +111,59 @@ int main(int argc, char** argv) {
   TrainerOptions o;
   app.add_option("--task", task, "linear | nonlinear | toy | mnist | csv")->capture_default_str();
   app.add_option("--mnist_dir", mnist_dir, "folder with MNIST's IDX files (task mnist)");
-  app.add_option("--csv_train,--csv_test", csv_train, "CSV files, label in the last column (task csv)");
-  app.add_option("--train_size", train_size, "examples to generate or keep (0 = task default / all)");
-  app.add_option("--test_size", test_size, "held-out examples to generate or keep (0 = default / all)");
+  app.add_option("--csv_train,--csv_test", csv_train,
+                 "CSV files, label in the last column (task csv)");
+  app.add_option("--train_size", train_size,
+                 "examples to generate or keep (0 = task default / all)");
+  app.add_option("--test_size", test_size,
+                 "held-out examples to generate or keep (0 = default / all)");
   app.add_option("--noise", noise, "linear task: target noise SD")->capture_default_str();
-  app.add_option("--sizes", sizes_s, "layer widths, input first, e.g. 784,1000,10 (default: the task's)");
-  app.add_option("--hidden", hidden, "hidden activation: linear | tanh | logistic | relu")->capture_default_str();
-  app.add_option("--output", output, "output activation: linear | tanh | logistic | relu | softmax")->capture_default_str();
+  app.add_option("--sizes", sizes_s,
+                 "layer widths, input first, e.g. 784,1000,10 (default: the task's)");
+  app.add_option("--hidden", hidden, "hidden activation: linear | tanh | logistic | relu")
+      ->capture_default_str();
+  app.add_option("--output", output, "output activation: linear | tanh | logistic | relu | softmax")
+      ->capture_default_str();
   app.add_option("--loss", loss, "mse | cross_entropy")->capture_default_str();
   app.add_flag("--no_bias", no_bias, "no bias terms");
-  app.add_option("--connection_sparsity", o.network.connection_sparsity, "fraction of W and B removed for good")->capture_default_str();
-  app.add_option("--rule", rule, "bp | fa | dfa | sign | kp | pbp | shallow")->capture_default_str();
+  app.add_option("--connection_sparsity", o.network.connection_sparsity,
+                 "fraction of W and B removed for good")
+      ->capture_default_str();
+  app.add_option("--rule", rule, "bp | fa | dfa | sign | kp | pbp | shallow")
+      ->capture_default_str();
   app.add_option("--feedback_dist", feedback_dist, "uniform | gaussian")->capture_default_str();
-  app.add_option("--feedback_scale", o.feedback.scale, "beta of U[-beta, beta] or sigma; 0 = automatic")->capture_default_str();
-  app.add_option("--feedback_sparsity", o.feedback.sparsity, "fraction of B set to zero")->capture_default_str();
-  app.add_option("--feedback_seed", o.feedback.seed, "seed of B (0 = from --seed)")->capture_default_str();
+  app.add_option("--feedback_scale", o.feedback.scale,
+                 "beta of U[-beta, beta] or sigma; 0 = automatic")
+      ->capture_default_str();
+  app.add_option("--feedback_sparsity", o.feedback.sparsity, "fraction of B set to zero")
+      ->capture_default_str();
+  app.add_option("--feedback_seed", o.feedback.seed, "seed of B (0 = from --seed)")
+      ->capture_default_str();
   app.add_option("--sign_mode", sign_mode, "sign symmetry: usf | frsf")->capture_default_str();
-  app.add_option("--pinv_every", o.feedback.pinv_every, "pseudo-backprop: recompute W+ every k steps")->capture_default_str();
+  app.add_option("--pinv_every", o.feedback.pinv_every,
+                 "pseudo-backprop: recompute W+ every k steps")
+      ->capture_default_str();
   app.add_option("--init", init, "uniform | xavier | he")->capture_default_str();
-  app.add_option("--init_scale", o.init.scale, "omega of U[-omega, omega] (init uniform)")->capture_default_str();
+  app.add_option("--init_scale", o.init.scale, "omega of U[-omega, omega] (init uniform)")
+      ->capture_default_str();
   app.add_option("--optimizer", optimizer, "sgd | adam")->capture_default_str();
   app.add_option("--lr", o.optimizer.learning_rate, "learning rate")->capture_default_str();
   app.add_option("--momentum", o.optimizer.momentum, "SGD momentum")->capture_default_str();
-  app.add_option("--weight_decay", o.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
-  app.add_option("--batch", o.batch_size, "mini-batch size (1 = per-example updates)")->capture_default_str();
+  app.add_option("--weight_decay", o.optimizer.weight_decay, "L2 weight decay")
+      ->capture_default_str();
+  app.add_option("--batch", o.batch_size, "mini-batch size (1 = per-example updates)")
+      ->capture_default_str();
   app.add_option("--epochs", o.epochs, "passes over the training set")->capture_default_str();
-  app.add_option("--max_steps", o.max_steps, "steps (overrides --epochs when > 0)")->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of weights, shuffling and generated data")->capture_default_str();
-  app.add_option("--metrics_every", o.metrics_every, "alignment metrics every k steps (0 = never)")->capture_default_str();
+  app.add_option("--max_steps", o.max_steps, "steps (overrides --epochs when > 0)")
+      ->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of weights, shuffling and generated data")
+      ->capture_default_str();
+  app.add_option("--metrics_every", o.metrics_every, "alignment metrics every k steps (0 = never)")
+      ->capture_default_str();
   app.add_flag("--pbp_angle", o.pbp_angle, "also report the angle to the pseudo-backprop signal");
-  app.add_option("--eval_every", o.eval_every, "evaluate on the test set every k steps (0 = at the end)")->capture_default_str();
+  app.add_option("--eval_every", o.eval_every,
+                 "evaluate on the test set every k steps (0 = at the end)")
+      ->capture_default_str();
   app.add_option("--out", out_path, "write JSON-lines metrics here");
   app.add_flag("-q,--quiet", quiet, "no progress on stderr");
   CLI11_PARSE(app, argc, argv);
@@ -143,9 +174,12 @@ int main(int argc, char** argv) {
   o.network.bias = !no_bias;
   o.feedback.rule = OrDie(ParseRule(rule));
   o.feedback.distribution = OrDie(ParseDistribution(feedback_dist));
-  if (sign_mode == "usf") o.feedback.sign_mode = SignSymmetryMode::kUniform;
-  else if (sign_mode == "frsf") o.feedback.sign_mode = SignSymmetryMode::kFixedRandom;
-  else OrDie<int>(absl::InvalidArgumentError("--sign_mode must be usf or frsf"));
+  if (sign_mode == "usf")
+    o.feedback.sign_mode = SignSymmetryMode::kUniform;
+  else if (sign_mode == "frsf")
+    o.feedback.sign_mode = SignSymmetryMode::kFixedRandom;
+  else
+    OrDie<int>(absl::InvalidArgumentError("--sign_mode must be usf or frsf"));
   o.init.kind = OrDie(ParseWeightInit(init));
   o.optimizer.kind = OrDie(ParseOptimizer(optimizer));
 
@@ -171,7 +205,8 @@ int main(int argc, char** argv) {
     default_sizes = {1, 1, 1};
   } else if (task == "mnist" || task == "csv") {
     if (task == "mnist") {
-      if (mnist_dir.empty()) OrDie<int>(absl::InvalidArgumentError("--task mnist needs --mnist_dir"));
+      if (mnist_dir.empty())
+        OrDie<int>(absl::InvalidArgumentError("--task mnist needs --mnist_dir"));
       data.train = OrDie(LoadMnistDir(mnist_dir, "train"));
       data.test = OrDie(LoadMnistDir(mnist_dir, "test"));
     } else {
@@ -192,7 +227,8 @@ int main(int argc, char** argv) {
   o.network.sizes = default_sizes;
   if (!sizes_s.empty()) {
     o.network.sizes.clear();
-    for (const std::string& part : CLI::detail::split(sizes_s, ',')) o.network.sizes.push_back(std::stoi(part));
+    for (const std::string& part : CLI::detail::split(sizes_s, ','))
+      o.network.sizes.push_back(std::stoi(part));
   }
 
   auto train = std::make_shared<const Dataset>(std::move(data.train));
@@ -210,14 +246,21 @@ int main(int argc, char** argv) {
   const double wall = obs.Seconds();
   if (!s.ok()) {
     std::fprintf(stderr, "alignd_train: %s\n", s.ToString().c_str());
-    std::cout << json{{"type", "summary"}, {"status", s.ToString()}, {"wall_s", wall}}.dump() << "\n";
+    std::cout << json{{"type", "summary"}, {"status", s.ToString()}, {"wall_s", wall}}.dump()
+              << "\n";
     return 1;
   }
   const EvalMetrics& e = obs.last_eval;
-  std::cout << json{{"type", "summary"}, {"status", "OK"},           {"task", task},
-                    {"rule", rule},      {"seed", o.seed},           {"steps", trainer->step()},
+  std::cout << json{{"type", "summary"},
+                    {"status", "OK"},
+                    {"task", task},
+                    {"rule", rule},
+                    {"seed", o.seed},
+                    {"steps", trainer->step()},
                     {"epochs", double(trainer->step()) / trainer->steps_per_epoch()},
-                    {"wall_s", wall},    {"test_error", Num(e.error_rate)}, {"nse", Num(e.nse)},
+                    {"wall_s", wall},
+                    {"test_error", Num(e.error_rate)},
+                    {"nse", Num(e.nse)},
                     {"test_loss", Num(e.loss)}}
                    .dump()
             << "\n";

@@ -16,10 +16,9 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/cpu.h"
 #include "core/dataset.h"
@@ -98,7 +97,9 @@ ProductTimes TimeProducts(int in, int hidden, int out, int n, bool bias_rows = t
   ProductTimes t;
   for (const P& p : products) {
     const double seconds = 1.0 / CallsPerSecond(p.fn);
-    if (g_verbose) std::printf("  product %10.0f flop: %8.1f us  %6.1f GFLOP/s\n", p.flops, seconds * 1e6, p.flops / seconds / 1e9);
+    if (g_verbose)
+      std::printf("  product %10.0f flop: %8.1f us  %6.1f GFLOP/s\n", p.flops, seconds * 1e6,
+                  p.flops / seconds / 1e9);
     t.seconds_per_step += seconds;
     t.flops_per_step += p.flops;
   }
@@ -138,10 +139,14 @@ int main(int argc, char** argv) {
   std::string mnist_dir, out_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--mnist_dir" && i + 1 < argc) mnist_dir = argv[++i];
-    else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
-    else if (a == "--seconds" && i + 1 < argc) g_seconds = std::stod(argv[++i]);
-    else if (a == "--verbose") g_verbose = true;
+    if (a == "--mnist_dir" && i + 1 < argc)
+      mnist_dir = argv[++i];
+    else if (a == "--out" && i + 1 < argc)
+      out_path = argv[++i];
+    else if (a == "--seconds" && i + 1 < argc)
+      g_seconds = std::stod(argv[++i]);
+    else if (a == "--verbose")
+      g_verbose = true;
     else {
       std::fprintf(stderr, "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE]\n", argv[0]);
       return 2;
@@ -151,11 +156,13 @@ int main(int argc, char** argv) {
   bool real = false;
   auto mnist = MnistOrSynthetic(mnist_dir, &real);
   json rows = json::array();
-  std::printf("alignd engine, one thread, %s data, products by %s\n", real ? "MNIST" : "synthetic MNIST-shaped", GemmBackend());
+  std::printf("alignd engine, one thread, %s data, products by %s\n",
+              real ? "MNIST" : "synthetic MNIST-shaped", GemmBackend());
 
   const double gemm = SquareGemmGflops(1024);
   std::printf("Eigen single-thread GEMM 1024^3: %.1f GFLOP/s\n\n", gemm);
-  rows.push_back({{"net", "gemm"}, {"impl", "alignd"}, {"gflops", gemm}, {"shape", "1024x1024x1024"}});
+  rows.push_back(
+      {{"net", "gemm"}, {"impl", "alignd"}, {"gflops", gemm}, {"shape", "1024x1024x1024"}});
 
   std::printf("%-6s %-4s %6s %14s %9s %14s %9s\n", "net", "rule", "batch", "samples/s", "GFLOP/s",
               "bound samp/s", "of bound");
@@ -164,10 +171,14 @@ int main(int argc, char** argv) {
     const double sps = steps_per_s * batch;
     const double gflops = steps_per_s * p.flops_per_step / 1e9;
     const double bound = batch / p.seconds_per_step;
-    std::printf("%-6s %-4s %6d %14.0f %9.1f %14.0f %8.0f%%\n", net.c_str(), rule.c_str(), batch, sps,
-                gflops, bound, 100 * sps / bound);
-    rows.push_back({{"net", net}, {"impl", "alignd"}, {"rule", rule}, {"batch", batch},
-                    {"samples_per_s", sps}, {"gflops", gflops},
+    std::printf("%-6s %-4s %6d %14.0f %9.1f %14.0f %8.0f%%\n", net.c_str(), rule.c_str(), batch,
+                sps, gflops, bound, 100 * sps / bound);
+    rows.push_back({{"net", net},
+                    {"impl", "alignd"},
+                    {"rule", rule},
+                    {"batch", batch},
+                    {"samples_per_s", sps},
+                    {"gflops", gflops},
                     {"fraction_of_shape_bound", sps / bound}});
     return sps;
   };
@@ -186,7 +197,8 @@ int main(int argc, char** argv) {
       o.batch_size = batch;
       o.epochs = 1000;
       o.metrics_every = 0;
-      const double sps = report("mnist", std::string(RuleName(rule)), batch, StepsPerSecond(o, mnist), p);
+      const double sps =
+          report("mnist", std::string(RuleName(rule)), batch, StepsPerSecond(o, mnist), p);
       if (batch == 32) (rule == Rule::kBackprop ? bp_b32 : fa_b32) = sps;
     }
   }
@@ -226,12 +238,20 @@ int main(int argc, char** argv) {
     with_metrics = std::max(with_metrics, StepsPerSecond(o, mnist) * 32);
   }
   std::printf("\nFA step / BP step time at batch 32: %.3f  (target <= 1.05)\n", bp_b32 / fa_b32);
-  std::printf("metrics every 100 steps cost: %.1f%%  (target < 5%%)\n", 100 * (plain / with_metrics - 1));
-  rows.push_back({{"net", "mnist"}, {"impl", "alignd"}, {"rule", "fa"}, {"batch", 32},
-                  {"metrics_every", 100}, {"samples_per_s", with_metrics},
+  std::printf("metrics every 100 steps cost: %.1f%%  (target < 5%%)\n",
+              100 * (plain / with_metrics - 1));
+  rows.push_back({{"net", "mnist"},
+                  {"impl", "alignd"},
+                  {"rule", "fa"},
+                  {"batch", 32},
+                  {"metrics_every", 100},
+                  {"samples_per_s", with_metrics},
                   {"samples_per_s_without_metrics", plain}});
-  rows.push_back({{"net", "summary"}, {"impl", "alignd"}, {"fa_over_bp_step_time", bp_b32 / fa_b32},
-                  {"metrics_cost", plain / with_metrics - 1}, {"gemm_backend", GemmBackend()}});
+  rows.push_back({{"net", "summary"},
+                  {"impl", "alignd"},
+                  {"fa_over_bp_step_time", bp_b32 / fa_b32},
+                  {"metrics_cost", plain / with_metrics - 1},
+                  {"gemm_backend", GemmBackend()}});
 
   if (!out_path.empty()) {
     std::ofstream(out_path) << rows.dump(1) << "\n";

@@ -39,8 +39,10 @@ int main() {
   };
   alignd::core::Rng rng(1);
   std::printf("products: %s vs Eigen %d.%d.%d, GFLOP/s (median of 7 interleaved rounds)\n",
-              alignd::core::GemmBackend(), EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
-  std::printf("%-42s %10s %10s %8s %14s\n", "shape (m x n x k)", "library", "eigen", "ratio", "2 threads each");
+              alignd::core::GemmBackend(), EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
+              EIGEN_MINOR_VERSION);
+  std::printf("%-42s %10s %10s %8s %14s\n", "shape (m x n x k)", "library", "eigen", "ratio",
+              "2 threads each");
   for (const Shape& s : kShapes) {
     Matrix a = s.ta ? Matrix(s.k, s.m) : Matrix(s.m, s.k);
     Matrix b = s.tb ? Matrix(s.n, s.k) : Matrix(s.k, s.n);

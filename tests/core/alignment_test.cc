@@ -1,19 +1,17 @@
 // Tests for core/alignment.h.
 #include "core/alignment.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace alignd::core {
 namespace {
 
 TEST(AlignmentTest, ColumnAnglesAreUnfoldedDegrees) {
   Matrix a(2, 4), b(2, 4);
-  a << 1, 1, 1, 0,
-       0, 0, 0, 0;
-  b << 1, 0, -1, 1,
-       0, 1, 0, 1;
+  a << 1, 1, 1, 0, 0, 0, 0, 0;
+  b << 1, 0, -1, 1, 0, 1, 0, 1;
   // Angles 0, 90, 180; the last column has a zero vector and no angle.
   const AngleStats s = ColumnAngles(a, b);
   EXPECT_EQ(s.count, 3);

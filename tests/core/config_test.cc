@@ -1,10 +1,10 @@
 // Tests for core/config.h: every bad field is refused with InvalidArgument naming it.
 #include "core/config.h"
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/test_util.h"
 
@@ -21,14 +21,18 @@ struct BadConfig {
 TEST(ConfigTest, EachBadFieldIsNamed) {
   const BadConfig kCases[] = {
       {"network.sizes", [](TrainerOptions& o) { o.network.sizes = {5}; }},
-      {"network.sizes[1]", [](TrainerOptions& o) { o.network.sizes = {5, 0, 3}; }},
+      {"network.sizes[1]",
+       [](TrainerOptions& o) {
+         o.network.sizes = {5, 0, 3};
+       }},
       {"network.hidden", [](TrainerOptions& o) { o.network.hidden = Activation::kSoftmax; }},
       {"network.loss",
        [](TrainerOptions& o) {
          o.network.loss = Loss::kCrossEntropy;
          o.network.output = Activation::kTanh;
        }},
-      {"network.connection_sparsity", [](TrainerOptions& o) { o.network.connection_sparsity = 1.0f; }},
+      {"network.connection_sparsity",
+       [](TrainerOptions& o) { o.network.connection_sparsity = 1.0f; }},
       {"init.scale", [](TrainerOptions& o) { o.init.scale = -1.0f; }},
       {"feedback.scale", [](TrainerOptions& o) { o.feedback.scale = NAN; }},
       {"feedback.sparsity", [](TrainerOptions& o) { o.feedback.sparsity = -0.1f; }},
@@ -39,12 +43,19 @@ TEST(ConfigTest, EachBadFieldIsNamed) {
       {"optimizer.weight_decay", [](TrainerOptions& o) { o.optimizer.weight_decay = -1e-3f; }},
       {"optimizer.beta2", [](TrainerOptions& o) { o.optimizer.beta2 = 1.5f; }},
       {"optimizer.epsilon", [](TrainerOptions& o) { o.optimizer.epsilon = 0; }},
-      {"optimizer.layer_learning_rates", [](TrainerOptions& o) { o.optimizer.layer_learning_rates = {0.1f}; }},
+      {"optimizer.layer_learning_rates",
+       [](TrainerOptions& o) { o.optimizer.layer_learning_rates = {0.1f}; }},
       {"optimizer.layer_learning_rates[1]",
-       [](TrainerOptions& o) { o.optimizer.layer_learning_rates = {0.1f, NAN}; }},
+       [](TrainerOptions& o) {
+         o.optimizer.layer_learning_rates = {0.1f, NAN};
+       }},
       {"batch_size", [](TrainerOptions& o) { o.batch_size = 0; }},
       {"epochs", [](TrainerOptions& o) { o.epochs = -1; }},
-      {"epochs", [](TrainerOptions& o) { o.epochs = 0; o.max_steps = 0; }},
+      {"epochs",
+       [](TrainerOptions& o) {
+         o.epochs = 0;
+         o.max_steps = 0;
+       }},
       {"max_steps", [](TrainerOptions& o) { o.max_steps = -5; }},
       {"metrics_every", [](TrainerOptions& o) { o.metrics_every = -1; }},
       {"eval_every", [](TrainerOptions& o) { o.eval_every = -1; }},
@@ -74,8 +85,7 @@ TEST(ConfigTest, UnknownNameListsTheValidOnes) {
   const auto r = ParseRule("hebbian");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(r.status().message()).find("bp, fa, dfa"), std::string::npos)
-      << r.status();
+  EXPECT_NE(std::string(r.status().message()).find("bp, fa, dfa"), std::string::npos) << r.status();
   EXPECT_FALSE(ParseActivation("swish").ok());
   EXPECT_FALSE(ParseOptimizer("lbfgs").ok());
 }

@@ -2,15 +2,13 @@
 // error case as a table), validation, and the paper's generators.
 #include "core/dataset.h"
 
+#include <gtest/gtest.h>
 #include <zlib.h>
 
 #include <Eigen/LU>
-
 #include <cmath>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/test_util.h"
 
@@ -58,9 +56,9 @@ TEST_F(IdxTest, ReadsImagesAsColumnsScaledToUnitRange) {
   EXPECT_EQ(d->input_dim(), 4);
   EXPECT_EQ(d->num_classes, 3);
   EXPECT_EQ(d->labels, (std::vector<int32_t>{0, 2, 1}));
-  EXPECT_FLOAT_EQ(d->features(1, 0), 1.0f);   // example 0, pixel 1
-  EXPECT_FLOAT_EQ(d->features(0, 1), 0.2f);   // example 1, pixel 0
-  EXPECT_FLOAT_EQ(d->features(3, 2), 0.4f);   // example 2, pixel 3
+  EXPECT_FLOAT_EQ(d->features(1, 0), 1.0f);  // example 0, pixel 1
+  EXPECT_FLOAT_EQ(d->features(0, 1), 0.2f);  // example 1, pixel 0
+  EXPECT_FLOAT_EQ(d->features(3, 2), 0.4f);  // example 2, pixel 3
 }
 
 TEST_F(IdxTest, ReadsGzipTransparently) {
@@ -121,8 +119,8 @@ TEST_F(IdxTest, ErrorsSayWhatAndWhere) {
            BigEndian32(0x80000000u),
        good_labels, absl::StatusCode::kInvalidArgument, "larger than 16 Gi elements"},
       // ... a 16-byte file that declares 2^33 elements (once allocated before reading) ...
-      {"huge declared size", std::string({0, 0, 0x08, 2}) + BigEndian32(0x80000000u) +
-                                 BigEndian32(4) + "abcd",
+      {"huge declared size",
+       std::string({0, 0, 0x08, 2}) + BigEndian32(0x80000000u) + BigEndian32(4) + "abcd",
        good_labels, absl::StatusCode::kInvalidArgument, "truncated: the data"},
       // ... and a double beyond float's range (the cast is undefined behaviour).
       {"double out of float range",
@@ -221,7 +219,8 @@ TEST(DatasetTest, ValidationFindsNaNAndBadLabels) {
   auto d = MakeClassificationDataset(x, {0, 1, 0}, 2);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(std::string(d.status().message()).find("example 2, index 1 is not finite"),
-            std::string::npos) << d.status();
+            std::string::npos)
+      << d.status();
   EXPECT_FALSE(MakeClassificationDataset(Matrix::Ones(2, 3), {0, 1}, 2).ok());
   EXPECT_FALSE(MakeClassificationDataset(Matrix::Ones(2, 3), {0, 5, 1}, 2).ok());
   EXPECT_FALSE(MakeRegressionDataset(Matrix::Ones(2, 3), Matrix::Ones(1, 2)).ok());

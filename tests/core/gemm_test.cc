@@ -4,13 +4,13 @@
 // one-thread reference (Debian's serial OpenBLAS, used before, failed that).
 #include "core/gemm.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/random.h"
 
@@ -19,15 +19,15 @@ namespace {
 
 TEST(GemmTest, MatchesEigenOnEveryShapeAndTranspose) {
   Rng rng(9);
-  const std::tuple<int, int, int> kShapes[] = {
-      {1000, 32, 784}, {10, 128, 1000}, {1000, 1, 784}, {1, 1000, 10}, {17, 5, 3}, {3, 7, 1}};
+  const std::tuple<int, int, int> kShapes[] = {{1000, 32, 784}, {10, 128, 1000}, {1000, 1, 784},
+                                               {1, 1000, 10},   {17, 5, 3},      {3, 7, 1}};
   for (const auto& [m, n, k] : kShapes)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
-        for (const auto& [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{-0.5f, 1.0f},
-                                          std::pair{2.0f, 0.25f}}) {
-          SCOPED_TRACE(testing::Message() << m << "x" << n << "x" << k << " ta=" << ta
-                                          << " tb=" << tb << " alpha=" << alpha << " beta=" << beta);
+        for (const auto& [alpha, beta] :
+             {std::pair{1.0f, 0.0f}, std::pair{-0.5f, 1.0f}, std::pair{2.0f, 0.25f}}) {
+          SCOPED_TRACE(testing::Message() << m << "x" << n << "x" << k << " ta=" << ta << " tb="
+                                          << tb << " alpha=" << alpha << " beta=" << beta);
           Matrix a = ta ? Matrix(k, m) : Matrix(m, k);
           Matrix b = tb ? Matrix(n, k) : Matrix(k, n);
           Matrix c0(m, n);
@@ -90,8 +90,8 @@ TEST(GemmTest, ProductsFromFourThreadsAtOnceEqualTheOneThreadReference) {
                          {1000, 784, 32, false, true, 20}};
   Rng rng(11);
   for (const Case& c : kCases) {
-    SCOPED_TRACE(testing::Message() << c.m << "x" << c.n << "x" << c.k << " ta=" << c.ta
-                                    << " tb=" << c.tb);
+    SCOPED_TRACE(testing::Message()
+                 << c.m << "x" << c.n << "x" << c.k << " ta=" << c.ta << " tb=" << c.tb);
     Matrix a = c.ta ? Matrix(c.k, c.m) : Matrix(c.m, c.k);
     Matrix b = c.tb ? Matrix(c.n, c.k) : Matrix(c.k, c.n);
     rng.FillUniform(a, -1, 1);

@@ -1,10 +1,10 @@
 // BP gradients against central finite differences (ceres GradientChecker style),
 // for every hidden activation, every output activation and both losses.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <memory>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "core/trainer.h"
 #include "tests/test_util.h"

@@ -1,20 +1,23 @@
 // The learning rules against the exact checks derived from Lillicrap et al. (2016)
 // (../shared/science/FEEDBACK_ALIGNMENT.md) and the known behaviour of each rule.
-#include <cmath>
-#include <memory>
-#include <map>
-#include <string>
+#include "core/learning_rule.h"
 
 #include <gtest/gtest.h>
 
-#include "core/learning_rule.h"
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+
 #include "core/trainer.h"
 #include "tests/test_util.h"
 
 namespace alignd::core {
 namespace {
 
-std::shared_ptr<const Dataset> Share(Dataset d) { return std::make_shared<const Dataset>(std::move(d)); }
+std::shared_ptr<const Dataset> Share(Dataset d) {
+  return std::make_shared<const Dataset>(std::move(d));
+}
 
 std::unique_ptr<Trainer> MustCreate(const TrainerOptions& o, std::shared_ptr<const Dataset> train,
                                     std::shared_ptr<const Dataset> eval = nullptr) {
@@ -62,7 +65,8 @@ TEST_P(FaEqualsBpTest, FeedbackSetToWTransposeEveryStepGivesBackpropBitForBit) {
   auto fa = MustCreate(o, data);
   StepMetrics m;
   while (!bp->done()) {
-    for (int i = 1; i < fa->num_layers(); ++i) ASSERT_OK(fa->SetFeedback(i, fa->weights(i).transpose()));
+    for (int i = 1; i < fa->num_layers(); ++i)
+      ASSERT_OK(fa->SetFeedback(i, fa->weights(i).transpose()));
     ASSERT_OK(bp->Step(&m));
     ASSERT_OK(fa->Step(&m));
   }

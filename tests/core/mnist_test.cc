@@ -1,11 +1,11 @@
 // The IDX reader and the engine on the real MNIST files (fetched by
 // tools/repro/fetch_mnist.sh; `make test` passes their folder in ALIGND_MNIST_DIR).
 // Skipped, and says so, when the files are not there.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <memory>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "core/dataset.h"
 #include "core/trainer.h"

@@ -10,6 +10,7 @@
 // are counted apart and reported, not failed: the engine's own code allocates
 // nothing.
 #include <dlfcn.h>
+#include <gtest/gtest.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -18,8 +19,6 @@
 #include <memory>
 #include <string>
 #include <tuple>
-
-#include <gtest/gtest.h>
 
 #include "core/trainer.h"
 #include "tests/test_util.h"
@@ -50,11 +49,26 @@ __attribute__((noinline)) void Count(void* caller) {
 
 #define COUNT() Count(__builtin_return_address(0))
 extern "C" {
-void* malloc(size_t n) { COUNT(); return __libc_malloc(n); }
-void* calloc(size_t n, size_t m) { COUNT(); return __libc_calloc(n, m); }
-void* realloc(void* p, size_t n) { COUNT(); return __libc_realloc(p, n); }
-void* memalign(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
-void* aligned_alloc(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+void* malloc(size_t n) {
+  COUNT();
+  return __libc_malloc(n);
+}
+void* calloc(size_t n, size_t m) {
+  COUNT();
+  return __libc_calloc(n, m);
+}
+void* realloc(void* p, size_t n) {
+  COUNT();
+  return __libc_realloc(p, n);
+}
+void* memalign(size_t a, size_t n) {
+  COUNT();
+  return __libc_memalign(a, n);
+}
+void* aligned_alloc(size_t a, size_t n) {
+  COUNT();
+  return __libc_memalign(a, n);
+}
 int posix_memalign(void** p, size_t a, size_t n) {
   COUNT();
   *p = __libc_memalign(a, n);
@@ -81,8 +95,8 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   rng.FillUniform(x, 0, 1);
   std::vector<int32_t> labels(n);
   for (int j = 0; j < n; ++j) labels[j] = j % shape.sizes.back();
-  auto data = std::make_shared<const Dataset>(
-      *MakeClassificationDataset(x, labels, shape.sizes.back()));
+  auto data =
+      std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
   TrainerOptions o;
   o.network.sizes = shape.sizes;
   o.network.output = Activation::kSoftmax;
@@ -120,7 +134,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          Shape{"deep_b128", {784, 256, 256, 10}, 128})),
     [](const auto& info) {
       return std::string(RuleName(std::get<0>(info.param))) + "_" +
-             std::string(OptimizerName(std::get<1>(info.param))) + "_" + std::get<2>(info.param).name;
+             std::string(OptimizerName(std::get<1>(info.param))) + "_" +
+             std::get<2>(info.param).name;
     });
 
 }  // namespace

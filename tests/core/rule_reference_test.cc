@@ -6,6 +6,9 @@
 // first-ten losses per rule.
 //
 // Shapes as in core/trainer.h: W[i] is sizes[i+1] x sizes[i], examples are columns.
+#include <gtest/gtest.h>
+
+#include <Eigen/SVD>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,9 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <Eigen/SVD>
-#include <gtest/gtest.h>
 
 #include "core/cpu.h"
 #include "core/learning_rule.h"
@@ -78,18 +78,27 @@ Reference ComputeReference(const Trainer& t, Rule rule, const MatrixD& x, const 
       const MatrixD b = t.Feedback(i).cast<double>();  // the paper's orientation
       MatrixD dh;
       switch (rule) {
-        case Rule::kBackprop: dh = w.transpose() * delta[i + 1]; break;
+        case Rule::kBackprop:
+          dh = w.transpose() * delta[i + 1];
+          break;
         case Rule::kFeedbackAlignment:
-        case Rule::kKolenPollack: dh = b * delta[i + 1]; break;
-        case Rule::kDirectFeedbackAlignment: dh = b * delta[L]; break;
+        case Rule::kKolenPollack:
+          dh = b * delta[i + 1];
+          break;
+        case Rule::kDirectFeedbackAlignment:
+          dh = b * delta[L];
+          break;
         case Rule::kSignSymmetry: {
           // Feedback() is the magnitude matrix M (paper orientation) for sign symmetry.
           const MatrixD signs = w.transpose().array().sign().matrix();
           dh = MatrixD(signs.array() * b.array()) * delta[i + 1];
           break;
         }
-        case Rule::kPseudoBackprop: dh = PinvD(w) * delta[i + 1]; break;
-        case Rule::kShallow: break;
+        case Rule::kPseudoBackprop:
+          dh = PinvD(w) * delta[i + 1];
+          break;
+        case Rule::kShallow:
+          break;
       }
       r.dh[i] = dh;
       r.pinv_signal[i] = PinvD(w) * delta[i + 1];
@@ -165,8 +174,8 @@ TEST_P(RuleReferenceTest, StepAndGradientsMatchTheDoublePrecisionReference) {
     }
     std::vector<MatrixD> before;
     for (int i = 0; i < t->num_layers(); ++i) before.push_back(t->weights(i).cast<double>());
-    const MatrixD kp_b_before = rule == Rule::kKolenPollack ? MatrixD(t->Feedback(1).cast<double>())
-                                                            : MatrixD();
+    const MatrixD kp_b_before =
+        rule == Rule::kKolenPollack ? MatrixD(t->Feedback(1).cast<double>()) : MatrixD();
     StepMetrics m;
     ASSERT_OK(t->Step(&m));
     for (int i = 0; i < t->num_layers(); ++i) {
@@ -236,8 +245,8 @@ TEST(KolenPollackTest, SparseConnectionsDecayTooBecauseBLacksExactlyWsConnection
   auto kp = MustCreate(o, data);
   for (int i = 1; i < kp->num_layers(); ++i) {
     // B's removed entries are W's, transposed.
-    EXPECT_TRUE(((kp->weights(i).array() == 0) ==
-                 (kp->Feedback(i).transpose().array() == 0)).all()) << "layer " << i;
+    EXPECT_TRUE(((kp->weights(i).array() == 0) == (kp->Feedback(i).transpose().array() == 0)).all())
+        << "layer " << i;
   }
   std::vector<double> start;
   for (int i = 1; i < kp->num_layers(); ++i)
@@ -430,8 +439,8 @@ TEST(FlushToZeroTest, AStepOnAThreadOfTheCallersOwnSetsItAndGivesRunsWeights) {
   auto by_step = MustCreate(o, data);
   bool ftz_after = false;
   std::thread([&] {
-    // A caller's thread with IEEE denormals (threads inherit their creator's MXCSR,
-    // and Run() above turned FTZ on for this one's creator).
+  // A caller's thread with IEEE denormals (threads inherit their creator's MXCSR,
+  // and Run() above turned FTZ on for this one's creator).
 #if defined(__x86_64__)
     _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_OFF);
     _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_OFF);

@@ -2,6 +2,8 @@
 // contract, evaluation, and the errors Create/ImportState/ParseState return.
 #include "core/trainer.h"
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -9,14 +11,14 @@
 #include <tuple>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "tests/test_util.h"
 
 namespace alignd::core {
 namespace {
 
-std::shared_ptr<const Dataset> Share(Dataset d) { return std::make_shared<const Dataset>(std::move(d)); }
+std::shared_ptr<const Dataset> Share(Dataset d) {
+  return std::make_shared<const Dataset>(std::move(d));
+}
 
 std::shared_ptr<const Dataset> Blobs(int n = 300) {
   Rng rng(11);
@@ -251,7 +253,8 @@ TEST(TrainerTest, CreateRefusesConfigsThatDoNotFitTheData) {
        [](TrainerOptions& o) { o.network.sizes[3] = 4; }},
       {"batch", "batch_size is 301 but the training set has only 300",
        [](TrainerOptions& o) { o.batch_size = 301; }},
-      {"bad field", "optimizer.learning_rate", [](TrainerOptions& o) { o.optimizer.learning_rate = -1; }},
+      {"bad field", "optimizer.learning_rate",
+       [](TrainerOptions& o) { o.optimizer.learning_rate = -1; }},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.name);
@@ -306,15 +309,19 @@ TEST(TrainerTest, ImportAndParseRefuseStatesThatDoNotFit) {
   // Complete encodings of states that are not consistent in themselves are refused too.
   TrainerState no_biases = good;
   no_biases.biases.clear();
-  EXPECT_EQ(ParseState(SerializeState(no_biases)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseState(SerializeState(no_biases)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   TrainerState short_bias = good;
   short_bias.biases[1] = Matrix::Zero(2, 1);
-  EXPECT_EQ(ParseState(SerializeState(short_bias)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseState(SerializeState(short_bias)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   TrainerState unchained = good;
   unchained.weights[1] = Matrix::Zero(unchained.weights[1].rows(), 3);
-  EXPECT_EQ(ParseState(SerializeState(unchained)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseState(SerializeState(unchained)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   TrainerState no_layers;
-  EXPECT_EQ(ParseState(SerializeState(no_layers)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseState(SerializeState(no_layers)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TrainerTest, PredictAndEvaluateCheckShapes) {

@@ -22,14 +22,16 @@ namespace alignd::testing {
 
 class ServerProcess {
  public:
-  ServerProcess(const std::string& binary, const std::string& data_dir, std::vector<std::string> extra = {}) {
+  ServerProcess(const std::string& binary, const std::string& data_dir,
+                std::vector<std::string> extra = {}) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0", "--data_dir", data_dir};
+    std::vector<std::string> args = {binary,        "--listen",   "127.0.0.1:0", "--metrics_listen",
+                                     "127.0.0.1:0", "--data_dir", data_dir};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

@@ -2,6 +2,7 @@
 // directory) driven through its gRPC API: the life of a session, streams cut and
 // resumed, kill -9 and restart, many sessions and subscribers, bad requests.
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
@@ -12,11 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
+#include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
-#include "alignd/health/v1/health.grpc.pb.h"
 #include "tests/e2e/server_process.h"
 #include "tests/test_util.h"
 
@@ -28,17 +27,20 @@ using alignd::testing::ServerProcess;
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     Start();
   }
 
   void Start() {
-    server_ = std::make_unique<ServerProcess>(ALIGND_BINARY, dir_.string(),
-                                              std::vector<std::string>{"--max_running", "2", "--checkpoint_every",
-                                                                       "100", "--heartbeat_ms", "200"});
+    server_ = std::make_unique<ServerProcess>(
+        ALIGND_BINARY, dir_.string(),
+        std::vector<std::string>{"--max_running", "2", "--checkpoint_every", "100",
+                                 "--heartbeat_ms", "200"});
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-    ASSERT_TRUE(channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+    ASSERT_TRUE(
+        channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
     datasets_ = v1::DatasetService::NewStub(channel_);
     training_ = v1::TrainingService::NewStub(channel_);
     health_ = grpc::health::v1::Health::NewStub(channel_);
@@ -54,7 +56,8 @@ class ServiceTest : public ::testing::Test {
     return d.name();
   }
 
-  v1::CreateSessionRequest Request(const std::string& dataset, int64_t steps, v1::Rule rule = v1::RULE_FEEDBACK_ALIGNMENT,
+  v1::CreateSessionRequest Request(const std::string& dataset, int64_t steps,
+                                   v1::Rule rule = v1::RULE_FEEDBACK_ALIGNMENT,
                                    std::vector<int> sizes = {30, 20, 10}) {
     v1::CreateSessionRequest r;
     r.set_train_dataset(dataset);
@@ -119,7 +122,8 @@ class ServiceTest : public ::testing::Test {
     std::vector<float> values;
     int64_t total = -1;
     while (reader->Read(&chunk)) {
-      if (chunk.has_header()) total = chunk.header().total_values();
+      if (chunk.has_header())
+        total = chunk.header().total_values();
       else {
         EXPECT_EQ(chunk.values().offset(), static_cast<int64_t>(values.size()));
         values.insert(values.end(), chunk.values().data().begin(), chunk.values().data().end());
@@ -135,7 +139,8 @@ class ServiceTest : public ::testing::Test {
     grpc::ClientContext ctx;
     grpc::health::v1::HealthCheckRequest req;
     grpc::health::v1::HealthCheckResponse resp;
-    if (!health_->Check(&ctx, req, &resp).ok()) return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    if (!health_->Check(&ctx, req, &resp).ok())
+      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
     return resp.status();
   }
 
@@ -157,7 +162,8 @@ TEST_F(ServiceTest, TheLifeOfASession) {
   ASSERT_TRUE(r.ended);
   EXPECT_EQ(r.end.state(), v1::SUCCEEDED);
   ASSERT_EQ(r.events.size(), 50u);
-  for (size_t i = 0; i < r.events.size(); ++i) EXPECT_EQ(r.events[i].seq(), static_cast<int64_t>(i + 1));
+  for (size_t i = 0; i < r.events.size(); ++i)
+    EXPECT_EQ(r.events[i].seq(), static_cast<int64_t>(i + 1));
   EXPECT_EQ(r.events.back().step().alignment_size(), 1);
   EXPECT_GT(r.events.front().step().alignment(0).update_angle_mean(), 0.0);
   // Weights: W0 (20x30) b0 B0 (0x0) W1 (10x20) b1 B1 (20x10).
@@ -178,8 +184,10 @@ TEST_F(ServiceTest, TheLifeOfASession) {
 
 TEST_F(ServiceTest, IdleStreamsGetHeartbeatsUntilTheEnd) {
   const std::string data = Generated();
-  v1::CreateSessionRequest r = Request(data, 40000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
-  r.mutable_config()->set_metrics_every(-1);  // no metric events at all: only heartbeats, then the end
+  v1::CreateSessionRequest r =
+      Request(data, 40000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
+  r.mutable_config()->set_metrics_every(
+      -1);  // no metric events at all: only heartbeats, then the end
   v1::Session s = Create(r);
   Read read = Stream(s.name(), 0);
   ASSERT_TRUE(read.ended);
@@ -229,7 +237,8 @@ TEST_F(ServiceTest, KillMinus9DuringTrainingThenRestartFinishesWithTheSameWeight
     EXPECT_EQ(after.events[i].seq(), static_cast<int64_t>(i + 1));
     EXPECT_EQ(after.events[i].step().step(), static_cast<int64_t>(10 * i + 1));
   }
-  EXPECT_EQ(Weights(victim.name() + "/snapshots/latest"), Weights(reference.name() + "/snapshots/latest"));
+  EXPECT_EQ(Weights(victim.name() + "/snapshots/latest"),
+            Weights(reference.name() + "/snapshots/latest"));
   // Its data set survived too.
   v1::GetDatasetRequest g;
   g.set_name(data);
@@ -267,7 +276,8 @@ TEST_F(ServiceTest, PauseThenResumeGivesTheWeightsOfARunNeverPaused) {
   Read all = Stream(s.name(), 0);
   ASSERT_EQ(all.end.state(), v1::SUCCEEDED);
   EXPECT_EQ(all.events.size(), 1200u);
-  EXPECT_EQ(Weights(s.name() + "/snapshots/latest"), Weights(reference.name() + "/snapshots/latest"));
+  EXPECT_EQ(Weights(s.name() + "/snapshots/latest"),
+            Weights(reference.name() + "/snapshots/latest"));
 }
 
 // Sessions trained side by side (--max_running 2) end with the weights and the metric
@@ -314,7 +324,8 @@ TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
     EXPECT_TRUE(st.ok()) << st.error_message();
     return std::vector<float>(resp.outputs().values().begin(), resp.outputs().values().end());
   };
-  v1::CreateSessionRequest r = Request(data, 30000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
+  v1::CreateSessionRequest r =
+      Request(data, 30000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
   r.set_snapshot_every(100);
   v1::Session s = Create(r);
   Stream(s.name(), 0, /*limit=*/300);  // let it train a while
@@ -342,7 +353,9 @@ TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
 TEST_F(ServiceTest, EightSessionsAndThirtyTwoSubscribersLoseNothing) {
   const std::string data = Generated();
   std::vector<v1::Session> sessions;
-  for (int i = 0; i < 8; ++i) sessions.push_back(Create(Request(data, 1000, i % 2 ? v1::RULE_BACKPROP : v1::RULE_FEEDBACK_ALIGNMENT)));
+  for (int i = 0; i < 8; ++i)
+    sessions.push_back(
+        Create(Request(data, 1000, i % 2 ? v1::RULE_BACKPROP : v1::RULE_FEEDBACK_ALIGNMENT)));
   std::vector<std::thread> readers;
   std::vector<Read> reads(32);
   for (int k = 0; k < 32; ++k)
@@ -353,7 +366,8 @@ TEST_F(ServiceTest, EightSessionsAndThirtyTwoSubscribersLoseNothing) {
     ASSERT_TRUE(reads[k].ended);
     EXPECT_EQ(reads[k].end.state(), v1::SUCCEEDED);
     ASSERT_EQ(reads[k].events.size(), 100u);
-    for (size_t i = 0; i < 100; ++i) EXPECT_EQ(reads[k].events[i].seq(), static_cast<int64_t>(i + 1));
+    for (size_t i = 0; i < 100; ++i)
+      EXPECT_EQ(reads[k].events[i].seq(), static_cast<int64_t>(i + 1));
   }
 }
 
@@ -374,8 +388,9 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
     };
   };
   const Case kCases[] = {
-      {"unknown rule", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_config()->mutable_feedback()->set_rule(static_cast<v1::Rule>(77)); })},
+      {"unknown rule", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
+         r.mutable_config()->mutable_feedback()->set_rule(static_cast<v1::Rule>(77));
+       })},
       {"wrong input width", grpc::StatusCode::INVALID_ARGUMENT,
        create([](auto& r) { r.mutable_config()->mutable_network()->set_sizes(0, 784); })},
       {"nan learning rate", grpc::StatusCode::INVALID_ARGUMENT,
@@ -484,7 +499,8 @@ TEST_F(ServiceTest, SnapshotsLargerThanAMessageStreamInChunks) {
   v1::Dataset d;
   grpc::ClientContext gctx;
   ASSERT_TRUE(datasets_->CreateGeneratedDataset(&gctx, g, &d).ok());
-  v1::CreateSessionRequest r = Request(d.name(), 4, v1::RULE_FEEDBACK_ALIGNMENT, {784, 2000, 2000, 10});
+  v1::CreateSessionRequest r =
+      Request(d.name(), 4, v1::RULE_FEEDBACK_ALIGNMENT, {784, 2000, 2000, 10});
   r.set_snapshot_every(2);
   v1::Session s = Create(r);
   grpc::ClientContext ctx;
@@ -515,7 +531,8 @@ TEST_F(ServiceTest, SnapshotsLargerThanAMessageStreamInChunks) {
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(got, expected);
   EXPECT_EQ(steps, (std::vector<int64_t>{2, 4}));
-  EXPECT_EQ(expected, 784 * 2000 + 2000 + 2000 * 2000 + 2000 + 2000 * 2000 + 2000 * 10 + 10 + 2000 * 10);
+  EXPECT_EQ(expected,
+            784 * 2000 + 2000 + 2000 * 2000 + 2000 + 2000 * 2000 + 2000 * 10 + 10 + 2000 * 10);
 }
 
 TEST_F(ServiceTest, SigtermCheckpointsAndTheNextStartResumes) {

@@ -1,11 +1,11 @@
 // Fuzz target: a TrainingConfig in JSON (alignctl --config, the Python client) through
 // protobuf's JSON parser, the server's conversion and validation, and the memory
 // estimate that admits sessions.
+#include <google/protobuf/util/json_util.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "core/trainer.h"
 #include "server/proto_convert.h"

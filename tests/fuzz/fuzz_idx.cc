@@ -12,6 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   auto core_array = alignd::core::ParseIdx(bytes, "fuzz");
   auto client_array = alignd::client::ParseIdxBytes(bytes, "fuzz");
-  if (core_array.ok() && client_array.ok() && core_array->dims != client_array->dims) __builtin_trap();
+  if (core_array.ok() && client_array.ok() && core_array->dims != client_array->dims)
+    __builtin_trap();
   return 0;
 }

@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!upload.ok()) return 0;
   const size_t chunk = 1 + (len > 0 ? data[2] % 97 : 7);
   absl::Status s;
-  for (size_t i = 0; i < payload.size() && s.ok(); i += chunk) s = (*upload)->Append(payload.substr(i, chunk));
+  for (size_t i = 0; i < payload.size() && s.ok(); i += chunk)
+    s = (*upload)->Append(payload.substr(i, chunk));
   if (s.ok()) {
     auto stored = (*upload)->Finish();
     // Whatever the streaming checks accept, the decoder accepts, and the other way round.

@@ -2,12 +2,12 @@
 // or abandoned upload leaves nothing, and one content is stored once.
 #include "server/dataset_store.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
-
-#include <gtest/gtest.h>
 
 #include "tests/test_util.h"
 
@@ -17,7 +17,8 @@ namespace {
 class DatasetStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     storage_ = *Storage::Open(dir_);
     store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{1 << 20, 1 << 10});
@@ -233,7 +234,7 @@ TEST_F(DatasetStoreTest, AnAbandonedUploadLeavesNothing) {
     ASSERT_OK(up);
     ASSERT_OK((*up)->Append(payload_.substr(0, 10)));
     EXPECT_EQ(FilesInDatasets(), 1);  // the temporary file
-  }  // the connection dropped
+  }                                   // the connection dropped
   EXPECT_EQ(FilesInDatasets(), 0);
 }
 

@@ -2,10 +2,10 @@
 // name the field as the client wrote it.
 #include "server/proto_convert.h"
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/test_util.h"
 
@@ -71,15 +71,20 @@ TEST(ProtoConvertTest, ErrorsNameTheWireField) {
     std::function<void(v1::TrainingConfig&)> mutate;
   } const kCases[] = {
       {"config.network.sizes", [](v1::TrainingConfig& c) { c.mutable_network()->clear_sizes(); }},
-      {"config.network.sizes[1] must be >= 1", [](v1::TrainingConfig& c) { c.mutable_network()->set_sizes(1, 0); }},
+      {"config.network.sizes[1] must be >= 1",
+       [](v1::TrainingConfig& c) { c.mutable_network()->set_sizes(1, 0); }},
       {"config.batch_size must be >= 1", [](v1::TrainingConfig& c) { c.set_batch_size(-4); }},
-      {"config.optimizer.learning_rate", [](v1::TrainingConfig& c) { c.mutable_optimizer()->set_learning_rate(-1); }},
+      {"config.optimizer.learning_rate",
+       [](v1::TrainingConfig& c) { c.mutable_optimizer()->set_learning_rate(-1); }},
       {"config.feedback.rule: unknown value 99",
        [](v1::TrainingConfig& c) { c.mutable_feedback()->set_rule(static_cast<v1::Rule>(99)); }},
       {"config.network.hidden_activation: unknown value 42",
-       [](v1::TrainingConfig& c) { c.mutable_network()->set_hidden_activation(static_cast<v1::Activation>(42)); }},
+       [](v1::TrainingConfig& c) {
+         c.mutable_network()->set_hidden_activation(static_cast<v1::Activation>(42));
+       }},
       {"config.metrics_every", [](v1::TrainingConfig& c) { c.set_metrics_every(-7); }},
-      {"config.network.loss", [](v1::TrainingConfig& c) { c.mutable_network()->set_loss(v1::LOSS_CROSS_ENTROPY); }},
+      {"config.network.loss",
+       [](v1::TrainingConfig& c) { c.mutable_network()->set_loss(v1::LOSS_CROSS_ENTROPY); }},
   };
   for (const Case& k : kCases) {
     SCOPED_TRACE(k.message);

@@ -2,11 +2,11 @@
 // the state machine, pause/resume and restart continuity (bit-identical weights).
 #include "server/session_manager.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <memory>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "core/trainer.h"
 #include "server/dataset_store.h"
@@ -18,7 +18,8 @@ namespace {
 class SessionManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     Open();
     v1::GeneratorSpec spec;
@@ -110,12 +111,15 @@ TEST_F(SessionManagerTest, BadRequestsNameTheField) {
   r.mutable_config()->set_batch_size(-1);
   auto s = manager_->Create(r);
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(s.status().message()).find("config.batch_size"), std::string::npos) << s.status();
+  EXPECT_NE(std::string(s.status().message()).find("config.batch_size"), std::string::npos)
+      << s.status();
   r = Request();
   r.mutable_config()->mutable_network()->set_sizes(0, 31);
   s = manager_->Create(r);
-  EXPECT_NE(std::string(s.status().message()).find("network.sizes[0] is 31 but the training set has 30"),
-            std::string::npos) << s.status();
+  EXPECT_NE(
+      std::string(s.status().message()).find("network.sizes[0] is 31 but the training set has 30"),
+      std::string::npos)
+      << s.status();
   r = Request();
   r.set_train_dataset("datasets/0000000000000000");
   EXPECT_EQ(manager_->Create(r).status().code(), absl::StatusCode::kNotFound);
@@ -139,9 +143,11 @@ TEST_F(SessionManagerTest, PauseAndResumeGiveTheWeightsOfARunNeverPaused) {
   const core::TrainerState a = FinalState(whole->name()), b = FinalState(paused->name());
   for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
   // And the metric logs agree event for event.
-  auto la = storage_->ReadMetrics(whole->name(), 1, 10000), lb = storage_->ReadMetrics(paused->name(), 1, 10000);
+  auto la = storage_->ReadMetrics(whole->name(), 1, 10000),
+       lb = storage_->ReadMetrics(paused->name(), 1, 10000);
   ASSERT_EQ(la->size(), lb->size());
-  for (size_t i = 0; i < la->size(); ++i) EXPECT_EQ((*la)[i].step().loss(), (*lb)[i].step().loss()) << i;
+  for (size_t i = 0; i < la->size(); ++i)
+    EXPECT_EQ((*la)[i].step().loss(), (*lb)[i].step().loss()) << i;
 }
 
 TEST_F(SessionManagerTest, ARestartResumesFromTheCheckpointBitForBit) {
@@ -159,7 +165,8 @@ TEST_F(SessionManagerTest, ARestartResumesFromTheCheckpointBitForBit) {
   const core::TrainerState a = FinalState(whole->name()), b = FinalState(cut->name());
   for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
   auto events = storage_->ReadMetrics(cut->name(), 1, 10000);
-  for (size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
+  for (size_t i = 0; i < events->size(); ++i)
+    EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
 }
 
 TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
@@ -167,7 +174,8 @@ TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
   auto a = manager_->Create(Request(200000));
   ASSERT_OK(a);
   // Wait until a runs, so that the queue holds exactly what follows.
-  while (manager_->Get(a->name())->state() != v1::RUNNING) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (manager_->Get(a->name())->state() != v1::RUNNING)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   auto b = manager_->Create(Request());
   auto c = manager_->Create(Request());
   ASSERT_OK(b);

@@ -1,9 +1,9 @@
 // server/storage.h on a real SQLite file in a temporary directory.
 #include "server/storage.h"
 
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "tests/test_util.h"
 
