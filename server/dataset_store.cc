@@ -47,8 +47,10 @@ int64_t FeatureCount(const v1::DatasetHeader& h) {
   return h.feature_shape_size() == 0 ? -1 : d;
 }
 
-absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits,
-                         bool digest = true) {
+// What the header declares, bounded so that every size computed from it fits 64 bits
+// (InvalidArgument naming the field; ResourceExhausted past 2^40 values). The digest and
+// the server's size limit are an upload's own checks (CheckUploadHeader).
+absl::Status CheckHeaderShape(const v1::DatasetHeader& h) {
   auto bad = [](const std::string& field, const std::string& msg) {
     return absl::InvalidArgumentError(absl::StrCat("header.", field, " ", msg));
   };
@@ -78,15 +80,20 @@ absl::Status CheckHeader(const v1::DatasetHeader& h, const DatasetLimits& limits
     default:
       return bad("target_kind", "must be TARGET_KIND_CLASS_LABELS or TARGET_KIND_FLOAT_VECTORS");
   }
-  if (digest && (h.sha256().size() != 64 ||
-                 h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos))
-    return bad("sha256", "must be 64 lowercase hex digits");
   // d + per_target <= 2^25 and num_examples < 2^31: the product cannot overflow.
   const int64_t per_target = h.target_kind() == v1::TARGET_KIND_CLASS_LABELS ? 1 : h.target_dim();
   if (h.num_examples() * (d + per_target) > kMaxValues)
     return absl::ResourceExhaustedError(
         absl::StrCat("header declares ", h.num_examples(), " examples of ", d + per_target,
                      " values: more than any server takes (2^40 values)"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckUploadHeader(const v1::DatasetHeader& h, const DatasetLimits& limits) {
+  RETURN_IF_ERROR(CheckHeaderShape(h));
+  if (h.sha256().size() != 64 ||
+      h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos)
+    return absl::InvalidArgumentError("header.sha256 must be 64 lowercase hex digits");
   const int64_t bytes = PayloadBytes(h);
   if (bytes > limits.max_dataset_bytes)
     return absl::ResourceExhaustedError(
@@ -166,8 +173,7 @@ std::string Sha256Hex(const std::string& bytes) {
 }
 
 absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const std::string& bytes) {
-  RETURN_IF_ERROR(
-      CheckHeader(h, DatasetLimits{.max_dataset_bytes = int64_t{1} << 42}, /*digest=*/false));
+  RETURN_IF_ERROR(CheckHeaderShape(h));
   if (static_cast<int64_t>(bytes.size()) != PayloadBytes(h))
     return absl::InvalidArgumentError(absl::StrCat(
         "payload has ", bytes.size(), " bytes; the header declares ", PayloadBytes(h)));
@@ -296,7 +302,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
 
 absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
     const v1::DatasetHeader& header) {
-  RETURN_IF_ERROR(CheckHeader(header, limits_));
+  RETURN_IF_ERROR(CheckUploadHeader(header, limits_));
   const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(header)), ".upload",
                                        ::getpid(), "_", g_upload_counter.fetch_add(1));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -329,11 +335,18 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   const bool test = spec.split() == v1::GeneratorSpec::SPLIT_TEST;
   // Size first, before anything is allocated: the same limit as uploads.
   {
-    // Linear: the spec's dimensions (default 30 -> 10); nonlinear 30 -> 10; toy 1 -> 1.
-    const bool linear = spec.kind() == v1::GeneratorSpec::KIND_LINEAR;
-    const bool toy = spec.kind() == v1::GeneratorSpec::KIND_TOY;
-    const int64_t in = linear && spec.input_dim() != 0 ? spec.input_dim() : (toy ? 1 : 30);
-    const int64_t out = linear && spec.output_dim() != 0 ? spec.output_dim() : (toy ? 1 : 10);
+    // The generators' own shapes: linear the spec's (else its defaults), nonlinear its
+    // teacher's, the toy 1 -> 1.
+    const core::LinearTaskSpec linear_defaults;
+    const core::NonlinearTaskSpec nonlinear_defaults;
+    int64_t in = 1, out = 1;
+    if (spec.kind() == v1::GeneratorSpec::KIND_LINEAR) {
+      in = spec.input_dim() != 0 ? spec.input_dim() : linear_defaults.input_dim;
+      out = spec.output_dim() != 0 ? spec.output_dim() : linear_defaults.output_dim;
+    } else if (spec.kind() == v1::GeneratorSpec::KIND_NONLINEAR) {
+      in = nonlinear_defaults.teacher_sizes.front();
+      out = nonlinear_defaults.teacher_sizes.back();
+    }
     if (in < 1 || in > 100000 || out < 1 || out > 100000)
       return absl::InvalidArgumentError(absl::StrCat(
           "spec.input_dim and spec.output_dim must be in [1, 100000], got ", in, " and ", out));

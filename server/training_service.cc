@@ -422,35 +422,6 @@ absl::StatusOr<std::pair<std::string, int64_t>> ParseSnapshotName(const std::str
   return std::make_pair(name.substr(0, pos), step);
 }
 
-absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions,
-                                                const std::string& session, int64_t step,
-                                                std::string* resolved_name) {
-  ASSIGN_OR_RETURN(auto s, sessions->Find(session));
-  const std::string id = session.substr(9);
-  std::string path;
-  if (step < 0) {
-    ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions->storage()->ListSnapshots(session));
-    // The newest of the last snapshot and the last checkpoint.
-    path = sessions->storage()->CheckpointPath(id);
-    if (!steps.empty()) {
-      auto ck = ReadFile(path);
-      int64_t ck_step = -1;
-      if (ck.ok())
-        if (auto st = core::ParseState(*ck); st.ok()) ck_step = st->step;
-      if (steps.back() >= ck_step) path = sessions->storage()->SnapshotPath(id, steps.back());
-    }
-  } else {
-    path = sessions->storage()->SnapshotPath(id, step);
-  }
-  auto bytes = ReadFile(path);
-  if (!bytes.ok())
-    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
-                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
-  ASSIGN_OR_RETURN(core::TrainerState st, core::ParseState(*bytes));
-  *resolved_name = absl::StrCat(session, "/snapshots/", st.step);
-  return st;
-}
-
 // A weights file's identity without reading it: path, inode, size, modification time.
 // Files are replaced by rename (AtomicWriteFile), so new weights are a new identity.
 absl::StatusOr<std::string> FileKey(const std::string& path) {
@@ -458,6 +429,51 @@ absl::StatusOr<std::string> FileKey(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(path);
   return absl::StrCat(path, "|", st.st_ino, "|", st.st_size, "|", st.st_mtim.tv_sec, ".",
                       st.st_mtim.tv_nsec);
+}
+
+absl::Status NoWeights(const std::string& session, int64_t step) {
+  return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
+                                      : absl::StrCat(session, "/snapshots/", step, " not found"));
+}
+
+// The file holding a session's weights at `step` (< 0: the newest of its last snapshot and
+// its checkpoint). A checkpoint's step is parsed once per checkpoint file (`cache`).
+// NotFound if there are none.
+absl::StatusOr<std::string> WeightsPath(SessionManager* sessions, NetworkCache* cache,
+                                        const std::string& session, int64_t step) {
+  const std::string id = session.substr(9);
+  if (step >= 0) return sessions->storage()->SnapshotPath(id, step);
+  ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions->storage()->ListSnapshots(session));
+  const std::string checkpoint = sessions->storage()->CheckpointPath(id);
+  if (steps.empty()) return checkpoint;
+  int64_t ck_step = -1;
+  if (auto ck_key = FileKey(checkpoint); ck_key.ok()) {
+    if (auto known = cache->Step(*ck_key)) {
+      ck_step = *known;
+    } else if (auto ck = ReadFile(checkpoint); ck.ok()) {
+      if (auto st = core::ParseState(*ck); st.ok()) ck_step = st->step;
+      cache->PutStep(*ck_key, ck_step);
+    }
+  }
+  return steps.back() >= ck_step ? sessions->storage()->SnapshotPath(id, steps.back()) : checkpoint;
+}
+
+// The state in a weights file (see WeightsPath); NotFound if it is not there.
+absl::StatusOr<core::TrainerState> ReadWeights(const std::string& path, const std::string& session,
+                                               int64_t step) {
+  auto bytes = ReadFile(path);
+  if (!bytes.ok()) return NoWeights(session, step);
+  return core::ParseState(*bytes);
+}
+
+absl::StatusOr<core::TrainerState> LoadSnapshot(SessionManager* sessions, NetworkCache* cache,
+                                                const std::string& session, int64_t step,
+                                                std::string* resolved_name) {
+  RETURN_IF_ERROR(sessions->Find(session).status());
+  ASSIGN_OR_RETURN(std::string path, WeightsPath(sessions, cache, session, step));
+  ASSIGN_OR_RETURN(core::TrainerState st, ReadWeights(path, session, step));
+  *resolved_name = absl::StrCat(session, "/snapshots/", st.step);
+  return st;
 }
 
 }  // namespace
@@ -511,38 +527,11 @@ absl::StatusOr<std::shared_ptr<const core::Trainer>> TrainerWith(SessionManager*
     step = parsed.second;
   }
   ASSIGN_OR_RETURN(auto s, sessions->Find(session));
-  const std::string id = session.substr(9);
-  std::string path;
-  if (step < 0) {
-    ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions->storage()->ListSnapshots(session));
-    // The newest of the last snapshot and the last checkpoint (the checkpoint's step is
-    // parsed once per checkpoint file).
-    path = sessions->storage()->CheckpointPath(id);
-    if (!steps.empty()) {
-      int64_t ck_step = -1;
-      if (auto ck_key = FileKey(path); ck_key.ok()) {
-        if (auto known = cache->Step(*ck_key)) {
-          ck_step = *known;
-        } else if (auto ck = ReadFile(path); ck.ok()) {
-          if (auto st = core::ParseState(*ck); st.ok()) ck_step = st->step;
-          cache->PutStep(*ck_key, ck_step);
-        }
-      }
-      if (steps.back() >= ck_step) path = sessions->storage()->SnapshotPath(id, steps.back());
-    }
-  } else {
-    path = sessions->storage()->SnapshotPath(id, step);
-  }
+  ASSIGN_OR_RETURN(std::string path, WeightsPath(sessions, cache, session, step));
   auto key = FileKey(path);
-  if (!key.ok())
-    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
-                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
+  if (!key.ok()) return NoWeights(session, step);
   if (auto cached = cache->Get(*key)) return cached;
-  auto bytes = ReadFile(path);
-  if (!bytes.ok())
-    return absl::NotFoundError(step < 0 ? absl::StrCat(session, " has no weights stored yet")
-                                        : absl::StrCat(session, "/snapshots/", step, " not found"));
-  ASSIGN_OR_RETURN(core::TrainerState st, core::ParseState(*bytes));
+  ASSIGN_OR_RETURN(core::TrainerState st, ReadWeights(path, session, step));
   const v1::Session r = s->record();
   ASSIGN_OR_RETURN(auto train, sessions->datasets()->Load(r.train_dataset()));
   ASSIGN_OR_RETURN(auto trainer, core::Trainer::Create(s->options(), train));
@@ -777,7 +766,7 @@ grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(
       ASSIGN_OR_RETURN(auto parsed, ParseSnapshotName(req->name()));
       std::string resolved;
       ASSIGN_OR_RETURN(core::TrainerState st,
-                       LoadSnapshot(sessions_, parsed.first, parsed.second, &resolved));
+                       LoadSnapshot(sessions_, &networks_, parsed.first, parsed.second, &resolved));
       return SnapshotChunks(resolved, st);
     } catch (...) {
       return FromException(std::current_exception());

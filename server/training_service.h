@@ -129,7 +129,7 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   const std::chrono::milliseconds heartbeat_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;     // wakes every session's listeners each heartbeat interval
-  NetworkCache networks_;  // Predict and Evaluate
+  NetworkCache networks_;  // Predict and Evaluate; checkpoint steps for "latest" snapshots
 };
 
 }  // namespace alignd::server
