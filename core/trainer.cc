@@ -144,15 +144,12 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
   return bytes >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
-                                                         std::shared_ptr<const Dataset> train,
-                                                         std::shared_ptr<const Dataset> eval) {
+absl::Status ValidateTraining(const TrainerOptions& options, const Dataset& train,
+                              const Dataset* eval) {
   RETURN_IF_ERROR(ValidateOptions(options));
-  if (train == nullptr) return absl::InvalidArgumentError("train: no training set given");
-  RETURN_IF_ERROR(ValidateDataset(*train));
   const auto& sizes = options.network.sizes;
-  for (const auto& [d, what] : {std::pair<const Dataset*, const char*>{train.get(), "training"},
-                                std::pair<const Dataset*, const char*>{eval.get(), "evaluation"}}) {
+  for (const auto& [d, what] : {std::pair<const Dataset*, const char*>{&train, "training"},
+                                std::pair<const Dataset*, const char*>{eval, "evaluation"}}) {
     if (d == nullptr) continue;
     if (d->input_dim() != sizes.front())
       return absl::InvalidArgumentError(absl::StrCat("network.sizes[0] is ", sizes.front(),
@@ -163,16 +160,31 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
           "network.sizes[", sizes.size() - 1, "] is ", sizes.back(), " but the ", what, " set has ",
           d->output_dim(), d->is_classification() ? " classes" : " targets per example"));
   }
-  if (eval != nullptr && eval->size() > 0) RETURN_IF_ERROR(ValidateDataset(*eval));
-  if (options.batch_size > train->size())
+  if (options.batch_size > train.size())
     return absl::InvalidArgumentError(absl::StrCat("batch_size is ", options.batch_size,
-                                                   " but the training set has only ", train->size(),
+                                                   " but the training set has only ", train.size(),
                                                    " examples"));
   if (options.network.loss == Loss::kCrossEntropy &&
-      options.network.output == Activation::kSoftmax && !train->is_classification())
+      options.network.output == Activation::kSoftmax && !train.is_classification())
     return absl::InvalidArgumentError(
         "network.loss: softmax cross_entropy needs class labels, the training set has float "
         "targets");
+  return absl::OkStatus();
+}
+
+int64_t TotalSteps(const TrainerOptions& options, int64_t train_examples) {
+  if (options.max_steps > 0) return options.max_steps;
+  return train_examples / std::max(1, options.batch_size) * options.epochs;
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
+                                                         std::shared_ptr<const Dataset> train,
+                                                         std::shared_ptr<const Dataset> eval) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  if (train == nullptr) return absl::InvalidArgumentError("train: no training set given");
+  RETURN_IF_ERROR(ValidateDataset(*train));
+  if (eval != nullptr && eval->size() > 0) RETURN_IF_ERROR(ValidateDataset(*eval));
+  RETURN_IF_ERROR(ValidateTraining(options, *train, eval.get()));
   std::unique_ptr<Trainer> t(new Trainer(options, std::move(train), std::move(eval)));
   t->Initialize();
   return t;
@@ -299,7 +311,7 @@ void Trainer::Initialize() {
   // Schedule.
   const int64_t n = train_->size();
   steps_per_epoch_ = n / options_.batch_size;
-  total_steps_ = options_.max_steps > 0 ? options_.max_steps : steps_per_epoch_ * options_.epochs;
+  total_steps_ = TotalSteps(options_, n);
   perm_.resize(n);
   ShuffleForEpoch();
 }

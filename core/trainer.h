@@ -130,6 +130,14 @@ absl::StatusOr<TrainerState> ParseState(const std::string& bytes);
 // sessions over its memory limit with it before they are queued.
 int64_t EstimateTrainingBytes(const TrainerOptions& options, int64_t train_examples);
 
+// What Trainer::Create checks of options against data, without building a network (no
+// weights drawn, nothing allocated): InvalidArgument names the bad field. The data sets'
+// own values are not checked here (ValidateDataset). `eval` may be null.
+absl::Status ValidateTraining(const TrainerOptions& options, const Dataset& train,
+                              const Dataset* eval);
+// Steps a run of these options takes on a training set of `train_examples` examples.
+int64_t TotalSteps(const TrainerOptions& options, int64_t train_examples);
+
 class Trainer {
  public:
   // Validates `options` against the data: InvalidArgument names the bad field

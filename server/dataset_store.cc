@@ -119,7 +119,7 @@ v1::DatasetHeader HeaderOf(const core::Dataset& d, const std::string& display_na
 
 v1::Dataset MetaOf(const v1::DatasetHeader& h) {
   v1::Dataset d;
-  d.set_name("datasets/" + DatasetId(h));
+  d.set_name(DatasetName(DatasetId(h)));
   d.set_display_name(h.display_name());
   d.set_num_examples(h.num_examples());
   *d.mutable_feature_shape() = h.feature_shape();
@@ -131,8 +131,6 @@ v1::Dataset MetaOf(const v1::DatasetHeader& h) {
   *d.mutable_create_time() = Now();
   return d;
 }
-
-std::atomic<int64_t> g_upload_counter{0};
 
 }  // namespace
 
@@ -201,19 +199,15 @@ struct DatasetStore::Upload::Hasher {
   ~Hasher() { EVP_MD_CTX_free(ctx); }
 };
 
-DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path,
-                             int fd)
+DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
+                             std::unique_ptr<BlobWriter> payload)
     : store_(store),
       header_(std::move(header)),
-      tmp_path_(std::move(tmp_path)),
-      fd_(fd),
+      payload_(std::move(payload)),
       expected_(PayloadBytes(header_)),
       hasher_(std::make_unique<Hasher>()) {}
 
-DatasetStore::Upload::~Upload() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!done_) ::unlink(tmp_path_.c_str());
-}
+DatasetStore::Upload::~Upload() = default;  // an uncommitted payload leaves nothing behind
 
 absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
   if (static_cast<int64_t>(chunk.size()) > store_->limits_.max_chunk_bytes)
@@ -223,15 +217,7 @@ absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
   if (received_ + static_cast<int64_t>(chunk.size()) > expected_)
     return absl::InvalidArgumentError(
         absl::StrCat("payload is longer than the ", expected_, " bytes the header declares"));
-  size_t done = 0;
-  while (done < chunk.size()) {
-    const ssize_t w = ::write(fd_, chunk.data() + done, chunk.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat("write ", tmp_path_, ": ", std::strerror(errno)));
-    }
-    done += static_cast<size_t>(w);
-  }
+  RETURN_IF_ERROR(payload_->Append(chunk));
   EVP_DigestUpdate(hasher_->ctx, chunk.data(), chunk.size());
   received_ += static_cast<int64_t>(chunk.size());
   return CheckValues(chunk.data(), chunk.size());
@@ -291,36 +277,24 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (digest != header_.sha256())
     return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ",
                                                    header_.sha256(), ", the payload is ", digest));
-  if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", tmp_path_));
-  ::close(fd_);
-  fd_ = -1;
   // Every value was checked as it arrived (CheckValues).
-  ASSIGN_OR_RETURN(v1::Dataset d, store_->Commit(MetaOf(header_), tmp_path_));
-  done_ = true;
-  return d;
+  return store_->Commit(MetaOf(header_), std::move(payload_));
 }
 
 absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
     const v1::DatasetHeader& header) {
   RETURN_IF_ERROR(CheckUploadHeader(header, limits_));
-  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(header)), ".upload",
-                                       ::getpid(), "_", g_upload_counter.fetch_add(1));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
-  return std::unique_ptr<Upload>(new Upload(this, header, tmp, fd));
+  ASSIGN_OR_RETURN(auto payload, storage_->NewDatasetPayload(DatasetName(DatasetId(header))));
+  return std::unique_ptr<Upload>(new Upload(this, header, std::move(payload)));
 }
 
-absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta, const std::string& tmp_path) {
+absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta,
+                                                 std::unique_ptr<BlobWriter> payload) {
   absl::MutexLock lock(&mu_);
-  // The same content stored twice is stored once: keep the first record.
-  if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) {
-    ::unlink(tmp_path.c_str());
-    return *existing;
-  }
-  const std::string path =
-      storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1));
-  if (::rename(tmp_path.c_str(), path.c_str()) != 0)
-    return absl::InternalError(absl::StrCat("rename ", tmp_path, ": ", std::strerror(errno)));
+  // The same content stored twice is stored once: keep the first record (the writer,
+  // destroyed uncommitted, leaves nothing).
+  if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) return *existing;
+  RETURN_IF_ERROR(payload->Commit());
   RETURN_IF_ERROR(storage_->PutDataset(meta));
   return meta;
 }
@@ -399,20 +373,19 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   h.set_sha256(Sha256Hex(payload));
   v1::Dataset meta = MetaOf(h);
   *meta.mutable_generator() = spec;
-  // Per write, not per process: identical requests at once each write their own file.
-  const std::string tmp = absl::StrCat(storage_->DatasetPayloadPath(DatasetId(h)), ".gen",
-                                       ::getpid(), "_", g_upload_counter.fetch_add(1));
-  RETURN_IF_ERROR(AtomicWriteFile(tmp, payload));
-  return Commit(std::move(meta), tmp);
+  // Identical requests at once each write their own blob; the first commit wins.
+  ASSIGN_OR_RETURN(auto blob, storage_->NewDatasetPayload(meta.name()));
+  RETURN_IF_ERROR(blob->Append(payload));
+  return Commit(std::move(meta), std::move(blob));
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& name) {
-  RETURN_IF_ERROR(CheckNameLength(name));
+  RETURN_IF_ERROR(ParseDatasetName(name).status());
   return storage_->GetDataset(name);
 }
 
 absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const std::string& name) {
-  RETURN_IF_ERROR(CheckNameLength(name));
+  RETURN_IF_ERROR(ParseDatasetName(name).status());
   {
     absl::MutexLock lock(&mu_);
     if (auto it = cache_.find(name); it != cache_.end()) {
@@ -421,11 +394,7 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
     }
   }
   ASSIGN_OR_RETURN(v1::Dataset meta, storage_->GetDataset(name));
-  // Payload files are named by data set id; a data directory written before ids covered
-  // the header's meaning names them by the payload's SHA-256: read those where they are.
-  auto bytes = ReadFile(storage_->DatasetPayloadPath(meta.name().substr(sizeof("datasets/") - 1)));
-  if (!bytes.ok()) bytes = ReadFile(storage_->DatasetPayloadPath(meta.sha256()));
-  if (!bytes.ok()) return bytes.status();
+  ASSIGN_OR_RETURN(std::string bytes, storage_->ReadDatasetPayload(meta));
   v1::DatasetHeader h;
   h.set_display_name(meta.display_name());
   h.set_num_examples(meta.num_examples());
@@ -433,13 +402,13 @@ absl::StatusOr<std::shared_ptr<const core::Dataset>> DatasetStore::Load(const st
   h.set_target_kind(meta.target_kind());
   h.set_num_classes(meta.num_classes());
   h.set_target_dim(meta.target_dim());
-  auto decoded = DecodePayload(h, *bytes);
+  auto decoded = DecodePayload(h, bytes);
   if (!decoded.ok())
     return absl::DataLossError(
         absl::StrCat(name, ": stored payload is corrupt: ", decoded.status().message()));
   auto shared = std::make_shared<const core::Dataset>(std::move(*decoded));
   absl::MutexLock lock(&mu_);
-  cache_[name] = Cached{shared, static_cast<int64_t>(bytes->size()), ++clock_};
+  cache_[name] = Cached{shared, static_cast<int64_t>(bytes.size()), ++clock_};
   Evict();
   return shared;
 }
@@ -458,7 +427,7 @@ void DatasetStore::Evict() {
 
 absl::Status DatasetStore::Delete(const std::string& name,
                                   const std::function<bool(const std::string&)>& in_use) {
-  RETURN_IF_ERROR(CheckNameLength(name));
+  RETURN_IF_ERROR(ParseDatasetName(name).status());
   RETURN_IF_ERROR(storage_->GetDataset(name).status());
   if (in_use(name))
     return absl::FailedPreconditionError(absl::StrCat(name,

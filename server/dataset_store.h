@@ -54,18 +54,17 @@ class DatasetStore {
 
   class Upload {
    public:
-    ~Upload();  // removes the temporary file unless Finish() succeeded
+    ~Upload();  // unless Finish() succeeded, nothing of it is stored
     // InvalidArgument if the chunk is over the limit or past the declared size.
     absl::Status Append(const std::string& chunk);
     absl::StatusOr<v1::Dataset> Finish();
 
    private:
     friend class DatasetStore;
-    Upload(DatasetStore* store, v1::DatasetHeader header, std::string tmp_path, int fd);
+    Upload(DatasetStore* store, v1::DatasetHeader header, std::unique_ptr<BlobWriter> payload);
     DatasetStore* store_;
     v1::DatasetHeader header_;
-    std::string tmp_path_;
-    int fd_;
+    std::unique_ptr<BlobWriter> payload_;
     // Checks each complete 4-byte value as it streams in (finite floats, labels in range).
     absl::Status CheckValues(const char* p, size_t n);
     int64_t received_ = 0;
@@ -75,7 +74,6 @@ class DatasetStore {
     int carry_size_ = 0;
     struct Hasher;
     std::unique_ptr<Hasher> hasher_;
-    bool done_ = false;
   };
 
   // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size
@@ -92,8 +90,9 @@ class DatasetStore {
                       const std::function<bool(const std::string&)>& in_use);
 
  private:
-  // Stores a validated payload already at `payload_path` (or content in `bytes`).
-  absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, const std::string& tmp_path);
+  // Commits a validated payload and writes its record (or returns the record of the same
+  // data set stored before).
+  absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, std::unique_ptr<BlobWriter> payload);
 
   Storage* const storage_;
   const DatasetLimits limits_;

@@ -16,12 +16,13 @@
 #include <string>
 #include <thread>
 
+#include "server/dataset_service.h"
 #include "server/dataset_store.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/rpc_log.h"
 #include "server/session_manager.h"
-#include "server/storage.h"
+#include "server/sqlite_storage.h"
 #include "server/training_service.h"
 
 namespace {
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
   }
 
   limits.cache_bytes = cache_mib << 20;
-  auto storage = Storage::Open(data_dir);
+  auto storage = OpenSqliteStorage(data_dir);
   if (!storage.ok()) {
     LogError("cannot open the data directory", {{"error", storage.status().ToString()}});
     return 1;
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
     }
     metrics = std::move(*m);
   }
-  DatasetServiceImpl dataset_service(&datasets, &sessions);
+  DatasetServiceImpl dataset_service(&sessions);
   TrainingServiceImpl training_service(&sessions, std::chrono::milliseconds(heartbeat_ms));
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -84,7 +84,7 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
       ++counts[r.state()];
       auto s = sessions_->Find(r.name());
       if (!s.ok()) continue;
-      const Session::Latest l = (*s)->latest();
+      const LiveSession::Latest l = (*s)->latest();
       const std::vector<prometheus::ClientMetric::Label> labels = {
           {"session", r.name()}, {"rule", RuleLabel(r.config().feedback().rule())}};
       add(steps, labels, static_cast<double>(r.step()), true);

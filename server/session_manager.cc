@@ -14,6 +14,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
+#include "server/session_recorder.h"
 
 namespace alignd::server {
 namespace {
@@ -29,29 +30,12 @@ std::string NewSessionId() {
   return absl::StrFormat("%012x", rng() & 0xffffffffffffULL);
 }
 
-std::string IdOf(const std::string& name) { return name.substr(name.find('/') + 1); }
-
-absl::Status Illegal(const Session& s, v1::SessionState from, const char* op) {
+absl::Status Illegal(const LiveSession& s, v1::SessionState from, const char* op) {
   return absl::FailedPreconditionError(
       absl::StrCat("cannot ", op, " ", s.name(), ": it is ", v1::SessionState_Name(from)));
 }
 
 }  // namespace
-
-void Session::AddListener(SessionListener* l) {
-  absl::MutexLock lock(&notify_mu_);
-  listeners_.push_back(l);
-}
-
-void Session::RemoveListener(SessionListener* l) {
-  absl::MutexLock lock(&notify_mu_);
-  listeners_.erase(std::remove(listeners_.begin(), listeners_.end(), l), listeners_.end());
-}
-
-void Session::Notify() {
-  absl::MutexLock lock(&notify_mu_);
-  for (SessionListener* l : listeners_) l->OnSessionUpdate();
-}
 
 SessionManager::SessionManager(Storage* storage, DatasetStore* datasets,
                                SessionManagerOptions options)
@@ -71,21 +55,25 @@ absl::Status SessionManager::Start() {
       RETURN_IF_ERROR(storage_->PutSession(record));
       options = core::TrainerOptions();
     }
+    // A checkpoint from before checkpoints were indexed: index it (once).
+    auto checkpoint = storage_->GetCheckpoint(record.name());
+    if (checkpoint.ok() && checkpoint->step < 0) {
+      if (auto state = core::ParseState(checkpoint->bytes); state.ok()) {
+        checkpoint->step = state->step;
+        RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), *checkpoint));
+      }
+    }
     const bool resume = record.state() == v1::RUNNING || record.state() == v1::QUEUED;
     if (resume) {
       // Cut the metric log back to the checkpoint this run will resume from.
-      int64_t step = 0;
-      if (auto bytes = ReadFile(storage_->CheckpointPath(IdOf(record.name()))); bytes.ok()) {
-        auto state = core::ParseState(*bytes);
-        if (state.ok()) step = state->step;
-      }
+      const int64_t step = checkpoint.ok() ? std::max<int64_t>(0, checkpoint->step) : 0;
       ASSIGN_OR_RETURN(int64_t last_seq, storage_->TruncateMetricsAfterStep(record.name(), step));
       record.set_last_seq(last_seq);
       record.set_step(step);
       record.set_state(v1::QUEUED);
       RETURN_IF_ERROR(storage_->PutSession(record));
     }
-    auto s = std::make_shared<Session>(record, *options);
+    auto s = std::make_shared<LiveSession>(record, *options);
     sessions_[record.name()] = s;
     if (resume) queue_.push_back(s);
   }
@@ -99,12 +87,12 @@ void SessionManager::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
-    for (auto& [name, s] : sessions_) s->stop_ = Session::StopRequest::kShutdown;
+    for (auto& [name, s] : sessions_) s->stop_ = LiveSession::StopRequest::kShutdown;
   }
   for (std::thread& t : workers_) t.join();
   workers_.clear();
   // Wake every open stream so that it sees the shutdown and ends.
-  std::vector<std::shared_ptr<Session>> all;
+  std::vector<std::shared_ptr<LiveSession>> all;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [name, s] : sessions_) all.push_back(s);
@@ -120,7 +108,7 @@ void SessionManager::WaitIdle() {
       this));
 }
 
-absl::Status SessionManager::Enqueue(const std::shared_ptr<Session>& s) {
+absl::Status SessionManager::Enqueue(const std::shared_ptr<LiveSession>& s) {
   if (static_cast<int>(queue_.size()) >= options_.max_queued)
     return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", options_.max_queued,
                                                      " sessions, --max_queued); try again later"));
@@ -128,9 +116,7 @@ absl::Status SessionManager::Enqueue(const std::shared_ptr<Session>& s) {
   return absl::OkStatus();
 }
 
-absl::Status SessionManager::Persist(const Session& s) { return storage_->PutSession(s.record()); }
-
-void SessionManager::SetState(Session& s, v1::SessionState state, const std::string& reason) {
+void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std::string& reason) {
   {
     absl::MutexLock lock(&s.mu_);
     s.record_.set_state(state);
@@ -139,7 +125,7 @@ void SessionManager::SetState(Session& s, v1::SessionState state, const std::str
     if (state == v1::RUNNING && !s.record_.has_start_time())
       *s.record_.mutable_start_time() = Now();
   }
-  Persist(s).IgnoreError();  // the next successful write carries it
+  storage_->PutSession(s.record()).IgnoreError();  // the next successful write carries it
 }
 
 absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& req) {
@@ -157,8 +143,9 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                                                    " weights; the server allows ",
                                                    options_.max_parameters, " (--max_parameters)"));
   if (req.train_dataset().empty()) return absl::InvalidArgumentError("train_dataset is required");
-  RETURN_IF_ERROR(CheckNameLength(req.train_dataset(), "train_dataset"));
-  RETURN_IF_ERROR(CheckNameLength(req.eval_dataset(), "eval_dataset"));
+  RETURN_IF_ERROR(ParseDatasetName(req.train_dataset(), "train_dataset").status());
+  if (!req.eval_dataset().empty())
+    RETURN_IF_ERROR(ParseDatasetName(req.eval_dataset(), "eval_dataset").status());
   if (req.snapshot_every() < 0 || req.checkpoint_every() < 0)
     return absl::InvalidArgumentError("snapshot_every and checkpoint_every must be >= 0");
   if (req.display_name().size() > 256)
@@ -191,24 +178,23 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                        options.batch_size, ") and ", data >> 20, " MiB of data; the server allows ",
                        options_.max_session_bytes >> 20, " MiB per session (--max_session_bytes)"));
   }
-  auto trial = core::Trainer::Create(options, train, eval);
-  if (!trial.ok())
-    return absl::InvalidArgumentError(absl::StrCat("config.", trial.status().message()));
+  if (absl::Status st = core::ValidateTraining(options, *train, eval.get()); !st.ok())
+    return absl::InvalidArgumentError(absl::StrCat("config.", st.message()));
 
   v1::Session record;
-  record.set_name("sessions/" + NewSessionId());
+  record.set_name(SessionName(NewSessionId()));
   record.set_display_name(req.display_name());
   *record.mutable_config() = ToProto(options);
   record.set_train_dataset(req.train_dataset());
   record.set_eval_dataset(req.eval_dataset());
   record.set_state(v1::QUEUED);
-  record.set_total_steps((*trial)->total_steps());
+  record.set_total_steps(core::TotalSteps(options, train->size()));
   record.set_snapshot_every(req.snapshot_every());
   record.set_checkpoint_every(req.checkpoint_every() > 0 ? req.checkpoint_every()
                                                          : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
 
-  auto s = std::make_shared<Session>(record, options);
+  auto s = std::make_shared<LiveSession>(record, options);
   absl::MutexLock lock(&mu_);
   // The data sets may have been deleted since they were loaded above (DeleteDataset
   // holds mu_ too): checked again where a delete cannot slip in.
@@ -226,16 +212,11 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   return record;
 }
 
-absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string& name) {
-  RETURN_IF_ERROR(CheckNameLength(name));
+absl::StatusOr<std::shared_ptr<LiveSession>> SessionManager::Find(const std::string& name) {
+  RETURN_IF_ERROR(ParseSessionName(name).status());
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(name);
-  if (it == sessions_.end()) {
-    if (name.rfind("sessions/", 0) != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("name '", name, "' is not a session name (sessions/{id})"));
-    return absl::NotFoundError(absl::StrCat(name, " not found"));
-  }
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat(name, " not found"));
   return it->second;
 }
 
@@ -245,7 +226,7 @@ absl::StatusOr<v1::Session> SessionManager::Get(const std::string& name) {
 }
 
 std::vector<v1::Session> SessionManager::List(v1::SessionState state) {
-  std::vector<std::shared_ptr<Session>> all;
+  std::vector<std::shared_ptr<LiveSession>> all;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [name, s] : sessions_) all.push_back(s);
@@ -268,10 +249,10 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
       SetState(*s, v1::PAUSED);
     } else if (st == v1::RUNNING) {
-      s->stop_ = Session::StopRequest::kPause;  // the worker checkpoints and sets PAUSED
+      s->stop_ = LiveSession::StopRequest::kPause;  // the worker checkpoints and sets PAUSED
       // Wait for the worker to leave the session, so that the answer is the new state.
       mu_.Await(absl::Condition(
-          +[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
+          +[](LiveSession* x) { return x->state() != v1::RUNNING; }, s.get()));
     } else {
       return Illegal(*s, st, "pause");
     }
@@ -289,7 +270,7 @@ absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name) {
     const v1::SessionState st = s->state();
     if (st != v1::PAUSED) return Illegal(*s, st, "resume");
     RETURN_IF_ERROR(Enqueue(s));
-    s->stop_ = Session::StopRequest::kNone;
+    s->stop_ = LiveSession::StopRequest::kNone;
     SetState(*s, v1::QUEUED);
     out = s->record();
   }
@@ -305,9 +286,9 @@ absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
     const v1::SessionState st = s->state();
     if (IsTerminal(st)) return Illegal(*s, st, "cancel");
     if (st == v1::RUNNING) {
-      s->stop_ = Session::StopRequest::kCancel;
+      s->stop_ = LiveSession::StopRequest::kCancel;
       mu_.Await(absl::Condition(
-          +[](Session* x) { return x->state() != v1::RUNNING; }, s.get()));
+          +[](LiveSession* x) { return x->state() != v1::RUNNING; }, s.get()));
     } else {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
       SetState(*s, v1::CANCELLED);
@@ -329,6 +310,13 @@ absl::Status SessionManager::Delete(const std::string& name) {
     RETURN_IF_ERROR(storage_->DeleteSession(name));
     sessions_.erase(name);
     s->deleted_ = true;
+  }
+  {
+    absl::MutexLock lock(&cache_mu_);
+    const std::string prefix = name + "@";
+    for (auto it = networks_.lower_bound(prefix);
+         it != networks_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
+      it = networks_.erase(it);
   }
   s->Notify();  // open streams see that it is gone and end
   return absl::OkStatus();
@@ -363,7 +351,7 @@ absl::Status SessionManager::DeleteDataset(const std::string& name) {
 void SessionManager::WorkerLoop() {
   core::EnableFlushToZero();
   while (true) {
-    std::shared_ptr<Session> s;
+    std::shared_ptr<LiveSession> s;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -375,7 +363,7 @@ void SessionManager::WorkerLoop() {
       queue_.pop_front();
       if (s->state() != v1::QUEUED) continue;  // paused or cancelled while queued
       ++running_;
-      s->stop_ = Session::StopRequest::kNone;
+      s->stop_ = LiveSession::StopRequest::kNone;
       SetState(*s, v1::RUNNING);
     }
     s->Notify();
@@ -397,104 +385,7 @@ void SessionManager::WorkerLoop() {
   }
 }
 
-// Appends metric events, checkpoints and snapshots as the engine reports. Runs on the
-// worker thread; touches the session record only through `progress`.
-class SessionObserver : public core::TrainingObserver {
- public:
-  using Progress = std::function<void(int64_t step, int64_t epoch, int64_t last_seq)>;
-  SessionObserver(Session* s, Storage* storage, core::Trainer* trainer, const v1::Session& r,
-                  Progress progress, std::function<bool()> stop_requested)
-      : s_(s),
-        id_(IdOf(s->name())),
-        storage_(storage),
-        trainer_(trainer),
-        checkpoint_every_(r.checkpoint_every()),
-        snapshot_every_(r.snapshot_every()),
-        last_seq_(r.last_seq()),
-        progress_(std::move(progress)),
-        stop_requested_(std::move(stop_requested)) {}
-
-  bool OnStep(const core::StepMetrics& m) override {
-    bool news = false;
-    if (m.has_details) {
-      v1::MetricEvent e;
-      ToProto(m, e.mutable_step());
-      Append(e, m.step);
-      Remember(m);
-      news = true;
-    }
-    progress_(m.step, m.epoch, last_seq_);
-    if (checkpoint_every_ > 0 && m.step % checkpoint_every_ == 0) status_.Update(Checkpoint());
-    if (snapshot_every_ > 0 && m.step % snapshot_every_ == 0) {
-      status_.Update(Snapshot());
-      news = true;
-    }
-    if (news) s_->Notify();
-    return status_.ok() && !stop_requested_();
-  }
-
-  bool OnEvaluation(const core::EvalMetrics& m) override {
-    v1::MetricEvent e;
-    ToProto(m, e.mutable_eval());
-    Append(e, m.step);
-    Remember(m);
-    progress_(-1, -1, last_seq_);
-    s_->Notify();
-    return status_.ok() && !stop_requested_();
-  }
-
-  // The checkpoint file first, then the record that points past it.
-  absl::Status Checkpoint() {
-    RETURN_IF_ERROR(AtomicWriteFile(storage_->CheckpointPath(id_),
-                                    core::SerializeState(trainer_->ExportState())));
-    progress_(trainer_->step(), trainer_->epoch(), last_seq_);
-    return storage_->PutSession(s_->record());
-  }
-
-  absl::Status Snapshot() {
-    return storage_->AddSnapshot(s_->name(), trainer_->step(),
-                                 core::SerializeState(trainer_->ExportState()));
-  }
-
-  const absl::Status& status() const { return status_; }
-
- private:
-  void Remember(const core::StepMetrics& m) {
-    absl::MutexLock lock(&s_->mu_);
-    Session::Latest& l = s_->latest_;
-    l.loss = m.loss;
-    l.accuracy = m.accuracy;
-    l.nse = m.nse;
-    l.update_angle.clear();
-    for (const auto& a : m.alignment) l.update_angle.push_back(a.update_angle_mean);
-  }
-  void Remember(const core::EvalMetrics& m) {
-    absl::MutexLock lock(&s_->mu_);
-    s_->latest_.eval_loss = m.loss;
-    s_->latest_.eval_error = m.error_rate;
-    s_->latest_.eval_nse = m.nse;
-  }
-
-  void Append(v1::MetricEvent& e, int64_t step) {
-    e.set_seq(last_seq_ + 1);
-    *e.mutable_wall_time() = Now();
-    const absl::Status st = storage_->AppendMetric(s_->name(), e, step);
-    if (st.ok()) ++last_seq_;
-    status_.Update(st);
-  }
-
-  Session* s_;
-  const std::string id_;
-  Storage* storage_;
-  core::Trainer* trainer_;
-  const int64_t checkpoint_every_, snapshot_every_;
-  int64_t last_seq_;
-  Progress progress_;
-  std::function<bool()> stop_requested_;
-  absl::Status status_;
-};
-
-void SessionManager::RunSession(const std::shared_ptr<Session>& s) {
+void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
   const v1::Session r = s->record();
   auto fail = [&](const absl::Status& st) { SetState(*s, v1::FAILED, std::string(st.message())); };
   auto train = datasets_->Load(r.train_dataset());
@@ -507,48 +398,127 @@ void SessionManager::RunSession(const std::shared_ptr<Session>& s) {
   }
   auto trainer = core::Trainer::Create(s->options(), *train, eval);
   if (!trainer.ok()) return fail(trainer.status());
-  if (auto bytes = ReadFile(storage_->CheckpointPath(IdOf(s->name()))); bytes.ok()) {
-    auto state = core::ParseState(*bytes);
+  if (auto checkpoint = storage_->GetCheckpoint(s->name()); checkpoint.ok()) {
+    auto state = core::ParseState(checkpoint->bytes);
     if (!state.ok())
       return fail(absl::DataLossError(absl::StrCat("checkpoint: ", state.status().message())));
     if (absl::Status st = (*trainer)->ImportState(*state); !st.ok()) return fail(st);
     // The log is cut back to the checkpoint on restart; if its last event is the
     // evaluation at the checkpoint's step, that evaluation was made: not again.
     if (r.last_seq() > 0) {
-      auto last = storage_->ReadMetrics(r.name(), r.last_seq(), 1);
-      if (last.ok() && !last->empty() && last->back().has_eval() &&
-          last->back().eval().step() == (*trainer)->step())
+      MetricRing::Where where;
+      std::shared_ptr<const v1::MetricEvent> last = s->metrics().Get(r.last_seq(), &where);
+      if (last == nullptr) {
+        auto read = storage_->ReadMetrics(r.name(), r.last_seq(), 1);
+        if (read.ok() && !read->empty())
+          last = std::make_shared<const v1::MetricEvent>(std::move(read->back()));
+      }
+      if (last != nullptr && last->has_eval() && last->eval().step() == (*trainer)->step())
         (*trainer)->MarkEvaluated();
     }
   }
-  auto progress = [&](int64_t step, int64_t epoch, int64_t seq) {
-    absl::MutexLock lock(&s->mu_);
-    if (step >= 0) s->record_.set_step(step);
-    if (epoch >= 0) s->record_.set_epoch(epoch);
-    if (seq >= 0) s->record_.set_last_seq(seq);
-  };
-  auto stop_requested = [&] { return s->stop_.load() != Session::StopRequest::kNone; };
-  SessionObserver observer(s.get(), storage_, trainer->get(), r, progress, stop_requested);
-  absl::Status st = stop_requested() ? absl::OkStatus() : (*trainer)->Run(&observer);
-  if (st.ok()) st = observer.status();
-  if (!st.ok()) return fail(st);
-  if ((*trainer)->done()) {
-    if (absl::Status c = observer.Checkpoint(); !c.ok()) return fail(c);
-    if (absl::Status c = observer.Snapshot(); !c.ok()) return fail(c);
-    return SetState(*s, v1::SUCCEEDED);
+  absl::Status st;
+  bool done = false;
+  {
+    SessionRecorder recorder(s.get(), storage_, trainer->get());
+    if (s->stop_.load() == LiveSession::StopRequest::kNone) st = (*trainer)->Run(&recorder);
+    done = st.ok() && (*trainer)->done();
+    const LiveSession::StopRequest stop = s->stop_.load();
+    // Finished: a checkpoint and a final snapshot. Paused or shut down: a checkpoint to
+    // resume from. Cancelled or failed: nothing more.
+    if (st.ok() && (done || stop == LiveSession::StopRequest::kPause ||
+                    stop == LiveSession::StopRequest::kShutdown)) {
+      recorder.Checkpoint();
+      if (done) recorder.Snapshot();
+    }
+    const absl::Status written = recorder.Flush();
+    if (st.ok()) st = written;
   }
+  if (!st.ok()) return fail(st);
+  if (done) return SetState(*s, v1::SUCCEEDED);
   switch (s->stop_.load()) {
-    case Session::StopRequest::kCancel:
+    case LiveSession::StopRequest::kCancel:
       return SetState(*s, v1::CANCELLED);
-    case Session::StopRequest::kPause:
-      if (absl::Status c = observer.Checkpoint(); !c.ok()) return fail(c);
+    case LiveSession::StopRequest::kPause:
       return SetState(*s, v1::PAUSED);
     default:
       // Shutdown: stored as QUEUED, so that the next start resumes from this checkpoint.
-      if (absl::Status c = observer.Checkpoint(); !c.ok()) return fail(c);
-      SetState(*s, v1::QUEUED);
-      return;
+      return SetState(*s, v1::QUEUED);
   }
+}
+
+// ---- Weights for Predict, Evaluate and GetSnapshot --------------------------------------
+
+absl::StatusOr<std::pair<int64_t, bool>> SessionManager::Resolve(const WeightsRef& ref) {
+  ASSIGN_OR_RETURN(std::vector<int64_t> steps, storage_->ListSnapshots(ref.session));
+  if (ref.step != WeightsRef::kLatest) {
+    if (std::binary_search(steps.begin(), steps.end(), ref.step))
+      return std::make_pair(ref.step, false);
+    return absl::NotFoundError(absl::StrCat(SnapshotName(ref.session, ref.step), " not found"));
+  }
+  auto checkpoint = storage_->CheckpointStep(ref.session);
+  if (!checkpoint.ok() && steps.empty())
+    return absl::NotFoundError(absl::StrCat(ref.session, " has no weights stored yet"));
+  if (checkpoint.ok() && (steps.empty() || *checkpoint > steps.back()))
+    return std::make_pair(*checkpoint, true);
+  return std::make_pair(steps.back(), false);
+}
+
+absl::StatusOr<core::TrainerState> SessionManager::ReadState(const std::string& session,
+                                                             int64_t step, bool checkpoint) {
+  std::string bytes;
+  if (checkpoint) {
+    ASSIGN_OR_RETURN(StoredState st, storage_->GetCheckpoint(session));
+    bytes = std::move(st.bytes);
+  } else {
+    ASSIGN_OR_RETURN(bytes, storage_->GetSnapshot(session, step));
+  }
+  auto state = core::ParseState(bytes);
+  if (!state.ok())
+    return absl::DataLossError(absl::StrCat(SnapshotName(session, step),
+                                            ": stored state is corrupt: ", state.status().message()));
+  return state;
+}
+
+absl::StatusOr<core::TrainerState> SessionManager::State(const WeightsRef& ref) {
+  RETURN_IF_ERROR(Find(ref.session).status());
+  ASSIGN_OR_RETURN(auto where, Resolve(ref));
+  return ReadState(ref.session, where.first, where.second);
+}
+
+absl::StatusOr<SessionManager::Served> SessionManager::Weights(const WeightsRef& ref) {
+  ASSIGN_OR_RETURN(std::shared_ptr<LiveSession> s, Find(ref.session));
+  ASSIGN_OR_RETURN(auto where, Resolve(ref));
+  // The same step has the same weights, from a snapshot or a checkpoint (restarts are
+  // bit-identical): one network per (session, step).
+  const std::string key = absl::StrCat(ref.session, "@", where.first);
+  {
+    absl::MutexLock lock(&cache_mu_);
+    if (auto it = networks_.find(key); it != networks_.end()) {
+      it->second.last_use = ++clock_;
+      return it->second.served;
+    }
+  }
+  ASSIGN_OR_RETURN(core::TrainerState state, ReadState(ref.session, where.first, where.second));
+  // A checkpoint may have been replaced since it was resolved: key by what was read.
+  const std::string read_key = absl::StrCat(ref.session, "@", state.step);
+  const v1::Session r = s->record();
+  ASSIGN_OR_RETURN(auto train, datasets_->Load(r.train_dataset()));
+  ASSIGN_OR_RETURN(auto trainer, core::Trainer::Create(s->options(), train));
+  RETURN_IF_ERROR(trainer->ImportState(state));
+  Served served;
+  served.network = std::move(trainer);
+  served.step = state.step;
+  served.class_labels = train->is_classification();
+  absl::MutexLock lock(&cache_mu_);
+  networks_[read_key] = CachedNetwork{served, ++clock_};
+  while (networks_.size() > kMaxNetworks) {
+    auto oldest = networks_.begin();
+    for (auto it = networks_.begin(); it != networks_.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    networks_.erase(oldest);  // requests still using it keep their reference
+  }
+  return served;
 }
 
 }  // namespace alignd::server

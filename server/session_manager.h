@@ -8,11 +8,21 @@
 // is FailedPrecondition.
 //
 // A worker runs one session at a time on its own thread (core is single-threaded).
-// The engine calls back after every step; on metric steps and evaluations the
-// session appends an event (seq 1, 2, 3, ...) to its log in storage and wakes its
-// listeners, which read the log themselves: the log is the queue, so a slow reader
-// never slows training and never loses an event. Checkpoints are written every
-// checkpoint_every steps and on pause and shutdown.
+// The engine calls back after every step (SessionRecorder); on metric steps and
+// evaluations the session gets an event (seq 1, 2, 3, ...) in its in-memory ring, its
+// watchers are woken, and the recorder's writer thread appends it to the log in
+// storage: the worker does no I/O while it trains, and a slow reader never slows
+// training or loses an event (it catches up from storage). Checkpoints are written
+// every checkpoint_every steps and on pause and shutdown.
+//
+// Predict, Evaluate and GetSnapshot read a session's weights through Weights()/State():
+// a network is built once per (session, step) and shared (NetworkCache), since the same
+// step always has the same weights (restarts are bit-identical).
+//
+// Lock order (absl::Mutex throughout; each lock is taken alone or in this order):
+//   SessionManager::mu_ -> LiveSession::watchers_mu_ -> a stream's mu_ ->
+//   LiveSession::mu_ -> MetricRing::mu_ -> NetworkCache::mu_, Storage's mutex.
+// The manager never calls Notify() with mu_ held (watchers may call back into it).
 //
 // Restart (Start after a crash or a shutdown): every session that was QUEUED or
 // RUNNING is queued again, resumes from its last checkpoint (or from step 0 without
@@ -23,11 +33,8 @@
 #ifndef ALIGND_SERVER_SESSION_MANAGER_H_
 #define ALIGND_SERVER_SESSION_MANAGER_H_
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
-#include <functional>
-#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,81 +46,13 @@
 #include "absl/synchronization/mutex.h"
 #include "alignd/v1/sessions.pb.h"
 #include "core/config.h"
+#include "core/trainer.h"
 #include "server/dataset_store.h"
+#include "server/live_session.h"
+#include "server/resource_names.h"
 #include "server/storage.h"
 
 namespace alignd::server {
-
-// Woken when a session has something new: an event in its log, a snapshot, a change
-// of state, or a heartbeat tick. Called from the training thread or an RPC thread,
-// with the session's notify lock held: implementations must be quick and must not
-// add or remove listeners. RemoveListener waits for a running notification, so a
-// listener may be destroyed right after removing itself.
-class SessionListener {
- public:
-  virtual ~SessionListener() = default;
-  virtual void OnSessionUpdate() = 0;
-};
-
-class SessionObserver;
-
-class Session {
- public:
-  Session(v1::Session record, core::TrainerOptions options)
-      : record_(record), options_(std::move(options)), name_(record.name()) {}
-
-  const std::string& name() const { return name_; }
-  v1::Session record() const {
-    absl::MutexLock lock(&mu_);
-    return record_;
-  }
-  v1::SessionState state() const {
-    absl::MutexLock lock(&mu_);
-    return record_.state();
-  }
-  int64_t last_seq() const {
-    absl::MutexLock lock(&mu_);
-    return record_.last_seq();
-  }
-  const core::TrainerOptions& options() const { return options_; }
-  // True once DeleteSession removed it (open streams end).
-  bool deleted() const { return deleted_.load(); }
-
-  // The newest figures the engine reported (NaN until there are some), for /metrics.
-  struct Latest {
-    double loss = std::numeric_limits<double>::quiet_NaN();
-    double accuracy = std::numeric_limits<double>::quiet_NaN();
-    double nse = std::numeric_limits<double>::quiet_NaN();
-    double eval_loss = std::numeric_limits<double>::quiet_NaN();
-    double eval_error = std::numeric_limits<double>::quiet_NaN();
-    double eval_nse = std::numeric_limits<double>::quiet_NaN();
-    std::vector<double> update_angle;  // per hidden layer, degrees
-  };
-  Latest latest() const {
-    absl::MutexLock lock(&mu_);
-    return latest_;
-  }
-
-  void AddListener(SessionListener* l);
-  void RemoveListener(SessionListener* l);
-  // Wakes every listener (also used for heartbeats).
-  void Notify();
-
- private:
-  friend class SessionManager;
-  friend class SessionObserver;
-  enum class StopRequest { kNone, kPause, kCancel, kShutdown };
-
-  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  mutable absl::Mutex mu_;
-  v1::Session record_ ABSL_GUARDED_BY(mu_);
-  std::vector<SessionListener*> listeners_ ABSL_GUARDED_BY(notify_mu_);
-  Latest latest_ ABSL_GUARDED_BY(mu_);
-  const core::TrainerOptions options_;
-  const std::string name_;
-  std::atomic<StopRequest> stop_{StopRequest::kNone};
-  std::atomic<bool> deleted_{false};
-};
 
 struct SessionManagerOptions {
   int max_running = 2;              // worker threads
@@ -137,11 +76,16 @@ class SessionManager {
   // are stored as QUEUED so that the next Start resumes them. Idempotent.
   void Shutdown();
 
+  // Validates the request against its data sets (without building a network) and queues
+  // the session.
   absl::StatusOr<v1::Session> Create(const v1::CreateSessionRequest& request);
-  absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& name);
+  // InvalidArgument for a malformed name, NotFound for an unknown one.
+  absl::StatusOr<std::shared_ptr<LiveSession>> Find(const std::string& name);
   absl::StatusOr<v1::Session> Get(const std::string& name);
   // Sorted by name; state SESSION_STATE_UNSPECIFIED = all.
   std::vector<v1::Session> List(v1::SessionState state);
+  // Pause and Cancel of a RUNNING session block until its worker has stopped (and, for
+  // Pause, checkpointed): call them off gRPC's callback threads.
   absl::StatusOr<v1::Session> Pause(const std::string& name);
   absl::StatusOr<v1::Session> Resume(const std::string& name);
   absl::StatusOr<v1::Session> Cancel(const std::string& name);
@@ -156,6 +100,19 @@ class SessionManager {
   Storage* storage() const { return storage_; }
   DatasetStore* datasets() const { return datasets_; }
 
+  // A session's weights, as a network ready to Predict and Evaluate (immutable, shared),
+  // the step they are from, and whether the network was trained on class labels.
+  struct Served {
+    std::shared_ptr<const core::Trainer> network;
+    int64_t step = 0;
+    bool class_labels = false;
+  };
+  // WeightsRef::kLatest: the newest of the last snapshot and the checkpoint. NotFound if
+  // there are none (or none at that step).
+  absl::StatusOr<Served> Weights(const WeightsRef& ref);
+  // The stored trainer state behind the same weights (GetSnapshot).
+  absl::StatusOr<core::TrainerState> State(const WeightsRef& ref);
+
   // True once Shutdown began (open streams end with UNAVAILABLE).
   bool stopping() {
     absl::MutexLock lock(&mu_);
@@ -168,23 +125,36 @@ class SessionManager {
  private:
   bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
-  void RunSession(const std::shared_ptr<Session>& s);
+  void RunSession(const std::shared_ptr<LiveSession>& s);
   // Sets the state (and end_time for terminal ones) and persists it. Does not notify:
-  // listeners must be woken with no manager lock held (Session::Notify).
-  void SetState(Session& s, v1::SessionState state, const std::string& reason = "");
-  absl::Status Persist(const Session& s);
-  absl::Status Enqueue(const std::shared_ptr<Session>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // watchers must be woken with no manager lock held (LiveSession::Notify).
+  void SetState(LiveSession& s, v1::SessionState state, const std::string& reason = "");
+  absl::Status Enqueue(const std::shared_ptr<LiveSession>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Where `ref`'s weights are stored: the step, and whether that is the checkpoint.
+  absl::StatusOr<std::pair<int64_t, bool>> Resolve(const WeightsRef& ref);
+  absl::StatusOr<core::TrainerState> ReadState(const std::string& session, int64_t step,
+                                               bool checkpoint);
 
   Storage* const storage_;
   DatasetStore* const datasets_;
   const SessionManagerOptions options_;
 
   absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<Session>> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<LiveSession>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<LiveSession>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
+
+  // Networks built for Weights(), keyed by "{session}@{step}"; least recently used out.
+  static constexpr size_t kMaxNetworks = 4;
+  struct CachedNetwork {
+    Served served;
+    uint64_t last_use = 0;
+  };
+  absl::Mutex cache_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::map<std::string, CachedNetwork> networks_ ABSL_GUARDED_BY(cache_mu_);
+  uint64_t clock_ ABSL_GUARDED_BY(cache_mu_) = 0;
 };
 
 }  // namespace alignd::server

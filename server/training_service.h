@@ -1,82 +1,23 @@
 // File: server/training_service.h
 // -----------------------------------------------------------------------------
-// The gRPC services (callback API): DatasetService and TrainingService. They
-// adapt requests to DatasetStore and SessionManager and convert every
-// absl::Status once (status_convert.h). Streams are reactors with one write in
-// flight; what they send comes from the session's metric log in storage, so a slow
-// reader only falls behind, never slows training or loses an event.
+// TrainingService on gRPC's callback API: wiring only. Each unary RPC is a function
+// in session_impl.cc (rpc_impl.h), run inline when it is quick (reads of records in
+// memory) or on the `blocking_` executor when it may wait (Pause and Cancel wait for
+// the worker's checkpoint; Create loads data sets; Predict and Evaluate may build a
+// network or sweep a data set; Delete removes files). The streams are
+// metrics_stream.h and snapshot_streams.h, which read storage on `io_`.
 #ifndef ALIGND_SERVER_TRAINING_SERVICE_H_
 #define ALIGND_SERVER_TRAINING_SERVICE_H_
 
 #include <atomic>
 #include <chrono>
-#include <cstdint>
-#include <map>
-#include <memory>
-#include <optional>
-#include <string>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
-#include "core/trainer.h"
-#include "server/dataset_store.h"
+#include "server/executor.h"
 #include "server/session_manager.h"
 
 namespace alignd::server {
-
-class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
- public:
-  // Both must outlive the service.
-  DatasetServiceImpl(DatasetStore* store, SessionManager* sessions)
-      : store_(store), sessions_(sessions) {}
-
-  grpc::ServerReadReactor<v1::UploadDatasetRequest>* UploadDataset(grpc::CallbackServerContext* ctx,
-                                                                   v1::Dataset* response) override;
-  grpc::ServerUnaryReactor* CreateGeneratedDataset(grpc::CallbackServerContext* ctx,
-                                                   const v1::CreateGeneratedDatasetRequest* request,
-                                                   v1::Dataset* response) override;
-  grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* ctx,
-                                       const v1::GetDatasetRequest* request,
-                                       v1::Dataset* response) override;
-  grpc::ServerUnaryReactor* ListDatasets(grpc::CallbackServerContext* ctx,
-                                         const v1::ListDatasetsRequest* request,
-                                         v1::ListDatasetsResponse* response) override;
-  grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* ctx,
-                                          const v1::DeleteDatasetRequest* request,
-                                          google::protobuf::Empty* response) override;
-
- private:
-  DatasetStore* const store_;
-  SessionManager* const sessions_;
-};
-
-// Networks for Predict and Evaluate, keyed by the identity of the weights file they were
-// loaded from (path, inode, size, mtime; files are replaced by rename, so new weights are a
-// new key): a request for weights already loaded reuses the immutable Trainer (its
-// Predict/Evaluate are const and may run on several threads at once). At most
-// kMaxNetworks, least recently used out. Also remembers checkpoint files' steps, so that
-// resolving "the latest weights" does not parse a checkpoint per request. Thread-safe.
-class NetworkCache {
- public:
-  static constexpr size_t kMaxNetworks = 4;
-  std::shared_ptr<const core::Trainer> Get(const std::string& key);
-  void Put(const std::string& key, std::shared_ptr<const core::Trainer> trainer);
-  std::optional<int64_t> Step(const std::string& key);
-  void PutStep(const std::string& key, int64_t step);
-
- private:
-  struct Entry {
-    std::shared_ptr<const core::Trainer> trainer;
-    uint64_t last_use = 0;
-  };
-  absl::Mutex mu_;
-  std::map<std::string, Entry> networks_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> steps_ ABSL_GUARDED_BY(mu_);
-  uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
  public:
@@ -127,9 +68,10 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
  private:
   SessionManager* const sessions_;
   const std::chrono::milliseconds heartbeat_;
+  Executor blocking_;  // unary work that may wait or compute at length
+  Executor io_;        // streams' reads of storage
   std::atomic<bool> stop_{false};
-  std::thread ticker_;     // wakes every session's listeners each heartbeat interval
-  NetworkCache networks_;  // Predict and Evaluate; checkpoint steps for "latest" snapshots
+  std::thread ticker_;  // wakes every session's watchers each heartbeat interval
 };
 
 }  // namespace alignd::server

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,12 +25,32 @@ const absl::Status& ToStatus(const absl::StatusOr<T>& s) {
   return s.status();
 }
 
-// A fresh directory under the test's temp dir, removed by the OS with the test's.
+// Removes the directories TempDir made when the test binary exits.
+class TempDirs {
+ public:
+  static TempDirs& Get() {
+    static TempDirs dirs;
+    return dirs;
+  }
+  void Add(const std::filesystem::path& p) { paths_.push_back(p); }
+  ~TempDirs() {
+    if (std::getenv("ALIGND_KEEP_TEST_DIRS") != nullptr) return;
+    std::error_code ec;
+    for (const auto& p : paths_) std::filesystem::remove_all(p, ec);
+  }
+
+ private:
+  std::vector<std::filesystem::path> paths_;
+};
+
+// A fresh directory under $TEST_TMPDIR (else /tmp), removed when the test binary exits
+// (set ALIGND_KEEP_TEST_DIRS to keep them for a post-mortem).
 inline std::filesystem::path TempDir(const std::string& name) {
   const char* base = std::getenv("TEST_TMPDIR");
   std::filesystem::path dir = std::filesystem::path(base ? base : "/tmp") /
                               ("alignd_test_" + std::to_string(::getpid()) + "_" + name);
   std::filesystem::create_directories(dir);
+  TempDirs::Get().Add(dir);
   return dir;
 }
 

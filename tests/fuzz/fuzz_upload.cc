@@ -12,6 +12,7 @@
 #include <string>
 
 #include "server/dataset_store.h"
+#include "server/sqlite_storage.h"
 #include "server/storage.h"
 
 namespace {
@@ -21,7 +22,7 @@ alignd::server::DatasetStore* Store() {
     const std::string dir = std::filesystem::temp_directory_path() /
                             ("alignd_fuzz_upload_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
-    return alignd::server::Storage::Open(dir)->release();
+    return alignd::server::OpenSqliteStorage(dir)->release();
   }();
   alignd::server::DatasetLimits limits;
   limits.max_dataset_bytes = 1 << 20;

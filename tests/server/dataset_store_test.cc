@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "server/sqlite_storage.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -20,7 +21,7 @@ class DatasetStoreTest : public ::testing::Test {
     dir_ =
         alignd::testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
-    storage_ = *Storage::Open(dir_);
+    storage_ = *OpenSqliteStorage(dir_.string());
     store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{1 << 20, 1 << 10});
     // 5 examples of 3 features, 2 classes.
     data_.features = core::Matrix::Random(3, 5);
@@ -220,7 +221,7 @@ TEST_F(DatasetStoreTest, DataSetsFromAnOlderDataDirectoryStillLoadAndDelete) {
   old.set_sha256(header_.sha256());
   old.set_size_bytes(static_cast<int64_t>(payload_.size()));
   ASSERT_OK(storage_->PutDataset(old));
-  alignd::testing::WriteFile(storage_->DatasetPayloadPath(header_.sha256()), payload_);
+  alignd::testing::WriteFile(dir_ / "datasets" / (header_.sha256() + ".bin"), payload_);
   auto loaded = store_->Load(old.name());
   ASSERT_OK(loaded);
   EXPECT_EQ((*loaded)->labels, data_.labels);

@@ -10,6 +10,7 @@
 
 #include "core/trainer.h"
 #include "server/dataset_store.h"
+#include "server/sqlite_storage.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -31,7 +32,7 @@ class SessionManagerTest : public ::testing::Test {
   void Open(int max_running = 2, int max_queued = 64) {
     manager_.reset();
     store_.reset();
-    storage_ = *Storage::Open(dir_);
+    storage_ = *OpenSqliteStorage(dir_.string());
     store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{});
     SessionManagerOptions o;
     o.max_running = max_running;
@@ -59,7 +60,7 @@ class SessionManagerTest : public ::testing::Test {
   core::TrainerState FinalState(const std::string& name) {
     auto steps = storage_->ListSnapshots(name);
     EXPECT_OK(steps);
-    auto bytes = ReadFile(storage_->SnapshotPath(name.substr(9), steps->back()));
+    auto bytes = storage_->GetSnapshot(name, steps->back());
     EXPECT_OK(bytes);
     return *core::ParseState(*bytes);
   }

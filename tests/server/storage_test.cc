@@ -1,5 +1,6 @@
-// server/storage.h on a real SQLite file in a temporary directory.
-#include "server/storage.h"
+// server/sqlite_storage.h on a real SQLite file in a temporary directory: the Storage
+// contract (storage.h) a second implementation must keep too.
+#include "server/sqlite_storage.h"
 
 #include <gtest/gtest.h>
 
@@ -10,35 +11,51 @@
 namespace alignd::server {
 namespace {
 
-TEST(StorageTest, SessionsMetricsAndSnapshotsSurviveReopening) {
+std::vector<StoredMetric> Events(int from, int to) {
+  std::vector<StoredMetric> out;
+  for (int seq = from; seq <= to; ++seq) {
+    StoredMetric m;
+    m.step = seq * 10;
+    m.event.set_seq(seq);
+    m.event.mutable_step()->set_step(seq * 10);
+    out.push_back(m);
+  }
+  return out;
+}
+
+int CountFiles(const std::filesystem::path& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    n += e.is_regular_file();
+  return n;
+}
+
+TEST(StorageTest, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
   const auto dir = alignd::testing::TempDir("storage");
   std::filesystem::remove_all(dir);
   {
-    auto s = Storage::Open(dir);
+    auto s = OpenSqliteStorage(dir);
     ASSERT_OK(s);
     v1::Session session;
     session.set_name("sessions/abc");
     session.set_state(v1::RUNNING);
     session.set_step(42);
     ASSERT_OK((*s)->PutSession(session));
-    for (int seq = 1; seq <= 10; ++seq) {
-      v1::MetricEvent e;
-      e.set_seq(seq);
-      e.mutable_step()->set_step(seq * 10);
-      ASSERT_OK((*s)->AppendMetric("sessions/abc", e, seq * 10));
-    }
-    // A duplicate seq is refused: the log is append-only.
-    v1::MetricEvent dup;
-    dup.set_seq(3);
-    EXPECT_FALSE((*s)->AppendMetric("sessions/abc", dup, 30).ok());
-    ASSERT_OK((*s)->AddSnapshot("sessions/abc", 50, "weights at 50"));
-    ASSERT_OK((*s)->AddSnapshot("sessions/abc", 20, "weights at 20"));
+    ASSERT_OK((*s)->AppendMetrics("sessions/abc", Events(1, 4)));
+    ASSERT_OK((*s)->AppendMetrics("sessions/abc", Events(5, 10)));
+    // A batch with a duplicate seq is refused whole: the log is append-only.
+    EXPECT_FALSE((*s)->AppendMetrics("sessions/abc", Events(10, 11)).ok());
+    ASSERT_OK((*s)->PutSnapshot("sessions/abc", {50, "weights at 50"}));
+    ASSERT_OK((*s)->PutSnapshot("sessions/abc", {20, "weights at 20"}));
+    ASSERT_OK((*s)->PutCheckpoint("sessions/abc", {40, "state at 40"}));
+    ASSERT_OK((*s)->PutCheckpoint("sessions/abc", {60, "state at 60"}));
   }
-  auto s = Storage::Open(dir);
+  auto s = OpenSqliteStorage(dir);
   ASSERT_OK(s);
   auto session = (*s)->GetSession("sessions/abc");
   ASSERT_OK(session);
   EXPECT_EQ(session->step(), 42);
+  EXPECT_EQ(*(*s)->CountMetrics("sessions/abc"), 10);
   auto events = (*s)->ReadMetrics("sessions/abc", 4, 3);
   ASSERT_OK(events);
   ASSERT_EQ(events->size(), 3u);
@@ -50,12 +67,63 @@ TEST(StorageTest, SessionsMetricsAndSnapshotsSurviveReopening) {
   EXPECT_EQ(*last, 5);
   EXPECT_EQ(*(*s)->CountMetrics("sessions/abc"), 5);
   EXPECT_EQ(*(*s)->ListSnapshots("sessions/abc"), (std::vector<int64_t>{20, 50}));
-  EXPECT_EQ(*ReadFile((*s)->SnapshotPath("abc", 50)), "weights at 50");
+  EXPECT_EQ(*(*s)->GetSnapshot("sessions/abc", 50), "weights at 50");
+  EXPECT_EQ((*s)->GetSnapshot("sessions/abc", 30).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*(*s)->CheckpointStep("sessions/abc"), 60);
+  auto ck = (*s)->GetCheckpoint("sessions/abc");
+  ASSERT_OK(ck);
+  EXPECT_EQ(ck->step, 60);
+  EXPECT_EQ(ck->bytes, "state at 60");
 
   ASSERT_OK((*s)->DeleteSession("sessions/abc"));
   EXPECT_EQ((*s)->GetSession("sessions/abc").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*(*s)->CountMetrics("sessions/abc"), 0);
-  EXPECT_FALSE(std::filesystem::exists((*s)->SessionDir("abc")));
+  EXPECT_EQ((*s)->GetCheckpoint("sessions/abc").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE((*s)->ListSnapshots("sessions/abc")->empty());
+  EXPECT_FALSE(std::filesystem::exists(dir / "sessions" / "abc"));
+}
+
+TEST(StorageTest, APayloadIsVisibleOnlyOnceCommittedAndAnAbandonedOneLeavesNothing) {
+  const auto dir = alignd::testing::TempDir("payload");
+  std::filesystem::remove_all(dir);
+  auto s = OpenSqliteStorage(dir);
+  ASSERT_OK(s);
+  v1::Dataset d;
+  d.set_name("datasets/0123456789abcdef");
+  {
+    auto w = (*s)->NewDatasetPayload(d.name());
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append("half"));
+    EXPECT_EQ((*s)->ReadDatasetPayload(d).status().code(), absl::StatusCode::kNotFound);
+  }  // abandoned
+  EXPECT_EQ(CountFiles(dir / "datasets"), 0);
+  auto w = (*s)->NewDatasetPayload(d.name());
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append("all "));
+  ASSERT_OK((*w)->Append("of it"));
+  ASSERT_OK((*w)->Commit());
+  ASSERT_OK((*s)->PutDataset(d));
+  EXPECT_EQ(*(*s)->ReadDatasetPayload(d), "all of it");
+  ASSERT_OK((*s)->DeleteDataset(d.name()));
+  EXPECT_EQ(CountFiles(dir / "datasets"), 0);
+  EXPECT_EQ((*s)->DeleteDataset(d.name()).code(), absl::StatusCode::kNotFound);
+}
+
+// Names become file names: a name that is not a plain resource name never reaches the
+// file system.
+TEST(StorageTest, NamesThatAreNotResourceNamesAreRefused) {
+  const auto dir = alignd::testing::TempDir("names");
+  std::filesystem::remove_all(dir);
+  auto s = OpenSqliteStorage((dir / "data").string());
+  ASSERT_OK(s);
+  for (const char* bad : {"sessions/../../x", "sessions/", "sessions/a/b", "datasets/x"}) {
+    EXPECT_EQ((*s)->PutCheckpoint(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+    EXPECT_EQ((*s)->PutSnapshot(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ((*s)->NewDatasetPayload("datasets/../../etc").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(dir / "x"));
 }
 
 TEST(StorageTest, AtomicWriteReplacesWholeFilesAndLeavesNoTemporaries) {
@@ -64,16 +132,14 @@ TEST(StorageTest, AtomicWriteReplacesWholeFilesAndLeavesNoTemporaries) {
   ASSERT_OK(AtomicWriteFile(path, "first"));
   ASSERT_OK(AtomicWriteFile(path, "second, longer"));
   EXPECT_EQ(*ReadFile(path), "second, longer");
-  int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir / "sub")) (void)e, ++files;
-  EXPECT_EQ(files, 1);
+  EXPECT_EQ(CountFiles(dir / "sub"), 1);
   EXPECT_EQ(ReadFile((dir / "missing").string()).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(StorageTest, OpenFailsClearlyOnAnUnusableDirectory) {
   const auto dir = alignd::testing::TempDir("unusable");
   alignd::testing::WriteFile(dir / "file", "x");
-  auto s = Storage::Open((dir / "file" / "sub").string());
+  auto s = OpenSqliteStorage((dir / "file" / "sub").string());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 

@@ -1,0 +1,176 @@
+// File: server/session_impl.cc
+// The TrainingService's unary RPCs (rpc_impl.h).
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/proto_convert.h"
+#include "server/resource_names.h"
+#include "server/rpc_impl.h"
+
+namespace alignd::server {
+namespace {
+
+int PageSize(int requested, int dflt, int cap) {
+  if (requested <= 0) return dflt;
+  return std::min(requested, cap);
+}
+
+absl::Status BadToken() {
+  return absl::InvalidArgumentError("page_token is not one this server gave");
+}
+
+}  // namespace
+
+absl::Status CreateSessionImpl(SessionManager& sessions, const v1::CreateSessionRequest& req,
+                               v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, sessions.Create(req));
+  return absl::OkStatus();
+}
+
+absl::Status GetSessionImpl(SessionManager& sessions, const v1::GetSessionRequest& req,
+                            v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, sessions.Get(req.name()));
+  return absl::OkStatus();
+}
+
+absl::Status ListSessionsImpl(SessionManager& sessions, const v1::ListSessionsRequest& req,
+                              v1::ListSessionsResponse* resp) {
+  if (!v1::SessionState_IsValid(req.state()))
+    return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req.state()));
+  if (!req.page_token().empty() && !ParseSessionName(req.page_token()).ok()) return BadToken();
+  const int size = PageSize(req.page_size(), 50, 1000);
+  for (v1::Session& s : sessions.List(req.state())) {
+    if (s.name() <= req.page_token()) continue;
+    if (resp->sessions_size() == size) {
+      resp->set_next_page_token(resp->sessions(size - 1).name());
+      break;
+    }
+    *resp->add_sessions() = std::move(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PauseSessionImpl(SessionManager& sessions, const v1::PauseSessionRequest& req,
+                              v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, sessions.Pause(req.name()));
+  return absl::OkStatus();
+}
+
+absl::Status ResumeSessionImpl(SessionManager& sessions, const v1::ResumeSessionRequest& req,
+                               v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, sessions.Resume(req.name()));
+  return absl::OkStatus();
+}
+
+absl::Status CancelSessionImpl(SessionManager& sessions, const v1::CancelSessionRequest& req,
+                               v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, sessions.Cancel(req.name()));
+  return absl::OkStatus();
+}
+
+absl::Status DeleteSessionImpl(SessionManager& sessions, const v1::DeleteSessionRequest& req,
+                               google::protobuf::Empty*) {
+  return sessions.Delete(req.name());
+}
+
+absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequest& req,
+                             v1::ListMetricsResponse* resp) {
+  RETURN_IF_ERROR(sessions.Find(req.name()).status());
+  int64_t start = std::max<int64_t>(1, req.start_seq());
+  if (!req.page_token().empty() && (!absl::SimpleAtoi(req.page_token(), &start) || start < 1))
+    return BadToken();
+  const int size = PageSize(req.page_size(), 500, 10000);
+  if (req.max_points() < 0) return absl::InvalidArgumentError("max_points must be >= 0");
+  Storage& storage = *sessions.storage();
+  if (req.max_points() == 0) {
+    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events,
+                     storage.ReadMetrics(req.name(), start, size + 1));
+    for (int i = 0; i < static_cast<int>(events.size()) && i < size; ++i)
+      *resp->add_events() = std::move(events[i]);
+    if (static_cast<int>(events.size()) > size)
+      resp->set_next_page_token(std::to_string(events[size].seq()));
+    return absl::OkStatus();
+  }
+  // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
+  std::vector<v1::MetricEvent> all;
+  for (int64_t from = start;;) {
+    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events, storage.ReadMetrics(req.name(), from, 10000));
+    if (events.empty()) break;
+    from = events.back().seq() + 1;
+    for (auto& e : events) all.push_back(std::move(e));
+  }
+  int64_t steps = 0;
+  for (const auto& e : all) steps += e.has_step();
+  const int64_t every = std::max<int64_t>(1, (steps + req.max_points() - 1) / req.max_points());
+  int64_t k = 0;
+  for (auto& e : all) {
+    if (e.has_step() && (k++ % every) != 0) continue;
+    *resp->add_events() = std::move(e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshotsRequest& req,
+                               v1::ListSnapshotsResponse* resp) {
+  RETURN_IF_ERROR(sessions.Find(req.name()).status());
+  int64_t after = -1;
+  if (!req.page_token().empty() && (!absl::SimpleAtoi(req.page_token(), &after) || after < 0))
+    return BadToken();
+  ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions.storage()->ListSnapshots(req.name()));
+  const int size = PageSize(req.page_size(), 50, 1000);
+  for (int64_t step : steps) {
+    if (step <= after) continue;
+    if (resp->snapshots_size() == size) {
+      resp->set_next_page_token(std::to_string(resp->snapshots(size - 1).step()));
+      break;
+    }
+    auto* e = resp->add_snapshots();
+    e->set_name(SnapshotName(req.name(), step));
+    e->set_step(step);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req,
+                         v1::PredictResponse* resp) {
+  ASSIGN_OR_RETURN(WeightsRef ref, ParseWeightsName(req.name()));
+  ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
+  ASSIGN_OR_RETURN(core::Matrix x, FromProto(req.inputs(), "inputs"));
+  // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
+  const int64_t outputs = int64_t{served.network->options().network.sizes.back()} * x.cols();
+  if (outputs > (int64_t{1} << 24))
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the outputs would be ", outputs, " values (", x.cols(),
+        " examples); at most 16777216 per request: send fewer examples at once"));
+  ASSIGN_OR_RETURN(core::Matrix y, served.network->Predict(x));
+  ToProto(y, resp->mutable_outputs());
+  if (served.class_labels) {
+    for (Eigen::Index j = 0; j < y.cols(); ++j) {
+      Eigen::Index k;
+      y.col(j).maxCoeff(&k);
+      resp->add_classes(static_cast<int32_t>(k));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EvaluateImpl(SessionManager& sessions, const v1::EvaluateRequest& req,
+                          v1::EvaluateResponse* resp) {
+  ASSIGN_OR_RETURN(WeightsRef ref, ParseWeightsName(req.name()));
+  std::string dataset = req.dataset();
+  if (dataset.empty()) {
+    ASSIGN_OR_RETURN(v1::Session r, sessions.Get(ref.session));
+    dataset = r.eval_dataset().empty() ? r.train_dataset() : r.eval_dataset();
+  } else {
+    RETURN_IF_ERROR(ParseDatasetName(dataset, "dataset").status());
+  }
+  ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
+  ASSIGN_OR_RETURN(auto data, sessions.datasets()->Load(dataset));
+  ASSIGN_OR_RETURN(core::EvalMetrics m, served.network->Evaluate(*data));
+  ToProto(m, resp->mutable_metrics());
+  return absl::OkStatus();
+}
+
+}  // namespace alignd::server

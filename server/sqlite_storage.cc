@@ -1,0 +1,581 @@
+// File: server/sqlite_storage.cc
+#include "server/sqlite_storage.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/resource_names.h"
+
+namespace alignd::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+absl::Status FsyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return Errno("open " + path);
+  const int r = ::fsync(fd);
+  ::close(fd);
+  return r == 0 ? absl::OkStatus() : Errno("fsync " + path);
+}
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindText(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(stmt_); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+absl::Status SqlError(sqlite3* db, const char* what) {
+  return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
+}
+
+}  // namespace
+
+absl::Status AtomicWriteFile(const std::string& path, std::string_view bytes) {
+  const fs::path p(path);
+  std::error_code ec;
+  fs::create_directories(p.parent_path(), ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
+  // Per write, not per process: two writers of the same path at once each get their own.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp =
+      absl::StrCat(path, ".tmp", ::getpid(), "_", counter.fetch_add(1, std::memory_order_relaxed));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("open " + tmp);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      const absl::Status s = Errno("write " + tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const absl::Status s = Errno("fsync " + tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const absl::Status s = Errno("rename " + tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncPath(p.parent_path().string(), O_RDONLY | O_DIRECTORY);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+namespace {
+
+// A file written under a temporary name and renamed into place by Commit.
+class FileBlobWriter final : public BlobWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(std::string path) {
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    if (ec) return absl::InternalError(absl::StrCat("create folder for ", path, ": ", ec.message()));
+    static std::atomic<uint64_t> counter{0};
+    std::string tmp = absl::StrCat(path, ".part", ::getpid(), "_",
+                                   counter.fetch_add(1, std::memory_order_relaxed));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Errno("open " + tmp);
+    return std::unique_ptr<BlobWriter>(new FileBlobWriter(std::move(path), std::move(tmp), fd));
+  }
+  ~FileBlobWriter() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  absl::Status Append(std::string_view bytes) override {
+    if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t w = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Errno("write " + tmp_);
+      }
+      done += static_cast<size_t>(w);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Commit() override {
+    if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::fsync(fd) != 0) {
+      ::close(fd);
+      return Errno("fsync " + tmp_);
+    }
+    if (::close(fd) != 0) return Errno("close " + tmp_);
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) return Errno("rename " + tmp_);
+    committed_ = true;
+    return FsyncPath(fs::path(path_).parent_path().string(), O_RDONLY | O_DIRECTORY);
+  }
+
+ private:
+  FileBlobWriter(std::string path, std::string tmp, int fd)
+      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd) {}
+  const std::string path_, tmp_;
+  int fd_;
+  bool committed_ = false;
+};
+
+class SqliteStorage final : public Storage {
+ public:
+  static absl::StatusOr<std::unique_ptr<Storage>> Open(const std::string& data_dir);
+  ~SqliteStorage() override;
+
+  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& name) override;
+  absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& dataset) override;
+  absl::Status PutDataset(const v1::Dataset& dataset) override;
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& name) override;
+  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets(const std::string& after,
+                                                        int limit) override;
+  absl::Status DeleteDataset(const std::string& name) override;
+
+  absl::Status PutSession(const v1::Session& session) override;
+  absl::StatusOr<v1::Session> GetSession(const std::string& name) override;
+  absl::StatusOr<std::vector<v1::Session>> ListSessions() override;
+  absl::Status DeleteSession(const std::string& name) override;
+
+  absl::Status AppendMetrics(const std::string& session,
+                             const std::vector<StoredMetric>& events) override;
+  absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& session,
+                                                           int64_t start_seq, int limit) override;
+  absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& session,
+                                                   int64_t step) override;
+  absl::StatusOr<int64_t> CountMetrics(const std::string& session) override;
+
+  absl::Status PutCheckpoint(const std::string& session, const StoredState& state) override;
+  absl::StatusOr<StoredState> GetCheckpoint(const std::string& session) override;
+  absl::StatusOr<int64_t> CheckpointStep(const std::string& session) override;
+
+  absl::Status PutSnapshot(const std::string& session, const StoredState& state) override;
+  absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) override;
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots(const std::string& session) override;
+
+ private:
+  explicit SqliteStorage(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckpointLoop();
+  // Paths, from names already checked by resource_names (ids are plain tokens).
+  absl::StatusOr<std::string> SessionDir(const std::string& session) const;
+  std::string PayloadPath(const std::string& file_id) const {
+    return (fs::path(data_dir_) / "datasets" / (file_id + ".bin")).string();
+  }
+
+  const std::string data_dir_;
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // WAL checkpoints (which fsync the database) run here, on their own connection, instead of
+  // inside whichever INSERT crosses SQLite's threshold: a metric append never waits for one.
+  sqlite3* checkpoint_db_ = nullptr;
+  absl::Mutex stop_mu_;
+  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
+  std::thread checkpointer_;
+};
+
+absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& data_dir) {
+  std::error_code ec;
+  fs::create_directories(fs::path(data_dir) / "datasets", ec);
+  if (ec)
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create --data_dir ", data_dir, ": ", ec.message()));
+  std::unique_ptr<SqliteStorage> s(new SqliteStorage(data_dir));
+  absl::MutexLock lock(&s->mu_);
+  const std::string db_path = (fs::path(data_dir) / "alignd.db").string();
+  if (sqlite3_open_v2(db_path.c_str(), &s->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open ", db_path, ": ", s->db_ ? sqlite3_errmsg(s->db_) : "out of memory"));
+  sqlite3_busy_timeout(s->db_, 5000);
+  for (const char* sql : {
+           "PRAGMA journal_mode=WAL",
+           "PRAGMA wal_autocheckpoint=0",  // see checkpointer_
+           // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only
+           // a power cut can lose the last ones.
+           "PRAGMA synchronous=NORMAL",
+           "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS metrics (session TEXT NOT NULL, seq INTEGER NOT NULL, "
+           "step INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (session, seq))",
+           "CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step INTEGER NOT NULL, "
+           "PRIMARY KEY (session, step))",
+           "CREATE TABLE IF NOT EXISTS checkpoints (session TEXT PRIMARY KEY, "
+           "step INTEGER NOT NULL)",
+       }) {
+    if (absl::Status st = s->Exec(sql); !st.ok())
+      return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
+  }
+  if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+    return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, " for checkpoints"));
+  sqlite3_busy_timeout(s->checkpoint_db_, 5000);
+  SqliteStorage* raw = s.get();
+  s->checkpointer_ = std::thread([raw] { raw->CheckpointLoop(); });
+  return std::unique_ptr<Storage>(std::move(s));
+}
+
+void SqliteStorage::CheckpointLoop() {
+  absl::MutexLock lock(&stop_mu_);
+  while (!stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1))) {
+    stop_mu_.Unlock();
+    // PASSIVE: copies what it can without blocking writers or readers.
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    stop_mu_.Lock();
+  }
+}
+
+SqliteStorage::~SqliteStorage() {
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stop_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+  if (checkpoint_db_ != nullptr) {
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                              nullptr);
+    sqlite3_close(checkpoint_db_);
+  }
+  absl::MutexLock lock(&mu_);
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+absl::Status SqliteStorage::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return absl::InternalError(absl::StrCat("sqlite: ", msg, " in ", sql));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SqliteStorage::SessionDir(const std::string& session) const {
+  auto id = ParseSessionName(session);
+  if (!id.ok()) return id.status();
+  return (fs::path(data_dir_) / "sessions" / *id).string();
+}
+
+// ---- Data sets ------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> SqliteStorage::NewDatasetPayload(
+    const std::string& name) {
+  auto id = ParseDatasetName(name);
+  if (!id.ok()) return id.status();
+  return FileBlobWriter::Open(PayloadPath(*id));
+}
+
+absl::StatusOr<std::string> SqliteStorage::ReadDatasetPayload(const v1::Dataset& d) {
+  auto id = ParseDatasetName(d.name());
+  if (!id.ok()) return id.status();
+  auto bytes = ReadFile(PayloadPath(*id));
+  // A data directory written before ids covered the header's meaning names payload files
+  // by the payload's SHA-256: read those where they are.
+  if (!bytes.ok() && d.sha256().size() == 64 &&
+      d.sha256().find_first_not_of("0123456789abcdef") == std::string::npos)
+    bytes = ReadFile(PayloadPath(d.sha256()));
+  if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(d.name(), ": payload is missing"));
+  return bytes;
+}
+
+absl::Status SqliteStorage::PutDataset(const v1::Dataset& d) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO datasets (id, record) VALUES (?, ?)");
+  st.BindText(1, d.name()).Bind(2, d.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put dataset");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Dataset> SqliteStorage::GetDataset(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM datasets WHERE id = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  v1::Dataset d;
+  if (!d.ParseFromString(st.Blob(0)))
+    return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  return d;
+}
+
+absl::StatusOr<std::vector<v1::Dataset>> SqliteStorage::ListDatasets(const std::string& after,
+                                                                     int limit) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM datasets WHERE id > ? ORDER BY id LIMIT ?");
+  st.BindText(1, after).Bind(2, int64_t{limit});
+  std::vector<v1::Dataset> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0)))
+      return absl::DataLossError("corrupt dataset record");
+  }
+  return out;
+}
+
+absl::Status SqliteStorage::DeleteDataset(const std::string& name) {
+  auto id = ParseDatasetName(name);
+  if (!id.ok()) return id.status();
+  std::string sha;
+  {
+    absl::MutexLock lock(&mu_);
+    Stmt get(db_, "SELECT record FROM datasets WHERE id = ?");
+    get.BindText(1, name);
+    if (get.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+    v1::Dataset d;
+    if (d.ParseFromString(get.Blob(0))) sha = d.sha256();
+    Stmt del(db_, "DELETE FROM datasets WHERE id = ?");
+    del.BindText(1, name);
+    if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete dataset");
+  }
+  std::error_code ec;
+  fs::remove(PayloadPath(*id), ec);
+  // A data directory from before ids covered the header's meaning: the file is named by the
+  // payload's SHA-256 (and no other record can share it: those ids were its first 16 digits).
+  if (sha.size() == 64 && *id == sha.substr(0, 16) &&
+      sha.find_first_not_of("0123456789abcdef") == std::string::npos)
+    fs::remove(PayloadPath(sha), ec);
+  return absl::OkStatus();
+}
+
+// ---- Sessions ---------------------------------------------------------------------------
+
+absl::Status SqliteStorage::PutSession(const v1::Session& s) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO sessions (id, record) VALUES (?, ?)");
+  st.BindText(1, s.name()).Bind(2, s.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put session");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Session> SqliteStorage::GetSession(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM sessions WHERE id = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  v1::Session s;
+  if (!s.ParseFromString(st.Blob(0)))
+    return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  return s;
+}
+
+absl::StatusOr<std::vector<v1::Session>> SqliteStorage::ListSessions() {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM sessions ORDER BY id");
+  std::vector<v1::Session> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0)))
+      return absl::DataLossError("corrupt session record");
+  }
+  return out;
+}
+
+absl::Status SqliteStorage::DeleteSession(const std::string& name) {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
+    for (const char* sql :
+         {"DELETE FROM sessions WHERE id = ?", "DELETE FROM metrics WHERE session = ?",
+          "DELETE FROM snapshots WHERE session = ?", "DELETE FROM checkpoints WHERE session = ?"}) {
+      Stmt st(db_, sql);
+      st.BindText(1, name);
+      if (st.Step() != SQLITE_DONE) {
+        Exec("ROLLBACK").IgnoreError();
+        return SqlError(db_, "delete session");
+      }
+    }
+    if (absl::Status s = Exec("COMMIT"); !s.ok()) return s;
+  }
+  std::error_code ec;
+  fs::remove_all(*dir, ec);
+  return absl::OkStatus();
+}
+
+// ---- Metrics ----------------------------------------------------------------------------
+
+absl::Status SqliteStorage::AppendMetrics(const std::string& name,
+                                          const std::vector<StoredMetric>& events) {
+  if (events.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
+  Stmt st(db_, "INSERT INTO metrics (session, seq, step, event) VALUES (?, ?, ?, ?)");
+  for (const StoredMetric& m : events) {
+    st.Reset();
+    st.BindText(1, name).Bind(2, m.event.seq()).Bind(3, m.step).Bind(4, m.event.SerializeAsString());
+    if (st.Step() != SQLITE_DONE) {
+      const absl::Status err = SqlError(db_, "append metric");
+      Exec("ROLLBACK").IgnoreError();
+      return err;
+    }
+  }
+  return Exec("COMMIT");
+}
+
+absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetrics(const std::string& name,
+                                                                        int64_t start_seq,
+                                                                        int limit) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT event FROM metrics WHERE session = ? AND seq >= ? ORDER BY seq LIMIT ?");
+  st.BindText(1, name).Bind(2, start_seq).Bind(3, int64_t{limit});
+  std::vector<v1::MetricEvent> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt metric event");
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> SqliteStorage::TruncateMetricsAfterStep(const std::string& name,
+                                                                int64_t step) {
+  absl::MutexLock lock(&mu_);
+  Stmt del(db_, "DELETE FROM metrics WHERE session = ? AND step > ?");
+  del.BindText(1, name).Bind(2, step);
+  if (del.Step() != SQLITE_DONE) return SqlError(db_, "truncate metrics");
+  Stmt last(db_, "SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE session = ?");
+  last.BindText(1, name);
+  if (last.Step() != SQLITE_ROW) return SqlError(db_, "last seq");
+  return last.Int(0);
+}
+
+absl::StatusOr<int64_t> SqliteStorage::CountMetrics(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT COUNT(*) FROM metrics WHERE session = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return SqlError(db_, "count metrics");
+  return st.Int(0);
+}
+
+// ---- Checkpoints and snapshots ----------------------------------------------------------
+
+absl::Status SqliteStorage::PutCheckpoint(const std::string& name, const StoredState& state) {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  if (absl::Status s = AtomicWriteFile((fs::path(*dir) / "checkpoint.bin").string(), state.bytes);
+      !s.ok())
+    return s;
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO checkpoints (session, step) VALUES (?, ?)");
+  st.BindText(1, name).Bind(2, state.step);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put checkpoint");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StoredState> SqliteStorage::GetCheckpoint(const std::string& name) {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  auto bytes = ReadFile((fs::path(*dir) / "checkpoint.bin").string());
+  if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
+  StoredState out;
+  out.bytes = std::move(*bytes);
+  // A data directory from before checkpoints were indexed has the file and no row: -1.
+  auto step = CheckpointStep(name);
+  out.step = step.ok() ? *step : -1;
+  return out;
+}
+
+absl::StatusOr<int64_t> SqliteStorage::CheckpointStep(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT step FROM checkpoints WHERE session = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
+  return st.Int(0);
+}
+
+absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredState& state) {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  const std::string path =
+      (fs::path(*dir) / "snapshots" / (std::to_string(state.step) + ".bin")).string();
+  if (absl::Status s = AtomicWriteFile(path, state.bytes); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO snapshots (session, step) VALUES (?, ?)");
+  st.BindText(1, name).Bind(2, state.step);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "add snapshot");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SqliteStorage::GetSnapshot(const std::string& name, int64_t step) {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  auto bytes =
+      ReadFile((fs::path(*dir) / "snapshots" / (std::to_string(step) + ".bin")).string());
+  if (!bytes.ok())
+    return absl::NotFoundError(absl::StrCat(name, "/snapshots/", step, " not found"));
+  return bytes;
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteStorage::ListSnapshots(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT step FROM snapshots WHERE session = ? ORDER BY step");
+  st.BindText(1, name);
+  std::vector<int64_t> out;
+  while (st.Step() == SQLITE_ROW) out.push_back(st.Int(0));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenSqliteStorage(const std::string& data_dir) {
+  return SqliteStorage::Open(data_dir);
+}
+
+}  // namespace alignd::server

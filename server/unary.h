@@ -1,0 +1,54 @@
+// File: server/unary.h
+// -----------------------------------------------------------------------------
+// How the services answer a unary call: run the RPC's *Impl function (rpc_impl.h)
+// inline (Answer) or on an executor (AnswerOn: for work that must not hold one of
+// gRPC's callback threads), and finish the call with its status, converted once.
+// Nothing may escape a handler (gRPC 1.51 answers a throwing handler with
+// UNIMPLEMENTED and no message): an allocation that fails becomes RESOURCE_EXHAUSTED,
+// anything else INTERNAL, each with a message.
+#ifndef ALIGND_SERVER_UNARY_H_
+#define ALIGND_SERVER_UNARY_H_
+
+#include <exception>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+#include "server/executor.h"
+#include "server/status_convert.h"
+
+namespace alignd::server {
+
+absl::Status FromException(std::exception_ptr e);
+
+// Calls `body`, turning anything thrown into a status.
+template <typename F>
+absl::Status Guarded(F&& body) {
+  try {
+    return body();
+  } catch (...) {
+    return FromException(std::current_exception());
+  }
+}
+
+template <typename F>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, F&& body) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(ToGrpcStatus(Guarded(std::forward<F>(body))));
+  return r;
+}
+
+// `body` runs later on `executor`; what it captures by pointer (request, response) lives
+// until the call is finished, which is what it does last.
+template <typename F>
+grpc::ServerUnaryReactor* AnswerOn(Executor* executor, grpc::CallbackServerContext* ctx, F body) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  executor->Schedule([r, body = std::move(body)]() mutable {
+    r->Finish(ToGrpcStatus(Guarded(body)));
+  });
+  return r;
+}
+
+}  // namespace alignd::server
+
+#endif  // ALIGND_SERVER_UNARY_H_
