@@ -12,99 +12,14 @@
 #include "core/alignment.h"
 #include "core/cpu.h"
 #include "core/gemm.h"
+#include "core/layers.h"
+#include "core/network.h"
+#include "core/optimizer.h"
 #include "core/learning_rule.h"
 #include "core/status_macros.h"
 
 namespace alignd::core {
 namespace {
-
-// a = f(z), column by column for softmax.
-void Activate(Activation act, const Matrix& z, Matrix& a) {
-  switch (act) {
-    case Activation::kLinear:
-      a = z;
-      break;
-    case Activation::kTanh:
-      a.array() = z.array().tanh();
-      break;
-    case Activation::kLogistic:
-      a.array() = z.array().logistic();
-      break;
-    case Activation::kRelu:
-      a.array() = z.array().cwiseMax(0.0f);
-      break;
-    case Activation::kSoftmax:
-      for (Eigen::Index j = 0; j < z.cols(); ++j) {
-        const float m = z.col(j).maxCoeff();
-        a.col(j).array() = (z.col(j).array() - m).exp();
-        a.col(j) /= a.col(j).sum();
-      }
-      break;
-  }
-}
-
-// d = d o f'(z), written in terms of a = f(z). Not for softmax (its Jacobian is not diagonal).
-void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
-  switch (act) {
-    case Activation::kLinear:
-      break;
-    case Activation::kTanh:
-      d.array() *= 1.0f - a.array().square();
-      break;
-    case Activation::kLogistic:
-      d.array() *= a.array() * (1.0f - a.array());
-      break;
-    case Activation::kRelu:
-      d.array() *= (a.array() > 0.0f).cast<float>();
-      break;
-    case Activation::kSoftmax:
-      assert(false);
-      break;
-  }
-}
-
-// Mean loss of outputs y = g(z) against targets t (out x n), and delta = dLoss_j/dz_j
-// (per example, not divided by n) into `delta`.
-double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, ConstMatrixRef t,
-                    Matrix& delta) {
-  const Eigen::Index n = y.cols();
-  double loss = 0;
-  if (net.loss == Loss::kSquaredError) {
-    delta = y - t;
-    loss = 0.5 * delta.cast<double>().squaredNorm();
-    if (net.output == Activation::kSoftmax) {
-      for (Eigen::Index j = 0; j < n; ++j) {
-        const float s = y.col(j).dot(delta.col(j));
-        delta.col(j).array() = y.col(j).array() * (delta.col(j).array() - s);
-      }
-    } else {
-      MultiplyByDerivative(net.output, y, delta);
-    }
-  } else if (net.output == Activation::kSoftmax) {
-    // -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
-    for (Eigen::Index j = 0; j < n; ++j) {
-      const float m = z.col(j).maxCoeff();
-      const double lse = m + std::log(static_cast<double>((z.col(j).array() - m).exp().sum()));
-      loss += lse * t.col(j).cast<double>().sum() -
-              t.col(j).cast<double>().dot(z.col(j).cast<double>());
-    }
-    delta = y - t;
-  } else {  // logistic outputs, binary cross-entropy per unit: softplus(z) - t z
-    for (Eigen::Index j = 0; j < n; ++j)
-      for (Eigen::Index i = 0; i < y.rows(); ++i) {
-        const double zi = z(i, j);
-        loss += std::max(zi, 0.0) + std::log1p(std::exp(-std::abs(zi))) - t(i, j) * zi;
-      }
-    delta = y - t;
-  }
-  return loss / static_cast<double>(n);
-}
-
-int ArgMax(const Eigen::Ref<const Vector>& v) {
-  Eigen::Index k = 0;
-  v.maxCoeff(&k);
-  return static_cast<int>(k);
-}
 
 // (W^+)^T, in W's shape. Allocates; runs every pinv_every steps, not every step.
 Matrix PseudoInverseTransposed(const Matrix& w) {
@@ -295,11 +210,11 @@ void Trainer::Initialize() {
   const OptimizerConfig& opt = options_.optimizer;
   const bool first = opt.kind == OptimizerKind::kAdam || opt.momentum > 0;
   const bool second = opt.kind == OptimizerKind::kAdam;
-  slot_w_.assign(L, Slot());
-  slot_b_.assign(L, Slot());
-  slot_f_.assign(L, Slot());
+  slot_w_.assign(L, OptimizerSlot());
+  slot_b_.assign(L, OptimizerSlot());
+  slot_f_.assign(L, OptimizerSlot());
   for (int i = 0; i < L; ++i) {
-    auto init = [&](Slot& slot, Eigen::Index r, Eigen::Index c) {
+    auto init = [&](OptimizerSlot& slot, Eigen::Index r, Eigen::Index c) {
       if (first) slot.m1 = Matrix::Zero(r, c);
       if (second) slot.m2 = Matrix::Zero(r, c);
     };
@@ -369,16 +284,7 @@ void Trainer::GatherBatch() {
 }
 
 void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const {
-  const NetworkConfig& net = options_.network;
-  const int L = num_layers();
-  for (int i = 0; i < L; ++i) {
-    if (i == 0)
-      Gemm(false, false, 1.0f, w_[0], x, 0.0f, z[1]);
-    else
-      Gemm(false, false, 1.0f, w_[i], a[i], 0.0f, z[i + 1]);
-    if (net.bias) z[i + 1].colwise() += b_[i];
-    Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
-  }
+  Forward(options_.network, w_, b_, x, a, z);
 }
 
 const Matrix& Trainer::BackwardMatrix(int i) const {
@@ -439,33 +345,6 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
   }
 }
 
-template <typename P, typename G>
-void Trainer::ApplyOptimizer(P& param, const G& grad, Slot& slot, float lr, float decay) {
-  const OptimizerConfig& opt = options_.optimizer;
-  if (opt.kind == OptimizerKind::kSgd) {
-    if (opt.momentum > 0) {
-      slot.m1 = opt.momentum * slot.m1 + grad;
-      if (decay > 0) slot.m1 += decay * param;
-      param -= lr * slot.m1;
-    } else {
-      if (decay > 0) param *= 1.0f - lr * decay;
-      param -= lr * grad;
-    }
-    return;
-  }
-  const float c1 = 1.0f / (1.0f - std::pow(opt.beta1, static_cast<float>(adam_t_)));
-  const float c2 = 1.0f / (1.0f - std::pow(opt.beta2, static_cast<float>(adam_t_)));
-  if (decay > 0) {
-    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * (grad + decay * param);
-    slot.m2.array() =
-        opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * (grad + decay * param).array().square();
-  } else {
-    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * grad;
-    slot.m2.array() = opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * grad.array().square();
-  }
-  param.array() -= lr * (slot.m1.array() * c1) / ((slot.m2.array() * c2).sqrt() + opt.epsilon);
-}
-
 void Trainer::UpdateLayer(int i, int n) {
   const OptimizerConfig& opt = options_.optimizer;
   const float lr = LearningRate(i);
@@ -487,13 +366,13 @@ void Trainer::UpdateLayer(int i, int n) {
     }
   } else {
     Gemm(false, true, 1.0f / n, d, x, 0.0f, grad_w_[i]);
-    ApplyOptimizer(w_[i], grad_w_[i], slot_w_[i], lr, decay);
+    ApplyOptimizer(opt, adam_t_, w_[i], grad_w_[i], slot_w_[i], lr, decay);
     if (options_.network.bias) {
       grad_b_[i].noalias() = (1.0f / n) * d.rowwise().sum();
-      ApplyOptimizer(b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
+      ApplyOptimizer(opt, adam_t_, b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
     }
     // Kolen-Pollack: B receives W^T's update, with the same weight decay.
-    if (kp) ApplyOptimizer(f_[i], grad_w_[i], slot_f_[i], lr, decay);
+    if (kp) ApplyOptimizer(opt, adam_t_, f_[i], grad_w_[i], slot_f_[i], lr, decay);
   }
   if (!w_mask_.empty()) w_[i].array() *= w_mask_[i].array();
   if (kp && !f_mask_.empty()) f_[i].array() *= f_mask_[i].array();
@@ -614,76 +493,15 @@ absl::Status Trainer::Run(TrainingObserver* observer) {
 // ---- Evaluation --------------------------------------------------------------------
 
 absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
-  const auto& s = options_.network.sizes;
-  if (data.input_dim() != s.front() || data.output_dim() != s.back())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data set '", data.name, "' has ", data.input_dim(), " features and ", data.output_dim(),
-        " outputs; the network has ", s.front(), " and ", s.back()));
-  if (data.is_classification() != train_->is_classification())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
-        " data; the network was trained on the other kind"));
-  EnableFlushToZero();
-  const int L = num_layers();
-  constexpr int64_t kChunk = 1024;
-  std::vector<Matrix> a(L + 1), z(L + 1);
-  Matrix t, delta;
-  double loss = 0, err2 = 0, tgt2 = 0;
-  int64_t correct = 0;
-  for (int64_t start = 0; start < data.size(); start += kChunk) {
-    const int64_t m = std::min(kChunk, data.size() - start);
-    for (int i = 1; i <= L; ++i) {
-      a[i].resize(s[i], m);
-      z[i].resize(s[i], m);
-    }
-    ForwardInto(data.features.middleCols(start, m), a, z);
-    if (data.is_classification()) {
-      t = Matrix::Zero(s[L], m);
-      for (int64_t j = 0; j < m; ++j) t(data.labels[start + j], j) = 1.0f;
-      for (int64_t j = 0; j < m; ++j) correct += ArgMax(a[L].col(j)) == data.labels[start + j];
-    } else {
-      t = data.targets.middleCols(start, m);
-      err2 += (a[L] - t).cast<double>().squaredNorm();
-      tgt2 += t.cast<double>().squaredNorm();
-    }
-    loss += LossAndDelta(options_.network, a[L], z[L], t, delta) * static_cast<double>(m);
-  }
-  EvalMetrics e;
+  ASSIGN_OR_RETURN(EvalMetrics e,
+                   EvaluateWeights(options_.network, w_, b_, train_->is_classification(), data));
   e.step = step_;
   e.epoch = epoch_;
-  e.examples = data.size();
-  e.loss = loss / static_cast<double>(data.size());
-  if (data.is_classification()) {
-    e.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
-    e.error_rate = 1.0 - e.accuracy;
-  } else {
-    e.nse = err2 / tgt2;
-  }
   return e;
 }
 
 absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
-  const auto& s = options_.network.sizes;
-  if (x.rows() != s.front())
-    return absl::InvalidArgumentError(
-        absl::StrCat("inputs have ", x.rows(), " features; the network takes ", s.front()));
-  if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
-  EnableFlushToZero();
-  const int L = num_layers();
-  // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
-  constexpr Eigen::Index kChunk = 1024;
-  Matrix out(s.back(), x.cols());
-  std::vector<Matrix> a(L + 1), z(L + 1);
-  for (Eigen::Index start = 0; start < x.cols(); start += kChunk) {
-    const Eigen::Index m = std::min(kChunk, x.cols() - start);
-    for (int i = 1; i <= L; ++i) {
-      a[i].resize(s[i], m);
-      z[i].resize(s[i], m);
-    }
-    ForwardInto(x.middleCols(start, m), a, z);
-    out.middleCols(start, m) = a[L];
-  }
-  return out;
+  return PredictWeights(options_.network, w_, b_, x);
 }
 
 double Trainer::Loss(ConstMatrixRef x, ConstMatrixRef targets) const {
@@ -772,7 +590,7 @@ TrainerState Trainer::ExportState() const {
   if (!f_mask_.empty())
     for (const Matrix& m : f_mask_) st.feedback_masks.push_back(m.transpose());
   for (const auto* slots : {&slot_w_, &slot_b_, &slot_f_})
-    for (const Slot& s : *slots) {
+    for (const OptimizerSlot& s : *slots) {
       st.moments1.push_back(s.m1);
       st.moments2.push_back(s.m2);
     }
@@ -809,7 +627,7 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
     return absl::InvalidArgumentError("state optimiser slots do not match the network");
   for (size_t k = 0; k < 3 * static_cast<size_t>(L); ++k) {
     const auto& slots = k < size_t(L) ? slot_w_ : (k < 2 * size_t(L) ? slot_b_ : slot_f_);
-    const Slot& s = slots[k % L];
+    const OptimizerSlot& s = slots[k % L];
     if (st.moments1[k].rows() != s.m1.rows() || st.moments1[k].cols() != s.m1.cols() ||
         st.moments2[k].rows() != s.m2.rows() || st.moments2[k].cols() != s.m2.cols())
       return absl::InvalidArgumentError(

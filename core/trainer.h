@@ -38,11 +38,11 @@
 #include "core/config.h"
 #include "core/dataset.h"
 #include "core/matrix.h"
+#include "core/network.h"
+#include "core/optimizer.h"
 #include "core/random.h"
 
 namespace alignd::core {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Alignment of one hidden layer (1-based: layer 1 is the first hidden layer).
 struct LayerAlignment {
@@ -72,15 +72,6 @@ struct StepMetrics {
   std::vector<LayerAlignment> alignment;  // one per hidden layer
 };
 
-struct EvalMetrics {
-  int64_t step = 0;
-  int64_t epoch = 0;
-  int64_t examples = 0;
-  double loss = kNaN;
-  double accuracy = kNaN;    // classification
-  double error_rate = kNaN;  // classification: 1 - accuracy
-  double nse = kNaN;         // regression
-};
 
 // Called by Trainer::Run on the training thread (ceres IterationCallback style).
 // Returning false stops the run after the current step; Run can be called again.
@@ -205,9 +196,6 @@ class Trainer {
   bool done() const { return step_ >= total_steps_; }
 
  private:
-  struct Slot {
-    Matrix m1, m2;
-  };
 
   Trainer(const TrainerOptions& options, std::shared_ptr<const Dataset> train,
           std::shared_ptr<const Dataset> eval);
@@ -222,8 +210,6 @@ class Trainer {
   void UpdateLayer(int i, int n);
   void ComputeBpSignals();
   void ShuffleForEpoch();
-  template <typename P, typename G>
-  void ApplyOptimizer(P& param, const G& grad, Slot& slot, float lr, float decay);
   void RefreshFeedback();
   void ComputeAlignment(StepMetrics* metrics, int n);
   const Matrix& BackwardMatrix(int i) const;  // M[i]: what dh[i] = M[i]^T delta uses
@@ -241,7 +227,7 @@ class Trainer {
   std::vector<Matrix> w_mask_;  // empty when dense
   std::vector<Matrix> f_mask_;
   std::vector<Matrix> sign_m_;  // sign symmetry magnitudes M (shape of W)
-  std::vector<Slot> slot_w_, slot_b_, slot_f_;
+  std::vector<OptimizerSlot> slot_w_, slot_b_, slot_f_;
   int64_t adam_t_ = 0;
 
   // Schedule.

@@ -139,7 +139,7 @@ absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req
   ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
   ASSIGN_OR_RETURN(core::Matrix x, FromProto(req.inputs(), "inputs"));
   // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
-  const int64_t outputs = int64_t{served.network->options().network.sizes.back()} * x.cols();
+  const int64_t outputs = int64_t{served.network->config().sizes.back()} * x.cols();
   if (outputs > (int64_t{1} << 24))
     return absl::ResourceExhaustedError(absl::StrCat(
         "the outputs would be ", outputs, " values (", x.cols(),

@@ -502,14 +502,20 @@ absl::StatusOr<SessionManager::Served> SessionManager::Weights(const WeightsRef&
   ASSIGN_OR_RETURN(core::TrainerState state, ReadState(ref.session, where.first, where.second));
   // A checkpoint may have been replaced since it was resolved: key by what was read.
   const std::string read_key = absl::StrCat(ref.session, "@", state.step);
-  const v1::Session r = s->record();
-  ASSIGN_OR_RETURN(auto train, datasets_->Load(r.train_dataset()));
-  ASSIGN_OR_RETURN(auto trainer, core::Trainer::Create(s->options(), train));
-  RETURN_IF_ERROR(trainer->ImportState(state));
+  // The kind of targets it was trained on, from the data set's record (its values are
+  // not needed: the network is built from the stored weights alone).
+  ASSIGN_OR_RETURN(v1::Dataset train, storage_->GetDataset(s->record().train_dataset()));
+  const bool class_labels = train.target_kind() == v1::TARGET_KIND_CLASS_LABELS;
+  auto network = core::Network::Create(s->options().network, std::move(state.weights),
+                                       state.biases, class_labels);
+  if (!network.ok())
+    return absl::DataLossError(absl::StrCat(SnapshotName(ref.session, state.step),
+                                            ": stored weights do not fit the session's network: ",
+                                            network.status().message()));
   Served served;
-  served.network = std::move(trainer);
+  served.network = std::make_shared<const core::Network>(std::move(*network));
   served.step = state.step;
-  served.class_labels = train->is_classification();
+  served.class_labels = class_labels;
   absl::MutexLock lock(&cache_mu_);
   networks_[read_key] = CachedNetwork{served, ++clock_};
   while (networks_.size() > kMaxNetworks) {

@@ -46,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "alignd/v1/sessions.pb.h"
 #include "core/config.h"
+#include "core/network.h"
 #include "core/trainer.h"
 #include "server/dataset_store.h"
 #include "server/live_session.h"
@@ -103,7 +104,7 @@ class SessionManager {
   // A session's weights, as a network ready to Predict and Evaluate (immutable, shared),
   // the step they are from, and whether the network was trained on class labels.
   struct Served {
-    std::shared_ptr<const core::Trainer> network;
+    std::shared_ptr<const core::Network> network;
     int64_t step = 0;
     bool class_labels = false;
   };

@@ -1,0 +1,111 @@
+// File: core/network.cc
+#include "core/network.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/cpu.h"
+#include "core/layers.h"
+
+namespace alignd::core {
+
+absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
+                                            const std::vector<Matrix>& w,
+                                            const std::vector<Vector>& b, bool class_labels,
+                                            const Dataset& data) {
+  const auto& s = config.sizes;
+  if (data.input_dim() != s.front() || data.output_dim() != s.back())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data set '", data.name, "' has ", data.input_dim(), " features and ", data.output_dim(),
+        " outputs; the network has ", s.front(), " and ", s.back()));
+  if (data.is_classification() != class_labels)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
+        " data; the network was trained on the other kind"));
+  EnableFlushToZero();
+  const int L = static_cast<int>(w.size());
+  constexpr int64_t kChunk = 1024;
+  std::vector<Matrix> a(L + 1), z(L + 1);
+  Matrix t, delta;
+  double loss = 0, err2 = 0, tgt2 = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < data.size(); start += kChunk) {
+    const int64_t m = std::min(kChunk, data.size() - start);
+    for (int i = 1; i <= L; ++i) {
+      a[i].resize(s[i], m);
+      z[i].resize(s[i], m);
+    }
+    Forward(config, w, b, data.features.middleCols(start, m), a, z);
+    if (data.is_classification()) {
+      t = Matrix::Zero(s[L], m);
+      for (int64_t j = 0; j < m; ++j) t(data.labels[start + j], j) = 1.0f;
+      for (int64_t j = 0; j < m; ++j) correct += ArgMax(a[L].col(j)) == data.labels[start + j];
+    } else {
+      t = data.targets.middleCols(start, m);
+      err2 += (a[L] - t).cast<double>().squaredNorm();
+      tgt2 += t.cast<double>().squaredNorm();
+    }
+    loss += LossAndDelta(config, a[L], z[L], t, delta) * static_cast<double>(m);
+  }
+  EvalMetrics e;
+  e.examples = data.size();
+  e.loss = loss / static_cast<double>(data.size());
+  if (data.is_classification()) {
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
+    e.error_rate = 1.0 - e.accuracy;
+  } else {
+    e.nse = err2 / tgt2;
+  }
+  return e;
+}
+
+absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::vector<Matrix>& w,
+                                      const std::vector<Vector>& b, ConstMatrixRef x) {
+  const auto& s = config.sizes;
+  if (x.rows() != s.front())
+    return absl::InvalidArgumentError(
+        absl::StrCat("inputs have ", x.rows(), " features; the network takes ", s.front()));
+  if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
+  EnableFlushToZero();
+  const int L = static_cast<int>(w.size());
+  // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
+  constexpr Eigen::Index kChunk = 1024;
+  Matrix out(s.back(), x.cols());
+  std::vector<Matrix> a(L + 1), z(L + 1);
+  for (Eigen::Index start = 0; start < x.cols(); start += kChunk) {
+    const Eigen::Index m = std::min(kChunk, x.cols() - start);
+    for (int i = 1; i <= L; ++i) {
+      a[i].resize(s[i], m);
+      z[i].resize(s[i], m);
+    }
+    Forward(config, w, b, x.middleCols(start, m), a, z);
+    out.middleCols(start, m) = a[L];
+  }
+  return out;
+}
+
+absl::StatusOr<Network> Network::Create(const NetworkConfig& config, std::vector<Matrix> weights,
+                                        const std::vector<Matrix>& biases, bool class_labels) {
+  const auto& s = config.sizes;
+  const size_t L = s.size() < 2 ? 0 : s.size() - 1;
+  if (L == 0 || weights.size() != L || biases.size() != L)
+    return absl::InvalidArgumentError(absl::StrCat("a network of ", s.size(), " layer sizes needs ",
+                                                   L, " weight matrices and bias vectors; got ",
+                                                   weights.size(), " and ", biases.size()));
+  Network n;
+  for (size_t i = 0; i < L; ++i) {
+    if (weights[i].rows() != s[i + 1] || weights[i].cols() != s[i] ||
+        biases[i].rows() != s[i + 1] || biases[i].cols() != 1)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layer ", i, ": W is ", weights[i].rows(), "x", weights[i].cols(), " and b ",
+          biases[i].rows(), "x", biases[i].cols(), "; the sizes say ", s[i + 1], "x", s[i]));
+    n.b_.push_back(biases[i].col(0));
+  }
+  n.config_ = config;
+  n.w_ = std::move(weights);
+  n.class_labels_ = class_labels;
+  return n;
+}
+
+}  // namespace alignd::core
