@@ -19,7 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/random.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace alignd::core {
 namespace {

@@ -16,7 +16,7 @@
 #include "core/network.h"
 #include "core/optimizer.h"
 #include "core/learning_rule.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace alignd::core {
 namespace {

@@ -2,7 +2,8 @@
 // The DatasetService's unary RPCs (rpc_impl.h).
 #include <algorithm>
 
-#include "core/status_macros.h"
+#include "base/status_macros.h"
+#include "server/page_token.h"
 #include "server/resource_names.h"
 #include "server/rpc_impl.h"
 
@@ -11,6 +12,8 @@ namespace alignd::server {
 absl::Status CreateGeneratedDatasetImpl(SessionManager& sessions,
                                         const v1::CreateGeneratedDatasetRequest& req,
                                         v1::Dataset* resp) {
+  if (req.request_id().size() > 64)
+    return absl::InvalidArgumentError("request_id is longer than 64 characters");
   ASSIGN_OR_RETURN(*resp, sessions.datasets()->Generate(req.spec(), req.display_name()));
   return absl::OkStatus();
 }
@@ -24,15 +27,16 @@ absl::Status GetDatasetImpl(SessionManager& sessions, const v1::GetDatasetReques
 absl::Status ListDatasetsImpl(SessionManager& sessions, const v1::ListDatasetsRequest& req,
                               v1::ListDatasetsResponse* resp) {
   const int size = req.page_size() <= 0 ? 50 : std::min(req.page_size(), 1000);
-  // Tokens are names this server gave (the last of the previous page).
-  if (!req.page_token().empty() && !ParseDatasetName(req.page_token()).ok())
-    return absl::InvalidArgumentError("page_token is not one this server gave");
+  // The position is the last name of the previous page.
+  ASSIGN_OR_RETURN(const std::string after, DecodePageToken("datasets", req.page_token()));
+  if (!req.page_token().empty() && !ParseDatasetName(after).ok())
+    return absl::InvalidArgumentError("page_token is not one this listing gave");
   ASSIGN_OR_RETURN(std::vector<v1::Dataset> list,
-                   sessions.storage()->ListDatasets(req.page_token(), size + 1));
+                   sessions.storage()->ListDatasets(after, size + 1));
   for (int i = 0; i < static_cast<int>(list.size()) && i < size; ++i)
     *resp->add_datasets() = std::move(list[i]);
   if (static_cast<int>(list.size()) > size)
-    resp->set_next_page_token(resp->datasets(size - 1).name());
+    resp->set_next_page_token(EncodePageToken("datasets", resp->datasets(size - 1).name()));
   return absl::OkStatus();
 }
 

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"

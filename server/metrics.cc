@@ -8,30 +8,16 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "alignd/v1/rule_names.h"
 #include "server/log.h"
+#include "server/proto_convert.h"
 
 namespace alignd::server {
 namespace {
 
-const char* RuleLabel(v1::Rule r) {
-  switch (r) {
-    case v1::RULE_BACKPROP:
-      return "bp";
-    case v1::RULE_FEEDBACK_ALIGNMENT:
-      return "fa";
-    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT:
-      return "dfa";
-    case v1::RULE_SIGN_SYMMETRY:
-      return "sign";
-    case v1::RULE_KOLEN_POLLACK:
-      return "kp";
-    case v1::RULE_PSEUDO_BACKPROP:
-      return "pbp";
-    case v1::RULE_SHALLOW:
-      return "shallow";
-    default:
-      return "unknown";
-  }
+std::string RuleLabel(v1::Rule r) {
+  const std::string name = v1::RuleShortName(r);
+  return name.empty() ? "unknown" : name;
 }
 
 prometheus::MetricFamily Family(const std::string& name, const std::string& help,
@@ -67,7 +53,7 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
         Family("alignd_session_update_angle_degrees",
                "Angle between the rule's hidden update and BP's (batch mean).", MetricType::Gauge);
     std::map<v1::SessionState, int> counts;
-    for (int st = v1::QUEUED; st <= v1::CANCELLED; ++st)
+    for (int st = v1::SESSION_STATE_QUEUED; st <= v1::SESSION_STATE_CANCELLED; ++st)
       counts[static_cast<v1::SessionState>(st)] = 0;
     auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                   double v, bool counter = false) {
@@ -99,7 +85,7 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
         add(angle, with_layer, l.update_angle[i]);
       }
     }
-    for (const auto& [st, n] : counts) add(by_state, {{"state", v1::SessionState_Name(st)}}, n);
+    for (const auto& [st, n] : counts) add(by_state, {{"state", StateName(st)}}, n);
     return {by_state, steps, loss, acc, nse, eval_error, eval_nse, angle};
   }
 

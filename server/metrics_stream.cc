@@ -13,7 +13,7 @@ namespace alignd::server {
 namespace {
 
 bool IsOver(v1::SessionState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED || s == v1::PAUSED;
+  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED || s == v1::SESSION_STATE_CANCELLED || s == v1::SESSION_STATE_PAUSED;
 }
 
 class MetricsStream final : public SessionStream<v1::MetricEvent> {
@@ -110,7 +110,7 @@ grpc::ServerWriteReactor<v1::MetricEvent>* NewMetricsStream(SessionManager* sess
                                                            Executor* executor,
                                                            const v1::StreamMetricsRequest& req,
                                                            std::chrono::milliseconds heartbeat) {
-  auto s = sessions->Find(req.name());
+  auto s = sessions->Find(req.parent());
   if (!s.ok()) return new FailedStream<v1::MetricEvent>(s.status());
   if (req.start_seq() < 0)
     return new FailedStream<v1::MetricEvent>(absl::InvalidArgumentError("start_seq must be >= 0"));

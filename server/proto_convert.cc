@@ -1,11 +1,14 @@
 // File: server/proto_convert.cc
 #include "server/proto_convert.h"
 
+#include "absl/strings/match.h"
+#include "alignd/v1/rule_names.h"
+
 #include <chrono>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace alignd::server {
 namespace {
@@ -51,53 +54,19 @@ v1::Activation FromActivation(Activation a) {
   return v1::ACTIVATION_UNSPECIFIED;
 }
 
+// Matched by name: the engine's table (core/config.cc) and the enum's rule_name option.
 absl::StatusOr<core::Rule> ToRule(v1::Rule r) {
-  switch (r) {
-    case v1::RULE_UNSPECIFIED:
-      return core::FeedbackConfig().rule;
-    case v1::RULE_BACKPROP:
-      return core::Rule::kBackprop;
-    case v1::RULE_FEEDBACK_ALIGNMENT:
-      return core::Rule::kFeedbackAlignment;
-    case v1::RULE_DIRECT_FEEDBACK_ALIGNMENT:
-      return core::Rule::kDirectFeedbackAlignment;
-    case v1::RULE_SIGN_SYMMETRY:
-      return core::Rule::kSignSymmetry;
-    case v1::RULE_KOLEN_POLLACK:
-      return core::Rule::kKolenPollack;
-    case v1::RULE_PSEUDO_BACKPROP:
-      return core::Rule::kPseudoBackprop;
-    case v1::RULE_SHALLOW:
-      return core::Rule::kShallow;
-    default:
-      return Unknown("config.feedback.rule", r);
-  }
+  if (r == v1::RULE_UNSPECIFIED) return core::TrainerOptions().feedback.rule;
+  const std::string name = v1::RuleShortName(r);
+  auto rule = core::ParseRule(name);
+  if (name.empty() || !rule.ok()) return Unknown("config.feedback.rule", r);
+  return *rule;
 }
 
 v1::Rule FromRule(core::Rule r) {
-  switch (r) {
-    case core::Rule::kBackprop:
-      return v1::RULE_BACKPROP;
-    case core::Rule::kFeedbackAlignment:
-      return v1::RULE_FEEDBACK_ALIGNMENT;
-    case core::Rule::kDirectFeedbackAlignment:
-      return v1::RULE_DIRECT_FEEDBACK_ALIGNMENT;
-    case core::Rule::kSignSymmetry:
-      return v1::RULE_SIGN_SYMMETRY;
-    case core::Rule::kKolenPollack:
-      return v1::RULE_KOLEN_POLLACK;
-    case core::Rule::kPseudoBackprop:
-      return v1::RULE_PSEUDO_BACKPROP;
-    case core::Rule::kShallow:
-      return v1::RULE_SHALLOW;
-  }
-  return v1::RULE_UNSPECIFIED;
+  return v1::RuleFromName(std::string(core::RuleName(r))).value_or(v1::RULE_UNSPECIFIED);
 }
 
-template <typename T>
-T Or(T value, T dflt) {
-  return value == T{} ? dflt : value;
-}
 
 }  // namespace
 
@@ -121,7 +90,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
     default:
       return Unknown("config.network.loss", n.loss());
   }
-  o.network.bias = !n.no_bias();
+  o.network.bias = n.has_bias() ? n.bias() : d.network.bias;
   o.network.connection_sparsity = n.connection_sparsity();
 
   switch (c.init().kind()) {
@@ -155,9 +124,13 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
     default:
       return Unknown("config.feedback.distribution", f.distribution());
   }
-  o.feedback.scale = f.scale();
+  if (f.has_scale() && !(f.scale() > 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.feedback.scale must be > 0 (leave it unset for the automatic scale), got ",
+        f.scale()));
+  o.feedback.scale = f.has_scale() ? f.scale() : 0.0f;  // core: 0 = automatic
   o.feedback.sparsity = f.sparsity();
-  o.feedback.seed = f.seed();
+  o.feedback.seed = f.seed();  // core: 0 = derived from the session's seed
   switch (f.sign_mode()) {
     case v1::SIGN_SYMMETRY_MODE_UNSPECIFIED:
     case v1::SIGN_SYMMETRY_MODE_UNIFORM:
@@ -169,7 +142,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
     default:
       return Unknown("config.feedback.sign_mode", f.sign_mode());
   }
-  o.feedback.pinv_every = Or(f.pinv_every(), d.feedback.pinv_every);
+  o.feedback.pinv_every = f.has_pinv_every() ? f.pinv_every() : d.feedback.pinv_every;
 
   const auto& opt = c.optimizer();
   switch (opt.kind()) {
@@ -183,25 +156,22 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
     default:
       return Unknown("config.optimizer.kind", opt.kind());
   }
-  o.optimizer.learning_rate = Or(opt.learning_rate(), d.optimizer.learning_rate);
+  o.optimizer.learning_rate =
+      opt.has_learning_rate() ? opt.learning_rate() : d.optimizer.learning_rate;
   o.optimizer.momentum = opt.momentum();
   o.optimizer.weight_decay = opt.weight_decay();
-  o.optimizer.beta1 = Or(opt.beta1(), d.optimizer.beta1);
-  o.optimizer.beta2 = Or(opt.beta2(), d.optimizer.beta2);
-  o.optimizer.epsilon = Or(opt.epsilon(), d.optimizer.epsilon);
+  o.optimizer.beta1 = opt.has_beta1() ? opt.beta1() : d.optimizer.beta1;
+  o.optimizer.beta2 = opt.has_beta2() ? opt.beta2() : d.optimizer.beta2;
+  o.optimizer.epsilon = opt.has_epsilon() ? opt.epsilon() : d.optimizer.epsilon;
   o.optimizer.layer_learning_rates.assign(opt.layer_learning_rates().begin(),
                                           opt.layer_learning_rates().end());
 
-  o.batch_size = Or(c.batch_size(), d.batch_size);
-  o.epochs = Or(c.epochs(), d.epochs);
+  o.batch_size = c.has_batch_size() ? c.batch_size() : d.batch_size;
+  o.epochs = c.has_epochs() ? c.epochs() : d.epochs;
   o.max_steps = c.max_steps();
-  o.seed = Or<uint64_t>(c.seed(), d.seed);
-  o.shuffle = !c.no_shuffle();
-  if (c.metrics_every() < -1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.metrics_every must be -1 (never), 0 (default) or positive, got ",
-                     c.metrics_every()));
-  o.metrics_every = c.metrics_every() == 0 ? d.metrics_every : std::max(0, c.metrics_every());
+  o.seed = c.has_seed() ? c.seed() : d.seed;
+  o.shuffle = c.has_shuffle() ? c.shuffle() : d.shuffle;
+  o.metrics_every = c.has_metrics_every() ? c.metrics_every() : d.metrics_every;
   o.pbp_angle = c.pbp_angle();
   o.eval_every = c.eval_every();
 
@@ -218,7 +188,7 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   n->set_output_activation(FromActivation(o.network.output));
   n->set_loss(o.network.loss == core::Loss::kCrossEntropy ? v1::LOSS_CROSS_ENTROPY
                                                           : v1::LOSS_SQUARED_ERROR);
-  n->set_no_bias(!o.network.bias);
+  n->set_bias(o.network.bias);
   n->set_connection_sparsity(o.network.connection_sparsity);
   auto* init = c.mutable_init();
   init->set_kind(o.init.kind == core::WeightInit::kUniform ? v1::WEIGHT_INIT_UNIFORM
@@ -230,9 +200,9 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   f->set_distribution(o.feedback.distribution == core::Distribution::kGaussian
                           ? v1::DISTRIBUTION_GAUSSIAN
                           : v1::DISTRIBUTION_UNIFORM);
-  f->set_scale(o.feedback.scale);
+  if (o.feedback.scale > 0) f->set_scale(o.feedback.scale);  // unset: automatic
   f->set_sparsity(o.feedback.sparsity);
-  f->set_seed(o.feedback.seed);
+  if (o.feedback.seed != 0) f->set_seed(o.feedback.seed);  // unset: derived
   f->set_sign_mode(o.feedback.sign_mode == core::SignSymmetryMode::kFixedRandom
                        ? v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM
                        : v1::SIGN_SYMMETRY_MODE_UNIFORM);
@@ -251,8 +221,8 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   c.set_epochs(o.epochs);
   c.set_max_steps(o.max_steps);
   c.set_seed(o.seed);
-  c.set_no_shuffle(!o.shuffle);
-  c.set_metrics_every(o.metrics_every == 0 ? -1 : o.metrics_every);
+  c.set_shuffle(o.shuffle);
+  c.set_metrics_every(o.metrics_every);
   c.set_pbp_angle(o.pbp_angle);
   c.set_eval_every(o.eval_every);
   return c;
@@ -273,6 +243,7 @@ void ToProto(const core::StepMetrics& m, v1::StepMetrics* out) {
     p->set_weight_angle(a.weight_angle);
     p->set_norm_ratio(a.norm_ratio);
     p->set_pbp_angle_mean(a.pbp_angle_mean);
+    p->set_pbp_angle_sd(a.pbp_angle_sd);
   }
 }
 
@@ -284,6 +255,13 @@ void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out) {
   out->set_accuracy(m.accuracy);
   out->set_error_rate(m.error_rate);
   out->set_nse(m.nse);
+}
+
+std::string StateName(v1::SessionState state) {
+  std::string name = v1::SessionState_Name(state);
+  constexpr absl::string_view kPrefix = "SESSION_STATE_";
+  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
+  return name.empty() ? absl::StrCat(static_cast<int>(state)) : name;
 }
 
 google::protobuf::Timestamp Now() {

@@ -28,6 +28,8 @@ void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out);
 // The current time with nanosecond resolution (protobuf 3.21's TimeUtil::GetCurrentTime
 // has whole seconds only here).
 google::protobuf::Timestamp Now();
+// "RUNNING" for SESSION_STATE_RUNNING: how messages, logs and metric labels name states.
+std::string StateName(v1::SessionState state);
 
 // A Tensor's values as a rows x cols matrix, after checking values_size() == rows * cols.
 absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field);

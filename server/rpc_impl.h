@@ -7,8 +7,9 @@
 // they run on. Every function validates its request (InvalidArgument names the field)
 // and returns the status the client gets.
 //
-// Page tokens are opaque to clients: what the server put in next_page_token, given
-// back unchanged; anything else is InvalidArgument.
+// Page tokens are opaque to clients (page_token.h): what the server put in
+// next_page_token, given back unchanged with the same other fields; anything else is
+// InvalidArgument.
 #ifndef ALIGND_SERVER_RPC_IMPL_H_
 #define ALIGND_SERVER_RPC_IMPL_H_
 
@@ -48,6 +49,8 @@ absl::Status DeleteSessionImpl(SessionManager& sessions, const v1::DeleteSession
                                google::protobuf::Empty* response);
 absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequest& request,
                              v1::ListMetricsResponse* response);
+absl::Status GetSnapshotImpl(SessionManager& sessions, const v1::GetSnapshotRequest& request,
+                             v1::Snapshot* response);
 absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshotsRequest& request,
                                v1::ListSnapshotsResponse* response);
 absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& request,

@@ -4,10 +4,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
+#include "server/page_token.h"
 #include "server/rpc_impl.h"
+#include "server/snapshot_streams.h"
 
 namespace alignd::server {
 namespace {
@@ -18,7 +20,14 @@ int PageSize(int requested, int dflt, int cap) {
 }
 
 absl::Status BadToken() {
-  return absl::InvalidArgumentError("page_token is not one this server gave");
+  return absl::InvalidArgumentError("page_token is not one this listing gave");
+}
+
+google::protobuf::Timestamp FromMicros(int64_t us) {
+  google::protobuf::Timestamp t;
+  t.set_seconds(us / 1'000'000);
+  t.set_nanos(static_cast<int32_t>(us % 1'000'000) * 1000);
+  return t;
 }
 
 }  // namespace
@@ -39,12 +48,14 @@ absl::Status ListSessionsImpl(SessionManager& sessions, const v1::ListSessionsRe
                               v1::ListSessionsResponse* resp) {
   if (!v1::SessionState_IsValid(req.state()))
     return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req.state()));
-  if (!req.page_token().empty() && !ParseSessionName(req.page_token()).ok()) return BadToken();
+  const std::string listing = absl::StrCat("sessions|state=", req.state());
+  ASSIGN_OR_RETURN(const std::string after, DecodePageToken(listing, req.page_token()));
+  if (!req.page_token().empty() && !ParseSessionName(after).ok()) return BadToken();
   const int size = PageSize(req.page_size(), 50, 1000);
   for (v1::Session& s : sessions.List(req.state())) {
-    if (s.name() <= req.page_token()) continue;
+    if (s.name() <= after) continue;
     if (resp->sessions_size() == size) {
-      resp->set_next_page_token(resp->sessions(size - 1).name());
+      resp->set_next_page_token(EncodePageToken(listing, resp->sessions(size - 1).name()));
       break;
     }
     *resp->add_sessions() = std::move(s);
@@ -77,26 +88,28 @@ absl::Status DeleteSessionImpl(SessionManager& sessions, const v1::DeleteSession
 
 absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequest& req,
                              v1::ListMetricsResponse* resp) {
-  RETURN_IF_ERROR(sessions.Find(req.name()).status());
+  RETURN_IF_ERROR(sessions.Find(req.parent()).status());
   int64_t start = std::max<int64_t>(1, req.start_seq());
-  if (!req.page_token().empty() && (!absl::SimpleAtoi(req.page_token(), &start) || start < 1))
+  const std::string listing = absl::StrCat("metrics|", req.parent(), "|", req.max_points());
+  ASSIGN_OR_RETURN(const std::string position, DecodePageToken(listing, req.page_token()));
+  if (!req.page_token().empty() && (!absl::SimpleAtoi(position, &start) || start < 1))
     return BadToken();
   const int size = PageSize(req.page_size(), 500, 10000);
   if (req.max_points() < 0) return absl::InvalidArgumentError("max_points must be >= 0");
   Storage& storage = *sessions.storage();
   if (req.max_points() == 0) {
     ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events,
-                     storage.ReadMetrics(req.name(), start, size + 1));
+                     storage.ReadMetrics(req.parent(), start, size + 1));
     for (int i = 0; i < static_cast<int>(events.size()) && i < size; ++i)
       *resp->add_events() = std::move(events[i]);
     if (static_cast<int>(events.size()) > size)
-      resp->set_next_page_token(std::to_string(events[size].seq()));
+      resp->set_next_page_token(EncodePageToken(listing, std::to_string(events[size].seq())));
     return absl::OkStatus();
   }
   // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
   std::vector<v1::MetricEvent> all;
   for (int64_t from = start;;) {
-    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events, storage.ReadMetrics(req.name(), from, 10000));
+    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events, storage.ReadMetrics(req.parent(), from, 10000));
     if (events.empty()) break;
     from = events.back().seq() + 1;
     for (auto& e : events) all.push_back(std::move(e));
@@ -112,23 +125,39 @@ absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequ
   return absl::OkStatus();
 }
 
+absl::Status GetSnapshotImpl(SessionManager& sessions, const v1::GetSnapshotRequest& req,
+                             v1::Snapshot* resp) {
+  ASSIGN_OR_RETURN(WeightsRef ref, ParseSnapshotName(req.name()));
+  ASSIGN_OR_RETURN(core::TrainerState state, sessions.State(ref));
+  *resp = SnapshotMetadata(SnapshotName(ref.session, state.step), state);
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored, sessions.storage()->ListSnapshots(ref.session));
+  for (const SnapshotInfo& info : stored)
+    if (info.step == state.step && info.create_time_us > 0)
+      *resp->mutable_create_time() = FromMicros(info.create_time_us);
+  return absl::OkStatus();
+}
+
 absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshotsRequest& req,
                                v1::ListSnapshotsResponse* resp) {
-  RETURN_IF_ERROR(sessions.Find(req.name()).status());
+  RETURN_IF_ERROR(sessions.Find(req.parent()).status());
+  const std::string listing = absl::StrCat("snapshots|", req.parent());
+  ASSIGN_OR_RETURN(const std::string position, DecodePageToken(listing, req.page_token()));
   int64_t after = -1;
-  if (!req.page_token().empty() && (!absl::SimpleAtoi(req.page_token(), &after) || after < 0))
+  if (!req.page_token().empty() && (!absl::SimpleAtoi(position, &after) || after < 0))
     return BadToken();
-  ASSIGN_OR_RETURN(std::vector<int64_t> steps, sessions.storage()->ListSnapshots(req.name()));
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored, sessions.storage()->ListSnapshots(req.parent()));
   const int size = PageSize(req.page_size(), 50, 1000);
-  for (int64_t step : steps) {
-    if (step <= after) continue;
+  for (const SnapshotInfo& info : stored) {
+    if (info.step <= after) continue;
     if (resp->snapshots_size() == size) {
-      resp->set_next_page_token(std::to_string(resp->snapshots(size - 1).step()));
+      resp->set_next_page_token(
+          EncodePageToken(listing, std::to_string(resp->snapshots(size - 1).step())));
       break;
     }
-    auto* e = resp->add_snapshots();
-    e->set_name(SnapshotName(req.name(), step));
-    e->set_step(step);
+    v1::Snapshot* e = resp->add_snapshots();
+    e->set_name(SnapshotName(req.parent(), info.step));
+    e->set_step(info.step);
+    if (info.create_time_us > 0) *e->mutable_create_time() = FromMicros(info.create_time_us);
   }
   return absl::OkStatus();
 }
@@ -146,6 +175,7 @@ absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req
         " examples); at most 16777216 per request: send fewer examples at once"));
   ASSIGN_OR_RETURN(core::Matrix y, served.network->Predict(x));
   ToProto(y, resp->mutable_outputs());
+  resp->set_step(served.step);
   if (served.class_labels) {
     for (Eigen::Index j = 0; j < y.cols(); ++j) {
       Eigen::Index k;
@@ -169,6 +199,8 @@ absl::Status EvaluateImpl(SessionManager& sessions, const v1::EvaluateRequest& r
   ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
   ASSIGN_OR_RETURN(auto data, sessions.datasets()->Load(dataset));
   ASSIGN_OR_RETURN(core::EvalMetrics m, served.network->Evaluate(*data));
+  m.step = served.step;
+  m.epoch = served.epoch;
   ToProto(m, resp->mutable_metrics());
   return absl::OkStatus();
 }

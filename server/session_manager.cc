@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/cpu.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/trainer.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
@@ -20,7 +20,7 @@ namespace alignd::server {
 namespace {
 
 bool IsTerminal(v1::SessionState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED || s == v1::SESSION_STATE_CANCELLED;
 }
 
 std::string NewSessionId() {
@@ -32,7 +32,7 @@ std::string NewSessionId() {
 
 absl::Status Illegal(const LiveSession& s, v1::SessionState from, const char* op) {
   return absl::FailedPreconditionError(
-      absl::StrCat("cannot ", op, " ", s.name(), ": it is ", v1::SessionState_Name(from)));
+      absl::StrCat("cannot ", op, " ", s.name(), ": it is ", StateName(from)));
 }
 
 }  // namespace
@@ -49,7 +49,7 @@ absl::Status SessionManager::Start() {
   for (v1::Session& record : stored) {
     auto options = ToTrainerOptions(record.config());
     if (!options.ok()) {
-      record.set_state(v1::FAILED);
+      record.set_state(v1::SESSION_STATE_FAILED);
       record.set_failure_reason(
           absl::StrCat("stored config no longer valid: ", options.status().message()));
       RETURN_IF_ERROR(storage_->PutSession(record));
@@ -63,14 +63,14 @@ absl::Status SessionManager::Start() {
         RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), *checkpoint));
       }
     }
-    const bool resume = record.state() == v1::RUNNING || record.state() == v1::QUEUED;
+    const bool resume = record.state() == v1::SESSION_STATE_RUNNING || record.state() == v1::SESSION_STATE_QUEUED;
     if (resume) {
       // Cut the metric log back to the checkpoint this run will resume from.
       const int64_t step = checkpoint.ok() ? std::max<int64_t>(0, checkpoint->step) : 0;
       ASSIGN_OR_RETURN(int64_t last_seq, storage_->TruncateMetricsAfterStep(record.name(), step));
       record.set_last_seq(last_seq);
       record.set_step(step);
-      record.set_state(v1::QUEUED);
+      record.set_state(v1::SESSION_STATE_QUEUED);
       RETURN_IF_ERROR(storage_->PutSession(record));
     }
     auto s = std::make_shared<LiveSession>(record, *options);
@@ -122,18 +122,42 @@ void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std:
     s.record_.set_state(state);
     if (!reason.empty()) s.record_.set_failure_reason(reason);
     if (IsTerminal(state)) *s.record_.mutable_end_time() = Now();
-    if (state == v1::RUNNING && !s.record_.has_start_time())
+    if (state == v1::SESSION_STATE_RUNNING && !s.record_.has_start_time())
       *s.record_.mutable_start_time() = Now();
   }
   storage_->PutSession(s.record()).IgnoreError();  // the next successful write carries it
 }
 
-absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& req) {
-  ASSIGN_OR_RETURN(core::TrainerOptions options, ToTrainerOptions(req.config()));
+absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create) {
+  const v1::Session& req = create.session();
+  if (create.request_id().size() > 64)
+    return absl::InvalidArgumentError("request_id is longer than 64 characters");
+  if (!create.request_id().empty()) {
+    absl::MutexLock lock(&mu_);
+    if (auto it = requests_.find(create.request_id()); it != requests_.end())
+      if (auto found = sessions_.find(it->second); found != sessions_.end())
+        return found->second->record();
+  }
+  const std::string id = create.session_id().empty() ? NewSessionId() : create.session_id();
+  if (!create.session_id().empty()) {
+    const std::string& sid = create.session_id();
+    bool ok = sid.size() <= 63 && sid[0] >= 'a' && sid[0] <= 'z';
+    for (char c : sid) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "session_id '", Excerpt(sid),
+          "' must be 1-63 characters of [a-z0-9-] starting with a letter"));
+  }
+  auto prefixed = [](const absl::Status& st) {
+    return absl::Status(st.code(), absl::StrCat("session.", st.message()));
+  };
+  auto options_or = ToTrainerOptions(req.config());
+  if (!options_or.ok()) return prefixed(options_or.status());
+  core::TrainerOptions options = std::move(*options_or);
   for (size_t i = 0; i < options.network.sizes.size(); ++i)
     if (options.network.sizes[i] > options_.max_layer_width)
       return absl::InvalidArgumentError(absl::StrCat(
-          "config.network.sizes[", i, "] is ", options.network.sizes[i],
+          "session.config.network.sizes[", i, "] is ", options.network.sizes[i],
           "; the server allows at most ", options_.max_layer_width, " (--max_layer_width)"));
   int64_t params = 0;
   for (size_t i = 1; i < options.network.sizes.size(); ++i)
@@ -142,21 +166,28 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     return absl::InvalidArgumentError(absl::StrCat("the network has ", params,
                                                    " weights; the server allows ",
                                                    options_.max_parameters, " (--max_parameters)"));
-  if (req.train_dataset().empty()) return absl::InvalidArgumentError("train_dataset is required");
-  RETURN_IF_ERROR(ParseDatasetName(req.train_dataset(), "train_dataset").status());
+  if (req.train_dataset().empty())
+    return absl::InvalidArgumentError("session.train_dataset is required");
+  RETURN_IF_ERROR(ParseDatasetName(req.train_dataset(), "session.train_dataset").status());
   if (!req.eval_dataset().empty())
-    RETURN_IF_ERROR(ParseDatasetName(req.eval_dataset(), "eval_dataset").status());
-  if (req.snapshot_every() < 0 || req.checkpoint_every() < 0)
-    return absl::InvalidArgumentError("snapshot_every and checkpoint_every must be >= 0");
+    RETURN_IF_ERROR(ParseDatasetName(req.eval_dataset(), "session.eval_dataset").status());
+  if (req.snapshot_every() < 0 || (req.has_checkpoint_every() && req.checkpoint_every() < 1))
+    return absl::InvalidArgumentError(
+        "session.snapshot_every must be >= 0 and session.checkpoint_every >= 1");
   if (req.display_name().size() > 256)
-    return absl::InvalidArgumentError("display_name is longer than 256 bytes");
-  // Shapes against the data: a trial trainer validates everything the engine checks.
-  ASSIGN_OR_RETURN(auto train, datasets_->Load(req.train_dataset()));
+    return absl::InvalidArgumentError("session.display_name is longer than 256 bytes");
+  // Shapes against the data (core::ValidateTraining below; no network is built).
+  auto train_or = datasets_->Load(req.train_dataset());
+  if (!train_or.ok())
+    return absl::Status(train_or.status().code(),
+                        absl::StrCat("session.train_dataset: ", train_or.status().message()));
+  std::shared_ptr<const core::Dataset> train = *train_or;
   std::shared_ptr<const core::Dataset> eval;
   if (!req.eval_dataset().empty()) {
     auto e = datasets_->Load(req.eval_dataset());
     if (!e.ok())
-      return absl::Status(e.status().code(), absl::StrCat("eval_dataset: ", e.status().message()));
+      return absl::Status(e.status().code(),
+                          absl::StrCat("session.eval_dataset: ", e.status().message()));
     eval = *e;
   }
   // Memory, before anything of the session's size is allocated: the weights are bounded
@@ -179,18 +210,18 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                        options_.max_session_bytes >> 20, " MiB per session (--max_session_bytes)"));
   }
   if (absl::Status st = core::ValidateTraining(options, *train, eval.get()); !st.ok())
-    return absl::InvalidArgumentError(absl::StrCat("config.", st.message()));
+    return absl::InvalidArgumentError(absl::StrCat("session.config.", st.message()));
 
   v1::Session record;
-  record.set_name(SessionName(NewSessionId()));
+  record.set_name(SessionName(id));
   record.set_display_name(req.display_name());
   *record.mutable_config() = ToProto(options);
   record.set_train_dataset(req.train_dataset());
   record.set_eval_dataset(req.eval_dataset());
-  record.set_state(v1::QUEUED);
+  record.set_state(v1::SESSION_STATE_QUEUED);
   record.set_total_steps(core::TotalSteps(options, train->size()));
   record.set_snapshot_every(req.snapshot_every());
-  record.set_checkpoint_every(req.checkpoint_every() > 0 ? req.checkpoint_every()
+  record.set_checkpoint_every(req.has_checkpoint_every() ? req.checkpoint_every()
                                                          : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
 
@@ -200,6 +231,13 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   // holds mu_ too): checked again where a delete cannot slip in.
   for (const std::string& d : {req.train_dataset(), req.eval_dataset()})
     if (!d.empty()) RETURN_IF_ERROR(storage_->GetDataset(d).status());
+  // A retry that raced its first attempt here gets the first attempt's session.
+  if (!create.request_id().empty())
+    if (auto it = requests_.find(create.request_id()); it != requests_.end())
+      if (auto found = sessions_.find(it->second); found != sessions_.end())
+        return found->second->record();
+  if (sessions_.count(record.name()) != 0)
+    return absl::AlreadyExistsError(absl::StrCat(record.name(), " already exists"));
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
     return absl::ResourceExhaustedError(absl::StrCat(
         "the server holds ", sessions_.size(), " sessions (--max_sessions); delete some first"));
@@ -209,6 +247,14 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     return st;
   }
   sessions_[record.name()] = s;
+  if (!create.request_id().empty()) {
+    requests_[create.request_id()] = record.name();
+    request_order_.push_back(create.request_id());
+    if (request_order_.size() > kMaxRequestIds) {
+      requests_.erase(request_order_.front());
+      request_order_.pop_front();
+    }
+  }
   return record;
 }
 
@@ -245,14 +291,14 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
-    if (st == v1::QUEUED) {
+    if (st == v1::SESSION_STATE_QUEUED) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
-      SetState(*s, v1::PAUSED);
-    } else if (st == v1::RUNNING) {
+      SetState(*s, v1::SESSION_STATE_PAUSED);
+    } else if (st == v1::SESSION_STATE_RUNNING) {
       s->stop_ = LiveSession::StopRequest::kPause;  // the worker checkpoints and sets PAUSED
       // Wait for the worker to leave the session, so that the answer is the new state.
       mu_.Await(absl::Condition(
-          +[](LiveSession* x) { return x->state() != v1::RUNNING; }, s.get()));
+          +[](LiveSession* x) { return x->state() != v1::SESSION_STATE_RUNNING; }, s.get()));
     } else {
       return Illegal(*s, st, "pause");
     }
@@ -268,10 +314,10 @@ absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
-    if (st != v1::PAUSED) return Illegal(*s, st, "resume");
+    if (st != v1::SESSION_STATE_PAUSED) return Illegal(*s, st, "resume");
     RETURN_IF_ERROR(Enqueue(s));
     s->stop_ = LiveSession::StopRequest::kNone;
-    SetState(*s, v1::QUEUED);
+    SetState(*s, v1::SESSION_STATE_QUEUED);
     out = s->record();
   }
   s->Notify();
@@ -285,13 +331,13 @@ absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
     if (IsTerminal(st)) return Illegal(*s, st, "cancel");
-    if (st == v1::RUNNING) {
+    if (st == v1::SESSION_STATE_RUNNING) {
       s->stop_ = LiveSession::StopRequest::kCancel;
       mu_.Await(absl::Condition(
-          +[](LiveSession* x) { return x->state() != v1::RUNNING; }, s.get()));
+          +[](LiveSession* x) { return x->state() != v1::SESSION_STATE_RUNNING; }, s.get()));
     } else {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), s), queue_.end());
-      SetState(*s, v1::CANCELLED);
+      SetState(*s, v1::SESSION_STATE_CANCELLED);
     }
     out = s->record();
   }
@@ -304,9 +350,9 @@ absl::Status SessionManager::Delete(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
-    if (st == v1::QUEUED || st == v1::RUNNING)
+    if (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING)
       return absl::FailedPreconditionError(absl::StrCat(
-          "cannot delete ", name, ": it is ", v1::SessionState_Name(st), "; cancel it first"));
+          "cannot delete ", name, ": it is ", StateName(st), "; cancel it first"));
     RETURN_IF_ERROR(storage_->DeleteSession(name));
     sessions_.erase(name);
     s->deleted_ = true;
@@ -361,10 +407,10 @@ void SessionManager::WorkerLoop() {
       if (stopping_) return;
       s = queue_.front();
       queue_.pop_front();
-      if (s->state() != v1::QUEUED) continue;  // paused or cancelled while queued
+      if (s->state() != v1::SESSION_STATE_QUEUED) continue;  // paused or cancelled while queued
       ++running_;
       s->stop_ = LiveSession::StopRequest::kNone;
-      SetState(*s, v1::RUNNING);
+      SetState(*s, v1::SESSION_STATE_RUNNING);
     }
     s->Notify();
     // Nothing a session does may take the process down: an allocation that fails (or
@@ -373,11 +419,11 @@ void SessionManager::WorkerLoop() {
     try {
       RunSession(s);
     } catch (const std::bad_alloc&) {
-      SetState(*s, v1::FAILED,
+      SetState(*s, v1::SESSION_STATE_FAILED,
                "out of memory while training (the machine could not provide what "
                "the session needed; lower batch_size or the network's size)");
     } catch (const std::exception& e) {
-      SetState(*s, v1::FAILED, absl::StrCat("internal error while training: ", e.what()));
+      SetState(*s, v1::SESSION_STATE_FAILED, absl::StrCat("internal error while training: ", e.what()));
     }
     s->Notify();
     absl::MutexLock lock(&mu_);
@@ -387,7 +433,7 @@ void SessionManager::WorkerLoop() {
 
 void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
   const v1::Session r = s->record();
-  auto fail = [&](const absl::Status& st) { SetState(*s, v1::FAILED, std::string(st.message())); };
+  auto fail = [&](const absl::Status& st) { SetState(*s, v1::SESSION_STATE_FAILED, std::string(st.message())); };
   auto train = datasets_->Load(r.train_dataset());
   if (!train.ok()) return fail(train.status());
   std::shared_ptr<const core::Dataset> eval;
@@ -435,22 +481,24 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
     if (st.ok()) st = written;
   }
   if (!st.ok()) return fail(st);
-  if (done) return SetState(*s, v1::SUCCEEDED);
+  if (done) return SetState(*s, v1::SESSION_STATE_SUCCEEDED);
   switch (s->stop_.load()) {
     case LiveSession::StopRequest::kCancel:
-      return SetState(*s, v1::CANCELLED);
+      return SetState(*s, v1::SESSION_STATE_CANCELLED);
     case LiveSession::StopRequest::kPause:
-      return SetState(*s, v1::PAUSED);
+      return SetState(*s, v1::SESSION_STATE_PAUSED);
     default:
       // Shutdown: stored as QUEUED, so that the next start resumes from this checkpoint.
-      return SetState(*s, v1::QUEUED);
+      return SetState(*s, v1::SESSION_STATE_QUEUED);
   }
 }
 
 // ---- Weights for Predict, Evaluate and GetSnapshot --------------------------------------
 
 absl::StatusOr<std::pair<int64_t, bool>> SessionManager::Resolve(const WeightsRef& ref) {
-  ASSIGN_OR_RETURN(std::vector<int64_t> steps, storage_->ListSnapshots(ref.session));
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> snapshots, storage_->ListSnapshots(ref.session));
+  std::vector<int64_t> steps;
+  for (const SnapshotInfo& s : snapshots) steps.push_back(s.step);
   if (ref.step != WeightsRef::kLatest) {
     if (std::binary_search(steps.begin(), steps.end(), ref.step))
       return std::make_pair(ref.step, false);
@@ -515,6 +563,7 @@ absl::StatusOr<SessionManager::Served> SessionManager::Weights(const WeightsRef&
   Served served;
   served.network = std::make_shared<const core::Network>(std::move(*network));
   served.step = state.step;
+  served.epoch = state.epoch;
   served.class_labels = class_labels;
   absl::MutexLock lock(&cache_mu_);
   networks_[read_key] = CachedNetwork{served, ++clock_};

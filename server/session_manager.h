@@ -106,6 +106,7 @@ class SessionManager {
   struct Served {
     std::shared_ptr<const core::Network> network;
     int64_t step = 0;
+    int64_t epoch = 0;
     bool class_labels = false;
   };
   // WeightsRef::kLatest: the newest of the last snapshot and the checkpoint. NotFound if
@@ -144,6 +145,10 @@ class SessionManager {
   std::map<std::string, std::shared_ptr<LiveSession>> sessions_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<LiveSession>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Create's request ids (idempotent retries): id -> session name, the newest kMaxRequestIds.
+  static constexpr size_t kMaxRequestIds = 10000;
+  std::map<std::string, std::string> requests_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> request_order_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 

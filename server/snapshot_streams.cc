@@ -5,35 +5,50 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "server/resource_names.h"
 #include "server/stream_reactor.h"
 
 namespace alignd::server {
 
+namespace {
+
+// The tensors of a state in the order SnapshotMetadata lists them.
+std::vector<std::pair<std::string, const core::Matrix*>> Tensors(const core::TrainerState& st) {
+  std::vector<std::pair<std::string, const core::Matrix*>> out;
+  for (size_t i = 0; i < st.weights.size(); ++i) {
+    out.emplace_back(absl::StrCat("W", i), &st.weights[i]);
+    out.emplace_back(absl::StrCat("b", i), &st.biases[i]);
+    out.emplace_back(absl::StrCat("B", i), &st.feedback[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+v1::Snapshot SnapshotMetadata(const std::string& name, const core::TrainerState& st) {
+  v1::Snapshot h;
+  h.set_name(name);
+  h.set_step(st.step);
+  h.set_epoch(st.epoch);
+  int64_t total = 0;
+  for (const auto& [label, m] : Tensors(st)) {
+    auto* shape = h.add_shapes();
+    shape->set_label(label);
+    shape->set_rows(m->rows());
+    shape->set_cols(m->cols());
+    total += m->size();
+  }
+  h.set_total_values(total);
+  return h;
+}
+
 std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name,
                                               const core::TrainerState& st) {
   std::vector<const core::Matrix*> tensors;
+  for (const auto& t : Tensors(st)) tensors.push_back(t.second);
   v1::SnapshotChunk head;
-  auto* h = head.mutable_header();
-  h->set_name(name);
-  h->set_step(st.step);
-  h->set_epoch(st.epoch);
-  int64_t total = 0;
-  for (size_t i = 0; i < st.weights.size(); ++i) {
-    for (auto [label, m] :
-         {std::pair<std::string, const core::Matrix*>{absl::StrCat("W", i), &st.weights[i]},
-          {absl::StrCat("b", i), &st.biases[i]},
-          {absl::StrCat("B", i), &st.feedback[i]}}) {
-      auto* shape = h->add_shapes();
-      shape->set_label(label);
-      shape->set_rows(m->rows());
-      shape->set_cols(m->cols());
-      total += m->size();
-      tensors.push_back(m);
-    }
-  }
-  h->set_total_values(total);
+  *head.mutable_header() = SnapshotMetadata(name, st);
   std::vector<v1::SnapshotChunk> out;
   out.push_back(std::move(head));
   v1::SnapshotChunk chunk;
@@ -78,7 +93,7 @@ class ChunkStream : public SessionStream<v1::SnapshotChunk> {
   v1::SnapshotChunk current_ ABSL_GUARDED_BY(mu_);  // in flight
 };
 
-// GetSnapshot: one state, then OK.
+// ReadSnapshot: one state, then OK.
 class SnapshotReader final : public ChunkStream {
  public:
   SnapshotReader(SessionManager* sessions, Executor* executor, std::shared_ptr<LiveSession> s,
@@ -119,8 +134,8 @@ class SnapshotStream final : public ChunkStream {
     if (SendChunk()) return;
     // The state first: a snapshot written before the session ended is then seen below.
     const v1::SessionState st = session_->state();
-    const bool over = session_->deleted() || st == v1::SUCCEEDED || st == v1::FAILED ||
-                      st == v1::CANCELLED || st == v1::PAUSED;
+    const bool over = session_->deleted() || st == v1::SESSION_STATE_SUCCEEDED || st == v1::SESSION_STATE_FAILED ||
+                      st == v1::SESSION_STATE_CANCELLED || st == v1::SESSION_STATE_PAUSED;
     const int64_t stored = session_->snapshots_stored();
     if (looked_ && !found_ && stored == looked_at_ && !over) {
       if (sessions_->stopping())
@@ -132,11 +147,12 @@ class SnapshotStream final : public ChunkStream {
     looked_at_ = stored;
     Fetch([this]() -> absl::Status {
       found_ = false;
-      ASSIGN_OR_RETURN(std::vector<int64_t> steps,
+      ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored,
                        sessions_->storage()->ListSnapshots(session_->name()));
       if (next_step_ < 0)  // from now on: after the last stored one
-        next_step_ = steps.empty() ? 0 : steps.back() + 1;
-      for (int64_t step : steps) {
+        next_step_ = stored.empty() ? 0 : stored.back().step + 1;
+      for (const SnapshotInfo& info : stored) {
+        const int64_t step = info.step;
         if (step < next_step_) continue;
         ASSIGN_OR_RETURN(core::TrainerState st, sessions_->State(WeightsRef{session_->name(), step}));
         Add(SnapshotName(session_->name(), step), st);
@@ -159,7 +175,7 @@ class SnapshotStream final : public ChunkStream {
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* NewSnapshotReader(SessionManager* sessions,
                                                                Executor* executor,
-                                                               const v1::GetSnapshotRequest& req) {
+                                                               const v1::ReadSnapshotRequest& req) {
   auto ref = ParseSnapshotName(req.name());
   if (!ref.ok()) return new FailedStream<v1::SnapshotChunk>(ref.status());
   auto s = sessions->Find(ref->session);
@@ -169,7 +185,7 @@ grpc::ServerWriteReactor<v1::SnapshotChunk>* NewSnapshotReader(SessionManager* s
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* NewSnapshotStream(
     SessionManager* sessions, Executor* executor, const v1::StreamSnapshotsRequest& req) {
-  auto s = sessions->Find(req.name());
+  auto s = sessions->Find(req.parent());
   if (!s.ok()) return new FailedStream<v1::SnapshotChunk>(s.status());
   if (req.start_step() < 0)
     return new FailedStream<v1::SnapshotChunk>(

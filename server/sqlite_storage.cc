@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -208,7 +209,7 @@ class SqliteStorage final : public Storage {
 
   absl::Status PutSnapshot(const std::string& session, const StoredState& state) override;
   absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) override;
-  absl::StatusOr<std::vector<int64_t>> ListSnapshots(const std::string& session) override;
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& session) override;
 
  private:
   explicit SqliteStorage(std::string data_dir) : data_dir_(std::move(data_dir)) {}
@@ -263,6 +264,15 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
        }) {
     if (absl::Status st = s->Exec(sql); !st.ok())
       return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
+  }
+  // Added after the first data directories were written: add it where it is missing.
+  {
+    Stmt cols(s->db_, "SELECT COUNT(*) FROM pragma_table_info('snapshots') WHERE name = 'create_time'");
+    if (cols.Step() == SQLITE_ROW && cols.Int(0) == 0)
+      if (absl::Status st =
+              s->Exec("ALTER TABLE snapshots ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0");
+          !st.ok())
+        return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
   if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
@@ -547,8 +557,11 @@ absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredSta
       (fs::path(*dir) / "snapshots" / (std::to_string(state.step) + ".bin")).string();
   if (absl::Status s = AtomicWriteFile(path, state.bytes); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  Stmt st(db_, "INSERT OR REPLACE INTO snapshots (session, step) VALUES (?, ?)");
-  st.BindText(1, name).Bind(2, state.step);
+  Stmt st(db_, "INSERT OR REPLACE INTO snapshots (session, step, create_time) VALUES (?, ?, ?)");
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  st.BindText(1, name).Bind(2, state.step).Bind(3, now_us);
   if (st.Step() != SQLITE_DONE) return SqlError(db_, "add snapshot");
   return absl::OkStatus();
 }
@@ -563,12 +576,12 @@ absl::StatusOr<std::string> SqliteStorage::GetSnapshot(const std::string& name, 
   return bytes;
 }
 
-absl::StatusOr<std::vector<int64_t>> SqliteStorage::ListSnapshots(const std::string& name) {
+absl::StatusOr<std::vector<SnapshotInfo>> SqliteStorage::ListSnapshots(const std::string& name) {
   absl::MutexLock lock(&mu_);
-  Stmt st(db_, "SELECT step FROM snapshots WHERE session = ? ORDER BY step");
+  Stmt st(db_, "SELECT step, create_time FROM snapshots WHERE session = ? ORDER BY step");
   st.BindText(1, name);
-  std::vector<int64_t> out;
-  while (st.Step() == SQLITE_ROW) out.push_back(st.Int(0));
+  std::vector<SnapshotInfo> out;
+  while (st.Step() == SQLITE_ROW) out.push_back(SnapshotInfo{st.Int(0), st.Int(1)});
   return out;
 }
 

@@ -45,6 +45,13 @@ struct StoredMetric {
   v1::MetricEvent event;
 };
 
+// A stored snapshot: its step and when it was stored (microseconds since the Unix epoch;
+// 0 if unknown).
+struct SnapshotInfo {
+  int64_t step = 0;
+  int64_t create_time_us = 0;
+};
+
 // A stored trainer state (core::SerializeState bytes) and the step it was taken at.
 struct StoredState {
   int64_t step = 0;
@@ -102,8 +109,8 @@ class Storage {
   virtual absl::Status PutSnapshot(const std::string& session, const StoredState& state) = 0;
   // NotFound if there is none at `step`.
   virtual absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) = 0;
-  // Steps of the stored snapshots, ascending.
-  virtual absl::StatusOr<std::vector<int64_t>> ListSnapshots(const std::string& session) = 0;
+  // The stored snapshots, by step ascending.
+  virtual absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& session) = 0;
 };
 
 }  // namespace alignd::server

@@ -102,8 +102,15 @@ grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::StreamSnapshot
   }
 }
 
-grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::GetSnapshot(
-    grpc::CallbackServerContext*, const v1::GetSnapshotRequest* req) {
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetSnapshotRequest* req,
+                                                           v1::Snapshot* resp) {
+  return AnswerOn(&blocking_, ctx,
+                  [this, req, resp] { return GetSnapshotImpl(*sessions_, *req, resp); });
+}
+
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::ReadSnapshot(
+    grpc::CallbackServerContext*, const v1::ReadSnapshotRequest* req) {
   try {
     return NewSnapshotReader(sessions_, &io_, *req);
   } catch (...) {

@@ -53,8 +53,11 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
                                         v1::ListMetricsResponse* response) override;
   grpc::ServerWriteReactor<v1::SnapshotChunk>* StreamSnapshots(
       grpc::CallbackServerContext* ctx, const v1::StreamSnapshotsRequest* request) override;
-  grpc::ServerWriteReactor<v1::SnapshotChunk>* GetSnapshot(
-      grpc::CallbackServerContext* ctx, const v1::GetSnapshotRequest* request) override;
+  grpc::ServerUnaryReactor* GetSnapshot(grpc::CallbackServerContext* ctx,
+                                        const v1::GetSnapshotRequest* request,
+                                        v1::Snapshot* response) override;
+  grpc::ServerWriteReactor<v1::SnapshotChunk>* ReadSnapshot(
+      grpc::CallbackServerContext* ctx, const v1::ReadSnapshotRequest* request) override;
   grpc::ServerUnaryReactor* ListSnapshots(grpc::CallbackServerContext* ctx,
                                           const v1::ListSnapshotsRequest* request,
                                           v1::ListSnapshotsResponse* response) override;

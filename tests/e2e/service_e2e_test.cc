@@ -60,8 +60,8 @@ class ServiceTest : public ::testing::Test {
                                    v1::Rule rule = v1::RULE_FEEDBACK_ALIGNMENT,
                                    std::vector<int> sizes = {30, 20, 10}) {
     v1::CreateSessionRequest r;
-    r.set_train_dataset(dataset);
-    auto* c = r.mutable_config();
+    r.mutable_session()->set_train_dataset(dataset);
+    auto* c = r.mutable_session()->mutable_config();
     for (int s : sizes) c->mutable_network()->add_sizes(s);
     c->mutable_feedback()->set_rule(rule);
     c->set_batch_size(4);
@@ -91,7 +91,7 @@ class ServiceTest : public ::testing::Test {
     Read out;
     grpc::ClientContext ctx;
     v1::StreamMetricsRequest req;
-    req.set_name(name);
+    req.set_parent(name);
     req.set_start_seq(start_seq);
     auto reader = training_->StreamMetrics(&ctx, req);
     v1::MetricEvent e;
@@ -115,9 +115,9 @@ class ServiceTest : public ::testing::Test {
 
   std::vector<float> Weights(const std::string& snapshot_name) {
     grpc::ClientContext ctx;
-    v1::GetSnapshotRequest req;
+    v1::ReadSnapshotRequest req;
     req.set_name(snapshot_name);
-    auto reader = training_->GetSnapshot(&ctx, req);
+    auto reader = training_->ReadSnapshot(&ctx, req);
     v1::SnapshotChunk chunk;
     std::vector<float> values;
     int64_t total = -1;
@@ -156,11 +156,11 @@ TEST_F(ServiceTest, TheLifeOfASession) {
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
   const std::string data = Generated();
   v1::Session s = Create(Request(data, 500));
-  EXPECT_EQ(s.state(), v1::QUEUED);
+  EXPECT_EQ(s.state(), v1::SESSION_STATE_QUEUED);
   Read r = Stream(s.name(), 0);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   ASSERT_TRUE(r.ended);
-  EXPECT_EQ(r.end.state(), v1::SUCCEEDED);
+  EXPECT_EQ(r.end.state(), v1::SESSION_STATE_SUCCEEDED);
   ASSERT_EQ(r.events.size(), 50u);
   for (size_t i = 0; i < r.events.size(); ++i)
     EXPECT_EQ(r.events[i].seq(), static_cast<int64_t>(i + 1));
@@ -186,12 +186,12 @@ TEST_F(ServiceTest, IdleStreamsGetHeartbeatsUntilTheEnd) {
   const std::string data = Generated();
   v1::CreateSessionRequest r =
       Request(data, 40000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
-  r.mutable_config()->set_metrics_every(
-      -1);  // no metric events at all: only heartbeats, then the end
+  // No metric events at all: only heartbeats, then the end.
+  r.mutable_session()->mutable_config()->set_metrics_every(0);
   v1::Session s = Create(r);
   Read read = Stream(s.name(), 0);
   ASSERT_TRUE(read.ended);
-  EXPECT_EQ(read.end.state(), v1::SUCCEEDED);
+  EXPECT_EQ(read.end.state(), v1::SESSION_STATE_SUCCEEDED);
   EXPECT_TRUE(read.events.empty());
   EXPECT_GE(read.heartbeats, 2);  // --heartbeat_ms 200 over more than a second of training
 }
@@ -215,7 +215,7 @@ TEST_F(ServiceTest, KillMinus9DuringTrainingThenRestartFinishesWithTheSameWeight
   // Wide enough that training is still under way when the kill comes (~4k steps/s).
   const std::vector<int> wide = {30, 256, 256, 10};
   v1::Session reference = Create(Request(data, 20000, v1::RULE_FEEDBACK_ALIGNMENT, wide));
-  ASSERT_EQ(Stream(reference.name(), 0).end.state(), v1::SUCCEEDED);
+  ASSERT_EQ(Stream(reference.name(), 0).end.state(), v1::SESSION_STATE_SUCCEEDED);
   v1::Session victim = Create(Request(data, 20000, v1::RULE_FEEDBACK_ALIGNMENT, wide));
   // Let it train past a few checkpoints, then kill without warning.
   Read some = Stream(victim.name(), 0, /*limit=*/600);
@@ -230,7 +230,7 @@ TEST_F(ServiceTest, KillMinus9DuringTrainingThenRestartFinishesWithTheSameWeight
   EXPECT_LT(mid.step(), 20000) << "the kill came after the end: the test proves nothing";
   Read after = Stream(victim.name(), 0);
   ASSERT_TRUE(after.ended);
-  ASSERT_EQ(after.end.state(), v1::SUCCEEDED) << after.end.failure_reason();
+  ASSERT_EQ(after.end.state(), v1::SESSION_STATE_SUCCEEDED) << after.end.failure_reason();
   // The log is whole: every metric step once, in order.
   ASSERT_EQ(after.events.size(), 2000u);
   for (size_t i = 0; i < after.events.size(); ++i) {
@@ -251,7 +251,7 @@ TEST_F(ServiceTest, PauseThenResumeGivesTheWeightsOfARunNeverPaused) {
   const std::string data = Generated();
   const std::vector<int> wide = {30, 256, 256, 10};
   v1::Session reference = Create(Request(data, 12000, v1::RULE_KOLEN_POLLACK, wide));
-  ASSERT_EQ(Stream(reference.name(), 0).end.state(), v1::SUCCEEDED);
+  ASSERT_EQ(Stream(reference.name(), 0).end.state(), v1::SESSION_STATE_SUCCEEDED);
   v1::Session s = Create(Request(data, 12000, v1::RULE_KOLEN_POLLACK, wide));
   int pauses = 0;
   for (int k = 0; k < 3; ++k) {
@@ -261,20 +261,20 @@ TEST_F(ServiceTest, PauseThenResumeGivesTheWeightsOfARunNeverPaused) {
     v1::Session paused;
     grpc::ClientContext pctx;
     if (!training_->PauseSession(&pctx, p, &paused).ok()) break;  // already finished
-    EXPECT_EQ(paused.state(), v1::PAUSED);
+    EXPECT_EQ(paused.state(), v1::SESSION_STATE_PAUSED);
     ++pauses;
     // A paused session's stream ends with an `end` event that says PAUSED.
-    EXPECT_EQ(Stream(s.name(), paused.last_seq() + 1).end.state(), v1::PAUSED);
+    EXPECT_EQ(Stream(s.name(), paused.last_seq() + 1).end.state(), v1::SESSION_STATE_PAUSED);
     v1::ResumeSessionRequest r;
     r.set_name(s.name());
     v1::Session resumed;
     grpc::ClientContext rctx;
     ASSERT_TRUE(training_->ResumeSession(&rctx, r, &resumed).ok());
-    EXPECT_EQ(resumed.state(), v1::QUEUED);
+    EXPECT_EQ(resumed.state(), v1::SESSION_STATE_QUEUED);
   }
   EXPECT_GE(pauses, 1) << "never caught it running: the test proves nothing";
   Read all = Stream(s.name(), 0);
-  ASSERT_EQ(all.end.state(), v1::SUCCEEDED);
+  ASSERT_EQ(all.end.state(), v1::SESSION_STATE_SUCCEEDED);
   EXPECT_EQ(all.events.size(), 1200u);
   EXPECT_EQ(Weights(s.name() + "/snapshots/latest"),
             Weights(reference.name() + "/snapshots/latest"));
@@ -288,17 +288,17 @@ TEST_F(ServiceTest, IdenticalSessionsSideBySideEqualOneTrainedAlone) {
   for (v1::Rule rule : {v1::RULE_BACKPROP, v1::RULE_FEEDBACK_ALIGNMENT}) {
     SCOPED_TRACE(v1::Rule_Name(rule));
     v1::CreateSessionRequest r = Request(data, 1500, rule, {30, 256, 256, 10});
-    r.mutable_config()->set_batch_size(32);
+    r.mutable_session()->mutable_config()->set_batch_size(32);
     v1::Session alone = Create(r);
     const Read reference = Stream(alone.name(), 0);
-    ASSERT_EQ(reference.end.state(), v1::SUCCEEDED);
+    ASSERT_EQ(reference.end.state(), v1::SESSION_STATE_SUCCEEDED);
     const std::vector<float> want = Weights(alone.name() + "/snapshots/latest");
     std::vector<v1::Session> twins;
     for (int k = 0; k < 3; ++k) twins.push_back(Create(r));
     // Two of the three run at once from their first step (both workers are free).
     for (const v1::Session& twin : twins) {
       const Read got = Stream(twin.name(), 0);
-      ASSERT_EQ(got.end.state(), v1::SUCCEEDED);
+      ASSERT_EQ(got.end.state(), v1::SESSION_STATE_SUCCEEDED);
       ASSERT_EQ(got.events.size(), reference.events.size());
       for (size_t i = 0; i < got.events.size(); ++i)
         ASSERT_EQ(got.events[i].step().loss(), reference.events[i].step().loss()) << "event " << i;
@@ -326,7 +326,7 @@ TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
   };
   v1::CreateSessionRequest r =
       Request(data, 30000, v1::RULE_FEEDBACK_ALIGNMENT, {30, 256, 256, 10});
-  r.set_snapshot_every(100);
+  r.mutable_session()->set_snapshot_every(100);
   v1::Session s = Create(r);
   Stream(s.name(), 0, /*limit=*/300);  // let it train a while
   v1::PauseSessionRequest p;
@@ -334,7 +334,7 @@ TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
   v1::Session paused;
   grpc::ClientContext pctx;
   ASSERT_TRUE(training_->PauseSession(&pctx, p, &paused).ok());
-  ASSERT_EQ(paused.state(), v1::PAUSED);
+  ASSERT_EQ(paused.state(), v1::SESSION_STATE_PAUSED);
   const std::vector<float> at_pause = predict(s.name());
   EXPECT_EQ(predict(s.name()), at_pause);  // the cached network, same answer
   EXPECT_EQ(predict(s.name() + "/snapshots/100"), predict(s.name() + "/snapshots/100"));
@@ -344,7 +344,7 @@ TEST_F(ServiceTest, PredictFollowsTheWeightsThroughItsCache) {
   v1::Session resumed;
   grpc::ClientContext rctx;
   ASSERT_TRUE(training_->ResumeSession(&rctx, rr, &resumed).ok());
-  ASSERT_EQ(Stream(s.name(), 0).end.state(), v1::SUCCEEDED);
+  ASSERT_EQ(Stream(s.name(), 0).end.state(), v1::SESSION_STATE_SUCCEEDED);
   const std::vector<float> at_end = predict(s.name());
   EXPECT_NE(at_end, at_pause);
   EXPECT_EQ(at_end, predict(s.name() + "/snapshots/30000"));
@@ -364,7 +364,7 @@ TEST_F(ServiceTest, EightSessionsAndThirtyTwoSubscribersLoseNothing) {
   for (int k = 0; k < 32; ++k) {
     SCOPED_TRACE(k);
     ASSERT_TRUE(reads[k].ended);
-    EXPECT_EQ(reads[k].end.state(), v1::SUCCEEDED);
+    EXPECT_EQ(reads[k].end.state(), v1::SESSION_STATE_SUCCEEDED);
     ASSERT_EQ(reads[k].events.size(), 100u);
     for (size_t i = 0; i < 100; ++i)
       EXPECT_EQ(reads[k].events[i].seq(), static_cast<int64_t>(i + 1));
@@ -389,16 +389,16 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
   };
   const Case kCases[] = {
       {"unknown rule", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
-         r.mutable_config()->mutable_feedback()->set_rule(static_cast<v1::Rule>(77));
+         r.mutable_session()->mutable_config()->mutable_feedback()->set_rule(static_cast<v1::Rule>(77));
        })},
       {"wrong input width", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_config()->mutable_network()->set_sizes(0, 784); })},
+       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_network()->set_sizes(0, 784); })},
       {"nan learning rate", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_config()->mutable_optimizer()->set_learning_rate(NAN); })},
+       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_optimizer()->set_learning_rate(NAN); })},
       {"missing data set", grpc::StatusCode::NOT_FOUND,
-       create([](auto& r) { r.set_train_dataset("datasets/ffffffffffffffff"); })},
+       create([](auto& r) { r.mutable_session()->set_train_dataset("datasets/ffffffffffffffff"); })},
       {"huge layer", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_config()->mutable_network()->set_sizes(1, 2000000); })},
+       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_network()->set_sizes(1, 2000000); })},
       {"unknown session", grpc::StatusCode::NOT_FOUND,
        [&] {
          v1::GetSessionRequest r;
@@ -465,7 +465,7 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
        [&] {
          v1::Session s = Create(Request(data, 10));
          v1::ListMetricsRequest r;
-         r.set_name(s.name());
+         r.set_parent(s.name());
          r.set_page_token("zzz");
          v1::ListMetricsResponse resp;
          grpc::ClientContext ctx;
@@ -501,11 +501,11 @@ TEST_F(ServiceTest, SnapshotsLargerThanAMessageStreamInChunks) {
   ASSERT_TRUE(datasets_->CreateGeneratedDataset(&gctx, g, &d).ok());
   v1::CreateSessionRequest r =
       Request(d.name(), 4, v1::RULE_FEEDBACK_ALIGNMENT, {784, 2000, 2000, 10});
-  r.set_snapshot_every(2);
+  r.mutable_session()->set_snapshot_every(2);
   v1::Session s = Create(r);
   grpc::ClientContext ctx;
   v1::StreamSnapshotsRequest req;
-  req.set_name(s.name());
+  req.set_parent(s.name());
   req.set_start_step(1);
   auto reader = training_->StreamSnapshots(&ctx, req);
   v1::SnapshotChunk chunk;
@@ -544,7 +544,7 @@ TEST_F(ServiceTest, SigtermCheckpointsAndTheNextStartResumes) {
   Start();
   Read all = Stream(s.name(), 0);
   ASSERT_TRUE(all.ended);
-  EXPECT_EQ(all.end.state(), v1::SUCCEEDED);
+  EXPECT_EQ(all.end.state(), v1::SESSION_STATE_SUCCEEDED);
   EXPECT_EQ(all.events.size(), 2000u);
 }
 

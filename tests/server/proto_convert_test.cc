@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "alignd/v1/rule_names.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -38,7 +39,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.mutable_network()->set_hidden_activation(v1::ACTIVATION_LOGISTIC);
   c.mutable_network()->set_output_activation(v1::ACTIVATION_SOFTMAX);
   c.mutable_network()->set_loss(v1::LOSS_CROSS_ENTROPY);
-  c.mutable_network()->set_no_bias(true);
+  c.mutable_network()->set_bias(false);
   c.mutable_feedback()->set_rule(v1::RULE_KOLEN_POLLACK);
   c.mutable_feedback()->set_scale(0.5f);
   c.mutable_init()->set_kind(v1::WEIGHT_INIT_UNIFORM);
@@ -47,7 +48,8 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.mutable_optimizer()->set_learning_rate(1e-3f);
   c.set_batch_size(1);
   c.set_max_steps(500);
-  c.set_metrics_every(-1);
+  c.set_metrics_every(0);  // explicitly zero: no metric events (unset is 100)
+  c.set_shuffle(false);
   auto o = ToTrainerOptions(c);
   ASSERT_OK(o);
   EXPECT_EQ(o->network.hidden, core::Activation::kLogistic);
@@ -59,6 +61,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   EXPECT_EQ(o->batch_size, 1);
   EXPECT_EQ(o->max_steps, 500);
   EXPECT_EQ(o->metrics_every, 0);
+  EXPECT_FALSE(o->shuffle);
   // And back: the filled-in config converts to the same options.
   auto again = ToTrainerOptions(ToProto(*o));
   ASSERT_OK(again);
@@ -83,6 +86,8 @@ TEST(ProtoConvertTest, ErrorsNameTheWireField) {
          c.mutable_network()->set_hidden_activation(static_cast<v1::Activation>(42));
        }},
       {"config.metrics_every", [](v1::TrainingConfig& c) { c.set_metrics_every(-7); }},
+      {"config.feedback.scale must be > 0",
+       [](v1::TrainingConfig& c) { c.mutable_feedback()->set_scale(0); }},
       {"config.network.loss",
        [](v1::TrainingConfig& c) { c.mutable_network()->set_loss(v1::LOSS_CROSS_ENTROPY); }},
   };
@@ -95,6 +100,23 @@ TEST(ProtoConvertTest, ErrorsNameTheWireField) {
     EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(std::string(o.status().message()).find(k.message), std::string::npos) << o.status();
   }
+}
+
+// The rule names on the wire (config.proto's rule_name option) and in the engine
+// (core/config.cc) are one list: every rule converts both ways.
+TEST(ProtoConvertTest, EveryRuleHasTheSameNameOnTheWireAndInTheEngine) {
+  EXPECT_EQ(v1::AllRules().size(), core::AllRules().size());
+  for (v1::Rule r : v1::AllRules()) {
+    v1::TrainingConfig c = Minimal();
+    c.mutable_feedback()->set_rule(r);
+    auto o = ToTrainerOptions(c);
+    ASSERT_OK(o);
+    EXPECT_EQ(core::RuleName(o->feedback.rule), v1::RuleShortName(r));
+    EXPECT_EQ(ToProto(*o).feedback().rule(), r);
+  }
+  EXPECT_EQ(v1::RuleFromName("fa"), v1::RULE_FEEDBACK_ALIGNMENT);
+  EXPECT_EQ(v1::RuleFromName("RULE_KOLEN_POLLACK"), v1::RULE_KOLEN_POLLACK);
+  EXPECT_FALSE(v1::RuleFromName("nope").has_value());
 }
 
 TEST(ProtoConvertTest, TensorsRoundTripAndAreChecked) {

@@ -18,8 +18,8 @@ class RpcImplTest : public ServerFixture {
   v1::Session CreateAndFinish(int64_t steps = 400) {
     v1::Session s;
     auto req = Request(steps);
-    req.set_eval_dataset(dataset_);
-    req.mutable_config()->set_eval_every(100);
+    req.mutable_session()->set_eval_dataset(dataset_);
+    req.mutable_session()->mutable_config()->set_eval_every(100);
     EXPECT_OK(CreateSessionImpl(*manager_, req, &s));
     manager_->WaitIdle();
     v1::GetSessionRequest get;
@@ -32,16 +32,16 @@ class RpcImplTest : public ServerFixture {
 TEST_F(RpcImplTest, CreateValidatesWithoutTrainingAndCountsTheSteps) {
   v1::Session s;
   auto req = Request(0);
-  req.mutable_config()->set_epochs(3);  // 400 examples / batch 4 = 100 steps an epoch
+  req.mutable_session()->mutable_config()->set_epochs(3);  // 400 examples / batch 4 = 100 steps an epoch
   ASSERT_OK(CreateSessionImpl(*manager_, req, &s));
   EXPECT_EQ(s.total_steps(), 300);
-  req.set_train_dataset("datasets/../x");
+  req.mutable_session()->set_train_dataset("datasets/../x");
   EXPECT_EQ(CreateSessionImpl(*manager_, req, &s).code(), absl::StatusCode::kInvalidArgument);
   req = Request();
-  req.mutable_config()->set_batch_size(401);
+  req.mutable_session()->mutable_config()->set_batch_size(401);
   const absl::Status st = CreateSessionImpl(*manager_, req, &s);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(st.message()).find("config.batch_size is 401"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("session.config.batch_size is 401"), std::string::npos) << st;
 }
 
 TEST_F(RpcImplTest, ListSessionsPagesWithTokensItGaveAndRefusesOthers) {
@@ -73,7 +73,7 @@ TEST_F(RpcImplTest, ListSessionsPagesWithTokensItGaveAndRefusesOthers) {
 TEST_F(RpcImplTest, ListMetricsPagesAndDownsamplesKeepingEvaluations) {
   const v1::Session s = CreateAndFinish();
   v1::ListMetricsRequest req;
-  req.set_name(s.name());
+  req.set_parent(s.name());
   req.set_page_size(15);
   int64_t events = 0, next = 1;
   for (int page = 0; page < 10; ++page) {
@@ -86,7 +86,7 @@ TEST_F(RpcImplTest, ListMetricsPagesAndDownsamplesKeepingEvaluations) {
   }
   EXPECT_EQ(events, s.last_seq());
   req.Clear();
-  req.set_name(s.name());
+  req.set_parent(s.name());
   req.set_max_points(8);
   v1::ListMetricsResponse thin;
   ASSERT_OK(ListMetricsImpl(*manager_, req, &thin));
@@ -105,7 +105,7 @@ TEST_F(RpcImplTest, ListMetricsPagesAndDownsamplesKeepingEvaluations) {
 TEST_F(RpcImplTest, ListSnapshotsPages) {
   const v1::Session s = CreateAndFinish();
   v1::ListSnapshotsRequest req;
-  req.set_name(s.name());
+  req.set_parent(s.name());
   req.set_page_size(3);
   v1::ListSnapshotsResponse a, b;
   ASSERT_OK(ListSnapshotsImpl(*manager_, req, &a));
@@ -182,7 +182,7 @@ TEST_F(RpcImplTest, ASessionWithoutWeightsIsNotFound) {
   v1::CancelSessionRequest c;
   c.set_name(s.name());
   ASSERT_OK(CancelSessionImpl(*manager_, c, &s));
-  EXPECT_EQ(s.state(), v1::CANCELLED);
+  EXPECT_EQ(s.state(), v1::SESSION_STATE_CANCELLED);
 }
 
 TEST_F(RpcImplTest, DatasetsListGetAndDelete) {

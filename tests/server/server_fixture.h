@@ -58,15 +58,16 @@ class ServerFixture : public ::testing::Test {
   // A 30-20-10 FA session on the linear task: 400 steps at batch 4, an event every 10.
   v1::CreateSessionRequest Request(int64_t steps = 400) {
     v1::CreateSessionRequest r;
-    r.set_train_dataset(dataset_);
-    auto* c = r.mutable_config();
+    v1::Session* s = r.mutable_session();
+    s->set_train_dataset(dataset_);
+    auto* c = s->mutable_config();
     for (int s : {30, 20, 10}) c->mutable_network()->add_sizes(s);
     c->mutable_feedback()->set_rule(v1::RULE_FEEDBACK_ALIGNMENT);
     c->set_batch_size(4);
     c->set_max_steps(steps);
     c->set_metrics_every(10);
     c->set_seed(7);
-    r.set_snapshot_every(100);
+    s->set_snapshot_every(100);
     return r;
   }
 

@@ -38,7 +38,7 @@ TEST(StorageTest, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
     ASSERT_OK(s);
     v1::Session session;
     session.set_name("sessions/abc");
-    session.set_state(v1::RUNNING);
+    session.set_state(v1::SESSION_STATE_RUNNING);
     session.set_step(42);
     ASSERT_OK((*s)->PutSession(session));
     ASSERT_OK((*s)->AppendMetrics("sessions/abc", Events(1, 4)));
@@ -66,7 +66,12 @@ TEST(StorageTest, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
   ASSERT_OK(last);
   EXPECT_EQ(*last, 5);
   EXPECT_EQ(*(*s)->CountMetrics("sessions/abc"), 5);
-  EXPECT_EQ(*(*s)->ListSnapshots("sessions/abc"), (std::vector<int64_t>{20, 50}));
+  auto snapshots = (*s)->ListSnapshots("sessions/abc");
+  ASSERT_OK(snapshots);
+  ASSERT_EQ(snapshots->size(), 2u);
+  EXPECT_EQ((*snapshots)[0].step, 20);
+  EXPECT_EQ((*snapshots)[1].step, 50);
+  EXPECT_GT((*snapshots)[0].create_time_us, 0);
   EXPECT_EQ(*(*s)->GetSnapshot("sessions/abc", 50), "weights at 50");
   EXPECT_EQ((*s)->GetSnapshot("sessions/abc", 30).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*(*s)->CheckpointStep("sessions/abc"), 60);

@@ -86,7 +86,7 @@ class WatchedStorage final : public Storage {
     Note("GetSnapshot");
     return inner_->GetSnapshot(n, s);
   }
-  absl::StatusOr<std::vector<int64_t>> ListSnapshots(const std::string& n) override {
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& n) override {
     Note("ListSnapshots");
     return inner_->ListSnapshots(n);
   }
@@ -132,7 +132,7 @@ class TrainingServiceTest : public ServerFixture {
   std::vector<int64_t> ReadStream(const std::string& name, int64_t start_seq, bool* ended) {
     grpc::ClientContext ctx;
     v1::StreamMetricsRequest req;
-    req.set_name(name);
+    req.set_parent(name);
     req.set_start_seq(start_seq);
     auto reader = stub_->StreamMetrics(&ctx, req);
     std::vector<int64_t> seqs;
@@ -154,8 +154,8 @@ class TrainingServiceTest : public ServerFixture {
 
 TEST_F(TrainingServiceTest, TheTrainingThreadDoesNoStorageWorkWhileSubscribersFollow) {
   auto req = Request(3000);
-  req.mutable_config()->set_metrics_every(1);  // 3000 events, more than the ring keeps
-  req.set_snapshot_every(500);
+  req.mutable_session()->mutable_config()->set_metrics_every(1);  // 3000 events, more than the ring keeps
+  req.mutable_session()->set_snapshot_every(500);
   grpc::ClientContext ctx;
   v1::Session s;
   ASSERT_TRUE(stub_->CreateSession(&ctx, req, &s).ok());
@@ -186,7 +186,7 @@ TEST_F(TrainingServiceTest, TheTrainingThreadDoesNoStorageWorkWhileSubscribersFo
 
 TEST_F(TrainingServiceTest, ALateSubscriberCatchesUpFromStorageThenFromMemory) {
   auto req = Request(3000);
-  req.mutable_config()->set_metrics_every(1);
+  req.mutable_session()->mutable_config()->set_metrics_every(1);
   grpc::ClientContext ctx;
   v1::Session s;
   ASSERT_TRUE(stub_->CreateSession(&ctx, req, &s).ok());

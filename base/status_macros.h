@@ -1,9 +1,9 @@
-// File: core/status_macros.h
+// File: base/status_macros.h
 // -----------------------------------------------------------------------------
 // RETURN_IF_ERROR and ASSIGN_OR_RETURN. Debian 12 ships abseil 20220623, which
 // has neither, so the project keeps its own here.
-#ifndef ALIGND_CORE_STATUS_MACROS_H_
-#define ALIGND_CORE_STATUS_MACROS_H_
+#ifndef ALIGND_BASE_STATUS_MACROS_H_
+#define ALIGND_BASE_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -29,4 +29,4 @@
   if (!tmp.ok()) return std::move(tmp).status();      \
   lhs = std::move(tmp).value()
 
-#endif  // ALIGND_CORE_STATUS_MACROS_H_
+#endif  // ALIGND_BASE_STATUS_MACROS_H_

@@ -1,0 +1,26 @@
+// File: client/commands.h
+// -----------------------------------------------------------------------------
+// alignctl's command groups, noun then verb (as kubectl and gh):
+//   alignctl health
+//   alignctl datasets   list | get | delete | generate | upload
+//   alignctl sessions   create | list | get | pause | resume | cancel | delete | watch |
+//                       predict | evaluate | sweep
+//   alignctl snapshots  list | get | download
+// and three shortcuts: `alignctl train` = sessions create, `alignctl watch` = sessions
+// watch, `alignctl upload` = datasets upload. Each group lives in its own file.
+#ifndef ALIGND_CLIENT_COMMANDS_H_
+#define ALIGND_CLIENT_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+namespace alignd::client {
+
+void AddHealthCommand(CLI::App& app);
+// `shortcuts` gets the top-level aliases.
+void AddDatasetCommands(CLI::App& app, CLI::App& shortcuts);
+void AddSessionCommands(CLI::App& app, CLI::App& shortcuts);
+void AddSnapshotCommands(CLI::App& app);
+
+}  // namespace alignd::client
+
+#endif  // ALIGND_CLIENT_COMMANDS_H_
