@@ -17,9 +17,10 @@
 
 namespace alignd::client {
 
-void WatchRow::Apply(const v1::MetricEvent& e, Clock::time_point now) {
+void WatchRow::Apply(const v1::MetricEvent& e) {
   if (e.has_step()) {
     last_step = e.step();
+    has_step = true;
     session.set_step(e.step().step());
   }
   if (e.has_eval()) last_eval = e.eval();
@@ -29,16 +30,15 @@ void WatchRow::Apply(const v1::MetricEvent& e, Clock::time_point now) {
     ended = true;
   }
   if (e.has_step()) {
-    progress.emplace_back(now, e.step().step());
-    while (progress.size() > 2 && now - progress.front().first > std::chrono::seconds(30))
-      progress.pop_front();
+    const double t = static_cast<double>(e.wall_time().seconds()) + 1e-9 * e.wall_time().nanos();
+    progress.emplace_back(t, e.step().step());
+    while (progress.size() > 2 && t - progress.front().first > 30.0) progress.pop_front();
   }
 }
 
 double WatchRow::StepsPerSecond() const {
   if (progress.size() < 2) return NAN;
-  const double dt =
-      std::chrono::duration<double>(progress.back().first - progress.front().first).count();
+  const double dt = progress.back().first - progress.front().first;
   const double ds = static_cast<double>(progress.back().second - progress.front().second);
   if (dt <= 0 || ds <= 0) return NAN;
   return ds / dt;
@@ -89,7 +89,8 @@ std::string RenderWatch(const std::map<std::string, WatchRow>& rows,
               StateName(r.session.state()),
               absl::StrCat("[", bar, "] ", static_cast<int>(frac * 100), "%"),
               std::isnan(rate) ? "-" : absl::StrFormat("%.0f", rate),
-              r.ended ? "-" : FormatDuration(r.EtaSeconds()), Num(r.last_step.loss()), Num(acc),
+              r.ended ? "-" : FormatDuration(r.EtaSeconds()),
+              r.has_step ? Num(r.last_step.loss()) : "-", r.has_step ? Num(acc) : "-",
               r.last_eval.examples() ? Num(eval) : "-",
               std::isnan(angle) ? "-" : absl::StrFormat("%.1f deg", angle)});
   }
@@ -148,7 +149,7 @@ void Watcher::Follow(const std::string& name) {
         std::printf("{\"session\":\"%s\",\"event\":%s}\n", name.c_str(), Json(e, false).c_str());
         std::fflush(stdout);
       }
-      rows_[name].Apply(e, Clock::now());
+      rows_[name].Apply(e);
       if (!e.has_heartbeat() && !e.has_end()) next_seq = e.seq() + 1;
     }
     const grpc::Status st = reader->Finish();

@@ -29,12 +29,13 @@ struct WatchRow {
   v1::Session session;
   v1::StepMetrics last_step;
   v1::EvalMetrics last_eval;
+  bool has_step = false;
   bool ended = false;
-  // (time, step) of recent events, for the rate: the last 30 s.
-  std::deque<std::pair<Clock::time_point, int64_t>> progress;
+  // (server time in seconds, step) of recent step events, for the rate: the last 30 s of
+  // training. Server time, so that a replayed history gives the rate it trained at.
+  std::deque<std::pair<double, int64_t>> progress;
 
-  // Applies one event seen at `now`.
-  void Apply(const v1::MetricEvent& e, Clock::time_point now);
+  void Apply(const v1::MetricEvent& e);
   // Steps per second over the recent events; NaN until two events a step apart.
   double StepsPerSecond() const;
   // Seconds left at that rate; NaN if unknown, 0 once done.

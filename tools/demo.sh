@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the service end to end on this machine. Starts alignd on 127.0.0.1 (a free port,
 # a temporary data directory), trains shallow, BP, FA, DFA and KP side by side on the paper's
-# linear task (and BP and FA on MNIST when it is cached), follows them with `alignctl watch`,
+# linear task (and BP and FA on MNIST when it is cached), follows them with `alignctl sessions watch`,
 # prints the comparison, and stops the server.
 set -euo pipefail
 build="${1:-build}"
@@ -28,12 +28,12 @@ train=$("$ctl" datasets generate --kind linear --examples 2000 --name linear-tra
 test=$("$ctl" datasets generate --kind linear --split test --examples 1000 --name linear-test)
 sessions=()
 for rule in shallow bp fa dfa kp; do
-  sessions+=("$("$ctl" train --dataset "$train" --eval_dataset "$test" --name "linear-$rule" \
-      --sizes 30,20,10 --hidden linear --output linear --no_bias --init uniform --init_scale 0.01 \
-      --rule "$rule" --feedback_scale 0.5 --lr 0.002 --batch 1 --epochs 4 --metrics_every 50 \
-      --eval_every 1000)")
+  sessions+=("$("$ctl" sessions create --dataset "$train" --eval-dataset "$test" --name "linear-$rule" \
+      --sizes 30,20,10 --hidden-activation linear --output-activation linear --no-bias \
+      --init uniform --init-scale 0.01 --rule "$rule" --feedback-scale 0.5 --lr 0.002 --batch 1 \
+      --epochs 4 --metrics-every 50 --eval-every 1000)")
 done
-"$ctl" watch "${sessions[@]}"
+"$ctl" sessions watch "${sessions[@]}"
 echo "(EVAL is the test NSE; ANGLE is the hidden update's angle to BP's. With one hidden layer"
 echo " DFA sends the same signal as FA. The task has no noise: every rule that learns drives the"
 echo " error to round-off; 'alignctl sessions list' and docs/RESULTS.md say how fast.)"
@@ -45,15 +45,15 @@ done
 if [[ -n "$mnist" ]]; then
   echo
   echo "== MNIST (cached in $mnist): 784-1000-10, tanh + softmax, one epoch, BP vs FA =="
-  mtrain=$("$ctl" upload --idx "$mnist/train-images-idx3-ubyte" "$mnist/train-labels-idx1-ubyte" --name mnist-train)
-  mtest=$("$ctl" upload --idx "$mnist/t10k-images-idx3-ubyte" "$mnist/t10k-labels-idx1-ubyte" --name mnist-test)
+  mtrain=$("$ctl" datasets upload --idx "$mnist/train-images-idx3-ubyte" "$mnist/train-labels-idx1-ubyte" --name mnist-train)
+  mtest=$("$ctl" datasets upload --idx "$mnist/t10k-images-idx3-ubyte" "$mnist/t10k-labels-idx1-ubyte" --name mnist-test)
   msessions=()
   for rule in bp fa; do
-    msessions+=("$("$ctl" train --dataset "$mtrain" --eval_dataset "$mtest" --name "mnist-$rule" \
-        --sizes 784,1000,10 --hidden tanh --output softmax --loss cross_entropy --rule "$rule" \
-        --lr 0.1 --batch 32 --epochs 1 --metrics_every 100 --eval_every 625)")
+    msessions+=("$("$ctl" sessions create --dataset "$mtrain" --eval-dataset "$mtest" --name "mnist-$rule" \
+        --sizes 784,1000,10 --hidden-activation tanh --output-activation softmax --loss cross-entropy \
+        --rule "$rule" --lr 0.1 --batch 32 --epochs 1 --metrics-every 100 --eval-every 625)")
   done
-  "$ctl" watch "${msessions[@]}"
+  "$ctl" sessions watch "${msessions[@]}"
   echo "(EVAL is the test error.)"
 else
   echo

@@ -36,7 +36,7 @@ def start_alignd(build, data_dir, *extra):
 
 
 def ts(t):
-    return t.seconds + t.nanos * 1e-9
+    return t.timestamp()
 
 
 def run_session(c, ds, steps, metrics_every=100, **kw):
@@ -49,10 +49,10 @@ def run_session(c, ds, steps, metrics_every=100, **kw):
 def wait_all(c, names):
     out = []
     for n in names:
-        for e in c.metrics(n):
+        for e in c.stream_metrics(n):
             if "end" in e:
                 break
-        out.append(c.get(n))
+        out.append(c.get_session(n))
     return out
 
 
@@ -91,7 +91,7 @@ def main():
 
         # ---- upload ----
         t0 = time.perf_counter()
-        ds = c.upload_array(x, y, name="mnist-train")
+        ds = c.upload_dataset(x, y, name="mnist-train")
         upload_s = time.perf_counter() - t0
         payload_mb = (x.nbytes + y.nbytes) / 1e6
 
@@ -99,16 +99,16 @@ def main():
         service = []
         for _ in range(2):
             s = run_session(c, ds, args.steps)
-            r = wait_all(c, [s.name])[0]
-            service.append(args.steps / (ts(r.end_time) - ts(r.start_time)))
+            r = wait_all(c, [s["name"]])[0]
+            service.append(args.steps / (ts(r["end_time"]) - ts(r["start_time"])))
         service_sps = max(service)
 
         # ---- parallel: one session alone vs two side by side ----
         t0 = time.perf_counter()
-        wait_all(c, [run_session(c, ds, args.steps).name])
+        wait_all(c, [run_session(c, ds, args.steps)["name"]])
         one = args.steps / (time.perf_counter() - t0)
         t0 = time.perf_counter()
-        wait_all(c, [run_session(c, ds, args.steps).name, run_session(c, ds, args.steps).name])
+        wait_all(c, [run_session(c, ds, args.steps)["name"], run_session(c, ds, args.steps)["name"]])
         two = 2 * args.steps / (time.perf_counter() - t0)
 
         # ---- latency: every step logged, a subscriber timestamps arrivals ----
@@ -117,22 +117,21 @@ def main():
         s = c.create_session(ds, sizes=[784, 1000, 10], output="softmax", loss="cross_entropy", batch_size=32,
                              max_steps=3000, metrics_every=5, learning_rate=0.01)
         lat = []
-        req_mod = sys.modules["alignd.v1.sessions_pb2"]
-        for e in c.training.StreamMetrics(req_mod.StreamMetricsRequest(name=s.name)):
+        for e in c.stream_metrics(s):
             now = time.time()
-            if e.WhichOneof("event") == "step" and e.step.step > 50:
-                lat.append((now - ts(e.wall_time)) * 1e3)
-            if e.WhichOneof("event") == "end":
+            if "step" in e and e["step"]["step"] > 50:
+                lat.append((now - ts(e["wall_time"])) * 1e3)
+            if "end" in e:
                 break
         lat = np.array(lat)
 
         # ---- Predict of one MNIST example on loopback (the network cached after the first) ----
         one_x = x[:1]
-        c.predict(s.name, one_x)  # loads the network once
+        c.predict(s, one_x)  # loads the network once
         pred = []
         for _ in range(300):
             t0 = time.perf_counter()
-            c.predict(s.name, one_x)
+            c.predict(s, one_x)
             pred.append((time.perf_counter() - t0) * 1e3)
         pred = np.array(pred)
     finally:

@@ -48,7 +48,7 @@ class AlignctlTest(unittest.TestCase):
         import urllib.request
         ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "300").stdout.strip()
         p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--rule", "fa", "--batch", "1",
-                     "--epochs", "1", "--metrics_every", "10", "--watch")
+                     "--epochs", "1", "--metrics-every", "10", "--watch")
         name = p.stdout.splitlines()[0].strip()
         text = urllib.request.urlopen(self.metrics_url, timeout=10).read().decode()
         samples = []  # (name, {label: value}, number) in the text exposition format
@@ -84,24 +84,38 @@ class AlignctlTest(unittest.TestCase):
         ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "1000").stdout.strip()
         self.assertTrue(ds.startswith("datasets/"))
         self.assertIn(ds, self.ctl("datasets", "list").stdout)
-        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--hidden", "linear", "--rule", "fa",
-                     "--batch", "1", "--epochs", "2", "--lr", "0.002", "--metrics_every", "50", "--watch")
+        p = self.ctl("sessions", "create", "--dataset", ds, "--sizes", "30,20,10", "--hidden-activation", "linear",
+                     "--rule", "fa", "--batch", "1", "--epochs", "2", "--lr", "0.002", "--metrics-every", "50", "--watch")
         self.assertIn("SUCCEEDED", p.stdout)
         self.assertIn("deg", p.stdout)  # the alignment angle column
+        self.assertIn("STEPS/S", p.stdout)
+        self.assertRegex(p.stdout, r"ETA")
         name = p.stdout.splitlines()[0].strip()
-        ev = self.ctl_json("evaluate", name, "--dataset", ds)
+        # The watch table shows the whole name (a name copied from it is right).
+        self.assertIn(name, p.stdout.splitlines()[-1])
+        ev = self.ctl_json("sessions", "evaluate", name, "--dataset", ds)
         self.assertEqual(ev["examples"], "1000")
         self.assertLess(ev["nse"], 0.01)  # the linear task, learned
-        self.assertIn("NSE", self.ctl("evaluate", name, "--dataset", ds).stdout)
+        self.assertIn("NSE", self.ctl("sessions", "evaluate", name, "--dataset", ds).stdout)
         got = self.ctl_json("sessions", "get", name)
-        self.assertEqual(got["state"], "SUCCEEDED")
+        self.assertEqual(got["state"], "SESSION_STATE_SUCCEEDED")
         self.assertEqual(got["step"], "2000")  # int64 as a JSON string
+        # A bare id names the session too.
+        self.assertEqual(self.ctl_json("sessions", "get", name.split("/")[1])["name"], name)
         out = os.path.join(self.dir, "w")
-        self.ctl("snapshot", "get", name, "--out", out)
+        self.ctl("snapshots", "download", name, "--out", out)
         self.assertEqual(np.load(os.path.join(out, "W0.npy")).shape, (20, 30))
         self.assertEqual(np.load(os.path.join(out, "B1.npy")).shape, (20, 10))
-        listed = self.ctl_json("sessions", "list", "--state", "SUCCEEDED")
+        snaps = self.ctl("-o", "name", "snapshots", "list", name).stdout.split()
+        self.assertEqual(snaps[-1], name + "/snapshots/2000")
+        meta = self.ctl_json("snapshots", "get", snaps[-1])
+        self.assertEqual([s["label"] for s in meta["shapes"]][:3], ["W0", "b0", "B0"])
+        listed = self.ctl_json("sessions", "list", "--state", "succeeded")
         self.assertIn(name, [s["name"] for s in listed["sessions"]])
+        self.assertIn(name, self.ctl("-o", "name", "sessions", "list").stdout.split())
+        lines = self.ctl("-o", "jsonl", "sessions", "list").stdout.splitlines()
+        self.assertIn(name, [json.loads(line)["name"] for line in lines])
+        self.assertIn("TRAIN", self.ctl("-o", "wide", "sessions", "list").stdout)
 
     def test_upload_idx_csv_npy(self):
         n = 40
@@ -113,7 +127,7 @@ class AlignctlTest(unittest.TestCase):
             f.write(struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">III", n, 4, 4) + images.tobytes())
         with open(lp, "wb") as f:
             f.write(struct.pack(">BBBB", 0, 0, 8, 1) + struct.pack(">I", n) + labels.tobytes())
-        d = self.ctl_json("upload", "--idx", ip, lp, "--name", "tiny-idx")
+        d = self.ctl_json("datasets", "upload", "--idx", ip, lp, "--name", "tiny-idx")
         self.assertEqual(d["num_examples"], "40")
         self.assertEqual(d["feature_shape"], ["4", "4"])
         csv = os.path.join(self.dir, "d.csv")
@@ -149,7 +163,7 @@ class AlignctlTest(unittest.TestCase):
                                   "batch_size": 1, "epochs": 8, "metrics_every": 50},
                        "rules": ["bp", "fa", "shallow"], "seeds": [1, 2],
                        "grid": {"optimizer.learning_rate": [0.002, 0.004]}}, f)
-        table = json.loads(self.ctl("--json", "sweep", sweep).stdout)
+        table = json.loads(self.ctl("-o", "json", "sessions", "sweep", sweep).stdout)
         self.assertEqual(len(table), 6)  # 3 rules x 2 learning rates, 2 seeds each
         self.assertTrue(all(r["seeds"] == 2 for r in table))
         by = {r["run"]: r["eval_mean"] for r in table}
@@ -157,43 +171,54 @@ class AlignctlTest(unittest.TestCase):
         fa, bp, shallow = (by[f"{k} optimizer.learning_rate=0.002"] for k in ("fa", "bp", "shallow"))
         self.assertLess(fa, 1.5 * bp)
         self.assertGreater(shallow, 3 * fa)
-        sessions = self.ctl_json("sessions", "list", "--state", "SUCCEEDED")["sessions"]
+        sessions = self.ctl_json("sessions", "list", "--state", "succeeded")["sessions"]
         name = next(s["name"] for s in sessions if s.get("display_name", "").startswith("sweep fa"))
         x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
         xp, yp = os.path.join(self.dir, "px.npy"), os.path.join(self.dir, "py.npy")
         np.save(xp, x)
-        self.ctl("predict", name, "--npy", xp, "--out", yp)
+        self.ctl("sessions", "predict", name, "--npy", xp, "--out", yp)
         y = np.load(yp)
         self.assertEqual(y.shape, (5, 10))
         out = os.path.join(self.dir, "pw")
-        self.ctl("snapshot", "get", name, "--out", out)
+        self.ctl("snapshots", "download", name, "--out", out)
         w0, b0 = np.load(os.path.join(out, "W0.npy")), np.load(os.path.join(out, "b0.npy"))
         w1, b1 = np.load(os.path.join(out, "W1.npy")), np.load(os.path.join(out, "b1.npy"))
         np.testing.assert_allclose(y, (x @ w0.T + b0.T) @ w1.T + b1.T, rtol=1e-4, atol=1e-4)
 
     def test_control_commands_and_errors(self):
         ds = self.ctl("datasets", "generate", "--kind", "toy", "--examples", "100").stdout.strip()
-        name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max_steps", "200000",
+        name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max-steps", "200000",
                         "--batch", "32").stdout.strip()
         p = self.ctl("sessions", "pause", name)
         self.assertIn("PAUSED", p.stdout)
         p = self.ctl("sessions", "pause", name, ok=False)
-        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.returncode, 2)  # a request that does not fit the session's state
         self.assertIn("FAILED_PRECONDITION", p.stderr)
         self.assertIn("QUEUED", self.ctl("sessions", "resume", name).stdout)
         self.assertIn("CANCELLED", self.ctl("sessions", "cancel", name).stdout)
         self.ctl("sessions", "delete", name)
         p = self.ctl("sessions", "get", name, ok=False)
         self.assertIn("NOT_FOUND", p.stderr)
+        self.assertEqual(p.returncode, 3)
         p = self.ctl("train", "--dataset", ds, "--sizes", "3,1", ok=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("network.sizes[0] is 3 but the training set has 1 features", p.stderr)
         p = self.ctl("train", "--dataset", ds, "--sizes", "1,1", "--rule", "hebbian", ok=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("hebbian", p.stderr)
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,abc", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("'abc' is not a positive whole number", p.stderr)
+        # Flags override a --config file, --rule included.
+        cfg = os.path.join(self.dir, "cfg.json")
+        with open(cfg, "w") as f:
+            json.dump({"network": {"sizes": [1, 4, 1]}, "feedback": {"rule": "RULE_BACKPROP"}, "max_steps": 5}, f)
+        made = self.ctl_json("train", "--dataset", ds, "--config", cfg, "--rule", "kp")
+        self.assertEqual(made["config"]["feedback"]["rule"], "RULE_KOLEN_POLLACK")
+        self.assertEqual(made["config"]["network"]["sizes"], [1, 4, 1])
         p = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", "127.0.0.1:1", "--timeout", "2", "health"],
                            capture_output=True, text=True, timeout=60)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 4)
         self.assertRegex(p.stderr, "UNAVAILABLE|DEADLINE_EXCEEDED")
 
 

@@ -20,7 +20,7 @@ import unittest
 
 import grpc
 
-from alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from alignd_client._pb.alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 C = grpc.StatusCode
 
@@ -92,13 +92,13 @@ def session_request(dataset, sizes=(30, 20, 10), steps=200, batch=4, **config):
     c = config_pb2.TrainingConfig(batch_size=batch, max_steps=steps, metrics_every=10, seed=3, **config)
     c.network.sizes.extend(sizes)
     c.feedback.rule = config_pb2.RULE_FEEDBACK_ALIGNMENT
-    return sessions_pb2.CreateSessionRequest(train_dataset=dataset, config=c)
+    return sessions_pb2.CreateSessionRequest(session=sessions_pb2.Session(train_dataset=dataset, config=c))
 
 
 def stream(server, name, start_seq=0, history_only=False):
     events, end, heartbeats = [], None, 0
     for e in server.training.StreamMetrics(
-            sessions_pb2.StreamMetricsRequest(name=name, start_seq=start_seq, history_only=history_only), timeout=120):
+            sessions_pb2.StreamMetricsRequest(parent=name, start_seq=start_seq, history_only=history_only), timeout=120):
         kind = e.WhichOneof("event")
         if kind == "end":
             end = e
@@ -191,16 +191,16 @@ class HostileTest(unittest.TestCase):
         ds = self.big_batch_dataset(s)
         sess = s.training.CreateSession(session_request(ds, sizes=(1, 100000, 1), batch=200000, steps=1), timeout=30)
         _, end = stream(s, sess.name)
-        self.assertEqual(end.end.state, sessions_pb2.FAILED)
+        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_FAILED)
         self.assertIn("memory", end.end.failure_reason)
         self.assertTrue(s.alive())
         # The server still trains other sessions.
         small = s.training.CreateSession(session_request(self.generated(s), steps=20), timeout=30)
-        self.assertEqual(stream(s, small.name)[1].end.state, sessions_pb2.SUCCEEDED)
+        self.assertEqual(stream(s, small.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         s.stop()
         s2 = self.start("--max_session_bytes", str(1 << 50), address_space_gib=8)
         got = s2.training.GetSession(sessions_pb2.GetSessionRequest(name=sess.name), timeout=10)
-        self.assertEqual(got.state, sessions_pb2.FAILED)  # not resumed: no crash loop
+        self.assertEqual(got.state, sessions_pb2.SESSION_STATE_FAILED)  # not resumed: no crash loop
         self.assertTrue(s2.alive())
 
     # ---- 7: a fatal signal leaves a trace ------------------------------------------------------
@@ -282,23 +282,23 @@ class HostileTest(unittest.TestCase):
         s = self.start()
         ds = self.generated(s)
         req = session_request(ds, steps=200)
-        req.eval_dataset = ds
-        req.config.eval_every = 50
-        req.checkpoint_every = 100
+        req.session.eval_dataset = ds
+        req.session.config.eval_every = 50
+        req.session.checkpoint_every = 100
         sess = s.training.CreateSession(req, timeout=30)
-        self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SUCCEEDED)
+        self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         s.stop()
         db = sqlite3.connect(os.path.join(s.data_dir, "alignd.db"))
         # As if killed -9 after the final checkpoint and evaluation, before SUCCEEDED was stored.
         rec = sessions_pb2.Session.FromString(db.execute("SELECT record FROM sessions WHERE id = ?",
                                                          (sess.name,)).fetchone()[0])
-        rec.state = sessions_pb2.RUNNING
+        rec.state = sessions_pb2.SESSION_STATE_RUNNING
         db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), sess.name))
         db.commit()
         db.close()
         s2 = self.start()
         evals, end = self.eval_events(s2, sess.name)
-        self.assertEqual(end.end.state, sessions_pb2.SUCCEEDED)
+        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200])
         s2.stop()
         # As if killed after the periodic checkpoint at the last step, before the final evaluation.
@@ -311,7 +311,7 @@ class HostileTest(unittest.TestCase):
         db.close()
         s3 = self.start()
         evals, end = self.eval_events(s3, sess.name)
-        self.assertEqual(end.end.state, sessions_pb2.SUCCEEDED)
+        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200])
 
     def test_pause_at_the_last_step_keeps_the_end_of_run_evaluation(self):
@@ -320,23 +320,23 @@ class HostileTest(unittest.TestCase):
         outcomes = set()
         for k in range(6):
             req = session_request(ds, sizes=(30, 256, 256, 10), steps=400 + 10 * k)
-            req.eval_dataset = ds
-            req.config.metrics_every = 1
+            req.session.eval_dataset = ds
+            req.session.config.metrics_every = 1
             sess = s.training.CreateSession(req, timeout=30)
             total = 400 + 10 * k
-            for e in s.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(name=sess.name), timeout=60):
+            for e in s.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(parent=sess.name), timeout=60):
                 if e.WhichOneof("event") == "step" and e.step.step >= total - (k % 3):
                     code_of(s.training.PauseSession, sessions_pb2.PauseSessionRequest(name=sess.name))
                     break
             _, end = stream(s, sess.name)
             outcomes.add(end.end.state)
-            if end.end.state == sessions_pb2.PAUSED:
+            if end.end.state == sessions_pb2.SESSION_STATE_PAUSED:
                 s.training.ResumeSession(sessions_pb2.ResumeSessionRequest(name=sess.name), timeout=10)
-                self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SUCCEEDED)
+                self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
             evals, end = self.eval_events(s, sess.name)
-            self.assertEqual(end.end.state, sessions_pb2.SUCCEEDED)
+            self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
             self.assertEqual([e.eval.step for e in evals], [total], f"try {k}")
-        self.assertIn(sessions_pb2.SUCCEEDED, outcomes)
+        self.assertIn(sessions_pb2.SESSION_STATE_SUCCEEDED, outcomes)
 
     # ---- 12, 13: generators at once; one payload, two meanings -----------------------------------------
     def test_identical_generator_requests_at_once_all_succeed(self):
@@ -379,7 +379,7 @@ class HostileTest(unittest.TestCase):
         calls = [
             (s.training.GetSession, sessions_pb2.GetSessionRequest(name=long_session)),
             (s.training.PauseSession, sessions_pb2.PauseSessionRequest(name=long_session)),
-            (s.training.ListMetrics, sessions_pb2.ListMetricsRequest(name=long_session)),
+            (s.training.ListMetrics, sessions_pb2.ListMetricsRequest(parent=long_session)),
             (s.training.Predict, sessions_pb2.PredictRequest(name=long_session + "/snapshots/latest")),
             (s.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=long_dataset)),
             (s.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=long_dataset)),
@@ -390,7 +390,7 @@ class HostileTest(unittest.TestCase):
             self.assertEqual(code, C.INVALID_ARGUMENT, f"{fn}: {msg[:200]}")
             self.assertLess(len(msg), 400)
         try:
-            list(s.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(name=long_session), timeout=10))
+            list(s.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(parent=long_session), timeout=10))
             self.fail("no error")
         except grpc.RpcError as e:
             self.assertEqual(e.code(), C.INVALID_ARGUMENT)
@@ -432,7 +432,7 @@ class HostileTest(unittest.TestCase):
         self.assertIsNone(end, "history_only on a RUNNING session ended with an end event")
         s.training.CancelSession(sessions_pb2.CancelSessionRequest(name=running.name), timeout=10)
         events, end = stream(s, running.name, history_only=True)
-        self.assertEqual(end.end.state, sessions_pb2.CANCELLED)
+        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_CANCELLED)
 
     # ---- 17: garbage page tokens, everywhere alike --------------------------------------------------------------
     def test_a_garbage_page_token_is_invalid_argument_in_every_list(self):
@@ -443,14 +443,23 @@ class HostileTest(unittest.TestCase):
         for fn, req in [
             (s.training.ListSessions, sessions_pb2.ListSessionsRequest(page_token="garbage")),
             (s.datasets.ListDatasets, datasets_pb2.ListDatasetsRequest(page_token="garbage")),
-            (s.training.ListMetrics, sessions_pb2.ListMetricsRequest(name=sess.name, page_token="garbage")),
-            (s.training.ListSnapshots, sessions_pb2.ListSnapshotsRequest(name=sess.name, page_token="garbage")),
+            (s.training.ListMetrics, sessions_pb2.ListMetricsRequest(parent=sess.name, page_token="garbage")),
+            (s.training.ListSnapshots, sessions_pb2.ListSnapshotsRequest(parent=sess.name, page_token="garbage")),
         ]:
             self.assertEqual(code_of(fn, req)[0], C.INVALID_ARGUMENT, fn)
-        # Tokens the server gave work.
+        # Tokens the server gave work; they are opaque (not a name to edit) and bound to their listing.
+        self.generated(s, n=600)
         first = s.datasets.ListDatasets(datasets_pb2.ListDatasetsRequest(page_size=1), timeout=10)
+        self.assertTrue(first.next_page_token)
+        self.assertNotIn("datasets/", first.next_page_token)
         self.assertEqual(code_of(s.datasets.ListDatasets,
-                                 datasets_pb2.ListDatasetsRequest(page_token=first.datasets[0].name))[0], C.OK)
+                                 datasets_pb2.ListDatasetsRequest(page_token=first.next_page_token))[0], C.OK)
+        self.assertEqual(code_of(s.training.ListSessions,
+                                 sessions_pb2.ListSessionsRequest(page_token=first.next_page_token))[0],
+                         C.INVALID_ARGUMENT)
+        self.assertEqual(code_of(s.datasets.ListDatasets,
+                                 datasets_pb2.ListDatasetsRequest(page_token=first.datasets[0].name))[0],
+                         C.INVALID_ARGUMENT)
 
 
 if __name__ == "__main__":

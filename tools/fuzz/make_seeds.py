@@ -9,7 +9,7 @@ import os
 import struct
 import sys
 
-from alignd.v1 import datasets_pb2
+from alignd_client._pb.alignd.v1 import datasets_pb2
 
 
 def idx(type_code, dims, values):

@@ -1,33 +1,42 @@
-"""The alignd client: thin, typed helpers over the generated gRPC stubs."""
-import hashlib
-import os
-import sys
+"""The alignd client: typed methods over the generated gRPC stubs, results as Python values."""
+from __future__ import annotations
+
 import time
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
-_gen = os.environ.get("ALIGND_PYTHON_GEN")
-if _gen and _gen not in sys.path:
-    sys.path.insert(0, _gen)
-
-from google.protobuf import json_format  # noqa: E402
-from alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc  # noqa: E402
-from alignd.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from ._convert import packed_floats, request_with_tensor, tensor_to_numpy, to_python
+from ._pb.alignd.health.v1 import health_pb2, health_pb2_grpc
+from ._pb.alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from .payload import encode_payload
 
 CHUNK = 1 << 20
 
-_RULES = {"bp": "RULE_BACKPROP", "fa": "RULE_FEEDBACK_ALIGNMENT", "dfa": "RULE_DIRECT_FEEDBACK_ALIGNMENT",
-          "sign": "RULE_SIGN_SYMMETRY", "kp": "RULE_KOLEN_POLLACK", "pbp": "RULE_PSEUDO_BACKPROP",
-          "shallow": "RULE_SHALLOW"}
+# A resource: its name ("sessions/abc"), its bare id ("abc"), or a dict with "name".
+Resource = Union[str, Mapping[str, Any]]
+
+
+def rule_names() -> Dict[str, str]:
+    """Short rule name -> enum name ({"fa": "RULE_FEEDBACK_ALIGNMENT", ...}), read from the Rule
+    enum's rule_name option in config.proto: the one table the server and alignctl use too."""
+    out = {}
+    for v in config_pb2.Rule.DESCRIPTOR.values:
+        short = v.GetOptions().Extensions[config_pb2.rule_name]
+        if short:
+            out[short] = v.name
+    return out
 
 
 class AligndError(Exception):
-    """A failed call: .code is the grpc.StatusCode, str() the server's message."""
+    """A failed call: .code is the grpc.StatusCode, str() the code and the server's message."""
 
-    def __init__(self, err):
+    def __init__(self, err: grpc.RpcError):
         self.code = err.code()
-        super().__init__(f"{self.code.name}: {err.details()}")
+        self.details = err.details()
+        super().__init__(f"{self.code.name}: {self.details}")
 
 
 def _call(fn, *args, **kwargs):
@@ -37,141 +46,177 @@ def _call(fn, *args, **kwargs):
         raise AligndError(e) from None
 
 
-def _name(x):
-    return x if isinstance(x, str) else x.name
+def _name(x: Resource, collection: str) -> str:
+    name = x if isinstance(x, str) else x["name"]
+    return name if name.startswith(collection + "/") else f"{collection}/{name}"
+
+
+def _enum(enum, prefix: str, value: str) -> int:
+    name = value if value.startswith(prefix) else prefix + value.upper().replace("-", "_")
+    return enum.Value(name)
 
 
 class Client:
-    def __init__(self, address="localhost:50051", timeout=30.0):
+    """A connection to alignd. Use it as a context manager, or call close()."""
+
+    def __init__(self, address: str = "localhost:50051", timeout: float = 30.0):
         self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
-        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
-        self.training = sessions_pb2_grpc.TrainingServiceStub(self.channel)
-        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+        self._datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self._training = sessions_pb2_grpc.TrainingServiceStub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._predict_raw = self.channel.unary_unary(
+            "/alignd.v1.TrainingService/Predict", request_serializer=lambda b: b,
+            response_deserializer=sessions_pb2.PredictResponse.FromString)
         self.timeout = timeout
 
-    def close(self):
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.channel.close()
 
-    # ---- health ------------------------------------------------------------------------
-    def health(self):
-        """'SERVING' or 'NOT_SERVING'."""
-        r = _call(self.health_stub.Check, health_pb2.HealthCheckRequest(), timeout=self.timeout)
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Blocks until the channel is connected (grpc.FutureTimeoutError after `timeout`)."""
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def health(self) -> str:
+        """"SERVING" or "NOT_SERVING"."""
+        r = _call(self._health.Check, health_pb2.HealthCheckRequest(), timeout=self.timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
     # ---- data sets ---------------------------------------------------------------------
-    def upload_array(self, x, y, name="", classification=None, num_classes=None):
-        """Uploads features x (n, ...) and targets y: (n,) integer labels or (n, k) floats.
-        Returns the data set's name."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = np.asarray(y)
-        if classification is None:
-            classification = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
-        header = datasets_pb2.DatasetHeader(display_name=name, num_examples=x.shape[0],
-                                            feature_shape=list(x.shape[1:]) or [1])
-        if classification:
-            labels = np.ascontiguousarray(y, dtype="<i4")
-            header.target_kind = datasets_pb2.TARGET_KIND_CLASS_LABELS
-            header.num_classes = int(num_classes if num_classes else labels.max() + 1)
-            payload = x.astype("<f4").tobytes() + labels.tobytes()
-        else:
-            t = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype="<f4")
-            header.target_kind = datasets_pb2.TARGET_KIND_FLOAT_VECTORS
-            header.target_dim = t.shape[1]
-            payload = x.astype("<f4").tobytes() + t.tobytes()
-        header.sha256 = hashlib.sha256(payload).hexdigest()
+    def upload_dataset(self, x: np.ndarray, y: np.ndarray, name: str = "",
+                       classification: Optional[bool] = None,
+                       num_classes: Optional[int] = None) -> Dict[str, Any]:
+        """Uploads features x (n, ...) and targets y: (n,) integer labels or (n, k) floats, in
+        1 MiB chunks with the payload's SHA-256. The same content twice is one data set."""
+        fields, payload = encode_payload(x, y, classification, num_classes)
+        header = datasets_pb2.DatasetHeader(display_name=name, **fields)
 
         def requests():
             yield datasets_pb2.UploadDatasetRequest(header=header)
             for i in range(0, len(payload), CHUNK):
                 yield datasets_pb2.UploadDatasetRequest(chunk=payload[i:i + CHUNK])
-        return _call(self.datasets.UploadDataset, requests()).name
+        return to_python(_call(self._datasets.UploadDataset, requests()))
 
-    def generate(self, kind="linear", examples=1000, split="train", seed=1, **spec):
-        s = datasets_pb2.GeneratorSpec(kind="KIND_" + kind.upper(), split="SPLIT_" + split.upper(),
+    def generate_dataset(self, kind: str = "linear", examples: int = 1000, split: str = "train",
+                         seed: int = 1, name: str = "", **spec: Any) -> Dict[str, Any]:
+        """A built-in task's data set (kind: linear, nonlinear, toy; spec: input_dim, output_dim,
+        noise)."""
+        s = datasets_pb2.GeneratorSpec(kind=_enum(datasets_pb2.GeneratorSpec.Kind, "KIND_", kind),
+                                       split=_enum(datasets_pb2.GeneratorSpec.Split, "SPLIT_", split),
                                        num_examples=examples, seed=seed, **spec)
-        return _call(self.datasets.CreateGeneratedDataset,
-                     datasets_pb2.CreateGeneratedDatasetRequest(spec=s), timeout=self.timeout).name
+        req = datasets_pb2.CreateGeneratedDatasetRequest(spec=s, display_name=name)
+        return to_python(_call(self._datasets.CreateGeneratedDataset, req, timeout=self.timeout))
 
-    def list_datasets(self):
-        out, token = [], ""
+    def get_dataset(self, dataset: Resource) -> Dict[str, Any]:
+        req = datasets_pb2.GetDatasetRequest(name=_name(dataset, "datasets"))
+        return to_python(_call(self._datasets.GetDataset, req, timeout=self.timeout))
+
+    def list_datasets(self) -> List[Dict[str, Any]]:
+        out: List[Dict[str, Any]] = []
+        token = ""
         while True:
-            r = _call(self.datasets.ListDatasets, datasets_pb2.ListDatasetsRequest(page_token=token),
+            r = _call(self._datasets.ListDatasets, datasets_pb2.ListDatasetsRequest(page_token=token),
                       timeout=self.timeout)
-            out += list(r.datasets)
+            out += [to_python(d) for d in r.datasets]
             token = r.next_page_token
             if not token:
                 return out
 
+    def delete_dataset(self, dataset: Resource) -> None:
+        req = datasets_pb2.DeleteDatasetRequest(name=_name(dataset, "datasets"))
+        _call(self._datasets.DeleteDataset, req, timeout=self.timeout)
+
     # ---- sessions ----------------------------------------------------------------------
-    def create_session(self, dataset, sizes, rule="fa", eval_dataset="", name="", config=None,
-                       snapshot_every=0, hidden=None, output=None, loss=None, **fields):
-        """Creates a session. `config` is a TrainingConfig as a dict (JSON names); the keyword
-        arguments set the common fields: sizes, rule, hidden/output activations, loss, and any
+    def create_session(self, dataset: Resource, sizes: Sequence[int], rule: str = "fa",
+                       eval_dataset: Optional[Resource] = None, name: str = "",
+                       config: Optional[Mapping[str, Any]] = None, snapshot_every: int = 0,
+                       hidden: Optional[str] = None, output: Optional[str] = None,
+                       loss: Optional[str] = None, learning_rate: Optional[float] = None,
+                       session_id: str = "", request_id: str = "", **fields: Any) -> Dict[str, Any]:
+        """Creates and queues a session. `config` is a TrainingConfig as a dict (proto field
+        names); the keyword arguments set the common fields over it: sizes, rule ("fa" or
+        "RULE_FEEDBACK_ALIGNMENT"), hidden/output activations, loss, learning_rate, and any
         top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every, ...)."""
         c = config_pb2.TrainingConfig()
         if config:
-            json_format.ParseDict(config, c)
+            json_format.ParseDict(dict(config), c)
         c.network.sizes[:] = list(sizes)
-        c.feedback.rule = config_pb2.Rule.Value(_RULES.get(rule, rule))
+        c.feedback.rule = config_pb2.Rule.Value(rule_names().get(rule, rule))
         if hidden:
-            c.network.hidden_activation = config_pb2.Activation.Value("ACTIVATION_" + hidden.upper())
+            c.network.hidden_activation = _enum(config_pb2.Activation, "ACTIVATION_", hidden)
         if output:
-            c.network.output_activation = config_pb2.Activation.Value("ACTIVATION_" + output.upper())
+            c.network.output_activation = _enum(config_pb2.Activation, "ACTIVATION_", output)
         if loss:
-            c.network.loss = config_pb2.Loss.Value("LOSS_" + {"mse": "SQUARED_ERROR"}.get(loss, loss).upper())
-        lr = fields.pop("learning_rate", None)
-        if lr is not None:
-            c.optimizer.learning_rate = lr
+            c.network.loss = _enum(config_pb2.Loss, "LOSS_", {"mse": "squared_error"}.get(loss, loss))
+        if learning_rate is not None:
+            c.optimizer.learning_rate = learning_rate
         for k, v in fields.items():
             setattr(c, k, v)
-        req = sessions_pb2.CreateSessionRequest(train_dataset=_name(dataset), eval_dataset=eval_dataset and _name(eval_dataset),
-                                                display_name=name, config=c, snapshot_every=snapshot_every)
-        return _call(self.training.CreateSession, req, timeout=self.timeout)
+        s = sessions_pb2.Session(train_dataset=_name(dataset, "datasets"), display_name=name, config=c,
+                                 snapshot_every=snapshot_every)
+        if eval_dataset:
+            s.eval_dataset = _name(eval_dataset, "datasets")
+        req = sessions_pb2.CreateSessionRequest(session=s, session_id=session_id, request_id=request_id)
+        return to_python(_call(self._training.CreateSession, req, timeout=self.timeout))
 
-    def get(self, session):
-        return _call(self.training.GetSession, sessions_pb2.GetSessionRequest(name=_name(session)), timeout=self.timeout)
+    def get_session(self, session: Resource) -> Dict[str, Any]:
+        req = sessions_pb2.GetSessionRequest(name=_name(session, "sessions"))
+        return to_python(_call(self._training.GetSession, req, timeout=self.timeout))
 
-    def list_sessions(self, state=None, page_size=0):
-        out, token = [], ""
+    def list_sessions(self, state: Optional[str] = None, page_size: int = 0) -> List[Dict[str, Any]]:
+        """Every session (or those in `state`: "running" or "SESSION_STATE_RUNNING"), by name."""
+        st = _enum(sessions_pb2.SessionState, "SESSION_STATE_", state) if state else 0
+        out: List[Dict[str, Any]] = []
+        token = ""
         while True:
-            r = _call(self.training.ListSessions,
-                      sessions_pb2.ListSessionsRequest(state=state or 0, page_size=page_size, page_token=token),
+            r = _call(self._training.ListSessions,
+                      sessions_pb2.ListSessionsRequest(state=st, page_size=page_size, page_token=token),
                       timeout=self.timeout)
-            out += list(r.sessions)
+            out += [to_python(s) for s in r.sessions]
             token = r.next_page_token
             if not token:
                 return out
 
-    def pause(self, session):
-        return _call(self.training.PauseSession, sessions_pb2.PauseSessionRequest(name=_name(session)), timeout=self.timeout)
+    def pause_session(self, session: Resource) -> Dict[str, Any]:
+        req = sessions_pb2.PauseSessionRequest(name=_name(session, "sessions"))
+        return to_python(_call(self._training.PauseSession, req, timeout=self.timeout))
 
-    def resume(self, session):
-        return _call(self.training.ResumeSession, sessions_pb2.ResumeSessionRequest(name=_name(session)), timeout=self.timeout)
+    def resume_session(self, session: Resource) -> Dict[str, Any]:
+        req = sessions_pb2.ResumeSessionRequest(name=_name(session, "sessions"))
+        return to_python(_call(self._training.ResumeSession, req, timeout=self.timeout))
 
-    def cancel(self, session):
-        return _call(self.training.CancelSession, sessions_pb2.CancelSessionRequest(name=_name(session)), timeout=self.timeout)
+    def cancel_session(self, session: Resource) -> Dict[str, Any]:
+        req = sessions_pb2.CancelSessionRequest(name=_name(session, "sessions"))
+        return to_python(_call(self._training.CancelSession, req, timeout=self.timeout))
 
-    def delete(self, session):
-        _call(self.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=_name(session)), timeout=self.timeout)
+    def delete_session(self, session: Resource) -> None:
+        req = sessions_pb2.DeleteSessionRequest(name=_name(session, "sessions"))
+        _call(self._training.DeleteSession, req, timeout=self.timeout)
 
-    def metrics(self, session, start_seq=0, follow=True, retries=10):
-        """Yields the session's metric events as dicts, from start_seq, following it live until it
-        ends (follow=False: stored history only). The last one has "end" with the session record.
-        A dropped connection is resumed from the last seq, at most `retries` times in a row."""
+    # ---- metrics -----------------------------------------------------------------------
+    def stream_metrics(self, session: Resource, start_seq: int = 0, follow: bool = True,
+                       retries: int = 10) -> Iterator[Dict[str, Any]]:
+        """The session's metric events from start_seq, following it live until it ends
+        (follow=False: the stored history only). The last one has "end" with the session. A
+        dropped connection is resumed from the last seq, at most `retries` times in a row."""
+        parent = _name(session, "sessions")
         next_seq, failures = max(1, start_seq), 0
         while True:
-            req = sessions_pb2.StreamMetricsRequest(name=_name(session), start_seq=next_seq, history_only=not follow)
+            req = sessions_pb2.StreamMetricsRequest(parent=parent, start_seq=next_seq, history_only=not follow)
             try:
-                for e in self.training.StreamMetrics(req):
+                for e in self._training.StreamMetrics(req):
                     failures = 0
                     which = e.WhichOneof("event")
                     if which == "heartbeat":
                         continue
-                    d = json_format.MessageToDict(e, preserving_proto_field_name=True)
-                    d["seq"] = e.seq
                     if which in ("step", "eval"):
                         next_seq = e.seq + 1
-                    yield d
+                    yield to_python(e)
                     if which == "end":
                         return
                 return
@@ -181,60 +226,81 @@ class Client:
                 failures += 1
                 time.sleep(min(5.0, 0.1 * 2 ** failures))
 
-    def history(self, session, max_points=0):
-        """The stored metric log as a list of dicts (downsampled to max_points step events if > 0)."""
-        out, token = [], ""
+    def list_metrics(self, session: Resource, max_points: int = 0, start_seq: int = 0) -> List[Dict[str, Any]]:
+        """The stored metric log (downsampled to max_points step events if > 0)."""
+        parent = _name(session, "sessions")
+        out: List[Dict[str, Any]] = []
+        token = ""
         while True:
-            r = _call(self.training.ListMetrics, sessions_pb2.ListMetricsRequest(
-                name=_name(session), page_token=token, max_points=max_points), timeout=self.timeout)
-            out += [json_format.MessageToDict(e, preserving_proto_field_name=True) for e in r.events]
+            r = _call(self._training.ListMetrics, sessions_pb2.ListMetricsRequest(
+                parent=parent, page_token=token, max_points=max_points, start_seq=start_seq),
+                timeout=self.timeout)
+            out += [to_python(e) for e in r.events]
             token = r.next_page_token
             if not token:
                 return out
 
-    def snapshot(self, session, step=None):
-        """The weights as {"W0": (out, in) array, "b0": (out, 1), "B1": (hidden, out) ...}; the latest
-        unless `step` is given. Matrices without entries are left out."""
-        name = _name(session)
+    # ---- snapshots ---------------------------------------------------------------------
+    @staticmethod
+    def _snapshot_name(session: Resource, step: Optional[int]) -> str:
+        name = _name(session, "sessions")
         if "/snapshots/" not in name:
             name += "/snapshots/" + (str(step) if step is not None else "latest")
-        header, values = None, []
-        for chunk in _call(lambda: list(self.training.GetSnapshot(sessions_pb2.GetSnapshotRequest(name=name)))):
+        return name
+
+    def list_snapshots(self, session: Resource) -> List[Dict[str, Any]]:
+        """The stored snapshots: name, step, create_time."""
+        parent = _name(session, "sessions")
+        out: List[Dict[str, Any]] = []
+        token = ""
+        while True:
+            r = _call(self._training.ListSnapshots,
+                      sessions_pb2.ListSnapshotsRequest(parent=parent, page_token=token), timeout=self.timeout)
+            out += [to_python(s) for s in r.snapshots]
+            token = r.next_page_token
+            if not token:
+                return out
+
+    def get_snapshot(self, session: Resource, step: Optional[int] = None) -> Dict[str, Any]:
+        """A snapshot's metadata: name, step, epoch, shapes, total_values, create_time."""
+        req = sessions_pb2.GetSnapshotRequest(name=self._snapshot_name(session, step))
+        return to_python(_call(self._training.GetSnapshot, req, timeout=self.timeout))
+
+    def read_snapshot(self, session: Resource, step: Optional[int] = None) -> Dict[str, Any]:
+        """The weights as {"W0": (out, in) array, "b0": (out, 1), "B1": ..., "step": int}; the
+        latest unless `step` is given. Tensors without entries are left out."""
+        req = sessions_pb2.ReadSnapshotRequest(name=self._snapshot_name(session, step))
+        header, parts = None, []
+        for chunk in _call(lambda: list(self._training.ReadSnapshot(req))):
             if chunk.WhichOneof("part") == "header":
                 header = chunk.header
             else:
-                values.append(np.asarray(chunk.values.data, dtype=np.float32))
-        flat = np.concatenate(values) if values else np.zeros(0, np.float32)
-        out, off = {}, 0
+                parts.append(packed_floats(chunk.values.SerializeToString(), 2))
+        flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        out: Dict[str, Any] = {}
+        off = 0
         for s in header.shapes:
             n = s.rows * s.cols
             if n:
                 out[s.label] = flat[off:off + n].reshape(s.cols, s.rows).T.copy()  # column-major on the wire
             off += n
-        out["step"] = header.step
+        out["step"] = int(header.step)
         return out
 
-    def evaluate(self, session, dataset=""):
-        """Loss and accuracy/error (labels) or NSE (float targets) of the latest weights, or of a
-        snapshot ("sessions/{id}/snapshots/{step}"), on a data set (default: the session's
-        evaluation set, else its training set)."""
-        r = _call(self.training.Evaluate, sessions_pb2.EvaluateRequest(name=_name(session), dataset=dataset and _name(dataset)),
-                  timeout=self.timeout)
-        return json_format.MessageToDict(r.metrics, preserving_proto_field_name=True)
+    # ---- serving -----------------------------------------------------------------------
+    def predict(self, session: Resource, x: np.ndarray, step: Optional[int] = None) -> np.ndarray:
+        """Network outputs for inputs x (n, d) as an (n, out) float32 array, from the latest
+        weights (or the snapshot at `step`)."""
+        name = _name(session, "sessions") if step is None else self._snapshot_name(session, step)
+        prefix = sessions_pb2.PredictRequest(name=name).SerializeToString()
+        r = _call(self._predict_raw, request_with_tensor(prefix, 2, np.asarray(x)), timeout=self.timeout)
+        return tensor_to_numpy(r.outputs)
 
-    def list_snapshots(self, session):
-        out, token = [], ""
-        while True:
-            r = _call(self.training.ListSnapshots, sessions_pb2.ListSnapshotsRequest(name=_name(session), page_token=token),
-                      timeout=self.timeout)
-            out += [e.step for e in r.snapshots]
-            token = r.next_page_token
-            if not token:
-                return out
-
-    def predict(self, session, x):
-        """Network outputs for inputs x (n, d) as an (n, out) array."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        t = sessions_pb2.Tensor(rows=x.shape[1], cols=x.shape[0], values=x.reshape(-1).tolist())
-        r = _call(self.training.Predict, sessions_pb2.PredictRequest(name=_name(session), inputs=t), timeout=self.timeout)
-        return np.asarray(r.outputs.values, dtype=np.float32).reshape(r.outputs.cols, r.outputs.rows)
+    def evaluate(self, session: Resource, dataset: Optional[Resource] = None,
+                 step: Optional[int] = None) -> Dict[str, Any]:
+        """Loss and accuracy/error (labels) or NSE (float targets) of the latest weights (or of the
+        snapshot at `step`) on a data set (default: the session's evaluation set, else its
+        training set)."""
+        name = _name(session, "sessions") if step is None else self._snapshot_name(session, step)
+        req = sessions_pb2.EvaluateRequest(name=name, dataset=_name(dataset, "datasets") if dataset else "")
+        return to_python(_call(self._training.Evaluate, req, timeout=self.timeout).metrics)

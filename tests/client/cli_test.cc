@@ -1,0 +1,176 @@
+// alignctl's units (client/): the table printer, the watch rows, the create request built
+// from flags and a config file, the sweep's expansion and summary, and the shared parsing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "client/cli.h"
+#include "client/create_request.h"
+#include "client/sweep.h"
+#include "client/table.h"
+#include "client/watch.h"
+#include "tests/test_util.h"
+
+namespace alignd::client {
+namespace {
+
+TEST(TableTest, ColumnsFitTheirWidestCellAndNothingIsCut) {
+  Table t({"NAME", ">STEPS"});
+  t.AddRow({"sessions/0123456789ab-a-long-name", "7"});
+  t.AddRow({"s", "12345"});
+  const std::string out = t.Render();
+  EXPECT_NE(out.find("sessions/0123456789ab-a-long-name"), std::string::npos);
+  EXPECT_EQ(out,
+            "NAME                               STEPS\n"
+            "sessions/0123456789ab-a-long-name      7\n"
+            "s                                  12345\n");
+  // Display width counts code points: the degree sign does not shift a column.
+  Table u({"A", "B"});
+  u.AddRow({"1.0°", "x"});
+  u.AddRow({"10.0", "y"});
+  EXPECT_EQ(u.Render(), "A     B\n1.0°  x\n10.0  y\n");
+}
+
+v1::MetricEvent StepAt(int64_t step, double seconds) {
+  v1::MetricEvent e;
+  e.mutable_step()->set_step(step);
+  e.mutable_step()->set_loss(0.5);
+  e.mutable_wall_time()->set_seconds(static_cast<int64_t>(seconds));
+  e.mutable_wall_time()->set_nanos(static_cast<int32_t>((seconds - std::floor(seconds)) * 1e9));
+  return e;
+}
+
+TEST(WatchTest, RateAndEtaComeFromTheServersClock) {
+  WatchRow r;
+  r.session.set_total_steps(1000);
+  EXPECT_TRUE(std::isnan(r.StepsPerSecond()));
+  r.Apply(StepAt(100, 1000.0));
+  r.Apply(StepAt(300, 1002.0));  // 200 steps in 2 s of training, however fast it arrives
+  EXPECT_DOUBLE_EQ(r.StepsPerSecond(), 100.0);
+  EXPECT_DOUBLE_EQ(r.EtaSeconds(), 7.0);  // 700 steps left
+  EXPECT_EQ(FormatDuration(7.0), "7s");
+  EXPECT_EQ(FormatDuration(185.0), "3m05s");
+  EXPECT_EQ(FormatDuration(3725.0), "1h02m");
+  EXPECT_EQ(FormatDuration(NAN), "-");
+  v1::MetricEvent end;
+  end.mutable_end()->set_state(v1::SESSION_STATE_SUCCEEDED);
+  end.mutable_end()->set_step(1000);
+  end.mutable_end()->set_total_steps(1000);
+  r.Apply(end);
+  EXPECT_TRUE(r.ended);
+  EXPECT_EQ(r.EtaSeconds(), 0.0);
+}
+
+TEST(WatchTest, TheTableShowsWholeNamesAndDashesBeforeTheFirstStep) {
+  std::map<std::string, WatchRow> rows;
+  rows["sessions/abcdef012345"].session.set_state(v1::SESSION_STATE_RUNNING);
+  rows["sessions/abcdef012345"].session.set_total_steps(10);
+  const std::string out = RenderWatch(rows, {"sessions/abcdef012345"}, false);
+  EXPECT_NE(out.find("sessions/abcdef012345 "), std::string::npos) << out;
+  EXPECT_NE(out.find("RUNNING"), std::string::npos);
+  EXPECT_EQ(out.find(" 0 "), std::string::npos) << "no made-up zero loss: " << out;
+  EXPECT_NE(out.find("STEPS/S"), std::string::npos);
+  EXPECT_NE(out.find("ETA"), std::string::npos);
+}
+
+TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
+  CreateFlags f;
+  f.dataset = "1f3a";
+  f.config_file = "c.json";
+  f.config_json = R"({"network": {"sizes": [30, 20, 10]}, "feedback": {"rule": "RULE_BACKPROP"},
+                      "batch_size": 8})";
+  f.rule = "kp";
+  f.lr = 0.5f;
+  auto r = BuildCreateRequest(f);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->session().train_dataset(), "datasets/1f3a");
+  EXPECT_EQ(r->session().config().feedback().rule(), v1::RULE_KOLEN_POLLACK);
+  EXPECT_EQ(r->session().config().batch_size(), 8);  // from the file: not overridden
+  EXPECT_EQ(r->session().config().network().sizes_size(), 3);
+  EXPECT_FLOAT_EQ(r->session().config().optimizer().learning_rate(), 0.5f);
+  // Flags not given stay unset: the server's defaults apply.
+  EXPECT_FALSE(r->session().config().has_epochs());
+  EXPECT_FALSE(r->session().has_checkpoint_every());
+}
+
+TEST(CreateRequestTest, BadFlagsNameTheFlag) {
+  CreateFlags f;
+  f.dataset = "d";
+  f.sizes = "30,abc";
+  EXPECT_NE(std::string(BuildCreateRequest(f).status().message()).find("'abc'"), std::string::npos);
+  f.sizes = "30";
+  EXPECT_NE(std::string(BuildCreateRequest(f).status().message()).find("at least two"),
+            std::string::npos);
+  f.sizes.reset();
+  f.rule = "hebbian";
+  auto r = BuildCreateRequest(f);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.status().message()).find("bp, fa, dfa, sign, kp, pbp, shallow"),
+            std::string::npos)
+      << r.status();
+  f.rule.reset();
+  f.hidden_activation = "sigmoid";
+  EXPECT_NE(std::string(BuildCreateRequest(f).status().message()).find("--hidden-activation"),
+            std::string::npos);
+  f.hidden_activation = "Logistic";
+  EXPECT_OK(BuildCreateRequest(f));
+  f.config_json = "{not json";
+  EXPECT_EQ(BuildCreateRequest(f).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SweepTest, ExpandsRulesGridAndSeedsAndSummarisesOverSeeds) {
+  const auto spec = nlohmann::json::parse(R"({
+      "dataset": "datasets/d", "eval_dataset": "e",
+      "config": {"network": {"sizes": [30, 20, 10]}, "batch_size": 1},
+      "rules": ["bp", "fa"], "seeds": [1, 2, 3],
+      "grid": {"optimizer.learning_rate": [0.01, 0.02]}})");
+  auto runs = ExpandSweep(spec);
+  ASSERT_OK(runs);
+  ASSERT_EQ(runs->size(), 12u);  // 2 rules x 2 learning rates x 3 seeds
+  const v1::Session& s = (*runs)[4].request.session();
+  EXPECT_EQ((*runs)[4].group, "bp optimizer.learning_rate=0.02");
+  EXPECT_EQ(s.config().seed(), 2u);
+  EXPECT_FLOAT_EQ(s.config().optimizer().learning_rate(), 0.02f);
+  EXPECT_EQ(s.config().feedback().rule(), v1::RULE_BACKPROP);
+  EXPECT_EQ(s.config().batch_size(), 1);
+  EXPECT_EQ(s.eval_dataset(), "datasets/e");
+  EXPECT_FALSE(ExpandSweep(nlohmann::json::parse(R"({"rules": ["fa"]})")).ok());
+  EXPECT_FALSE(
+      ExpandSweep(nlohmann::json::parse(R"({"dataset": "d", "rules": ["hebbian"]})")).ok());
+
+  const auto summary = Summarize({{"fa", 0.1, 1.0, 40.0}, {"fa", 0.3, 3.0, NAN}, {"bp", 0.2, 2.0, 0.0}});
+  ASSERT_EQ(summary.size(), 2u);
+  EXPECT_EQ(summary[0].group, "fa");
+  EXPECT_EQ(summary[0].runs, 2);
+  EXPECT_DOUBLE_EQ(summary[0].eval_mean, 0.2);
+  EXPECT_NEAR(summary[0].eval_sd, std::sqrt(0.02), 1e-12);
+  EXPECT_DOUBLE_EQ(summary[0].angle_mean, 40.0);  // NaN angles are left out
+  EXPECT_EQ(summary[1].eval_sd, 0.0);             // one run: SD 0
+}
+
+TEST(CliTest, NamesExitCodesAndOutputFormats) {
+  EXPECT_EQ(SessionName("abc"), "sessions/abc");
+  EXPECT_EQ(SessionName("sessions/abc"), "sessions/abc");
+  EXPECT_EQ(DatasetName("1f"), "datasets/1f");
+  EXPECT_EQ(SnapshotName("abc"), "sessions/abc/snapshots/latest");
+  EXPECT_EQ(SnapshotName("abc/snapshots/5"), "sessions/abc/snapshots/5");
+  EXPECT_EQ(ExitCode(grpc::StatusCode::INVALID_ARGUMENT), 2);
+  EXPECT_EQ(ExitCode(grpc::StatusCode::FAILED_PRECONDITION), 2);
+  EXPECT_EQ(ExitCode(grpc::StatusCode::NOT_FOUND), 3);
+  EXPECT_EQ(ExitCode(grpc::StatusCode::UNAVAILABLE), 4);
+  EXPECT_EQ(ExitCode(grpc::StatusCode::DATA_LOSS), 1);
+  EXPECT_EQ(ExitCode(grpc::StatusCode::INTERNAL), 1);
+  Globals g;
+  g.output = "name";
+  EXPECT_EQ(g.format(), Output::kName);
+  g.json = true;
+  EXPECT_EQ(g.format(), Output::kJson);
+  auto sizes = ParseSizes("784,1000,10");
+  ASSERT_OK(sizes);
+  EXPECT_EQ(*sizes, (std::vector<int32_t>{784, 1000, 10}));
+  EXPECT_FALSE(ParseSizes("784,-3").ok());
+  EXPECT_FALSE(ParseSizes("784,,10").ok());
+}
+
+}  // namespace
+}  // namespace alignd::client
