@@ -1,7 +1,6 @@
 // File: core/trainer.cc
 #include "core/trainer.h"
 
-#include <Eigen/QR>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/alignment.h"
 #include "core/cpu.h"
+#include "core/feedback.h"
 #include "core/gemm.h"
 #include "core/layers.h"
 #include "core/network.h"
@@ -20,11 +20,6 @@
 
 namespace alignd::core {
 namespace {
-
-// (W^+)^T, in W's shape. Allocates; runs every pinv_every steps, not every step.
-Matrix PseudoInverseTransposed(const Matrix& w) {
-  return Eigen::CompleteOrthogonalDecomposition<Matrix>(w).pseudoInverse().transpose();
-}
 
 absl::Status ShapeError(absl::string_view what, Eigen::Index rows, Eigen::Index cols,
                         Eigen::Index want_rows, Eigen::Index want_cols) {
@@ -110,7 +105,6 @@ Trainer::Trainer(const TrainerOptions& options, std::shared_ptr<const Dataset> t
     : options_(options),
       train_(std::move(train)),
       eval_(std::move(eval)),
-      rule_(options.feedback.rule),
       rng_(options.seed, /*stream=*/3) {}
 
 Trainer::~Trainer() = default;
@@ -160,51 +154,8 @@ void Trainer::Initialize() {
     }
   }
 
-  // Feedback matrices, one per hidden layer i in [1, L-1], stored in W's orientation.
-  f_.assign(L, Matrix());
-  if (RuleDrawsFeedback(rule_)) {
-    const FeedbackConfig& fb = options_.feedback;
-    for (int i = 1; i < L; ++i) {
-      const Eigen::Index rows = rule_ == Rule::kDirectFeedbackAlignment ? s[L] : s[i + 1];
-      Matrix& f = f_[i];
-      f.resize(rows, s[i]);
-      const float auto_scale = fb.distribution == Distribution::kUniform
-                                   ? std::sqrt(6.0f / float(rows + s[i]))
-                                   : std::sqrt(2.0f / float(rows + s[i]));
-      const float scale = fb.scale > 0 ? fb.scale : auto_scale;
-      if (fb.distribution == Distribution::kUniform)
-        fb_rng.FillUniform(f, -scale, scale);
-      else
-        fb_rng.FillNormal(f, scale);
-      if (fb.sparsity > 0)
-        for (Eigen::Index c = 0; c < f.cols(); ++c)
-          for (Eigen::Index r = 0; r < f.rows(); ++r)
-            if (fb_rng.Uniform01() < fb.sparsity) f(r, c) = 0.0f;
-    }
-    if (sparse > 0) {
-      // Kolen-Pollack's B receives W^T's updates, so it must lack exactly W's removed
-      // connections (else W - B^T cannot decay there); the other rules' B is drawn
-      // sparse on its own, as in the paper's sparse variant.
-      f_mask_.assign(L, Matrix());
-      for (int i = 1; i < L; ++i) {
-        f_mask_[i] =
-            rule_ == Rule::kKolenPollack ? w_mask_[i] : draw_mask(f_[i].rows(), f_[i].cols());
-        f_[i].array() *= f_mask_[i].array();
-      }
-    }
-  }
-  if (rule_ == Rule::kSignSymmetry) {
-    sign_m_.assign(L, Matrix());
-    for (int i = 1; i < L; ++i)
-      sign_m_[i] = options_.feedback.sign_mode == SignSymmetryMode::kUniform
-                       ? Matrix::Ones(f_[i].rows(), f_[i].cols())
-                       : Matrix(f_[i].cwiseAbs());
-  }
-  if (rule_ == Rule::kPseudoBackprop) {
-    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
-    pinv_step_ = 0;
-  }
-  RefreshFeedback();  // sign symmetry: F = sign(W) o M from the start
+  // Feedback matrices, one per hidden layer i in [1, L-1] (core/feedback.h).
+  feedback_.Initialize(options_, w_, w_mask_, fb_rng, draw_mask);
 
   // Optimiser slots.
   const OptimizerConfig& opt = options_.optimizer;
@@ -220,7 +171,8 @@ void Trainer::Initialize() {
     };
     init(slot_w_[i], w_[i].rows(), w_[i].cols());
     if (net.bias) init(slot_b_[i], b_[i].rows(), 1);
-    if (rule_ == Rule::kKolenPollack && i >= 1) init(slot_f_[i], f_[i].rows(), f_[i].cols());
+    if (feedback_.LearnsLikeW() && i >= 1)
+      init(slot_f_[i], feedback_.matrix(i).rows(), feedback_.matrix(i).cols());
   }
 
   // Schedule.
@@ -287,28 +239,14 @@ void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<
   Forward(options_.network, w_, b_, x, a, z);
 }
 
-const Matrix& Trainer::BackwardMatrix(int i) const {
-  return rule_ == Rule::kBackprop ? w_[i] : f_[i];
-}
-
 float Trainer::LearningRate(int i) const {
   const auto& per_layer = options_.optimizer.layer_learning_rates;
   return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[i];
 }
 
-// The feedback the next update uses: sign symmetry follows W's signs every step;
-// pseudo-backprop recomputes W^+ at the start of every pinv_every-th step (once per
-// step: Gradients() and the Step() after it share it).
-void Trainer::RefreshFeedback() {
-  const int L = num_layers();
-  if (rule_ == Rule::kSignSymmetry) {
-    for (int i = 1; i < L; ++i) f_[i].array() = w_[i].array().sign() * sign_m_[i].array();
-  } else if (rule_ == Rule::kPseudoBackprop && step_ % options_.feedback.pinv_every == 0 &&
-             pinv_step_ != step_) {
-    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w_[i]);
-    pinv_step_ = step_;
-  }
-}
+// The feedback the next update uses (Feedback::Refresh): Gradients() and the Step() after
+// it share one refresh per step.
+void Trainer::RefreshFeedback() { feedback_.Refresh(w_, step_); }
 
 void Trainer::ComputeBpSignals() {
   const int L = num_layers();
@@ -323,13 +261,10 @@ void Trainer::ComputeBpSignals() {
 void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
   const int L = num_layers();
   for (int i = L - 1; i >= 0; --i) {
-    if (i < L - 1 && !RuleLearnsHidden(rule_)) break;
-    if (i >= 1 && RuleLearnsHidden(rule_)) {
-      // The one line in which the rules differ (see core/learning_rule.h).
-      if (rule_ == Rule::kDirectFeedbackAlignment)
-        Gemm(true, false, 1.0f, f_[i], delta_[L], 0.0f, dh_[i]);
-      else
-        Gemm(true, false, 1.0f, BackwardMatrix(i), delta_[i + 1], 0.0f, dh_[i]);
+    const bool learns_hidden = RuleLearnsHidden(feedback_.rule());
+    if (i < L - 1 && !learns_hidden) break;
+    if (i >= 1 && learns_hidden) {
+      feedback_.HiddenSignal(i, w_, delta_[i + 1], delta_[L], dh_[i]);
       if (metrics && options_.pbp_angle)
         pbp_dh_[i] = PseudoInverseTransposed(w_[i]).transpose() * delta_[i + 1];
       delta_[i] = dh_[i];
@@ -351,7 +286,7 @@ void Trainer::UpdateLayer(int i, int n) {
   const float decay = opt.weight_decay;
   const Matrix& x = a_[i];
   const Matrix& d = delta_[i + 1];
-  const bool kp = rule_ == Rule::kKolenPollack && i >= 1;
+  const bool kp = feedback_.LearnsLikeW() && i >= 1;
   if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0) {
     // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
     // alpha), so no gradient matrix is written and read back.
@@ -361,8 +296,9 @@ void Trainer::UpdateLayer(int i, int n) {
     // Kolen-Pollack: B^T receives W's update by the very same arithmetic, so that
     // B = W^T stays so bit for bit (and KP from B = W^T is BP exactly).
     if (kp) {
-      if (decay > 0) f_[i] *= 1.0f - lr * decay;
-      Gemm(false, true, -lr / n, d, x, 1.0f, f_[i]);
+      Matrix& f = feedback_.matrix(i);
+      if (decay > 0) f *= 1.0f - lr * decay;
+      Gemm(false, true, -lr / n, d, x, 1.0f, f);
     }
   } else {
     Gemm(false, true, 1.0f / n, d, x, 0.0f, grad_w_[i]);
@@ -372,10 +308,10 @@ void Trainer::UpdateLayer(int i, int n) {
       ApplyOptimizer(opt, adam_t_, b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
     }
     // Kolen-Pollack: B receives W^T's update, with the same weight decay.
-    if (kp) ApplyOptimizer(opt, adam_t_, f_[i], grad_w_[i], slot_f_[i], lr, decay);
+    if (kp) ApplyOptimizer(opt, adam_t_, feedback_.matrix(i), grad_w_[i], slot_f_[i], lr, decay);
   }
   if (!w_mask_.empty()) w_[i].array() *= w_mask_[i].array();
-  if (kp && !f_mask_.empty()) f_[i].array() *= f_mask_[i].array();
+  if (kp && feedback_.mask(i) != nullptr) feedback_.matrix(i).array() *= feedback_.mask(i)->array();
 }
 
 absl::Status Trainer::Step(StepMetrics* metrics) {
@@ -430,7 +366,7 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
   for (int i = 1; i < L; ++i) {
     LayerAlignment la;
     la.layer = i;
-    if (RuleLearnsHidden(rule_)) {
+    if (RuleLearnsHidden(feedback_.rule())) {
       const AngleStats s = ColumnAngles(dh_[i], bp_dh_[i]);
       la.update_angle_mean = s.mean;
       la.update_angle_sd = s.sd;
@@ -441,16 +377,9 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
         la.pbp_angle_sd = p.sd;
       }
     }
-    // B has W^T's shape *and meaning* for every rule that learns hidden layers but
-    // DFA, whose B_i maps the output error to layer i: only at the last hidden layer
-    // (i = L-1) is that W[L-1]^T. Elsewhere the angle is undefined (NaN), even when
-    // the shapes happen to agree (sizes[i+1] == sizes[L]).
-    const Matrix& m = rule_ == Rule::kBackprop ? w_[i] : f_[i];
-    const bool comparable =
-        RuleLearnsHidden(rule_) && (rule_ != Rule::kDirectFeedbackAlignment || i == L - 1);
-    if (comparable && m.rows() == w_[i].rows() && m.cols() == w_[i].cols()) {
-      la.weight_angle = VectorAngle(w_[i], m);
-      la.norm_ratio = m.norm() / w_[i].norm();
+    if (const Matrix* m = feedback_.StandsForW(i, w_)) {
+      la.weight_angle = VectorAngle(w_[i], *m);
+      la.norm_ratio = m->norm() / w_[i].norm();
     }
     metrics->alignment.push_back(la);
   }
@@ -547,30 +476,10 @@ absl::Status Trainer::SetFeedback(int hidden_layer, ConstMatrixRef b) {
   if (hidden_layer < 1 || hidden_layer >= num_layers())
     return absl::InvalidArgumentError(
         absl::StrCat("hidden_layer must be in [1, ", num_layers() - 1, "], got ", hidden_layer));
-  if (!RuleDrawsFeedback(rule_))
-    return absl::InvalidArgumentError(
-        absl::StrCat("rule ", RuleName(rule_), " has no settable feedback matrix"));
-  if (rule_ == Rule::kSignSymmetry && options_.feedback.sign_mode == SignSymmetryMode::kUniform)
-    return absl::InvalidArgumentError(
-        "sign symmetry in uSF mode feeds back sign(W) with unit magnitudes: it has no feedback "
-        "matrix to set (frSF mode takes the magnitudes |B| from one)");
-  Matrix& f = f_[hidden_layer];
-  if (b.rows() != f.cols() || b.cols() != f.rows())
-    return ShapeError("feedback", b.rows(), b.cols(), f.cols(), f.rows());
-  if (rule_ == Rule::kSignSymmetry) {
-    sign_m_[hidden_layer] = b.transpose().cwiseAbs();
-    f.array() = w_[hidden_layer].array().sign() * sign_m_[hidden_layer].array();
-  } else {
-    f = b.transpose();
-  }
-  return absl::OkStatus();
+  return feedback_.Set(hidden_layer, b, w_[hidden_layer]);
 }
 
-Matrix Trainer::Feedback(int hidden_layer) const {
-  if (hidden_layer < 1 || hidden_layer >= num_layers()) return Matrix();
-  if (rule_ == Rule::kSignSymmetry) return sign_m_[hidden_layer].transpose();
-  return f_[hidden_layer].transpose();
-}
+Matrix Trainer::Feedback(int hidden_layer) const { return feedback_.Get(hidden_layer); }
 
 // ---- State -------------------------------------------------------------------------
 
@@ -587,8 +496,7 @@ TrainerState Trainer::ExportState() const {
   st.feedback.assign(L, Matrix());
   for (int i = 1; i < L; ++i) st.feedback[i] = Feedback(i);
   if (!w_mask_.empty()) st.weight_masks = w_mask_;
-  if (!f_mask_.empty())
-    for (const Matrix& m : f_mask_) st.feedback_masks.push_back(m.transpose());
+  st.feedback_masks = feedback_.ExportMasks();
   for (const auto* slots : {&slot_w_, &slot_b_, &slot_f_})
     for (const OptimizerSlot& s : *slots) {
       st.moments1.push_back(s.m1);
@@ -616,7 +524,8 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
       return ShapeError(absl::StrCat("state feedback[", i, "]"), st.feedback[i].rows(),
                         st.feedback[i].cols(), current.rows(), current.cols());
   }
-  if (st.weight_masks.size() != w_mask_.size() || st.feedback_masks.size() != f_mask_.size())
+  if (st.weight_masks.size() != w_mask_.size() ||
+      st.feedback_masks.size() != feedback_.ExportMasks().size())
     return absl::InvalidArgumentError("state masks do not match network.connection_sparsity");
   if (static_cast<int64_t>(st.permutation.size()) != train_->size())
     return absl::InvalidArgumentError(absl::StrCat("state permutation has ", st.permutation.size(),
@@ -647,15 +556,9 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   perm_ = st.permutation;
   w_ = st.weights;
   for (int i = 0; i < L; ++i) b_[i] = st.biases[i];
-  for (int i = 1; i < L; ++i) {
-    if (rule_ == Rule::kSignSymmetry)
-      sign_m_[i] = st.feedback[i].transpose();
-    else
-      f_[i] = st.feedback[i].transpose();
-  }
+  for (int i = 1; i < L; ++i) feedback_.Import(i, st.feedback[i]);
   w_mask_ = st.weight_masks;
-  for (size_t i = 0; i < st.feedback_masks.size(); ++i)
-    f_mask_[i] = st.feedback_masks[i].transpose();
+  RETURN_IF_ERROR(feedback_.ImportMasks(st.feedback_masks));
   for (size_t k = 0; k < 3 * static_cast<size_t>(L); ++k) {
     auto& slots = k < size_t(L) ? slot_w_ : (k < 2 * size_t(L) ? slot_b_ : slot_f_);
     slots[k % L].m1 = st.moments1[k];
@@ -663,7 +566,6 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   }
   adam_t_ = st.adam_t;
   last_eval_step_ = -1;
-  pinv_step_ = -1;  // the imported W^+ is W's at the last refresh; recomputing is idempotent
   RefreshFeedback();
   return absl::OkStatus();
 }

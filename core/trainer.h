@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/config.h"
+#include "core/feedback.h"
 #include "core/dataset.h"
 #include "core/matrix.h"
 #include "core/network.h"
@@ -212,21 +213,17 @@ class Trainer {
   void ShuffleForEpoch();
   void RefreshFeedback();
   void ComputeAlignment(StepMetrics* metrics, int n);
-  const Matrix& BackwardMatrix(int i) const;  // M[i]: what dh[i] = M[i]^T delta uses
   float LearningRate(int i) const;
 
   const TrainerOptions options_;
   const std::shared_ptr<const Dataset> train_;
   const std::shared_ptr<const Dataset> eval_;
-  const Rule rule_;
 
   // Parameters.
   std::vector<Matrix> w_;
   std::vector<Vector> b_;
-  std::vector<Matrix> f_;       // F[i], i >= 1 (see file comment); f_[0] unused
   std::vector<Matrix> w_mask_;  // empty when dense
-  std::vector<Matrix> f_mask_;
-  std::vector<Matrix> sign_m_;  // sign symmetry magnitudes M (shape of W)
+  class Feedback feedback_;     // the rule's F[i] (core/feedback.h)
   std::vector<OptimizerSlot> slot_w_, slot_b_, slot_f_;
   int64_t adam_t_ = 0;
 
@@ -246,7 +243,6 @@ class Trainer {
   std::vector<Vector> grad_b_;
   StepMetrics scratch_metrics_;
   int64_t last_eval_step_ = -1;
-  int64_t pinv_step_ = -1;  // pseudo-backprop: the step_ at which f_ was last W^+
 };
 
 }  // namespace alignd::core

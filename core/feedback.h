@@ -1,0 +1,95 @@
+// File: core/feedback.h
+// -----------------------------------------------------------------------------
+// Feedback: the one room that knows each learning rule's backward path (the table in
+// core/learning_rule.h) — what carries the error down to hidden layer i:
+//
+//   rule     the matrix F[i] (stored in W[i]'s shape; the API's B[i] = F[i]^T)
+//   bp       none: W[i] itself
+//   fa       drawn once from FeedbackConfig, fixed
+//   dfa      drawn once, out x hidden: applied to the output delta directly
+//   sign     sign(W[i]) o M[i], M = 1 (uSF) or |drawn| (frSF); follows W every step
+//   kp       drawn once, then updated like W[i] (Trainer::UpdateLayer asks LearnsLikeW)
+//   pbp      (W[i]^+)^T, recomputed every pinv_every steps
+//   shallow  none: hidden layers get no signal
+//
+// A new rule is a row here (draw, refresh, signal), its name in core/config.cc, and its
+// value in proto/alignd/v1/config.proto.
+//
+// Not thread-safe; owned by one Trainer.
+#ifndef ALIGND_CORE_FEEDBACK_H_
+#define ALIGND_CORE_FEEDBACK_H_
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/config.h"
+#include "core/matrix.h"
+#include "core/random.h"
+
+namespace alignd::core {
+
+// (W^+)^T, in W's shape. Allocates; pseudo-backprop runs it every pinv_every steps.
+Matrix PseudoInverseTransposed(const Matrix& w);
+
+class Feedback {
+ public:
+  // Draws the rule's matrices for a network with weights `w` (masks already applied) from
+  // `fb_rng`; with connection sparsity, masks them (`draw_mask(rows, cols)` draws a fresh
+  // mask; Kolen-Pollack takes W's masks `w_mask` instead, so that W - B^T can decay
+  // everywhere). Then Refresh(w, 0).
+  void Initialize(const TrainerOptions& options, const std::vector<Matrix>& w,
+                  const std::vector<Matrix>& w_mask, Rng& fb_rng,
+                  const std::function<Matrix(Eigen::Index, Eigen::Index)>& draw_mask);
+
+  // Before a step (or Gradients) at `step`: sign symmetry takes W's signs; pseudo-backprop
+  // recomputes W^+ at every pinv_every-th step (once per step).
+  void Refresh(const std::vector<Matrix>& w, int64_t step);
+
+  // dh = M^T delta: the hidden signal of hidden layer i (1 <= i < L), from the delta of the
+  // layer above (`delta_above` = delta[i+1]) or, for DFA, the output's (`delta_out`).
+  void HiddenSignal(int i, const std::vector<Matrix>& w, const Matrix& delta_above,
+                    const Matrix& delta_out, Matrix& dh) const;
+
+  // The matrix that stands for W[i] (BP: W[i] itself), for the weight angle and norm ratio;
+  // null where the rule has none that means W[i]^T (shallow; DFA except at its last hidden
+  // layer, whose B maps the output error and so is W[L-1]^T's counterpart).
+  const Matrix* StandsForW(int i, const std::vector<Matrix>& w) const;
+
+  // Kolen-Pollack: F[i] receives W[i]'s updates (the trainer applies them to matrix(i) and
+  // then the mask, if any).
+  bool LearnsLikeW() const { return rule_ == Rule::kKolenPollack; }
+  Matrix& matrix(int i) { return f_[i]; }
+  const Matrix& matrix(int i) const { return f_[i]; }
+  // F[i]'s mask, or null when dense.
+  const Matrix* mask(int i) const { return mask_.empty() ? nullptr : &mask_[i]; }
+
+  // The API's B[i] = F[i]^T (sign symmetry: its magnitudes M^T); empty where none.
+  Matrix Get(int i) const;
+  // Replaces B[i] (sign symmetry frSF: sets M = |B|). InvalidArgument for a rule without a
+  // settable B (BP, shallow, pseudo-backprop, sign symmetry uSF) or a wrong shape.
+  absl::Status Set(int i, ConstMatrixRef b, const Matrix& w_i);
+
+  // The masks in the API's orientation (empty when dense), and back. Import expects shapes
+  // already checked against Get().
+  std::vector<Matrix> ExportMasks() const;
+  absl::Status ImportMasks(const std::vector<Matrix>& masks);
+  // Takes B[i] as Get() returns it, then the next Refresh recomputes what is derived.
+  void Import(int i, ConstMatrixRef b);
+
+  Rule rule() const { return rule_; }
+  int layers() const { return static_cast<int>(f_.size()); }
+
+ private:
+  Rule rule_ = Rule::kBackprop;
+  FeedbackConfig config_;
+  std::vector<Matrix> f_;       // F[i], i >= 1; f_[0] unused
+  std::vector<Matrix> mask_;    // empty when dense
+  std::vector<Matrix> sign_m_;  // sign symmetry magnitudes M (F's shape)
+  int64_t pinv_step_ = -1;      // pseudo-backprop: the step at which f_ was last W^+
+};
+
+}  // namespace alignd::core
+
+#endif  // ALIGND_CORE_FEEDBACK_H_
