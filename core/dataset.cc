@@ -1,8 +1,6 @@
 // File: core/dataset.cc
 #include "core/dataset.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -20,13 +18,10 @@
 #include "absl/strings/strip.h"
 #include "core/random.h"
 #include "base/status_macros.h"
+#include "formats/formats.h"
 
 namespace alignd::core {
 namespace {
-
-absl::Status Invalid(const std::string& where, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
-}
 
 // First non-finite entry of a d x n matrix, reported as example (column) and feature (row).
 absl::Status CheckFinite(const Matrix& m, absl::string_view what) {
@@ -39,36 +34,8 @@ absl::Status CheckFinite(const Matrix& m, absl::string_view what) {
   return absl::OkStatus();
 }
 
-struct GzCloser {
-  void operator()(gzFile f) const { gzclose(f); }
-};
-using GzFile = std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser>;
 
-int IdxElementSize(uint8_t type) {
-  switch (type) {
-    case 0x08:
-    case 0x09:
-      return 1;
-    case 0x0B:
-      return 2;
-    case 0x0C:
-    case 0x0D:
-      return 4;
-    case 0x0E:
-      return 8;
-    default:
-      return 0;
-  }
-}
 
-template <typename T>
-T FromBigEndian(const unsigned char* p) {
-  unsigned char buf[sizeof(T)];
-  for (size_t i = 0; i < sizeof(T); ++i) buf[i] = p[sizeof(T) - 1 - i];
-  T v;
-  std::memcpy(&v, buf, sizeof(T));
-  return v;
-}
 
 std::string FindFile(const std::string& dir, const std::string& stem) {
   for (const std::string& candidate : {stem, stem + ".gz"}) {
@@ -131,169 +98,42 @@ absl::StatusOr<Dataset> MakeRegressionDataset(Matrix features, Matrix targets) {
   return d;
 }
 
-namespace {
-
-// Where IDX bytes come from: a gzip-or-plain file, or memory. Read() returns the bytes
-// read (fewer at the end), or -1 on an error.
-using ByteSource = std::function<int64_t(void* dst, size_t n)>;
-
-absl::Status ReadExactlyFrom(const ByteSource& read, void* dst, size_t n, const std::string& name,
-                             absl::string_view what) {
-  char* p = static_cast<char*>(dst);
-  size_t got = 0;
-  while (got < n) {
-    const int64_t r = read(p + got, n - got);
-    if (r < 0) return Invalid(name, absl::StrCat("read error in ", what));
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
+absl::StatusOr<Dataset> DatasetFromExamples(formats::Examples e, std::string name) {
+  const int64_t d = e.feature_count();
+  const int64_t n = e.classification() ? static_cast<int64_t>(e.labels.size()) : e.size();
+  Dataset out;
+  out.name = std::move(name);
+  // Row-major n x d (example-major) is column-major d x n: one example per column.
+  out.features = ConstMatrixMap(e.features.data(), d, n);
+  if (e.classification()) {
+    out.labels = std::move(e.labels);
+    out.num_classes = e.num_classes;
+  } else {
+    out.targets = ConstMatrixMap(e.targets.data(), e.target_dim, n);
   }
-  if (got != n)
-    return Invalid(name, absl::StrCat("truncated: ", what, " needs ", n, " bytes, file has ", got));
-  return absl::OkStatus();
-}
-
-// Limits: dimensions up to 2^31, at most 2^34 elements in all (64 GiB of floats).
-constexpr int64_t kMaxIdxDim = int64_t{1} << 31;
-constexpr int64_t kMaxIdxElements = int64_t{1} << 34;
-
-absl::StatusOr<IdxArray> ParseIdxFrom(const ByteSource& read, const std::string& name) {
-  unsigned char magic[4];
-  RETURN_IF_ERROR(ReadExactlyFrom(read, magic, 4, name, "the magic number"));
-  IdxArray out;
-  out.type_code = magic[2];
-  const int rank = magic[3];
-  const int elem = IdxElementSize(out.type_code);
-  if (magic[0] != 0 || magic[1] != 0 || elem == 0 || rank == 0)
-    return Invalid(name, absl::StrFormat("wrong magic number 0x%02x%02x%02x%02x: not an IDX file "
-                                         "(expected 0x0000TTNN, TT a type code in 08 09 0B 0C 0D "
-                                         "0E, NN the rank >= 1)",
-                                         magic[0], magic[1], magic[2], magic[3]));
-  unsigned char dimbuf[4 * 255];
-  RETURN_IF_ERROR(
-      ReadExactlyFrom(read, dimbuf, 4 * static_cast<size_t>(rank), name, "the dimensions"));
-  int64_t count = 1;
-  for (int i = 0; i < rank; ++i) {
-    const int64_t dim = FromBigEndian<uint32_t>(&dimbuf[4 * i]);
-    if (dim == 0 || dim > kMaxIdxDim)
-      return Invalid(name, absl::StrCat("dimension ", i, " is ", dim));
-    // count <= 2^34 and dim <= 2^31: checked before the product, which then fits.
-    if (count > kMaxIdxElements / dim) return Invalid(name, "array larger than 16 Gi elements");
-    count *= dim;
-    out.dims.push_back(dim);
-  }
-  // The data in blocks, converted as they arrive: memory grows with what the file holds,
-  // not with what its header claims (a 16-byte file may declare 16 Gi elements).
-  constexpr int64_t kBlockElements = 1 << 16;
-  std::vector<unsigned char> block(static_cast<size_t>(kBlockElements) * elem);
-  out.values.reserve(static_cast<size_t>(std::min<int64_t>(count, int64_t{1} << 20)));
-  for (int64_t done = 0; done < count;) {
-    const int64_t m = std::min(kBlockElements, count - done);
-    RETURN_IF_ERROR(ReadExactlyFrom(read, block.data(), static_cast<size_t>(m) * elem, name,
-                                    absl::StrCat("the data (", count, " elements of ", elem,
-                                                 " bytes; element ", done, " onwards)")));
-    const unsigned char* p = block.data();
-    for (int64_t i = 0; i < m; ++i, p += elem) {
-      float v = 0;
-      switch (out.type_code) {
-        case 0x08:
-          v = static_cast<float>(*p);
-          break;
-        case 0x09:
-          v = static_cast<float>(static_cast<int8_t>(*p));
-          break;
-        case 0x0B:
-          v = static_cast<float>(FromBigEndian<int16_t>(p));
-          break;
-        case 0x0C:
-          v = static_cast<float>(FromBigEndian<int32_t>(p));
-          break;
-        case 0x0D:
-          v = FromBigEndian<float>(p);
-          break;
-        case 0x0E: {
-          const double d = FromBigEndian<double>(p);
-          // A double beyond float's range has no float value (the cast is undefined).
-          v = std::isfinite(d) && std::abs(d) <= std::numeric_limits<float>::max()
-                  ? static_cast<float>(d)
-                  : std::numeric_limits<float>::infinity();
-          break;
-        }
-      }
-      if (!std::isfinite(v))
-        return Invalid(name, absl::StrCat("element ", done + i, " is not finite (or not a float)"));
-      out.values.push_back(v);
-    }
-    done += m;
-  }
-  char extra;
-  if (read(&extra, 1) > 0)
-    return Invalid(name, absl::StrCat("trailing bytes after the ", count,
-                                      " elements that the header "
-                                      "declares"));
+  RETURN_IF_ERROR(ValidateDataset(out));
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, const std::string& name) {
-  size_t pos = 0;
-  return ParseIdxFrom(
-      [&](void* dst, size_t n) -> int64_t {
-        const size_t m = std::min(n, bytes.size() - pos);
-        std::memcpy(dst, bytes.data() + pos, m);
-        pos += m;
-        return static_cast<int64_t>(m);
-      },
-      name);
-}
-
-absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
-  if (!std::ifstream(path).good())
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  GzFile f(gzopen(path.c_str(), "rb"));
-  if (!f) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  gzbuffer(f.get(), 1 << 20);
-  return ParseIdxFrom(
-      [&](void* dst, size_t n) -> int64_t {
-        const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n, 1u << 30));
-        return gzread(f.get(), dst, chunk);
-      },
-      path);
+formats::Examples ExamplesFromDataset(const Dataset& d) {
+  formats::Examples e;
+  e.feature_shape = {d.features.rows()};
+  e.features.assign(d.features.data(), d.features.data() + d.features.size());
+  if (d.is_classification()) {
+    e.labels = d.labels;
+    e.num_classes = d.num_classes;
+  } else {
+    e.targets.assign(d.targets.data(), d.targets.data() + d.targets.size());
+    e.target_dim = static_cast<int32_t>(d.targets.rows());
+  }
+  return e;
 }
 
 absl::StatusOr<Dataset> LoadIdxClassification(const std::string& images_path,
                                               const std::string& labels_path, int num_classes) {
-  ASSIGN_OR_RETURN(IdxArray images, ReadIdx(images_path));
-  ASSIGN_OR_RETURN(IdxArray labels, ReadIdx(labels_path));
-  if (labels.dims.size() != 1)
-    return Invalid(labels_path,
-                   absl::StrCat("labels must be a 1-d IDX array, got rank ", labels.dims.size()));
-  const int64_t n = images.dims[0];
-  if (labels.dims[0] != n)
-    return Invalid(labels_path, absl::StrCat("has ", labels.dims[0], " labels but ", images_path,
-                                             " has ", n, " examples"));
-  const int64_t d = static_cast<int64_t>(images.values.size()) / n;
-  Dataset out;
-  out.features = ConstMatrixMap(images.values.data(), d, n);  // row-major n x d == col-major d x n
-  if (images.type_code == 0x08) out.features *= 1.0f / 255.0f;
-  int max_label = 0;
-  out.labels.resize(n);
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = labels.values[j];
-    if (v < 0 || v != std::floor(v) || v > 1e9f)  // > 1e9: no int32 class index (and UB to cast)
-      return Invalid(labels_path,
-                     absl::StrCat("label of example ", j, " is ", v, ", not a class index >= 0"));
-    out.labels[j] = static_cast<int32_t>(v);
-    max_label = std::max(max_label, out.labels[j]);
-  }
-  out.num_classes = num_classes > 0 ? num_classes : max_label + 1;
-  for (int64_t j = 0; j < n; ++j)
-    if (out.labels[j] >= out.num_classes)
-      return Invalid(labels_path, absl::StrCat("label of example ", j, " is ", out.labels[j],
-                                               ", outside [0, ", out.num_classes, ")"));
-  out.name = images_path;
-  RETURN_IF_ERROR(ValidateDataset(out));
-  return out;
+  ASSIGN_OR_RETURN(formats::Examples e,
+                   formats::ExamplesFromIdx(images_path, labels_path, num_classes));
+  return DatasetFromExamples(std::move(e), images_path);
 }
 
 absl::StatusOr<Dataset> LoadMnistDir(const std::string& dir, const std::string& split) {
@@ -312,81 +152,31 @@ absl::StatusOr<Dataset> LoadMnistDir(const std::string& dir, const std::string& 
   return d;
 }
 
+namespace {
+
+formats::TargetOptions TargetsOf(const CsvOptions& o) {
+  formats::TargetOptions t;
+  t.classification = o.classification;
+  t.target_dim = o.num_targets;
+  t.num_classes = o.num_classes;
+  return t;
+}
+
+}  // namespace
+
 absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return ParseCsv(text.str(), path, options);
+  ASSIGN_OR_RETURN(formats::CsvTable t,
+                   formats::ReadCsv(path, formats::CsvOptions{options.delimiter, options.header}));
+  ASSIGN_OR_RETURN(formats::Examples e, formats::ExamplesFromCsv(t, path, TargetsOf(options)));
+  return DatasetFromExamples(std::move(e), path);
 }
 
 absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path,
                                  const CsvOptions& options) {
-  if (!options.classification && options.num_targets < 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_targets must be >= 1, got ", options.num_targets));
-  std::vector<float> values;  // row-major
-  int64_t columns = -1, rows = 0, line_no = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_no;
-    if (options.header && line_no == 1) continue;
-    absl::string_view sv = absl::StripAsciiWhitespace(line);
-    if (sv.empty()) continue;
-    const std::vector<absl::string_view> fields = absl::StrSplit(sv, options.delimiter);
-    if (columns < 0) {
-      columns = static_cast<int64_t>(fields.size());
-      const int64_t need = options.classification ? 2 : options.num_targets + 1;
-      if (columns < need)
-        return Invalid(
-            path, absl::StrCat("line ", line_no, " has ", columns, " columns; need at least ", need,
-                               " (features, then the target column(s))"));
-    } else if (static_cast<int64_t>(fields.size()) != columns) {
-      return Invalid(path, absl::StrCat("line ", line_no, " has ", fields.size(),
-                                        " columns, expected ", columns, " (ragged rows)"));
-    }
-    for (size_t c = 0; c < fields.size(); ++c) {
-      absl::string_view field = absl::StripAsciiWhitespace(fields[c]);
-      float v = 0;
-      const auto [ptr, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
-      if (ec != std::errc() || ptr != field.data() + field.size() || field.empty())
-        return Invalid(path, absl::StrCat("line ", line_no, ", column ", c + 1, ": '", field,
-                                          "' is not a number"));
-      if (!std::isfinite(v))
-        return Invalid(path, absl::StrCat("line ", line_no, ", column ", c + 1, ": value '", field,
-                                          "' is not finite"));
-      values.push_back(v);
-    }
-    ++rows;
-  }
-  if (rows == 0) return Invalid(path, "no data rows");
-  const int64_t k = options.classification ? 1 : options.num_targets;
-  const int64_t d = columns - k;
-  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> all(
-      values.data(), rows, columns);
-  Dataset out;
-  out.name = path;
-  out.features = all.leftCols(d).transpose();
-  if (options.classification) {
-    int max_label = 0;
-    out.labels.resize(rows);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float v = all(r, d);
-      if (v < 0 || v != std::floor(v) || v > 1e9f)
-        return Invalid(path, absl::StrCat("data row ", r + 1, ", column ", columns, ": label ", v,
-                                          " is not a class index >= 0"));
-      out.labels[r] = static_cast<int32_t>(v);
-      max_label = std::max(max_label, out.labels[r]);
-    }
-    out.num_classes = options.num_classes > 0 ? options.num_classes : max_label + 1;
-    for (int64_t r = 0; r < rows; ++r)
-      if (out.labels[r] >= out.num_classes)
-        return Invalid(path, absl::StrCat("data row ", r + 1, ", column ", columns, ": label ",
-                                          out.labels[r], " is outside [0, ", out.num_classes, ")"));
-  } else {
-    out.targets = all.rightCols(k).transpose();
-  }
-  RETURN_IF_ERROR(ValidateDataset(out));
-  return out;
+  ASSIGN_OR_RETURN(formats::CsvTable t,
+                   formats::ParseCsv(text, path, formats::CsvOptions{options.delimiter, options.header}));
+  ASSIGN_OR_RETURN(formats::Examples e, formats::ExamplesFromCsv(t, path, TargetsOf(options)));
+  return DatasetFromExamples(std::move(e), path);
 }
 
 namespace {

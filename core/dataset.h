@@ -1,7 +1,7 @@
 // File: core/dataset.h
 // -----------------------------------------------------------------------------
-// In-memory data sets, the readers that fill them (IDX, as MNIST and
-// Fashion-MNIST ship, plain or gzipped; CSV) and the paper's generators (the
+// In-memory data sets, loaded from files through formats/ (IDX, as MNIST and
+// Fashion-MNIST ship, plain or gzipped; CSV), and the paper's generators (the
 // linear teacher task, the nonlinear teacher network, the 1-d toy).
 //
 // A Dataset stores examples as columns: `features` is `d x n`, so a batch is a set
@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/matrix.h"
+#include "formats/formats.h"
 
 namespace alignd::core {
 
@@ -50,19 +51,11 @@ absl::StatusOr<Dataset> MakeClassificationDataset(Matrix features, std::vector<i
                                                   int num_classes);
 absl::StatusOr<Dataset> MakeRegressionDataset(Matrix features, Matrix targets);
 
-// ---- IDX -----------------------------------------------------------------------
-// One IDX array (http://yann.lecun.com/exdb/mnist/ format): big-endian, any of the
-// six element types, read as float. A path ending in .gz (or any gzip file) is
-// decompressed on the fly.
-struct IdxArray {
-  std::vector<int64_t> dims;
-  std::vector<float> values;  // row-major, as in the file
-  uint8_t type_code = 0;  // 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double
-};
-absl::StatusOr<IdxArray> ReadIdx(const std::string& path);
-// The same from bytes in memory (not gzipped); `name` is what errors call it.
-// Memory grows with the bytes present, never with what a header claims.
-absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, const std::string& name);
+// ---- Files (read by formats/formats.h) -------------------------------------------
+// An engine data set from examples as formats/ reads them (checked by ValidateDataset).
+absl::StatusOr<Dataset> DatasetFromExamples(formats::Examples examples, std::string name);
+// And back (a copy), e.g. to store a generated data set as an upload payload.
+formats::Examples ExamplesFromDataset(const Dataset& d);
 
 // Images (n x ... IDX, any rank >= 1 after n) and labels (n IDX). Unsigned-byte
 // pixels are scaled to [0, 1]. num_classes = 0 means max(label) + 1.

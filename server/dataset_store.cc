@@ -2,7 +2,6 @@
 #include "server/dataset_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "formats/formats.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
@@ -19,15 +19,6 @@
 namespace alignd::server {
 namespace {
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string s(2 * n, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = kDigits[p[i] >> 4];
-    s[2 * i + 1] = kDigits[p[i] & 15];
-  }
-  return s;
-}
 
 // Limits on what a header may declare, checked before any size is computed from it
 // (CheckHeader), so that every product below fits in 64 bits with room to spare.
@@ -134,6 +125,17 @@ v1::Dataset MetaOf(const v1::DatasetHeader& h) {
 
 }  // namespace
 
+formats::PayloadShape ShapeOf(const v1::DatasetHeader& h) {
+  formats::PayloadShape s;
+  s.num_examples = h.num_examples();
+  s.feature_shape.assign(h.feature_shape().begin(), h.feature_shape().end());
+  if (h.target_kind() == v1::TARGET_KIND_CLASS_LABELS)
+    s.num_classes = h.num_classes() > 0 ? h.num_classes() : 1;
+  else
+    s.target_dim = h.target_dim();
+  return s;
+}
+
 int64_t PayloadBytes(const v1::DatasetHeader& h) {
   const int64_t n = h.num_examples();
   const int64_t d = FeatureCount(h);
@@ -150,54 +152,21 @@ std::string DatasetId(const v1::DatasetHeader& h) {
     absl::StrAppend(&meaning, "|classes=", h.num_classes());
   else
     absl::StrAppend(&meaning, "|target_dim=", h.target_dim());
-  return Sha256Hex(meaning).substr(0, 16);
+  return formats::Sha256Hex(meaning).substr(0, 16);
 }
 
 std::string EncodePayload(const core::Dataset& d) {
-  std::string out;
-  out.append(reinterpret_cast<const char*>(d.features.data()), 4 * d.features.size());
-  if (d.is_classification())
-    out.append(reinterpret_cast<const char*>(d.labels.data()), 4 * d.labels.size());
-  else
-    out.append(reinterpret_cast<const char*>(d.targets.data()), 4 * d.targets.size());
-  return out;
-}
-
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  return Hex(md, len);
+  return formats::EncodePayload(core::ExamplesFromDataset(d));
 }
 
 absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const std::string& bytes) {
   RETURN_IF_ERROR(CheckHeaderShape(h));
-  if (static_cast<int64_t>(bytes.size()) != PayloadBytes(h))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "payload has ", bytes.size(), " bytes; the header declares ", PayloadBytes(h)));
-  const int64_t n = h.num_examples(), d = FeatureCount(h);
-  core::Dataset out;
-  out.name = h.display_name();
-  out.features = core::ConstMatrixMap(reinterpret_cast<const float*>(bytes.data()), d, n);
-  const char* targets = bytes.data() + 4 * n * d;
-  if (h.target_kind() == v1::TARGET_KIND_CLASS_LABELS) {
-    out.num_classes = h.num_classes();
-    out.labels.resize(n);
-    std::memcpy(out.labels.data(), targets, 4 * n);
-  } else {
-    out.targets = core::ConstMatrixMap(reinterpret_cast<const float*>(targets), h.target_dim(), n);
-  }
-  RETURN_IF_ERROR(core::ValidateDataset(out));
-  return out;
+  ASSIGN_OR_RETURN(formats::Examples e, formats::DecodePayload(ShapeOf(h), bytes));
+  return core::DatasetFromExamples(std::move(e), h.display_name());
 }
 
 // ---- Upload ---------------------------------------------------------------------------
 
-struct DatasetStore::Upload::Hasher {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  Hasher() { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
-  ~Hasher() { EVP_MD_CTX_free(ctx); }
-};
 
 DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
                              std::unique_ptr<BlobWriter> payload)
@@ -205,7 +174,7 @@ DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
       header_(std::move(header)),
       payload_(std::move(payload)),
       expected_(PayloadBytes(header_)),
-      hasher_(std::make_unique<Hasher>()) {}
+      hasher_(std::make_unique<formats::Sha256>()) {}
 
 DatasetStore::Upload::~Upload() = default;  // an uncommitted payload leaves nothing behind
 
@@ -218,7 +187,7 @@ absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
     return absl::InvalidArgumentError(
         absl::StrCat("payload is longer than the ", expected_, " bytes the header declares"));
   RETURN_IF_ERROR(payload_->Append(chunk));
-  EVP_DigestUpdate(hasher_->ctx, chunk.data(), chunk.size());
+  hasher_->Update(chunk);
   received_ += static_cast<int64_t>(chunk.size());
   return CheckValues(chunk.data(), chunk.size());
 }
@@ -270,10 +239,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (received_ != expected_)
     return absl::InvalidArgumentError(
         absl::StrCat("payload has ", received_, " bytes; the header declares ", expected_));
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(hasher_->ctx, md, &len);
-  const std::string digest = Hex(md, len);
+  const std::string digest = hasher_->HexDigest();
   if (digest != header_.sha256())
     return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ",
                                                    header_.sha256(), ", the payload is ", digest));
@@ -370,7 +336,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
                            : display_name;
   v1::DatasetHeader h = HeaderOf(d, name);
   const std::string payload = EncodePayload(d);
-  h.set_sha256(Sha256Hex(payload));
+  h.set_sha256(formats::Sha256Hex(payload));
   v1::Dataset meta = MetaOf(h);
   *meta.mutable_generator() = spec;
   // Identical requests at once each write their own blob; the first commit wins.

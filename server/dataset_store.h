@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "alignd/v1/datasets.pb.h"
 #include "core/dataset.h"
+#include "formats/formats.h"
 #include "server/storage.h"
 
 namespace alignd::server {
@@ -36,12 +37,11 @@ struct DatasetLimits {
   int64_t cache_bytes = int64_t{2} << 30;
 };
 
-// Payload layout (see DatasetHeader in datasets.proto): features then targets.
-// -1 if the header's sizes are out of range (CheckHeader's limits).
+// The payload layout is formats/formats.h's (see DatasetHeader in datasets.proto); these
+// adapt it to the wire header. -1 if the header's sizes are out of range.
 int64_t PayloadBytes(const v1::DatasetHeader& header);
 // The payload of an engine data set, as an upload would send it.
 std::string EncodePayload(const core::Dataset& d);
-std::string Sha256Hex(const std::string& bytes);
 // A data set's id (its name is "datasets/" + id): a digest of the payload's SHA-256 and
 // of what the header says the bytes mean (examples, feature shape, classes or target
 // width), so the same bytes declared differently are two data sets, not one.
@@ -72,8 +72,7 @@ class DatasetStore {
     int64_t values_checked_ = 0;
     char carry_[4];
     int carry_size_ = 0;
-    struct Hasher;
-    std::unique_ptr<Hasher> hasher_;
+    std::unique_ptr<formats::Sha256> hasher_;
   };
 
   // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size

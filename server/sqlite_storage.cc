@@ -15,7 +15,9 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "server/resource_names.h"
 
@@ -177,6 +179,16 @@ class FileBlobWriter final : public BlobWriter {
   bool committed_ = false;
 };
 
+// "checkpoint-{step}.bin" -> step; -1 for any other name.
+int64_t CheckpointFileStep(const std::string& file) {
+  int64_t step = -1;
+  absl::string_view f = file;
+  if (!absl::ConsumePrefix(&f, "checkpoint-") || !absl::ConsumeSuffix(&f, ".bin") ||
+      !absl::SimpleAtoi(f, &step) || step < 0)
+    return -1;
+  return step;
+}
+
 class SqliteStorage final : public Storage {
  public:
   static absl::StatusOr<std::unique_ptr<Storage>> Open(const std::string& data_dir);
@@ -259,8 +271,6 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
            "step INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (session, seq))",
            "CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step INTEGER NOT NULL, "
            "PRIMARY KEY (session, step))",
-           "CREATE TABLE IF NOT EXISTS checkpoints (session TEXT PRIMARY KEY, "
-           "step INTEGER NOT NULL)",
        }) {
     if (absl::Status st = s->Exec(sql); !st.ok())
       return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
@@ -445,7 +455,7 @@ absl::Status SqliteStorage::DeleteSession(const std::string& name) {
     if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
     for (const char* sql :
          {"DELETE FROM sessions WHERE id = ?", "DELETE FROM metrics WHERE session = ?",
-          "DELETE FROM snapshots WHERE session = ?", "DELETE FROM checkpoints WHERE session = ?"}) {
+          "DELETE FROM snapshots WHERE session = ?"}) {
       Stmt st(db_, sql);
       st.BindText(1, name);
       if (st.Step() != SQLITE_DONE) {
@@ -516,38 +526,54 @@ absl::StatusOr<int64_t> SqliteStorage::CountMetrics(const std::string& name) {
 
 // ---- Checkpoints and snapshots ----------------------------------------------------------
 
+// A checkpoint is the file checkpoint-{step}.bin: the step travels with the bytes in one
+// atomic rename, so a kill at any moment leaves a (bytes, step) pair that belongs together
+// (an index row written beside the file could disagree with it after a crash, and a
+// restart would then cut the log back to one step and resume from another).
 absl::Status SqliteStorage::PutCheckpoint(const std::string& name, const StoredState& state) {
   auto dir = SessionDir(name);
   if (!dir.ok()) return dir.status();
-  if (absl::Status s = AtomicWriteFile((fs::path(*dir) / "checkpoint.bin").string(), state.bytes);
-      !s.ok())
-    return s;
-  absl::MutexLock lock(&mu_);
-  Stmt st(db_, "INSERT OR REPLACE INTO checkpoints (session, step) VALUES (?, ?)");
-  st.BindText(1, name).Bind(2, state.step);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put checkpoint");
+  const fs::path file = fs::path(*dir) / absl::StrCat("checkpoint-", state.step, ".bin");
+  if (absl::Status s = AtomicWriteFile(file.string(), state.bytes); !s.ok()) return s;
+  // The older ones (and a checkpoint.bin from an older data directory) go.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(*dir, ec)) {
+    const std::string f = e.path().filename().string();
+    if (e.path() != file && (f == "checkpoint.bin" || CheckpointFileStep(f) >= 0))
+      fs::remove(e.path(), ec);
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<StoredState> SqliteStorage::GetCheckpoint(const std::string& name) {
   auto dir = SessionDir(name);
   if (!dir.ok()) return dir.status();
-  auto bytes = ReadFile((fs::path(*dir) / "checkpoint.bin").string());
-  if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
   StoredState out;
-  out.bytes = std::move(*bytes);
-  // A data directory from before checkpoints were indexed has the file and no row: -1.
   auto step = CheckpointStep(name);
-  out.step = step.ok() ? *step : -1;
+  if (step.ok()) {
+    auto bytes = ReadFile((fs::path(*dir) / absl::StrCat("checkpoint-", *step, ".bin")).string());
+    if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
+    out.step = *step;
+    out.bytes = std::move(*bytes);
+    return out;
+  }
+  // A data directory from before the step was in the file name: step -1 (unknown).
+  auto legacy = ReadFile((fs::path(*dir) / "checkpoint.bin").string());
+  if (!legacy.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
+  out.step = -1;
+  out.bytes = std::move(*legacy);
   return out;
 }
 
 absl::StatusOr<int64_t> SqliteStorage::CheckpointStep(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  Stmt st(db_, "SELECT step FROM checkpoints WHERE session = ?");
-  st.BindText(1, name);
-  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
-  return st.Int(0);
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return dir.status();
+  int64_t newest = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(*dir, ec))
+    newest = std::max(newest, CheckpointFileStep(e.path().filename().string()));
+  if (newest < 0) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
+  return newest;
 }
 
 absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredState& state) {

@@ -5,7 +5,7 @@
 //
 //   {data_dir}/alignd.db                              records, metric logs, indexes
 //   {data_dir}/datasets/{id}.bin                      data set payloads
-//   {data_dir}/sessions/{id}/checkpoint.bin           the latest checkpoint
+//   {data_dir}/sessions/{id}/checkpoint-{step}.bin    the latest checkpoint
 //   {data_dir}/sessions/{id}/snapshots/{step}.bin     weight snapshots
 //
 // Files are written atomically (temp file, fsync, rename, fsync of the folder). One

@@ -9,7 +9,10 @@
 //   - A Put is atomic and durable when it returns: after a kill -9 a reader finds the
 //     old value or the new one, never a mix.
 //   - A record that refers to a blob is written after the blob (PutDataset after its
-//     payload's Commit; a checkpoint's step with its bytes).
+//     payload's Commit).
+//   - A checkpoint's step and bytes are one atomic write: GetCheckpoint never returns the
+//     bytes of one checkpoint with the step of another, whenever the process died (a
+//     restart cuts the metric log back to that step and resumes from those bytes).
 //   - Names are resource names ("datasets/{id}", "sessions/{id}"), checked by the
 //     caller (resource_names.h); the storage does not parse them beyond that.
 //   - Thread-safe.

@@ -77,7 +77,7 @@ TEST_F(IdxTest, FloatIdxIsReadBigEndian) {
   std::string s = {0, 0, 0x0D, 1};
   s += BigEndian32(1) + BigEndian32(bits);
   WriteFile(dir_ / "f", s);
-  auto a = ReadIdx(dir_ / "f");
+  auto a = formats::ReadIdx(dir_ / "f");
   ASSERT_OK(a);
   EXPECT_EQ(a->values, std::vector<float>{1.5f});
 }
@@ -191,8 +191,8 @@ TEST(CsvTest, ErrorsNameLineAndColumn) {
       {"not a number", "1,2,0\n1,abc,1\n", "line 2, column 2: 'abc' is not a number"},
       {"nan", "1,nan,0\n", "line 1, column 2: value 'nan' is not finite"},
       {"inf", "inf,1,0\n", "not finite"},
-      {"negative label", "1,2,-1\n", "label -1 is not a class index"},
-      {"fractional label", "1,2,0.5\n", "label 0.5 is not a class index"},
+      {"negative label", "1,2,-1\n", "label is -1, not a class index"},
+      {"fractional label", "1,2,0.5\n", "label is 0.5, not a class index"},
       {"too few columns", "1\n", "need at least 2"},
       {"empty", "\n\n", "no data rows"},
   };
@@ -208,7 +208,7 @@ TEST(CsvTest, ErrorsNameLineAndColumn) {
   o.num_classes = 2;
   WriteFile(dir / "bad.csv", "1,2,0\n3,4,2\n");
   auto d = ReadCsv(dir / "bad.csv", o);
-  EXPECT_NE(std::string(d.status().message()).find("label 2 is outside [0, 2)"), std::string::npos)
+  EXPECT_NE(std::string(d.status().message()).find("label is 2, outside [0, 2)"), std::string::npos)
       << d.status();
   EXPECT_EQ(ReadCsv(dir / "missing.csv").status().code(), absl::StatusCode::kNotFound);
 }

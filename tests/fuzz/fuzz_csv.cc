@@ -1,11 +1,13 @@
-// Fuzz target: the CSV readers (core::ParseCsv and client::ParseCsvText). The first
-// byte picks the options (classification or regression, targets, header line).
+// Fuzz target: the CSV path (formats::ParseCsv, ExamplesFromCsv, core's data set from
+// it). The first byte picks the options (classification or regression, targets, header
+// line, classes). Whatever is accepted is a valid engine data set and a payload of the
+// size its shape says.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-#include "client/data_files.h"
 #include "core/dataset.h"
+#include "formats/formats.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
@@ -18,7 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.num_classes = (mode >> 4) & 7;
   auto d = alignd::core::ParseCsv(text, "fuzz", o);
   if (d.ok() && !alignd::core::ValidateDataset(*d).ok()) __builtin_trap();
-  auto p = alignd::client::ParseCsvText(text, "fuzz", o.classification, o.num_targets, o.header);
-  if (p.ok() && static_cast<int64_t>(p->bytes.size()) % 4 != 0) __builtin_trap();
+  if (d.ok()) {
+    const auto e = alignd::core::ExamplesFromDataset(*d);
+    const std::string payload = alignd::formats::EncodePayload(e);
+    if (static_cast<int64_t>(payload.size()) != alignd::formats::PayloadBytes(alignd::formats::ShapeOf(e)))
+      __builtin_trap();
+  }
   return 0;
 }

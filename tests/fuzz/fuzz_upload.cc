@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   alignd::v1::DatasetHeader header;
   if (!header.ParseFromArray(data + 2, static_cast<int>(len))) return 0;
   const std::string payload(reinterpret_cast<const char*>(data + 2 + len), size - 2 - len);
-  header.set_sha256(alignd::server::Sha256Hex(payload));
+  header.set_sha256(alignd::formats::Sha256Hex(payload));
   auto decoded = alignd::server::DecodePayload(header, payload);
   if (decoded.ok() && !alignd::core::ValidateDataset(*decoded).ok()) __builtin_trap();
 

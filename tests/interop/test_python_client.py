@@ -66,6 +66,20 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(rule_names()["fa"], "RULE_FEEDBACK_ALIGNMENT")
         self.assertEqual(set(rule_names()), {"bp", "fa", "dfa", "sign", "kp", "pbp", "shallow"})
 
+    def test_payload_codec_matches_the_golden_bytes_formats_writes(self):
+        # tests/formats/testdata: the same golden payloads formats/ (C++) is tested against.
+        import json
+        data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "formats", "testdata")
+        with open(os.path.join(data, "payloads.json")) as f:
+            golden = json.load(f)
+        x = np.array([[0.0, 1.5], [-2.0, 3.25], [4.0, 0.125]], dtype=np.float32)
+        for name, y in (("labels", np.array([0, 2, 1])), ("targets", np.array([[1.0], [2.0], [-0.5]]))):
+            header, payload = encode_payload(x, y)
+            with open(os.path.join(data, f"payload_{name}.bin"), "rb") as f:
+                self.assertEqual(payload, f.read(), name)
+            for k, v in golden[name].items():
+                self.assertEqual(header[k], v, (name, k))
+
     def test_payload_codec_round_trips(self):
         x, y = self.blobs(n=7, d=5)
         header, payload = encode_payload(x, y)

@@ -33,7 +33,7 @@ class DatasetStoreTest : public ::testing::Test {
     header_.add_feature_shape(3);
     header_.set_target_kind(v1::TARGET_KIND_CLASS_LABELS);
     header_.set_num_classes(2);
-    header_.set_sha256(Sha256Hex(payload_));
+    header_.set_sha256(formats::Sha256Hex(payload_));
   }
 
   int FilesInDatasets() {
@@ -95,13 +95,13 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
        [](v1::DatasetHeader& h, std::string& p) {
          const int32_t seven = 7;
          std::memcpy(&p[4 * 15 + 4], &seven, 4);
-         h.set_sha256(Sha256Hex(p));
+         h.set_sha256(formats::Sha256Hex(p));
        }},
       {"nan", "not finite", absl::StatusCode::kInvalidArgument,
        [](v1::DatasetHeader& h, std::string& p) {
          const float nan = NAN;
          std::memcpy(&p[8], &nan, 4);
-         h.set_sha256(Sha256Hex(p));
+         h.set_sha256(formats::Sha256Hex(p));
        }},
       {"no examples", "header.num_examples", absl::StatusCode::kInvalidArgument,
        [](v1::DatasetHeader& h, std::string&) { h.set_num_examples(0); }},
@@ -120,14 +120,14 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
          h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
          h.set_target_dim(2147483647);
          p.clear();
-         h.set_sha256(Sha256Hex(""));
+         h.set_sha256(formats::Sha256Hex(""));
        }},
       {"huge target_dim", "header.target_dim", absl::StatusCode::kInvalidArgument,
        [](v1::DatasetHeader& h, std::string& p) {
          h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
          h.set_target_dim(2147483647);
          p.clear();
-         h.set_sha256(Sha256Hex(""));
+         h.set_sha256(formats::Sha256Hex(""));
        }},
       {"huge num_classes", "header.num_classes", absl::StatusCode::kInvalidArgument,
        [](v1::DatasetHeader& h, std::string&) { h.set_num_classes(2147483647); }},

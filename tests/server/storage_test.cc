@@ -88,6 +88,28 @@ TEST(StorageTest, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
   EXPECT_FALSE(std::filesystem::exists(dir / "sessions" / "abc"));
 }
 
+// The step travels with the bytes (checkpoint-{step}.bin): no index can disagree with the
+// file after a kill. A data directory from before keeps working (step -1 until re-put).
+TEST(StorageTest, ACheckpointsStepIsTheStepOfItsBytes) {
+  const auto dir = alignd::testing::TempDir("checkpoints");
+  std::filesystem::remove_all(dir);
+  auto s = OpenSqliteStorage(dir);
+  ASSERT_OK(s);
+  alignd::testing::WriteFile(dir / "sessions" / "old", "");  // a sibling, untouched
+  std::filesystem::create_directories(dir / "sessions" / "abc");
+  alignd::testing::WriteFile(dir / "sessions" / "abc" / "checkpoint.bin", "legacy state");
+  EXPECT_EQ((*s)->CheckpointStep("sessions/abc").status().code(), absl::StatusCode::kNotFound);
+  auto legacy = (*s)->GetCheckpoint("sessions/abc");
+  ASSERT_OK(legacy);
+  EXPECT_EQ(legacy->step, -1);
+  EXPECT_EQ(legacy->bytes, "legacy state");
+  ASSERT_OK((*s)->PutCheckpoint("sessions/abc", {100, "state at 100"}));
+  ASSERT_OK((*s)->PutCheckpoint("sessions/abc", {200, "state at 200"}));
+  EXPECT_EQ(*(*s)->CheckpointStep("sessions/abc"), 200);
+  EXPECT_EQ((*s)->GetCheckpoint("sessions/abc")->bytes, "state at 200");
+  EXPECT_EQ(CountFiles(dir / "sessions" / "abc"), 1);  // the older ones and the legacy file went
+}
+
 TEST(StorageTest, APayloadIsVisibleOnlyOnceCommittedAndAnAbandonedOneLeavesNothing) {
   const auto dir = alignd::testing::TempDir("payload");
   std::filesystem::remove_all(dir);
