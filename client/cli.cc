@@ -154,8 +154,8 @@ absl::StatusOr<int> ParseEnumValue(const google::protobuf::EnumDescriptor* e,
     if (n == upper || n == text) return e->value(i)->number();
     known.push_back(absl::AsciiStrToLower(n.substr(prefix.size())));
   }
-  return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "' is not one of: ",
-                                                 absl::StrJoin(known, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " '", text, "' is not one of: ", absl::StrJoin(known, ", ")));
 }
 
 }  // namespace alignd::client

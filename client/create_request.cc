@@ -3,8 +3,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "alignd/v1/rule_names.h"
-#include "client/cli.h"
 #include "base/status_macros.h"
+#include "client/cli.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace alignd::client {
@@ -53,8 +53,8 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
     auto rule = v1::RuleFromName(*f.rule);
     if (!rule) {
       std::string known;
-      for (v1::Rule r : v1::AllRules()) absl::StrAppend(&known, known.empty() ? "" : ", ",
-                                                        v1::RuleShortName(r));
+      for (v1::Rule r : v1::AllRules())
+        absl::StrAppend(&known, known.empty() ? "" : ", ", v1::RuleShortName(r));
       return absl::InvalidArgumentError(
           absl::StrCat("--rule '", *f.rule, "' is not one of: ", known));
     }
@@ -67,14 +67,14 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
     c->mutable_feedback()->set_distribution(static_cast<v1::Distribution>(v));
   }
   if (f.init) {
-    ASSIGN_OR_RETURN(int v,
-                     ParseEnumValue(v1::WeightInit_descriptor(), "WEIGHT_INIT_", *f.init, "--init"));
+    ASSIGN_OR_RETURN(
+        int v, ParseEnumValue(v1::WeightInit_descriptor(), "WEIGHT_INIT_", *f.init, "--init"));
     c->mutable_init()->set_kind(static_cast<v1::WeightInit>(v));
   }
   if (f.init_scale) c->mutable_init()->set_scale(*f.init_scale);
   if (f.optimizer) {
-    ASSIGN_OR_RETURN(int v, ParseEnumValue(v1::Optimizer_descriptor(), "OPTIMIZER_",
-                                           *f.optimizer, "--optimizer"));
+    ASSIGN_OR_RETURN(int v, ParseEnumValue(v1::Optimizer_descriptor(), "OPTIMIZER_", *f.optimizer,
+                                           "--optimizer"));
     c->mutable_optimizer()->set_kind(static_cast<v1::Optimizer>(v));
   }
   if (f.lr) c->mutable_optimizer()->set_learning_rate(*f.lr);

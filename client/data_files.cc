@@ -50,9 +50,8 @@ absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::stri
 absl::StatusOr<NpyMatrix> ReadNpyMatrix(const std::string& path) {
   ASSIGN_OR_RETURN(formats::FloatArray a, formats::ReadNpy(path));
   if (a.dims.empty() || a.dims.size() > 2)
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": expected an (examples, features) array, got ", a.dims.size(),
-                     " dimensions"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": expected an (examples, features) array, got ", a.dims.size(), " dimensions"));
   NpyMatrix m;
   m.rows = a.dims[0];
   m.cols = a.dims.size() == 2 ? a.dims[1] : 1;

@@ -18,7 +18,9 @@
 namespace alignd::client {
 namespace {
 
-std::unique_ptr<v1::DatasetService::Stub> Stub() { return v1::DatasetService::NewStub(G().Channel()); }
+std::unique_ptr<v1::DatasetService::Stub> Stub() {
+  return v1::DatasetService::NewStub(G().Channel());
+}
 
 void PrintDatasets(const std::vector<v1::Dataset>& ds) {
   const Output o = G().format();
@@ -43,10 +45,9 @@ void PrintDatasets(const std::vector<v1::Dataset>& ds) {
     std::vector<std::string> row = {d.name(), d.display_name(), absl::StrCat(d.num_examples()),
                                     absl::StrJoin(d.feature_shape(), "x"), targets};
     if (wide)
-      row.insert(row.end(), {absl::StrCat(d.size_bytes()), d.sha256().substr(0, 16),
-                             d.has_generator()
-                                 ? v1::GeneratorSpec::Kind_Name(d.generator().kind())
-                                 : "-"});
+      row.insert(row.end(),
+                 {absl::StrCat(d.size_bytes()), d.sha256().substr(0, 16),
+                  d.has_generator() ? v1::GeneratorSpec::Kind_Name(d.generator().kind()) : "-"});
     t.AddRow(row);
   }
   std::cout << t.Render();
@@ -62,7 +63,8 @@ void AddUpload(CLI::App* up) {
   auto f = std::make_shared<Flags>();
   up->add_option("--idx", f->idx, "IMAGES LABELS: an IDX pair, e.g. MNIST's (.gz too)")
       ->expected(2);
-  up->add_option("--csv", f->csv, "CSV file; label (or --target-dim targets) in the last column(s)");
+  up->add_option("--csv", f->csv,
+                 "CSV file; label (or --target-dim targets) in the last column(s)");
   up->add_option("--npy", f->npy, "FEATURES TARGETS: two .npy files")->expected(2);
   up->add_flag("--regression", f->regression, "float targets instead of class labels");
   up->add_option("--target-dim", f->target_dim, "CSV regression: number of target columns")
@@ -93,8 +95,8 @@ void AddUpload(CLI::App* up) {
       req.set_chunk(p->bytes.substr(off, kChunk));
       ok = writer->Write(req);
       if (tty)
-        std::fprintf(stderr, "\ruploading %zu / %zu MiB", std::min(off + kChunk, p->bytes.size()) >> 20,
-                     p->bytes.size() >> 20);
+        std::fprintf(stderr, "\ruploading %zu / %zu MiB",
+                     std::min(off + kChunk, p->bytes.size()) >> 20, p->bytes.size() >> 20);
     }
     if (tty) std::fprintf(stderr, "\n");
     writer->WritesDone();

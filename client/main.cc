@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals& g = G();
   g.server = std::getenv("ALIGND_SERVER") ? std::getenv("ALIGND_SERVER") : "localhost:50051";
-  app.add_option("--server", g.server, "alignd address (default $ALIGND_SERVER or localhost:50051)");
+  app.add_option("--server", g.server,
+                 "alignd address (default $ALIGND_SERVER or localhost:50051)");
   app.add_option("-o,--output", g.output,
                  "table | wide | json | jsonl | name (json: one document; jsonl: a line per item "
                  "or event; name: resource names only)")

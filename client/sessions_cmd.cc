@@ -50,7 +50,8 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
   if (wide) headers.insert(headers.end(), {"TRAIN", "EVAL", ">LAST SEQ", "FAILURE"});
   Table t(headers);
   for (const auto& s : ss) {
-    std::vector<std::string> row = {s.name(), v1::RuleShortName(s.config().feedback().rule()),
+    std::vector<std::string> row = {s.name(),
+                                    v1::RuleShortName(s.config().feedback().rule()),
                                     State(s.state()),
                                     absl::StrCat(s.step(), "/", s.total_steps()),
                                     absl::StrJoin(s.config().network().sizes(), "-"),
@@ -80,21 +81,27 @@ void AddCreate(CLI::App* c) {
   c->add_option("--request-id", f->request_id, "makes a retried create return the first session");
   auto opt = [c](const std::string& flag, auto& target, const std::string& help) {
     using T = typename std::remove_reference_t<decltype(target)>::value_type;
-    c->add_option_function<T>(flag, [&target](const T& v) { target = v; }, help);
+    c->add_option_function<T>(
+        flag, [&target](const T& v) { target = v; }, help);
   };
   opt("--sizes", f->sizes, "layer widths, input first, e.g. 784,1000,10");
-  opt("--hidden-activation", f->hidden_activation, "linear | tanh | logistic | relu (default tanh)");
+  opt("--hidden-activation", f->hidden_activation,
+      "linear | tanh | logistic | relu (default tanh)");
   opt("--output-activation", f->output_activation,
       "linear | tanh | logistic | relu | softmax (default linear)");
   opt("--loss", f->loss, "mse | cross-entropy (default mse)");
   c->add_flag("--no-bias", f->no_bias, "no bias terms (the paper's linear network)");
   opt("--connection-sparsity", f->connection_sparsity, "fraction of W and B removed for good");
   opt("--rule", f->rule,
-      absl::StrCat("learning rule: ", [] {
-        std::string s;
-        for (v1::Rule r : v1::AllRules()) absl::StrAppend(&s, s.empty() ? "" : " | ", v1::RuleShortName(r));
-        return s;
-      }(), " (default fa)"));
+      absl::StrCat(
+          "learning rule: ",
+          [] {
+            std::string s;
+            for (v1::Rule r : v1::AllRules())
+              absl::StrAppend(&s, s.empty() ? "" : " | ", v1::RuleShortName(r));
+            return s;
+          }(),
+          " (default fa)"));
   opt("--feedback-scale", f->feedback_scale, "scale of B, > 0 (default: automatic)");
   opt("--feedback-distribution", f->feedback_distribution, "uniform | gaussian (default uniform)");
   opt("--init", f->init, "uniform | xavier | he (default xavier)");
@@ -110,7 +117,8 @@ void AddCreate(CLI::App* c) {
   opt("--metrics-every", f->metrics_every, "a metric event every k steps (default 100; 0 none)");
   opt("--eval-every", f->eval_every, "evaluate every k steps (default: at the end)");
   opt("--snapshot-every", f->snapshot_every, "weight snapshot every k steps (default: the last)");
-  opt("--checkpoint-every", f->checkpoint_every, "checkpoint every k steps (default: the server's)");
+  opt("--checkpoint-every", f->checkpoint_every,
+      "checkpoint every k steps (default: the server's)");
   c->add_flag("--watch", *watch, "follow the session until it ends");
   c->callback([f, watch] {
     if (!f->config_file.empty()) {
@@ -150,7 +158,7 @@ void AddWatch(CLI::App* w) {
 template <typename Req>
 void AddVerb(CLI::App* sessions, const std::string& verb, const std::string& help,
              grpc::Status (v1::TrainingService::Stub::*call)(grpc::ClientContext*, const Req&,
-                                                              v1::Session*)) {
+                                                             v1::Session*)) {
   auto name = std::make_shared<std::string>();
   auto* c = sessions->add_subcommand(verb, help);
   c->add_option("name", *name, "sessions/{id} or the id")->required();
@@ -188,7 +196,8 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       Fail(absl::InvalidArgumentError(*file + ": " + e.what()));
     }
     auto runs = ExpandSweep(spec);
-    if (!runs.ok()) Fail(absl::InvalidArgumentError(absl::StrCat(*file, ": ", runs.status().message())));
+    if (!runs.ok())
+      Fail(absl::InvalidArgumentError(absl::StrCat(*file, ": ", runs.status().message())));
     auto stub = Stub();
     std::vector<std::string> names;
     for (const SweepRun& r : *runs) {
@@ -222,18 +231,25 @@ seeds of the last evaluation (test error or NSE), the last batch loss and the al
       nlohmann::json table = nlohmann::json::array();
       auto num = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); };
       for (const auto& g : summary)
-        table.push_back({{"run", g.group}, {"seeds", g.runs}, {"eval_mean", num(g.eval_mean)},
-                         {"eval_sd", num(g.eval_sd)}, {"loss_mean", num(g.loss_mean)},
-                         {"angle_mean", num(g.angle_mean)}, {"angle_sd", num(g.angle_sd)}});
+        table.push_back({{"run", g.group},
+                         {"seeds", g.runs},
+                         {"eval_mean", num(g.eval_mean)},
+                         {"eval_sd", num(g.eval_sd)},
+                         {"loss_mean", num(g.loss_mean)},
+                         {"angle_mean", num(g.angle_mean)},
+                         {"angle_sd", num(g.angle_sd)}});
       std::cout << table.dump(o == Output::kJson ? 1 : -1) << "\n";
     } else {
-      Table t({"RUN", ">SEEDS", classification ? ">EVAL ERROR" : ">EVAL NSE", ">LOSS", ">ANGLE (deg)"});
+      Table t(
+          {"RUN", ">SEEDS", classification ? ">EVAL ERROR" : ">EVAL NSE", ">LOSS", ">ANGLE (deg)"});
       for (const auto& g : summary)
         t.AddRow({g.group, absl::StrCat(g.runs),
-                  std::isnan(g.eval_mean) ? "-" : absl::StrFormat("%.4g +- %.2g", g.eval_mean, g.eval_sd),
+                  std::isnan(g.eval_mean) ? "-"
+                                          : absl::StrFormat("%.4g +- %.2g", g.eval_mean, g.eval_sd),
                   Num(g.loss_mean),
-                  std::isnan(g.angle_mean) ? "-"
-                                           : absl::StrFormat("%.1f +- %.1f", g.angle_mean, g.angle_sd)});
+                  std::isnan(g.angle_mean)
+                      ? "-"
+                      : absl::StrFormat("%.1f +- %.1f", g.angle_mean, g.angle_sd)});
       std::cout << "\n" << t.Render();
     }
     std::exit(rc);
@@ -277,7 +293,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
     PrintSessions(all);
   });
 
-  AddVerb<v1::GetSessionRequest>(ss, "get", "show a session", &v1::TrainingService::Stub::GetSession);
+  AddVerb<v1::GetSessionRequest>(ss, "get", "show a session",
+                                 &v1::TrainingService::Stub::GetSession);
   AddVerb<v1::PauseSessionRequest>(ss, "pause", "pause a session at a checkpoint",
                                    &v1::TrainingService::Stub::PauseSession);
   AddVerb<v1::ResumeSessionRequest>(ss, "resume", "resume a paused session",
@@ -310,7 +327,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   };
   auto p = std::make_shared<Predict>();
   auto* predict = ss->add_subcommand("predict", "network outputs for inputs from a .npy file");
-  predict->add_option("name", p->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
+  predict
+      ->add_option("name", p->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
       ->required();
   predict->add_option("--npy", p->in, "inputs, n x d .npy")->required();
   predict->add_option("--out", p->out, "write the n x outputs array here (.npy)");
@@ -336,7 +354,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
     } else if (p->out.empty()) {
       for (int64_t j = 0; j < n; ++j) {
         std::printf("%lld:", static_cast<long long>(j));
-        for (int64_t i = 0; i < outs; ++i) std::printf(" %.5g", resp.outputs().values(j * outs + i));
+        for (int64_t i = 0; i < outs; ++i)
+          std::printf(" %.5g", resp.outputs().values(j * outs + i));
         if (j < resp.classes_size()) std::printf("  -> class %d", resp.classes(j));
         std::printf("\n");
       }
@@ -353,7 +372,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   auto ev = std::make_shared<Eval>();
   auto* evaluate = ss->add_subcommand(
       "evaluate", "loss and error (or NSE) of a session's weights on a data set");
-  evaluate->add_option("name", ev->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
+  evaluate
+      ->add_option("name", ev->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
       ->required();
   evaluate->add_option("--dataset", ev->dataset,
                        "datasets/{id} or the id (default: the session's evaluation set)");
@@ -369,16 +389,17 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
     PrintOne(m, req.name(), [&] {
       if (m.examples() > 0 && !std::isnan(m.error_rate()))
         std::printf("step %lld on %lld examples: loss %.6g, error %.4f (accuracy %.4f)\n",
-                    static_cast<long long>(m.step()), static_cast<long long>(m.examples()), m.loss(),
-                    m.error_rate(), m.accuracy());
+                    static_cast<long long>(m.step()), static_cast<long long>(m.examples()),
+                    m.loss(), m.error_rate(), m.accuracy());
       else
         std::printf("step %lld on %lld examples: loss %.6g, NSE %.6g\n",
-                    static_cast<long long>(m.step()), static_cast<long long>(m.examples()), m.loss(),
-                    m.nse());
+                    static_cast<long long>(m.step()), static_cast<long long>(m.examples()),
+                    m.loss(), m.nse());
     });
   });
 
-  AddSweep(ss->add_subcommand("sweep", "run a grid of rules x seeds x hyperparameters and compare"));
+  AddSweep(
+      ss->add_subcommand("sweep", "run a grid of rules x seeds x hyperparameters and compare"));
 }
 
 }  // namespace alignd::client

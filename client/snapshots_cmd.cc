@@ -124,7 +124,8 @@ void AddSnapshotCommands(CLI::App& app) {
     for (const auto& shape : header.shapes()) {
       if (shape.rows() * shape.cols() > 0) {
         const std::string path = *out + "/" + shape.label() + ".npy";
-        if (auto st = WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off); !st.ok())
+        if (auto st = WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off);
+            !st.ok())
           Fail(st);
         if (o == Output::kTable || o == Output::kWide)
           std::printf("%s  %lld x %lld\n", path.c_str(), static_cast<long long>(shape.rows()),
@@ -133,7 +134,8 @@ void AddSnapshotCommands(CLI::App& app) {
       }
       off += shape.rows() * shape.cols();
     }
-    if (o == Output::kJson || o == Output::kJsonl) std::cout << Json(header, o == Output::kJson) << "\n";
+    if (o == Output::kJson || o == Output::kJsonl)
+      std::cout << Json(header, o == Output::kJson) << "\n";
   });
 }
 

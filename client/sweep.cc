@@ -61,7 +61,8 @@ absl::StatusOr<std::vector<SweepRun>> ExpandSweep(const nlohmann::json& spec) {
   std::vector<SweepRun> runs;
   for (const auto& rule_name : rules) {
     const auto rule = v1::RuleFromName(rule_name);
-    if (!rule) return absl::InvalidArgumentError(absl::StrCat("rule '", rule_name, "' is not known"));
+    if (!rule)
+      return absl::InvalidArgumentError(absl::StrCat("rule '", rule_name, "' is not known"));
     for (const auto& point : points)
       for (uint64_t seed : seeds) {
         nlohmann::json c = spec.value("config", nlohmann::json::object());
@@ -70,7 +71,8 @@ absl::StatusOr<std::vector<SweepRun>> ExpandSweep(const nlohmann::json& spec) {
         std::string group = rule_name;
         for (auto& [key, value] : point.items()) {
           nlohmann::json* node = &c;
-          for (absl::string_view part : absl::StrSplit(key, '.')) node = &(*node)[std::string(part)];
+          for (absl::string_view part : absl::StrSplit(key, '.'))
+            node = &(*node)[std::string(part)];
           *node = value;
           absl::StrAppend(&group, " ", key, "=", value.dump());
         }
@@ -80,7 +82,8 @@ absl::StatusOr<std::vector<SweepRun>> ExpandSweep(const nlohmann::json& spec) {
         v1::Session* s = run.request.mutable_session();
         auto st = google::protobuf::util::JsonStringToMessage(c.dump(), s->mutable_config());
         if (!st.ok())
-          return absl::InvalidArgumentError(absl::StrCat("config for ", group, ": ", st.ToString()));
+          return absl::InvalidArgumentError(
+              absl::StrCat("config for ", group, ": ", st.ToString()));
         s->set_train_dataset(DatasetName(spec["dataset"].get<std::string>()));
         const std::string eval = spec.value("eval_dataset", std::string());
         if (!eval.empty()) s->set_eval_dataset(DatasetName(eval));

@@ -68,8 +68,8 @@ std::string StateName(v1::SessionState s) {
 
 std::string RenderWatch(const std::map<std::string, WatchRow>& rows,
                         const std::vector<std::string>& names, bool tty) {
-  Table t({"SESSION", "RULE", "STATE", "PROGRESS", ">STEPS/S", ">ETA", ">LOSS", ">ACC/NSE",
-           ">EVAL", ">ANGLE"});
+  Table t({"SESSION", "RULE", "STATE", "PROGRESS", ">STEPS/S", ">ETA", ">LOSS", ">ACC/NSE", ">EVAL",
+           ">ANGLE"});
   for (const auto& n : names) {
     const auto it = rows.find(n);
     if (it == rows.end()) continue;
@@ -85,14 +85,13 @@ std::string RenderWatch(const std::map<std::string, WatchRow>& rows,
     const double angle =
         r.last_step.alignment_size() ? r.last_step.alignment(0).update_angle_mean() : NAN;
     const double rate = r.StepsPerSecond();
-    t.AddRow({n, v1::RuleShortName(r.session.config().feedback().rule()),
-              StateName(r.session.state()),
-              absl::StrCat("[", bar, "] ", static_cast<int>(frac * 100), "%"),
-              std::isnan(rate) ? "-" : absl::StrFormat("%.0f", rate),
-              r.ended ? "-" : FormatDuration(r.EtaSeconds()),
-              r.has_step ? Num(r.last_step.loss()) : "-", r.has_step ? Num(acc) : "-",
-              r.last_eval.examples() ? Num(eval) : "-",
-              std::isnan(angle) ? "-" : absl::StrFormat("%.1f deg", angle)});
+    t.AddRow(
+        {n, v1::RuleShortName(r.session.config().feedback().rule()), StateName(r.session.state()),
+         absl::StrCat("[", bar, "] ", static_cast<int>(frac * 100), "%"),
+         std::isnan(rate) ? "-" : absl::StrFormat("%.0f", rate),
+         r.ended ? "-" : FormatDuration(r.EtaSeconds()), r.has_step ? Num(r.last_step.loss()) : "-",
+         r.has_step ? Num(acc) : "-", r.last_eval.examples() ? Num(eval) : "-",
+         std::isnan(angle) ? "-" : absl::StrFormat("%.1f deg", angle)});
   }
   return t.Render(tty);
 }
@@ -188,7 +187,7 @@ void Watcher::Paint(bool final) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   if (tty_ && painted_lines_ > 0) out = absl::StrCat("\x1b[", painted_lines_, "F");
-  (void)final;
+  (void) final;
   out += RenderWatch(rows_, names_, tty_);
   painted_lines_ = 1 + static_cast<int>(names_.size());
   std::fputs(out.c_str(), stdout);

@@ -6,7 +6,7 @@
 // Trainer is built and names the offending field in its InvalidArgument message
 // (e.g. "network.sizes[1] must be >= 1, got 0").
 //
-// Rules (see ../shared/science/FEEDBACK_ALIGNMENT.md and core/learning_rule.h):
+// Rules (docs/SCIENCE.md, core/feedback.h):
 //   kBackprop            hidden signal W^T delta
 //   kFeedbackAlignment   B delta, B fixed and random (Lillicrap et al. 2016)
 //   kDirectFeedbackAlignment  B_l delta_out straight from the output (Nokland 2016)

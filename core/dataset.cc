@@ -16,8 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "core/random.h"
 #include "base/status_macros.h"
+#include "core/random.h"
 #include "formats/formats.h"
 
 namespace alignd::core {
@@ -33,9 +33,6 @@ absl::Status CheckFinite(const Matrix& m, absl::string_view what) {
             absl::StrCat(what, " of example ", j, ", index ", i, " is not finite (", m(i, j), ")"));
   return absl::OkStatus();
 }
-
-
-
 
 std::string FindFile(const std::string& dir, const std::string& stem) {
   for (const std::string& candidate : {stem, stem + ".gz"}) {
@@ -173,8 +170,9 @@ absl::StatusOr<Dataset> ReadCsv(const std::string& path, const CsvOptions& optio
 
 absl::StatusOr<Dataset> ParseCsv(absl::string_view text, const std::string& path,
                                  const CsvOptions& options) {
-  ASSIGN_OR_RETURN(formats::CsvTable t,
-                   formats::ParseCsv(text, path, formats::CsvOptions{options.delimiter, options.header}));
+  ASSIGN_OR_RETURN(
+      formats::CsvTable t,
+      formats::ParseCsv(text, path, formats::CsvOptions{options.delimiter, options.header}));
   ASSIGN_OR_RETURN(formats::Examples e, formats::ExamplesFromCsv(t, path, TargetsOf(options)));
   return DatasetFromExamples(std::move(e), path);
 }

@@ -47,8 +47,7 @@ void Feedback::Initialize(const TrainerOptions& options, const std::vector<Matri
       // sparse on its own, as in the paper's sparse variant.
       mask_.assign(L, Matrix());
       for (int i = 1; i < L; ++i) {
-        mask_[i] =
-            rule_ == Rule::kKolenPollack ? w_mask[i] : draw_mask(f_[i].rows(), f_[i].cols());
+        mask_[i] = rule_ == Rule::kKolenPollack ? w_mask[i] : draw_mask(f_[i].rows(), f_[i].cols());
         f_[i].array() *= mask_[i].array();
       }
     }

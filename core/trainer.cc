@@ -8,15 +8,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/alignment.h"
 #include "core/cpu.h"
 #include "core/feedback.h"
 #include "core/gemm.h"
 #include "core/layers.h"
+#include "core/learning_rule.h"
 #include "core/network.h"
 #include "core/optimizer.h"
-#include "core/learning_rule.h"
-#include "base/status_macros.h"
 
 namespace alignd::core {
 namespace {

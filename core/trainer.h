@@ -36,8 +36,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/config.h"
-#include "core/feedback.h"
 #include "core/dataset.h"
+#include "core/feedback.h"
 #include "core/matrix.h"
 #include "core/network.h"
 #include "core/optimizer.h"
@@ -72,7 +72,6 @@ struct StepMetrics {
   double nse = kNaN;                      // regression: sum |e|^2 / sum |y*|^2 on the batch
   std::vector<LayerAlignment> alignment;  // one per hidden layer
 };
-
 
 // Called by Trainer::Run on the training thread (ceres IterationCallback style).
 // Returning false stops the run after the current step; Run can be called again.
@@ -197,7 +196,6 @@ class Trainer {
   bool done() const { return step_ >= total_steps_; }
 
  private:
-
   Trainer(const TrainerOptions& options, std::shared_ptr<const Dataset> train,
           std::shared_ptr<const Dataset> eval);
   void Initialize();

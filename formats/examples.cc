@@ -16,9 +16,9 @@ namespace {
 
 using internal::Invalid;
 
-constexpr int64_t kMaxPerExample = int64_t{1} << 24;         // features or targets
-constexpr int64_t kMaxExamples = (int64_t{1} << 31) - 1;      // the engine indexes with int32
-constexpr float kMaxLabel = static_cast<float>(1 << 24);      // exact in float32
+constexpr int64_t kMaxPerExample = int64_t{1} << 24;      // features or targets
+constexpr int64_t kMaxExamples = (int64_t{1} << 31) - 1;  // the engine indexes with int32
+constexpr float kMaxLabel = static_cast<float>(1 << 24);  // exact in float32
 
 // Labels from float values that must be whole numbers >= 0 (and < num_classes when it is
 // given; else num_classes becomes the largest + 1). `where(j)` names value j in errors.
@@ -65,11 +65,12 @@ absl::StatusOr<Examples> ExamplesFromIdx(const std::string& images, const std::s
   ASSIGN_OR_RETURN(FloatArray x, ReadIdx(images));
   ASSIGN_OR_RETURN(FloatArray y, ReadIdx(labels));
   if (y.dims.size() != 1)
-    return Invalid(labels, absl::StrCat("labels must be a 1-d IDX array, got rank ", y.dims.size()));
+    return Invalid(labels,
+                   absl::StrCat("labels must be a 1-d IDX array, got rank ", y.dims.size()));
   const int64_t n = x.dims[0];
   if (y.dims[0] != n)
-    return Invalid(labels,
-                   absl::StrCat("has ", y.dims[0], " labels but ", images, " has ", n, " examples"));
+    return Invalid(
+        labels, absl::StrCat("has ", y.dims[0], " labels but ", images, " has ", n, " examples"));
   Examples e;
   e.feature_shape.assign(x.dims.begin() + 1, x.dims.end());
   if (e.feature_shape.empty()) e.feature_shape = {1};
@@ -77,8 +78,9 @@ absl::StatusOr<Examples> ExamplesFromIdx(const std::string& images, const std::s
   e.features = std::move(x.values);
   if (x.type == ElementType::kU8)
     for (float& v : e.features) v *= 1.0f / 255.0f;
-  RETURN_IF_ERROR(TakeLabels(y.values, num_classes, labels,
-                             [](int64_t j) { return absl::StrCat("label of example ", j); }, &e));
+  RETURN_IF_ERROR(TakeLabels(
+      y.values, num_classes, labels, [](int64_t j) { return absl::StrCat("label of example ", j); },
+      &e));
   return e;
 }
 
@@ -101,12 +103,12 @@ absl::StatusOr<Examples> ExamplesFromCsv(const CsvTable& t, const std::string& n
     target_values.insert(target_values.end(), row + d, row + t.columns);
   }
   if (o.classification) {
-    RETURN_IF_ERROR(TakeLabels(target_values, o.num_classes, name,
-                               [&](int64_t j) {
-                                 return absl::StrCat("data row ", j + 1, ", column ", t.columns,
-                                                     ": label");
-                               },
-                               &e));
+    RETURN_IF_ERROR(TakeLabels(
+        target_values, o.num_classes, name,
+        [&](int64_t j) {
+          return absl::StrCat("data row ", j + 1, ", column ", t.columns, ": label");
+        },
+        &e));
   } else {
     e.targets = std::move(target_values);
     e.target_dim = static_cast<int32_t>(k);
@@ -133,8 +135,9 @@ absl::StatusOr<Examples> ExamplesFromNpy(const std::string& features, const std:
   if (k < 0) return Invalid(targets, "targets of more than 2^24 values per example");
   if (o.classification) {
     if (k != 1) return Invalid(targets, "labels must be one integer per example");
-    RETURN_IF_ERROR(TakeLabels(y.values, o.num_classes, targets,
-                               [](int64_t j) { return absl::StrCat("label of example ", j); }, &e));
+    RETURN_IF_ERROR(TakeLabels(
+        y.values, o.num_classes, targets,
+        [](int64_t j) { return absl::StrCat("label of example ", j); }, &e));
   } else {
     for (size_t i = 0; i < y.values.size(); ++i)
       if (!std::isfinite(y.values[i]))
@@ -177,8 +180,7 @@ std::string EncodePayload(const Examples& e) {
 
 absl::StatusOr<Examples> DecodePayload(const PayloadShape& s, absl::string_view bytes) {
   const int64_t expected = PayloadBytes(s);
-  if (expected < 0)
-    return absl::InvalidArgumentError("the payload's shape is out of range");
+  if (expected < 0) return absl::InvalidArgumentError("the payload's shape is out of range");
   if (static_cast<int64_t>(bytes.size()) != expected)
     return absl::InvalidArgumentError(
         absl::StrCat("payload has ", bytes.size(), " bytes; the header declares ", expected));
@@ -189,9 +191,8 @@ absl::StatusOr<Examples> DecodePayload(const PayloadShape& s, absl::string_view 
   std::memcpy(e.features.data(), bytes.data(), static_cast<size_t>(4 * n * d));
   for (int64_t i = 0; i < n * d; ++i)
     if (!std::isfinite(e.features[i]))
-      return absl::InvalidArgumentError(absl::StrCat("feature of example ", i / d, ", index ",
-                                                     i % d, " is not finite (", e.features[i],
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "feature of example ", i / d, ", index ", i % d, " is not finite (", e.features[i], ")"));
   const char* rest = bytes.data() + 4 * n * d;
   if (s.num_classes > 0) {
     e.num_classes = s.num_classes;
@@ -207,8 +208,9 @@ absl::StatusOr<Examples> DecodePayload(const PayloadShape& s, absl::string_view 
     std::memcpy(e.targets.data(), rest, 4 * e.targets.size());
     for (size_t i = 0; i < e.targets.size(); ++i)
       if (!std::isfinite(e.targets[i]))
-        return absl::InvalidArgumentError(absl::StrCat(
-            "target of example ", i / s.target_dim, ", index ", i % s.target_dim, " is not finite"));
+        return absl::InvalidArgumentError(absl::StrCat("target of example ", i / s.target_dim,
+                                                       ", index ", i % s.target_dim,
+                                                       " is not finite"));
   }
   return e;
 }

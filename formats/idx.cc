@@ -78,8 +78,8 @@ absl::StatusOr<FloatArray> ParseIdxFrom(const ByteSource& read, const std::strin
   FloatArray out;
   out.type = TypeOf(code);
   unsigned char dimbuf[4 * 255];
-  RETURN_IF_ERROR(internal::ReadExactly(read, dimbuf, 4 * static_cast<size_t>(rank), name,
-                                        "the dimensions"));
+  RETURN_IF_ERROR(
+      internal::ReadExactly(read, dimbuf, 4 * static_cast<size_t>(rank), name, "the dimensions"));
   int64_t count = 1;
   for (int i = 0; i < rank; ++i) {
     const int64_t dim = FromBigEndian<uint32_t>(&dimbuf[4 * i]);

@@ -59,7 +59,8 @@ absl::StatusOr<Dtype> ParseDescr(const std::string& descr, const std::string& na
     t.kind = descr[1];
     t.size = descr[2] - '0';
     ok = (t.kind == 'f' && (t.size == 4 || t.size == 8)) ||
-         ((t.kind == 'i' || t.kind == 'u') && (t.size == 1 || t.size == 2 || t.size == 4 || t.size == 8)) ||
+         ((t.kind == 'i' || t.kind == 'u') &&
+          (t.size == 1 || t.size == 2 || t.size == 4 || t.size == 8)) ||
          (t.kind == 'b' && t.size == 1);
   }
   if (!ok)
@@ -124,7 +125,8 @@ absl::StatusOr<FloatArray> ParseNpyFrom(const ByteSource& read, const std::strin
   RETURN_IF_ERROR(internal::ReadExactly(read, pre, 8, name, "the magic string"));
   if (std::memcmp(pre, "\x93NUMPY", 6) != 0) return Invalid(name, "not a .npy file");
   const int major = static_cast<unsigned char>(pre[6]);
-  if (major < 1 || major > 3) return Invalid(name, absl::StrCat(".npy version ", major, " is unknown"));
+  if (major < 1 || major > 3)
+    return Invalid(name, absl::StrCat(".npy version ", major, " is unknown"));
   size_t header_len = 0;
   unsigned char len[4] = {0, 0, 0, 0};
   RETURN_IF_ERROR(internal::ReadExactly(read, len, major == 1 ? 2 : 4, name, "the header length"));
@@ -159,9 +161,8 @@ absl::StatusOr<FloatArray> ParseNpyFrom(const ByteSource& read, const std::strin
   for (int64_t done = 0; done < count;) {
     const int64_t m = std::min(kBlock, count - done);
     RETURN_IF_ERROR(internal::ReadExactly(read, block.data(), static_cast<size_t>(m) * t.size, name,
-                                          absl::StrCat("the data (", count, " elements of ",
-                                                       t.size, " bytes; element ", done,
-                                                       " onwards)")));
+                                          absl::StrCat("the data (", count, " elements of ", t.size,
+                                                       " bytes; element ", done, " onwards)")));
     for (int64_t i = 0; i < m; ++i) out.values.push_back(Convert(t, block.data() + i * t.size));
     done += m;
   }

@@ -66,7 +66,8 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
       if (!up.ok()) return up.status();
       upload_ = std::move(*up);
     } else if (request_.has_chunk()) {
-      if (upload_ == nullptr) return absl::InvalidArgumentError("a chunk arrived before the header");
+      if (upload_ == nullptr)
+        return absl::InvalidArgumentError("a chunk arrived before the header");
       if (absl::Status s = upload_->Append(request_.chunk()); !s.ok()) return s;
     } else {
       return absl::InvalidArgumentError("an empty message: set header or chunk");

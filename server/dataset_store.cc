@@ -19,7 +19,6 @@
 namespace alignd::server {
 namespace {
 
-
 // Limits on what a header may declare, checked before any size is computed from it
 // (CheckHeader), so that every product below fits in 64 bits with room to spare.
 constexpr int64_t kMaxFeatures = int64_t{1} << 24;
@@ -166,7 +165,6 @@ absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const st
 }
 
 // ---- Upload ---------------------------------------------------------------------------
-
 
 DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
                              std::unique_ptr<BlobWriter> payload)

@@ -13,7 +13,8 @@ namespace alignd::server {
 namespace {
 
 bool IsOver(v1::SessionState s) {
-  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED || s == v1::SESSION_STATE_CANCELLED || s == v1::SESSION_STATE_PAUSED;
+  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
+         s == v1::SESSION_STATE_CANCELLED || s == v1::SESSION_STATE_PAUSED;
 }
 
 class MetricsStream final : public SessionStream<v1::MetricEvent> {
@@ -99,7 +100,7 @@ class MetricsStream final : public SessionStream<v1::MetricEvent> {
   const bool history_only_;
   const std::chrono::milliseconds heartbeat_;
   std::chrono::steady_clock::time_point last_write_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<const v1::MetricEvent>> fetched_;  // filled by a fetch
+  std::deque<std::shared_ptr<const v1::MetricEvent>> fetched_;           // filled by a fetch
   std::shared_ptr<const v1::MetricEvent> current_ ABSL_GUARDED_BY(mu_);  // in flight
   bool sent_end_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -107,9 +108,9 @@ class MetricsStream final : public SessionStream<v1::MetricEvent> {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::MetricEvent>* NewMetricsStream(SessionManager* sessions,
-                                                           Executor* executor,
-                                                           const v1::StreamMetricsRequest& req,
-                                                           std::chrono::milliseconds heartbeat) {
+                                                            Executor* executor,
+                                                            const v1::StreamMetricsRequest& req,
+                                                            std::chrono::milliseconds heartbeat) {
   auto s = sessions->Find(req.parent());
   if (!s.ok()) return new FailedStream<v1::MetricEvent>(s.status());
   if (req.start_seq() < 0)

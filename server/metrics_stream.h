@@ -22,9 +22,9 @@
 namespace alignd::server {
 
 grpc::ServerWriteReactor<v1::MetricEvent>* NewMetricsStream(SessionManager* sessions,
-                                                           Executor* executor,
-                                                           const v1::StreamMetricsRequest& request,
-                                                           std::chrono::milliseconds heartbeat);
+                                                            Executor* executor,
+                                                            const v1::StreamMetricsRequest& request,
+                                                            std::chrono::milliseconds heartbeat);
 
 }  // namespace alignd::server
 

@@ -1,13 +1,12 @@
 // File: server/proto_convert.cc
 #include "server/proto_convert.h"
 
-#include "absl/strings/match.h"
-#include "alignd/v1/rule_names.h"
-
 #include <chrono>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "alignd/v1/rule_names.h"
 #include "base/status_macros.h"
 
 namespace alignd::server {
@@ -66,7 +65,6 @@ absl::StatusOr<core::Rule> ToRule(v1::Rule r) {
 v1::Rule FromRule(core::Rule r) {
   return v1::RuleFromName(std::string(core::RuleName(r))).value_or(v1::RULE_UNSPECIFIED);
 }
-
 
 }  // namespace
 

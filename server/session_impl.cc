@@ -5,9 +5,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "server/page_token.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
-#include "server/page_token.h"
 #include "server/rpc_impl.h"
 #include "server/snapshot_streams.h"
 
@@ -109,7 +109,8 @@ absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequ
   // Downsampled: every k-th step event over the whole log from `start`; evaluations kept.
   std::vector<v1::MetricEvent> all;
   for (int64_t from = start;;) {
-    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events, storage.ReadMetrics(req.parent(), from, 10000));
+    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events,
+                     storage.ReadMetrics(req.parent(), from, 10000));
     if (events.empty()) break;
     from = events.back().seq() + 1;
     for (auto& e : events) all.push_back(std::move(e));
@@ -130,7 +131,8 @@ absl::Status GetSnapshotImpl(SessionManager& sessions, const v1::GetSnapshotRequ
   ASSIGN_OR_RETURN(WeightsRef ref, ParseSnapshotName(req.name()));
   ASSIGN_OR_RETURN(core::TrainerState state, sessions.State(ref));
   *resp = SnapshotMetadata(SnapshotName(ref.session, state.step), state);
-  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored, sessions.storage()->ListSnapshots(ref.session));
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored,
+                   sessions.storage()->ListSnapshots(ref.session));
   for (const SnapshotInfo& info : stored)
     if (info.step == state.step && info.create_time_us > 0)
       *resp->mutable_create_time() = FromMicros(info.create_time_us);
@@ -145,7 +147,8 @@ absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshots
   int64_t after = -1;
   if (!req.page_token().empty() && (!absl::SimpleAtoi(position, &after) || after < 0))
     return BadToken();
-  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored, sessions.storage()->ListSnapshots(req.parent()));
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored,
+                   sessions.storage()->ListSnapshots(req.parent()));
   const int size = PageSize(req.page_size(), 50, 1000);
   for (const SnapshotInfo& info : stored) {
     if (info.step <= after) continue;
@@ -170,9 +173,9 @@ absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req
   // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
   const int64_t outputs = int64_t{served.network->config().sizes.back()} * x.cols();
   if (outputs > (int64_t{1} << 24))
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the outputs would be ", outputs, " values (", x.cols(),
-        " examples); at most 16777216 per request: send fewer examples at once"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the outputs would be ", outputs, " values (", x.cols(),
+                     " examples); at most 16777216 per request: send fewer examples at once"));
   ASSIGN_OR_RETURN(core::Matrix y, served.network->Predict(x));
   ToProto(y, resp->mutable_outputs());
   resp->set_step(served.step);

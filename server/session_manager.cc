@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "core/cpu.h"
 #include "base/status_macros.h"
+#include "core/cpu.h"
 #include "core/trainer.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
@@ -20,7 +20,8 @@ namespace alignd::server {
 namespace {
 
 bool IsTerminal(v1::SessionState s) {
-  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED || s == v1::SESSION_STATE_CANCELLED;
+  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
+         s == v1::SESSION_STATE_CANCELLED;
 }
 
 std::string NewSessionId() {
@@ -63,7 +64,8 @@ absl::Status SessionManager::Start() {
         RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), *checkpoint));
       }
     }
-    const bool resume = record.state() == v1::SESSION_STATE_RUNNING || record.state() == v1::SESSION_STATE_QUEUED;
+    const bool resume =
+        record.state() == v1::SESSION_STATE_RUNNING || record.state() == v1::SESSION_STATE_QUEUED;
     if (resume) {
       // Cut the metric log back to the checkpoint this run will resume from.
       const int64_t step = checkpoint.ok() ? std::max<int64_t>(0, checkpoint->step) : 0;
@@ -144,9 +146,9 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     bool ok = sid.size() <= 63 && sid[0] >= 'a' && sid[0] <= 'z';
     for (char c : sid) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
     if (!ok)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "session_id '", Excerpt(sid),
-          "' must be 1-63 characters of [a-z0-9-] starting with a letter"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("session_id '", Excerpt(sid),
+                       "' must be 1-63 characters of [a-z0-9-] starting with a letter"));
   }
   auto prefixed = [](const absl::Status& st) {
     return absl::Status(st.code(), absl::StrCat("session.", st.message()));
@@ -351,8 +353,8 @@ absl::Status SessionManager::Delete(const std::string& name) {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
     if (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot delete ", name, ": it is ", StateName(st), "; cancel it first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot delete ", name, ": it is ", StateName(st), "; cancel it first"));
     RETURN_IF_ERROR(storage_->DeleteSession(name));
     sessions_.erase(name);
     s->deleted_ = true;
@@ -423,7 +425,8 @@ void SessionManager::WorkerLoop() {
                "out of memory while training (the machine could not provide what "
                "the session needed; lower batch_size or the network's size)");
     } catch (const std::exception& e) {
-      SetState(*s, v1::SESSION_STATE_FAILED, absl::StrCat("internal error while training: ", e.what()));
+      SetState(*s, v1::SESSION_STATE_FAILED,
+               absl::StrCat("internal error while training: ", e.what()));
     }
     s->Notify();
     absl::MutexLock lock(&mu_);
@@ -433,7 +436,9 @@ void SessionManager::WorkerLoop() {
 
 void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
   const v1::Session r = s->record();
-  auto fail = [&](const absl::Status& st) { SetState(*s, v1::SESSION_STATE_FAILED, std::string(st.message())); };
+  auto fail = [&](const absl::Status& st) {
+    SetState(*s, v1::SESSION_STATE_FAILED, std::string(st.message()));
+  };
   auto train = datasets_->Load(r.train_dataset());
   if (!train.ok()) return fail(train.status());
   std::shared_ptr<const core::Dataset> eval;
@@ -523,8 +528,8 @@ absl::StatusOr<core::TrainerState> SessionManager::ReadState(const std::string& 
   }
   auto state = core::ParseState(bytes);
   if (!state.ok())
-    return absl::DataLossError(absl::StrCat(SnapshotName(session, step),
-                                            ": stored state is corrupt: ", state.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        SnapshotName(session, step), ": stored state is corrupt: ", state.status().message()));
   return state;
 }
 
@@ -554,12 +559,12 @@ absl::StatusOr<SessionManager::Served> SessionManager::Weights(const WeightsRef&
   // not needed: the network is built from the stored weights alone).
   ASSIGN_OR_RETURN(v1::Dataset train, storage_->GetDataset(s->record().train_dataset()));
   const bool class_labels = train.target_kind() == v1::TARGET_KIND_CLASS_LABELS;
-  auto network = core::Network::Create(s->options().network, std::move(state.weights),
-                                       state.biases, class_labels);
+  auto network = core::Network::Create(s->options().network, std::move(state.weights), state.biases,
+                                       class_labels);
   if (!network.ok())
-    return absl::DataLossError(absl::StrCat(SnapshotName(ref.session, state.step),
-                                            ": stored weights do not fit the session's network: ",
-                                            network.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        SnapshotName(ref.session, state.step),
+        ": stored weights do not fit the session's network: ", network.status().message()));
   Served served;
   served.network = std::make_shared<const core::Network>(std::move(*network));
   served.step = state.step;

@@ -131,9 +131,8 @@ void SessionRecorder::Enqueue(Task task) {
 absl::Status SessionRecorder::Flush() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-        return r->queue_.empty() && !r->writing_;
-      },
+      +[](SessionRecorder* r)
+           ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->queue_.empty() && !r->writing_; },
       this));
   return status_;
 }
@@ -149,9 +148,8 @@ void SessionRecorder::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-            return r->stop_ || !r->queue_.empty();
-          },
+          +[](SessionRecorder* r)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->stop_ || !r->queue_.empty(); },
           this));
       if (queue_.empty()) return;  // stop_, nothing left
       // Every event queued, up to and including the first checkpoint or snapshot.

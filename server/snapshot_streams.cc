@@ -89,7 +89,7 @@ class ChunkStream : public SessionStream<v1::SnapshotChunk> {
   void Add(const std::string& name, const core::TrainerState& st) {  // from a fetch
     for (auto& c : SnapshotChunks(name, st)) chunks_.push_back(std::move(c));
   }
-  std::deque<v1::SnapshotChunk> chunks_;             // filled by a fetch
+  std::deque<v1::SnapshotChunk> chunks_;            // filled by a fetch
   v1::SnapshotChunk current_ ABSL_GUARDED_BY(mu_);  // in flight
 };
 
@@ -134,8 +134,9 @@ class SnapshotStream final : public ChunkStream {
     if (SendChunk()) return;
     // The state first: a snapshot written before the session ended is then seen below.
     const v1::SessionState st = session_->state();
-    const bool over = session_->deleted() || st == v1::SESSION_STATE_SUCCEEDED || st == v1::SESSION_STATE_FAILED ||
-                      st == v1::SESSION_STATE_CANCELLED || st == v1::SESSION_STATE_PAUSED;
+    const bool over = session_->deleted() || st == v1::SESSION_STATE_SUCCEEDED ||
+                      st == v1::SESSION_STATE_FAILED || st == v1::SESSION_STATE_CANCELLED ||
+                      st == v1::SESSION_STATE_PAUSED;
     const int64_t stored = session_->snapshots_stored();
     if (looked_ && !found_ && stored == looked_at_ && !over) {
       if (sessions_->stopping())
@@ -154,7 +155,8 @@ class SnapshotStream final : public ChunkStream {
       for (const SnapshotInfo& info : stored) {
         const int64_t step = info.step;
         if (step < next_step_) continue;
-        ASSIGN_OR_RETURN(core::TrainerState st, sessions_->State(WeightsRef{session_->name(), step}));
+        ASSIGN_OR_RETURN(core::TrainerState st,
+                         sessions_->State(WeightsRef{session_->name(), step}));
         Add(SnapshotName(session_->name(), step), st);
         next_step_ = step + 1;
         found_ = true;
@@ -165,7 +167,7 @@ class SnapshotStream final : public ChunkStream {
   }
 
   SessionManager* const sessions_;
-  int64_t next_step_;  // fetches
+  int64_t next_step_;   // fetches
   bool found_ = false;  // fetches: the last look found a snapshot
   bool looked_ ABSL_GUARDED_BY(mu_) = false;
   int64_t looked_at_ ABSL_GUARDED_BY(mu_) = 0;  // snapshots_stored() at the last look

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -132,7 +132,8 @@ class FileBlobWriter final : public BlobWriter {
   static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(std::string path) {
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
-    if (ec) return absl::InternalError(absl::StrCat("create folder for ", path, ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(absl::StrCat("create folder for ", path, ": ", ec.message()));
     static std::atomic<uint64_t> counter{0};
     std::string tmp = absl::StrCat(path, ".part", ::getpid(), "_",
                                    counter.fetch_add(1, std::memory_order_relaxed));
@@ -277,7 +278,8 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
   }
   // Added after the first data directories were written: add it where it is missing.
   {
-    Stmt cols(s->db_, "SELECT COUNT(*) FROM pragma_table_info('snapshots') WHERE name = 'create_time'");
+    Stmt cols(s->db_,
+              "SELECT COUNT(*) FROM pragma_table_info('snapshots') WHERE name = 'create_time'");
     if (cols.Step() == SQLITE_ROW && cols.Int(0) == 0)
       if (absl::Status st =
               s->Exec("ALTER TABLE snapshots ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0");
@@ -480,7 +482,10 @@ absl::Status SqliteStorage::AppendMetrics(const std::string& name,
   Stmt st(db_, "INSERT INTO metrics (session, seq, step, event) VALUES (?, ?, ?, ?)");
   for (const StoredMetric& m : events) {
     st.Reset();
-    st.BindText(1, name).Bind(2, m.event.seq()).Bind(3, m.step).Bind(4, m.event.SerializeAsString());
+    st.BindText(1, name)
+        .Bind(2, m.event.seq())
+        .Bind(3, m.step)
+        .Bind(4, m.event.SerializeAsString());
     if (st.Step() != SQLITE_DONE) {
       const absl::Status err = SqlError(db_, "append metric");
       Exec("ROLLBACK").IgnoreError();
@@ -595,8 +600,7 @@ absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredSta
 absl::StatusOr<std::string> SqliteStorage::GetSnapshot(const std::string& name, int64_t step) {
   auto dir = SessionDir(name);
   if (!dir.ok()) return dir.status();
-  auto bytes =
-      ReadFile((fs::path(*dir) / "snapshots" / (std::to_string(step) + ".bin")).string());
+  auto bytes = ReadFile((fs::path(*dir) / "snapshots" / (std::to_string(step) + ".bin")).string());
   if (!bytes.ok())
     return absl::NotFoundError(absl::StrCat(name, "/snapshots/", step, " not found"));
   return bytes;

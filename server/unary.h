@@ -43,9 +43,8 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, F&& body) {
 template <typename F>
 grpc::ServerUnaryReactor* AnswerOn(Executor* executor, grpc::CallbackServerContext* ctx, F body) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  executor->Schedule([r, body = std::move(body)]() mutable {
-    r->Finish(ToGrpcStatus(Guarded(body)));
-  });
+  executor->Schedule(
+      [r, body = std::move(body)]() mutable { r->Finish(ToGrpcStatus(Guarded(body))); });
   return r;
 }
 

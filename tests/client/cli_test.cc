@@ -1,10 +1,11 @@
 // alignctl's units (client/): the table printer, the watch rows, the create request built
 // from flags and a config file, the sweep's expansion and summary, and the shared parsing.
+#include "client/cli.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "client/cli.h"
 #include "client/create_request.h"
 #include "client/sweep.h"
 #include "client/table.h"
@@ -138,7 +139,8 @@ TEST(SweepTest, ExpandsRulesGridAndSeedsAndSummarisesOverSeeds) {
   EXPECT_FALSE(
       ExpandSweep(nlohmann::json::parse(R"({"dataset": "d", "rules": ["hebbian"]})")).ok());
 
-  const auto summary = Summarize({{"fa", 0.1, 1.0, 40.0}, {"fa", 0.3, 3.0, NAN}, {"bp", 0.2, 2.0, 0.0}});
+  const auto summary =
+      Summarize({{"fa", 0.1, 1.0, 40.0}, {"fa", 0.3, 3.0, NAN}, {"bp", 0.2, 2.0, 0.0}});
   ASSERT_EQ(summary.size(), 2u);
   EXPECT_EQ(summary[0].group, "fa");
   EXPECT_EQ(summary[0].runs, 2);

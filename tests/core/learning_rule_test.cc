@@ -1,5 +1,5 @@
 // The learning rules against the exact checks derived from Lillicrap et al. (2016)
-// (../shared/science/FEEDBACK_ALIGNMENT.md) and the known behaviour of each rule.
+// (docs/SCIENCE.md) and the known behaviour of each rule.
 #include "core/learning_rule.h"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Every rule's update against an independent double-precision reference written
-// from the equations (core/learning_rule.h, ../shared/science/FEEDBACK_ALIGNMENT.md),
+// from the equations (core/feedback.h, docs/SCIENCE.md),
 // plus the exact checks that pin each rule's identity: KP from B = W^T is BP bit for
 // bit, Adam's first step, the pseudo-backprop angle against an SVD pseudo-inverse,
 // the paper's Figure 4 ordering, DFA's own signal path and metrics, and golden

@@ -389,16 +389,21 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodeAndTheServerStaysHealthy) {
   };
   const Case kCases[] = {
       {"unknown rule", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
-         r.mutable_session()->mutable_config()->mutable_feedback()->set_rule(static_cast<v1::Rule>(77));
+         r.mutable_session()->mutable_config()->mutable_feedback()->set_rule(
+             static_cast<v1::Rule>(77));
        })},
-      {"wrong input width", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_network()->set_sizes(0, 784); })},
-      {"nan learning rate", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_optimizer()->set_learning_rate(NAN); })},
-      {"missing data set", grpc::StatusCode::NOT_FOUND,
-       create([](auto& r) { r.mutable_session()->set_train_dataset("datasets/ffffffffffffffff"); })},
-      {"huge layer", grpc::StatusCode::INVALID_ARGUMENT,
-       create([](auto& r) { r.mutable_session()->mutable_config()->mutable_network()->set_sizes(1, 2000000); })},
+      {"wrong input width", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
+         r.mutable_session()->mutable_config()->mutable_network()->set_sizes(0, 784);
+       })},
+      {"nan learning rate", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
+         r.mutable_session()->mutable_config()->mutable_optimizer()->set_learning_rate(NAN);
+       })},
+      {"missing data set", grpc::StatusCode::NOT_FOUND, create([](auto& r) {
+         r.mutable_session()->set_train_dataset("datasets/ffffffffffffffff");
+       })},
+      {"huge layer", grpc::StatusCode::INVALID_ARGUMENT, create([](auto& r) {
+         r.mutable_session()->mutable_config()->mutable_network()->set_sizes(1, 2000000);
+       })},
       {"unknown session", grpc::StatusCode::NOT_FOUND,
        [&] {
          v1::GetSessionRequest r;

@@ -14,7 +14,9 @@
 namespace alignd::formats {
 namespace {
 
-std::string Data(const std::string& name) { return std::string(ALIGND_FORMATS_TESTDATA) + "/" + name; }
+std::string Data(const std::string& name) {
+  return std::string(ALIGND_FORMATS_TESTDATA) + "/" + name;
+}
 
 std::string Bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

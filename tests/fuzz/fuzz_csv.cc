@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (d.ok()) {
     const auto e = alignd::core::ExamplesFromDataset(*d);
     const std::string payload = alignd::formats::EncodePayload(e);
-    if (static_cast<int64_t>(payload.size()) != alignd::formats::PayloadBytes(alignd::formats::ShapeOf(e)))
+    if (static_cast<int64_t>(payload.size()) !=
+        alignd::formats::PayloadBytes(alignd::formats::ShapeOf(e)))
       __builtin_trap();
   }
   return 0;

@@ -32,9 +32,9 @@ TEST(ResourceNamesTest, MalformedNamesAreInvalidArgumentNamingTheField) {
   }
   for (const char* bad : {"datasets/", "datasets/x/y", "sessions/a", "datasets/.."})
     EXPECT_EQ(ParseDatasetName(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
-  for (const char* bad : {"sessions/a/snapshots/", "sessions/a/snapshots/-1",
-                          "sessions/a/snapshots/x", "sessions//snapshots/1",
-                          "sessions/a/snapshots/99999999999999999999"})
+  for (const char* bad :
+       {"sessions/a/snapshots/", "sessions/a/snapshots/-1", "sessions/a/snapshots/x",
+        "sessions//snapshots/1", "sessions/a/snapshots/99999999999999999999"})
     EXPECT_EQ(ParseSnapshotName(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   EXPECT_EQ(ParseWeightsName("datasets/a").status().code(), absl::StatusCode::kInvalidArgument);
 }

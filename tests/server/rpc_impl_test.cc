@@ -32,7 +32,8 @@ class RpcImplTest : public ServerFixture {
 TEST_F(RpcImplTest, CreateValidatesWithoutTrainingAndCountsTheSteps) {
   v1::Session s;
   auto req = Request(0);
-  req.mutable_session()->mutable_config()->set_epochs(3);  // 400 examples / batch 4 = 100 steps an epoch
+  req.mutable_session()->mutable_config()->set_epochs(
+      3);  // 400 examples / batch 4 = 100 steps an epoch
   ASSERT_OK(CreateSessionImpl(*manager_, req, &s));
   EXPECT_EQ(s.total_steps(), 300);
   req.mutable_session()->set_train_dataset("datasets/../x");
@@ -41,7 +42,8 @@ TEST_F(RpcImplTest, CreateValidatesWithoutTrainingAndCountsTheSteps) {
   req.mutable_session()->mutable_config()->set_batch_size(401);
   const absl::Status st = CreateSessionImpl(*manager_, req, &s);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(st.message()).find("session.config.batch_size is 401"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("session.config.batch_size is 401"), std::string::npos)
+      << st;
 }
 
 TEST_F(RpcImplTest, ListSessionsPagesWithTokensItGaveAndRefusesOthers) {

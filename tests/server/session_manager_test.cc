@@ -27,7 +27,6 @@ class SessionManagerTest : public ServerFixture {
     EXPECT_OK(bytes);
     return *core::ParseState(*bytes);
   }
-
 };
 
 TEST_F(SessionManagerTest, ASessionRunsToTheEndWithAGaplessLog) {

@@ -1,11 +1,10 @@
 // server/sqlite_storage.h on a real SQLite file in a temporary directory: the Storage
 // contract (storage.h) a second implementation must keep too.
-#include "server/sqlite_storage.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "server/sqlite_storage.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -25,8 +24,7 @@ std::vector<StoredMetric> Events(int from, int to) {
 
 int CountFiles(const std::filesystem::path& dir) {
   int n = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
-    n += e.is_regular_file();
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) n += e.is_regular_file();
   return n;
 }
 
@@ -144,8 +142,7 @@ TEST(StorageTest, NamesThatAreNotResourceNamesAreRefused) {
   auto s = OpenSqliteStorage((dir / "data").string());
   ASSERT_OK(s);
   for (const char* bad : {"sessions/../../x", "sessions/", "sessions/a/b", "datasets/x"}) {
-    EXPECT_EQ((*s)->PutCheckpoint(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument)
-        << bad;
+    EXPECT_EQ((*s)->PutCheckpoint(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ((*s)->PutSnapshot(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_EQ((*s)->NewDatasetPayload("datasets/../../etc").status().code(),

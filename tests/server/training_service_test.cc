@@ -117,8 +117,8 @@ class TrainingServiceTest : public ServerFixture {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    stub_ = v1::TrainingService::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    stub_ = v1::TrainingService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                             grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     manager_->Shutdown();
@@ -154,7 +154,8 @@ class TrainingServiceTest : public ServerFixture {
 
 TEST_F(TrainingServiceTest, TheTrainingThreadDoesNoStorageWorkWhileSubscribersFollow) {
   auto req = Request(3000);
-  req.mutable_session()->mutable_config()->set_metrics_every(1);  // 3000 events, more than the ring keeps
+  req.mutable_session()->mutable_config()->set_metrics_every(
+      1);  // 3000 events, more than the ring keeps
   req.mutable_session()->set_snapshot_every(500);
   grpc::ClientContext ctx;
   v1::Session s;
