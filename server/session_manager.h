@@ -33,6 +33,7 @@
 #ifndef ALIGND_SERVER_SESSION_MANAGER_H_
 #define ALIGND_SERVER_SESSION_MANAGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -116,10 +117,8 @@ class SessionManager {
   absl::StatusOr<core::TrainerState> State(const WeightsRef& ref);
 
   // True once Shutdown began (open streams end with UNAVAILABLE).
-  bool stopping() {
-    absl::MutexLock lock(&mu_);
-    return stopping_;
-  }
+  // Lock-free: streams ask while they hold their own locks (see the lock order above).
+  bool stopping() const { return stopping_.load(); }
 
   // Blocks until no session is QUEUED or RUNNING (tests and tools).
   void WaitIdle();
@@ -149,7 +148,7 @@ class SessionManager {
   static constexpr size_t kMaxRequestIds = 10000;
   std::map<std::string, std::string> requests_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> request_order_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_{false};  // written under mu_
   std::vector<std::thread> workers_;
 
   // Networks built for Weights(), keyed by "{session}@{step}"; least recently used out.
