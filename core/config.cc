@@ -181,4 +181,20 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   return absl::OkStatus();
 }
 
+TrainerOptions PaperLinearOptions(Rule rule) {
+  TrainerOptions o;
+  o.network.sizes = {30, 20, 10};
+  o.network.hidden = Activation::kLinear;
+  o.network.output = Activation::kLinear;
+  o.network.bias = false;
+  o.init.kind = WeightInit::kUniform;
+  o.init.scale = 0.01f;
+  o.feedback.rule = rule;
+  o.feedback.scale = 0.5f;
+  o.optimizer.learning_rate = 0.002f;
+  o.batch_size = 1;
+  o.metrics_every = 50;
+  return o;
+}
+
 }  // namespace alignd::core

@@ -128,6 +128,11 @@ struct TrainerOptions {
 // Returns InvalidArgument naming the first bad field, OK otherwise.
 absl::Status ValidateOptions(const TrainerOptions& options);
 
+// The paper's linear network (docs/SCIENCE.md, "linear"): 30-20-10, linear units, no biases,
+// W ~ U[-0.01, 0.01], B ~ U[-0.5, 0.5], per-example SGD at 0.002, metrics every 50 steps.
+// One source for the demo, the tests and the reproduction; callers set the schedule.
+TrainerOptions PaperLinearOptions(Rule rule);
+
 // Number of weight layers (sizes.size() - 1).
 inline int NumLayers(const NetworkConfig& n) { return static_cast<int>(n.sizes.size()) - 1; }
 

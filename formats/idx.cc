@@ -89,54 +89,28 @@ absl::StatusOr<FloatArray> ParseIdxFrom(const ByteSource& read, const std::strin
     count *= dim;
     out.dims.push_back(dim);
   }
-  // The data in blocks, converted as they arrive: memory grows with what the file holds,
-  // not with what its header claims (a 16-byte file may declare 16 Gi elements).
-  constexpr int64_t kBlock = 1 << 16;
-  std::vector<unsigned char> block(static_cast<size_t>(kBlock) * elem);
-  out.values.reserve(static_cast<size_t>(std::min<int64_t>(count, int64_t{1} << 20)));
-  for (int64_t done = 0; done < count;) {
-    const int64_t m = std::min(kBlock, count - done);
-    RETURN_IF_ERROR(internal::ReadExactly(read, block.data(), static_cast<size_t>(m) * elem, name,
-                                          absl::StrCat("the data (", count, " elements of ", elem,
-                                                       " bytes; element ", done, " onwards)")));
-    const unsigned char* p = block.data();
-    for (int64_t i = 0; i < m; ++i, p += elem) {
-      float v = 0;
-      switch (code) {
-        case 0x08:
-          v = static_cast<float>(*p);
-          break;
-        case 0x09:
-          v = static_cast<float>(static_cast<int8_t>(*p));
-          break;
-        case 0x0B:
-          v = static_cast<float>(FromBigEndian<int16_t>(p));
-          break;
-        case 0x0C:
-          v = static_cast<float>(FromBigEndian<int32_t>(p));
-          break;
-        case 0x0D:
-          v = FromBigEndian<float>(p);
-          break;
-        case 0x0E: {
-          const double d = FromBigEndian<double>(p);
-          // A double beyond float's range has no float value (the cast is undefined).
-          v = std::isfinite(d) && std::abs(d) <= std::numeric_limits<float>::max()
-                  ? static_cast<float>(d)
-                  : std::numeric_limits<float>::infinity();
-          break;
+  RETURN_IF_ERROR(internal::ReadElements(
+      read, count, elem, /*finite=*/true, name, &out.values, [code](const unsigned char* p) {
+        switch (code) {
+          case 0x08:
+            return static_cast<float>(*p);
+          case 0x09:
+            return static_cast<float>(static_cast<int8_t>(*p));
+          case 0x0B:
+            return static_cast<float>(FromBigEndian<int16_t>(p));
+          case 0x0C:
+            return static_cast<float>(FromBigEndian<int32_t>(p));
+          case 0x0D:
+            return FromBigEndian<float>(p);
+          default: {
+            const double d = FromBigEndian<double>(p);
+            // A double beyond float's range has no float value (the cast is undefined).
+            return std::isfinite(d) && std::abs(d) <= std::numeric_limits<float>::max()
+                       ? static_cast<float>(d)
+                       : std::numeric_limits<float>::infinity();
+          }
         }
-      }
-      if (!std::isfinite(v))
-        return Invalid(name, absl::StrCat("element ", done + i, " is not finite (or not a float)"));
-      out.values.push_back(v);
-    }
-    done += m;
-  }
-  char extra;
-  if (read(&extra, 1) > 0)
-    return Invalid(name, absl::StrCat("trailing bytes after the ", count,
-                                      " elements that the header declares"));
+      }));
   return out;
 }
 

@@ -155,21 +155,9 @@ absl::StatusOr<FloatArray> ParseNpyFrom(const ByteSource& read, const std::strin
       return Invalid(name, "the shape declares more than 2^40 elements");
     count *= d;
   }
-  constexpr int64_t kBlock = 1 << 16;
-  std::vector<char> block(static_cast<size_t>(kBlock) * t.size);
-  out.values.reserve(static_cast<size_t>(std::min<int64_t>(count, int64_t{1} << 20)));
-  for (int64_t done = 0; done < count;) {
-    const int64_t m = std::min(kBlock, count - done);
-    RETURN_IF_ERROR(internal::ReadExactly(read, block.data(), static_cast<size_t>(m) * t.size, name,
-                                          absl::StrCat("the data (", count, " elements of ", t.size,
-                                                       " bytes; element ", done, " onwards)")));
-    for (int64_t i = 0; i < m; ++i) out.values.push_back(Convert(t, block.data() + i * t.size));
-    done += m;
-  }
-  char extra;
-  if (read(&extra, 1) > 0)
-    return Invalid(name, absl::StrCat("trailing bytes after the ", count,
-                                      " elements that the shape declares"));
+  RETURN_IF_ERROR(internal::ReadElements(
+      read, count, t.size, /*finite=*/false, name, &out.values,
+      [&t](const unsigned char* p) { return Convert(t, reinterpret_cast<const char*>(p)); }));
   return out;
 }
 

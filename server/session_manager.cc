@@ -403,8 +403,9 @@ void SessionManager::WorkerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](SessionManager* m)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return m->stopping_.load() || !m->queue_.empty(); },
+          +[](SessionManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+            return m->stopping_.load() || !m->queue_.empty();
+          },
           this));
       if (stopping_) return;
       s = queue_.front();

@@ -102,17 +102,7 @@ int main(int argc, char** argv) {
                         Rule::kDirectFeedbackAlignment, Rule::kKolenPollack};
   std::map<Rule, Curve> curves;
   for (Rule r : rules) {
-    TrainerOptions o;
-    o.network.sizes = {30, 20, 10};
-    o.network.hidden = Activation::kLinear;
-    o.network.output = Activation::kLinear;
-    o.network.bias = false;
-    o.init.kind = WeightInit::kUniform;
-    o.init.scale = 0.01f;
-    o.feedback.rule = r;
-    o.feedback.scale = 0.5f;
-    o.optimizer.learning_rate = 0.002f;
-    o.batch_size = 1;
+    TrainerOptions o = PaperLinearOptions(r);
     o.epochs = epochs;
     o.seed = seed;
     o.metrics_every = 10;

@@ -52,8 +52,8 @@ void BM_Gemm(benchmark::State& state) {
       alignd::core::GemmEigen(false, false, 1.0f, a, x, 0.0f, c);
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 1000 * 784 * n * state.iterations(),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * 1000 * 784 * n * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK_TEMPLATE(BM_Gemm, true)->Name("BM_Gemm/library")->Arg(32)->Arg(128);
 BENCHMARK_TEMPLATE(BM_Gemm, false)->Name("BM_Gemm/eigen")->Arg(32)->Arg(128);

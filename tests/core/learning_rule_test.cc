@@ -115,21 +115,7 @@ TEST(ToyTest, BackpropFromExactlyZeroNeverMoves) {
 
 // ---- The linear network -----------------------------------------------------------------
 
-TrainerOptions LinearOptions(Rule rule) {
-  TrainerOptions o;
-  o.network.sizes = {30, 20, 10};
-  o.network.hidden = Activation::kLinear;
-  o.network.output = Activation::kLinear;
-  o.network.bias = false;
-  o.init.kind = WeightInit::kUniform;
-  o.init.scale = 0.01f;
-  o.feedback.rule = rule;
-  o.feedback.scale = 0.5f;
-  o.optimizer.learning_rate = 0.002f;
-  o.batch_size = 1;
-  o.metrics_every = 50;
-  return o;
-}
+TrainerOptions LinearOptions(Rule rule) { return PaperLinearOptions(rule); }
 
 // Worst relative error, over 100 steps, of "W0 W0^T - B W - W^T B^T changes by exactly
 // dW0 dW0^T", for a per-example run of `rule` on the linear network.
