@@ -33,7 +33,8 @@ LIFETIME = re.compile(r"operator new|operator delete|\bmalloc\b|\bfree\b|dealloc
 
 
 def in_grpc(stack):
-    return any("grpc" in line for line in stack)
+    # libgpr is gRPC's own support library (gpr_malloc allocates its call arenas).
+    return any("grpc" in line or "libgpr" in line for line in stack)
 
 
 def lifetime(stack):
