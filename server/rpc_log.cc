@@ -38,7 +38,7 @@ class RpcLog : public grpc::experimental::Interceptor {
     // gRPC 1.51's callback handlers answer a request whose body does not parse with
     // UNIMPLEMENTED and no message (server_callback_handlers.h: "if deserialization or
     // reactor creator failed"); gRPC's status-code guide says INTERNAL. Our handlers
-    // never throw (training_service.cc's Guard), so for a method we serve that answer
+    // never throw (server/unary.h, stream_reactor.h), so for a method we serve that answer
     // means the body did not parse. Unknown methods keep UNIMPLEMENTED.
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status st = methods->GetSendStatus();

@@ -16,12 +16,13 @@
 // every checkpoint_every steps and on pause and shutdown.
 //
 // Predict, Evaluate and GetSnapshot read a session's weights through Weights()/State():
-// a network is built once per (session, step) and shared (NetworkCache), since the same
+// a network is built once per (session, step) and shared (networks_), since the same
 // step always has the same weights (restarts are bit-identical).
 //
-// Lock order (absl::Mutex throughout; each lock is taken alone or in this order):
+// Lock order (absl::Mutex throughout; each lock is taken alone or after those left of it;
+// docs/ARCHITECTURE.md, "Threads and locks"):
 //   SessionManager::mu_ -> LiveSession::watchers_mu_ -> a stream's mu_ ->
-//   LiveSession::mu_ -> MetricRing::mu_ -> NetworkCache::mu_, Storage's mutex.
+//   LiveSession::mu_ -> MetricRing::mu_ -> cache_mu_, SessionRecorder::mu_, Storage's, Executor's.
 // The manager never calls Notify() with mu_ held (watchers may call back into it).
 //
 // Restart (Start after a crash or a shutdown): every session that was QUEUED or
