@@ -15,6 +15,7 @@ Writes build/bench/service.json.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     # ---- reference: a plain gRPC byte stream into a do-nothing server ----
     def sink(request_iterator, context):

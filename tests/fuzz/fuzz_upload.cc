@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -17,12 +18,20 @@
 
 namespace {
 
+// The data directory, removed when the fuzzer exits.
+std::string g_dir;
+void RemoveDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(g_dir, ec);
+}
+
 alignd::server::DatasetStore* Store() {
   static auto* storage = [] {
-    const std::string dir = std::filesystem::temp_directory_path() /
-                            ("alignd_fuzz_upload_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    return alignd::server::OpenSqliteStorage(dir)->release();
+    g_dir = std::filesystem::temp_directory_path() /
+            ("alignd_fuzz_upload_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(g_dir);
+    std::atexit(RemoveDir);
+    return alignd::server::OpenSqliteStorage(g_dir)->release();
   }();
   alignd::server::DatasetLimits limits;
   limits.max_dataset_bytes = 1 << 20;

@@ -186,8 +186,8 @@ class InstallTest(unittest.TestCase):
     def test_the_package_installs_with_pip_and_imports_without_path_tricks(self):
         src = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["alignd_client"].__file__)))
         target = tempfile.mkdtemp(prefix="alignd_pip_")
+        work = tempfile.mkdtemp(prefix="alignd_pip_src_")
         try:
-            work = tempfile.mkdtemp(prefix="alignd_pip_src_")
             shutil.copytree(src, os.path.join(work, "pkg"))
             p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation",
                                 "--no-deps", "--no-index", "--target", target, os.path.join(work, "pkg")],
@@ -201,6 +201,7 @@ class InstallTest(unittest.TestCase):
             self.assertIn("'fa'", q.stdout)
         finally:
             shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
