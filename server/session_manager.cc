@@ -56,19 +56,23 @@ absl::Status SessionManager::Start() {
       RETURN_IF_ERROR(storage_->PutSession(record));
       options = core::TrainerOptions();
     }
-    // A checkpoint from before checkpoints were indexed: index it (once).
-    auto checkpoint = storage_->GetCheckpoint(record.name());
-    if (checkpoint.ok() && checkpoint->step < 0) {
-      if (auto state = core::ParseState(checkpoint->bytes); state.ok()) {
-        checkpoint->step = state->step;
-        RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), *checkpoint));
-      }
-    }
     const bool resume =
         record.state() == v1::SESSION_STATE_RUNNING || record.state() == v1::SESSION_STATE_QUEUED;
+    // The step a restart resumes from is the one the checkpoint's bytes hold (the storage's
+    // step is an index, and an index can lag its blob after a crash); the log is cut back
+    // to that same step. A checkpoint whose step the storage does not know (a data
+    // directory from before it did) is indexed here, once.
+    int64_t step = 0;
+    if (auto checkpoint = storage_->GetCheckpoint(record.name()); checkpoint.ok()) {
+      if (auto state = core::ParseState(checkpoint->bytes); state.ok()) {
+        step = state->step;
+        if (checkpoint->step < 0) {
+          checkpoint->step = step;
+          RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), *checkpoint));
+        }
+      }
+    }
     if (resume) {
-      // Cut the metric log back to the checkpoint this run will resume from.
-      const int64_t step = checkpoint.ok() ? std::max<int64_t>(0, checkpoint->step) : 0;
       ASSIGN_OR_RETURN(int64_t last_seq, storage_->TruncateMetricsAfterStep(record.name(), step));
       record.set_last_seq(last_seq);
       record.set_step(step);

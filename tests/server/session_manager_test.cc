@@ -134,6 +134,49 @@ TEST_F(SessionManagerTest, ARestartResumesFromTheCheckpointBitForBit) {
     EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
 }
 
+// A storage whose checkpoint index lags its blobs by one checkpoint: what a backend with
+// the index in a database and the blobs on a volume shows after a kill between the two
+// writes (the kill -9 e2e test lost events this way, ~1 run in 10, while alignd's own
+// storage kept the step in an index row). A restart must resume from the step the
+// checkpoint's bytes hold, and cut the log back to that same step.
+class LaggingCheckpointIndex final : public ForwardingStorage {
+ public:
+  using ForwardingStorage::ForwardingStorage;
+  absl::StatusOr<StoredState> GetCheckpoint(const std::string& n) override {
+    auto c = ForwardingStorage::GetCheckpoint(n);
+    if (c.ok()) c->step = std::max<int64_t>(0, c->step - 50);  // checkpoint_every is 50
+    return c;
+  }
+};
+
+TEST_F(SessionManagerTest, ARestartTakesTheStepFromTheCheckpointItResumesFrom) {
+  auto whole = manager_->Create(Request(3000));
+  ASSERT_OK(whole);
+  manager_->WaitIdle();
+  auto cut = manager_->Create(Request(3000));
+  ASSERT_OK(cut);
+  while (manager_->Get(cut->name())->step() < 200)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  manager_->Shutdown();  // it checkpoints where it stopped, mid-run
+  ASSERT_LT(manager_->Get(cut->name())->step(), 3000) << "it finished: the test proves nothing";
+  wrap_ = [](std::unique_ptr<Storage> s) -> std::unique_ptr<Storage> {
+    return std::make_unique<LaggingCheckpointIndex>(std::move(s));
+  };
+  Open();
+  manager_->WaitIdle();
+  ASSERT_EQ(manager_->Get(cut->name())->state(), v1::SESSION_STATE_SUCCEEDED);
+  // Every metric step once, in order: no step lost between the index's and the bytes' step.
+  auto events = storage_->ReadMetrics(cut->name(), 1, 10000);
+  ASSERT_OK(events);
+  ASSERT_EQ(events->size(), 300u);
+  for (size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ((*events)[i].step().step(), static_cast<int64_t>(10 * i + 1)) << i;
+  }
+  const core::TrainerState a = FinalState(whole->name()), b = FinalState(cut->name());
+  for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
+}
+
 TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
   Open(/*max_running=*/1, /*max_queued=*/2);
   auto a = manager_->Create(Request(200000));

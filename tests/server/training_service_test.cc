@@ -18,10 +18,10 @@
 namespace alignd::server {
 namespace {
 
-// Forwards to a real storage and remembers which threads called what.
-class WatchedStorage final : public Storage {
+// A real storage that remembers which threads called what.
+class WatchedStorage final : public ForwardingStorage {
  public:
-  explicit WatchedStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  using ForwardingStorage::ForwardingStorage;
 
   std::set<std::thread::id> Callers(const std::string& method) {
     absl::MutexLock lock(&mu_);
@@ -31,65 +31,34 @@ class WatchedStorage final : public Storage {
   // nothing else asks for one).
   std::set<std::thread::id> Workers() { return Callers("GetCheckpoint"); }
 
-  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& n) override {
-    return inner_->NewDatasetPayload(n);
-  }
-  absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& d) override {
-    return inner_->ReadDatasetPayload(d);
-  }
-  absl::Status PutDataset(const v1::Dataset& d) override { return inner_->PutDataset(d); }
-  absl::StatusOr<v1::Dataset> GetDataset(const std::string& n) override {
-    return inner_->GetDataset(n);
-  }
-  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets(const std::string& a, int l) override {
-    return inner_->ListDatasets(a, l);
-  }
-  absl::Status DeleteDataset(const std::string& n) override { return inner_->DeleteDataset(n); }
-  absl::Status PutSession(const v1::Session& s) override { return inner_->PutSession(s); }
-  absl::StatusOr<v1::Session> GetSession(const std::string& n) override {
-    return inner_->GetSession(n);
-  }
-  absl::StatusOr<std::vector<v1::Session>> ListSessions() override {
-    return inner_->ListSessions();
-  }
-  absl::Status DeleteSession(const std::string& n) override { return inner_->DeleteSession(n); }
   absl::Status AppendMetrics(const std::string& n, const std::vector<StoredMetric>& e) override {
     Note("AppendMetrics");
-    return inner_->AppendMetrics(n, e);
+    return ForwardingStorage::AppendMetrics(n, e);
   }
   absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& n, int64_t s,
                                                            int l) override {
     Note("ReadMetrics");
-    return inner_->ReadMetrics(n, s, l);
-  }
-  absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& n, int64_t s) override {
-    return inner_->TruncateMetricsAfterStep(n, s);
-  }
-  absl::StatusOr<int64_t> CountMetrics(const std::string& n) override {
-    return inner_->CountMetrics(n);
+    return ForwardingStorage::ReadMetrics(n, s, l);
   }
   absl::Status PutCheckpoint(const std::string& n, const StoredState& s) override {
     Note("PutCheckpoint");
-    return inner_->PutCheckpoint(n, s);
+    return ForwardingStorage::PutCheckpoint(n, s);
   }
   absl::StatusOr<StoredState> GetCheckpoint(const std::string& n) override {
     Note("GetCheckpoint");
-    return inner_->GetCheckpoint(n);
-  }
-  absl::StatusOr<int64_t> CheckpointStep(const std::string& n) override {
-    return inner_->CheckpointStep(n);
+    return ForwardingStorage::GetCheckpoint(n);
   }
   absl::Status PutSnapshot(const std::string& n, const StoredState& s) override {
     Note("PutSnapshot");
-    return inner_->PutSnapshot(n, s);
+    return ForwardingStorage::PutSnapshot(n, s);
   }
   absl::StatusOr<std::string> GetSnapshot(const std::string& n, int64_t s) override {
     Note("GetSnapshot");
-    return inner_->GetSnapshot(n, s);
+    return ForwardingStorage::GetSnapshot(n, s);
   }
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& n) override {
     Note("ListSnapshots");
-    return inner_->ListSnapshots(n);
+    return ForwardingStorage::ListSnapshots(n);
   }
 
  private:
@@ -97,7 +66,6 @@ class WatchedStorage final : public Storage {
     absl::MutexLock lock(&mu_);
     callers_[method].insert(std::this_thread::get_id());
   }
-  std::unique_ptr<Storage> inner_;
   absl::Mutex mu_;
   std::map<std::string, std::set<std::thread::id>> callers_ ABSL_GUARDED_BY(mu_);
 };
