@@ -116,13 +116,13 @@ int Watcher::Run() {
   if (!jsonl_ && !quiet_)
     painter = std::thread([this] {
       while (!AllEnded()) {
-        Paint(false);
+        Paint();
         std::this_thread::sleep_for(std::chrono::milliseconds(tty_ ? 200 : 5000));
       }
     });
   for (auto& t : threads) t.join();
   if (painter.joinable()) painter.join();
-  if (!jsonl_ && !quiet_) Paint(true);
+  if (!jsonl_ && !quiet_) Paint();
   int failed = 0;
   for (auto& [n, r] : rows_) failed += r.session.state() == v1::SESSION_STATE_FAILED;
   return failed ? 1 : 0;
@@ -183,11 +183,10 @@ bool Watcher::AllEnded() {
   return true;
 }
 
-void Watcher::Paint(bool final) {
+void Watcher::Paint() {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   if (tty_ && painted_lines_ > 0) out = absl::StrCat("\x1b[", painted_lines_, "F");
-  (void) final;
   out += RenderWatch(rows_, names_, tty_);
   painted_lines_ = 1 + static_cast<int>(names_.size());
   std::fputs(out.c_str(), stdout);

@@ -60,7 +60,7 @@ class Watcher {
  private:
   void Follow(const std::string& name);
   bool AllEnded();
-  void Paint(bool final);
+  void Paint();  // redraws the table over the last one on a terminal
 
   const std::vector<std::string> names_;
   const bool tty_, quiet_, jsonl_;

@@ -9,19 +9,6 @@
 
 namespace alignd::server {
 
-absl::Status FromException(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(
-        "the server ran out of memory answering this request; ask for less at once");
-  } catch (const std::exception& x) {
-    return absl::InternalError(absl::StrCat("internal error: ", x.what()));
-  } catch (...) {
-    return absl::InternalError("internal error: unknown exception");
-  }
-}
-
 namespace {
 
 // A header, then chunks; the client's half-close commits (on the executor). A cancelled

@@ -116,6 +116,10 @@ class SessionManager {
   absl::StatusOr<Served> Weights(const WeightsRef& ref);
   // The stored trainer state behind the same weights (GetSnapshot).
   absl::StatusOr<core::TrainerState> State(const WeightsRef& ref);
+  // The state of a snapshot known to be stored at `step` (a snapshot stream's next one).
+  absl::StatusOr<core::TrainerState> SnapshotState(const std::string& session, int64_t step) {
+    return ReadState(session, step, /*checkpoint=*/false);
+  }
 
   // True once Shutdown began (open streams end with UNAVAILABLE).
   // Lock-free: streams ask while they hold their own locks (see the lock order above).

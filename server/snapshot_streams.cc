@@ -155,8 +155,7 @@ class SnapshotStream final : public ChunkStream {
       for (const SnapshotInfo& info : stored) {
         const int64_t step = info.step;
         if (step < next_step_) continue;
-        ASSIGN_OR_RETURN(core::TrainerState st,
-                         sessions_->State(WeightsRef{session_->name(), step}));
+        ASSIGN_OR_RETURN(core::TrainerState st, sessions_->SnapshotState(session_->name(), step));
         Add(SnapshotName(session_->name(), step), st);
         next_step_ = step + 1;
         found_ = true;

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import struct
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -110,5 +109,3 @@ def request_with_tensor(prefix: bytes, field: int, x: np.ndarray) -> bytes:
     t = encode_tensor(x)
     return prefix + _varint(field << 3 | 2) + _varint(len(t)) + t
 
-
-_ = struct  # (kept for readers: values are little-endian float32)
