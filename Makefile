@@ -55,7 +55,6 @@ demo-engine: build
 bench:
 	@deploy/install-deps.sh --bench --repro
 	$(MAKE) build
-	$(BUILD)/tests/bench/gemm_bench
 	$(BUILD)/tests/bench/micro_bench --benchmark_min_time=0.2
 	$(PY) tests/bench/run_bench.py --build $(BUILD)
 	$(PY) tests/bench/service_bench.py --build $(BUILD)

@@ -86,6 +86,7 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
   if (f.seed) c->set_seed(*f.seed);
   if (f.metrics_every) c->set_metrics_every(*f.metrics_every);
   if (f.eval_every) c->set_eval_every(*f.eval_every);
+  if (f.threads) c->set_threads(*f.threads);
   return r;
 }
 

@@ -22,7 +22,7 @@ struct CreateFlags {
   std::optional<std::string> sizes, hidden_activation, output_activation, loss, rule, init,
       feedback_distribution, optimizer;
   std::optional<float> lr, momentum, weight_decay, feedback_scale, init_scale, connection_sparsity;
-  std::optional<int> batch_size, epochs, metrics_every, eval_every;
+  std::optional<int> batch_size, epochs, metrics_every, eval_every, threads;
   std::optional<int64_t> max_steps, snapshot_every, checkpoint_every;
   std::optional<uint64_t> seed;
   bool no_bias = false;

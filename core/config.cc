@@ -171,6 +171,8 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   }
 
   if (o.batch_size < 1) return Bad("batch_size", absl::StrCat("must be >= 1, got ", o.batch_size));
+  if (o.threads < 1 || o.threads > kMaxThreads)
+    return Bad("threads", absl::StrCat("must be in [1, ", kMaxThreads, "], got ", o.threads));
   if (o.epochs < 0) return Bad("epochs", absl::StrCat("must be >= 0, got ", o.epochs));
   if (o.max_steps < 0) return Bad("max_steps", absl::StrCat("must be >= 0, got ", o.max_steps));
   if (o.epochs == 0 && o.max_steps == 0)

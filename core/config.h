@@ -123,7 +123,14 @@ struct TrainerOptions {
   bool pbp_angle = false;
   // Evaluate on the held-out set every this many steps; 0 = only at the end.
   int eval_every = 0;
+  // Threads the session's matrix products run on (the training thread and threads - 1
+  // helpers), 1..kMaxThreads. Results are bit-identical for the same thread count on
+  // the same machine and build; a different count may change the last bits (a product's
+  // sums are split differently), so a run resumes with the count it started with.
+  int threads = 1;
 };
+
+inline constexpr int kMaxThreads = 256;
 
 // Returns InvalidArgument naming the first bad field, OK otherwise.
 absl::Status ValidateOptions(const TrainerOptions& options);

@@ -317,7 +317,8 @@ void Trainer::UpdateLayer(int i, int n) {
 absl::Status Trainer::Step(StepMetrics* metrics) {
   if (done())
     return absl::FailedPreconditionError(absl::StrCat("training is done (", step_, " steps)"));
-  EnableFlushToZero();  // cheap; the caller's thread may not have it
+  EnableFlushToZero();               // cheap; the caller's thread may not have it
+  SetGemmThreads(options_.threads);  // per thread, and so is the caller's
   const int n = options_.batch_size;
   AllocateWorkspace(n);
   GatherBatch();
@@ -387,6 +388,7 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
 
 absl::Status Trainer::Run(TrainingObserver* observer) {
   EnableFlushToZero();
+  SetGemmThreads(options_.threads);  // the evaluations too
   StepMetrics& m = scratch_metrics_;
   const bool has_eval = eval_ != nullptr && eval_->size() > 0;
   auto eval_due = [&] {

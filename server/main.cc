@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   std::string data_dir = DefaultDataDir();
   SessionManagerOptions mo;
   mo.max_running = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  mo.max_threads = mo.max_running;
   DatasetLimits limits;
   int max_receive_mib = 8;
   int heartbeat_ms = 1000;
@@ -58,6 +59,10 @@ int main(int argc, char** argv) {
                  "where data sets, sessions, metric logs and checkpoints live")
       ->capture_default_str();
   app.add_option("--max_running", mo.max_running, "sessions trained at once (worker threads)")
+      ->capture_default_str();
+  app.add_option("--max_threads", mo.max_threads,
+                 "training threads at most, summed over running sessions (each asks for "
+                 "TrainingConfig.threads; default: the core count)")
       ->capture_default_str();
   app.add_option("--max_queued", mo.max_queued, "QUEUED sessions at most; more: RESOURCE_EXHAUSTED")
       ->capture_default_str();
@@ -95,9 +100,10 @@ int main(int argc, char** argv) {
   // Every line on stderr is JSON from here on, a crash included.
   InstallCrashHandler(argv[0]);
   RouteLibraryLogs();
-  if (mo.max_running < 1 || mo.max_queued < 0 || heartbeat_ms < 10 || max_receive_mib < 2) {
-    std::cerr << "alignd: --max_running >= 1, --max_queued >= 0, --heartbeat_ms >= 10, "
-                 "--max_receive_mib >= 2\n";
+  if (mo.max_running < 1 || mo.max_threads < 1 || mo.max_queued < 0 || heartbeat_ms < 10 ||
+      max_receive_mib < 2) {
+    std::cerr << "alignd: --max_running >= 1, --max_threads >= 1, --max_queued >= 0, "
+                 "--heartbeat_ms >= 10, --max_receive_mib >= 2\n";
     return 2;
   }
 
@@ -150,7 +156,8 @@ int main(int argc, char** argv) {
     std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
   LogInfo("serving", {{"address", host + ":" + std::to_string(port)},
                       {"data_dir", data_dir},
-                      {"max_running", mo.max_running}});
+                      {"max_running", mo.max_running},
+                      {"max_threads", mo.max_threads}});
 
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);

@@ -172,6 +172,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.metrics_every = c.has_metrics_every() ? c.metrics_every() : d.metrics_every;
   o.pbp_angle = c.pbp_angle();
   o.eval_every = c.eval_every();
+  o.threads = c.has_threads() ? c.threads() : d.threads;
 
   const absl::Status s = core::ValidateOptions(o);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("config.", s.message()));
@@ -223,6 +224,7 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   c.set_metrics_every(o.metrics_every);
   c.set_pbp_angle(o.pbp_angle);
   c.set_eval_every(o.eval_every);
+  c.set_threads(o.threads);
   return c;
 }
 

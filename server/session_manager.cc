@@ -172,6 +172,10 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
     return absl::InvalidArgumentError(absl::StrCat("the network has ", params,
                                                    " weights; the server allows ",
                                                    options_.max_parameters, " (--max_parameters)"));
+  if (options.threads > options_.max_threads)
+    return absl::InvalidArgumentError(
+        absl::StrCat("session.config.threads is ", options.threads, "; the server runs at most ",
+                     options_.max_threads, " training threads (--max_threads)"));
   if (req.train_dataset().empty())
     return absl::InvalidArgumentError("session.train_dataset is required");
   RETURN_IF_ERROR(ParseDatasetName(req.train_dataset(), "session.train_dataset").status());
@@ -400,15 +404,24 @@ absl::Status SessionManager::DeleteDataset(const std::string& name) {
 
 // ---- The workers ------------------------------------------------------------------------
 
+bool SessionManager::HeadCanStart() {
+  if (queue_.empty()) return false;
+  // Pause and Cancel take a session out of the queue, so the head is QUEUED; options()
+  // is immutable (no lock).
+  const int threads = queue_.front()->options().threads;
+  return threads_in_use_ == 0 || threads_in_use_ + threads <= options_.max_threads;
+}
+
 void SessionManager::WorkerLoop() {
   core::EnableFlushToZero();
   while (true) {
     std::shared_ptr<LiveSession> s;
+    int threads = 0;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](SessionManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-            return m->stopping_.load() || !m->queue_.empty();
+            return m->stopping_.load() || m->HeadCanStart();
           },
           this));
       if (stopping_) return;
@@ -416,6 +429,8 @@ void SessionManager::WorkerLoop() {
       queue_.pop_front();
       if (s->state() != v1::SESSION_STATE_QUEUED) continue;  // paused or cancelled while queued
       ++running_;
+      threads = s->options().threads;
+      threads_in_use_ += threads;
       s->stop_ = LiveSession::StopRequest::kNone;
       SetState(*s, v1::SESSION_STATE_RUNNING);
     }
@@ -436,6 +451,7 @@ void SessionManager::WorkerLoop() {
     s->Notify();
     absl::MutexLock lock(&mu_);
     --running_;
+    threads_in_use_ -= threads;
   }
 }
 

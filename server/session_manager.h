@@ -7,7 +7,9 @@
 // from QUEUED and RUNNING and left by Resume (back to QUEUED). Any other transition
 // is FailedPrecondition.
 //
-// A worker runs one session at a time on its own thread (core is single-threaded).
+// A worker runs one session at a time on its own thread, plus the session's
+// TrainingConfig.threads - 1 helper threads for its products; sessions start in queue
+// order while their threads fit in max_threads.
 // The engine calls back after every step (SessionRecorder); on metric steps and
 // evaluations the session gets an event (seq 1, 2, 3, ...) in its in-memory ring, its
 // watchers are woken, and the recorder's writer thread appends it to the log in
@@ -58,7 +60,12 @@
 namespace alignd::server {
 
 struct SessionManagerOptions {
-  int max_running = 2;              // worker threads
+  int max_running = 2;  // worker threads: sessions trained at once at most
+  // Threads of the running sessions' products, summed (TrainingConfig.threads). A session
+  // waits QUEUED until its threads fit; the queue is served in order (no overtaking, so
+  // a wide session is never starved by narrow ones). A session asking for more than this
+  // is refused at Create; one stored by a server that allowed more runs alone.
+  int max_threads = 2;
   int max_queued = 64;              // QUEUED sessions at most
   int max_sessions = 10000;         // stored sessions at most
   int64_t checkpoint_every = 1000;  // default when a session does not say
@@ -149,6 +156,9 @@ class SessionManager {
   std::map<std::string, std::shared_ptr<LiveSession>> sessions_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<LiveSession>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  int threads_in_use_ ABSL_GUARDED_BY(mu_) = 0;  // summed over the running sessions
+  // True if the next session in the queue may start now.
+  bool HeadCanStart() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Create's request ids (idempotent retries): id -> session name, the newest kMaxRequestIds.
   static constexpr size_t kMaxRequestIds = 10000;
   std::map<std::string, std::string> requests_ ABSL_GUARDED_BY(mu_);

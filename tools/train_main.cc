@@ -153,6 +153,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", o.batch_size, "mini-batch size (1 = per-example updates)")
       ->capture_default_str();
+  app.add_option("--threads", o.threads,
+                 "threads for the products (the same count gives the same weights)")
+      ->capture_default_str();
   app.add_option("--epochs", o.epochs, "passes over the training set")->capture_default_str();
   app.add_option("--max_steps", o.max_steps, "steps (overrides --epochs when > 0)")
       ->capture_default_str();

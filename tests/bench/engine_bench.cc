@@ -76,8 +76,9 @@ struct ProductTimes {
 };
 
 // Times each product of one training step of a 2-layer net in-out shapes as the trainer runs it.
-ProductTimes TimeProducts(int in, int hidden, int out, int n, bool bias_rows = true) {
-  (void)bias_rows;
+// `threads`: as TrainingConfig.threads (the bound of a step on that many threads).
+ProductTimes TimeProducts(int in, int hidden, int out, int n, int threads = 1) {
+  SetGemmThreads(threads);
   Rng rng(3);
   Matrix w0(hidden, in), w1(out, hidden), x(in, n), h(hidden, n), z1(hidden, n), z2(out, n),
       d2(out, n), d1(hidden, n), dh(hidden, n);
@@ -103,6 +104,7 @@ ProductTimes TimeProducts(int in, int hidden, int out, int n, bool bias_rows = t
     t.seconds_per_step += seconds;
     t.flops_per_step += p.flops;
   }
+  SetGemmThreads(1);
   return t;
 }
 
@@ -119,6 +121,22 @@ struct Row {
   int batch;
   double samples_per_s, gflops, bound_samples_per_s;
 };
+
+// The engine benchmark's MNIST classifier: tanh hidden units, softmax + cross-entropy,
+// plain SGD, no metrics.
+TrainerOptions MnistOptions(Rule rule, int batch, std::vector<int> sizes) {
+  TrainerOptions o;
+  o.network.sizes = std::move(sizes);
+  o.network.hidden = Activation::kTanh;
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = rule;
+  o.optimizer.learning_rate = 0.01f;
+  o.batch_size = batch;
+  o.epochs = 1000;
+  o.metrics_every = 0;
+  return o;
+}
 
 double StepsPerSecond(const TrainerOptions& o, std::shared_ptr<const Dataset> data) {
   auto t = Trainer::Create(o, data);
@@ -164,19 +182,20 @@ int main(int argc, char** argv) {
   rows.push_back(
       {{"net", "gemm"}, {"impl", "alignd"}, {"gflops", gemm}, {"shape", "1024x1024x1024"}});
 
-  std::printf("%-6s %-4s %6s %14s %9s %14s %9s\n", "net", "rule", "batch", "samples/s", "GFLOP/s",
-              "bound samp/s", "of bound");
+  std::printf("%-6s %-4s %6s %7s %14s %9s %14s %9s\n", "net", "rule", "batch", "threads",
+              "samples/s", "GFLOP/s", "bound samp/s", "of bound");
   auto report = [&](const std::string& net, const std::string& rule, int batch, double steps_per_s,
-                    const ProductTimes& p) {
+                    const ProductTimes& p, int threads = 1) {
     const double sps = steps_per_s * batch;
     const double gflops = steps_per_s * p.flops_per_step / 1e9;
     const double bound = batch / p.seconds_per_step;
-    std::printf("%-6s %-4s %6d %14.0f %9.1f %14.0f %8.0f%%\n", net.c_str(), rule.c_str(), batch,
-                sps, gflops, bound, 100 * sps / bound);
+    std::printf("%-6s %-4s %6d %7d %14.0f %9.1f %14.0f %8.0f%%\n", net.c_str(), rule.c_str(), batch,
+                threads, sps, gflops, bound, 100 * sps / bound);
     rows.push_back({{"net", net},
                     {"impl", "alignd"},
                     {"rule", rule},
                     {"batch", batch},
+                    {"threads", threads},
                     {"samples_per_s", sps},
                     {"gflops", gflops},
                     {"fraction_of_shape_bound", sps / bound}});
@@ -187,20 +206,53 @@ int main(int argc, char** argv) {
   for (int batch : {1, 32, 128}) {
     const ProductTimes p = TimeProducts(784, 1000, 10, batch);
     for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
-      TrainerOptions o;
-      o.network.sizes = {784, 1000, 10};
-      o.network.hidden = Activation::kTanh;
-      o.network.output = Activation::kSoftmax;
-      o.network.loss = Loss::kCrossEntropy;
-      o.feedback.rule = rule;
-      o.optimizer.learning_rate = 0.01f;
-      o.batch_size = batch;
-      o.epochs = 1000;
-      o.metrics_every = 0;
       const double sps =
-          report("mnist", std::string(RuleName(rule)), batch, StepsPerSecond(o, mnist), p);
+          report("mnist", std::string(RuleName(rule)), batch,
+                 StepsPerSecond(MnistOptions(rule, batch, {784, 1000, 10}), mnist), p);
       if (batch == 32) (rule == Rule::kBackprop ? bp_b32 : fa_b32) = sps;
     }
+  }
+
+  // One session on several threads (TrainingConfig.threads): its products split over
+  // them; the shape bound is that of the products on as many threads.
+  for (int threads : {2}) {
+    for (int batch : {32, 128}) {
+      const ProductTimes p = TimeProducts(784, 1000, 10, batch, threads);
+      for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
+        TrainerOptions o = MnistOptions(rule, batch, {784, 1000, 10});
+        o.threads = threads;
+        report("mnist", std::string(RuleName(rule)), batch, StepsPerSecond(o, mnist), p, threads);
+      }
+    }
+  }
+
+  // How the cost grows with the network: width, then depth (BP, batch 128, one thread;
+  // torch_bench.py --scaling runs the same nets). GFLOP/s counts the step's products.
+  std::printf("\nscaling, BP, batch 128, one thread\n%-24s %14s %9s\n", "net", "samples/s",
+              "GFLOP/s");
+  std::vector<std::vector<int>> scaling;
+  for (int w : {256, 512, 1024, 2048, 4096}) scaling.push_back({784, w, 10});
+  for (int d = 1; d <= 4; ++d) {
+    std::vector<int> sizes = {784};
+    sizes.insert(sizes.end(), d, 1000);
+    sizes.push_back(10);
+    scaling.push_back(sizes);
+  }
+  for (const std::vector<int>& sizes : scaling) {
+    double flops = 0;  // per sample: forward and update of every layer, backward above the first
+    for (size_t i = 0; i + 1 < sizes.size(); ++i)
+      flops += 2.0 * sizes[i] * sizes[i + 1] * (i == 0 ? 2 : 3);
+    std::string net;
+    for (int v : sizes) net += (net.empty() ? "" : "-") + std::to_string(v);
+    const double sps = 128 * StepsPerSecond(MnistOptions(Rule::kBackprop, 128, sizes), mnist);
+    std::printf("%-24s %14.0f %9.1f\n", net.c_str(), sps, sps * flops / 1e9);
+    rows.push_back({{"net", net},
+                    {"impl", "alignd"},
+                    {"rule", "bp"},
+                    {"batch", 128},
+                    {"threads", 1},
+                    {"samples_per_s", sps},
+                    {"gflops", sps * flops / 1e9}});
   }
 
   // The paper's tiny linear net at batch 1: per-step overhead dominates.

@@ -1,14 +1,23 @@
 // gemm_bench: the engine's product (core::Gemm, oneDNN) against Eigen's on the shapes of
 // the 784-1000-10 step, interleaved in one run (the machine's speed drifts 20-40 %
-// between runs: compare within a run), one thread; then two threads multiplying at
-// once, as two sessions side by side do. Prints GFLOP/s (median of 7 rounds).
+// between runs: compare within a run), one thread; the machine's FMA peak, measured by a
+// register loop, that the products are compared with; then two threads multiplying at
+// once, as two sessions side by side do, and one product split over two threads, as one
+// session with TrainingConfig.threads = 2 does. Prints GFLOP/s (median of 7 rounds) and
+// writes them as JSON with --out FILE.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/gemm.h"
 #include "core/random.h"
 
@@ -28,9 +37,79 @@ double Seconds(const std::function<void()>& f, int reps) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The core's fused multiply-add peak: N independent accumulators (enough to cover the
+// FMA latency on every pipe), each updated `iters` times. GFLOP/s, 2 per lane per FMA.
+template <int N>
+__attribute__((target("avx512f"))) double FmaPeak512(long iters) {
+  __m512 acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-4f);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  float sink = 0;
+  for (int i = 0; i < N; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  if (sink == 1234.5f) std::puts("");  // keeps the loop
+  return 32.0 * N * iters / s / 1e9;
+}
+
+template <int N>
+__attribute__((target("avx2,fma"))) double FmaPeak256(long iters) {
+  __m256 acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-4f);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < N; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  float out[8], sink = 0;
+  for (int i = 0; i < N; ++i) _mm256_storeu_ps(out, acc[i]), sink += out[0];
+  if (sink == 1234.5f) std::puts("");
+  return 16.0 * N * iters / s / 1e9;
+}
+
+// The best of the widest vectors the CPU has, 12 and 16 accumulators, 5 rounds.
+double FmaPeak(const char** isa) {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  *isa = avx512 ? "AVX-512" : "AVX2";
+  double best = 0;
+  for (int round = 0; round < 5; ++round) {
+    best = std::max(best, avx512 ? FmaPeak512<12>(30'000'000) : FmaPeak256<12>(30'000'000));
+    best = std::max(best, avx512 ? FmaPeak512<16>(20'000'000) : FmaPeak256<16>(20'000'000));
+  }
+  return best;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  std::string out_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out_path = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--out FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  alignd::core::EnableFlushToZero();
+  const char* isa = "";
+  const double peak = FmaPeak(&isa);
+  std::printf("FMA peak, one core (%s register loop): %.1f GFLOP/s\n", isa, peak);
+  nlohmann::json rows = nlohmann::json::array();
+  rows.push_back({{"what", "fma_peak"}, {"isa", isa}, {"gflops", peak}});
+
   const Shape kShapes[] = {
       {"forward   W(1000x784) X(784x128)", 1000, 128, 784, false, false},
       {"backward  W1^T(1000x10) d(10x128)", 1000, 128, 10, true, false},
@@ -41,8 +120,8 @@ int main() {
   std::printf("products: %s vs Eigen %d.%d.%d, GFLOP/s (median of 7 interleaved rounds)\n",
               alignd::core::GemmBackend(), EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
               EIGEN_MINOR_VERSION);
-  std::printf("%-42s %10s %10s %8s %14s\n", "shape (m x n x k)", "library", "eigen", "ratio",
-              "2 threads each");
+  std::printf("%-38s %8s %8s %7s %8s %14s %14s\n", "shape (m x n x k)", "library", "eigen", "ratio",
+              "of peak", "2 at once each", "1 on 2 threads");
   for (const Shape& s : kShapes) {
     Matrix a = s.ta ? Matrix(s.k, s.m) : Matrix(s.m, s.k);
     Matrix b = s.tb ? Matrix(s.n, s.k) : Matrix(s.k, s.n);
@@ -53,30 +132,39 @@ int main() {
     const int reps = std::max(5, static_cast<int>(2e9 / flop));
     auto lib = [&] { alignd::core::Gemm(s.ta, s.tb, 1.0f, a, b, 0.0f, c); };
     auto eig = [&] { alignd::core::GemmEigen(s.ta, s.tb, 1.0f, a, b, 0.0f, c); };
-    lib(), eig();  // warm up
-    std::vector<double> gl, ge, g2;
+    auto split = [&] {
+      alignd::core::SetGemmThreads(2);
+      alignd::core::Gemm(s.ta, s.tb, 1.0f, a, b, 0.0f, c);
+      alignd::core::SetGemmThreads(1);
+    };
+    lib(), eig(), split();  // warm up
+    std::vector<double> gl, ge, g2, gs;
     for (int round = 0; round < 7; ++round) {
       gl.push_back(flop * reps / Seconds(lib, reps) / 1e9);
       ge.push_back(flop * reps / Seconds(eig, reps) / 1e9);
+      gs.push_back(flop * reps / Seconds(split, reps) / 1e9);
       // Two threads at once, each its own output (two sessions side by side).
-      double t2 = 0;
       std::vector<std::thread> th;
       std::vector<double> secs(2);
       for (int t = 0; t < 2; ++t)
         th.emplace_back([&, t] {
+          alignd::core::EnableFlushToZero();
           Matrix out(s.m, s.n);
           secs[t] = Seconds([&] { alignd::core::Gemm(s.ta, s.tb, 1.0f, a, b, 0.0f, out); }, reps);
         });
       for (auto& x : th) x.join();
-      t2 = std::max(secs[0], secs[1]);
-      g2.push_back(flop * reps / t2 / 1e9);
+      g2.push_back(flop * reps / std::max(secs[0], secs[1]) / 1e9);
     }
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    std::printf("%-42s %10.1f %10.1f %7.2fx %14.1f\n", s.what, median(gl), median(ge),
-                median(gl) / median(ge), median(g2));
+    std::printf("%-38s %8.1f %8.1f %6.2fx %7.0f%% %14.1f %14.1f\n", s.what, Median(gl), Median(ge),
+                Median(gl) / Median(ge), 100 * Median(gl) / peak, Median(g2), Median(gs));
+    rows.push_back({{"what", s.what},
+                    {"library", alignd::core::GemmBackend()},
+                    {"gflops", Median(gl)},
+                    {"eigen_gflops", Median(ge)},
+                    {"fraction_of_peak", Median(gl) / peak},
+                    {"two_at_once_each_gflops", Median(g2)},
+                    {"two_threads_gflops", Median(gs)}});
   }
+  if (!out_path.empty()) std::ofstream(out_path) << rows.dump(1) << "\n";
   return 0;
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/python3
 """PyTorch reference for `make bench`: the same training step as alignd's engine
 (784-1000-10 tanh + softmax cross-entropy, plain SGD; and the paper's 30-20-10
-linear net at batch 1), on one thread, two ways:
+linear net at batch 1), on --threads threads (1 by default), two ways:
 
   torch_autograd  nn.Linear layers and loss.backward(); FA through a custom
                   autograd Function whose backward sends grad_output through a
                   fixed random B instead of W^T.
   torch_manual    the same step written out with torch.matmul / addmm_ (no autograd).
 
-Prints JSON rows (net, impl, rule, batch, samples_per_s) on stdout.
+--threads N runs the 784-1000-10 rows at batch 32 and 128 on N threads (torch's intra-op
+pool and OpenBLAS's, both set to N by the caller's environment and here); --scaling
+adds the width and depth table (BP, batch 128).
+
+Prints JSON rows (net, impl, rule, batch, threads, samples_per_s) on stdout.
 """
 import argparse
 import json
@@ -19,7 +23,6 @@ import time
 import numpy as np
 import torch
 
-torch.set_num_threads(1)
 torch.set_flush_denormal(True)
 torch.manual_seed(0)
 
@@ -70,6 +73,12 @@ class Net(torch.nn.Module):
             if i + 1 < len(self.layers):
                 x = self.hidden(x)
         return x
+
+
+# The scaling table's networks (784 inputs, 10 classes): width 256..4096 with one hidden
+# layer, then 1..4 hidden layers of 1000. engine_bench.cc runs the same list.
+SCALING_NETS = [[784, w, 10] for w in (256, 512, 1024, 2048, 4096)] + \
+    [[784] + [1000] * d + [10] for d in (1, 2, 3, 4)]
 
 
 def time_steps(step, batches, seconds):
@@ -132,11 +141,44 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mnist_dir", default="")
     p.add_argument("--seconds", type=float, default=1.5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scaling", action="store_true",
+                   help="also the width/depth table (batch 128, BP, one thread)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     x, y = load_mnist(args.mnist_dir)
     rows = []
     tanh = torch.tanh
     dtanh = lambda a: 1 - a * a
+    if args.threads > 1:
+        for batch in (32, 128):
+            batches = [(x[i:i + batch].contiguous(), y[i:i + batch].contiguous())
+                       for i in range(0, 256 * batch, batch)]
+            for rule in ("bp", "fa"):
+                for impl, step in (
+                    ("torch_autograd", autograd_step_fn([784, 1000, 10], tanh, rule, "ce", 0.01)),
+                    ("torch_manual", manual_step_fn([784, 1000, 10], tanh, dtanh, rule, "ce", 0.01)),
+                ):
+                    sps = time_steps(step, batches, args.seconds) * batch
+                    rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch,
+                                     threads=args.threads, samples_per_s=sps))
+                    print(f"torch {impl:15s} {rule} batch {batch:4d} threads {args.threads}: "
+                          f"{sps:10.0f} samples/s", file=sys.stderr)
+        json.dump(rows, sys.stdout)
+        return
+    if args.scaling:
+        batch = 128
+        batches = [(x[i:i + batch].contiguous(), y[i:i + batch].contiguous())
+                   for i in range(0, 64 * batch, batch)]
+        for sizes in SCALING_NETS:
+            for impl, step in (
+                ("torch_autograd", autograd_step_fn(sizes, tanh, "bp", "ce", 0.01)),
+                ("torch_manual", manual_step_fn(sizes, tanh, dtanh, "bp", "ce", 0.01)),
+            ):
+                sps = time_steps(step, batches, args.seconds) * batch
+                rows.append(dict(net="-".join(map(str, sizes)), impl=impl, rule="bp",
+                                 batch=batch, threads=1, samples_per_s=sps))
+                print(f"torch {impl:15s} {sizes}: {sps:10.0f} samples/s", file=sys.stderr)
     for batch in (1, 32, 128):
         batches = [(x[i:i + batch].contiguous(), y[i:i + batch].contiguous())
                    for i in range(0, 256 * batch, batch)]
@@ -146,7 +188,8 @@ def main():
                 ("torch_manual", manual_step_fn([784, 1000, 10], tanh, dtanh, rule, "ce", 0.01)),
             ):
                 sps = time_steps(step, batches, args.seconds) * batch
-                rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch, samples_per_s=sps))
+                rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch, threads=1,
+                                 samples_per_s=sps))
                 print(f"torch {impl:15s} {rule} batch {batch:4d}: {sps:10.0f} samples/s",
                       file=sys.stderr)
     g = torch.Generator().manual_seed(2)
@@ -161,7 +204,8 @@ def main():
             ("torch_manual", manual_step_fn([30, 20, 10], ident, one, rule, "mse", 0.001)),
         ):
             sps = time_steps(step, batches, args.seconds)
-            rows.append(dict(net="tiny", impl=impl, rule=rule, batch=1, samples_per_s=sps))
+            rows.append(dict(net="tiny", impl=impl, rule=rule, batch=1, threads=1,
+                             samples_per_s=sps))
             print(f"torch {impl:15s} {rule} tiny batch 1: {sps:10.0f} samples/s", file=sys.stderr)
     json.dump(rows, sys.stdout)
 

@@ -50,6 +50,8 @@ TEST(ConfigTest, EachBadFieldIsNamed) {
          o.optimizer.layer_learning_rates = {0.1f, NAN};
        }},
       {"batch_size", [](TrainerOptions& o) { o.batch_size = 0; }},
+      {"threads", [](TrainerOptions& o) { o.threads = 0; }},
+      {"threads", [](TrainerOptions& o) { o.threads = kMaxThreads + 1; }},
       {"epochs", [](TrainerOptions& o) { o.epochs = -1; }},
       {"epochs",
        [](TrainerOptions& o) {

@@ -32,6 +32,7 @@ TEST(ProtoConvertTest, UnsetFieldsTakeTheEngineDefaults) {
   EXPECT_EQ(o->init.scale, d.init.scale);
   EXPECT_TRUE(o->shuffle);
   EXPECT_TRUE(o->network.bias);
+  EXPECT_EQ(o->threads, 1);
 }
 
 TEST(ProtoConvertTest, SetFieldsArrive) {
@@ -50,6 +51,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.set_max_steps(500);
   c.set_metrics_every(0);  // explicitly zero: no metric events (unset is 100)
   c.set_shuffle(false);
+  c.set_threads(2);
   auto o = ToTrainerOptions(c);
   ASSERT_OK(o);
   EXPECT_EQ(o->network.hidden, core::Activation::kLogistic);
@@ -62,6 +64,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   EXPECT_EQ(o->max_steps, 500);
   EXPECT_EQ(o->metrics_every, 0);
   EXPECT_FALSE(o->shuffle);
+  EXPECT_EQ(o->threads, 2);
   // And back: the filled-in config converts to the same options.
   auto again = ToTrainerOptions(ToProto(*o));
   ASSERT_OK(again);

@@ -104,7 +104,7 @@ class ServerFixture : public ::testing::Test {
     storage_.reset();
   }
 
-  void Open(int max_running = 2, int max_queued = 64) {
+  void Open(int max_running = 2, int max_queued = 64, int max_threads = 2) {
     manager_.reset();
     store_.reset();
     storage_.reset();
@@ -114,6 +114,7 @@ class ServerFixture : public ::testing::Test {
     SessionManagerOptions o;
     o.max_running = max_running;
     o.max_queued = max_queued;
+    o.max_threads = max_threads;
     o.checkpoint_every = 50;
     manager_ = std::make_unique<SessionManager>(storage_.get(), store_.get(), o);
     ASSERT_OK(manager_->Start());

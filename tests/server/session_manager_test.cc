@@ -203,5 +203,52 @@ TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
   EXPECT_FALSE(manager_->UsesDataset(dataset_));
 }
 
+// TrainingConfig.threads: sessions start in queue order while their threads fit in
+// --max_threads, whatever the number of workers; a session asking for more than the
+// server allows is refused; one stored by a server that allowed more runs alone.
+TEST_F(SessionManagerTest, SessionsStartWhileTheirThreadsFit) {
+  Open(/*max_running=*/2, /*max_queued=*/64, /*max_threads=*/2);
+  auto wide = Request(200000);
+  wide.mutable_session()->mutable_config()->set_threads(2);
+  auto too_wide = Request();
+  too_wide.mutable_session()->mutable_config()->set_threads(3);
+  auto refused = manager_->Create(too_wide);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(refused.status().message()).find("--max_threads"), std::string::npos)
+      << refused.status();
+
+  auto a = manager_->Create(wide);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->config().threads(), 2);
+  while (manager_->Get(a->name())->state() != v1::SESSION_STATE_RUNNING)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // A free worker, but no free thread: b waits, and c (behind it) does not overtake it.
+  auto b = manager_->Create(Request());
+  auto c = manager_->Create(Request());
+  ASSERT_OK(b);
+  ASSERT_OK(c);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(manager_->Get(b->name())->state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(manager_->Get(c->name())->state(), v1::SESSION_STATE_QUEUED);
+  ASSERT_OK(manager_->Cancel(a->name()));
+  manager_->WaitIdle();
+  EXPECT_EQ(manager_->Get(b->name())->state(), v1::SESSION_STATE_SUCCEEDED);
+  EXPECT_EQ(manager_->Get(c->name())->state(), v1::SESSION_STATE_SUCCEEDED);
+
+  // Stored with 3 threads by a server that allowed 4; resumed by one that allows 2.
+  Open(2, 64, /*max_threads=*/4);
+  too_wide.mutable_session()->mutable_config()->set_max_steps(200000);
+  auto d = manager_->Create(too_wide);
+  ASSERT_OK(d);
+  ASSERT_OK(manager_->Pause(d->name()));
+  Open(2, 64, /*max_threads=*/2);
+  auto resumed = manager_->Resume(d->name());
+  ASSERT_OK(resumed);
+  while (manager_->Get(d->name())->state() == v1::SESSION_STATE_QUEUED)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(manager_->Get(d->name())->state(), v1::SESSION_STATE_RUNNING);
+  ASSERT_OK(manager_->Cancel(d->name()));
+}
+
 }  // namespace
 }  // namespace alignd::server
