@@ -8,9 +8,10 @@ linear net at batch 1), on --threads threads (1 by default), two ways:
                   fixed random B instead of W^T.
   torch_manual    the same step written out with torch.matmul / addmm_ (no autograd).
 
---threads N runs the 784-1000-10 rows at batch 32 and 128 on N threads (torch's intra-op
-pool and OpenBLAS's, both set to N by the caller's environment and here); --scaling
-adds the width and depth table (BP, batch 128).
+--threads N runs only the 784-1000-10 rows at batch 32 and 128, labelled as N threads,
+with torch's intra-op pool at --intra_op (default N); OpenBLAS's threads come from the
+caller's environment (OPENBLAS_NUM_THREADS). --scaling adds the width and depth table
+(BP, batch 128, one thread).
 
 Prints JSON rows (net, impl, rule, batch, threads, samples_per_s) on stdout.
 """
@@ -142,10 +143,12 @@ def main():
     p.add_argument("--mnist_dir", default="")
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--intra_op", type=int, default=0, help="torch threads (default --threads)")
     p.add_argument("--scaling", action="store_true",
                    help="also the width/depth table (batch 128, BP, one thread)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.intra_op or args.threads)
+    config = f"intra_op {args.intra_op or args.threads}, OpenBLAS {os.environ.get('OPENBLAS_NUM_THREADS', '?')}"
     x, y = load_mnist(args.mnist_dir)
     rows = []
     tanh = torch.tanh
@@ -161,8 +164,8 @@ def main():
                 ):
                     sps = time_steps(step, batches, args.seconds) * batch
                     rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch,
-                                     threads=args.threads, samples_per_s=sps))
-                    print(f"torch {impl:15s} {rule} batch {batch:4d} threads {args.threads}: "
+                                     threads=args.threads, config=config, samples_per_s=sps))
+                    print(f"torch {impl:15s} {rule} batch {batch:4d} ({config}): "
                           f"{sps:10.0f} samples/s", file=sys.stderr)
         json.dump(rows, sys.stdout)
         return
