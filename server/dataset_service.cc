@@ -55,7 +55,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
     } else if (request_.has_chunk()) {
       if (upload_ == nullptr)
         return absl::InvalidArgumentError("a chunk arrived before the header");
-      if (absl::Status s = upload_->Append(request_.chunk()); !s.ok()) return s;
+      if (absl::Status s = upload_->Append(std::move(*request_.mutable_chunk())); !s.ok()) return s;
     } else {
       return absl::InvalidArgumentError("an empty message: set header or chunk");
     }

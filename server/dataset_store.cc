@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -172,11 +173,57 @@ DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
       header_(std::move(header)),
       payload_(std::move(payload)),
       expected_(PayloadBytes(header_)),
-      hasher_(std::make_unique<formats::Sha256>()) {}
+      hasher_(std::make_unique<formats::Sha256>()),
+      writer_([this] { WriteLoop(); }) {}
 
-DatasetStore::Upload::~Upload() = default;  // an uncommitted payload leaves nothing behind
+// An uncommitted payload leaves nothing behind (the BlobWriter removes its file); what is
+// still queued is not written.
+DatasetStore::Upload::~Upload() {
+  {
+    absl::MutexLock lock(&mu_);
+    pending_.clear();
+    pending_bytes_ = 0;
+  }
+  Drain().IgnoreError();
+}
 
-absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
+void DatasetStore::Upload::WriteLoop() {
+  bool failed = false;  // after an error, the rest is dropped
+  while (true) {
+    std::string chunk;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Upload* u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(u->mu_) {
+            return u->closing_ || !u->pending_.empty();
+          },
+          this));
+      if (pending_.empty()) return;  // closing, and everything is written
+      chunk = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    absl::Status s;
+    if (!failed) {
+      s = payload_->Append(chunk);
+      if (s.ok()) hasher_->Update(chunk);
+    }
+    absl::MutexLock lock(&mu_);
+    pending_bytes_ -= static_cast<int64_t>(chunk.size());
+    if (!s.ok()) write_status_ = s, failed = true;
+  }
+}
+
+absl::Status DatasetStore::Upload::Drain() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+  absl::MutexLock lock(&mu_);
+  return write_status_;
+}
+
+absl::Status DatasetStore::Upload::Append(std::string chunk) {
   if (static_cast<int64_t>(chunk.size()) > store_->limits_.max_chunk_bytes)
     return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.size(),
                                                    " bytes is over the limit of ",
@@ -184,19 +231,55 @@ absl::Status DatasetStore::Upload::Append(const std::string& chunk) {
   if (received_ + static_cast<int64_t>(chunk.size()) > expected_)
     return absl::InvalidArgumentError(
         absl::StrCat("payload is longer than the ", expected_, " bytes the header declares"));
-  RETURN_IF_ERROR(payload_->Append(chunk));
-  hasher_->Update(chunk);
+  RETURN_IF_ERROR(CheckValues(chunk.data(), chunk.size()));
   received_ += static_cast<int64_t>(chunk.size());
-  return CheckValues(chunk.data(), chunk.size());
+  absl::MutexLock lock(&mu_);
+  // Wait for the disk when it is kMaxPendingBytes behind (a chunk is at most 8 MiB).
+  mu_.Await(absl::Condition(
+      +[](Upload* u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(u->mu_) {
+        return u->pending_bytes_ < kMaxPendingBytes || !u->write_status_.ok();
+      },
+      this));
+  RETURN_IF_ERROR(write_status_);
+  pending_bytes_ += static_cast<int64_t>(chunk.size());
+  pending_.push_back(std::move(chunk));
+  return absl::OkStatus();
 }
+
+namespace {
+
+// True if any of the `count` 4-byte values at p is bad: a float that is not finite, or
+// (labels) an int32 outside [0, num_classes). One pass without branches, which the
+// compiler vectorises; the caller looks for the first bad value only when there is one.
+bool AnyNonFinite(const char* p, size_t count) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + 4 * i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad != 0;
+}
+
+bool AnyLabelOutside(const char* p, size_t count, uint32_t num_classes) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t label;  // a negative int32 is a large uint32
+    std::memcpy(&label, p + 4 * i, 4);
+    bad |= static_cast<uint32_t>(label >= num_classes);
+  }
+  return bad != 0;
+}
+
+}  // namespace
 
 absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
   const int64_t d = FeatureCount(header_), examples = header_.num_examples();
   const int64_t features = d * examples;
   const bool labels = header_.target_kind() == v1::TARGET_KIND_CLASS_LABELS;
   const int64_t k = labels ? 1 : header_.target_dim();
-  auto check = [&](const char* v) -> absl::Status {
-    const int64_t i = values_checked_++;
+  // One value, with the message that names it (value i of the payload).
+  auto check = [&](const char* v, int64_t i) -> absl::Status {
     if (i < features) {
       float f;
       std::memcpy(&f, v, 4);
@@ -226,9 +309,20 @@ absl::Status DatasetStore::Upload::CheckValues(const char* p, size_t n) {
     while (carry_size_ < 4 && pos < n) carry_[carry_size_++] = p[pos++];
     if (carry_size_ < 4) return absl::OkStatus();
     carry_size_ = 0;
-    RETURN_IF_ERROR(check(carry_));
+    RETURN_IF_ERROR(check(carry_, values_checked_++));
   }
-  for (; pos + 4 <= n; pos += 4) RETURN_IF_ERROR(check(p + pos));
+  // The whole values of this chunk: the features among them, then the targets.
+  const size_t count = (n - pos) / 4;
+  const size_t in_features =
+      static_cast<size_t>(std::clamp<int64_t>(features - values_checked_, 0, count));
+  const bool bad = AnyNonFinite(p + pos, in_features) ||
+                   (labels ? AnyLabelOutside(p + pos + 4 * in_features, count - in_features,
+                                             static_cast<uint32_t>(header_.num_classes()))
+                           : AnyNonFinite(p + pos + 4 * in_features, count - in_features));
+  if (bad)  // find the first, for the message
+    for (size_t j = 0; j < count; ++j) RETURN_IF_ERROR(check(p + pos + 4 * j, values_checked_ + j));
+  values_checked_ += static_cast<int64_t>(count);
+  pos += 4 * count;
   while (pos < n) carry_[carry_size_++] = p[pos++];
   return absl::OkStatus();
 }
@@ -237,6 +331,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (received_ != expected_)
     return absl::InvalidArgumentError(
         absl::StrCat("payload has ", received_, " bytes; the header declares ", expected_));
+  RETURN_IF_ERROR(Drain());  // everything hashed and written; the thread is gone
   const std::string digest = hasher_->HexDigest();
   if (digest != header_.sha256())
     return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ",

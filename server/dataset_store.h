@@ -14,10 +14,12 @@
 #define ALIGND_SERVER_DATASET_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -52,27 +54,46 @@ class DatasetStore {
   // `storage` must outlive the store.
   DatasetStore(Storage* storage, DatasetLimits limits) : storage_(storage), limits_(limits) {}
 
+  // One upload, fed chunk by chunk from one thread at a time. Append checks the chunk's
+  // size and values on the caller's thread and hands it to the upload's own thread, which
+  // hashes it and writes it to the temporary file, in order: the caller (a gRPC callback
+  // thread) goes back to reading the next chunk while the last one is hashed and written.
+  // Append waits only when kMaxPendingBytes are not yet written (a slow disk).
   class Upload {
    public:
     ~Upload();  // unless Finish() succeeded, nothing of it is stored
-    // InvalidArgument if the chunk is over the limit or past the declared size.
-    absl::Status Append(const std::string& chunk);
+    // InvalidArgument if the chunk is over the limit, past the declared size, or holds a
+    // bad value; an error of the writing thread (a full disk) is returned by the next call.
+    absl::Status Append(std::string chunk);
     absl::StatusOr<v1::Dataset> Finish();
+
+    static constexpr int64_t kMaxPendingBytes = int64_t{16} << 20;
 
    private:
     friend class DatasetStore;
     Upload(DatasetStore* store, v1::DatasetHeader header, std::unique_ptr<BlobWriter> payload);
-    DatasetStore* store_;
-    v1::DatasetHeader header_;
-    std::unique_ptr<BlobWriter> payload_;
     // Checks each complete 4-byte value as it streams in (finite floats, labels in range).
     absl::Status CheckValues(const char* p, size_t n);
+    void WriteLoop();  // the upload's thread: hash and write what Append queued
+    // Stops the thread after it has written everything queued; its status.
+    absl::Status Drain();
+
+    DatasetStore* store_;
+    v1::DatasetHeader header_;
+    std::unique_ptr<BlobWriter> payload_;  // written by the thread only, until Drain
     int64_t received_ = 0;
     int64_t expected_;
     int64_t values_checked_ = 0;
     char carry_[4];
     int carry_size_ = 0;
-    std::unique_ptr<formats::Sha256> hasher_;
+    std::unique_ptr<formats::Sha256> hasher_;  // the thread's, until Drain
+
+    absl::Mutex mu_;
+    std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);
+    int64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+    bool closing_ ABSL_GUARDED_BY(mu_) = false;
+    absl::Status write_status_ ABSL_GUARDED_BY(mu_);
+    std::thread writer_;
   };
 
   // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size

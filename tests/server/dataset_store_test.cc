@@ -9,7 +9,10 @@
 #include <filesystem>
 #include <functional>
 
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "server/sqlite_storage.h"
+#include "tests/server/server_fixture.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -153,6 +156,96 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
   auto up = store_->BeginUpload(header_);
   ASSERT_OK(up);
   EXPECT_EQ((*up)->Append(std::string(2000, 'x')).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Values are checked as they stream in, a chunk at a time: a bad value is found wherever
+// it is and however the chunks cut the payload (a value split across two chunks too),
+// and the error names it. 15 features (5 examples x 3), then 5 labels of 2 classes; and
+// the same with float targets.
+TEST_F(DatasetStoreTest, EveryBadValueIsFoundWhereverTheChunksCut) {
+  const float kBadFloats[] = {NAN, INFINITY, -INFINITY};
+  const int32_t kBadLabels[] = {-1, 2, 1 << 30};
+  for (size_t chunk : {1, 3, 4, 5, 7, 16, 80}) {
+    for (int i = 0; i < 20; ++i) {
+      for (int v = 0; v < 3; ++v) {
+        SCOPED_TRACE(absl::StrCat("chunk ", chunk, ", value ", i, ", bad value ", v));
+        std::string p = payload_;
+        std::string expected;
+        if (i < 15) {
+          std::memcpy(&p[4 * i], &kBadFloats[v], 4);
+          expected =
+              absl::StrCat("feature of example ", i / 3, ", index ", i % 3, " is not finite");
+        } else {
+          std::memcpy(&p[4 * i], &kBadLabels[v], 4);
+          expected = absl::StrCat("label of example ", i - 15, " is ", kBadLabels[v]);
+        }
+        v1::DatasetHeader h = header_;
+        h.set_sha256(formats::Sha256Hex(p));
+        auto d = UploadInChunks(h, p, chunk);
+        ASSERT_FALSE(d.ok());
+        EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_NE(std::string(d.status().message()).find(expected), std::string::npos)
+            << d.status();
+      }
+    }
+  }
+  // Float targets (5 examples x 2): the first bad one is named.
+  v1::DatasetHeader h = header_;
+  h.set_target_kind(v1::TARGET_KIND_FLOAT_VECTORS);
+  h.set_num_classes(0);
+  h.set_target_dim(2);
+  std::string p = payload_.substr(0, 60) + std::string(40, '\0');
+  const float nan = NAN;
+  std::memcpy(&p[60 + 4 * 7], &nan, 4);  // example 3, index 1
+  std::memcpy(&p[60 + 4 * 9], &nan, 4);
+  h.set_sha256(formats::Sha256Hex(p));
+  for (size_t chunk : {1, 6, 100}) {
+    auto d = UploadInChunks(h, p, chunk);
+    ASSERT_FALSE(d.ok());
+    EXPECT_NE(std::string(d.status().message()).find("target of example 3, index 1 is not finite"),
+              std::string::npos)
+        << d.status();
+  }
+  // And good values of every kind pass, cut anywhere.
+  for (size_t chunk : {1, 3, 5, 80}) EXPECT_OK(UploadInChunks(header_, payload_, chunk));
+}
+
+// A disk that fills up mid-upload: the upload's thread gets the write error, the next
+// Append or Finish returns it, and nothing is stored.
+TEST_F(DatasetStoreTest, AWriteErrorOfTheUploadThreadIsReturnedAndNothingIsStored) {
+  class FailingWriter : public BlobWriter {
+   public:
+    FailingWriter(std::unique_ptr<BlobWriter> inner, int ok_appends)
+        : inner_(std::move(inner)), ok_appends_(ok_appends) {}
+    absl::Status Append(std::string_view bytes) override {
+      if (ok_appends_-- <= 0) return absl::ResourceExhaustedError("write: No space left on device");
+      return inner_->Append(bytes);
+    }
+    absl::Status Commit() override { return inner_->Commit(); }
+
+   private:
+    std::unique_ptr<BlobWriter> inner_;
+    int ok_appends_;
+  };
+  class FullDisk : public ForwardingStorage {
+   public:
+    using ForwardingStorage::ForwardingStorage;
+    absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& n) override {
+      ASSIGN_OR_RETURN(auto w, ForwardingStorage::NewDatasetPayload(n));
+      return std::unique_ptr<BlobWriter>(new FailingWriter(std::move(w), 3));
+    }
+  };
+  store_.reset();
+  storage_ = std::make_unique<FullDisk>(std::move(storage_));
+  store_ = std::make_unique<DatasetStore>(storage_.get(), DatasetLimits{1 << 20, 1 << 10});
+  for (size_t chunk : {4, 16}) {  // the error comes back from Append (20 chunks) or Finish (5)
+    auto d = UploadInChunks(header_, payload_, chunk);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kResourceExhausted) << d.status();
+    EXPECT_NE(std::string(d.status().message()).find("No space left"), std::string::npos);
+    EXPECT_EQ(FilesInDatasets(), 0);
+    EXPECT_TRUE(storage_->ListDatasets("", 10)->empty());
+  }
 }
 
 // The id covers what the header means: the same bytes declared with another number of

@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from ._convert import packed_floats, request_with_tensor, tensor_to_numpy, to_python
 from ._pb.alignd.health.v1 import health_pb2, health_pb2_grpc
 from ._pb.alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from .payload import encode_payload
+from .payload import chunks, payload_parts
 
 CHUNK = 1 << 20
 
@@ -93,13 +93,13 @@ class Client:
                        num_classes: Optional[int] = None) -> Dict[str, Any]:
         """Uploads features x (n, ...) and targets y: (n,) integer labels or (n, k) floats, in
         1 MiB chunks with the payload's SHA-256. The same content twice is one data set."""
-        fields, payload = encode_payload(x, y, classification, num_classes)
+        fields, parts = payload_parts(x, y, classification, num_classes)
         header = datasets_pb2.DatasetHeader(display_name=name, **fields)
 
         def requests():
             yield datasets_pb2.UploadDatasetRequest(header=header)
-            for i in range(0, len(payload), CHUNK):
-                yield datasets_pb2.UploadDatasetRequest(chunk=payload[i:i + CHUNK])
+            for chunk in chunks(parts, CHUNK):
+                yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
         return to_python(_call(self._datasets.UploadDataset, requests()))
 
     def generate_dataset(self, kind: str = "linear", examples: int = 1000, split: str = "train",

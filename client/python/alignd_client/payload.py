@@ -3,15 +3,15 @@ float32 little-endian, example-major, then int32 labels or float32 target rows."
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 
-def encode_payload(x: np.ndarray, y: np.ndarray, classification: Optional[bool] = None,
-                   num_classes: Optional[int] = None) -> Tuple[dict, bytes]:
-    """(header fields, payload bytes) for features x (n, ...) and targets y: (n,) integer labels
-    or (n, k) floats. The header's sha256 is the payload's."""
+def payload_parts(x: np.ndarray, y: np.ndarray, classification: Optional[bool] = None,
+                  num_classes: Optional[int] = None) -> Tuple[dict, List[memoryview]]:
+    """(header fields, the payload as byte views): the features, then the targets, without
+    joining them into one copy. The header's sha256 is that of their concatenation."""
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim < 1 or x.shape[0] != y.shape[0]:
@@ -19,19 +19,47 @@ def encode_payload(x: np.ndarray, y: np.ndarray, classification: Optional[bool] 
     if classification is None:
         classification = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
     header = {"num_examples": int(x.shape[0]), "feature_shape": [int(s) for s in x.shape[1:]] or [1]}
-    features = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    features = np.ascontiguousarray(x, dtype="<f4")
     if classification:
-        labels = np.ascontiguousarray(y, dtype="<i4")
+        targets = np.ascontiguousarray(y, dtype="<i4")
         header["target_kind"] = "TARGET_KIND_CLASS_LABELS"
-        header["num_classes"] = int(num_classes if num_classes else (int(labels.max()) + 1 if labels.size else 1))
-        payload = features + labels.tobytes()
+        header["num_classes"] = int(num_classes if num_classes else (int(targets.max()) + 1 if targets.size else 1))
     else:
-        t = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype="<f4")
+        targets = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype="<f4")
         header["target_kind"] = "TARGET_KIND_FLOAT_VECTORS"
-        header["target_dim"] = int(t.shape[1])
-        payload = features + t.tobytes()
-    header["sha256"] = hashlib.sha256(payload).hexdigest()
-    return header, payload
+        header["target_dim"] = int(targets.shape[1])
+    parts = [memoryview(a.reshape(-1)).cast("B") for a in (features, targets)]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    header["sha256"] = digest.hexdigest()
+    return header, parts
+
+
+def chunks(parts: List[memoryview], size: int) -> Iterator[bytes]:
+    """The concatenation of `parts` in pieces of `size` bytes (the last one shorter)."""
+    pending: List[memoryview] = []
+    have = 0
+    for part in parts:
+        i = 0
+        while i < len(part):
+            take = min(size - have, len(part) - i)
+            pending.append(part[i:i + take])
+            have += take
+            i += take
+            if have == size:
+                yield pending[0].tobytes() if len(pending) == 1 else b"".join(pending)
+                pending, have = [], 0
+    if have:
+        yield b"".join(pending)
+
+
+def encode_payload(x: np.ndarray, y: np.ndarray, classification: Optional[bool] = None,
+                   num_classes: Optional[int] = None) -> Tuple[dict, bytes]:
+    """(header fields, payload bytes) for features x (n, ...) and targets y: (n,) integer labels
+    or (n, k) floats. The header's sha256 is the payload's."""
+    header, parts = payload_parts(x, y, classification, num_classes)
+    return header, b"".join(parts)
 
 
 def decode_payload(header: dict, payload: bytes) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,107 @@
+// fanout_bench: N subscribers follow one session's metric stream at once, and each
+// event's latency is measured from its wall_time (stamped by alignd when the training
+// step logged it) to its arrival here, on the same machine's clock. A C++ client, so
+// that what is measured is alignd's fan-out and not a client's interpreter.
+//
+//   fanout_bench --address HOST:PORT --session sessions/ID [--subscribers 32]
+//                [--warmup_s 0.5]
+//
+// Events stamped before --warmup_s after the start are not counted (the subscribers are
+// connecting and catching up on history). Prints one JSON line: subscribers, events
+// counted, p50/p99/max in milliseconds.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alignd/v1/sessions.grpc.pb.h"
+
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string address, session;
+  int subscribers = 32;
+  double warmup_s = 0.5;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--address" && i + 1 < argc) {
+      address = argv[++i];
+    } else if (a == "--session" && i + 1 < argc) {
+      session = argv[++i];
+    } else if (a == "--subscribers" && i + 1 < argc) {
+      subscribers = std::stoi(argv[++i]);
+    } else if (a == "--warmup_s" && i + 1 < argc) {
+      warmup_s = std::stod(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s --address HOST:PORT --session sessions/ID [--subscribers N] "
+                   "[--warmup_s S]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (address.empty() || session.empty() || subscribers < 1) {
+    std::fprintf(stderr, "fanout_bench: --address and --session are required\n");
+    return 2;
+  }
+  const double counted_from = NowSeconds() + warmup_s;
+  std::mutex mu;
+  std::vector<double> latencies_ms;
+  int failures = 0;
+  std::vector<std::thread> threads;
+  for (int k = 0; k < subscribers; ++k) {
+    threads.emplace_back([&] {
+      // A channel each, as N separate dashboards would have.
+      grpc::ChannelArguments args;
+      args.SetInt("grpc.channel_id", k);  // distinct channels, not one shared subchannel
+      auto channel =
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+      auto stub = alignd::v1::TrainingService::NewStub(channel);
+      grpc::ClientContext ctx;
+      alignd::v1::StreamMetricsRequest req;
+      req.set_parent(session);
+      auto reader = stub->StreamMetrics(&ctx, req);
+      alignd::v1::MetricEvent e;
+      std::vector<double> mine;
+      while (reader->Read(&e)) {
+        const double now = NowSeconds();
+        if (e.has_end()) break;
+        if (!e.has_step()) continue;
+        const double stamped = e.wall_time().seconds() + 1e-9 * e.wall_time().nanos();
+        if (stamped >= counted_from) mine.push_back(1e3 * (now - stamped));
+      }
+      const grpc::Status st = reader->Finish();
+      std::lock_guard<std::mutex> lock(mu);
+      if (!st.ok()) ++failures;
+      latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (latencies_ms.empty() || failures > 0) {
+    std::fprintf(stderr, "fanout_bench: %zu events, %d streams failed\n", latencies_ms.size(),
+                 failures);
+    return 1;
+  }
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto at = [&](double q) {
+    return latencies_ms[std::min(latencies_ms.size() - 1,
+                                 static_cast<size_t>(q * static_cast<double>(latencies_ms.size())))];
+  };
+  std::printf(
+      "{\"subscribers\": %d, \"events\": %zu, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": "
+      "%.3f}\n",
+      subscribers, latencies_ms.size(), at(0.5), at(0.99), latencies_ms.back());
+  return 0;
+}
