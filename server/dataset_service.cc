@@ -52,6 +52,10 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
       auto up = store_->BeginUpload(request_.header());
       if (!up.ok()) return up.status();
       upload_ = std::move(*up);
+    } else if (request_.part_case() == v1::UploadDatasetRequest::kSha256) {
+      if (upload_ == nullptr)
+        return absl::InvalidArgumentError("the sha256 arrived before the header");
+      if (absl::Status s = upload_->SetSha256(request_.sha256()); !s.ok()) return s;
     } else if (request_.has_chunk()) {
       if (upload_ == nullptr)
         return absl::InvalidArgumentError("a chunk arrived before the header");

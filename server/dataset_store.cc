@@ -80,11 +80,16 @@ absl::Status CheckHeaderShape(const v1::DatasetHeader& h) {
   return absl::OkStatus();
 }
 
+bool IsSha256Hex(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
 absl::Status CheckUploadHeader(const v1::DatasetHeader& h, const DatasetLimits& limits) {
   RETURN_IF_ERROR(CheckHeaderShape(h));
-  if (h.sha256().size() != 64 ||
-      h.sha256().find_first_not_of("0123456789abcdef") != std::string::npos)
-    return absl::InvalidArgumentError("header.sha256 must be 64 lowercase hex digits");
+  // Empty: the digest follows the payload (UploadDatasetRequest.sha256).
+  if (!h.sha256().empty() && !IsSha256Hex(h.sha256()))
+    return absl::InvalidArgumentError(
+        "header.sha256 must be 64 lowercase hex digits (or empty, and sent after the payload)");
   const int64_t bytes = PayloadBytes(h);
   if (bytes > limits.max_dataset_bytes)
     return absl::ResourceExhaustedError(
@@ -223,7 +228,20 @@ absl::Status DatasetStore::Upload::Drain() {
   return write_status_;
 }
 
+absl::Status DatasetStore::Upload::SetSha256(const std::string& sha256) {
+  if (!header_.sha256().empty())
+    return absl::InvalidArgumentError(
+        "sha256 came in the header and again after the payload; send it once");
+  if (!trailing_sha256_.empty()) return absl::InvalidArgumentError("sha256 came twice");
+  if (!IsSha256Hex(sha256))
+    return absl::InvalidArgumentError("sha256 must be 64 lowercase hex digits");
+  trailing_sha256_ = sha256;
+  return absl::OkStatus();
+}
+
 absl::Status DatasetStore::Upload::Append(std::string chunk) {
+  if (!trailing_sha256_.empty())
+    return absl::InvalidArgumentError("a chunk came after the sha256; the sha256 comes last");
   if (static_cast<int64_t>(chunk.size()) > store_->limits_.max_chunk_bytes)
     return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.size(),
                                                    " bytes is over the limit of ",
@@ -331,11 +349,18 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
   if (received_ != expected_)
     return absl::InvalidArgumentError(
         absl::StrCat("payload has ", received_, " bytes; the header declares ", expected_));
+  if (header_.sha256().empty() && trailing_sha256_.empty())
+    return absl::InvalidArgumentError(
+        "no sha256: send the payload's SHA-256 in the header or as the last message");
   RETURN_IF_ERROR(Drain());  // everything hashed and written; the thread is gone
   const std::string digest = hasher_->HexDigest();
-  if (digest != header_.sha256())
-    return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the header says ",
-                                                   header_.sha256(), ", the payload is ", digest));
+  const bool in_header = !header_.sha256().empty();
+  const std::string& said = in_header ? header_.sha256() : trailing_sha256_;
+  if (digest != said)
+    return absl::InvalidArgumentError(absl::StrCat("SHA-256 mismatch: the ",
+                                                   in_header ? "header" : "last message", " says ",
+                                                   said, ", the payload is ", digest));
+  header_.set_sha256(digest);  // the data set's id covers it
   // Every value was checked as it arrived (CheckValues).
   return store_->Commit(MetaOf(header_), std::move(payload_));
 }
@@ -343,7 +368,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
 absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
     const v1::DatasetHeader& header) {
   RETURN_IF_ERROR(CheckUploadHeader(header, limits_));
-  ASSIGN_OR_RETURN(auto payload, storage_->NewDatasetPayload(DatasetName(DatasetId(header))));
+  ASSIGN_OR_RETURN(auto payload, storage_->NewDatasetPayload());
   return std::unique_ptr<Upload>(new Upload(this, header, std::move(payload)));
 }
 
@@ -353,7 +378,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta,
   // The same content stored twice is stored once: keep the first record (the writer,
   // destroyed uncommitted, leaves nothing).
   if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) return *existing;
-  RETURN_IF_ERROR(payload->Commit());
+  RETURN_IF_ERROR(payload->Commit(meta.name()));
   RETURN_IF_ERROR(storage_->PutDataset(meta));
   return meta;
 }
@@ -433,7 +458,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   v1::Dataset meta = MetaOf(h);
   *meta.mutable_generator() = spec;
   // Identical requests at once each write their own blob; the first commit wins.
-  ASSIGN_OR_RETURN(auto blob, storage_->NewDatasetPayload(meta.name()));
+  ASSIGN_OR_RETURN(auto blob, storage_->NewDatasetPayload());
   RETURN_IF_ERROR(blob->Append(payload));
   return Commit(std::move(meta), std::move(blob));
 }

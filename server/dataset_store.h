@@ -65,6 +65,9 @@ class DatasetStore {
     // InvalidArgument if the chunk is over the limit, past the declared size, or holds a
     // bad value; an error of the writing thread (a full disk) is returned by the next call.
     absl::Status Append(std::string chunk);
+    // The payload's SHA-256, after the last chunk, when the header came without one (a
+    // client can then hash while it sends).
+    absl::Status SetSha256(const std::string& sha256);
     absl::StatusOr<v1::Dataset> Finish();
 
     static constexpr int64_t kMaxPendingBytes = int64_t{16} << 20;
@@ -87,6 +90,7 @@ class DatasetStore {
     char carry_[4];
     int carry_size_ = 0;
     std::unique_ptr<formats::Sha256> hasher_;  // the thread's, until Drain
+    std::string trailing_sha256_;
 
     absl::Mutex mu_;
     std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "server/resource_names.h"
 
 namespace alignd::server {
@@ -132,17 +134,20 @@ namespace {
 // of the upload's 0.6 s without, and waits for the last few MiB with.
 class FileBlobWriter final : public BlobWriter {
  public:
-  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(std::string path) {
+  // `path_of` maps the data set's name given to Commit to the file's final path.
+  using PathOf = std::function<absl::StatusOr<std::string>(const std::string& name)>;
+  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(const std::string& dir, PathOf path_of) {
     std::error_code ec;
-    fs::create_directories(fs::path(path).parent_path(), ec);
-    if (ec)
-      return absl::InternalError(absl::StrCat("create folder for ", path, ": ", ec.message()));
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create folder ", dir, ": ", ec.message()));
     static std::atomic<uint64_t> counter{0};
-    std::string tmp = absl::StrCat(path, ".part", ::getpid(), "_",
-                                   counter.fetch_add(1, std::memory_order_relaxed));
+    std::string tmp =
+        (fs::path(dir) / absl::StrCat(".upload-", ::getpid(), "_",
+                                      counter.fetch_add(1, std::memory_order_relaxed), ".part"))
+            .string();
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("open " + tmp);
-    return std::unique_ptr<BlobWriter>(new FileBlobWriter(std::move(path), std::move(tmp), fd));
+    return std::unique_ptr<BlobWriter>(new FileBlobWriter(std::move(path_of), std::move(tmp), fd));
   }
   ~FileBlobWriter() override {
     if (fd_ >= 0) ::close(fd_);
@@ -167,8 +172,9 @@ class FileBlobWriter final : public BlobWriter {
     }
     return absl::OkStatus();
   }
-  absl::Status Commit() override {
+  absl::Status Commit(const std::string& name) override {
     if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
+    ASSIGN_OR_RETURN(const std::string path, path_of_(name));
     const int fd = fd_;
     fd_ = -1;
     if (::fsync(fd) != 0) {
@@ -176,16 +182,17 @@ class FileBlobWriter final : public BlobWriter {
       return Errno("fsync " + tmp_);
     }
     if (::close(fd) != 0) return Errno("close " + tmp_);
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) return Errno("rename " + tmp_);
+    if (::rename(tmp_.c_str(), path.c_str()) != 0) return Errno("rename " + tmp_);
     committed_ = true;
-    return FsyncPath(fs::path(path_).parent_path().string(), O_RDONLY | O_DIRECTORY);
+    return FsyncPath(fs::path(path).parent_path().string(), O_RDONLY | O_DIRECTORY);
   }
 
  private:
-  FileBlobWriter(std::string path, std::string tmp, int fd)
-      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd) {}
+  FileBlobWriter(PathOf path_of, std::string tmp, int fd)
+      : path_of_(std::move(path_of)), tmp_(std::move(tmp)), fd_(fd) {}
   static constexpr int64_t kWritebackBytes = int64_t{8} << 20;
-  const std::string path_, tmp_;
+  const PathOf path_of_;
+  const std::string tmp_;
   int fd_;
   int64_t written_ = 0, flushed_ = 0;  // bytes written; bytes whose writeback was started
   bool committed_ = false;
@@ -206,7 +213,7 @@ class SqliteStorage final : public Storage {
   static absl::StatusOr<std::unique_ptr<Storage>> Open(const std::string& data_dir);
   ~SqliteStorage() override;
 
-  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& name) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() override;
   absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& dataset) override;
   absl::Status PutDataset(const v1::Dataset& dataset) override;
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name) override;
@@ -349,11 +356,12 @@ absl::StatusOr<std::string> SqliteStorage::SessionDir(const std::string& session
 
 // ---- Data sets ------------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<BlobWriter>> SqliteStorage::NewDatasetPayload(
-    const std::string& name) {
-  auto id = ParseDatasetName(name);
-  if (!id.ok()) return id.status();
-  return FileBlobWriter::Open(PayloadPath(*id));
+absl::StatusOr<std::unique_ptr<BlobWriter>> SqliteStorage::NewDatasetPayload() {
+  return FileBlobWriter::Open((fs::path(data_dir_) / "datasets").string(),
+                              [this](const std::string& name) -> absl::StatusOr<std::string> {
+                                ASSIGN_OR_RETURN(std::string id, ParseDatasetName(name));
+                                return PayloadPath(id);
+                              });
 }
 
 absl::StatusOr<std::string> SqliteStorage::ReadDatasetPayload(const v1::Dataset& d) {

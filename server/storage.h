@@ -32,14 +32,16 @@
 
 namespace alignd::server {
 
-// A blob being written. Nothing is visible until Commit(); destroyed uncommitted (an
-// error, a dropped upload) it leaves nothing behind.
+// A data set's payload being written. Nothing is visible until Commit; destroyed
+// uncommitted (an error, a dropped upload) it leaves nothing behind. The name is given
+// at the end: an upload's name is a digest of its bytes, known once they have all come.
 class BlobWriter {
  public:
   virtual ~BlobWriter() = default;
   virtual absl::Status Append(std::string_view bytes) = 0;
-  // Durably stores what was appended under the blob's key, replacing what was there.
-  virtual absl::Status Commit() = 0;
+  // Durably stores what was appended as the payload of data set `name`
+  // ("datasets/{id}"), replacing what was there. Once.
+  virtual absl::Status Commit(const std::string& name) = 0;
 };
 
 // A metric event with the training step it belongs to (restarts cut the log by step).
@@ -66,9 +68,8 @@ class Storage {
   virtual ~Storage() = default;
 
   // ---- Data sets: a record and its payload blob.
-  // A writer for the payload of data set `name`; commit it before PutDataset.
-  virtual absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(
-      const std::string& name) = 0;
+  // A writer for a data set's payload; commit it (naming the data set) before PutDataset.
+  virtual absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() = 0;
   // The payload of a stored data set; NotFound if it is missing.
   virtual absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& dataset) = 0;
   virtual absl::Status PutDataset(const v1::Dataset& dataset) = 0;

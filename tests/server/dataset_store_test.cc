@@ -158,6 +158,59 @@ TEST_F(DatasetStoreTest, BadUploadsAreRefusedAndLeaveNothing) {
   EXPECT_EQ((*up)->Append(std::string(2000, 'x')).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The SHA-256 may come after the payload instead of in the header (a client hashes while
+// it sends): the same data set either way, and every way of getting it wrong is refused.
+TEST_F(DatasetStoreTest, TheDigestMayFollowThePayload) {
+  auto first = UploadInChunks(header_, payload_, 16);
+  ASSERT_OK(first);
+  ASSERT_OK(store_->Delete(first->name(), [](const std::string&) { return false; }));
+  v1::DatasetHeader h = header_;
+  h.clear_sha256();
+  auto upload = [&](const std::string& digest,
+                    bool chunk_after = false) -> absl::StatusOr<v1::Dataset> {
+    auto up = store_->BeginUpload(h);
+    if (!up.ok()) return up.status();
+    for (size_t i = 0; i < payload_.size(); i += 16)
+      if (absl::Status st = (*up)->Append(payload_.substr(i, 16)); !st.ok()) return st;
+    if (!digest.empty())
+      if (absl::Status st = (*up)->SetSha256(digest); !st.ok()) return st;
+    if (chunk_after)
+      if (absl::Status st = (*up)->Append("x"); !st.ok()) return st;
+    return (*up)->Finish();
+  };
+  auto later = upload(header_.sha256());
+  ASSERT_OK(later);
+  EXPECT_EQ(later->name(), first->name());
+  EXPECT_EQ(later->sha256(), header_.sha256());
+  EXPECT_EQ(FilesInDatasets(), 1);
+  ASSERT_OK(store_->Delete(later->name(), [](const std::string&) { return false; }));
+  const struct {
+    std::string digest, message;
+    bool chunk_after;
+  } kBad[] = {
+      {"", "no sha256", false},
+      {std::string(64, 'a'), "SHA-256 mismatch: the last message says aaaa", false},
+      {"ABC", "sha256 must be 64 lowercase hex digits", false},
+      {header_.sha256(), "a chunk came after the sha256", true},
+  };
+  for (const auto& c : kBad) {
+    SCOPED_TRACE(c.message);
+    auto d = upload(c.digest, c.chunk_after);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(d.status().message()).find(c.message), std::string::npos) << d.status();
+    EXPECT_EQ(FilesInDatasets(), 0);
+  }
+  // In the header and again after the payload; or twice after it.
+  auto up = store_->BeginUpload(header_);
+  ASSERT_OK(up);
+  EXPECT_EQ((*up)->SetSha256(header_.sha256()).code(), absl::StatusCode::kInvalidArgument);
+  up = store_->BeginUpload(h);
+  ASSERT_OK(up);
+  ASSERT_OK((*up)->SetSha256(header_.sha256()));
+  EXPECT_EQ((*up)->SetSha256(header_.sha256()).code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Values are checked as they stream in, a chunk at a time: a bad value is found wherever
 // it is and however the chunks cut the payload (a value split across two chunks too),
 // and the error names it. 15 features (5 examples x 3), then 5 labels of 2 classes; and
@@ -221,7 +274,7 @@ TEST_F(DatasetStoreTest, AWriteErrorOfTheUploadThreadIsReturnedAndNothingIsStore
       if (ok_appends_-- <= 0) return absl::ResourceExhaustedError("write: No space left on device");
       return inner_->Append(bytes);
     }
-    absl::Status Commit() override { return inner_->Commit(); }
+    absl::Status Commit(const std::string& name) override { return inner_->Commit(name); }
 
    private:
     std::unique_ptr<BlobWriter> inner_;
@@ -230,8 +283,8 @@ TEST_F(DatasetStoreTest, AWriteErrorOfTheUploadThreadIsReturnedAndNothingIsStore
   class FullDisk : public ForwardingStorage {
    public:
     using ForwardingStorage::ForwardingStorage;
-    absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& n) override {
-      ASSIGN_OR_RETURN(auto w, ForwardingStorage::NewDatasetPayload(n));
+    absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() override {
+      ASSIGN_OR_RETURN(auto w, ForwardingStorage::NewDatasetPayload());
       return std::unique_ptr<BlobWriter>(new FailingWriter(std::move(w), 3));
     }
   };

@@ -26,8 +26,8 @@ class ForwardingStorage : public Storage {
  public:
   explicit ForwardingStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
 
-  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload(const std::string& n) override {
-    return inner_->NewDatasetPayload(n);
+  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() override {
+    return inner_->NewDatasetPayload();
   }
   absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& d) override {
     return inner_->ReadDatasetPayload(d);

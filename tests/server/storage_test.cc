@@ -116,17 +116,17 @@ TEST(StorageTest, APayloadIsVisibleOnlyOnceCommittedAndAnAbandonedOneLeavesNothi
   v1::Dataset d;
   d.set_name("datasets/0123456789abcdef");
   {
-    auto w = (*s)->NewDatasetPayload(d.name());
+    auto w = (*s)->NewDatasetPayload();
     ASSERT_OK(w);
     ASSERT_OK((*w)->Append("half"));
     EXPECT_EQ((*s)->ReadDatasetPayload(d).status().code(), absl::StatusCode::kNotFound);
   }  // abandoned
   EXPECT_EQ(CountFiles(dir / "datasets"), 0);
-  auto w = (*s)->NewDatasetPayload(d.name());
+  auto w = (*s)->NewDatasetPayload();
   ASSERT_OK(w);
   ASSERT_OK((*w)->Append("all "));
   ASSERT_OK((*w)->Append("of it"));
-  ASSERT_OK((*w)->Commit());
+  ASSERT_OK((*w)->Commit(d.name()));
   ASSERT_OK((*s)->PutDataset(d));
   EXPECT_EQ(*(*s)->ReadDatasetPayload(d), "all of it");
   ASSERT_OK((*s)->DeleteDataset(d.name()));
@@ -145,8 +145,10 @@ TEST(StorageTest, NamesThatAreNotResourceNamesAreRefused) {
     EXPECT_EQ((*s)->PutCheckpoint(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ((*s)->PutSnapshot(bad, {1, "x"}).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
-  EXPECT_EQ((*s)->NewDatasetPayload("datasets/../../etc").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  auto w = (*s)->NewDatasetPayload();
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append("x"));
+  EXPECT_EQ((*w)->Commit("datasets/../../etc").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(dir / "x"));
 }
 

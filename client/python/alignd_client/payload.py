@@ -9,9 +9,11 @@ import numpy as np
 
 
 def payload_parts(x: np.ndarray, y: np.ndarray, classification: Optional[bool] = None,
-                  num_classes: Optional[int] = None) -> Tuple[dict, List[memoryview]]:
+                  num_classes: Optional[int] = None,
+                  digest: bool = True) -> Tuple[dict, List[memoryview]]:
     """(header fields, the payload as byte views): the features, then the targets, without
-    joining them into one copy. The header's sha256 is that of their concatenation."""
+    joining them into one copy. The header's sha256 is that of their concatenation (left out
+    with digest=False, for a caller that hashes while it sends)."""
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim < 1 or x.shape[0] != y.shape[0]:
@@ -29,10 +31,11 @@ def payload_parts(x: np.ndarray, y: np.ndarray, classification: Optional[bool] =
         header["target_kind"] = "TARGET_KIND_FLOAT_VECTORS"
         header["target_dim"] = int(targets.shape[1])
     parts = [memoryview(a.reshape(-1)).cast("B") for a in (features, targets)]
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    header["sha256"] = digest.hexdigest()
+    if digest:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        header["sha256"] = h.hexdigest()
     return header, parts
 
 
