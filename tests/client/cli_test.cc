@@ -82,9 +82,11 @@ TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
                       "batch_size": 8})";
   f.rule = "kp";
   f.lr = 0.5f;
+  f.threads = 2;
   auto r = BuildCreateRequest(f);
   ASSERT_OK(r);
   EXPECT_EQ(r->session().train_dataset(), "datasets/1f3a");
+  EXPECT_EQ(r->session().config().threads(), 2);
   EXPECT_EQ(r->session().config().feedback().rule(), v1::RULE_KOLEN_POLLACK);
   EXPECT_EQ(r->session().config().batch_size(), 8);  // from the file: not overridden
   EXPECT_EQ(r->session().config().network().sizes_size(), 3);
@@ -92,6 +94,8 @@ TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
   // Flags not given stay unset: the server's defaults apply.
   EXPECT_FALSE(r->session().config().has_epochs());
   EXPECT_FALSE(r->session().has_checkpoint_every());
+  f.threads.reset();
+  EXPECT_FALSE(BuildCreateRequest(f)->session().config().has_threads());
 }
 
 TEST(CreateRequestTest, BadFlagsNameTheFlag) {
