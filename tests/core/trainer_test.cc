@@ -70,17 +70,38 @@ TEST(TrainerTest, SameSeedIsBitIdenticalAndAnotherSeedDiffers) {
   EXPECT_FALSE(a->weights(0) == c->weights(0));
 }
 
+// n examples of `features` normal features in 10 classes.
+std::shared_ptr<const Dataset> RandomClasses(int features, int n, uint64_t seed) {
+  Rng rng(seed);
+  Matrix x(features, n);
+  rng.FillNormal(x, 1.0f);
+  std::vector<int32_t> labels(n);
+  for (int j = 0; j < n; ++j) labels[j] = j % 10;
+  return Share(*MakeClassificationDataset(x, labels, 10));
+}
+
+// Trains `count` trainers of `o` on as many threads at once and expects each to end
+// bit-identical to `alone`.
+void ExpectTwinsAtOnceEqual(const Trainer& alone, const TrainerOptions& o,
+                            std::shared_ptr<const Dataset> data, int count) {
+  std::vector<std::unique_ptr<Trainer>> twins;
+  for (int k = 0; k < count; ++k) twins.push_back(*Trainer::Create(o, data));
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> status(twins.size());
+  for (size_t k = 0; k < twins.size(); ++k)
+    threads.emplace_back([&, k] { status[k] = twins[k]->Run(nullptr); });
+  for (auto& t : threads) t.join();
+  for (size_t k = 0; k < twins.size(); ++k) {
+    ASSERT_OK(status[k]);
+    ExpectSameParameters(alone, *twins[k]);
+  }
+}
+
 // N identical trainers on N threads at once end bit-identical to the same trainer run
 // alone, for every rule, on layers wide enough that the products go to the library
 // (core/gemm.h): the determinism claim holds for sessions trained side by side.
 TEST(TrainerTest, IdenticalTrainersOnThreadsAtOnceEqualOneTrainedAlone) {
-  Rng rng(5);
-  const int n = 512;
-  Matrix x(64, n);
-  rng.FillNormal(x, 1.0f);
-  std::vector<int32_t> labels(n);
-  for (int j = 0; j < n; ++j) labels[j] = j % 10;
-  auto data = Share(*MakeClassificationDataset(x, labels, 10));
+  auto data = RandomClasses(64, 512, 5);
   for (Rule rule : AllRules()) {
     SCOPED_TRACE(std::string(RuleName(rule)));
     TrainerOptions o;
@@ -92,17 +113,7 @@ TEST(TrainerTest, IdenticalTrainersOnThreadsAtOnceEqualOneTrainedAlone) {
     o.optimizer.learning_rate = 0.05f;
     auto alone = *Trainer::Create(o, data);
     ASSERT_OK(alone->Run(nullptr));
-    std::vector<std::unique_ptr<Trainer>> twins;
-    for (int k = 0; k < 4; ++k) twins.push_back(*Trainer::Create(o, data));
-    std::vector<std::thread> threads;
-    std::vector<absl::Status> status(twins.size());
-    for (size_t k = 0; k < twins.size(); ++k)
-      threads.emplace_back([&, k] { status[k] = twins[k]->Run(nullptr); });
-    for (auto& t : threads) t.join();
-    for (size_t k = 0; k < twins.size(); ++k) {
-      ASSERT_OK(status[k]);
-      ExpectSameParameters(*alone, *twins[k]);
-    }
+    ExpectTwinsAtOnceEqual(*alone, o, data, 4);
   }
 }
 
@@ -112,13 +123,7 @@ TEST(TrainerTest, IdenticalTrainersOnThreadsAtOnceEqualOneTrainedAlone) {
 // up to rounding (the bits are only promised per thread count; on the reference machine
 // oneDNN splits these products without splitting their sums, and the bits agree).
 TEST(TrainerTest, TwoThreadTrainersAreBitIdenticalRunToRun) {
-  Rng rng(6);
-  const int n = 512;
-  Matrix x(300, n);
-  rng.FillNormal(x, 1.0f);
-  std::vector<int32_t> labels(n);
-  for (int j = 0; j < n; ++j) labels[j] = j % 10;
-  auto data = Share(*MakeClassificationDataset(x, labels, 10));
+  auto data = RandomClasses(300, 512, 6);
   for (Rule rule : AllRules()) {
     SCOPED_TRACE(std::string(RuleName(rule)));
     TrainerOptions o;
@@ -134,17 +139,7 @@ TEST(TrainerTest, TwoThreadTrainersAreBitIdenticalRunToRun) {
     ASSERT_OK(alone->Run(nullptr));
     EXPECT_EQ(GemmThreads(), 2);  // the trainer set its thread's products to two threads
     SetGemmThreads(1);
-    std::vector<std::unique_ptr<Trainer>> twins;
-    for (int k = 0; k < 2; ++k) twins.push_back(*Trainer::Create(o, data));
-    std::vector<std::thread> threads;
-    std::vector<absl::Status> status(twins.size());
-    for (size_t k = 0; k < twins.size(); ++k)
-      threads.emplace_back([&, k] { status[k] = twins[k]->Run(nullptr); });
-    for (auto& t : threads) t.join();
-    for (size_t k = 0; k < twins.size(); ++k) {
-      ASSERT_OK(status[k]);
-      ExpectSameParameters(*alone, *twins[k]);
-    }
+    ExpectTwinsAtOnceEqual(*alone, o, data, 2);
     o.threads = 1;
     auto one = *Trainer::Create(o, data);
     ASSERT_OK(one->Run(nullptr));
