@@ -153,8 +153,9 @@ def main():
     rows = []
     tanh = torch.tanh
     dtanh = lambda a: 1 - a * a
-    if args.threads > 1:
-        for batch in (32, 128):
+    def mnist_rows(batch_sizes, **extra):
+        """The 784-1000-10 rows, both rules and both implementations, at each batch size."""
+        for batch in batch_sizes:
             batches = [(x[i:i + batch].contiguous(), y[i:i + batch].contiguous())
                        for i in range(0, 256 * batch, batch)]
             for rule in ("bp", "fa"):
@@ -164,9 +165,12 @@ def main():
                 ):
                     sps = time_steps(step, batches, args.seconds) * batch
                     rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch,
-                                     threads=args.threads, config=config, samples_per_s=sps))
+                                     threads=args.threads, samples_per_s=sps, **extra))
                     print(f"torch {impl:15s} {rule} batch {batch:4d} ({config}): "
                           f"{sps:10.0f} samples/s", file=sys.stderr)
+
+    if args.threads > 1:
+        mnist_rows((32, 128), config=config)
         json.dump(rows, sys.stdout)
         return
     if args.scaling:
@@ -182,19 +186,7 @@ def main():
                 rows.append(dict(net="-".join(map(str, sizes)), impl=impl, rule="bp",
                                  batch=batch, threads=1, samples_per_s=sps))
                 print(f"torch {impl:15s} {sizes}: {sps:10.0f} samples/s", file=sys.stderr)
-    for batch in (1, 32, 128):
-        batches = [(x[i:i + batch].contiguous(), y[i:i + batch].contiguous())
-                   for i in range(0, 256 * batch, batch)]
-        for rule in ("bp", "fa"):
-            for impl, step in (
-                ("torch_autograd", autograd_step_fn([784, 1000, 10], tanh, rule, "ce", 0.01)),
-                ("torch_manual", manual_step_fn([784, 1000, 10], tanh, dtanh, rule, "ce", 0.01)),
-            ):
-                sps = time_steps(step, batches, args.seconds) * batch
-                rows.append(dict(net="mnist", impl=impl, rule=rule, batch=batch, threads=1,
-                                 samples_per_s=sps))
-                print(f"torch {impl:15s} {rule} batch {batch:4d}: {sps:10.0f} samples/s",
-                      file=sys.stderr)
+    mnist_rows((1, 32, 128))
     g = torch.Generator().manual_seed(2)
     tx = torch.randn(1000, 30, generator=g)
     ty = tx.mm(torch.rand(30, 10, generator=g) * 2 - 1)
