@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,8 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -253,6 +256,7 @@ class SqliteStorage final : public Storage {
   }
 
   const std::string data_dir_;
+  int lock_fd_ = -1;  // data_dir/LOCK, flock'ed while open
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
   // WAL checkpoints (which fsync the database) run here, on their own connection, instead of
@@ -270,6 +274,28 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create --data_dir ", data_dir, ": ", ec.message()));
   std::unique_ptr<SqliteStorage> s(new SqliteStorage(data_dir));
+  // One process per data directory: a second alignd on it would interleave its writes and
+  // its uploads' temporary files with ours. The lock goes with the process, however it ends.
+  const std::string lock_path = (fs::path(data_dir) / "LOCK").string();
+  s->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->lock_fd_ < 0) return Errno("open " + lock_path);
+  if (::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return Errno("lock " + lock_path);
+    char pid[32] = {};
+    (void)!::pread(s->lock_fd_, pid, sizeof(pid) - 1, 0);
+    return absl::FailedPreconditionError(
+        absl::StrCat("the data directory ", data_dir, " is in use by another alignd (pid ",
+                     absl::StripAsciiWhitespace(pid), "; lock file ", lock_path, ")"));
+  }
+  const std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(s->lock_fd_, 0) != 0 || ::pwrite(s->lock_fd_, pid.data(), pid.size(), 0) < 0)
+    return Errno("write " + lock_path);
+  // Uploads that a crash interrupted left their temporary files; nobody else can be
+  // writing them now.
+  for (const auto& e : fs::directory_iterator(fs::path(data_dir) / "datasets", ec)) {
+    const std::string f = e.path().filename().string();
+    if (absl::StartsWith(f, ".upload-") && absl::EndsWith(f, ".part")) fs::remove(e.path(), ec);
+  }
   absl::MutexLock lock(&s->mu_);
   const std::string db_path = (fs::path(data_dir) / "alignd.db").string();
   if (sqlite3_open_v2(db_path.c_str(), &s->db_,
@@ -334,8 +360,11 @@ SqliteStorage::~SqliteStorage() {
                               nullptr);
     sqlite3_close(checkpoint_db_);
   }
-  absl::MutexLock lock(&mu_);
-  if (db_ != nullptr) sqlite3_close(db_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (db_ != nullptr) sqlite3_close(db_);
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // last: the lock covers the files until here
 }
 
 absl::Status SqliteStorage::Exec(const char* sql) {

@@ -1,9 +1,12 @@
 // server/sqlite_storage.h on a real SQLite file in a temporary directory: the Storage
 // contract (storage.h) a second implementation must keep too.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "server/sqlite_storage.h"
 #include "tests/test_util.h"
 
@@ -150,6 +153,34 @@ TEST(StorageTest, NamesThatAreNotResourceNamesAreRefused) {
   ASSERT_OK((*w)->Append("x"));
   EXPECT_EQ((*w)->Commit("datasets/../../etc").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(dir / "x"));
+}
+
+// One process per data directory: a second open fails while the first holds it, naming
+// the holder, and succeeds once it is closed; and an open removes the temporary files of
+// uploads that a crash interrupted (and nothing else).
+TEST(StorageTest, ADataDirectoryHasOneOwnerWhoClearsInterruptedUploads) {
+  const auto dir = alignd::testing::TempDir("owner");
+  std::filesystem::remove_all(dir);
+  {
+    auto first = OpenSqliteStorage(dir);
+    ASSERT_OK(first);
+    auto second = OpenSqliteStorage(dir);
+    EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(std::string(second.status().message())
+                  .find(absl::StrCat("in use by another alignd (pid ", ::getpid())),
+              std::string::npos)
+        << second.status();
+  }
+  // What a crash mid-upload leaves (the writer never committed nor cleaned up), beside a
+  // stored payload.
+  std::ofstream(dir / "datasets" / "0123456789abcdef.bin") << "a stored payload";
+  std::ofstream(dir / "datasets" / ".upload-1_2.part") << "interrupted";
+  std::ofstream(dir / "datasets" / ".upload-1_3.part") << "interrupted too";
+  EXPECT_EQ(CountFiles(dir / "datasets"), 3);
+  auto again = OpenSqliteStorage(dir);
+  ASSERT_OK(again);
+  EXPECT_EQ(CountFiles(dir / "datasets"), 1);
+  EXPECT_TRUE(std::filesystem::exists(dir / "datasets" / "0123456789abcdef.bin"));
 }
 
 TEST(StorageTest, AtomicWriteReplacesWholeFilesAndLeavesNoTemporaries) {
