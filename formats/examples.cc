@@ -234,6 +234,10 @@ std::string Sha256Hex(absl::string_view bytes) {
   return Hex(md, len);
 }
 
+bool IsSha256Hex(absl::string_view s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == absl::string_view::npos;
+}
+
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
 }

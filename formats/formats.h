@@ -113,6 +113,8 @@ absl::StatusOr<Examples> DecodePayload(const PayloadShape& shape, absl::string_v
 
 // Lowercase hex SHA-256, at once or as the bytes stream in.
 std::string Sha256Hex(absl::string_view bytes);
+// True if `s` has the form Sha256Hex gives: 64 lowercase hex digits.
+bool IsSha256Hex(absl::string_view s);
 class Sha256 {
  public:
   Sha256();

@@ -61,7 +61,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
         return absl::InvalidArgumentError("a chunk arrived before the header");
       if (absl::Status s = upload_->Append(std::move(*request_.mutable_chunk())); !s.ok()) return s;
     } else {
-      return absl::InvalidArgumentError("an empty message: set header or chunk");
+      return absl::InvalidArgumentError("an empty message: set header, chunk or sha256");
     }
     StartRead(&request_);
     return absl::OkStatus();

@@ -80,14 +80,10 @@ absl::Status CheckHeaderShape(const v1::DatasetHeader& h) {
   return absl::OkStatus();
 }
 
-bool IsSha256Hex(const std::string& s) {
-  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
-
 absl::Status CheckUploadHeader(const v1::DatasetHeader& h, const DatasetLimits& limits) {
   RETURN_IF_ERROR(CheckHeaderShape(h));
   // Empty: the digest follows the payload (UploadDatasetRequest.sha256).
-  if (!h.sha256().empty() && !IsSha256Hex(h.sha256()))
+  if (!h.sha256().empty() && !formats::IsSha256Hex(h.sha256()))
     return absl::InvalidArgumentError(
         "header.sha256 must be 64 lowercase hex digits (or empty, and sent after the payload)");
   const int64_t bytes = PayloadBytes(h);
@@ -233,7 +229,7 @@ absl::Status DatasetStore::Upload::SetSha256(const std::string& sha256) {
     return absl::InvalidArgumentError(
         "sha256 came in the header and again after the payload; send it once");
   if (!trailing_sha256_.empty()) return absl::InvalidArgumentError("sha256 came twice");
-  if (!IsSha256Hex(sha256))
+  if (!formats::IsSha256Hex(sha256))
     return absl::InvalidArgumentError("sha256 must be 64 lowercase hex digits");
   trailing_sha256_ = sha256;
   return absl::OkStatus();

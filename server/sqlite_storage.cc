@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
+#include "formats/formats.h"
 #include "server/resource_names.h"
 
 namespace alignd::server {
@@ -131,15 +131,19 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 namespace {
 
+// A data set's payload file: {datasets folder}/{id}.bin.
+std::string PayloadFile(const std::string& datasets_dir, const std::string& id) {
+  return (fs::path(datasets_dir) / (id + ".bin")).string();
+}
+
 // A file written under a temporary name and renamed into place by Commit. Writeback of
 // what is written starts every kWritebackBytes (sync_file_range, which does not wait), so
 // that Commit's fsync finds little left to write: 188 MB uploaded, it took 0.11-0.13 s
 // of the upload's 0.6 s without, and waits for the last few MiB with.
 class FileBlobWriter final : public BlobWriter {
  public:
-  // `path_of` maps the data set's name given to Commit to the file's final path.
-  using PathOf = std::function<absl::StatusOr<std::string>(const std::string& name)>;
-  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(const std::string& dir, PathOf path_of) {
+  // In `dir`, where Commit puts the payload as {id}.bin.
+  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(const std::string& dir) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create folder ", dir, ": ", ec.message()));
@@ -150,7 +154,7 @@ class FileBlobWriter final : public BlobWriter {
             .string();
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("open " + tmp);
-    return std::unique_ptr<BlobWriter>(new FileBlobWriter(std::move(path_of), std::move(tmp), fd));
+    return std::unique_ptr<BlobWriter>(new FileBlobWriter(dir, std::move(tmp), fd));
   }
   ~FileBlobWriter() override {
     if (fd_ >= 0) ::close(fd_);
@@ -177,7 +181,8 @@ class FileBlobWriter final : public BlobWriter {
   }
   absl::Status Commit(const std::string& name) override {
     if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
-    ASSIGN_OR_RETURN(const std::string path, path_of_(name));
+    ASSIGN_OR_RETURN(const std::string id, ParseDatasetName(name));
+    const std::string path = PayloadFile(dir_, id);
     const int fd = fd_;
     fd_ = -1;
     if (::fsync(fd) != 0) {
@@ -187,15 +192,14 @@ class FileBlobWriter final : public BlobWriter {
     if (::close(fd) != 0) return Errno("close " + tmp_);
     if (::rename(tmp_.c_str(), path.c_str()) != 0) return Errno("rename " + tmp_);
     committed_ = true;
-    return FsyncPath(fs::path(path).parent_path().string(), O_RDONLY | O_DIRECTORY);
+    return FsyncPath(dir_, O_RDONLY | O_DIRECTORY);
   }
 
  private:
-  FileBlobWriter(PathOf path_of, std::string tmp, int fd)
-      : path_of_(std::move(path_of)), tmp_(std::move(tmp)), fd_(fd) {}
+  FileBlobWriter(std::string dir, std::string tmp, int fd)
+      : dir_(std::move(dir)), tmp_(std::move(tmp)), fd_(fd) {}
   static constexpr int64_t kWritebackBytes = int64_t{8} << 20;
-  const PathOf path_of_;
-  const std::string tmp_;
+  const std::string dir_, tmp_;
   int fd_;
   int64_t written_ = 0, flushed_ = 0;  // bytes written; bytes whose writeback was started
   bool committed_ = false;
@@ -251,8 +255,9 @@ class SqliteStorage final : public Storage {
   void CheckpointLoop();
   // Paths, from names already checked by resource_names (ids are plain tokens).
   absl::StatusOr<std::string> SessionDir(const std::string& session) const;
+  std::string DatasetsDir() const { return (fs::path(data_dir_) / "datasets").string(); }
   std::string PayloadPath(const std::string& file_id) const {
-    return (fs::path(data_dir_) / "datasets" / (file_id + ".bin")).string();
+    return PayloadFile(DatasetsDir(), file_id);
   }
 
   const std::string data_dir_;
@@ -386,11 +391,7 @@ absl::StatusOr<std::string> SqliteStorage::SessionDir(const std::string& session
 // ---- Data sets ------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> SqliteStorage::NewDatasetPayload() {
-  return FileBlobWriter::Open((fs::path(data_dir_) / "datasets").string(),
-                              [this](const std::string& name) -> absl::StatusOr<std::string> {
-                                ASSIGN_OR_RETURN(std::string id, ParseDatasetName(name));
-                                return PayloadPath(id);
-                              });
+  return FileBlobWriter::Open(DatasetsDir());
 }
 
 absl::StatusOr<std::string> SqliteStorage::ReadDatasetPayload(const v1::Dataset& d) {
@@ -399,9 +400,7 @@ absl::StatusOr<std::string> SqliteStorage::ReadDatasetPayload(const v1::Dataset&
   auto bytes = ReadFile(PayloadPath(*id));
   // A data directory written before ids covered the header's meaning names payload files
   // by the payload's SHA-256: read those where they are.
-  if (!bytes.ok() && d.sha256().size() == 64 &&
-      d.sha256().find_first_not_of("0123456789abcdef") == std::string::npos)
-    bytes = ReadFile(PayloadPath(d.sha256()));
+  if (!bytes.ok() && formats::IsSha256Hex(d.sha256())) bytes = ReadFile(PayloadPath(d.sha256()));
   if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(d.name(), ": payload is missing"));
   return bytes;
 }
@@ -458,9 +457,7 @@ absl::Status SqliteStorage::DeleteDataset(const std::string& name) {
   fs::remove(PayloadPath(*id), ec);
   // A data directory from before ids covered the header's meaning: the file is named by the
   // payload's SHA-256 (and no other record can share it: those ids were its first 16 digits).
-  if (sha.size() == 64 && *id == sha.substr(0, 16) &&
-      sha.find_first_not_of("0123456789abcdef") == std::string::npos)
-    fs::remove(PayloadPath(sha), ec);
+  if (formats::IsSha256Hex(sha) && *id == sha.substr(0, 16)) fs::remove(PayloadPath(sha), ec);
   return absl::OkStatus();
 }
 

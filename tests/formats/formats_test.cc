@@ -152,6 +152,10 @@ TEST(Sha256Test, StreamingEqualsAtOnce) {
   h.Update("world");
   EXPECT_EQ(h.HexDigest(), Sha256Hex("hello, world"));
   EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_TRUE(IsSha256Hex(Sha256Hex("")));
+  EXPECT_FALSE(IsSha256Hex(Sha256Hex("").substr(1)));
+  EXPECT_FALSE(IsSha256Hex(std::string(64, 'A')));
+  EXPECT_FALSE(IsSha256Hex(""));
 }
 
 }  // namespace
