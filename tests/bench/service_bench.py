@@ -146,22 +146,16 @@ def main():
             text=True).stdout)
 
         # ---- Predict of one MNIST example on loopback (the network cached after the first) ----
-        one_x = x[:1]
-        c.predict(s, one_x)  # loads the network once
-        pred = []
-        for _ in range(300):
-            t0 = time.perf_counter()
-            c.predict(s, one_x)
-            pred.append((time.perf_counter() - t0) * 1e3)
-        pred = np.array(pred)
-        batch_x = x[:1000]
-        c.predict(s, batch_x)
-        pred1000 = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            c.predict(s, batch_x)
-            pred1000.append((time.perf_counter() - t0) * 1e3)
-        pred1000 = np.array(pred1000)
+        def predict_ms(inputs, calls):
+            c.predict(s, inputs)  # the first loads the network once
+            out = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                c.predict(s, inputs)
+                out.append((time.perf_counter() - t0) * 1e3)
+            return np.array(out)
+        pred = predict_ms(x[:1], 300)
+        pred1000 = predict_ms(x[:1000], 30)
     finally:
         proc.terminate()
         proc.wait()

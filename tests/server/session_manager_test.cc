@@ -27,6 +27,11 @@ class SessionManagerTest : public ServerFixture {
     EXPECT_OK(bytes);
     return *core::ParseState(*bytes);
   }
+  // Polls until the session is RUNNING (it is QUEUED until a worker takes it).
+  void WaitUntilRunning(const std::string& name) {
+    while (manager_->Get(name)->state() != v1::SESSION_STATE_RUNNING)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 };
 
 TEST_F(SessionManagerTest, ASessionRunsToTheEndWithAGaplessLog) {
@@ -182,8 +187,7 @@ TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
   auto a = manager_->Create(Request(200000));
   ASSERT_OK(a);
   // Wait until a runs, so that the queue holds exactly what follows.
-  while (manager_->Get(a->name())->state() != v1::SESSION_STATE_RUNNING)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  WaitUntilRunning(a->name());
   auto b = manager_->Create(Request());
   auto c = manager_->Create(Request());
   ASSERT_OK(b);
@@ -220,8 +224,7 @@ TEST_F(SessionManagerTest, SessionsStartWhileTheirThreadsFit) {
   auto a = manager_->Create(wide);
   ASSERT_OK(a);
   EXPECT_EQ(a->config().threads(), 2);
-  while (manager_->Get(a->name())->state() != v1::SESSION_STATE_RUNNING)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  WaitUntilRunning(a->name());
   // A free worker, but no free thread: b waits, and c (behind it) does not overtake it.
   auto b = manager_->Create(Request());
   auto c = manager_->Create(Request());
