@@ -87,6 +87,7 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
   if (f.metrics_every) c->set_metrics_every(*f.metrics_every);
   if (f.eval_every) c->set_eval_every(*f.eval_every);
   if (f.threads) c->set_threads(*f.threads);
+  if (f.validation_fraction) c->set_validation_fraction(*f.validation_fraction);
   return r;
 }
 

@@ -21,7 +21,8 @@ struct CreateFlags {
   std::string config_json;  // the config file's text (read by the caller), or empty
   std::optional<std::string> sizes, hidden_activation, output_activation, loss, rule, init,
       feedback_distribution, optimizer;
-  std::optional<float> lr, momentum, weight_decay, feedback_scale, init_scale, connection_sparsity;
+  std::optional<float> lr, momentum, weight_decay, feedback_scale, init_scale, connection_sparsity,
+      validation_fraction;
   std::optional<int> batch_size, epochs, metrics_every, eval_every, threads;
   std::optional<int64_t> max_steps, snapshot_every, checkpoint_every;
   std::optional<uint64_t> seed;

@@ -118,7 +118,11 @@ void AddCreate(CLI::App* c) {
   opt("--max-steps", f->max_steps, "steps (overrides --epochs)");
   opt("--seed", f->seed, "seed of weights and shuffling (default 1)");
   opt("--metrics-every", f->metrics_every, "a metric event every k steps (default 100; 0 none)");
-  opt("--eval-every", f->eval_every, "evaluate every k steps (default: at the end)");
+  opt("--eval-every", f->eval_every,
+      "evaluate (validation examples, then --eval-dataset) every k steps (default: at the end)");
+  opt("--validation-fraction", f->validation_fraction,
+      "hold out the last fraction of the training set for validation, in [0, 1) (default 0; "
+      "1/6 of MNIST's 60000 = the last 10000)");
   opt("--snapshot-every", f->snapshot_every, "weight snapshot every k steps (default: the last)");
   opt("--checkpoint-every", f->checkpoint_every,
       "checkpoint every k steps (default: the server's)");

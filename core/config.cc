@@ -1,6 +1,7 @@
 // File: core/config.cc
 #include "core/config.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <utility>
@@ -180,7 +181,16 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   if (o.metrics_every < 0)
     return Bad("metrics_every", absl::StrCat("must be >= 0, got ", o.metrics_every));
   if (o.eval_every < 0) return Bad("eval_every", absl::StrCat("must be >= 0, got ", o.eval_every));
+  if (!(o.validation_fraction >= 0.0f && o.validation_fraction < 1.0f))
+    return Bad("validation_fraction",
+               absl::StrCat("must be in [0, 1), got ", o.validation_fraction));
   return absl::OkStatus();
+}
+
+int64_t ValidationExamples(const TrainerOptions& options, int64_t n) {
+  if (!(options.validation_fraction > 0.0f) || n <= 0) return 0;
+  const double v = std::round(static_cast<double>(options.validation_fraction) * n);
+  return std::clamp<int64_t>(static_cast<int64_t>(v), 1, n);
 }
 
 TrainerOptions PaperLinearOptions(Rule rule) {

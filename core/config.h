@@ -121,8 +121,14 @@ struct TrainerOptions {
   int metrics_every = 100;
   // Also report the angle to the pseudo-backprop signal W^+ delta (costs an SVD).
   bool pbp_angle = false;
-  // Evaluate on the held-out set every this many steps; 0 = only at the end.
+  // Evaluate on the held-out sets every this many steps; 0 = only at the end.
   int eval_every = 0;
+  // Hold this fraction of the training set out of training, for validation: the last
+  // round(validation_fraction * n) examples in the data set's order (MNIST's 60,000 with
+  // 1/6: the last 10,000). They are never trained on, and are evaluated with every
+  // evaluation (EvalMetrics::validation), before the evaluation data set. In [0, 1);
+  // 0 = none.
+  float validation_fraction = 0.0f;
   // Threads the session's matrix products run on (the training thread and threads - 1
   // helpers), 1..kMaxThreads. Results are bit-identical for the same thread count on
   // the same machine and build; a different count may change the last bits (a product's
@@ -131,6 +137,12 @@ struct TrainerOptions {
 };
 
 inline constexpr int kMaxThreads = 256;
+
+// Examples of a training set of n held out for validation, and trained on.
+int64_t ValidationExamples(const TrainerOptions& options, int64_t n);
+inline int64_t TrainingExamples(const TrainerOptions& options, int64_t n) {
+  return n - ValidationExamples(options, n);
+}
 
 // Returns InvalidArgument naming the first bad field, OK otherwise.
 absl::Status ValidateOptions(const TrainerOptions& options);

@@ -13,8 +13,13 @@ namespace alignd::core {
 absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
                                             const std::vector<Vector>& b, bool class_labels,
-                                            const Dataset& data) {
+                                            const Dataset& data, int64_t first, int64_t count) {
   const auto& s = config.sizes;
+  if (count < 0) count = data.size() - first;
+  if (first < 0 || count < 1 || first + count > data.size())
+    return absl::InvalidArgumentError(absl::StrCat("examples [", first, ", ", first + count,
+                                                   ") are outside data set '", data.name, "' of ",
+                                                   data.size()));
   if (data.input_dim() != s.front() || data.output_dim() != s.back())
     return absl::InvalidArgumentError(absl::StrCat(
         "data set '", data.name, "' has ", data.input_dim(), " features and ", data.output_dim(),
@@ -30,8 +35,9 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
   Matrix t, delta;
   double loss = 0, err2 = 0, tgt2 = 0;
   int64_t correct = 0;
-  for (int64_t start = 0; start < data.size(); start += kChunk) {
-    const int64_t m = std::min(kChunk, data.size() - start);
+  const int64_t end = first + count;
+  for (int64_t start = first; start < end; start += kChunk) {
+    const int64_t m = std::min(kChunk, end - start);
     for (int i = 1; i <= L; ++i) {
       a[i].resize(s[i], m);
       z[i].resize(s[i], m);
@@ -49,10 +55,10 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
     loss += LossAndDelta(config, a[L], z[L], t, delta) * static_cast<double>(m);
   }
   EvalMetrics e;
-  e.examples = data.size();
-  e.loss = loss / static_cast<double>(data.size());
+  e.examples = count;
+  e.loss = loss / static_cast<double>(count);
   if (data.is_classification()) {
-    e.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(count);
     e.error_rate = 1.0 - e.accuracy;
   } else {
     e.nse = err2 / tgt2;

@@ -70,10 +70,16 @@ absl::Status ValidateTraining(const TrainerOptions& options, const Dataset& trai
           "network.sizes[", sizes.size() - 1, "] is ", sizes.back(), " but the ", what, " set has ",
           d->output_dim(), d->is_classification() ? " classes" : " targets per example"));
   }
-  if (options.batch_size > train.size())
-    return absl::InvalidArgumentError(absl::StrCat("batch_size is ", options.batch_size,
-                                                   " but the training set has only ", train.size(),
-                                                   " examples"));
+  const int64_t held_out = ValidationExamples(options, train.size());
+  if (options.batch_size > train.size() - held_out)
+    return absl::InvalidArgumentError(
+        held_out > 0
+            ? absl::StrCat("batch_size is ", options.batch_size, " but only ",
+                           train.size() - held_out, " of the training set's ", train.size(),
+                           " examples are left for training after validation_fraction ",
+                           options.validation_fraction, " holds out ", held_out)
+            : absl::StrCat("batch_size is ", options.batch_size, " but the training set has only ",
+                           train.size(), " examples"));
   if (options.network.loss == Loss::kCrossEntropy &&
       options.network.output == Activation::kSoftmax && !train.is_classification())
     return absl::InvalidArgumentError(
@@ -84,7 +90,8 @@ absl::Status ValidateTraining(const TrainerOptions& options, const Dataset& trai
 
 int64_t TotalSteps(const TrainerOptions& options, int64_t train_examples) {
   if (options.max_steps > 0) return options.max_steps;
-  return train_examples / std::max(1, options.batch_size) * options.epochs;
+  return TrainingExamples(options, train_examples) / std::max(1, options.batch_size) *
+         options.epochs;
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
@@ -176,9 +183,10 @@ void Trainer::Initialize() {
   }
 
   // Schedule.
-  const int64_t n = train_->size();
+  const int64_t n = TrainingExamples(options_, train_->size());
+  num_train_ = n;
   steps_per_epoch_ = n / options_.batch_size;
-  total_steps_ = TotalSteps(options_, n);
+  total_steps_ = TotalSteps(options_, train_->size());
   perm_.resize(n);
   ShuffleForEpoch();
 }
@@ -346,7 +354,7 @@ absl::Status Trainer::Step(StepMetrics* metrics) {
 
   ++step_;
   position_ += n;
-  if (position_ + n > train_->size()) {
+  if (position_ + n > num_train_) {
     position_ = 0;
     ++epoch_;
     ShuffleForEpoch();
@@ -390,34 +398,43 @@ absl::Status Trainer::Run(TrainingObserver* observer) {
   EnableFlushToZero();
   SetGemmThreads(options_.threads);  // the evaluations too
   StepMetrics& m = scratch_metrics_;
-  const bool has_eval = eval_ != nullptr && eval_->size() > 0;
+  const bool has_eval = has_evaluations();
   auto eval_due = [&] {
     return has_eval && options_.eval_every > 0 && step_ % options_.eval_every == 0;
+  };
+  // The step's evaluations, validation first; false if the observer asked to stop.
+  auto evaluate = [&]() -> absl::StatusOr<bool> {
+    last_eval_step_ = step_;
+    bool go_on = true;
+    if (num_train_ < train_->size() && last_validation_step_ != step_) {
+      ASSIGN_OR_RETURN(EvalMetrics e, EvaluateValidation());
+      last_validation_step_ = step_;
+      go_on = (observer == nullptr || observer->OnEvaluation(e)) && go_on;
+    }
+    if (eval_ != nullptr && eval_->size() > 0) {
+      ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
+      go_on = (observer == nullptr || observer->OnEvaluation(e)) && go_on;
+    }
+    return go_on;
   };
   // An evaluation due at the step a run continues from (after ImportState) that was
   // not made before the state was saved: make it first.
   if (step_ > 0 && !done() && eval_due() && last_eval_step_ != step_) {
-    ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
-    last_eval_step_ = step_;
-    if (observer != nullptr && !observer->OnEvaluation(e)) return absl::OkStatus();
+    ASSIGN_OR_RETURN(bool go_on, evaluate());
+    if (!go_on) return absl::OkStatus();
   }
   while (!done()) {
     RETURN_IF_ERROR(Step(&m));
     bool go_on = observer == nullptr || observer->OnStep(m);
     if (eval_due()) {
-      ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
-      last_eval_step_ = step_;
-      go_on = (observer == nullptr || observer->OnEvaluation(e)) && go_on;
+      ASSIGN_OR_RETURN(bool eval_go_on, evaluate());
+      go_on = eval_go_on && go_on;
     }
     // A stop asked for at the last step still gets the end-of-run evaluation below:
     // the run is complete, and its final figures belong to it.
     if (!go_on && !done()) return absl::OkStatus();
   }
-  if (has_eval && last_eval_step_ != step_) {
-    ASSIGN_OR_RETURN(EvalMetrics e, Evaluate(*eval_));
-    last_eval_step_ = step_;
-    if (observer != nullptr) observer->OnEvaluation(e);
-  }
+  if (has_eval && last_eval_step_ != step_) RETURN_IF_ERROR(evaluate().status());
   return absl::OkStatus();
 }
 
@@ -428,6 +445,18 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
                    EvaluateWeights(options_.network, w_, b_, train_->is_classification(), data));
   e.step = step_;
   e.epoch = epoch_;
+  return e;
+}
+
+absl::StatusOr<EvalMetrics> Trainer::EvaluateValidation() const {
+  const int64_t held_out = train_->size() - num_train_;
+  if (held_out == 0) return absl::FailedPreconditionError("no validation examples held out");
+  ASSIGN_OR_RETURN(EvalMetrics e,
+                   EvaluateWeights(options_.network, w_, b_, train_->is_classification(), *train_,
+                                   num_train_, held_out));
+  e.step = step_;
+  e.epoch = epoch_;
+  e.validation = true;
   return e;
 }
 
@@ -529,10 +558,10 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
   if (st.weight_masks.size() != w_mask_.size() ||
       st.feedback_masks.size() != feedback_.ExportMasks().size())
     return absl::InvalidArgumentError("state masks do not match network.connection_sparsity");
-  if (static_cast<int64_t>(st.permutation.size()) != train_->size())
+  if (static_cast<int64_t>(st.permutation.size()) != num_train_)
     return absl::InvalidArgumentError(absl::StrCat("state permutation has ", st.permutation.size(),
-                                                   " entries; the training set has ",
-                                                   train_->size(), " examples"));
+                                                   " entries; the training set has ", num_train_,
+                                                   " examples to train on"));
   if (st.moments1.size() != 3 * static_cast<size_t>(L) ||
       st.moments2.size() != 3 * static_cast<size_t>(L))
     return absl::InvalidArgumentError("state optimiser slots do not match the network");
@@ -544,11 +573,11 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
       return absl::InvalidArgumentError(
           absl::StrCat("state optimiser slot ", k, " does not match the optimiser"));
   }
-  if (st.step < 0 || st.position < 0 || st.position + options_.batch_size > train_->size())
+  if (st.step < 0 || st.position < 0 || st.position + options_.batch_size > num_train_)
     return absl::InvalidArgumentError(
         absl::StrCat("state position ", st.position, " is outside the training set"));
   for (int32_t k : st.permutation)
-    if (k < 0 || k >= train_->size())
+    if (k < 0 || k >= num_train_)
       return absl::InvalidArgumentError("state permutation has an out-of-range index");
 
   step_ = st.step;
@@ -567,7 +596,7 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
     slots[k % L].m2 = st.moments2[k];
   }
   adam_t_ = st.adam_t;
-  last_eval_step_ = -1;
+  last_eval_step_ = last_validation_step_ = -1;
   RefreshFeedback();
   return absl::OkStatus();
 }

@@ -143,16 +143,20 @@ class Trainer {
   ~Trainer();
 
   // Trains until done() or the observer returns false (observer may be null).
-  // Evaluates on the eval set every eval_every steps and once at the end (also when
+  // Evaluates every eval_every steps and once at the end (also when
   // the observer asks to stop at the last step), each step's evaluation once: a run
   // continued after ImportState makes an evaluation due at its first step unless
-  // MarkEvaluated() says it was made. Returns FailedPrecondition if the loss turns NaN
+  // MarkEvaluated() says it was made. Each evaluation is the validation examples'
+  // (if validation_fraction > 0), then the eval set's (if given), one OnEvaluation
+  // each. Returns FailedPrecondition if the loss turns NaN
   // or infinite (diverged), naming the step.
   absl::Status Run(TrainingObserver* observer);
 
-  // Says that the evaluation at the current step was made (and reported) already, by
-  // the run whose state was imported: Run() does not repeat it.
-  void MarkEvaluated() { last_eval_step_ = step_; }
+  // Says that the evaluations at the current step were made (and reported) already, by
+  // the run whose state was imported: Run() does not repeat them. MarkValidated(): only
+  // the validation examples' was (the run stopped between the two).
+  void MarkEvaluated() { last_eval_step_ = last_validation_step_ = step_; }
+  void MarkValidated() { last_validation_step_ = step_; }
 
   // One training step; fills `metrics`. Same error as Run.
   absl::Status Step(StepMetrics* metrics);
@@ -160,6 +164,13 @@ class Trainer {
   // Loss, accuracy / NSE of the current weights on `data` (shapes must match the
   // network: InvalidArgument otherwise).
   absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) const;
+  // The same on the validation examples held out of the training set
+  // (validation_fraction; FailedPrecondition if none), `validation` set.
+  absl::StatusOr<EvalMetrics> EvaluateValidation() const;
+  // Whether Run() evaluates: validation examples are held out or an eval set is given.
+  bool has_evaluations() const {
+    return num_train_ < train_->size() || (eval_ != nullptr && eval_->size() > 0);
+  }
   // Network outputs for inputs `x` (in x n).
   absl::StatusOr<Matrix> Predict(ConstMatrixRef x) const;
 
@@ -230,6 +241,8 @@ class Trainer {
   std::vector<int32_t> perm_;
   int64_t step_ = 0, epoch_ = 0, position_ = 0;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  // Examples trained on: the first num_train_ of train_; the rest are for validation.
+  int64_t num_train_ = 0;
 
   // Workspace for batch size ws_n_ (mutable: Forward is shared with const evaluation).
   int ws_n_ = -1;
@@ -241,6 +254,7 @@ class Trainer {
   std::vector<Vector> grad_b_;
   StepMetrics scratch_metrics_;
   int64_t last_eval_step_ = -1;
+  int64_t last_validation_step_ = -1;
 };
 
 }  // namespace alignd::core

@@ -173,6 +173,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.pbp_angle = c.pbp_angle();
   o.eval_every = c.eval_every();
   o.threads = c.has_threads() ? c.threads() : d.threads;
+  o.validation_fraction = c.validation_fraction();
 
   const absl::Status s = core::ValidateOptions(o);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("config.", s.message()));
@@ -225,6 +226,7 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   c.set_pbp_angle(o.pbp_angle);
   c.set_eval_every(o.eval_every);
   c.set_threads(o.threads);
+  c.set_validation_fraction(o.validation_fraction);
   return c;
 }
 
@@ -255,6 +257,7 @@ void ToProto(const core::EvalMetrics& m, v1::EvalMetrics* out) {
   out->set_accuracy(m.accuracy);
   out->set_error_rate(m.error_rate);
   out->set_nse(m.nse);
+  out->set_validation(m.validation);
 }
 
 std::string StateName(v1::SessionState state) {

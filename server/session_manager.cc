@@ -485,8 +485,13 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
         if (read.ok() && !read->empty())
           last = std::make_shared<const v1::MetricEvent>(std::move(read->back()));
       }
-      if (last != nullptr && last->has_eval() && last->eval().step() == (*trainer)->step())
-        (*trainer)->MarkEvaluated();
+      if (last != nullptr && last->has_eval() && last->eval().step() == (*trainer)->step()) {
+        // Validation comes first: a last event on it leaves the eval set's to make.
+        if (last->eval().validation() && eval != nullptr && eval->size() > 0)
+          (*trainer)->MarkValidated();
+        else
+          (*trainer)->MarkEvaluated();
+      }
     }
   }
   absl::Status st;

@@ -59,8 +59,9 @@ class JsonObserver : public TrainingObserver {
   }
 
   bool OnEvaluation(const EvalMetrics& e) override {
-    last_eval = e;
+    (e.validation ? last_validation : last_eval) = e;
     const json j = {{"type", "eval"},
+                    {"split", e.validation ? "validation" : "test"},
                     {"step", e.step},
                     {"epoch", e.epoch},
                     {"loss", Num(e.loss)},
@@ -70,16 +71,16 @@ class JsonObserver : public TrainingObserver {
                     {"wall_s", Seconds()}};
     if (out_ != nullptr) *out_ << j.dump() << std::endl;
     if (progress_)
-      std::fprintf(stderr, "  step %lld/%lld  epoch %lld  eval loss %.4g  %s %.4g  (%.0f s)\n",
+      std::fprintf(stderr, "  step %lld/%lld  epoch %lld  %s loss %.4g  %s %.4g  (%.0f s)\n",
                    static_cast<long long>(e.step), static_cast<long long>(total_),
-                   static_cast<long long>(e.epoch), e.loss,
+                   static_cast<long long>(e.epoch), e.validation ? "validation" : "test", e.loss,
                    std::isnan(e.error_rate) ? "nse" : "error",
                    std::isnan(e.error_rate) ? e.nse : e.error_rate, Seconds());
     return true;
   }
 
   double Seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-  EvalMetrics last_eval;
+  EvalMetrics last_eval, last_validation;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -165,7 +166,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--pbp_angle", o.pbp_angle, "also report the angle to the pseudo-backprop signal");
   app.add_option("--eval_every", o.eval_every,
-                 "evaluate on the test set every k steps (0 = at the end)")
+                 "evaluate (validation examples, then the test set) every k steps (0 = at the end)")
+      ->capture_default_str();
+  app.add_option("--validation_fraction", o.validation_fraction,
+                 "hold out the last fraction of the training set for validation, in [0, 1)")
       ->capture_default_str();
   app.add_option("--out", out_path, "write JSON-lines metrics here");
   app.add_flag("-q,--quiet", quiet, "no progress on stderr");
@@ -264,7 +268,9 @@ int main(int argc, char** argv) {
                     {"wall_s", wall},
                     {"test_error", Num(e.error_rate)},
                     {"nse", Num(e.nse)},
-                    {"test_loss", Num(e.loss)}}
+                    {"test_loss", Num(e.loss)},
+                    {"validation_error", Num(obs.last_validation.error_rate)},
+                    {"validation_nse", Num(obs.last_validation.nse)}}
                    .dump()
             << "\n";
   return 0;

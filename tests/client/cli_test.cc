@@ -83,10 +83,12 @@ TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
   f.rule = "kp";
   f.lr = 0.5f;
   f.threads = 2;
+  f.validation_fraction = 1.0f / 6;
   auto r = BuildCreateRequest(f);
   ASSERT_OK(r);
   EXPECT_EQ(r->session().train_dataset(), "datasets/1f3a");
   EXPECT_EQ(r->session().config().threads(), 2);
+  EXPECT_FLOAT_EQ(r->session().config().validation_fraction(), 1.0f / 6);
   EXPECT_EQ(r->session().config().feedback().rule(), v1::RULE_KOLEN_POLLACK);
   EXPECT_EQ(r->session().config().batch_size(), 8);  // from the file: not overridden
   EXPECT_EQ(r->session().config().network().sizes_size(), 3);

@@ -270,6 +270,136 @@ TEST(TrainerTest, EvaluatesEveryKStepsAndOnceAtTheEnd) {
   EXPECT_NEAR(correct / 300.0, evals.last.accuracy, 1e-12);
 }
 
+// The first n - v examples of a set, or its last v.
+std::shared_ptr<const Dataset> Columns(const Dataset& d, int64_t first, int64_t count) {
+  std::vector<int32_t> labels(d.labels.begin() + first, d.labels.begin() + first + count);
+  return Share(
+      *MakeClassificationDataset(d.features.middleCols(first, count), labels, d.num_classes));
+}
+
+TEST(TrainerTest, ValidationExamplesAreHeldOutAndEvaluatedFirst) {
+  class Evals : public TrainingObserver {
+   public:
+    bool OnStep(const StepMetrics&) override { return true; }
+    bool OnEvaluation(const EvalMetrics& e) override {
+      seen.push_back(e);
+      return true;
+    }
+    std::vector<EvalMetrics> seen;
+  } evals;
+  auto data = Blobs(300);
+  auto test = Blobs(90);
+  TrainerOptions o = SmallOptions(Rule::kFeedbackAlignment);
+  o.validation_fraction = 0.2f;  // the last 60 of 300
+  o.eval_every = 30;
+  EXPECT_EQ(ValidationExamples(o, 300), 60);
+  auto t = *Trainer::Create(o, data, test);
+  EXPECT_EQ(t->steps_per_epoch(), 240 / 7);
+  EXPECT_EQ(t->total_steps(), 3 * (240 / 7));
+  EXPECT_EQ(TotalSteps(o, 300), t->total_steps());
+  ASSERT_OK(t->Run(&evals));
+
+  // Training on 300 with 60 held out is training on the first 240, bit for bit: the
+  // held-out examples are never trained on.
+  TrainerOptions plain = o;
+  plain.validation_fraction = 0;
+  auto u = *Trainer::Create(plain, Columns(*data, 0, 240), test);
+  ASSERT_OK(u->Run(nullptr));
+  ExpectSameParameters(*t, *u);
+
+  // Every evaluation: validation (the last 60), then the test set; the last at the end.
+  std::vector<int64_t> steps{30, 60, 90, 102};
+  ASSERT_EQ(evals.seen.size(), 2 * steps.size());
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const EvalMetrics& v = evals.seen[2 * k];
+    const EvalMetrics& e = evals.seen[2 * k + 1];
+    EXPECT_TRUE(v.validation);
+    EXPECT_FALSE(e.validation);
+    EXPECT_EQ(v.step, steps[k]);
+    EXPECT_EQ(e.step, steps[k]);
+    EXPECT_EQ(v.examples, 60);
+    EXPECT_EQ(e.examples, 90);
+  }
+  const EvalMetrics held = *u->Evaluate(*Columns(*data, 240, 60));
+  EXPECT_EQ(evals.seen[6].loss, held.loss);
+  EXPECT_EQ(evals.seen[6].error_rate, held.error_rate);
+  EXPECT_EQ(evals.seen[7].loss, u->Evaluate(*test)->loss);
+
+  // Without an eval set, the validation examples alone are evaluated.
+  Evals alone;
+  auto w = *Trainer::Create(o, data);
+  ASSERT_OK(w->Run(&alone));
+  ASSERT_EQ(alone.seen.size(), steps.size());
+  for (const EvalMetrics& e : alone.seen) EXPECT_TRUE(e.validation);
+}
+
+TEST(TrainerTest, ARunStoppedBetweenValidationAndTestMakesOnlyTheTest) {
+  class Evals : public TrainingObserver {
+   public:
+    bool OnStep(const StepMetrics&) override { return true; }
+    bool OnEvaluation(const EvalMetrics& e) override {
+      seen.push_back(e);
+      return !e.validation || !stop_after_validation;
+    }
+    bool stop_after_validation = false;
+    std::vector<EvalMetrics> seen;
+  };
+  auto data = Blobs(300);
+  TrainerOptions o = SmallOptions(Rule::kBackprop);
+  o.validation_fraction = 0.2f;
+  o.eval_every = 30;
+  auto t = *Trainer::Create(o, data, data);
+  Evals first;
+  first.stop_after_validation = true;
+  ASSERT_OK(t->Run(&first));
+  // A stop asked for at validation still gets the test evaluation of that step.
+  ASSERT_EQ(first.seen.size(), 2u);
+  EXPECT_EQ(t->step(), 30);
+
+  // A restart from the state at step 30 whose log ends with the validation: only the
+  // test evaluation is made again, then training goes on.
+  auto u = *Trainer::Create(o, data, data);
+  ASSERT_OK(u->ImportState(t->ExportState()));
+  u->MarkValidated();
+  Evals second;
+  ASSERT_OK(u->Run(&second));
+  ASSERT_GE(second.seen.size(), 3u);
+  EXPECT_FALSE(second.seen[0].validation);
+  EXPECT_EQ(second.seen[0].step, 30);
+  EXPECT_TRUE(second.seen[1].validation);
+  EXPECT_EQ(second.seen[1].step, 60);
+  // MarkEvaluated: neither.
+  auto w = *Trainer::Create(o, data, data);
+  ASSERT_OK(w->ImportState(t->ExportState()));
+  w->MarkEvaluated();
+  Evals third;
+  ASSERT_OK(w->Run(&third));
+  EXPECT_EQ(third.seen[0].step, 60);
+}
+
+TEST(TrainerTest, ValidationFractionIsCheckedAgainstTheData) {
+  TrainerOptions o = SmallOptions(Rule::kFeedbackAlignment);
+  for (float bad : {-0.1f, 1.0f, std::numeric_limits<float>::quiet_NaN()}) {
+    o.validation_fraction = bad;
+    const absl::Status s = ValidateOptions(o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(s.message()).find("validation_fraction"), std::string::npos) << s;
+  }
+  o.validation_fraction = 1.0f / 6;
+  EXPECT_EQ(ValidationExamples(o, 60000), 10000);
+  EXPECT_EQ(TrainingExamples(o, 60000), 50000);
+  EXPECT_EQ(ValidationExamples(o, 2), 1);  // at least one when asked for
+  o.validation_fraction = 0;
+  EXPECT_EQ(ValidationExamples(o, 60000), 0);
+  // Too few examples left to make a batch.
+  o.validation_fraction = 0.99f;
+  auto t = Trainer::Create(o, Blobs(300));
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(t.status().message()).find("only 3 of the training set's 300"),
+            std::string::npos)
+      << t.status();
+}
+
 TEST(TrainerTest, DivergenceIsReportedWithTheStep) {
   LinearTaskSpec spec;
   auto data = Share(MakeLinearTask(spec)->train);

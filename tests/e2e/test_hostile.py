@@ -314,6 +314,37 @@ class HostileTest(unittest.TestCase):
         self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200])
 
+    def test_a_restart_between_validation_and_test_makes_each_evaluation_once(self):
+        s = self.start()
+        ds = self.generated(s)
+        req = session_request(ds, steps=200)
+        req.session.eval_dataset = ds
+        req.session.config.eval_every = 50
+        req.session.config.validation_fraction = 0.25
+        req.session.checkpoint_every = 100
+        sess = s.training.CreateSession(req, timeout=30)
+        self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        want = [(step, v) for step in (50, 100, 150, 200) for v in (True, False)]
+        evals, _ = self.eval_events(s, sess.name)
+        self.assertEqual([(e.eval.step, e.eval.validation) for e in evals], want)
+        self.assertEqual({e.eval.examples for e in evals if e.eval.validation}, {125})  # 500 / 4
+        s.stop()
+        for cut in (1, 2):  # as if killed after the validation at step 200, or before it
+            db = sqlite3.connect(os.path.join(s.data_dir, "alignd.db"))
+            rec = sessions_pb2.Session.FromString(db.execute("SELECT record FROM sessions WHERE id = ?",
+                                                             (sess.name,)).fetchone()[0])
+            db.execute("DELETE FROM metrics WHERE session = ? AND seq > ?", (sess.name, rec.last_seq - cut))
+            rec.last_seq -= cut
+            rec.state = sessions_pb2.SESSION_STATE_RUNNING
+            db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), sess.name))
+            db.commit()
+            db.close()
+            s2 = self.start()
+            evals, end = self.eval_events(s2, sess.name)
+            self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+            self.assertEqual([(e.eval.step, e.eval.validation) for e in evals], want, f"cut {cut}")
+            s2.stop()
+
     def test_pause_at_the_last_step_keeps_the_end_of_run_evaluation(self):
         s = self.start()
         ds = self.generated(s, n=2000)

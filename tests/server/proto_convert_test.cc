@@ -52,6 +52,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.set_metrics_every(0);  // explicitly zero: no metric events (unset is 100)
   c.set_shuffle(false);
   c.set_threads(2);
+  c.set_validation_fraction(0.25f);
   auto o = ToTrainerOptions(c);
   ASSERT_OK(o);
   EXPECT_EQ(o->network.hidden, core::Activation::kLogistic);
@@ -65,6 +66,7 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   EXPECT_EQ(o->metrics_every, 0);
   EXPECT_FALSE(o->shuffle);
   EXPECT_EQ(o->threads, 2);
+  EXPECT_EQ(o->validation_fraction, 0.25f);
   // And back: the filled-in config converts to the same options.
   auto again = ToTrainerOptions(ToProto(*o));
   ASSERT_OK(again);
@@ -89,6 +91,8 @@ TEST(ProtoConvertTest, ErrorsNameTheWireField) {
          c.mutable_network()->set_hidden_activation(static_cast<v1::Activation>(42));
        }},
       {"config.metrics_every", [](v1::TrainingConfig& c) { c.set_metrics_every(-7); }},
+      {"config.validation_fraction must be in [0, 1), got 1",
+       [](v1::TrainingConfig& c) { c.set_validation_fraction(1.0f); }},
       {"config.feedback.scale must be > 0",
        [](v1::TrainingConfig& c) { c.mutable_feedback()->set_scale(0); }},
       {"config.network.loss",
