@@ -66,6 +66,16 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
                                            *f.feedback_distribution, "--feedback-distribution"));
     c->mutable_feedback()->set_distribution(static_cast<v1::Distribution>(v));
   }
+  if (f.sign_mode) {
+    const std::string mode =  // the short names alignd_train and the papers use
+        *f.sign_mode == "usf"    ? "uniform"
+        : *f.sign_mode == "frsf" ? "fixed_random"
+                                 : *f.sign_mode;
+    ASSIGN_OR_RETURN(int v, ParseEnumValue(v1::SignSymmetryMode_descriptor(), "SIGN_SYMMETRY_MODE_",
+                                           mode, "--sign-mode"));
+    c->mutable_feedback()->set_sign_mode(static_cast<v1::SignSymmetryMode>(v));
+  }
+  if (f.pinv_damping) c->mutable_feedback()->set_pinv_damping(*f.pinv_damping);
   if (f.init) {
     ASSIGN_OR_RETURN(
         int v, ParseEnumValue(v1::WeightInit_descriptor(), "WEIGHT_INIT_", *f.init, "--init"));

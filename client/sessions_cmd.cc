@@ -103,6 +103,13 @@ void AddCreate(CLI::App* c) {
           }(),
           " (default fa)"));
   opt("--feedback-scale", f->feedback_scale, "scale of B, > 0 (default: automatic)");
+  opt("--sign-mode", f->sign_mode,
+      "sign symmetry's magnitudes M: scaled (mean|W| per layer: BP's scale, default) | "
+      "uniform (uSF, M = 1: ~1/mean|W| times BP's signal under SGD) | fixed-random (frSF)");
+  opt("--pinv-damping", f->pinv_damping,
+      "pseudo-backprop: 0 = exact W+ (default); > 0 = damped (W'W + lambda I)^-1 W' with lambda "
+      "= this x W's mean squared singular value; try 0.01-0.1 for deep tanh nets, where the "
+      "exact W+ blows up along small singular directions");
   opt("--feedback-distribution", f->feedback_distribution, "uniform | gaussian (default uniform)");
   opt("--init", f->init, "uniform | xavier | he (default xavier)");
   opt("--init-scale", f->init_scale, "omega of U[-omega, omega] (--init uniform; default 0.05)");

@@ -36,6 +36,9 @@ constexpr NameTable<WeightInit, 3> kInits = {
     {{WeightInit::kUniform, "uniform"}, {WeightInit::kXavier, "xavier"}, {WeightInit::kHe, "he"}}};
 constexpr NameTable<Distribution, 2> kDistributions = {
     {{Distribution::kUniform, "uniform"}, {Distribution::kGaussian, "gaussian"}}};
+constexpr NameTable<SignSymmetryMode, 3> kSignModes = {{{SignSymmetryMode::kScaled, "scaled"},
+                                                        {SignSymmetryMode::kUniform, "usf"},
+                                                        {SignSymmetryMode::kFixedRandom, "frsf"}}};
 
 template <typename E, size_t N>
 absl::string_view NameOf(const NameTable<E, N>& table, E e) {
@@ -73,6 +76,7 @@ absl::string_view LossName(Loss l) { return NameOf(kLosses, l); }
 absl::string_view OptimizerName(OptimizerKind o) { return NameOf(kOptimizers, o); }
 absl::string_view WeightInitName(WeightInit w) { return NameOf(kInits, w); }
 absl::string_view DistributionName(Distribution d) { return NameOf(kDistributions, d); }
+absl::string_view SignSymmetryModeName(SignSymmetryMode m) { return NameOf(kSignModes, m); }
 
 absl::StatusOr<Rule> ParseRule(absl::string_view name) {
   return Parse(kRules, "rule", name,
@@ -102,6 +106,11 @@ absl::StatusOr<WeightInit> ParseWeightInit(absl::string_view name) {
 }
 absl::StatusOr<Distribution> ParseDistribution(absl::string_view name) {
   return Parse(kDistributions, "distribution", name, {{"normal", Distribution::kGaussian}});
+}
+absl::StatusOr<SignSymmetryMode> ParseSignSymmetryMode(absl::string_view name) {
+  return Parse(
+      kSignModes, "sign symmetry mode", name,
+      {{"uniform", SignSymmetryMode::kUniform}, {"fixed_random", SignSymmetryMode::kFixedRandom}});
 }
 
 std::vector<Rule> AllRules() {
@@ -142,6 +151,9 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     return Bad("feedback.sparsity", absl::StrCat("must be in [0, 1), got ", f.sparsity));
   if (f.pinv_every < 1)
     return Bad("feedback.pinv_every", absl::StrCat("must be >= 1, got ", f.pinv_every));
+  if (!Finite(f.pinv_damping) || f.pinv_damping < 0.0f)
+    return Bad("feedback.pinv_damping",
+               absl::StrCat("must be finite and >= 0 (0 = exact), got ", f.pinv_damping));
 
   const OptimizerConfig& opt = o.optimizer;
   if (!Finite(opt.learning_rate) || opt.learning_rate <= 0.0f)

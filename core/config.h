@@ -39,7 +39,11 @@ enum class Rule {
   kShallow,
 };
 enum class Distribution { kUniform, kGaussian };
-enum class SignSymmetryMode { kUniform /* uSF: M = 1 */, kFixedRandom /* frSF: M = |B| */ };
+enum class SignSymmetryMode {
+  kScaled,       // M = mean |W[i]| (one number per layer, refreshed with the signs)
+  kUniform,      // uSF: M = 1
+  kFixedRandom,  // frSF: M = |B|, B drawn once
+};
 enum class WeightInit { kUniform /* U[-scale, scale] */, kXavier, kHe };
 enum class OptimizerKind { kSgd, kAdam };
 
@@ -51,12 +55,14 @@ absl::string_view LossName(Loss l);
 absl::string_view OptimizerName(OptimizerKind o);
 absl::string_view WeightInitName(WeightInit w);
 absl::string_view DistributionName(Distribution d);
+absl::string_view SignSymmetryModeName(SignSymmetryMode m);
 absl::StatusOr<Rule> ParseRule(absl::string_view name);
 absl::StatusOr<Activation> ParseActivation(absl::string_view name);
 absl::StatusOr<Loss> ParseLoss(absl::string_view name);
 absl::StatusOr<OptimizerKind> ParseOptimizer(absl::string_view name);
 absl::StatusOr<WeightInit> ParseWeightInit(absl::string_view name);
 absl::StatusOr<Distribution> ParseDistribution(absl::string_view name);
+absl::StatusOr<SignSymmetryMode> ParseSignSymmetryMode(absl::string_view name);
 std::vector<Rule> AllRules();
 
 struct NetworkConfig {
@@ -87,9 +93,19 @@ struct FeedbackConfig {
   float sparsity = 0.0f;
   // Seed of the feedback matrices; 0 = derived from TrainerOptions::seed.
   uint64_t seed = 0;
-  SignSymmetryMode sign_mode = SignSymmetryMode::kUniform;
+  // Sign symmetry's magnitudes. Default scaled: the hidden signal sign(W)^T delta with
+  // M = 1 (uSF) is about 1 / mean|W| times BP's, per layer, compounding with depth (22x at
+  // 784-1000-10 with Xavier init); Liao et al. relied on batch normalisation or Batch
+  // Manhattan to absorb that. Scaled takes uSF's direction at BP's magnitude, so one
+  // learning rate serves BP and sign symmetry alike under plain SGD.
+  SignSymmetryMode sign_mode = SignSymmetryMode::kScaled;
   // Pseudo-backprop: recompute W^+ every this many steps.
   int pinv_every = 1;
+  // Pseudo-backprop: 0 = the exact pseudo-inverse W^+; > 0 = the damped one
+  // (W^T W + lambda I)^-1 W^T with lambda = pinv_damping * mean sigma^2(W)
+  // (= |W|_F^2 / min(rows, cols)): scale-free, and it bounds W^+'s gain at
+  // 1 / (2 sqrt(lambda)) where W is ill-conditioned.
+  float pinv_damping = 0.0f;
 };
 
 struct OptimizerConfig {

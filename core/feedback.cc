@@ -1,7 +1,9 @@
 // File: core/feedback.cc
 #include "core/feedback.h"
 
+#include <Eigen/Cholesky>
 #include <Eigen/QR>
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -10,8 +12,22 @@
 
 namespace alignd::core {
 
-Matrix PseudoInverseTransposed(const Matrix& w) {
-  return Eigen::CompleteOrthogonalDecomposition<Matrix>(w).pseudoInverse().transpose();
+Matrix PseudoInverseTransposed(const Matrix& w, float damping) {
+  if (damping <= 0.0f)
+    return Eigen::CompleteOrthogonalDecomposition<Matrix>(w).pseudoInverse().transpose();
+  // In double, through the smaller Gram matrix: with W m x n,
+  //   ((W^T W + l I)^-1 W^T)^T = W (W^T W + l I)^-1 = (W W^T + l I)^-1 W.
+  const Eigen::MatrixXd wd = w.cast<double>();
+  const double lambda = damping * wd.squaredNorm() / double(std::min(w.rows(), w.cols()));
+  if (!(lambda > 0)) return Matrix::Zero(w.rows(), w.cols());  // W = 0: so is W^+
+  if (w.rows() <= w.cols()) {
+    Eigen::MatrixXd g = wd * wd.transpose();
+    g.diagonal().array() += lambda;
+    return g.ldlt().solve(wd).cast<float>();
+  }
+  Eigen::MatrixXd g = wd.transpose() * wd;
+  g.diagonal().array() += lambda;
+  return g.ldlt().solve(wd.transpose()).transpose().cast<float>();
 }
 
 void Feedback::Initialize(const TrainerOptions& options, const std::vector<Matrix>& w,
@@ -54,13 +70,16 @@ void Feedback::Initialize(const TrainerOptions& options, const std::vector<Matri
   }
   if (rule_ == Rule::kSignSymmetry) {
     sign_m_.assign(L, Matrix());
-    for (int i = 1; i < L; ++i)
-      sign_m_[i] = config_.sign_mode == SignSymmetryMode::kUniform
-                       ? Matrix::Ones(f_[i].rows(), f_[i].cols())
-                       : Matrix(f_[i].cwiseAbs());
+    present_.assign(L, 0.0);
+    for (int i = 1; i < L; ++i) {
+      sign_m_[i] = config_.sign_mode == SignSymmetryMode::kFixedRandom
+                       ? Matrix(f_[i].cwiseAbs())
+                       : Matrix::Ones(f_[i].rows(), f_[i].cols());
+      present_[i] = w_mask.empty() ? double(w[i].size()) : w_mask[i].cast<double>().sum();
+    }
   }
   if (rule_ == Rule::kPseudoBackprop) {
-    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w[i]);
+    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w[i], config_.pinv_damping);
     pinv_step_ = 0;
   }
   Refresh(w, 0);  // sign symmetry: F = sign(W) o M from the start
@@ -68,11 +87,16 @@ void Feedback::Initialize(const TrainerOptions& options, const std::vector<Matri
 
 void Feedback::Refresh(const std::vector<Matrix>& w, int64_t step) {
   const int L = layers();
-  if (rule_ == Rule::kSignSymmetry) {
+  if (rule_ == Rule::kSignSymmetry && config_.sign_mode == SignSymmetryMode::kScaled) {
+    for (int i = 1; i < L; ++i) {
+      const double mean_abs = w[i].cast<double>().cwiseAbs().sum() / std::max(1.0, present_[i]);
+      f_[i].array() = w[i].array().sign() * static_cast<float>(mean_abs);
+    }
+  } else if (rule_ == Rule::kSignSymmetry) {
     for (int i = 1; i < L; ++i) f_[i].array() = w[i].array().sign() * sign_m_[i].array();
   } else if (rule_ == Rule::kPseudoBackprop && step % config_.pinv_every == 0 &&
              pinv_step_ != step) {
-    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w[i]);
+    for (int i = 1; i < L; ++i) f_[i] = PseudoInverseTransposed(w[i], config_.pinv_damping);
     pinv_step_ = step;
   }
 }
@@ -100,6 +124,8 @@ const Matrix* Feedback::StandsForW(int i, const std::vector<Matrix>& w) const {
 
 Matrix Feedback::Get(int i) const {
   if (i < 1 || i >= layers()) return Matrix();
+  if (rule_ == Rule::kSignSymmetry && config_.sign_mode == SignSymmetryMode::kScaled)
+    return f_[i].cwiseAbs().transpose();  // mean|W| where W has a connection
   if (rule_ == Rule::kSignSymmetry) return sign_m_[i].transpose();
   return f_[i].transpose();
 }
@@ -111,10 +137,13 @@ absl::Status Feedback::Set(int i, ConstMatrixRef b, const Matrix& w_i) {
   if (!RuleDrawsFeedback(rule_))
     return absl::InvalidArgumentError(
         absl::StrCat("rule ", RuleName(rule_), " has no settable feedback matrix"));
-  if (rule_ == Rule::kSignSymmetry && config_.sign_mode == SignSymmetryMode::kUniform)
-    return absl::InvalidArgumentError(
-        "sign symmetry in uSF mode feeds back sign(W) with unit magnitudes: it has no feedback "
-        "matrix to set (frSF mode takes the magnitudes |B| from one)");
+  if (rule_ == Rule::kSignSymmetry && config_.sign_mode != SignSymmetryMode::kFixedRandom)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sign symmetry in ", SignSymmetryModeName(config_.sign_mode),
+        " mode feeds back sign(W) with ",
+        config_.sign_mode == SignSymmetryMode::kScaled ? "the magnitude mean|W|"
+                                                       : "unit magnitudes",
+        ": it has no feedback matrix to set (frsf mode takes the magnitudes |B| from one)"));
   Matrix& f = f_[i];
   if (b.rows() != f.cols() || b.cols() != f.rows())
     return absl::InvalidArgumentError(absl::StrCat("feedback is ", b.rows(), "x", b.cols(),

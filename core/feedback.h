@@ -7,9 +7,10 @@
 //   bp       none: W[i] itself
 //   fa       drawn once from FeedbackConfig, fixed
 //   dfa      drawn once, out x hidden: applied to the output delta directly
-//   sign     sign(W[i]) o M[i], M = 1 (uSF) or |drawn| (frSF); follows W every step
+//   sign     sign(W[i]) o M[i]: M = mean|W[i]| (scaled), 1 (uSF) or |drawn| (frSF);
+//            follows W every step
 //   kp       drawn once, then updated like W[i] (Trainer::UpdateLayer asks LearnsLikeW)
-//   pbp      (W[i]^+)^T, recomputed every pinv_every steps
+//   pbp      (W[i]^+)^T (or the damped pseudo-inverse's), recomputed every pinv_every steps
 //   shallow  none: hidden layers get no signal
 //
 // A new rule is a row here (draw, refresh, signal), its name in core/config.cc, and its
@@ -31,7 +32,9 @@
 namespace alignd::core {
 
 // (W^+)^T, in W's shape. Allocates; pseudo-backprop runs it every pinv_every steps.
-Matrix PseudoInverseTransposed(const Matrix& w);
+// damping > 0: the damped pseudo-inverse's, ((W^T W + lambda I)^-1 W^T)^T with
+// lambda = damping * |W|_F^2 / min(rows, cols) (FeedbackConfig::pinv_damping).
+Matrix PseudoInverseTransposed(const Matrix& w, float damping = 0.0f);
 
 class Feedback {
  public:
@@ -65,7 +68,8 @@ class Feedback {
   // F[i]'s mask, or null when dense.
   const Matrix* mask(int i) const { return mask_.empty() ? nullptr : &mask_[i]; }
 
-  // The API's B[i] = F[i]^T (sign symmetry: its magnitudes M^T); empty where none.
+  // The API's B[i] = F[i]^T (sign symmetry: its magnitudes M^T, scaled: mean|W| where W
+  // is not 0); empty where none.
   Matrix Get(int i) const;
   // Replaces B[i] (sign symmetry frSF: sets M = |B|). InvalidArgument for a rule without a
   // settable B (BP, shallow, pseudo-backprop, sign symmetry uSF) or a wrong shape.
@@ -84,10 +88,11 @@ class Feedback {
  private:
   Rule rule_ = Rule::kBackprop;
   FeedbackConfig config_;
-  std::vector<Matrix> f_;       // F[i], i >= 1; f_[0] unused
-  std::vector<Matrix> mask_;    // empty when dense
-  std::vector<Matrix> sign_m_;  // sign symmetry magnitudes M (F's shape)
-  int64_t pinv_step_ = -1;      // pseudo-backprop: the step at which f_ was last W^+
+  std::vector<Matrix> f_;        // F[i], i >= 1; f_[0] unused
+  std::vector<Matrix> mask_;     // empty when dense
+  std::vector<Matrix> sign_m_;   // sign symmetry magnitudes M (F's shape; scaled: ones)
+  std::vector<double> present_;  // scaled sign symmetry: W[i]'s connections (mask's ones)
+  int64_t pinv_step_ = -1;       // pseudo-backprop: the step at which f_ was last W^+
 };
 
 }  // namespace alignd::core

@@ -48,7 +48,7 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
   floats += 2 * units * 1024;    // Evaluate's chunk of 1024 examples
   double pinv = 0;
   if (o.feedback.rule == Rule::kPseudoBackprop || o.pbp_angle)
-    for (int i = 1; i < L; ++i) pinv = std::max(pinv, 4.0 * s[i] * s[i + 1] + 2.0 * s[i] * s[i]);
+    for (int i = 1; i < L; ++i) pinv = std::max(pinv, 6.0 * s[i] * s[i + 1] + 2.0 * s[i] * s[i]);
   floats += pinv;
   const double bytes = 4 * floats + 4.0 * std::max<int64_t>(train_examples, 0);  // + permutation
   return bytes >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);

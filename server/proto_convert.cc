@@ -131,6 +131,11 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.feedback.seed = f.seed();  // core: 0 = derived from the session's seed
   switch (f.sign_mode()) {
     case v1::SIGN_SYMMETRY_MODE_UNSPECIFIED:
+      o.feedback.sign_mode = d.feedback.sign_mode;
+      break;
+    case v1::SIGN_SYMMETRY_MODE_SCALED:
+      o.feedback.sign_mode = core::SignSymmetryMode::kScaled;
+      break;
     case v1::SIGN_SYMMETRY_MODE_UNIFORM:
       o.feedback.sign_mode = core::SignSymmetryMode::kUniform;
       break;
@@ -141,6 +146,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
       return Unknown("config.feedback.sign_mode", f.sign_mode());
   }
   o.feedback.pinv_every = f.has_pinv_every() ? f.pinv_every() : d.feedback.pinv_every;
+  o.feedback.pinv_damping = f.pinv_damping();
 
   const auto& opt = c.optimizer();
   switch (opt.kind()) {
@@ -203,10 +209,19 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   if (o.feedback.scale > 0) f->set_scale(o.feedback.scale);  // unset: automatic
   f->set_sparsity(o.feedback.sparsity);
   if (o.feedback.seed != 0) f->set_seed(o.feedback.seed);  // unset: derived
-  f->set_sign_mode(o.feedback.sign_mode == core::SignSymmetryMode::kFixedRandom
-                       ? v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM
-                       : v1::SIGN_SYMMETRY_MODE_UNIFORM);
+  switch (o.feedback.sign_mode) {
+    case core::SignSymmetryMode::kScaled:
+      f->set_sign_mode(v1::SIGN_SYMMETRY_MODE_SCALED);
+      break;
+    case core::SignSymmetryMode::kUniform:
+      f->set_sign_mode(v1::SIGN_SYMMETRY_MODE_UNIFORM);
+      break;
+    case core::SignSymmetryMode::kFixedRandom:
+      f->set_sign_mode(v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM);
+      break;
+  }
   f->set_pinv_every(o.feedback.pinv_every);
+  f->set_pinv_damping(o.feedback.pinv_damping);
   auto* opt = c.mutable_optimizer();
   opt->set_kind(o.optimizer.kind == core::OptimizerKind::kAdam ? v1::OPTIMIZER_ADAM
                                                                : v1::OPTIMIZER_SGD);

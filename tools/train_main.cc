@@ -64,6 +64,7 @@ class JsonObserver : public TrainingObserver {
                     {"split", e.validation ? "validation" : "test"},
                     {"step", e.step},
                     {"epoch", e.epoch},
+                    {"examples", e.examples},
                     {"loss", Num(e.loss)},
                     {"accuracy", Num(e.accuracy)},
                     {"error_rate", Num(e.error_rate)},
@@ -105,15 +106,15 @@ int main(int argc, char** argv) {
   CLI::App app{"alignd_train: train one network in-process with BP or a feedback-alignment rule"};
   std::string task = "linear", mnist_dir, out_path, csv_train, csv_test;
   std::string sizes_s, hidden = "tanh", output = "linear", loss = "mse", rule = "fa";
-  std::string feedback_dist = "uniform", init = "xavier", optimizer = "sgd", sign_mode = "usf";
+  std::string feedback_dist = "uniform", init = "xavier", optimizer = "sgd", sign_mode = "scaled";
   int64_t train_size = 0, test_size = 0;
   float noise = 0;
   bool no_bias = false, quiet = false;
   TrainerOptions o;
   app.add_option("--task", task, "linear | nonlinear | toy | mnist | csv")->capture_default_str();
   app.add_option("--mnist_dir", mnist_dir, "folder with MNIST's IDX files (task mnist)");
-  app.add_option("--csv_train,--csv_test", csv_train,
-                 "CSV files, label in the last column (task csv)");
+  app.add_option("--csv_train", csv_train, "training CSV, label in the last column (task csv)");
+  app.add_option("--csv_test", csv_test, "test CSV, the same columns (task csv; optional)");
   app.add_option("--train_size", train_size,
                  "examples to generate or keep (0 = task default / all)");
   app.add_option("--test_size", test_size,
@@ -140,9 +141,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--feedback_seed", o.feedback.seed, "seed of B (0 = from --seed)")
       ->capture_default_str();
-  app.add_option("--sign_mode", sign_mode, "sign symmetry: usf | frsf")->capture_default_str();
+  app.add_option("--sign_mode", sign_mode,
+                 "sign symmetry magnitudes: scaled (mean|W| per layer) | usf (1) | frsf (|B|)")
+      ->capture_default_str();
   app.add_option("--pinv_every", o.feedback.pinv_every,
                  "pseudo-backprop: recompute W+ every k steps")
+      ->capture_default_str();
+  app.add_option("--pinv_damping", o.feedback.pinv_damping,
+                 "pseudo-backprop: 0 = exact W+; > 0 = damped (W'W + lambda I)^-1 W', lambda = "
+                 "this x mean squared singular value of W")
       ->capture_default_str();
   app.add_option("--init", init, "uniform | xavier | he")->capture_default_str();
   app.add_option("--init_scale", o.init.scale, "omega of U[-omega, omega] (init uniform)")
@@ -181,12 +188,7 @@ int main(int argc, char** argv) {
   o.network.bias = !no_bias;
   o.feedback.rule = OrDie(ParseRule(rule));
   o.feedback.distribution = OrDie(ParseDistribution(feedback_dist));
-  if (sign_mode == "usf")
-    o.feedback.sign_mode = SignSymmetryMode::kUniform;
-  else if (sign_mode == "frsf")
-    o.feedback.sign_mode = SignSymmetryMode::kFixedRandom;
-  else
-    OrDie<int>(absl::InvalidArgumentError("--sign_mode must be usf or frsf"));
+  o.feedback.sign_mode = OrDie(ParseSignSymmetryMode(sign_mode));
   o.init.kind = OrDie(ParseWeightInit(init));
   o.optimizer.kind = OrDie(ParseOptimizer(optimizer));
 

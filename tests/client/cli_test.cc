@@ -84,11 +84,22 @@ TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
   f.lr = 0.5f;
   f.threads = 2;
   f.validation_fraction = 1.0f / 6;
+  f.sign_mode = "usf";
+  f.pinv_damping = 0.01f;
   auto r = BuildCreateRequest(f);
   ASSERT_OK(r);
   EXPECT_EQ(r->session().train_dataset(), "datasets/1f3a");
   EXPECT_EQ(r->session().config().threads(), 2);
   EXPECT_FLOAT_EQ(r->session().config().validation_fraction(), 1.0f / 6);
+  EXPECT_EQ(r->session().config().feedback().sign_mode(), v1::SIGN_SYMMETRY_MODE_UNIFORM);
+  EXPECT_FLOAT_EQ(r->session().config().feedback().pinv_damping(), 0.01f);
+  f.sign_mode = "fixed-random";
+  EXPECT_EQ(BuildCreateRequest(f)->session().config().feedback().sign_mode(),
+            v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM);
+  f.sign_mode = "sometimes";
+  EXPECT_NE(std::string(BuildCreateRequest(f).status().message()).find("--sign-mode 'sometimes'"),
+            std::string::npos);
+  f.sign_mode.reset();
   EXPECT_EQ(r->session().config().feedback().rule(), v1::RULE_KOLEN_POLLACK);
   EXPECT_EQ(r->session().config().batch_size(), 8);  // from the file: not overridden
   EXPECT_EQ(r->session().config().network().sizes_size(), 3);

@@ -37,6 +37,8 @@ TEST(ConfigTest, EachBadFieldIsNamed) {
       {"feedback.scale", [](TrainerOptions& o) { o.feedback.scale = NAN; }},
       {"feedback.sparsity", [](TrainerOptions& o) { o.feedback.sparsity = -0.1f; }},
       {"feedback.pinv_every", [](TrainerOptions& o) { o.feedback.pinv_every = 0; }},
+      {"feedback.pinv_damping", [](TrainerOptions& o) { o.feedback.pinv_damping = -1.0f; }},
+      {"validation_fraction", [](TrainerOptions& o) { o.validation_fraction = 1.5f; }},
       {"optimizer.learning_rate", [](TrainerOptions& o) { o.optimizer.learning_rate = 0; }},
       {"optimizer.learning_rate", [](TrainerOptions& o) { o.optimizer.learning_rate = INFINITY; }},
       {"optimizer.momentum", [](TrainerOptions& o) { o.optimizer.momentum = 1.0f; }},
@@ -81,6 +83,10 @@ TEST(ConfigTest, NamesRoundTrip) {
   EXPECT_EQ(*ParseRule("Kolen_Pollack"), Rule::kKolenPollack);
   EXPECT_EQ(*ParseActivation("sigmoid"), Activation::kLogistic);
   EXPECT_EQ(*ParseLoss("ce"), Loss::kCrossEntropy);
+  for (SignSymmetryMode m :
+       {SignSymmetryMode::kScaled, SignSymmetryMode::kUniform, SignSymmetryMode::kFixedRandom})
+    EXPECT_EQ(*ParseSignSymmetryMode(SignSymmetryModeName(m)), m);
+  EXPECT_EQ(*ParseSignSymmetryMode("fixed_random"), SignSymmetryMode::kFixedRandom);
 }
 
 TEST(ConfigTest, UnknownNameListsTheValidOnes) {

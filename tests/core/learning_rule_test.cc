@@ -4,11 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include <Eigen/LU>
+#include <Eigen/QR>
+#include <Eigen/SVD>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "core/feedback.h"
 #include "core/trainer.h"
 #include "tests/test_util.h"
 
@@ -389,6 +393,134 @@ TEST(PseudoBackpropTest, RecomputesThePseudoinverseEveryKSteps) {
   }
   // B is W^+: W B = I (W is 10x20 with full row rank).
   EXPECT_LT((t->weights(1) * t->Feedback(1) - Matrix::Identity(10, 10)).norm(), 2e-1f);
+}
+
+// W = U diag(sigma) V^T with the given singular values (orthogonal U, V from QR).
+Matrix WithSingularValues(int rows, int cols, const std::vector<double>& sigma) {
+  Rng rng(5);
+  Matrix a(rows, rows), b(cols, cols);
+  rng.FillNormal(a, 1.0f);
+  rng.FillNormal(b, 1.0f);
+  const Eigen::MatrixXd u = Eigen::HouseholderQR<Eigen::MatrixXd>(a.cast<double>()).householderQ();
+  const Eigen::MatrixXd v = Eigen::HouseholderQR<Eigen::MatrixXd>(b.cast<double>()).householderQ();
+  Eigen::MatrixXd s = Eigen::MatrixXd::Zero(rows, cols);
+  for (size_t k = 0; k < sigma.size(); ++k) s(k, k) = sigma[k];
+  return (u * s * v.transpose()).cast<float>();
+}
+
+TEST(PseudoBackpropTest, DampedPseudoInverseIsTheClosedFormAndBoundsTheGain) {
+  for (auto [rows, cols] : {std::pair{4, 6}, std::pair{6, 4}, std::pair{5, 5}}) {
+    SCOPED_TRACE(::testing::Message() << rows << "x" << cols);
+    const int k = std::min(rows, cols);
+    std::vector<double> sigma = {2.0, 1.0, 0.5, 1e-4, 1e-4};
+    sigma.resize(k);
+    const Matrix w = WithSingularValues(rows, cols, sigma);
+    const Eigen::MatrixXd wd = w.cast<double>();
+    // The exact W^+ amplifies the smallest direction by 1/sigma_min.
+    const Matrix exact = PseudoInverseTransposed(w);
+    EXPECT_GT(Eigen::JacobiSVD<Eigen::MatrixXd>(exact.cast<double>()).singularValues()(0), 1e3);
+    const float damping = 0.01f;
+    const double lambda = damping * wd.squaredNorm() / k;
+    const Matrix damped = PseudoInverseTransposed(w, damping);
+    // ((W^T W + lambda I)^-1 W^T)^T, by an explicit inverse in double.
+    const Eigen::MatrixXd want =
+        ((wd.transpose() * wd + lambda * Eigen::MatrixXd::Identity(cols, cols)).inverse() *
+         wd.transpose())
+            .transpose();
+    EXPECT_LT((damped.cast<double>() - want).norm() / want.norm(), 1e-5);
+    // Its gain sigma / (sigma^2 + lambda) is at most 1 / (2 sqrt(lambda)).
+    const double gain =
+        Eigen::JacobiSVD<Eigen::MatrixXd>(damped.cast<double>()).singularValues()(0);
+    EXPECT_LE(gain, 1.0 / (2.0 * std::sqrt(lambda)) * (1 + 1e-5));
+    // A well-conditioned W: a tiny damping is the exact pseudo-inverse.
+    const Matrix good = WithSingularValues(rows, cols, {2.0, 1.5, 1.0, 0.8, 0.5});
+    const Matrix near = PseudoInverseTransposed(good, 1e-7f);
+    EXPECT_LT((near - PseudoInverseTransposed(good)).norm() / near.norm(), 1e-4);
+  }
+  EXPECT_TRUE(PseudoInverseTransposed(Matrix::Zero(3, 4), 0.1f) == Matrix::Zero(3, 4));
+}
+
+// Square hidden layers (50 x 50) have singular values near 0: the exact W^+ feeds back
+// ~90x BP's signal at init, at ~90 degrees, and a deep tanh net learns little; the damped
+// pseudo-inverse stays near BP's scale and learns as FA does.
+TEST(PseudoBackpropTest, DampingRescuesADeepNetWithSquareLayers) {
+  NonlinearTaskSpec spec;
+  spec.train_size = 2000;
+  spec.test_size = 1000;
+  auto task = MakeNonlinearTask(spec);
+  ASSERT_OK(task);
+  auto train = Share(task->train), test = Share(task->test);
+  auto run = [&](float damping, StepMetrics* first) {
+    TrainerOptions o;
+    o.network.sizes = {30, 50, 50, 50, 10};
+    o.feedback.rule = Rule::kPseudoBackprop;
+    o.feedback.pinv_damping = damping;
+    o.optimizer.learning_rate = 0.01f;
+    o.batch_size = 10;
+    o.epochs = 20;
+    o.metrics_every = 1000;
+    auto t = MustCreate(o, train, test);
+    Recorder rec;
+    EXPECT_OK(t->Run(&rec));
+    *first = rec.details.front();
+    return t->Evaluate(*test)->nse;
+  };
+  StepMetrics exact_first, damped_first;
+  const double exact = run(0.0f, &exact_first);
+  const double damped = run(0.01f, &damped_first);
+  EXPECT_GT(exact_first.alignment[1].norm_ratio, 30.0);
+  EXPECT_LT(damped_first.alignment[1].norm_ratio, 5.0);
+  EXPECT_LT(damped_first.alignment[1].update_angle_mean,
+            exact_first.alignment[1].update_angle_mean);
+  EXPECT_LT(damped, 0.75 * exact) << "exact " << exact << ", damped " << damped;
+}
+
+// ---- Scale-matched sign symmetry ------------------------------------------------------------
+
+TEST(SignSymmetryTest, ScaledModeIsUsfsDirectionAtMeanAbsWScale) {
+  auto data = Share(MakeLinearTask({})->train);
+  TrainerOptions o;
+  o.network.sizes = {30, 200, 10};
+  o.feedback.rule = Rule::kSignSymmetry;
+  o.batch_size = 20;
+  o.max_steps = 1;
+  const Matrix x = data->features.leftCols(20), y = data->targets.leftCols(20);
+  std::map<SignSymmetryMode, std::vector<Matrix>> grads;
+  for (SignSymmetryMode mode : {SignSymmetryMode::kScaled, SignSymmetryMode::kUniform}) {
+    o.feedback.sign_mode = mode;
+    std::vector<Matrix> gw, gb;
+    ASSERT_OK(MustCreate(o, data)->Gradients(x, y, &gw, &gb));
+    grads[mode] = gw;
+  }
+  o.feedback.rule = Rule::kBackprop;
+  std::vector<Matrix> bp, gb;
+  auto t = MustCreate(o, data);
+  ASSERT_OK(t->Gradients(x, y, &bp, &gb));
+  const float mean_abs = t->weights(1).cwiseAbs().mean();
+  // The same direction, scaled by mean|W| (the output layer's gradient is the same).
+  EXPECT_LT((grads[SignSymmetryMode::kScaled][0] - mean_abs * grads[SignSymmetryMode::kUniform][0])
+                    .norm() /
+                grads[SignSymmetryMode::kScaled][0].norm(),
+            1e-5);
+  EXPECT_TRUE(grads[SignSymmetryMode::kScaled][1] == grads[SignSymmetryMode::kUniform][1]);
+  // uSF's hidden gradient is ~1/mean|W| times BP's; scaled's is of BP's order.
+  const double usf_ratio = grads[SignSymmetryMode::kUniform][0].norm() / bp[0].norm();
+  const double scaled_ratio = grads[SignSymmetryMode::kScaled][0].norm() / bp[0].norm();
+  EXPECT_GT(usf_ratio, 5.0);
+  EXPECT_GT(scaled_ratio, 0.5);
+  EXPECT_LT(scaled_ratio, 2.0);
+  // It is the default, and it has no feedback matrix to set.
+  EXPECT_EQ(TrainerOptions().feedback.sign_mode, SignSymmetryMode::kScaled);
+  o.feedback.rule = Rule::kSignSymmetry;
+  o.feedback.sign_mode = SignSymmetryMode::kScaled;
+  const absl::Status s = MustCreate(o, data)->SetFeedback(1, Matrix::Ones(200, 10));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("scaled"), std::string::npos) << s;
+  // Its magnitudes, as the API shows them: mean|W| of the layer.
+  auto scaled = MustCreate(o, data);
+  const Matrix m = scaled->Feedback(1);
+  EXPECT_NEAR(m.minCoeff(), scaled->weights(1).cwiseAbs().mean(), 1e-6);
+  EXPECT_NEAR(m.maxCoeff(), m.minCoeff(), 1e-7);
 }
 
 }  // namespace

@@ -33,6 +33,8 @@ TEST(ProtoConvertTest, UnsetFieldsTakeTheEngineDefaults) {
   EXPECT_TRUE(o->shuffle);
   EXPECT_TRUE(o->network.bias);
   EXPECT_EQ(o->threads, 1);
+  EXPECT_EQ(o->feedback.sign_mode, core::SignSymmetryMode::kScaled);
+  EXPECT_EQ(ToProto(*o).feedback().sign_mode(), v1::SIGN_SYMMETRY_MODE_SCALED);
 }
 
 TEST(ProtoConvertTest, SetFieldsArrive) {
@@ -53,6 +55,8 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.set_shuffle(false);
   c.set_threads(2);
   c.set_validation_fraction(0.25f);
+  c.mutable_feedback()->set_pinv_damping(0.05f);
+  c.mutable_feedback()->set_sign_mode(v1::SIGN_SYMMETRY_MODE_UNIFORM);
   auto o = ToTrainerOptions(c);
   ASSERT_OK(o);
   EXPECT_EQ(o->network.hidden, core::Activation::kLogistic);
@@ -67,6 +71,8 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   EXPECT_FALSE(o->shuffle);
   EXPECT_EQ(o->threads, 2);
   EXPECT_EQ(o->validation_fraction, 0.25f);
+  EXPECT_EQ(o->feedback.pinv_damping, 0.05f);
+  EXPECT_EQ(o->feedback.sign_mode, core::SignSymmetryMode::kUniform);
   // And back: the filled-in config converts to the same options.
   auto again = ToTrainerOptions(ToProto(*o));
   ASSERT_OK(again);
