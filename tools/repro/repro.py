@@ -1,76 +1,298 @@
 #!/usr/bin/python3
-"""make repro / make repro-quick: the experiments of Lillicrap et al. (2016) on alignd's
-engine, through build/tools/alignd_train, two runs at a time (one per core).
+"""make repro / make repro-quick: the experiments of Lillicrap et al. (2016), run through
+alignd as users run them: this script starts a server (build/server/alignd, a data
+directory of its own, two sessions at a time on two cores), uploads or generates the data
+sets through the Python client, creates every session, follows them and reads their metric
+logs back. The numbers are the service's.
 
-  linear  30-20-10 linear net on y* = T x: error curves of shallow, BP, FA, DFA, KP and the
-          FA-BP update angle (per-example SGD, the paper's init scales)
-  mnist   784-1000-10, logistic hidden and output units, squared error: BP, FA, shallow
-  sparse  the same with 50% of W and B removed for good: FA (and BP for reference)
-  deep    nonlinear teacher 30-20-10-10 tanh: 3-layer vs 4-layer students, BP and FA
+  mnist     784-1000-10, logistic units, squared error, plain SGD on one example at a time,
+            the paper's init (W ~ U[-0.05, 0.05], B ~ U[-0.5, 0.5]), weight decay 1e-6; the last
+            10,000 training examples held out for validation (the epoch is chosen by it); BP,
+            FA, and shallow at two init scales
+  sparse    the same with 50 % of W and B removed for good: FA
+  linear    30-20-10 linear net on y* = T x: test NSE vs examples and the FA-BP angle for
+            shallow, BP, FA, DFA and Kolen-Pollack with weight decay
+  deep      nonlinear teacher 30-20-10-10 tanh: 3-layer vs 4-layer students, BP and FA, many seeds
+  pbp       a 64-100-100-100-10 tanh net on 8x8 MNIST: pseudo-backprop exact and damped, sign
+            symmetry uSF and scale-matched, beside BP and FA
 
-Writes build/repro/results.json (one object per run: experiment, rule, seed, epochs, wall_s
-and test_error or nse), build/repro/results.md (the tables) and PNG plots (matplotlib).
+Writes BUILD/repro/results.json (one object per run: its config, curves and figures),
+BUILD/repro/results.md (the tables with the statistics) and PNG plots (matplotlib), and with
+--docs copies the plots to docs/img/.
 """
 import argparse
-import concurrent.futures as cf
+import gzip
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-LINEAR = ("--task linear --sizes 30,20,10 --hidden linear --output linear --no_bias "
-          "--init uniform --init_scale 0.01 --feedback_scale 0.5 --lr 0.002 --batch 1 "
-          "--train_size 2000 --test_size 1000 --metrics_every 25 --eval_every 100")
-MNIST = ("--task mnist --sizes 784,1000,10 --hidden logistic --output logistic --loss mse "
-         "--init uniform --init_scale 0.05 --feedback_scale 0.5 --optimizer adam --lr 0.001 "
-         "--weight_decay 1e-6 --batch 32 --metrics_every 500")
-DEEP = ("--task nonlinear --hidden tanh --output linear --feedback_scale 0.5 --lr 0.005 "
-        "--batch 1 --train_size 5000 --test_size 5000 --metrics_every 5000")
+# ---- The plan ------------------------------------------------------------------------------------
+
+# MNIST learning rates, one per rule, chosen on the validation split (seed 1, 15 epochs; the
+# sweep is in docs/RESULTS.md): BP 0.2 of {0.05, 0.1, 0.2}; FA 0.05 (FA's B ~ U[-0.5, 0.5] is ten
+# times W's init scale, so its hidden signal is ~10x BP's at the same rate).
+MNIST_LR = {"bp": 0.2, "fa": 0.05, "shallow": 0.1}
 
 
-def plan(quick, mnist_dir):
-    seeds = [1, 2, 3]
+def mnist_config(rule, seed, epochs, lr, init_scale=0.05, sparsity=0.0, steps_per_epoch=50000):
+    return dict(
+        network=dict(hidden_activation="ACTIVATION_LOGISTIC", output_activation="ACTIVATION_LOGISTIC",
+                     loss="LOSS_SQUARED_ERROR", connection_sparsity=sparsity),
+        init=dict(kind="WEIGHT_INIT_UNIFORM", scale=init_scale),
+        feedback=dict(scale=0.5),
+        optimizer=dict(kind="OPTIMIZER_SGD", learning_rate=lr, weight_decay=1e-6),
+        batch_size=1, epochs=epochs, seed=seed, validation_fraction=1 / 6,
+        eval_every=steps_per_epoch, metrics_every=steps_per_epoch // 10)
+
+
+def plan(quick, seeds_mnist, seeds_deep):
+    """Every run: experiment, rule, seed, data (names of data sets), config, sizes, and a cost
+    estimate in seconds (the queue is filled longest first, so that two workers end together)."""
     runs = []
+    epochs = 1 if quick else 20
+    subset = quick  # the quick version trains on 6,000 examples
+    per_epoch = 5000 if subset else 50000
+    step_s = 8.5 / 50000  # one per-example step of 784-1000-10 on one core
+    for rule in ("bp", "fa"):
+        for s in seeds_mnist:
+            runs.append(dict(experiment="mnist", rule=rule, seed=s, sizes=[784, 1000, 10],
+                             data=("mnist_train", "mnist_test"),
+                             config=mnist_config(rule, s, epochs, MNIST_LR[rule], steps_per_epoch=per_epoch),
+                             cost=epochs * per_epoch * step_s))
+    for s in seeds_mnist:
+        runs.append(dict(experiment="sparse", rule="fa", seed=s, sizes=[784, 1000, 10],
+                         data=("mnist_train", "mnist_test"),
+                         config=mnist_config("fa", s, epochs, MNIST_LR["fa"], sparsity=0.5,
+                                             steps_per_epoch=per_epoch),
+                         cost=epochs * per_epoch * step_s))
+    for omega in (0.05, 0.5):
+        for s in seeds_mnist:
+            runs.append(dict(experiment="shallow", rule="shallow", seed=s, omega=omega, sizes=[784, 1000, 10],
+                             data=("mnist_train", "mnist_test"),
+                             config=mnist_config("shallow", s, epochs, MNIST_LR["shallow"], init_scale=omega,
+                                                 steps_per_epoch=per_epoch),
+                             cost=epochs * per_epoch * step_s / 3))
+
     lin_epochs = 2 if quick else 4
     for rule in ("shallow", "bp", "fa", "dfa", "kp"):
-        for s in seeds:
-            runs.append(dict(experiment="linear", rule=rule, seed=s,
-                             args=f"{LINEAR} --rule {rule} --epochs {lin_epochs} --seed {s}"))
-    m_epochs = 1 if quick else 30
-    subset = "--train_size 10000 --test_size 2000" if quick else ""
-    eval_every = 312 if quick else 1875
-    for exp, rules, extra in (("mnist", ("bp", "fa", "shallow"), ""),
-                              ("sparse", ("fa", "bp"), "--connection_sparsity 0.5")):
-        for rule in rules:
-            for s in seeds:
-                runs.append(dict(experiment=exp, rule=rule, seed=s,
-                                 args=f"{MNIST} --mnist_dir {mnist_dir} {subset} {extra} --rule {rule} "
-                                      f"--epochs {m_epochs} --eval_every {eval_every} --seed {s}"))
+        for s in seeds_mnist:
+            c = dict(network=dict(hidden_activation="ACTIVATION_LINEAR", output_activation="ACTIVATION_LINEAR",
+                                  bias=False),
+                     init=dict(kind="WEIGHT_INIT_UNIFORM", scale=0.01), feedback=dict(scale=0.5),
+                     optimizer=dict(learning_rate=0.002, weight_decay=0.1 if rule == "kp" else 0.0),
+                     batch_size=1, epochs=lin_epochs, seed=s, metrics_every=25, eval_every=100)
+            runs.append(dict(experiment="linear", rule=rule, seed=s, sizes=[30, 20, 10],
+                             data=(f"linear_train_{s}", f"linear_test_{s}"), config=c, cost=1))
+
     d_epochs = 20 if quick else 200
-    for sizes, label in (("30,20,10", "3-layer"), ("30,20,10,10", "4-layer")):
+    for sizes, net in (([30, 20, 10], "3-layer"), ([30, 20, 10, 10], "4-layer")):
         for rule in ("bp", "fa"):
-            for s in seeds:
-                runs.append(dict(experiment="deep", rule=rule, seed=s, net=label,
-                                 args=f"{DEEP} --sizes {sizes} --rule {rule} --epochs {d_epochs} --seed {s}"))
+            for s in seeds_deep:
+                c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
+                         feedback=dict(scale=0.5), optimizer=dict(learning_rate=0.005),
+                         batch_size=1, epochs=d_epochs, seed=s, metrics_every=5000, eval_every=5000 * 20)
+                runs.append(dict(experiment="deep", rule=rule, seed=s, net=net, sizes=sizes,
+                                 data=(f"deep_train_{s}", f"deep_test_{s}"), config=c, cost=d_epochs * 0.008))
+
+    p_epochs = 3 if quick else 10
+    for variant, rule, fb in (("bp", "bp", {}), ("fa", "fa", {}), ("pbp exact", "pbp", {}),
+                              ("pbp damped 0.01", "pbp", {"pinv_damping": 0.01}),
+                              ("sign uSF", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_UNIFORM"}),
+                              ("sign scaled", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_SCALED"})):
+        for s in seeds_mnist[:3]:
+            c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
+                     feedback=fb, optimizer=dict(learning_rate=0.05), batch_size=32, epochs=p_epochs, seed=s,
+                     metrics_every=50, eval_every=0)
+            runs.append(dict(experiment="pbp", rule=rule, variant=variant, seed=s, sizes=[64, 100, 100, 100, 10],
+                             data=("digits8_train", "digits8_test"), config=c,
+                             cost=p_epochs * (0.2 if rule == "pbp" else 0.03)))
     return runs
 
 
-def run_one(binary, out_dir, run):
-    name = f"{run['experiment']}_{run.get('net', '')}_{run['rule']}_{run['seed']}".replace("__", "_")
-    log = os.path.join(out_dir, name + ".jsonl")
-    cmd = [binary, "-q", "--out", log] + run["args"].split()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{name}: {p.stderr.strip()}")
-    summary = json.loads(p.stdout.strip().splitlines()[-1])
-    events = [json.loads(l) for l in open(log)]
-    return dict(run, name=name, summary=summary, events=events, command=" ".join(cmd))
+def run_name(r):
+    parts = [r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega", ""), r["seed"]]
+    return "_".join(str(p).replace(" ", "-") for p in parts if p != "")
 
+
+# ---- Data ----------------------------------------------------------------------------------------
+
+def read_idx(path):
+    import numpy as np
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def mnist_arrays(mnist_dir):
+    def find(prefix):
+        for name in sorted(os.listdir(mnist_dir)):
+            if name.startswith(prefix):
+                return os.path.join(mnist_dir, name)
+        raise FileNotFoundError(f"{mnist_dir}: no {prefix}* file")
+    x_train = read_idx(find("train-images")).reshape(-1, 784).astype("float32") / 255.0
+    y_train = read_idx(find("train-labels")).astype("int32")
+    x_test = read_idx(find("t10k-images")).reshape(-1, 784).astype("float32") / 255.0
+    y_test = read_idx(find("t10k-labels")).astype("int32")
+    return x_train, y_train, x_test, y_test
+
+
+def digits8(x):
+    """MNIST images average-pooled to 8x8 (64 features), a stand-in for the 8x8 digits."""
+    return x.reshape(-1, 28, 28)[:, 2:26, 2:26].reshape(-1, 8, 3, 8, 3).mean(axis=(2, 4)).reshape(-1, 64)
+
+
+def make_datasets(client, runs, mnist_dir, quick, log):
+    need = {d for r in runs for d in r["data"]}
+    names = {}
+    if any(n.startswith(("mnist", "digits8")) for n in need):
+        x_train, y_train, x_test, y_test = mnist_arrays(mnist_dir)
+        if quick:  # 6,000 = 5,000 to train on and the last 1,000 held out
+            x_train, y_train, x_test, y_test = x_train[:6000], y_train[:6000], x_test[:2000], y_test[:2000]
+        t = time.time()
+        if "mnist_train" in need:
+            names["mnist_train"] = client.upload_dataset(x_train, y_train, name="mnist-train")["name"]
+            names["mnist_test"] = client.upload_dataset(x_test, y_test, name="mnist-test")["name"]
+        if "digits8_train" in need:
+            names["digits8_train"] = client.upload_dataset(digits8(x_train[:10000]), y_train[:10000],
+                                                           name="digits8-train")["name"]
+            names["digits8_test"] = client.upload_dataset(digits8(x_test[:2000]), y_test[:2000],
+                                                          name="digits8-test")["name"]
+        log(f"uploaded MNIST and 8x8 MNIST in {time.time() - t:.1f} s")
+    for n in sorted(need - set(names)):
+        kind, split, seed = n.split("_")
+        if kind == "linear":
+            examples = 2000 if split == "train" else 1000
+            names[n] = client.generate_dataset("linear", examples, split, seed=int(seed), name=n)["name"]
+        else:
+            names[n] = client.generate_dataset("nonlinear", 5000, split, seed=int(seed), name=n)["name"]
+    return names
+
+
+# ---- The server ----------------------------------------------------------------------------------
+
+class Alignd:
+    """build/server/alignd on 127.0.0.1 and an ephemeral port, with a data directory of its own."""
+
+    def __init__(self, build, data_dir, max_running):
+        self.log_path = os.path.join(data_dir, "alignd.log")
+        os.makedirs(data_dir, exist_ok=True)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(build, "server/alignd"), "--listen", "127.0.0.1:0", "--metrics_listen", "",
+             "--data_dir", os.path.join(data_dir, "data"), "--max_running", str(max_running),
+             "--max_threads", str(max_running), "--max_queued", "1000"],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"alignd did not start; its log: {self.log_path}")
+        self.address = line.rsplit(" ", 1)[-1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+# ---- Running -------------------------------------------------------------------------------------
+
+def run_all(client, runs, names, log):
+    """Creates every session (longest first), follows them to the end, and reads each one's
+    metric log back. Returns the runs with `events`, `session` and `wall_s` filled in."""
+    runs = sorted(runs, key=lambda r: -r["cost"])
+    total_cost = sum(r["cost"] for r in runs)
+    for r in runs:
+        train, test = r["data"]
+        # A checkpoint every 50,000 steps (an MNIST epoch), not the server's every 1,000.
+        s = client.create_session(names[train], r["sizes"], rule=r["rule"], eval_dataset=names[test],
+                                  name=run_name(r), config=r["config"], checkpoint_every=50000)
+        r["session"] = s["name"]
+    start = time.time()
+    pending = {r["session"]: r for r in runs}
+    done_cost = 0.0
+    while pending:
+        time.sleep(1.0)
+        for s in client.list_sessions():
+            r = pending.get(s["name"])
+            if r is None or s["state"] not in ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED",
+                                               "SESSION_STATE_CANCELLED"):
+                continue
+            del pending[s["name"]]
+            r["state"] = s["state"]
+            r["failure"] = s.get("failure_reason", "")
+            r["total_steps"] = int(s["total_steps"])
+            r["wall_s"] = _seconds(s.get("end_time")) - _seconds(s.get("start_time"))
+            r["events"] = client.list_metrics(s["name"])
+            done_cost += r["cost"]
+            elapsed = time.time() - start
+            eta = elapsed / max(done_cost, 1e-9) * (total_cost - done_cost)
+            fig = summarise(r)
+            log(f"[{len(runs) - len(pending):3d}/{len(runs)}] {run_name(r):34s} {fig:28s} "
+                f"{r['wall_s']:6.1f} s   (elapsed {elapsed:4.0f} s, about {eta:4.0f} s to go)")
+    return runs
+
+
+def _seconds(ts):
+    return ts.timestamp() if ts else float("nan")
+
+
+def evals(r, validation):
+    return [e["eval"] for e in r["events"] if "eval" in e and bool(e["eval"].get("validation")) == validation]
+
+
+def steps(r):
+    return [e["step"] for e in r["events"] if "step" in e]
+
+
+def figures(r):
+    """Per run: the final test figure; for runs with a validation split, the epoch chosen by
+    validation error and the test error there."""
+    if r.get("state") != "SESSION_STATE_SUCCEEDED":
+        return {}
+    out = {}
+    test = evals(r, False)
+    if not test:
+        return out
+    last = test[-1]
+    if not math.isnan(last.get("error_rate", float("nan"))):
+        out["test_error_last"] = last["error_rate"]
+    else:
+        out["nse"] = last["nse"]
+    val = evals(r, True)
+    if val:
+        per_epoch = r["config"]["eval_every"]
+        best = min(range(len(val)), key=lambda k: (val[k]["error_rate"], k))
+        out["selected_epoch"] = int(val[best]["step"]) // per_epoch
+        out["validation_error_selected"] = val[best]["error_rate"]
+        at = next(e for e in test if e["step"] == val[best]["step"])
+        out["test_error_selected"] = at["error_rate"]
+        out["epochs"] = int(last["step"]) // per_epoch
+    return out
+
+
+def summarise(r):
+    if r.get("state") != "SESSION_STATE_SUCCEEDED":
+        return f"{r.get('state', '?')}: {r.get('failure', '')}"[:60]
+    f = figures(r)
+    if "test_error_selected" in f:
+        return f"test {100 * f['test_error_selected']:.2f} % (epoch {f['selected_epoch']})"
+    if "test_error_last" in f:
+        return f"test error {100 * f['test_error_last']:.2f} %"
+    return f"test NSE {f['nse']:.3g}"
+
+
+# ---- Statistics ----------------------------------------------------------------------------------
 
 def mean_sd(xs):
     xs = [x for x in xs if x is not None and not math.isnan(x)]
@@ -79,182 +301,361 @@ def mean_sd(xs):
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--build", default="build")
-    p.add_argument("--quick", action="store_true", help="a smaller version of each, a few minutes")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    p.add_argument("--only", default="", help="comma-separated experiments to run")
-    p.add_argument("--binary", default="", help="alignd_train to run (default: BUILD/tools/alignd_train)")
-    p.add_argument("--replot", action="store_true", help="only redraw the plots from BUILD/repro")
-    args = p.parse_args()
-    build = os.path.abspath(args.build)
-    out_dir = os.path.join(build, "repro")
-    if args.replot:
-        results = []
-        for row in json.load(open(os.path.join(out_dir, "results.json"))):
-            name = f"{row['experiment']}_{row.get('net', '')}_{row['rule']}_{row['seed']}".replace("__", "_")
-            events = [json.loads(l) for l in open(os.path.join(out_dir, name + ".jsonl"))]
-            summary = {"epochs": row["epochs"]}
-            results.append(dict(row, name=name, events=events, summary=summary))
-        plot(results, out_dir)
-        return 0
-    os.makedirs(out_dir, exist_ok=True)
-    mnist_dir = subprocess.run([os.path.join(ROOT, "tools/repro/fetch_mnist.sh")], check=True,
-                               capture_output=True, text=True).stdout.strip()
-    runs = plan(args.quick, mnist_dir)
-    if args.only:
-        keep = set(args.only.split(","))
-        runs = [r for r in runs if r["experiment"] in keep]
-    binary = args.binary or os.path.join(build, "tools/alignd_train")
-    start = time.time()
-    results = []
-    with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, binary, out_dir, r) for r in runs]
-        for k, f in enumerate(cf.as_completed(futures), 1):
-            r = f.result()
-            s = r["summary"]
-            fig = f"test error {s['test_error']:.4f}" if s.get("test_error") is not None else f"nse {s['nse']:.3e}"
-            print(f"[{k:2d}/{len(runs)}] {r['name']:28s} {fig}  {s['epochs']:.0f} epochs  "
-                  f"{s['wall_s']:.1f} s  (total {time.time() - start:.0f} s)", flush=True)
-            results.append(r)
-    results.sort(key=lambda r: (r["experiment"], r.get("net", ""), r["rule"], r["seed"]))
+def paired(a, b):
+    """Paired comparison of a and b (same seeds): mean difference a - b with its 95 % CI, the
+    paired t-test's p and the Wilcoxon signed-rank test's p (two-sided)."""
+    from scipy import stats
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    m = statistics.mean(d)
+    sd = statistics.stdev(d) if n > 1 else float("nan")
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
+    t = stats.ttest_rel(a, b)
+    try:
+        w = stats.wilcoxon(a, b).pvalue
+    except ValueError:
+        w = float("nan")
+    return dict(n=n, diff=m, ci=(m - half, m + half), t=float(t.statistic), p_t=float(t.pvalue), p_w=float(w))
 
-    rows = []
-    for r in results:
-        s = r["summary"]
-        row = dict(experiment=r["experiment"], rule=r["rule"], seed=r["seed"],
-                   epochs=round(s["epochs"], 3), wall_s=round(s["wall_s"], 2))
-        if r.get("net"):
-            row["net"] = r["net"]
-        if s.get("test_error") is not None:
-            row["test_error"] = s["test_error"]
-        else:
-            row["nse"] = s["nse"]
-        rows.append(row)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=1)
 
-    md = [f"Produced by `{'make repro-quick' if args.quick else 'make repro'}` "
-          f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {time.time() - start:.0f} s in all). "
-          "Mean ± SD over seeds 1, 2, 3.", ""]
+# ---- Report --------------------------------------------------------------------------------------
 
-    def table(title, key, fmt, group):
-        md.extend([f"### {title}", "", "| experiment | rule | " + ("net | " if group else "") +
-                   f"{key} | epochs | wall s (per run) |",
-                   "|---|---|" + ("---|" if group else "") + "---|---|---|"])
-        seen = []
-        for r in rows:
-            k = (r["experiment"], r.get("net", ""), r["rule"])
-            if k in seen or key not in r or (r["experiment"] == "deep") != group:
+def pct(v):
+    return f"{100 * v:.2f} %"
+
+
+def report(runs, args, wall, md):
+    ok = [r for r in runs if r.get("state") == "SESSION_STATE_SUCCEEDED"]
+    failed = [r for r in runs if r.get("state") != "SESSION_STATE_SUCCEEDED"]
+    for r in ok:
+        r["figures"] = figures(r)
+    md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(runs)} sessions through alignd "
+           f"(two at a time on {os.cpu_count()} cores), {wall / 60:.1f} min in all. "
+           f"{len(failed)} failed." + "".join(f"\n- FAILED {run_name(r)}: {r.get('failure')}" for r in failed), ""]
+
+    def group(exp, **kw):
+        return sorted((r for r in ok if r["experiment"] == exp and all(r.get(k) == v for k, v in kw.items())),
+                      key=lambda r: r["seed"])
+
+    # MNIST, as the paper ran it.
+    rows = [("BP", group("mnist", rule="bp")), ("FA", group("mnist", rule="fa")),
+            ("FA, sparse (50 % of W and B removed)", group("sparse", rule="fa")),
+            ("shallow, ω = 0.05 (the paper's init)", group("shallow", omega=0.05)),
+            ("shallow, ω = 0.5", group("shallow", omega=0.5))]
+    if any(rs for _, rs in rows):
+        md += ["### MNIST as the paper ran it (784-1000-10, per-example SGD)", "",
+               "Test error at the epoch with the lowest validation error (the last 10,000 training "
+               "examples, never trained on), and at the last epoch. Mean ± SD over seeds.", "",
+               "| rule | η | seeds | test error, selected epoch | at the last epoch | validation error | "
+               "selected epochs | paper |", "|---|---|---|---|---|---|---|---|"]
+        paper = {"BP": "2.4 %", "FA": "2.1 %", "FA, sparse (50 % of W and B removed)": "2.4 %"}
+        for label, rs in rows:
+            if not rs:
                 continue
-            seen.append(k)
-            same = [x for x in rows if (x["experiment"], x.get("net", ""), x["rule"]) == k]
-            m, sd = mean_sd([x[key] for x in same])
-            w, _ = mean_sd([x["wall_s"] for x in same])
-            md.append(f"| {k[0]} | {k[2]} | " + (f"{k[1]} | " if group else "") +
-                      f"{fmt(m)} ± {fmt(sd)} | {same[0]['epochs']:g} | {w:.1f} |")
+            f = [r["figures"] for r in rs]
+            m, sd = mean_sd([x["test_error_selected"] for x in f])
+            ml, sdl = mean_sd([x["test_error_last"] for x in f])
+            mv, sdv = mean_sd([x["validation_error_selected"] for x in f])
+            lr = rs[0]["config"]["optimizer"]["learning_rate"]
+            md.append(f"| {label} | {lr:g} | {len(rs)} | **{pct(m)} ± {pct(sd)}** | {pct(ml)} ± {pct(sdl)} | "
+                      f"{pct(mv)} ± {pct(sdv)} | {', '.join(str(x['selected_epoch']) for x in f)} of "
+                      f"{f[0]['epochs']} | {paper.get(label, '≈ 7.2 %' if 'shallow' in label else '')} |")
         md.append("")
+        bp, fa = {r["seed"]: r for r in group("mnist", rule="bp")}, {r["seed"]: r for r in group("mnist", rule="fa")}
+        seeds = sorted(set(bp) & set(fa))
+        if len(seeds) >= 2:
+            md += ["Paired comparison, same seeds (the seed sets W, B and the data order of both):", "",
+                   "| comparison | seeds | mean difference (FA − BP) | 95 % CI | paired t | p (t-test) | "
+                   "p (Wilcoxon) |", "|---|---|---|---|---|---|---|"]
+            for key, label in (("test_error_selected", "test error, selected epoch"),
+                               ("test_error_last", "test error, last epoch")):
+                p = paired([fa[s]["figures"][key] for s in seeds], [bp[s]["figures"][key] for s in seeds])
+                md.append(f"| {label} | {p['n']} | {100 * p['diff']:+.2f} points | "
+                          f"[{100 * p['ci'][0]:+.2f}, {100 * p['ci'][1]:+.2f}] | {p['t']:.2f} | {p['p_t']:.3g} | "
+                          f"{p['p_w']:.3g} |")
+            md.append("")
 
-    table("Classification (test error)", "test_error", lambda v: f"{100 * v:.2f} %", False)
-    table("Regression (test NSE = Σ‖e‖² / Σ‖y*‖²)", "nse", lambda v: f"{v:.3g}", False)
-    table("Deep nonlinear task (test NSE)", "nse", lambda v: f"{v:.3g}", True)
-
-    # Linear task: steps to reach NSE thresholds, and the FA angle.
-    lin = [r for r in results if r["experiment"] == "linear"]
+    # Linear task.
+    lin = [r for r in ok if r["experiment"] == "linear"]
     if lin:
-        md.extend(["### Linear task: steps to reach a test NSE", "",
-                   "| rule | NSE ≤ 1e-1 | NSE ≤ 1e-2 | NSE ≤ 1e-4 | FA–BP angle, first 100 steps → last 500 |",
-                   "|---|---|---|---|---|"])
+        md += ["### Linear task (30-20-10, y* = T x, per-example SGD, η = 0.002)", "",
+               "Examples seen before the test NSE first falls below each threshold (mean over seeds; "
+               "'never' if a seed never did), the update angle to BP of the hidden layer, and for "
+               "Kolen–Pollack (weight decay λ = 0.1) the angle between B and Wᵀ.", "",
+               "| rule | NSE ≤ 0.5 | ≤ 1e-1 | ≤ 1e-2 | ≤ 1e-4 | final NSE | update angle, first 100 → last 500 "
+               "examples | B–Wᵀ angle, start → end |", "|---|---|---|---|---|---|---|---|"]
         for rule in ("shallow", "bp", "fa", "dfa", "kp"):
+            rs = [r for r in lin if r["rule"] == rule]
+            if not rs:
+                continue
             cells = []
-            for thr in (1e-1, 1e-2, 1e-4):
-                hits = []
-                for r in lin:
-                    if r["rule"] != rule:
-                        continue
-                    evals = [e for e in r["events"] if e["type"] == "eval"]
-                    hit = next((e["step"] for e in evals if e["nse"] <= thr), None)
-                    hits.append(hit)
+            for thr in (0.5, 1e-1, 1e-2, 1e-4):
+                hits = [next((int(e["step"]) for e in evals(r, False) if e["nse"] <= thr), None) for r in rs]
                 cells.append("never" if any(h is None for h in hits) else f"{statistics.mean(hits):.0f}")
-            angle = "–"
+            m, sd = mean_sd([r["figures"]["nse"] for r in rs])
+            angle, wangle = "–", "–"
             if rule in ("fa", "dfa", "kp"):
-                firsts, lasts = [], []
-                for r in lin:
-                    if r["rule"] != rule:
-                        continue
-                    steps = [e for e in r["events"] if e["type"] == "step"]
-                    a = [e["alignment"][0]["update_angle_mean"] for e in steps]
-                    a = [x for x in a if x is not None]
-                    firsts.append(statistics.mean(a[:4]))
-                    lasts.append(statistics.mean(a[-20:]))
-                angle = f"{statistics.mean(firsts):.0f}° → {statistics.mean(lasts):.0f}°"
-            md.append(f"| {rule} | " + " | ".join(cells) + f" | {angle} |")
+                first = [statistics.mean(a for a in angles(r)[:4]) for r in rs]
+                last = [statistics.mean(angles(r)[-20:]) for r in rs]
+                angle = f"{statistics.mean(first):.0f}° → {statistics.mean(last):.0f}°"
+            if rule == "kp":
+                w0 = [weight_angles(r)[0] for r in rs]
+                w1 = [weight_angles(r)[-1] for r in rs]
+                wangle = f"{statistics.mean(w0):.0f}° → {statistics.mean(w1):.1f}°"
+            md.append(f"| {rule} | " + " | ".join(cells) + f" | {m:.3g} ± {sd:.2g} | {angle} | {wangle} |")
         md.append("")
 
-    md.extend(["### Commands", "", "Each run is `build/tools/alignd_train` with these flags "
-               "(plus `--seed`, and `--out` for its metrics):", ""])
-    seen = set()
-    for r in results:
-        key = (r["experiment"], r.get("net", ""), r["rule"])
-        if key in seen:
-            continue
-        seen.add(key)
-        args_text = r["args"].replace(mnist_dir, "$MNIST")
-        md.append(f"- {r['experiment']} {r.get('net', '')} {r['rule']}: `{args_text}`")
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
-    print("\n".join(md))
-    plot(results, out_dir)
-    print(f"\nwrote {out_dir}/results.json, results.md and plots")
-    return 0
+    # Deep task.
+    deep = [r for r in ok if r["experiment"] == "deep"]
+    if deep:
+        md += ["### Deep nonlinear task (teacher 30-20-10-10 tanh; students 3-layer 30-20-10 and 4-layer "
+               "30-20-10-10)", "", "Test NSE after the last epoch; one teacher, data set and init per seed, "
+               "shared by all four students of that seed.", "",
+               "| rule | net | seeds | mean ± SD | median | min – max |", "|---|---|---|---|---|---|"]
+        for rule in ("bp", "fa"):
+            for net in ("3-layer", "4-layer"):
+                v = [r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == net]
+                if not v:
+                    continue
+                m, sd = mean_sd(v)
+                md.append(f"| {rule} | {net} | {len(v)} | {m:.3g} ± {sd:.2g} | {statistics.median(v):.3g} | "
+                          f"{min(v):.2g} – {max(v):.2g} |")
+        md += ["", "Depth, paired by seed (log10 NSE, 4-layer − 3-layer; negative: depth helps):", "",
+               "| rule | seeds | mean difference of log10 NSE | 95 % CI | 4-layer better in | p (t-test) | "
+               "p (Wilcoxon) |", "|---|---|---|---|---|---|---|"]
+        for rule in ("bp", "fa"):
+            three = {r["seed"]: r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == "3-layer"}
+            four = {r["seed"]: r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == "4-layer"}
+            seeds = sorted(set(three) & set(four))
+            if len(seeds) < 2:
+                continue
+            a = [math.log10(four[s]) for s in seeds]
+            b = [math.log10(three[s]) for s in seeds]
+            p = paired(a, b)
+            better = sum(x < y for x, y in zip(a, b))
+            md.append(f"| {rule} | {p['n']} | {p['diff']:+.2f} | [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}] | "
+                      f"{better} of {p['n']} | {p['p_t']:.2g} | {p['p_w']:.2g} |")
+        md.append("")
+
+    # Pseudo-backprop and sign symmetry on a deeper tanh net.
+    pb = [r for r in ok if r["experiment"] == "pbp"]
+    if pb:
+        md += ["### Pseudo-backprop and sign symmetry on a deeper net (64-100-100-100-10 tanh, 8x8 MNIST, "
+               "SGD η = 0.05, batch 32)", "",
+               "| variant | seeds | test error | |B| / |W| per hidden layer at step 1 | update angle to BP at "
+               "step 1 |", "|---|---|---|---|---|"]
+        for variant in ("bp", "fa", "pbp exact", "pbp damped 0.01", "sign uSF", "sign scaled"):
+            rs = [r for r in pb if r["variant"] == variant]
+            if not rs:
+                continue
+            m, sd = mean_sd([r["figures"].get("test_error_last", float("nan")) for r in rs])
+            first = [e["step"] for e in rs[0]["events"] if "step" in e][0]
+            ratio = ", ".join(f"{a.get('norm_ratio', float('nan')):.2g}" for a in first.get("alignment", []))
+            ang = ", ".join(f"{a.get('update_angle_mean', float('nan')):.0f}°" for a in first.get("alignment", []))
+            md.append(f"| {variant} | {len(rs)} | {pct(m)} ± {pct(sd)} | {ratio} | {ang} |")
+        diverged = [r for r in runs if r["experiment"] == "pbp" and r.get("state") == "SESSION_STATE_FAILED"]
+        for r in diverged:
+            md.append(f"| {r['variant']} (seed {r['seed']}) | – | FAILED: {r.get('failure', '')[:80]} | | |")
+        md.append("")
+    return md
 
 
-def plot(results, out_dir):
+def angles(r, layer=0):
+    return [a["alignment"][layer]["update_angle_mean"] for a in steps(r)
+            if a.get("alignment") and not math.isnan(a["alignment"][layer].get("update_angle_mean", float("nan")))]
+
+
+def weight_angles(r, layer=0):
+    return [a["alignment"][layer]["weight_angle"] for a in steps(r)
+            if a.get("alignment") and not math.isnan(a["alignment"][layer].get("weight_angle", float("nan")))]
+
+
+# ---- Plots ---------------------------------------------------------------------------------------
+
+def plot(runs, out_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+    ok = [r for r in runs if r.get("state") == "SESSION_STATE_SUCCEEDED"]
+    written = []
 
-    lin = [r for r in results if r["experiment"] == "linear"]
+    def band(ax, xs, ys, label, **kw):
+        ys = np.array(ys)
+        m, sd = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(ys) > 1 else np.zeros(ys.shape[1])
+        line, = ax.plot(xs, m, label=label, **kw)
+        ax.fill_between(xs, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+
+    lin = [r for r in ok if r["experiment"] == "linear"]
     if lin:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
         for rule in ("shallow", "bp", "fa", "dfa", "kp"):
             rs = [r for r in lin if r["rule"] == rule]
             if not rs:
                 continue
-            evals = [[e for e in r["events"] if e["type"] == "eval"] for r in rs]
-            steps = [e["step"] for e in evals[0]]
-            nse = [statistics.mean(ev[i]["nse"] for ev in evals) for i in range(len(steps))]
-            ax1.semilogy(steps, nse, label=rule, linestyle="--" if rule == "dfa" else "-")
-            if rule in ("fa", "kp"):
-                st = [e for e in rs[0]["events"] if e["type"] == "step"]
-                ax2.plot([e["step"] for e in st],
-                         [e["alignment"][0]["update_angle_mean"] for e in st], label=rule, lw=0.8)
-        ax1.set(xlabel="step (examples seen)", ylabel="test NSE", title="Linear task 30-20-10")
+            curves = [[e["nse"] for e in evals(r, False)] for r in rs]
+            n = min(map(len, curves))
+            xs = [int(e["step"]) for e in evals(rs[0], False)][:n]
+            ax1.loglog(xs, np.exp(np.mean(np.log([c[:n] for c in curves]), axis=0)),
+                       label=rule + (" (λ = 0.1)" if rule == "kp" else ""), ls="--" if rule == "dfa" else "-")
+            if rule in ("fa", "kp", "dfa"):
+                a = [angles(r) for r in rs]
+                n = min(map(len, a))
+                xs = [int(e["step"]["step"]) for e in rs[0]["events"] if "step" in e][:n]
+                band(ax2, xs, [x[:n] for x in a], rule, lw=0.8)
+        ax1.set(xlabel="examples seen", ylabel="test NSE (geometric mean over seeds)", title="Linear task 30-20-10")
         ax1.legend()
         ax2.axhline(90, color="gray", lw=0.5)
-        ax2.set(xlabel="step", ylabel="degrees", title="Hidden update angle to BP (seed 1)")
+        ax2.set(xlabel="examples seen", ylabel="degrees", title="Hidden update angle to BP (mean ± SD over seeds)")
         ax2.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "linear.png"), dpi=110)
-    mn = [r for r in results if r["experiment"] in ("mnist", "sparse")]
+        written.append("linear.png")
+        plt.close(fig)
+
+    mn = [r for r in ok if r["experiment"] in ("mnist", "sparse", "shallow")]
     if mn:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for exp in ("mnist", "sparse"):
-            for rule in ("bp", "fa", "shallow"):
-                rs = [r for r in mn if r["rule"] == rule and r["experiment"] == exp]
-                if not rs:
-                    continue
-                evals = [[e for e in r["events"] if e["type"] == "eval"] for r in rs]
-                n = min(len(ev) for ev in evals)
-                ep = [evals[0][i]["step"] / max(1, evals[0][-1]["step"]) * rs[0]["summary"]["epochs"] for i in range(n)]
-                err = [100 * statistics.mean(ev[i]["error_rate"] for ev in evals) for i in range(n)]
-                ax.plot(ep, err, label=f"{exp} {rule}", linestyle=":" if exp == "sparse" else "-")
-        ax.set(xlabel="epoch", ylabel="test error (%)", title="MNIST 784-1000-10, logistic, squared error",
-               ylim=(0, 12))
-        ax.legend()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for exp, rule, omega, label in (("mnist", "bp", None, "BP"), ("mnist", "fa", None, "FA"),
+                                        ("sparse", "fa", None, "FA sparse"),
+                                        ("shallow", "shallow", 0.05, "shallow ω=0.05"),
+                                        ("shallow", "shallow", 0.5, "shallow ω=0.5")):
+            rs = [r for r in mn if r["experiment"] == exp and r["rule"] == rule and r.get("omega") == omega]
+            if not rs:
+                continue
+            for ax, validation in ((ax1, True), (ax2, False)):
+                curves = [[100 * e["error_rate"] for e in evals(r, validation)] for r in rs]
+                n = min(map(len, curves))
+                band(ax, list(range(1, n + 1)), [c[:n] for c in curves], label, ls=":" if exp == "sparse" else "-")
+        for ax, title in ((ax1, "validation error (last 10,000 training examples)"), (ax2, "test error")):
+            ax.set(xlabel="epoch", ylabel="%", title=title, yscale="log")
+            ax.legend(fontsize=8)
+        fig.suptitle("MNIST 784-1000-10, logistic units, squared error, per-example SGD (mean ± SD over seeds)")
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "mnist.png"), dpi=110)
+        written.append("mnist.png")
+        plt.close(fig)
+
+    deep = [r for r in ok if r["experiment"] == "deep"]
+    if deep:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        pos = 0
+        ticks = []
+        for rule in ("bp", "fa"):
+            for net in ("3-layer", "4-layer"):
+                v = [r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == net]
+                if not v:
+                    continue
+                jitter = np.linspace(-0.15, 0.15, len(v))
+                ax.scatter(pos + jitter, v, s=12)
+                ax.hlines(statistics.median(v), pos - 0.25, pos + 0.25, color="k", lw=1)
+                ticks.append(f"{rule}\n{net}")
+                pos += 1
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set(yscale="log", ylabel="test NSE (each dot a seed; bar: median)",
+               title="Deep nonlinear task: depth under BP and FA")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "deep.png"), dpi=110)
+        written.append("deep.png")
+        plt.close(fig)
+    return written
+
+
+# ---- Main ----------------------------------------------------------------------------------------
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default="build", help="the build folder (alignd, the Python client)")
+    p.add_argument("--quick", action="store_true", help="a small version of each (under a minute)")
+    p.add_argument("--only", default="", help="comma-separated experiments: mnist,sparse,shallow,linear,deep,pbp")
+    p.add_argument("--seeds", type=int, default=5, help="seeds of the MNIST and linear experiments (default 5)")
+    p.add_argument("--deep_seeds", type=int, default=20, help="seeds of the deep experiment (default 20)")
+    p.add_argument("--address", default="", help="use this alignd instead of starting one (host:port)")
+    p.add_argument("--workers", type=int, default=2, help="sessions at once in the alignd started here")
+    p.add_argument("--docs", action="store_true", help="copy the plots into docs/img/")
+    args = p.parse_args()
+    build = os.path.abspath(args.build)
+    sys.path.insert(0, os.path.join(build, "python"))
+    from alignd_client import Client  # noqa: E402 (the build's copy, with its generated protos)
+
+    args.command = "make repro-quick" if args.quick else "make repro"
+    out_dir = os.path.join(build, "repro-quick" if args.quick else "repro")
+    os.makedirs(out_dir, exist_ok=True)
+    log_file = open(os.path.join(out_dir, "progress.log"), "w")
+
+    def log(msg):
+        print(msg, flush=True)
+        log_file.write(msg + "\n")
+        log_file.flush()
+
+    seeds = list(range(1, (2 if args.quick else args.seeds) + 1))
+    deep_seeds = list(range(1, (3 if args.quick else args.deep_seeds) + 1))
+    runs = plan(args.quick, seeds, deep_seeds)
+    if args.only:
+        keep = set(args.only.split(","))
+        runs = [r for r in runs if r["experiment"] in keep]
+    mnist_dir = ""
+    if any(r["data"][0].startswith(("mnist", "digits8")) for r in runs):
+        mnist_dir = subprocess.run([os.path.join(ROOT, "tools/repro/fetch_mnist.sh")], check=True,
+                                   capture_output=True, text=True).stdout.strip()
+
+    start = time.time()
+    server, tmp = None, None
+    if not args.address:
+        tmp = tempfile.mkdtemp(prefix="alignd_repro_")
+        server = Alignd(build, tmp, args.workers)
+        log(f"alignd at {server.address} (data directory {tmp}/data)")
+    try:
+        with Client(args.address or server.address, timeout=600) as client:
+            client.wait_ready()
+            names = make_datasets(client, runs, mnist_dir, args.quick, log)
+            log(f"{len(runs)} sessions; the longest first")
+            runs = run_all(client, runs, names, log)
+    finally:
+        if server:
+            server.stop()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    wall = time.time() - start
+
+    md = []
+    report(runs, args, wall, md)
+    md += ["### Commands", "", f"`{args.command}` runs `tools/repro/repro.py`, which starts alignd, makes the data "
+           "sets through the Python client and creates one session per run with these configs (TrainingConfig, "
+           "as JSON; `seed` varies):", ""]
+    seen = set()
+    for r in runs:
+        key = (r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega"))
+        if key in seen:
+            continue
+        seen.add(key)
+        c = dict(r["config"])
+        c.pop("seed", None)
+        md.append(f"- {' '.join(str(k) for k in key if k)}: sizes {r['sizes']}, rule {r['rule']}, "
+                  f"`{json.dumps(c, separators=(',', ':'))}`")
+    md.append("")
+    rows = []
+    for r in runs:
+        row = {k: r.get(k) for k in ("experiment", "rule", "variant", "net", "omega", "seed", "sizes", "config",
+                                     "state", "failure", "wall_s", "total_steps") if r.get(k) is not None}
+        row["figures"] = r.get("figures", {})
+        row["name"] = run_name(r)
+        row["validation_error"] = [e["error_rate"] for e in evals(r, True)] if "events" in r else []
+        row["test_curve"] = [(int(e["step"]), e.get("error_rate") if not math.isnan(e.get("error_rate", float("nan")))
+                              else e.get("nse")) for e in evals(r, False)] if "events" in r else []
+        rows.append(row)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1, default=float)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    written = plot(runs, out_dir)
+    if args.docs:
+        for name in written:
+            shutil.copy(os.path.join(out_dir, name), os.path.join(ROOT, "docs/img", name))
+    log(f"wrote {out_dir}/results.json, results.md and {', '.join(written)} in {wall / 60:.1f} min")
+    failed = [r for r in runs if r.get("state") != "SESSION_STATE_SUCCEEDED" and r["experiment"] != "pbp"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -143,11 +143,14 @@ class Client:
                        config: Optional[Mapping[str, Any]] = None, snapshot_every: int = 0,
                        hidden: Optional[str] = None, output: Optional[str] = None,
                        loss: Optional[str] = None, learning_rate: Optional[float] = None,
-                       session_id: str = "", request_id: str = "", **fields: Any) -> Dict[str, Any]:
+                       session_id: str = "", request_id: str = "", checkpoint_every: Optional[int] = None,
+                       **fields: Any) -> Dict[str, Any]:
         """Creates and queues a session. `config` is a TrainingConfig as a dict (proto field
         names); the keyword arguments set the common fields over it: sizes, rule ("fa" or
         "RULE_FEEDBACK_ALIGNMENT"), hidden/output activations, loss, learning_rate, and any
-        top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every, ...)."""
+        top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every,
+        validation_fraction, ...). checkpoint_every: steps between checkpoints (default: the
+        server's --checkpoint_every)."""
         c = config_pb2.TrainingConfig()
         if config:
             json_format.ParseDict(dict(config), c)
@@ -167,6 +170,8 @@ class Client:
                                  snapshot_every=snapshot_every)
         if eval_dataset:
             s.eval_dataset = _name(eval_dataset, "datasets")
+        if checkpoint_every is not None:
+            s.checkpoint_every = checkpoint_every
         req = sessions_pb2.CreateSessionRequest(session=s, session_id=session_id, request_id=request_id)
         return to_python(_call(self._training.CreateSession, req, timeout=self.timeout))
 
