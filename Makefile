@@ -64,7 +64,7 @@ mnist:
 	tools/repro/fetch_mnist.sh
 
 repro: mnist build
-	$(PY) tools/repro/repro.py --build $(BUILD)
+	$(PY) tools/repro/repro.py --build $(BUILD) --docs
 
 repro-quick: mnist build
 	$(PY) tools/repro/repro.py --build $(BUILD) --quick
