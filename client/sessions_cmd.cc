@@ -101,7 +101,8 @@ void AddCreate(CLI::App* c) {
               absl::StrAppend(&s, s.empty() ? "" : " | ", v1::RuleShortName(r));
             return s;
           }(),
-          " (default fa)"));
+          " (default fa). pbp on nets with square hidden layers (64-100-100-10): use "
+          "--pinv-damping, the exact W+ diverges there (docs/SCIENCE.md)"));
   opt("--feedback-scale", f->feedback_scale, "scale of B, > 0 (default: automatic)");
   opt("--sign-mode", f->sign_mode,
       "sign symmetry's magnitudes M: scaled (mean|W| per layer: BP's scale, default) | "

@@ -48,6 +48,7 @@ class ReproQuickTest(unittest.TestCase):
             self.skipTest("MNIST not available")
         runs = self.runs("mnist") + self.runs("sparse") + self.runs("shallow")
         self.assertEqual(len(runs), 2 * 2 + 2 + 2 * 2)
+        self.assertEqual(len(self.runs("adam")), 2 * 2)
         for r in runs:
             f = r["figures"]
             self.assertEqual(r["config"]["validation_fraction"], 1 / 6)

@@ -131,7 +131,9 @@ int main(int argc, char** argv) {
   app.add_option("--connection_sparsity", o.network.connection_sparsity,
                  "fraction of W and B removed for good")
       ->capture_default_str();
-  app.add_option("--rule", rule, "bp | fa | dfa | sign | kp | pbp | shallow")
+  app.add_option("--rule", rule,
+                 "bp | fa | dfa | sign | kp | pbp | shallow (pbp on nets with square hidden "
+                 "layers: see --pinv_damping)")
       ->capture_default_str();
   app.add_option("--feedback_dist", feedback_dist, "uniform | gaussian")->capture_default_str();
   app.add_option("--feedback_scale", o.feedback.scale,
