@@ -27,7 +27,7 @@ class ReproQuickTest(unittest.TestCase):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         cls.output = p.stdout + p.stderr
         cls.returncode = p.returncode
-        out = os.path.join(cls.build, "repro-quick")
+        out = os.path.join(cls.build, "repro-quick" if cls.mnist else "repro-quick-linear-deep")
         with open(os.path.join(out, "results.json")) as f:
             cls.rows = json.load(f)
         with open(os.path.join(out, "results.md")) as f:

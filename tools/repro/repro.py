@@ -54,7 +54,7 @@ def mnist_config(rule, seed, epochs, lr, init_scale=0.05, sparsity=0.0, steps_pe
         eval_every=steps_per_epoch, metrics_every=steps_per_epoch // 10)
 
 
-def plan(quick, seeds_mnist, seeds_deep):
+def plan(quick, seeds_mnist, seeds_deep, tune=False):
     """Every run: experiment, rule, seed, data (names of data sets), config, sizes, and a cost
     estimate in seconds (the queue is filled longest first, so that two workers end together)."""
     runs = []
@@ -81,6 +81,16 @@ def plan(quick, seeds_mnist, seeds_deep):
                              config=mnist_config("shallow", s, epochs, MNIST_LR["shallow"], init_scale=omega,
                                                  steps_per_epoch=per_epoch),
                              cost=epochs * per_epoch * step_s / 3))
+
+    # The learning-rate sweep that chose MNIST_LR (run with --only tune; not part of make repro):
+    # seed 1, 15 epochs, chosen by validation error.
+    if tune:
+        for rule in ("bp", "fa"):
+            for lr in (0.05, 0.1, 0.2):
+                runs.append(dict(experiment="tune", rule=rule, seed=1, lr=lr, sizes=[784, 1000, 10],
+                                 data=("mnist_train", "mnist_test"),
+                                 config=mnist_config(rule, 1, 1 if quick else 15, lr, steps_per_epoch=per_epoch),
+                                 cost=(1 if quick else 15) * per_epoch * step_s))
 
     # The earlier reproduction's setting, kept as "with a modern optimiser": Adam on mini-batches.
     a_epochs = 1 if quick else 30
@@ -130,7 +140,8 @@ def plan(quick, seeds_mnist, seeds_deep):
 
 
 def run_name(r):
-    parts = [r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega", ""), r["seed"]]
+    parts = [r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega", ""), r.get("lr", ""),
+             r["seed"]]
     return "_".join(str(p).replace(" ", "-") for p in parts if p != "")
 
 
@@ -387,6 +398,19 @@ def report(runs, args, wall, md):
                           f"{p['p_w']:.3g} |")
             md.append("")
 
+    # The learning-rate sweep.
+    tune = group("tune")
+    if tune:
+        md += [f"### MNIST learning rate, chosen on the validation split (seed 1, {tune[0]['figures']['epochs']} "
+               "epochs)", "",
+               "| rule | η | validation error, best epoch | its epoch | validation error, last epoch |",
+               "|---|---|---|---|---|"]
+        for r in sorted(tune, key=lambda r: (r["rule"], r["lr"])):
+            f, v = r["figures"], [e["error_rate"] for e in evals(r, True)]
+            md.append(f"| {r['rule']} | {r['lr']:g} | {pct(f['validation_error_selected'])} | "
+                      f"{f['selected_epoch']} | {pct(v[-1])} |")
+        md.append("")
+
     # The same network with Adam.
     adam = [("BP", group("adam", rule="bp")), ("FA", group("adam", rule="fa"))]
     if any(rs for _, rs in adam):
@@ -598,7 +622,8 @@ def main():
     p.add_argument("--build", default="build", help="the build folder (alignd, the Python client)")
     p.add_argument("--quick", action="store_true", help="a small version of each (under a minute)")
     p.add_argument("--only", default="",
-                   help="comma-separated experiments: mnist,sparse,shallow,adam,linear,deep,pbp")
+                   help="comma-separated experiments: mnist,sparse,shallow,adam,linear,deep,pbp, and tune "
+                        "(the MNIST learning-rate sweep, run only when named)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of the MNIST and linear experiments (default 5)")
     p.add_argument("--deep_seeds", type=int, default=20, help="seeds of the deep experiment (default 20)")
     p.add_argument("--address", default="", help="use this alignd instead of starting one (host:port)")
@@ -610,7 +635,11 @@ def main():
     from alignd_client import Client  # noqa: E402 (the build's copy, with its generated protos)
 
     args.command = "make repro-quick" if args.quick else "make repro"
-    out_dir = os.path.join(build, "repro-quick" if args.quick else "repro")
+    if args.only:
+        args.command = f"tools/repro/repro.py{' --quick' if args.quick else ''} --only {args.only}"
+    # build/repro (make repro), build/repro-quick, or build/repro-adam-tune for --only adam,tune.
+    out_dir = os.path.join(build, "repro" + ("-quick" if args.quick else "") +
+                           ("-" + "-".join(args.only.split(",")) if args.only else ""))
     os.makedirs(out_dir, exist_ok=True)
     log_file = open(os.path.join(out_dir, "progress.log"), "w")
 
@@ -621,7 +650,7 @@ def main():
 
     seeds = list(range(1, (2 if args.quick else args.seeds) + 1))
     deep_seeds = list(range(1, (3 if args.quick else args.deep_seeds) + 1))
-    runs = plan(args.quick, seeds, deep_seeds)
+    runs = plan(args.quick, seeds, deep_seeds, tune="tune" in args.only.split(","))
     if args.only:
         keep = set(args.only.split(","))
         runs = [r for r in runs if r["experiment"] in keep]
@@ -656,7 +685,7 @@ def main():
            "as JSON; `seed` varies):", ""]
     seen = set()
     for r in runs:
-        key = (r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega"))
+        key = (r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega"), r.get("lr"))
         if key in seen:
             continue
         seen.add(key)
@@ -667,7 +696,7 @@ def main():
     md.append("")
     rows = []
     for r in runs:
-        row = {k: r.get(k) for k in ("experiment", "rule", "variant", "net", "omega", "seed", "sizes", "config",
+        row = {k: r.get(k) for k in ("experiment", "rule", "variant", "net", "omega", "lr", "seed", "sizes", "config",
                                      "state", "failure", "wall_s", "total_steps") if r.get(k) is not None}
         row["figures"] = r.get("figures", {})
         row["name"] = run_name(r)
