@@ -278,71 +278,58 @@ class HostileTest(unittest.TestCase):
         events, end = stream(s, name)  # to the end of the run
         return [e for e in events if e.WhichOneof("event") == "eval"], end
 
-    def test_a_restart_after_the_final_evaluation_does_not_log_it_twice(self):
-        s = self.start()
+    def as_if_killed(self, data_dir, name, drop_events=0):
+        """Rewrites a stopped server's data directory as a kill -9 would have left it: the session
+        still RUNNING, and its last `drop_events` metric events never written."""
+        db = sqlite3.connect(os.path.join(data_dir, "alignd.db"))
+        rec = sessions_pb2.Session.FromString(db.execute("SELECT record FROM sessions WHERE id = ?",
+                                                         (name,)).fetchone()[0])
+        rec.last_seq -= drop_events
+        rec.state = sessions_pb2.SESSION_STATE_RUNNING
+        db.execute("DELETE FROM metrics WHERE session = ? AND seq > ?", (name, rec.last_seq))
+        db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), name))
+        db.commit()
+        db.close()
+
+    def finished_session(self, s, **config):
         ds = self.generated(s)
-        req = session_request(ds, steps=200)
+        req = session_request(ds, steps=200, **config)
         req.session.eval_dataset = ds
         req.session.config.eval_every = 50
         req.session.checkpoint_every = 100
         sess = s.training.CreateSession(req, timeout=30)
         self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
         s.stop()
-        db = sqlite3.connect(os.path.join(s.data_dir, "alignd.db"))
-        # As if killed -9 after the final checkpoint and evaluation, before SUCCEEDED was stored.
-        rec = sessions_pb2.Session.FromString(db.execute("SELECT record FROM sessions WHERE id = ?",
-                                                         (sess.name,)).fetchone()[0])
-        rec.state = sessions_pb2.SESSION_STATE_RUNNING
-        db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), sess.name))
-        db.commit()
-        db.close()
-        s2 = self.start()
-        evals, end = self.eval_events(s2, sess.name)
-        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
-        self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200])
-        s2.stop()
-        # As if killed after the periodic checkpoint at the last step, before the final evaluation.
-        db = sqlite3.connect(os.path.join(s.data_dir, "alignd.db"))
-        db.execute("DELETE FROM metrics WHERE session = ? AND seq = (SELECT MAX(seq) FROM metrics WHERE session = ?)",
-                   (sess.name, sess.name))
-        rec.last_seq -= 1
-        db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), sess.name))
-        db.commit()
-        db.close()
-        s3 = self.start()
-        evals, end = self.eval_events(s3, sess.name)
-        self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
-        self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200])
+        return sess.name
+
+    def test_a_restart_after_the_final_evaluation_does_not_log_it_twice(self):
+        s = self.start()
+        name = self.finished_session(s)
+        # 0: killed after the final checkpoint and evaluation, before SUCCEEDED was stored.
+        # 1: killed after the periodic checkpoint at the last step, before the final evaluation.
+        for drop in (0, 1):
+            self.as_if_killed(s.data_dir, name, drop)
+            s2 = self.start()
+            evals, end = self.eval_events(s2, name)
+            self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+            self.assertEqual([e.eval.step for e in evals], [50, 100, 150, 200], f"drop {drop}")
+            s2.stop()
 
     def test_a_restart_between_validation_and_test_makes_each_evaluation_once(self):
         s = self.start()
-        ds = self.generated(s)
-        req = session_request(ds, steps=200)
-        req.session.eval_dataset = ds
-        req.session.config.eval_every = 50
-        req.session.config.validation_fraction = 0.25
-        req.session.checkpoint_every = 100
-        sess = s.training.CreateSession(req, timeout=30)
-        self.assertEqual(stream(s, sess.name)[1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        name = self.finished_session(s, validation_fraction=0.25)
+        s2 = self.start()
         want = [(step, v) for step in (50, 100, 150, 200) for v in (True, False)]
-        evals, _ = self.eval_events(s, sess.name)
+        evals, _ = self.eval_events(s2, name)
         self.assertEqual([(e.eval.step, e.eval.validation) for e in evals], want)
         self.assertEqual({e.eval.examples for e in evals if e.eval.validation}, {125})  # 500 / 4
-        s.stop()
-        for cut in (1, 2):  # as if killed after the validation at step 200, or before it
-            db = sqlite3.connect(os.path.join(s.data_dir, "alignd.db"))
-            rec = sessions_pb2.Session.FromString(db.execute("SELECT record FROM sessions WHERE id = ?",
-                                                             (sess.name,)).fetchone()[0])
-            db.execute("DELETE FROM metrics WHERE session = ? AND seq > ?", (sess.name, rec.last_seq - cut))
-            rec.last_seq -= cut
-            rec.state = sessions_pb2.SESSION_STATE_RUNNING
-            db.execute("UPDATE sessions SET record = ? WHERE id = ?", (rec.SerializeToString(), sess.name))
-            db.commit()
-            db.close()
+        s2.stop()
+        for drop in (1, 2):  # killed after the validation at step 200, or before it
+            self.as_if_killed(s.data_dir, name, drop)
             s2 = self.start()
-            evals, end = self.eval_events(s2, sess.name)
+            evals, end = self.eval_events(s2, name)
             self.assertEqual(end.end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
-            self.assertEqual([(e.eval.step, e.eval.validation) for e in evals], want, f"cut {cut}")
+            self.assertEqual([(e.eval.step, e.eval.validation) for e in evals], want, f"drop {drop}")
             s2.stop()
 
     def test_pause_at_the_last_step_keeps_the_end_of_run_evaluation(self):
