@@ -591,7 +591,7 @@ def plot(runs, out_dir):
                 a = [angles(r) for r in rs]
                 n = min(map(len, a))
                 xs = [int(e["step"]["step"]) for e in rs[0]["events"] if "step" in e][:n]
-                band(ax2, xs, [x[:n] for x in a], rule, lw=0.8)
+                band(ax2, xs, [x[:n] for x in a], rule, lw=0.8, ls="--" if rule == "dfa" else "-")
         ax1.set(xlabel="examples seen", ylabel="test NSE (geometric mean over seeds)", title="Linear task 30-20-10")
         ax1.legend()
         ax2.axhline(90, color="gray", lw=0.5)
