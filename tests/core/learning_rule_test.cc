@@ -7,6 +7,7 @@
 #include <Eigen/LU>
 #include <Eigen/QR>
 #include <Eigen/SVD>
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -395,7 +396,8 @@ TEST(PseudoBackpropTest, RecomputesThePseudoinverseEveryKSteps) {
   EXPECT_LT((t->weights(1) * t->Feedback(1) - Matrix::Identity(10, 10)).norm(), 2e-1f);
 }
 
-// W = U diag(sigma) V^T with the given singular values (orthogonal U, V from QR).
+// W = U diag(sigma) V^T with the given singular values (orthogonal U, V from QR; the first
+// min(rows, cols) of them).
 Matrix WithSingularValues(int rows, int cols, const std::vector<double>& sigma) {
   Rng rng(5);
   Matrix a(rows, rows), b(cols, cols);
@@ -404,7 +406,8 @@ Matrix WithSingularValues(int rows, int cols, const std::vector<double>& sigma) 
   const Eigen::MatrixXd u = Eigen::HouseholderQR<Eigen::MatrixXd>(a.cast<double>()).householderQ();
   const Eigen::MatrixXd v = Eigen::HouseholderQR<Eigen::MatrixXd>(b.cast<double>()).householderQ();
   Eigen::MatrixXd s = Eigen::MatrixXd::Zero(rows, cols);
-  for (size_t k = 0; k < sigma.size(); ++k) s(k, k) = sigma[k];
+  const size_t k_max = std::min<size_t>(sigma.size(), std::min(rows, cols));
+  for (size_t k = 0; k < k_max; ++k) s(k, k) = sigma[k];
   return (u * s * v.transpose()).cast<float>();
 }
 
