@@ -270,6 +270,18 @@ TEST(TrainerTest, EvaluatesEveryKStepsAndOnceAtTheEnd) {
   EXPECT_NEAR(correct / 300.0, evals.last.accuracy, 1e-12);
 }
 
+// Records every evaluation; stops the run after a validation one if asked to.
+class Evals : public TrainingObserver {
+ public:
+  bool OnStep(const StepMetrics&) override { return true; }
+  bool OnEvaluation(const EvalMetrics& e) override {
+    seen.push_back(e);
+    return !e.validation || !stop_after_validation;
+  }
+  bool stop_after_validation = false;
+  std::vector<EvalMetrics> seen;
+};
+
 // The first n - v examples of a set, or its last v.
 std::shared_ptr<const Dataset> Columns(const Dataset& d, int64_t first, int64_t count) {
   std::vector<int32_t> labels(d.labels.begin() + first, d.labels.begin() + first + count);
@@ -278,15 +290,7 @@ std::shared_ptr<const Dataset> Columns(const Dataset& d, int64_t first, int64_t 
 }
 
 TEST(TrainerTest, ValidationExamplesAreHeldOutAndEvaluatedFirst) {
-  class Evals : public TrainingObserver {
-   public:
-    bool OnStep(const StepMetrics&) override { return true; }
-    bool OnEvaluation(const EvalMetrics& e) override {
-      seen.push_back(e);
-      return true;
-    }
-    std::vector<EvalMetrics> seen;
-  } evals;
+  Evals evals;
   auto data = Blobs(300);
   auto test = Blobs(90);
   TrainerOptions o = SmallOptions(Rule::kFeedbackAlignment);
@@ -334,16 +338,6 @@ TEST(TrainerTest, ValidationExamplesAreHeldOutAndEvaluatedFirst) {
 }
 
 TEST(TrainerTest, ARunStoppedBetweenValidationAndTestMakesOnlyTheTest) {
-  class Evals : public TrainingObserver {
-   public:
-    bool OnStep(const StepMetrics&) override { return true; }
-    bool OnEvaluation(const EvalMetrics& e) override {
-      seen.push_back(e);
-      return !e.validation || !stop_after_validation;
-    }
-    bool stop_after_validation = false;
-    std::vector<EvalMetrics> seen;
-  };
   auto data = Blobs(300);
   TrainerOptions o = SmallOptions(Rule::kBackprop);
   o.validation_fraction = 0.2f;
