@@ -36,7 +36,10 @@ Output Globals::format() const {
 std::shared_ptr<grpc::Channel> Globals::Channel() const {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+  if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = ChannelCredentials(security);
+  if (!creds.ok()) Fail(creds.status());
+  return grpc::CreateCustomChannel(server, *creds, args);
 }
 
 void Globals::SetDeadline(grpc::ClientContext& ctx) const {
@@ -68,8 +71,18 @@ void Fail(const grpc::Status& s, const std::string& what) {
   const std::string code = absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()));
   std::cerr << "alignctl: " << what << ": " << absl::AsciiStrToUpper(code) << ": "
             << s.error_message() << "\n";
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
-    std::cerr << "  (is alignd running at " << G().server << "? set --server or ALIGND_SERVER)\n";
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    if (std::string why = DiagnoseTls(G().server, G().security); !why.empty())
+      std::cerr << "  TLS: " << why << "\n";
+    else if (G().security.uses_tls())
+      std::cerr << "  (is alignd running at " << G().server << "? set --server or ALIGND_SERVER)\n";
+    else
+      std::cerr << "  (is alignd running at " << G().server
+                << "? set --server or ALIGND_SERVER; if it serves TLS, add --tls and --ca)\n";
+  } else if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::cerr << "  (give a token: --token-file FILE, --token, or ALIGND_TOKEN; an admin makes one "
+                 "with `alignctl token new`)\n";
+  }
   std::exit(ExitCode(s.error_code()));
 }
 

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/tls.h"
 #include "google/protobuf/message.h"
 
 namespace alignd::client {
@@ -30,8 +31,10 @@ struct Globals {
   bool json = false;   // shorthand for -o json
   bool jsonl = false;  // shorthand for -o jsonl
   double timeout_s = 30;
+  Security security;  // --tls, --ca, --cert, --key, --token (client/tls.h)
 
   Output format() const;
+  // Exits with a message (code 2) if the security flags do not make credentials.
   std::shared_ptr<grpc::Channel> Channel() const;
   // A deadline of timeout_s from now (unary calls; streams have none).
   void SetDeadline(grpc::ClientContext& ctx) const;

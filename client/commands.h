@@ -6,6 +6,7 @@
 //   alignctl sessions   create | list | get | pause | resume | cancel | delete | watch |
 //                       predict | evaluate | sweep
 //   alignctl snapshots  list | get | download
+//   alignctl token      new
 // and three shortcuts: `alignctl train` = sessions create, `alignctl watch` = sessions
 // watch, `alignctl upload` = datasets upload. Each group lives in its own file.
 #ifndef ALIGND_CLIENT_COMMANDS_H_
@@ -16,6 +17,8 @@
 namespace alignd::client {
 
 void AddHealthCommand(CLI::App& app);
+// `alignctl token new PRINCIPAL ROLE`: a token and its line for alignd's --token_file.
+void AddTokenCommands(CLI::App& app);
 // `shortcuts` gets the top-level aliases.
 void AddDatasetCommands(CLI::App& app, CLI::App& shortcuts);
 void AddSessionCommands(CLI::App& app, CLI::App& shortcuts);

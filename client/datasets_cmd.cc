@@ -14,6 +14,7 @@
 #include "client/commands.h"
 #include "client/data_files.h"
 #include "client/table.h"
+#include "formats/formats.h"
 
 namespace alignd::client {
 namespace {
@@ -218,6 +219,46 @@ void AddHealthCommand(CLI::App& app) {
     else
       std::printf("%s: %s\n", G().server.c_str(), status.c_str());
     std::exit(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1);
+  });
+}
+
+void AddTokenCommands(CLI::App& app) {
+  CLI::App* token = app.add_subcommand(
+      "token", "bearer tokens for alignd's --token_file (made here; the server is not called)");
+  token->require_subcommand(1);
+  auto principal = std::make_shared<std::string>();
+  auto role = std::make_shared<std::string>("user");
+  CLI::App* make = token->add_subcommand(
+      "new",
+      "a new random token for PRINCIPAL, and the line to append to alignd's --token_file (which "
+      "holds only the token's SHA-256); then send alignd SIGHUP");
+  make->add_option("principal", *principal, "who the token is for ([A-Za-z0-9._@-], 1-64)")
+      ->required();
+  make->add_option("role", *role,
+                   "admin (everything), user (its own sessions and data sets) or viewer "
+                   "(sees everything, changes nothing)")
+      ->check(CLI::IsMember({"admin", "user", "viewer"}))
+      ->capture_default_str();
+  make->callback([principal, role] {
+    for (char c : *principal)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '@' &&
+          c != '-')
+        Fail(absl::InvalidArgumentError("a principal is 1-64 of [A-Za-z0-9._@-]"));
+    if (principal->empty() || principal->size() > 64)
+      Fail(absl::InvalidArgumentError("a principal is 1-64 of [A-Za-z0-9._@-]"));
+    const std::string t = NewToken();
+    formats::Sha256 h;
+    h.Update(t);
+    const std::string line = absl::StrCat(h.HexDigest(), " ", *principal, " ", *role);
+    const Output o = G().format();
+    if (o == Output::kJson || o == Output::kJsonl) {
+      std::printf("{\"token\": \"%s\", \"token_file_line\": \"%s\"}\n", t.c_str(), line.c_str());
+    } else {
+      std::printf("token for %s (shown once; give it to them, e.g. as ALIGND_TOKEN):\n  %s\n",
+                  principal->c_str(), t.c_str());
+      std::printf("append to alignd's --token_file, then send alignd SIGHUP:\n  %s\n",
+                  line.c_str());
+    }
   });
 }
 

@@ -16,8 +16,15 @@ namespace {
 class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
  public:
   UploadReactor(grpc::CallbackServerContext* ctx, DatasetStore* store, Executor* executor,
-                v1::Dataset* response)
+                absl::StatusOr<Caller> caller, v1::Dataset* response)
       : ctx_(ctx), store_(store), executor_(executor), response_(response) {
+    absl::Status st = caller.status();
+    if (st.ok()) st = CheckMayWrite(*caller, "upload data sets");
+    if (!st.ok()) {
+      Finish(ToGrpcStatus(st));
+      return;
+    }
+    caller_ = std::move(*caller);
     StartRead(&request_);
   }
 
@@ -39,7 +46,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
       executor_->Schedule([this] {
         const absl::Status s = Guarded([&]() -> absl::Status {
           auto d = upload_->Finish();
-          if (d.ok()) *response_ = std::move(*d);
+          if (d.ok()) *response_ = VisibleTo(caller_, std::move(*d));
           return d.status();
         });
         Finish(ToGrpcStatus(s));
@@ -49,7 +56,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
     if (request_.has_header()) {
       if (upload_ != nullptr)
         return absl::InvalidArgumentError("a second header arrived; send one header, then chunks");
-      auto up = store_->BeginUpload(request_.header());
+      auto up = store_->BeginUpload(request_.header(), DatasetOwnerOf(caller_));
       if (!up.ok()) return up.status();
       upload_ = std::move(*up);
     } else if (request_.part_case() == v1::UploadDatasetRequest::kSha256) {
@@ -71,6 +78,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
   DatasetStore* const store_;
   Executor* const executor_;
   v1::Dataset* const response_;
+  Caller caller_;
   v1::UploadDatasetRequest request_;
   std::unique_ptr<DatasetStore::Upload> upload_;
 };
@@ -79,33 +87,33 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
 
 grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetServiceImpl::UploadDataset(
     grpc::CallbackServerContext* ctx, v1::Dataset* response) {
-  return new UploadReactor(ctx, sessions_->datasets(), &blocking_, response);
+  return new UploadReactor(ctx, sessions_->datasets(), &blocking_, identifier_.Identify(*ctx),
+                           response);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::CreateGeneratedDataset(
     grpc::CallbackServerContext* ctx, const v1::CreateGeneratedDatasetRequest* req,
     v1::Dataset* resp) {
   return AnswerOn(&blocking_, ctx,
-                  [this, req, resp] { return CreateGeneratedDatasetImpl(*sessions_, *req, resp); });
+                  Rpc(sessions_, &identifier_, ctx, CreateGeneratedDatasetImpl, req, resp));
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDatasetRequest* req,
                                                          v1::Dataset* resp) {
-  return Answer(ctx, [&] { return GetDatasetImpl(*sessions_, *req, resp); });
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, GetDatasetImpl, req, resp));
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
                                                            const v1::ListDatasetsRequest* req,
                                                            v1::ListDatasetsResponse* resp) {
-  return Answer(ctx, [&] { return ListDatasetsImpl(*sessions_, *req, resp); });
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, ListDatasetsImpl, req, resp));
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
                                                             const v1::DeleteDatasetRequest* req,
                                                             google::protobuf::Empty* resp) {
-  return AnswerOn(&blocking_, ctx,
-                  [this, req, resp] { return DeleteDatasetImpl(*sessions_, *req, resp); });
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, DeleteDatasetImpl, req, resp));
 }
 
 }  // namespace alignd::server

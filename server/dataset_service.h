@@ -8,6 +8,7 @@
 #define ALIGND_SERVER_DATASET_SERVICE_H_
 
 #include "alignd/v1/datasets.grpc.pb.h"
+#include "server/auth.h"
 #include "server/executor.h"
 #include "server/session_manager.h"
 
@@ -15,8 +16,10 @@ namespace alignd::server {
 
 class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
  public:
-  // `sessions` must outlive the service.
-  explicit DatasetServiceImpl(SessionManager* sessions) : sessions_(sessions), blocking_(4) {}
+  // `sessions` must outlive the service. Callers are told apart by `identifier` (auth.h;
+  // by default everyone is an admin).
+  explicit DatasetServiceImpl(SessionManager* sessions, Identifier identifier = Identifier())
+      : sessions_(sessions), identifier_(identifier), blocking_(4) {}
 
   grpc::ServerReadReactor<v1::UploadDatasetRequest>* UploadDataset(grpc::CallbackServerContext* ctx,
                                                                    v1::Dataset* response) override;
@@ -35,6 +38,7 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
 
  private:
   SessionManager* const sessions_;
+  const Identifier identifier_;
   Executor blocking_;  // generating, committing uploads, deleting
 };
 

@@ -169,8 +169,9 @@ absl::StatusOr<core::Dataset> DecodePayload(const v1::DatasetHeader& h, const st
 // ---- Upload ---------------------------------------------------------------------------
 
 DatasetStore::Upload::Upload(DatasetStore* store, v1::DatasetHeader header,
-                             std::unique_ptr<BlobWriter> payload)
+                             std::unique_ptr<BlobWriter> payload, DatasetOwner by)
     : store_(store),
+      by_(std::move(by)),
       header_(std::move(header)),
       payload_(std::move(payload)),
       expected_(PayloadBytes(header_)),
@@ -358,29 +359,64 @@ absl::StatusOr<v1::Dataset> DatasetStore::Upload::Finish() {
                                                    said, ", the payload is ", digest));
   header_.set_sha256(digest);  // the data set's id covers it
   // Every value was checked as it arrived (CheckValues).
-  return store_->Commit(MetaOf(header_), std::move(payload_));
+  return store_->Commit(MetaOf(header_), std::move(payload_), by_);
 }
 
 absl::StatusOr<std::unique_ptr<DatasetStore::Upload>> DatasetStore::BeginUpload(
-    const v1::DatasetHeader& header) {
+    const v1::DatasetHeader& header, const DatasetOwner& by) {
   RETURN_IF_ERROR(CheckUploadHeader(header, limits_));
+  {
+    // Early, before a byte is sent; Commit checks again, exactly.
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckQuota(by, PayloadBytes(header)));
+  }
   ASSIGN_OR_RETURN(auto payload, storage_->NewDatasetPayload());
-  return std::unique_ptr<Upload>(new Upload(this, header, std::move(payload)));
+  return std::unique_ptr<Upload>(new Upload(this, header, std::move(payload), by));
+}
+
+absl::Status DatasetStore::CheckQuota(const DatasetOwner& by, int64_t more) {
+  if (!by.quota || limits_.quota_stored_bytes <= 0 || by.principal.empty()) return absl::OkStatus();
+  int64_t owned = 0;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<v1::Dataset> page, storage_->ListDatasets(after, 1000));
+    if (page.empty()) break;
+    after = page.back().name();
+    for (const v1::Dataset& d : page)
+      for (const std::string& o : d.owners())
+        if (o == by.principal) owned += d.size_bytes();
+  }
+  if (owned + more <= limits_.quota_stored_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("quota stored_bytes: '", by.principal, "' stores ", owned,
+                   " bytes of data sets; ", more, " more would pass its ",
+                   limits_.quota_stored_bytes, " (--quota_stored_mib); delete a data set first"));
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta,
-                                                 std::unique_ptr<BlobWriter> payload) {
+                                                 std::unique_ptr<BlobWriter> payload,
+                                                 const DatasetOwner& by) {
   absl::MutexLock lock(&mu_);
   // The same content stored twice is stored once: keep the first record (the writer,
-  // destroyed uncommitted, leaves nothing).
-  if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) return *existing;
+  // destroyed uncommitted, leaves nothing) and add the new owner to it.
+  if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) {
+    if (by.principal.empty() ||
+        std::count(existing->owners().begin(), existing->owners().end(), by.principal) > 0)
+      return *existing;
+    RETURN_IF_ERROR(CheckQuota(by, existing->size_bytes()));
+    existing->add_owners(by.principal);
+    RETURN_IF_ERROR(storage_->PutDataset(*existing));
+    return *existing;
+  }
+  RETURN_IF_ERROR(CheckQuota(by, meta.size_bytes()));
+  if (!by.principal.empty()) meta.add_owners(by.principal);
   RETURN_IF_ERROR(payload->Commit(meta.name()));
   RETURN_IF_ERROR(storage_->PutDataset(meta));
   return meta;
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec,
-                                                   const std::string& display_name) {
+                                                   const std::string& display_name,
+                                                   const DatasetOwner& by) {
   const int64_t n = spec.num_examples() > 0 ? spec.num_examples() : 1000;
   if (n > 10'000'000)
     return absl::InvalidArgumentError(
@@ -456,7 +492,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Generate(const v1::GeneratorSpec& spec
   // Identical requests at once each write their own blob; the first commit wins.
   ASSIGN_OR_RETURN(auto blob, storage_->NewDatasetPayload());
   RETURN_IF_ERROR(blob->Append(payload));
-  return Commit(std::move(meta), std::move(blob));
+  return Commit(std::move(meta), std::move(blob), by);
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& name) {
@@ -506,14 +542,25 @@ void DatasetStore::Evict() {
 }
 
 absl::Status DatasetStore::Delete(const std::string& name,
-                                  const std::function<bool(const std::string&)>& in_use) {
+                                  const std::function<bool(const std::string&)>& in_use,
+                                  const std::string& owner) {
   RETURN_IF_ERROR(ParseDatasetName(name).status());
-  RETURN_IF_ERROR(storage_->GetDataset(name).status());
+  // Under the lock Commit takes: an owner added meanwhile is never deleted from under.
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(v1::Dataset d, storage_->GetDataset(name));
+  if (!owner.empty()) {
+    auto* owners = d.mutable_owners();
+    auto it = std::find(owners->begin(), owners->end(), owner);
+    if (it == owners->end()) return absl::NotFoundError(absl::StrCat(name, " not found"));
+    if (owners->size() > 1) {
+      owners->erase(it);
+      return storage_->PutDataset(d);
+    }
+  }
   if (in_use(name))
     return absl::FailedPreconditionError(absl::StrCat(name,
                                                       " is used by a session that is not finished; "
                                                       "cancel or delete the session first"));
-  absl::MutexLock lock(&mu_);
   cache_.erase(name);
   return storage_->DeleteDataset(name);
 }

@@ -37,6 +37,15 @@ struct DatasetLimits {
   // Decoded data sets kept in memory after their last session lets go (least recently used
   // first out), so that the next session on them starts at once.
   int64_t cache_bytes = int64_t{2} << 30;
+  // Per principal (role user; docs/DEPLOY.md): payload bytes of the data sets it owns, a
+  // shared one counted in full for each of its owners. 0: no limit.
+  int64_t quota_stored_bytes = 0;
+};
+
+// Who stores a data set, and whether the stored-bytes quota applies to them.
+struct DatasetOwner {
+  std::string principal;  // empty with authentication off: no owner is recorded
+  bool quota = false;     // DatasetLimits::quota_stored_bytes applies
 };
 
 // The payload layout is formats/formats.h's (see DatasetHeader in datasets.proto); these
@@ -74,7 +83,8 @@ class DatasetStore {
 
    private:
     friend class DatasetStore;
-    Upload(DatasetStore* store, v1::DatasetHeader header, std::unique_ptr<BlobWriter> payload);
+    Upload(DatasetStore* store, v1::DatasetHeader header, std::unique_ptr<BlobWriter> payload,
+           DatasetOwner by);
     // Checks each complete 4-byte value as it streams in (finite floats, labels in range).
     absl::Status CheckValues(const char* p, size_t n);
     void WriteLoop();  // the upload's thread: hash and write what Append queued
@@ -82,6 +92,7 @@ class DatasetStore {
     absl::Status Drain();
 
     DatasetStore* store_;
+    const DatasetOwner by_;
     v1::DatasetHeader header_;
     std::unique_ptr<BlobWriter> payload_;  // written by the thread only, until Drain
     int64_t received_ = 0;
@@ -101,22 +112,32 @@ class DatasetStore {
   };
 
   // Checks the header (InvalidArgument naming the field; ResourceExhausted over the size
-  // limit) and opens a temporary file.
-  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::DatasetHeader& header);
+  // limit or `by`'s quota) and opens a temporary file. The data set will be `by`'s (with
+  // its other owners', if the same content is stored already).
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::DatasetHeader& header,
+                                                      const DatasetOwner& by = {});
   absl::StatusOr<v1::Dataset> Generate(const v1::GeneratorSpec& spec,
-                                       const std::string& display_name);
+                                       const std::string& display_name,
+                                       const DatasetOwner& by = {});
 
   absl::StatusOr<v1::Dataset> Get(const std::string& name);
   // The engine's copy, loaded once and shared.
   absl::StatusOr<std::shared_ptr<const core::Dataset>> Load(const std::string& name);
-  // `in_use(name)` says whether a live session uses it: then FailedPrecondition.
+  // `in_use(name)` says whether a live session uses it: then FailedPrecondition. With
+  // `owner`, only that owner is removed while others remain (the payload stays, in use or
+  // not); the last owner's delete removes the data set.
   absl::Status Delete(const std::string& name,
-                      const std::function<bool(const std::string&)>& in_use);
+                      const std::function<bool(const std::string&)>& in_use,
+                      const std::string& owner = "");
+  const DatasetLimits& limits() const { return limits_; }
 
  private:
-  // Commits a validated payload and writes its record (or returns the record of the same
-  // data set stored before).
-  absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, std::unique_ptr<BlobWriter> payload);
+  // Commits a validated payload and writes its record (or adds `by` to the owners of the
+  // same data set stored before). ResourceExhausted over `by`'s quota.
+  absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, std::unique_ptr<BlobWriter> payload,
+                                     const DatasetOwner& by);
+  // ResourceExhausted if `by` would own more than its quota with `more` bytes added.
+  absl::Status CheckQuota(const DatasetOwner& by, int64_t more);
 
   Storage* const storage_;
   const DatasetLimits limits_;

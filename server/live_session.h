@@ -74,9 +74,12 @@ class LiveSession {
       : record_(record),
         options_(std::move(options)),
         name_(record.name()),
+        owner_(record.owner()),
         metrics_(record.last_seq()) {}
 
   const std::string& name() const { return name_; }
+  // The principal that created it (immutable; empty with authentication off).
+  const std::string& owner() const { return owner_; }
   v1::Session record() const {
     absl::MutexLock lock(&mu_);
     return record_;
@@ -126,6 +129,7 @@ class LiveSession {
   Latest latest_ ABSL_GUARDED_BY(mu_);
   const core::TrainerOptions options_;
   const std::string name_;
+  const std::string owner_;
   MetricRing metrics_;
   std::atomic<StopRequest> stop_{StopRequest::kNone};
   std::atomic<bool> deleted_{false};

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "server/auth.h"
 #include "server/dataset_service.h"
 #include "server/dataset_store.h"
 #include "server/log.h"
@@ -23,6 +24,7 @@
 #include "server/rpc_log.h"
 #include "server/session_manager.h"
 #include "server/sqlite_storage.h"
+#include "server/tls.h"
 #include "server/training_service.h"
 
 namespace {
@@ -35,6 +37,8 @@ std::string DefaultDataDir() {
 
 std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
+std::atomic<bool> g_reload{false};
+void OnHangup(int) { g_reload = true; }
 
 }  // namespace
 
@@ -52,6 +56,11 @@ int main(int argc, char** argv) {
   int heartbeat_ms = 1000;
   double grace_s = 10;
   std::string metrics_listen = "127.0.0.1:9464";
+  TlsFiles tls;
+  bool insecure = false;
+  std::string token_file;
+  std::string health_listen;
+  int64_t quota_stored_mib = 0;
   app.add_option("--listen", listen,
                  "address to serve on; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
@@ -96,6 +105,36 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--grace_s", grace_s, "on SIGTERM: seconds to checkpoint and finish RPCs")
       ->capture_default_str();
+  auto* sec = "Security (docs/DEPLOY.md)";
+  app.add_option("--tls_cert", tls.cert, "PEM certificate chain: serve TLS only")->group(sec);
+  app.add_option("--tls_key", tls.key, "PEM private key of --tls_cert")->group(sec);
+  app.add_option("--tls_client_ca", tls.client_ca,
+                 "PEM CA bundle: clients must present a certificate it signed (mTLS)")
+      ->group(sec);
+  app.add_option("--tls_reload_s", tls.reload_s,
+                 "seconds between checks of the TLS files for a renewed certificate")
+      ->capture_default_str()
+      ->group(sec);
+  app.add_flag("--insecure", insecure,
+               "serve plaintext on an address other machines can reach (loopback is "
+               "plaintext by default when no certificate is given)")
+      ->group(sec);
+  app.add_option("--token_file", token_file,
+                 "bearer tokens: lines '<sha256 of token> <principal> <admin|user|viewer>' "
+                 "(alignctl token new); needs TLS; re-read on SIGHUP")
+      ->group(sec);
+  app.add_option("--health_listen", health_listen,
+                 "also serve grpc.health.v1 alone, plaintext and without a token, here "
+                 "(Kubernetes grpc probes)")
+      ->group(sec);
+  app.add_option("--quota_active_sessions", mo.quota_active_sessions,
+                 "per principal of role user: sessions queued or running at once (0: no limit)")
+      ->capture_default_str()
+      ->group(sec);
+  app.add_option("--quota_stored_mib", quota_stored_mib,
+                 "per principal of role user: MiB of data sets stored (0: no limit)")
+      ->capture_default_str()
+      ->group(sec);
   CLI11_PARSE(app, argc, argv);
   // Every line on stderr is JSON from here on, a crash included.
   InstallCrashHandler(argv[0]);
@@ -108,6 +147,54 @@ int main(int argc, char** argv) {
   }
 
   limits.cache_bytes = cache_mib << 20;
+  limits.quota_stored_bytes = quota_stored_mib << 20;
+
+  // Transport and authentication, checked before anything is opened.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (tls.enabled()) {
+    if (absl::Status s = CheckTlsFiles(tls); !s.ok()) {
+      LogError("cannot serve TLS", {{"error", std::string(s.message())}});
+      return 2;
+    }
+    credentials = TlsCredentials(tls);
+    LogInfo("TLS", {{"certificate", DescribeCertificate(tls.cert)},
+                    {"client_certificates", tls.client_ca.empty() ? "not requested" : "required"},
+                    {"reload_s", tls.reload_s}});
+  } else if (IsLoopback(listen) || insecure) {
+    credentials = grpc::InsecureServerCredentials();
+    if (!IsLoopback(listen))
+      LogWarn(
+          "PLAINTEXT on an address other machines can reach (--insecure): anyone on the "
+          "network can read and drive every session; use --tls_cert and --tls_key",
+          {{"address", listen}});
+  } else {
+    LogError(
+        "refusing to serve plaintext on an address other machines can reach: give "
+        "--tls_cert and --tls_key, or --insecure if you mean it",
+        {{"address", listen}});
+    return 2;
+  }
+  std::shared_ptr<TokenAuthenticator> tokens;
+  if (!token_file.empty()) {
+    if (!tls.enabled()) {
+      LogError(
+          "--token_file needs TLS (--tls_cert, --tls_key): bearer tokens never travel in "
+          "plaintext");
+      return 2;
+    }
+    auto t = TokenAuthenticator::Open(token_file);
+    if (!t.ok()) {
+      LogError("cannot read the token file", {{"error", std::string(t.status().message())}});
+      return 2;
+    }
+    tokens = *t;
+    credentials->SetAuthMetadataProcessor(tokens);
+    LogInfo("bearer tokens", {{"file", token_file}, {"tokens", tokens->size()}});
+  } else if (tls.enabled()) {
+    LogWarn("TLS without --token_file: every client is an admin");
+  }
+  const Identifier identifier(tokens != nullptr);
+
   auto storage = OpenSqliteStorage(data_dir);
   if (!storage.ok()) {
     LogError("cannot open the data directory", {{"error", storage.status().ToString()}});
@@ -128,14 +215,15 @@ int main(int argc, char** argv) {
     }
     metrics = std::move(*m);
   }
-  DatasetServiceImpl dataset_service(&sessions);
-  TrainingServiceImpl training_service(&sessions, std::chrono::milliseconds(heartbeat_ms));
+  DatasetServiceImpl dataset_service(&sessions, identifier);
+  TrainingServiceImpl training_service(&sessions, std::chrono::milliseconds(heartbeat_ms),
+                                       identifier);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(max_receive_mib << 20);
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&training_service);
@@ -148,26 +236,60 @@ int main(int argc, char** argv) {
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(true);
+  // Probes: the health service alone, on its own plaintext port.
+  std::unique_ptr<grpc::Server> health_server;
+  int health_port = 0;
+  if (!health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server = hb.BuildAndStart();
+    if (health_server == nullptr || health_port == 0) {
+      LogError("cannot listen for health checks", {{"address", health_listen}});
+      return 1;
+    }
+    health_server->GetHealthCheckService()->SetServingStatus(true);
+  }
   const std::string host = listen.substr(0, listen.rfind(':'));
   // The first line is for scripts and tests: the address to call. The second, when metrics are
   // on, the metrics port.
   std::cout << "alignd listening on " << host << ":" << port << std::endl;
   if (metrics)
     std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
+  if (health_server)
+    std::cout << "alignd health on " << health_listen.substr(0, health_listen.rfind(':')) << ":"
+              << health_port << std::endl;
   LogInfo("serving", {{"address", host + ":" + std::to_string(port)},
                       {"data_dir", data_dir},
                       {"max_running", mo.max_running},
-                      {"max_threads", mo.max_threads}});
+                      {"max_threads", mo.max_threads},
+                      {"tls", tls.enabled()},
+                      {"tokens", tokens != nullptr}});
 
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
-  while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  signal(SIGHUP, OnHangup);
+  while (g_signal == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (g_reload.exchange(false)) {
+      // The certificate files are watched (--tls_reload_s); the tokens are read now.
+      if (tokens == nullptr) {
+        LogInfo("SIGHUP: nothing to reload (no --token_file)");
+      } else if (absl::Status s = tokens->Reload(); s.ok()) {
+        LogInfo("SIGHUP: token file reloaded", {{"tokens", tokens->size()}});
+      } else {
+        LogError("SIGHUP: token file not reloaded; the previous tokens stay",
+                 {{"error", std::string(s.message())}});
+      }
+    }
+  }
 
   LogInfo("shutting down", {{"signal", g_signal.load()}});
   server->GetHealthCheckService()->SetServingStatus(false);
+  if (health_server) health_server->GetHealthCheckService()->SetServingStatus(false);
   sessions.Shutdown();  // running sessions checkpoint and are stored QUEUED
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+  if (health_server) health_server->Shutdown();
   LogInfo("stopped");
   return 0;
 }

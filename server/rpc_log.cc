@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
 
@@ -55,7 +56,10 @@ class RpcLog : public grpc::experimental::Interceptor {
       nlohmann::json f = {
           {"method", method_}, {"code", static_cast<int>(st.error_code())}, {"duration_ms", ms}};
       if (!st.ok()) f["error"] = st.error_message();
-      if (ctx_ != nullptr) f["peer"] = ctx_->peer();
+      if (ctx_ != nullptr) {
+        f["peer"] = ctx_->peer();
+        f["principal"] = PrincipalOf(*ctx_);  // "-" with authentication off
+      }
       LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc",
               std::move(f));
       if (metrics_ != nullptr)

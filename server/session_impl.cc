@@ -32,20 +32,28 @@ google::protobuf::Timestamp FromMicros(int64_t us) {
 
 }  // namespace
 
-absl::Status CreateSessionImpl(SessionManager& sessions, const v1::CreateSessionRequest& req,
-                               v1::Session* resp) {
-  ASSIGN_OR_RETURN(*resp, sessions.Create(req));
+absl::Status CreateSessionImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::CreateSessionRequest& req, v1::Session* resp) {
+  RETURN_IF_ERROR(CheckMayWrite(caller, "create sessions"));
+  // Another principal's data set is NotFound here as everywhere, in Create's words.
+  for (const auto& [field, name] :
+       {std::pair{"session.train_dataset", req.session().train_dataset()},
+        std::pair{"session.eval_dataset", req.session().eval_dataset()}})
+    if (!name.empty() && ParseDatasetName(name).ok())
+      if (absl::Status st = DatasetFor(sessions, caller, name).status(); !st.ok())
+        return absl::Status(st.code(), absl::StrCat(field, ": ", st.message()));
+  ASSIGN_OR_RETURN(*resp, sessions.Create(req, RequesterOf(sessions, caller)));
   return absl::OkStatus();
 }
 
-absl::Status GetSessionImpl(SessionManager& sessions, const v1::GetSessionRequest& req,
-                            v1::Session* resp) {
-  ASSIGN_OR_RETURN(*resp, sessions.Get(req.name()));
+absl::Status GetSessionImpl(SessionManager& sessions, const Caller& caller,
+                            const v1::GetSessionRequest& req, v1::Session* resp) {
+  ASSIGN_OR_RETURN(*resp, SessionFor(sessions, caller, req.name()));
   return absl::OkStatus();
 }
 
-absl::Status ListSessionsImpl(SessionManager& sessions, const v1::ListSessionsRequest& req,
-                              v1::ListSessionsResponse* resp) {
+absl::Status ListSessionsImpl(SessionManager& sessions, const Caller& caller,
+                              const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp) {
   if (!v1::SessionState_IsValid(req.state()))
     return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req.state()));
   const std::string listing = absl::StrCat("sessions|state=", req.state());
@@ -53,7 +61,7 @@ absl::Status ListSessionsImpl(SessionManager& sessions, const v1::ListSessionsRe
   if (!req.page_token().empty() && !ParseSessionName(after).ok()) return BadToken();
   const int size = PageSize(req.page_size(), 50, 1000);
   for (v1::Session& s : sessions.List(req.state())) {
-    if (s.name() <= after) continue;
+    if (s.name() <= after || !MaySee(caller, s)) continue;
     if (resp->sessions_size() == size) {
       resp->set_next_page_token(EncodePageToken(listing, resp->sessions(size - 1).name()));
       break;
@@ -63,32 +71,36 @@ absl::Status ListSessionsImpl(SessionManager& sessions, const v1::ListSessionsRe
   return absl::OkStatus();
 }
 
-absl::Status PauseSessionImpl(SessionManager& sessions, const v1::PauseSessionRequest& req,
-                              v1::Session* resp) {
+absl::Status PauseSessionImpl(SessionManager& sessions, const Caller& caller,
+                              const v1::PauseSessionRequest& req, v1::Session* resp) {
+  RETURN_IF_ERROR(SessionToChange(sessions, caller, req.name(), "pause sessions").status());
   ASSIGN_OR_RETURN(*resp, sessions.Pause(req.name()));
   return absl::OkStatus();
 }
 
-absl::Status ResumeSessionImpl(SessionManager& sessions, const v1::ResumeSessionRequest& req,
-                               v1::Session* resp) {
-  ASSIGN_OR_RETURN(*resp, sessions.Resume(req.name()));
+absl::Status ResumeSessionImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::ResumeSessionRequest& req, v1::Session* resp) {
+  RETURN_IF_ERROR(SessionToChange(sessions, caller, req.name(), "resume sessions").status());
+  ASSIGN_OR_RETURN(*resp, sessions.Resume(req.name(), RequesterOf(sessions, caller)));
   return absl::OkStatus();
 }
 
-absl::Status CancelSessionImpl(SessionManager& sessions, const v1::CancelSessionRequest& req,
-                               v1::Session* resp) {
+absl::Status CancelSessionImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::CancelSessionRequest& req, v1::Session* resp) {
+  RETURN_IF_ERROR(SessionToChange(sessions, caller, req.name(), "cancel sessions").status());
   ASSIGN_OR_RETURN(*resp, sessions.Cancel(req.name()));
   return absl::OkStatus();
 }
 
-absl::Status DeleteSessionImpl(SessionManager& sessions, const v1::DeleteSessionRequest& req,
-                               google::protobuf::Empty*) {
+absl::Status DeleteSessionImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::DeleteSessionRequest& req, google::protobuf::Empty*) {
+  RETURN_IF_ERROR(SessionToChange(sessions, caller, req.name(), "delete sessions").status());
   return sessions.Delete(req.name());
 }
 
-absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequest& req,
-                             v1::ListMetricsResponse* resp) {
-  RETURN_IF_ERROR(sessions.Find(req.parent()).status());
+absl::Status ListMetricsImpl(SessionManager& sessions, const Caller& caller,
+                             const v1::ListMetricsRequest& req, v1::ListMetricsResponse* resp) {
+  RETURN_IF_ERROR(SessionFor(sessions, caller, req.parent()).status());
   int64_t start = std::max<int64_t>(1, req.start_seq());
   const std::string listing = absl::StrCat("metrics|", req.parent(), "|", req.max_points());
   ASSIGN_OR_RETURN(const std::string position, DecodePageToken(listing, req.page_token()));
@@ -126,9 +138,10 @@ absl::Status ListMetricsImpl(SessionManager& sessions, const v1::ListMetricsRequ
   return absl::OkStatus();
 }
 
-absl::Status GetSnapshotImpl(SessionManager& sessions, const v1::GetSnapshotRequest& req,
-                             v1::Snapshot* resp) {
+absl::Status GetSnapshotImpl(SessionManager& sessions, const Caller& caller,
+                             const v1::GetSnapshotRequest& req, v1::Snapshot* resp) {
   ASSIGN_OR_RETURN(WeightsRef ref, ParseSnapshotName(req.name()));
+  RETURN_IF_ERROR(SessionFor(sessions, caller, ref.session).status());
   ASSIGN_OR_RETURN(core::TrainerState state, sessions.State(ref));
   *resp = SnapshotMetadata(SnapshotName(ref.session, state.step), state);
   ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored,
@@ -139,9 +152,10 @@ absl::Status GetSnapshotImpl(SessionManager& sessions, const v1::GetSnapshotRequ
   return absl::OkStatus();
 }
 
-absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshotsRequest& req,
+absl::Status ListSnapshotsImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::ListSnapshotsRequest& req,
                                v1::ListSnapshotsResponse* resp) {
-  RETURN_IF_ERROR(sessions.Find(req.parent()).status());
+  RETURN_IF_ERROR(SessionFor(sessions, caller, req.parent()).status());
   const std::string listing = absl::StrCat("snapshots|", req.parent());
   ASSIGN_OR_RETURN(const std::string position, DecodePageToken(listing, req.page_token()));
   int64_t after = -1;
@@ -165,9 +179,10 @@ absl::Status ListSnapshotsImpl(SessionManager& sessions, const v1::ListSnapshots
   return absl::OkStatus();
 }
 
-absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req,
-                         v1::PredictResponse* resp) {
+absl::Status PredictImpl(SessionManager& sessions, const Caller& caller,
+                         const v1::PredictRequest& req, v1::PredictResponse* resp) {
   ASSIGN_OR_RETURN(WeightsRef ref, ParseWeightsName(req.name()));
+  RETURN_IF_ERROR(SessionFor(sessions, caller, ref.session).status());
   ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
   ASSIGN_OR_RETURN(core::Matrix x, FromProto(req.inputs(), "inputs"));
   // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
@@ -189,15 +204,16 @@ absl::Status PredictImpl(SessionManager& sessions, const v1::PredictRequest& req
   return absl::OkStatus();
 }
 
-absl::Status EvaluateImpl(SessionManager& sessions, const v1::EvaluateRequest& req,
-                          v1::EvaluateResponse* resp) {
+absl::Status EvaluateImpl(SessionManager& sessions, const Caller& caller,
+                          const v1::EvaluateRequest& req, v1::EvaluateResponse* resp) {
   ASSIGN_OR_RETURN(WeightsRef ref, ParseWeightsName(req.name()));
+  ASSIGN_OR_RETURN(v1::Session r, SessionFor(sessions, caller, ref.session));
   std::string dataset = req.dataset();
   if (dataset.empty()) {
-    ASSIGN_OR_RETURN(v1::Session r, sessions.Get(ref.session));
     dataset = r.eval_dataset().empty() ? r.train_dataset() : r.eval_dataset();
   } else {
     RETURN_IF_ERROR(ParseDatasetName(dataset, "dataset").status());
+    RETURN_IF_ERROR(DatasetFor(sessions, caller, dataset).status());
   }
   ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
   ASSIGN_OR_RETURN(auto data, sessions.datasets()->Load(dataset));

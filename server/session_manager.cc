@@ -134,13 +134,31 @@ void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std:
   storage_->PutSession(s.record()).IgnoreError();  // the next successful write carries it
 }
 
-absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create) {
+absl::Status SessionManager::CheckQuota(const Requester& by) {
+  if (by.max_active <= 0) return absl::OkStatus();
+  int active = 0;
+  for (const auto& [name, s] : sessions_) {
+    const v1::SessionState st = s->state();
+    active += s->owner() == by.owner &&
+              (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING);
+  }
+  if (active < by.max_active) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("quota active_sessions: '", by.owner, "' has ", active,
+                   " sessions queued or running, the most it may have (--quota_active_sessions ",
+                   by.max_active, "); wait for one to finish, or pause or cancel one"));
+}
+
+absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create,
+                                                   const Requester& by) {
   const v1::Session& req = create.session();
   if (create.request_id().size() > 64)
     return absl::InvalidArgumentError("request_id is longer than 64 characters");
-  if (!create.request_id().empty()) {
+  const std::string request_key =
+      create.request_id().empty() ? "" : absl::StrCat(by.owner, "/", create.request_id());
+  if (!request_key.empty()) {
     absl::MutexLock lock(&mu_);
-    if (auto it = requests_.find(create.request_id()); it != requests_.end())
+    if (auto it = requests_.find(request_key); it != requests_.end())
       if (auto found = sessions_.find(it->second); found != sessions_.end())
         return found->second->record();
   }
@@ -234,6 +252,7 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   record.set_checkpoint_every(req.has_checkpoint_every() ? req.checkpoint_every()
                                                          : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
+  record.set_owner(by.owner);
 
   auto s = std::make_shared<LiveSession>(record, options);
   absl::MutexLock lock(&mu_);
@@ -242,8 +261,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   for (const std::string& d : {req.train_dataset(), req.eval_dataset()})
     if (!d.empty()) RETURN_IF_ERROR(storage_->GetDataset(d).status());
   // A retry that raced its first attempt here gets the first attempt's session.
-  if (!create.request_id().empty())
-    if (auto it = requests_.find(create.request_id()); it != requests_.end())
+  if (!request_key.empty())
+    if (auto it = requests_.find(request_key); it != requests_.end())
       if (auto found = sessions_.find(it->second); found != sessions_.end())
         return found->second->record();
   if (sessions_.count(record.name()) != 0)
@@ -251,15 +270,16 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
     return absl::ResourceExhaustedError(absl::StrCat(
         "the server holds ", sessions_.size(), " sessions (--max_sessions); delete some first"));
+  RETURN_IF_ERROR(CheckQuota(by));
   RETURN_IF_ERROR(Enqueue(s));
   if (absl::Status st = storage_->PutSession(record); !st.ok()) {
     queue_.pop_back();
     return st;
   }
   sessions_[record.name()] = s;
-  if (!create.request_id().empty()) {
-    requests_[create.request_id()] = record.name();
-    request_order_.push_back(create.request_id());
+  if (!request_key.empty()) {
+    requests_[request_key] = record.name();
+    request_order_.push_back(request_key);
     if (request_order_.size() > kMaxRequestIds) {
       requests_.erase(request_order_.front());
       request_order_.pop_front();
@@ -318,13 +338,14 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
   return out;
 }
 
-absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name) {
+absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name, const Requester& by) {
   ASSIGN_OR_RETURN(auto s, Find(name));
   v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
     if (st != v1::SESSION_STATE_PAUSED) return Illegal(*s, st, "resume");
+    RETURN_IF_ERROR(CheckQuota(by));
     RETURN_IF_ERROR(Enqueue(s));
     s->stop_ = LiveSession::StopRequest::kNone;
     SetState(*s, v1::SESSION_STATE_QUEUED);
@@ -392,14 +413,15 @@ bool SessionManager::UsesDatasetLocked(const std::string& dataset) {
   return false;
 }
 
-absl::Status SessionManager::DeleteDataset(const std::string& name) {
+absl::Status SessionManager::DeleteDataset(const std::string& name, const std::string& owner) {
   // Under mu_, as Create's final check: a session created at the same time either is
   // registered first (then this is FailedPrecondition) or finds the data set gone
   // (NotFound). Never both OK.
   absl::MutexLock lock(&mu_);
-  return datasets_->Delete(name, [this](const std::string& d) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return UsesDatasetLocked(d);
-  });
+  return datasets_->Delete(
+      name,
+      [this](const std::string& d) ABSL_NO_THREAD_SAFETY_ANALYSIS { return UsesDatasetLocked(d); },
+      owner);
 }
 
 // ---- The workers ------------------------------------------------------------------------

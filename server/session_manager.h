@@ -73,6 +73,14 @@ struct SessionManagerOptions {
   int64_t max_parameters = int64_t{1} << 28;  // weights of one network
   // Memory one session may need (core::EstimateTrainingBytes plus its data sets).
   int64_t max_session_bytes = int64_t{8} << 30;
+  // Per principal (role user; docs/DEPLOY.md): sessions QUEUED or RUNNING at once. 0: no limit.
+  int quota_active_sessions = 0;
+};
+
+// Who asks for a session to be queued (Create, Resume), and the quota that applies.
+struct Requester {
+  std::string owner;   // the principal; empty with authentication off
+  int max_active = 0;  // QUEUED + RUNNING sessions of `owner` at most; 0: no limit
 };
 
 class SessionManager {
@@ -88,7 +96,10 @@ class SessionManager {
 
   // Validates the request against its data sets (without building a network) and queues
   // the session.
-  absl::StatusOr<v1::Session> Create(const v1::CreateSessionRequest& request);
+  // The session belongs to `by.owner`; its request_id is `by.owner`'s (another principal's
+  // retry with the same id is another session). ResourceExhausted over `by.max_active`.
+  absl::StatusOr<v1::Session> Create(const v1::CreateSessionRequest& request,
+                                     const Requester& by = {});
   // InvalidArgument for a malformed name, NotFound for an unknown one.
   absl::StatusOr<std::shared_ptr<LiveSession>> Find(const std::string& name);
   absl::StatusOr<v1::Session> Get(const std::string& name);
@@ -97,16 +108,18 @@ class SessionManager {
   // Pause and Cancel of a RUNNING session block until its worker has stopped (and, for
   // Pause, checkpointed): call them off gRPC's callback threads.
   absl::StatusOr<v1::Session> Pause(const std::string& name);
-  absl::StatusOr<v1::Session> Resume(const std::string& name);
+  absl::StatusOr<v1::Session> Resume(const std::string& name, const Requester& by = {});
   absl::StatusOr<v1::Session> Cancel(const std::string& name);
   absl::Status Delete(const std::string& name);
 
   // True if a session that is not finished uses the data set.
   bool UsesDataset(const std::string& dataset);
   // Deletes a data set unless a session that is not finished uses it
-  // (FailedPrecondition); atomic with respect to Create.
-  absl::Status DeleteDataset(const std::string& name);
+  // (FailedPrecondition); atomic with respect to Create. With `owner`, removes that owner
+  // only, and the data set with its last owner (DatasetStore::Delete).
+  absl::Status DeleteDataset(const std::string& name, const std::string& owner = "");
 
+  const SessionManagerOptions& options() const { return options_; }
   Storage* storage() const { return storage_; }
   DatasetStore* datasets() const { return datasets_; }
 
@@ -143,6 +156,8 @@ class SessionManager {
   // watchers must be woken with no manager lock held (LiveSession::Notify).
   void SetState(LiveSession& s, v1::SessionState state, const std::string& reason = "");
   absl::Status Enqueue(const std::shared_ptr<LiveSession>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ResourceExhausted if `by.owner` already has `by.max_active` sessions queued or running.
+  absl::Status CheckQuota(const Requester& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Where `ref`'s weights are stored: the step, and whether that is the checkpoint.
   absl::StatusOr<std::pair<int64_t, bool>> Resolve(const WeightsRef& ref);
   absl::StatusOr<core::TrainerState> ReadState(const std::string& session, int64_t step,
@@ -159,7 +174,8 @@ class SessionManager {
   int threads_in_use_ ABSL_GUARDED_BY(mu_) = 0;  // summed over the running sessions
   // True if the next session in the queue may start now.
   bool HeadCanStart() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Create's request ids (idempotent retries): id -> session name, the newest kMaxRequestIds.
+  // Create's request ids (idempotent retries): owner + '/' + id -> session name, the newest
+  // kMaxRequestIds.
   static constexpr size_t kMaxRequestIds = 10000;
   std::map<std::string, std::string> requests_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> request_order_ ABSL_GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "alignd/v1/sessions.grpc.pb.h"
+#include "server/auth.h"
 #include "server/executor.h"
 #include "server/session_manager.h"
 
@@ -22,7 +23,9 @@ namespace alignd::server {
 class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
  public:
   // `sessions` must outlive the service. Heartbeats go to idle streams every `heartbeat`.
-  TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat);
+  // Callers are told apart by `identifier` (auth.h; by default everyone is an admin).
+  TrainingServiceImpl(SessionManager* sessions, std::chrono::milliseconds heartbeat,
+                      Identifier identifier = Identifier());
   ~TrainingServiceImpl() override;
 
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
@@ -69,8 +72,12 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
                                      v1::EvaluateResponse* response) override;
 
  private:
+  // OK if the caller may read the session `name` is of (or in: a snapshot, weights).
+  absl::Status MayRead(grpc::CallbackServerContext* ctx, const std::string& name);
+
   SessionManager* const sessions_;
   const std::chrono::milliseconds heartbeat_;
+  const Identifier identifier_;
   Executor blocking_;  // unary work that may wait or compute at length
   Executor io_;        // streams' reads of storage
   std::atomic<bool> stop_{false};

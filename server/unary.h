@@ -13,8 +13,11 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "base/status_macros.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth.h"
 #include "server/executor.h"
+#include "server/session_manager.h"
 #include "server/status_convert.h"
 
 namespace alignd::server {
@@ -46,6 +49,17 @@ grpc::ServerUnaryReactor* AnswerOn(Executor* executor, grpc::CallbackServerConte
   executor->Schedule(
       [r, body = std::move(body)]() mutable { r->Finish(ToGrpcStatus(Guarded(body))); });
   return r;
+}
+
+// The body of a unary RPC: who is calling (`identifier`), then the RPC's *Impl function
+// (rpc_impl.h) with the caller. For Answer and AnswerOn.
+template <typename Impl, typename Request, typename Response>
+auto Rpc(SessionManager* sessions, const Identifier* identifier, grpc::CallbackServerContext* ctx,
+         Impl impl, const Request* request, Response* response) {
+  return [=]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, identifier->Identify(*ctx));
+    return impl(*sessions, caller, *request, response);
+  };
 }
 
 }  // namespace alignd::server

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import ssl
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -37,14 +40,62 @@ class AligndError(Exception):
     def __init__(self, err: grpc.RpcError):
         self.code = err.code()
         self.details = err.details()
+        self.hint = ""  # for a TLS connection that failed: why (diagnose_tls)
         super().__init__(f"{self.code.name}: {self.details}")
 
 
-def _call(fn, *args, **kwargs):
+def _env(name: str) -> Optional[str]:
+    v = os.environ.get(name)
+    return v if v else None
+
+
+def _read(path: str, what: str) -> bytes:
     try:
-        return fn(*args, **kwargs)
-    except grpc.RpcError as e:
-        raise AligndError(e) from None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"{what} {path}: cannot read it ({e.strerror})") from None
+
+
+def diagnose_tls(address: str, ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, server_name: Optional[str] = None) -> str:
+    """Why a TLS connection to `address` fails, in a sentence (our own handshake with Python's
+    ssl module: an unverifiable or expired server certificate, a wrong host name, a server that
+    wants a client certificate or speaks no TLS); "" if the handshake succeeds."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["h2"])
+    if cert:
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            return f"cert {cert} / key {key}: cannot be used ({e})"
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=server_name or host) as tls:
+                tls.settimeout(3)
+                tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                try:
+                    tls.recv(16)
+                except ssl.SSLError as e:
+                    if "CERTIFICATE_REQUIRED" in str(e) or "certificate required" in str(e):
+                        return "the server wants a client certificate (mTLS): give cert and key"
+                    return f"the server refused our certificate: {e.reason}"
+                except socket.timeout:
+                    pass
+    except ssl.SSLCertVerificationError as e:
+        against = f"ca {ca}" if ca else "this system's CAs"
+        return f"the server's certificate does not verify against {against}: {e.verify_message}"
+    except ssl.SSLError as e:
+        if e.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+            return f"the server at {address} does not speak TLS (plaintext alignd?): drop tls"
+        if cert is None and e.reason in ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"):
+            return "the server wants a client certificate (mTLS): give cert and key"
+        return f"TLS handshake failed: {e.reason or e}"
+    except OSError:
+        return ""
+    return ""
 
 
 def _name(x: Resource, collection: str) -> str:
@@ -60,8 +111,46 @@ def _enum(enum, prefix: str, value: str) -> int:
 class Client:
     """A connection to alignd. Use it as a context manager, or call close()."""
 
-    def __init__(self, address: str = "localhost:50051", timeout: float = 30.0):
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+    def __init__(self, address: str = "localhost:50051", timeout: float = 30.0, *,
+                 tls: Optional[bool] = None, ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, token: Optional[str] = None,
+                 server_name: Optional[str] = None):
+        """Connects to alignd at `address`. Security (docs/DEPLOY.md), each defaulting to its
+        environment variable as alignctl's does: tls (ALIGND_TLS; implied by ca, cert, key), ca
+        (ALIGND_CA: PEM bundle the server's certificate must chain to; default the system's),
+        cert and key (ALIGND_CERT, ALIGND_KEY: a client certificate for mTLS), token
+        (ALIGND_TOKEN, or the first line of the file ALIGND_TOKEN_FILE names), server_name (the
+        name the server's certificate must hold, when `address` is not one it does)."""
+        self.address = address
+        self._ca = ca if ca is not None else _env("ALIGND_CA")
+        self._cert = cert if cert is not None else _env("ALIGND_CERT")
+        self._key = key if key is not None else _env("ALIGND_KEY")
+        self._server_name = server_name
+        if token is None:
+            token = _env("ALIGND_TOKEN")
+            if token is None and _env("ALIGND_TOKEN_FILE"):
+                token = _read(os.environ["ALIGND_TOKEN_FILE"], "ALIGND_TOKEN_FILE").decode().splitlines()[0].strip()
+        if tls is None:
+            tls = _env("ALIGND_TLS") not in (None, "0")
+        self.tls = bool(tls or self._ca or self._cert or self._key)
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if not self.tls:
+            if token:
+                raise ValueError("a token is sent over TLS only: pass tls=True (and ca= if the server's "
+                                 "certificate is not signed by a CA of this system)")
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            if bool(self._cert) != bool(self._key):
+                raise ValueError("cert and key go together (mTLS)")
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(self._ca, "ca") if self._ca else None,
+                private_key=_read(self._key, "key") if self._key else None,
+                certificate_chain=_read(self._cert, "cert") if self._cert else None)
+            if token:
+                creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self.channel = grpc.secure_channel(address, creds, options=options)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self._training = sessions_pb2_grpc.TrainingServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
@@ -79,13 +168,25 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as e:
+            err = AligndError(e)
+            if err.code == grpc.StatusCode.UNAVAILABLE and self.tls:
+                why = diagnose_tls(self.address, self._ca, self._cert, self._key, self._server_name)
+                if why:
+                    err.hint = why
+                    err.args = (f"{err.args[0]} (TLS: {why})",)
+            raise err from None
+
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Blocks until the channel is connected (grpc.FutureTimeoutError after `timeout`)."""
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
 
     def health(self) -> str:
         """"SERVING" or "NOT_SERVING"."""
-        r = _call(self._health.Check, health_pb2.HealthCheckRequest(), timeout=self.timeout)
+        r = self._call(self._health.Check, health_pb2.HealthCheckRequest(), timeout=self.timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
     # ---- data sets ---------------------------------------------------------------------
@@ -106,7 +207,7 @@ class Client:
                 digest.update(chunk)
                 yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
             yield datasets_pb2.UploadDatasetRequest(sha256=digest.hexdigest())
-        return to_python(_call(self._datasets.UploadDataset, requests()))
+        return to_python(self._call(self._datasets.UploadDataset, requests()))
 
     def generate_dataset(self, kind: str = "linear", examples: int = 1000, split: str = "train",
                          seed: int = 1, name: str = "", **spec: Any) -> Dict[str, Any]:
@@ -116,17 +217,17 @@ class Client:
                                        split=_enum(datasets_pb2.GeneratorSpec.Split, "SPLIT_", split),
                                        num_examples=examples, seed=seed, **spec)
         req = datasets_pb2.CreateGeneratedDatasetRequest(spec=s, display_name=name)
-        return to_python(_call(self._datasets.CreateGeneratedDataset, req, timeout=self.timeout))
+        return to_python(self._call(self._datasets.CreateGeneratedDataset, req, timeout=self.timeout))
 
     def get_dataset(self, dataset: Resource) -> Dict[str, Any]:
         req = datasets_pb2.GetDatasetRequest(name=_name(dataset, "datasets"))
-        return to_python(_call(self._datasets.GetDataset, req, timeout=self.timeout))
+        return to_python(self._call(self._datasets.GetDataset, req, timeout=self.timeout))
 
     def list_datasets(self) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []
         token = ""
         while True:
-            r = _call(self._datasets.ListDatasets, datasets_pb2.ListDatasetsRequest(page_token=token),
+            r = self._call(self._datasets.ListDatasets, datasets_pb2.ListDatasetsRequest(page_token=token),
                       timeout=self.timeout)
             out += [to_python(d) for d in r.datasets]
             token = r.next_page_token
@@ -135,7 +236,7 @@ class Client:
 
     def delete_dataset(self, dataset: Resource) -> None:
         req = datasets_pb2.DeleteDatasetRequest(name=_name(dataset, "datasets"))
-        _call(self._datasets.DeleteDataset, req, timeout=self.timeout)
+        self._call(self._datasets.DeleteDataset, req, timeout=self.timeout)
 
     # ---- sessions ----------------------------------------------------------------------
     def create_session(self, dataset: Resource, sizes: Sequence[int], rule: str = "fa",
@@ -173,11 +274,11 @@ class Client:
         if checkpoint_every is not None:
             s.checkpoint_every = checkpoint_every
         req = sessions_pb2.CreateSessionRequest(session=s, session_id=session_id, request_id=request_id)
-        return to_python(_call(self._training.CreateSession, req, timeout=self.timeout))
+        return to_python(self._call(self._training.CreateSession, req, timeout=self.timeout))
 
     def get_session(self, session: Resource) -> Dict[str, Any]:
         req = sessions_pb2.GetSessionRequest(name=_name(session, "sessions"))
-        return to_python(_call(self._training.GetSession, req, timeout=self.timeout))
+        return to_python(self._call(self._training.GetSession, req, timeout=self.timeout))
 
     def list_sessions(self, state: Optional[str] = None, page_size: int = 0) -> List[Dict[str, Any]]:
         """Every session (or those in `state`: "running" or "SESSION_STATE_RUNNING"), by name."""
@@ -185,7 +286,7 @@ class Client:
         out: List[Dict[str, Any]] = []
         token = ""
         while True:
-            r = _call(self._training.ListSessions,
+            r = self._call(self._training.ListSessions,
                       sessions_pb2.ListSessionsRequest(state=st, page_size=page_size, page_token=token),
                       timeout=self.timeout)
             out += [to_python(s) for s in r.sessions]
@@ -195,19 +296,19 @@ class Client:
 
     def pause_session(self, session: Resource) -> Dict[str, Any]:
         req = sessions_pb2.PauseSessionRequest(name=_name(session, "sessions"))
-        return to_python(_call(self._training.PauseSession, req, timeout=self.timeout))
+        return to_python(self._call(self._training.PauseSession, req, timeout=self.timeout))
 
     def resume_session(self, session: Resource) -> Dict[str, Any]:
         req = sessions_pb2.ResumeSessionRequest(name=_name(session, "sessions"))
-        return to_python(_call(self._training.ResumeSession, req, timeout=self.timeout))
+        return to_python(self._call(self._training.ResumeSession, req, timeout=self.timeout))
 
     def cancel_session(self, session: Resource) -> Dict[str, Any]:
         req = sessions_pb2.CancelSessionRequest(name=_name(session, "sessions"))
-        return to_python(_call(self._training.CancelSession, req, timeout=self.timeout))
+        return to_python(self._call(self._training.CancelSession, req, timeout=self.timeout))
 
     def delete_session(self, session: Resource) -> None:
         req = sessions_pb2.DeleteSessionRequest(name=_name(session, "sessions"))
-        _call(self._training.DeleteSession, req, timeout=self.timeout)
+        self._call(self._training.DeleteSession, req, timeout=self.timeout)
 
     # ---- metrics -----------------------------------------------------------------------
     def stream_metrics(self, session: Resource, start_seq: int = 0, follow: bool = True,
@@ -243,7 +344,7 @@ class Client:
         out: List[Dict[str, Any]] = []
         token = ""
         while True:
-            r = _call(self._training.ListMetrics, sessions_pb2.ListMetricsRequest(
+            r = self._call(self._training.ListMetrics, sessions_pb2.ListMetricsRequest(
                 parent=parent, page_token=token, max_points=max_points, start_seq=start_seq),
                 timeout=self.timeout)
             out += [to_python(e) for e in r.events]
@@ -265,7 +366,7 @@ class Client:
         out: List[Dict[str, Any]] = []
         token = ""
         while True:
-            r = _call(self._training.ListSnapshots,
+            r = self._call(self._training.ListSnapshots,
                       sessions_pb2.ListSnapshotsRequest(parent=parent, page_token=token), timeout=self.timeout)
             out += [to_python(s) for s in r.snapshots]
             token = r.next_page_token
@@ -275,14 +376,14 @@ class Client:
     def get_snapshot(self, session: Resource, step: Optional[int] = None) -> Dict[str, Any]:
         """A snapshot's metadata: name, step, epoch, shapes, total_values, create_time."""
         req = sessions_pb2.GetSnapshotRequest(name=self._snapshot_name(session, step))
-        return to_python(_call(self._training.GetSnapshot, req, timeout=self.timeout))
+        return to_python(self._call(self._training.GetSnapshot, req, timeout=self.timeout))
 
     def read_snapshot(self, session: Resource, step: Optional[int] = None) -> Dict[str, Any]:
         """The weights as {"W0": (out, in) array, "b0": (out, 1), "B1": ..., "step": int}; the
         latest unless `step` is given. Tensors without entries are left out."""
         req = sessions_pb2.ReadSnapshotRequest(name=self._snapshot_name(session, step))
         header, parts = None, []
-        for chunk in _call(lambda: list(self._training.ReadSnapshot(req))):
+        for chunk in self._call(lambda: list(self._training.ReadSnapshot(req))):
             if chunk.WhichOneof("part") == "header":
                 header = chunk.header
             else:
@@ -304,7 +405,7 @@ class Client:
         weights (or the snapshot at `step`)."""
         name = _name(session, "sessions") if step is None else self._snapshot_name(session, step)
         prefix = sessions_pb2.PredictRequest(name=name).SerializeToString()
-        r = _call(self._predict_raw, request_with_tensor(prefix, 2, np.asarray(x)), timeout=self.timeout)
+        r = self._call(self._predict_raw, request_with_tensor(prefix, 2, np.asarray(x)), timeout=self.timeout)
         return tensor_to_numpy(r.outputs)
 
     def evaluate(self, session: Resource, dataset: Optional[Resource] = None,
@@ -314,4 +415,4 @@ class Client:
         training set)."""
         name = _name(session, "sessions") if step is None else self._snapshot_name(session, step)
         req = sessions_pb2.EvaluateRequest(name=name, dataset=_name(dataset, "datasets") if dataset else "")
-        return to_python(_call(self._training.Evaluate, req, timeout=self.timeout).metrics)
+        return to_python(self._call(self._training.Evaluate, req, timeout=self.timeout).metrics)

@@ -1,0 +1,201 @@
+// File: server/auth.cc
+#include "server/auth.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "formats/formats.h"
+
+namespace alignd::server {
+namespace {
+
+bool ValidPrincipal(absl::string_view p) {
+  if (p.empty() || p.size() > 64) return false;
+  for (char c : p)
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '@' &&
+        c != '-')
+      return false;
+  return true;
+}
+
+bool IsHexDigest(absl::string_view h) {
+  if (h.size() != 64) return false;
+  for (char c : h)
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+std::string Property(const grpc::AuthContext& ctx, const char* name) {
+  std::vector<grpc::string_ref> v = ctx.FindPropertyValues(name);
+  return v.empty() ? std::string() : std::string(v.front().data(), v.front().size());
+}
+
+}  // namespace
+
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kViewer:
+      return "viewer";
+  }
+  return "?";
+}
+
+absl::StatusOr<Role> ParseRole(absl::string_view name) {
+  for (Role r : {Role::kAdmin, Role::kUser, Role::kViewer})
+    if (name == RoleName(r)) return r;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown role '", name, "' (admin, user or viewer)"));
+}
+
+bool MaySee(const Caller& caller, const v1::Session& session) {
+  return caller.sees_all() || session.owner() == caller.principal;
+}
+
+bool MaySee(const Caller& caller, const v1::Dataset& dataset) {
+  if (caller.sees_all()) return true;
+  for (const std::string& o : dataset.owners())
+    if (o == caller.principal) return true;
+  return false;
+}
+
+absl::Status CheckMayWrite(const Caller& caller, absl::string_view action) {
+  if (caller.may_write()) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(RoleName(caller.role), " '", caller.principal,
+                                                  "' may not ", action, " (read-only role)"));
+}
+
+v1::Dataset VisibleTo(const Caller& caller, v1::Dataset dataset) {
+  if (caller.sees_all()) return dataset;
+  dataset.clear_owners();
+  dataset.add_owners(caller.principal);
+  return dataset;
+}
+
+absl::Status NotFound(absl::string_view name) {
+  return absl::NotFoundError(absl::StrCat(name, " not found"));
+}
+
+std::string TokenHash(absl::string_view token) {
+  formats::Sha256 h;
+  h.Update(token);
+  return h.HexDigest();
+}
+
+absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::string_view origin) {
+  TokenTable t;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ":", line_no, ": ", why));
+    };
+    if (f.size() != 3) return bad("want '<sha256 of the token, hex> <principal> <role>'");
+    std::string hash = absl::AsciiStrToLower(
+        absl::StartsWith(f[0], "sha256:") ? f[0].substr(strlen("sha256:")) : f[0]);
+    if (!IsHexDigest(hash))
+      return bad("the first field is not a SHA-256 in hex (64 digits): store the token's hash, "
+                 "never the token");
+    if (!ValidPrincipal(f[1])) return bad("a principal is 1-64 of [A-Za-z0-9._@-]");
+    absl::StatusOr<Role> role = ParseRole(f[2]);
+    if (!role.ok()) return bad(role.status().message());
+    if (!t.by_hash_.emplace(hash, TokenEntry{std::string(f[1]), *role}).second)
+      return bad("this token hash is listed twice");
+  }
+  return t;
+}
+
+absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the token file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Parse(ss.str(), path);
+}
+
+const TokenEntry* TokenTable::Find(absl::string_view token) const {
+  auto it = by_hash_.find(TokenHash(token));
+  return it == by_hash_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<std::shared_ptr<TokenAuthenticator>> TokenAuthenticator::Open(
+    const std::string& path) {
+  std::shared_ptr<TokenAuthenticator> a(new TokenAuthenticator(path));
+  if (absl::Status s = a->Reload(); !s.ok()) return s;
+  return a;
+}
+
+absl::Status TokenAuthenticator::Reload() {
+  absl::StatusOr<TokenTable> t = TokenTable::Load(path_);
+  if (!t.ok()) return t.status();
+  auto table = std::make_shared<const TokenTable>(std::move(*t));
+  absl::MutexLock l(&mu_);
+  table_ = std::move(table);
+  return absl::OkStatus();
+}
+
+size_t TokenAuthenticator::size() const {
+  absl::MutexLock l(&mu_);
+  return table_->size();
+}
+
+grpc::Status TokenAuthenticator::Process(const InputMetadata& md, grpc::AuthContext* context,
+                                         OutputMetadata* consumed, OutputMetadata*) {
+  auto path = md.find(":path");
+  if (path != md.end() && absl::StartsWith(absl::string_view(path->second.data(),
+                                                            path->second.size()),
+                                           "/grpc.health.v1.Health/"))
+    return grpc::Status::OK;  // probes carry no token
+  auto auth = md.find("authorization");
+  if (auth == md.end())
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "this server wants a bearer token (alignctl --token, or ALIGND_TOKEN)");
+  absl::string_view value(auth->second.data(), auth->second.size());
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWithIgnoreCase(value, kBearer))
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "the authorization metadata is not 'Bearer <token>'");
+  std::shared_ptr<const TokenTable> table;
+  {
+    absl::MutexLock l(&mu_);
+    table = table_;
+  }
+  const TokenEntry* e = table->Find(value.substr(kBearer.size()));
+  if (e == nullptr)
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "the bearer token is not valid here (unknown or revoked)");
+  consumed->insert(std::make_pair(std::string(auth->first.data(), auth->first.size()),
+                                  std::string(auth->second.data(), auth->second.size())));
+  context->AddProperty(kPrincipalProperty, e->principal);
+  context->AddProperty(kRoleProperty, std::string(RoleName(e->role)));
+  context->SetPeerIdentityPropertyName(kPrincipalProperty);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<Caller> Identifier::Identify(const grpc::ServerContextBase& ctx) const {
+  if (!required_) return Caller::Anonymous();
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  const std::string principal = auth ? Property(*auth, kPrincipalProperty) : std::string();
+  if (principal.empty()) return absl::UnauthenticatedError("this server wants a bearer token");
+  absl::StatusOr<Role> role = ParseRole(Property(*auth, kRoleProperty));
+  if (!role.ok()) return absl::UnauthenticatedError("the call's role is unknown");
+  return Caller{principal, *role};
+}
+
+std::string PrincipalOf(const grpc::ServerContextBase& ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  std::string p = auth ? Property(*auth, kPrincipalProperty) : std::string();
+  return p.empty() ? "-" : p;
+}
+
+}  // namespace alignd::server

@@ -1,0 +1,560 @@
+"""TLS, mTLS, bearer tokens, ownership and quotas against a real alignd on 127.0.0.1.
+
+Certificates are made with openssl in setUpClass (certs.py); clients are Debian's grpcio
+(raw stubs), alignctl and the Python client. Run by ctest with PYTHONPATH=build/python,
+ALIGND_BINARY and ALIGNCTL_BINARY set."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs  # noqa: E402
+from test_hostile import floats, regression_header, session_request, upload  # noqa: E402
+
+from alignd_client import AligndError, Client  # noqa: E402
+from alignd_client._pb.alignd.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from alignd_client._pb.alignd.v1 import datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc  # noqa: E402
+
+C = grpc.StatusCode
+TOKENS = {"alice": ("tok-alice", "user"), "bob": ("tok-bob", "user"), "root": ("tok-root", "admin"),
+          "grafana": ("tok-grafana", "viewer")}
+
+
+def token_file(path, names=TOKENS):
+    with open(path, "w") as f:
+        f.write("# sha256(token) principal role\n")
+        for who in names:
+            tok, role = TOKENS[who]
+            f.write(f"{hashlib.sha256(tok.encode()).hexdigest()} {who} {role}\n")
+
+
+class Alignd:
+    """alignd on an ephemeral port; stdout's lines (addresses) and stderr (JSON log) kept."""
+
+    def __init__(self, root, *flags, name="data", listen="127.0.0.1:0"):
+        self.data_dir = os.path.join(root, name)
+        self.log_path = self.data_dir + ".log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.environ["ALIGND_BINARY"], "--listen", listen, "--metrics_listen", "", "--data_dir",
+             self.data_dir, "--heartbeat_ms", "100", *flags],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        first = self.proc.stdout.readline().strip()
+        if not first:
+            self.proc.wait(timeout=10)
+            self.log.close()
+            raise RuntimeError("alignd did not start: " + read(self.log_path).decode())
+        self.address = first.rsplit(" ", 1)[-1]
+        self.port = int(self.address.rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+        self.log.close()
+
+    def log_text(self):
+        return read(self.log_path).decode()
+
+
+def exits_with(*flags):
+    """Runs alignd expecting it to refuse to start: (exit code, its log)."""
+    root = tempfile.mkdtemp(prefix="alignd_sec_")
+    try:
+        p = subprocess.run([os.environ["ALIGND_BINARY"], "--metrics_listen", "", "--data_dir",
+                            os.path.join(root, "d"), *flags], capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def json_name(text):
+    import json
+    return json.loads(text)["name"]
+
+
+def code_of(fn, *args, **kw):
+    try:
+        r = fn(*args, timeout=30, **kw)
+        if hasattr(r, "__iter__") and not hasattr(r, "ListFields"):
+            list(r)  # a stream: its code comes with the first read
+        return C.OK, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details() or ""
+
+
+class Stubs:
+    def __init__(self, channel):
+        self.channel = channel
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(channel)
+        self.training = sessions_pb2_grpc.TrainingServiceStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+
+class SecurityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki_dir = tempfile.mkdtemp(prefix="alignd_pki_")
+        cls.pki = certs.make_pki(cls.pki_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki_dir, ignore_errors=True)
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="alignd_sec_")
+        self.servers = []
+        self.channels = []
+
+    def tearDown(self):
+        for ch in self.channels:
+            ch.close()
+        for s in self.servers:
+            s.stop(signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def start(self, *flags, tls=True, tokens=True, name="data"):
+        args = list(flags)
+        if tls:
+            args += ["--tls_cert", self.pki["server_cert"], "--tls_key", self.pki["server_key"]]
+        if tokens:
+            self.tokens_path = os.path.join(self.root, "tokens")
+            if not os.path.exists(self.tokens_path):
+                token_file(self.tokens_path)
+            args += ["--token_file", self.tokens_path]
+        s = Alignd(self.root, *args, name=name)
+        self.servers.append(s)
+        return s
+
+    def stubs(self, server, who=None, ca="ca", cert=None, plaintext=False):
+        if plaintext:
+            ch = grpc.insecure_channel(server.address)
+        else:
+            root = read(self.pki[ca])
+            key = chain = None
+            if cert:
+                key = read(self.pki[cert + "_key"])
+                chain = read(self.pki[cert + "_cert"])
+            creds = grpc.ssl_channel_credentials(root, key, chain)
+            if who:
+                creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(TOKENS[who][0]))
+            ch = grpc.secure_channel(server.address, creds)
+        self.channels.append(ch)
+        return Stubs(ch)
+
+    def alignctl(self, server, *args, env=None):
+        e = dict(os.environ)
+        for k in ("ALIGND_TLS", "ALIGND_CA", "ALIGND_CERT", "ALIGND_KEY", "ALIGND_TOKEN", "ALIGND_TOKEN_FILE"):
+            e.pop(k, None)
+        e.update(env or {})
+        p = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", server.address, "--timeout", "10", *args],
+                           capture_output=True, text=True, timeout=60, env=e)
+        return p.returncode, p.stdout, p.stderr
+
+    def generated(self, stubs, n=400, seed=1):
+        spec = datasets_pb2.GeneratorSpec(kind=datasets_pb2.GeneratorSpec.KIND_LINEAR, num_examples=n, seed=seed)
+        return stubs.datasets.CreateGeneratedDataset(datasets_pb2.CreateGeneratedDatasetRequest(spec=spec),
+                                                     timeout=60)
+
+    def finished(self, stubs, name):
+        for e in stubs.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(parent=name), timeout=120):
+            if e.WhichOneof("event") == "end":
+                return e.end
+        self.fail("the stream ended without an end event")
+
+    # ---- transport ----------------------------------------------------------------------
+    def test_plaintext_is_refused_off_loopback_unless_asked_for_and_then_logged_loudly(self):
+        code, log = exits_with("--listen", "0.0.0.0:0")
+        self.assertEqual(code, 2, log)
+        self.assertIn("refusing to serve plaintext", log)
+        s = Alignd(self.root, "--insecure", listen="0.0.0.0:0")
+        self.servers.append(s)
+        self.assertIn("PLAINTEXT on an address other machines can reach", s.log_text())
+        # Tokens need TLS.
+        token_file(os.path.join(self.root, "t"))
+        code, log = exits_with("--listen", "127.0.0.1:0", "--token_file", os.path.join(self.root, "t"))
+        self.assertEqual(code, 2, log)
+        self.assertIn("--token_file needs TLS", log)
+
+    def test_bad_certificate_files_stop_alignd_with_a_message_naming_them(self):
+        p = self.pki
+        cases = [
+            ([p["expired_cert"], p["expired_key"]], "expired on Jan  2 00:00:00 2020 GMT"),
+            ([p["server_cert"], p["client_key"]], "is not the key of the certificate"),
+            ([p["server_key"], p["server_key"]], "not a PEM certificate"),
+            ([p["server_cert"], os.path.join(self.root, "missing.key")], "cannot read it"),
+        ]
+        for (cert, key), words in cases:
+            code, log = exits_with("--listen", "127.0.0.1:0", "--tls_cert", cert, "--tls_key", key)
+            self.assertEqual(code, 2, log)
+            self.assertIn(words, log)
+
+    def test_tls_handshakes_succeed_with_the_right_ca_and_fail_clearly_otherwise(self):
+        s = self.start(tokens=False)
+        ok = self.stubs(s)
+        self.assertEqual(ok.health.Check(health_pb2.HealthCheckRequest(), timeout=10).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        # Plaintext to a TLS port: refused.
+        code, _ = code_of(self.stubs(s, plaintext=True).health.Check, health_pb2.HealthCheckRequest())
+        self.assertEqual(code, C.UNAVAILABLE)
+        # A CA that did not sign the server's certificate.
+        code, _ = code_of(self.stubs(s, ca="other_ca").health.Check, health_pb2.HealthCheckRequest())
+        self.assertEqual(code, C.UNAVAILABLE)
+        rc, out, err = self.alignctl(s, "--ca", self.pki["other_ca"], "health")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("does not verify against --ca", err)
+        self.assertIn("unable to get local issuer certificate", err)
+        rc, out, err = self.alignctl(s, "--ca", self.pki["ca"], "health")
+        self.assertEqual((rc, out.strip()), (0, f"{s.address}: SERVING"), err)
+        # TLS to a plaintext server: said so.
+        plain = self.start(tls=False, tokens=False, name="plain")
+        rc, _, err = self.alignctl(plain, "--ca", self.pki["ca"], "health")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("does not speak TLS", err)
+        # The Python client gives the same diagnosis.
+        with Client(s.address, ca=self.pki["other_ca"], timeout=10) as c:
+            with self.assertRaises(AligndError) as e:
+                c.health()
+            self.assertEqual(e.exception.code, C.UNAVAILABLE)
+            self.assertIn("unable to get local issuer certificate", e.exception.hint)
+
+    def test_mtls_requires_a_client_certificate_the_ca_signed(self):
+        s = self.start("--tls_client_ca", self.pki["ca"], tokens=False)
+        self.assertIn('"client_certificates":"required"', s.log_text())
+        req = health_pb2.HealthCheckRequest()
+        self.assertEqual(code_of(self.stubs(s, cert="client").health.Check, req)[0], C.OK)
+        self.assertEqual(code_of(self.stubs(s).health.Check, req)[0], C.UNAVAILABLE)
+        self.assertEqual(code_of(self.stubs(s, cert="stranger").health.Check, req)[0], C.UNAVAILABLE)
+        rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "health")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("wants a client certificate", err)
+        rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "--cert", self.pki["stranger_cert"], "--key",
+                                   self.pki["stranger_key"], "health")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("refused our certificate", err)
+        rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "--cert", self.pki["client_expired_cert"], "--key",
+                                   self.pki["client_expired_key"], "health")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("expired on Jan  2 00:00:00 2020 GMT", err)
+        env = {"ALIGND_CA": self.pki["ca"], "ALIGND_CERT": self.pki["client_cert"], "ALIGND_KEY": self.pki["client_key"]}
+        rc, out, err = self.alignctl(s, "health", env=env)
+        self.assertEqual(rc, 0, err)
+
+    def test_a_renewed_certificate_is_served_without_a_restart_and_open_streams_go_on(self):
+        cert, key = os.path.join(self.root, "cert.pem"), os.path.join(self.root, "cert.key")
+        shutil.copy(self.pki["server_cert"], cert)
+        shutil.copy(self.pki["server_key"], key)
+        s = Alignd(self.root, "--tls_cert", cert, "--tls_key", key, "--tls_reload_s", "1")
+        self.servers.append(s)
+        old = self.stubs(s)
+        ds = self.generated(old, n=2000)
+        sess = old.training.CreateSession(session_request(ds.name, steps=3000, batch=1), timeout=30)
+        events, ended = [], threading.Event()
+
+        def follow():
+            for e in old.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(parent=sess.name), timeout=120):
+                events.append(e)
+            ended.set()
+        t = threading.Thread(target=follow)
+        t.start()
+        while not any(e.WhichOneof("event") == "step" for e in events):
+            time.sleep(0.02)
+        self.assertEqual(code_of(self.stubs(s, ca="other_ca").health.Check, health_pb2.HealthCheckRequest())[0],
+                         C.UNAVAILABLE)
+        # Renewed by another CA (so that a client can tell): key first, then the certificate.
+        shutil.copy(self.pki["renewed_key"], key + ".new")
+        shutil.copy(self.pki["renewed_cert"], cert + ".new")
+        os.replace(key + ".new", key)
+        os.replace(cert + ".new", cert)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            fresh = self.stubs(s, ca="other_ca")
+            if code_of(fresh.health.Check, health_pb2.HealthCheckRequest())[0] == C.OK:
+                break
+            time.sleep(0.3)
+        else:
+            self.fail("the renewed certificate was not served within 20 s")
+        t.join(timeout=120)
+        self.assertTrue(ended.is_set())
+        self.assertEqual(events[-1].WhichOneof("event"), "end")
+        self.assertEqual(events[-1].end.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        seqs = [e.seq for e in events if e.WhichOneof("event") == "step"]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))  # nothing lost on the old connection
+
+    def test_an_expired_certificate_put_in_place_is_reported_to_clients_as_expired(self):
+        cert, key = os.path.join(self.root, "cert.pem"), os.path.join(self.root, "cert.key")
+        shutil.copy(self.pki["server_cert"], cert)
+        shutil.copy(self.pki["server_key"], key)
+        s = Alignd(self.root, "--tls_cert", cert, "--tls_key", key, "--tls_reload_s", "1")
+        self.servers.append(s)
+        shutil.copy(self.pki["expired_key"], key)
+        shutil.copy(self.pki["expired_cert"], cert)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "health")
+            if "certificate has expired" in err:
+                break
+            time.sleep(0.3)
+        self.assertEqual(rc, 4, err)
+        self.assertIn("TLS: the server's certificate does not verify against --ca", err)
+        self.assertIn("certificate has expired", err)
+
+    # ---- tokens -------------------------------------------------------------------------
+    def test_calls_without_a_valid_token_are_unauthenticated_and_probes_need_none(self):
+        s = self.start("--health_listen", "127.0.0.1:0")
+        req = sessions_pb2.ListSessionsRequest()
+        code, msg = code_of(self.stubs(s).training.ListSessions, req)
+        self.assertEqual(code, C.UNAUTHENTICATED)
+        self.assertIn("bearer token", msg)
+        bad = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(read(self.pki["ca"])),
+                                                 grpc.access_token_call_credentials("tok-nobody"))
+        ch = grpc.secure_channel(s.address, bad)
+        self.channels.append(ch)
+        code, msg = code_of(sessions_pb2_grpc.TrainingServiceStub(ch).ListSessions, req)
+        self.assertEqual((code, msg), (C.UNAUTHENTICATED, "the bearer token is not valid here (unknown or revoked)"))
+        code, _ = code_of(self.stubs(s).datasets.UploadDataset, iter([]))
+        self.assertEqual(code, C.UNAUTHENTICATED)
+        # Health: on the TLS port without a token, and alone on the plaintext probe port.
+        self.assertEqual(code_of(self.stubs(s).health.Check, health_pb2.HealthCheckRequest())[0], C.OK)
+        probe_addr = self._probe_address(s)
+        probe = grpc.insecure_channel(probe_addr)
+        self.channels.append(probe)
+        self.assertEqual(health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=10).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        self.assertEqual(code_of(sessions_pb2_grpc.TrainingServiceStub(probe).ListSessions, req)[0], C.UNIMPLEMENTED)
+        # alignctl: the missing token is named, with how to get one.
+        rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "sessions", "list")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("UNAUTHENTICATED", err)
+        self.assertIn("alignctl token new", err)
+        rc, _, err = self.alignctl(s, "--token", "x", "sessions", "list")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("a token is sent over TLS only", err)
+
+    def _probe_address(self, s):
+        line = s.proc.stdout.readline().strip()
+        self.assertTrue(line.startswith("alignd health on "), line)
+        return line.rsplit(" ", 1)[-1]
+
+    def test_another_user_gets_not_found_for_everything_of_yours(self):
+        s = self.start()
+        alice, bob = self.stubs(s, "alice"), self.stubs(s, "bob")
+        ds = self.generated(alice)
+        self.assertEqual(list(ds.owners), ["alice"])
+        req = session_request(ds.name, steps=100)
+        req.session.snapshot_every = 50
+        sess = alice.training.CreateSession(req, timeout=30)
+        self.assertEqual(sess.owner, "alice")
+        self.assertEqual(self.finished(alice, sess.name).state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        snap = sess.name + "/snapshots/50"
+        self.assertEqual(code_of(alice.training.GetSnapshot, sessions_pb2.GetSnapshotRequest(name=snap))[0], C.OK)
+        inputs = sessions_pb2.PredictRequest(name=sess.name)
+        inputs.inputs.rows, inputs.inputs.cols = 30, 1
+        inputs.inputs.values.extend([0.1] * 30)
+        t = bob.training
+        calls = {
+            "GetSession": (t.GetSession, sessions_pb2.GetSessionRequest(name=sess.name)),
+            "PauseSession": (t.PauseSession, sessions_pb2.PauseSessionRequest(name=sess.name)),
+            "ResumeSession": (t.ResumeSession, sessions_pb2.ResumeSessionRequest(name=sess.name)),
+            "CancelSession": (t.CancelSession, sessions_pb2.CancelSessionRequest(name=sess.name)),
+            "DeleteSession": (t.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name)),
+            "StreamMetrics": (t.StreamMetrics, sessions_pb2.StreamMetricsRequest(parent=sess.name)),
+            "ListMetrics": (t.ListMetrics, sessions_pb2.ListMetricsRequest(parent=sess.name)),
+            "ListSnapshots": (t.ListSnapshots, sessions_pb2.ListSnapshotsRequest(parent=sess.name)),
+            "GetSnapshot": (t.GetSnapshot, sessions_pb2.GetSnapshotRequest(name=snap)),
+            "ReadSnapshot": (t.ReadSnapshot, sessions_pb2.ReadSnapshotRequest(name=snap)),
+            "StreamSnapshots": (t.StreamSnapshots, sessions_pb2.StreamSnapshotsRequest(parent=sess.name)),
+            "Predict": (t.Predict, inputs),
+            "Evaluate": (t.Evaluate, sessions_pb2.EvaluateRequest(name=sess.name)),
+            "GetDataset": (bob.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=ds.name)),
+            "DeleteDataset": (bob.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=ds.name)),
+        }
+        for rpc, (fn, req) in calls.items():
+            code, msg = code_of(fn, req)
+            self.assertEqual(code, C.NOT_FOUND, f"{rpc}: {code} {msg}")
+            # The same words as for what does not exist: nothing tells "yours" from "absent".
+            self.assertTrue(msg.endswith(" not found"), f"{rpc}: {msg}")
+        missing = sess.name + "x"
+        self.assertEqual(code_of(t.GetSession, sessions_pb2.GetSessionRequest(name=missing))[1],
+                         f"{missing} not found")
+        self.assertEqual(code_of(t.GetSession, sessions_pb2.GetSessionRequest(name=sess.name))[1],
+                         f"{sess.name} not found")
+        # Bob's own session on Alice's data set, and with Alice's data set for evaluation.
+        code, msg = code_of(t.CreateSession, session_request(ds.name, steps=10))
+        self.assertEqual((code, msg), (C.NOT_FOUND, f"session.train_dataset: {ds.name} not found"))
+        own = self.generated(bob, seed=2)
+        req = session_request(own.name, steps=10)
+        req.session.eval_dataset = ds.name
+        self.assertEqual(code_of(t.CreateSession, req)[0], C.NOT_FOUND)
+        mine = t.CreateSession(session_request(own.name, steps=10), timeout=30)
+        ev = sessions_pb2.EvaluateRequest(name=mine.name, dataset=ds.name)
+        self.finished(bob, mine.name)
+        self.assertEqual(code_of(t.Evaluate, ev)[0], C.NOT_FOUND)
+        # Lists hold one's own only; Alice's session is untouched by all of the above.
+        names = lambda r: [x.name for x in r]  # noqa: E731
+        self.assertEqual(names(t.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=10).sessions), [mine.name])
+        self.assertEqual(names(bob.datasets.ListDatasets(datasets_pb2.ListDatasetsRequest(), timeout=10).datasets),
+                         [own.name])
+        got = alice.training.GetSession(sessions_pb2.GetSessionRequest(name=sess.name), timeout=10)
+        self.assertEqual(got.state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        # The admin sees both; the viewer sees both and changes nothing.
+        root = self.stubs(s, "root")
+        self.assertEqual(len(root.training.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=10).sessions), 2)
+        viewer = self.stubs(s, "grafana")
+        self.assertEqual(len(viewer.training.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=10).sessions), 2)
+        self.assertEqual(code_of(viewer.training.ListMetrics, sessions_pb2.ListMetricsRequest(parent=sess.name))[0], C.OK)
+        for fn, req in [(viewer.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name)),
+                        (viewer.training.CreateSession, session_request(ds.name, steps=10)),
+                        (viewer.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=ds.name)),
+                        (viewer.datasets.CreateGeneratedDataset, datasets_pb2.CreateGeneratedDatasetRequest(
+                            spec=datasets_pb2.GeneratorSpec(kind=datasets_pb2.GeneratorSpec.KIND_TOY)))]:
+            code, msg = code_of(fn, req)
+            self.assertEqual(code, C.PERMISSION_DENIED, msg)
+            self.assertIn("viewer 'grafana' may not", msg)
+        code, msg = code_of(viewer.datasets.UploadDataset, iter([datasets_pb2.UploadDatasetRequest()]))
+        self.assertEqual(code, C.PERMISSION_DENIED, msg)
+        self.assertEqual(code_of(root.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name))[0], C.OK)
+        # Every mutating RPC's log line names its principal.
+        import json
+        lines = [json.loads(x) for x in s.log_text().splitlines() if x.startswith("{")]
+        rpcs = {(x["method"].rsplit("/", 1)[-1], x["principal"]) for x in lines if x.get("msg") == "rpc"}
+        for expected in [("CreateGeneratedDataset", "alice"), ("CreateSession", "alice"), ("CreateSession", "bob"),
+                         ("DeleteSession", "root"), ("DeleteSession", "grafana"), ("PauseSession", "bob")]:
+            self.assertIn(expected, rpcs)
+
+    def test_a_shared_upload_belongs_to_each_uploader_until_each_deletes_it(self):
+        s = self.start()
+        alice, bob, root = self.stubs(s, "alice"), self.stubs(s, "bob"), self.stubs(s, "root")
+        payload = floats([0.5] * 200)
+        h = regression_header(100, 1, 1, payload)
+        a = upload(alice.datasets, h, payload)
+        b = upload(bob.datasets, h, payload)
+        self.assertEqual(a.name, b.name)  # content-addressed: one data set
+        self.assertEqual(list(a.owners), ["alice"])
+        self.assertEqual(list(b.owners), ["bob"])  # bob does not learn who else holds it
+        self.assertEqual(sorted(root.datasets.GetDataset(datasets_pb2.GetDatasetRequest(name=a.name), timeout=10).owners),
+                         ["alice", "bob"])
+        alice.datasets.DeleteDataset(datasets_pb2.DeleteDatasetRequest(name=a.name), timeout=10)
+        self.assertEqual(code_of(alice.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=a.name))[0], C.NOT_FOUND)
+        self.assertEqual(code_of(bob.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=a.name))[0], C.OK)
+        sess = bob.training.CreateSession(session_request(b.name, sizes=(1, 4, 1), steps=10), timeout=30)
+        self.assertEqual(self.finished(bob, sess.name).state, sessions_pb2.SESSION_STATE_SUCCEEDED)
+        bob.datasets.DeleteDataset(datasets_pb2.DeleteDatasetRequest(name=a.name), timeout=10)
+        self.assertEqual(code_of(root.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=a.name))[0], C.NOT_FOUND)
+
+    def test_request_ids_are_per_principal(self):
+        s = self.start()
+        alice, bob = self.stubs(s, "alice"), self.stubs(s, "bob")
+        ra = session_request(self.generated(alice).name, steps=10)
+        ra.request_id = "retry-1"
+        first = alice.training.CreateSession(ra, timeout=30)
+        self.assertEqual(alice.training.CreateSession(ra, timeout=30).name, first.name)  # a retry
+        rb = session_request(self.generated(bob, seed=3).name, steps=10)
+        rb.request_id = "retry-1"
+        other = bob.training.CreateSession(rb, timeout=30)
+        self.assertNotEqual(other.name, first.name)
+        self.assertEqual(other.owner, "bob")
+
+    def test_quotas_are_per_principal_and_name_themselves(self):
+        s = self.start("--quota_active_sessions", "1", "--quota_stored_mib", "1", "--max_running", "1")
+        alice, bob, root = self.stubs(s, "alice"), self.stubs(s, "bob"), self.stubs(s, "root")
+        ds = self.generated(alice, n=2000)
+        long = alice.training.CreateSession(session_request(ds.name, steps=100000, batch=1), timeout=30)
+        code, msg = code_of(alice.training.CreateSession, session_request(ds.name, steps=10))
+        self.assertEqual(code, C.RESOURCE_EXHAUSTED, msg)
+        self.assertIn("quota active_sessions", msg)
+        self.assertIn("--quota_active_sessions 1", msg)
+        # Bob's quota is his own; the admin has none.
+        mine = bob.training.CreateSession(session_request(self.generated(bob, seed=2).name, steps=10), timeout=30)
+        self.assertEqual(mine.owner, "bob")
+        root_ds = self.generated(root, seed=4)
+        for _ in range(3):
+            root.training.CreateSession(session_request(root_ds.name, steps=10), timeout=30)
+        # Pausing frees the slot; resuming takes it again, so it is refused while another runs.
+        alice.training.PauseSession(sessions_pb2.PauseSessionRequest(name=long.name), timeout=60)
+        short = alice.training.CreateSession(session_request(ds.name, steps=100000, batch=1), timeout=30)
+        code, msg = code_of(alice.training.ResumeSession, sessions_pb2.ResumeSessionRequest(name=long.name))
+        self.assertEqual(code, C.RESOURCE_EXHAUSTED, msg)
+        for name in (short.name, long.name):
+            code_of(root.training.CancelSession, sessions_pb2.CancelSessionRequest(name=name))
+        # Stored bytes: 1 MiB each; an upload that would pass it is refused before its bytes.
+        n = 200_000  # 1.6 MB
+        payload = floats([0.5] * n) + floats([0.25] * n)
+        code, msg = code_of(lambda timeout: upload(alice.datasets, regression_header(n, 1, 1, payload), payload))
+        self.assertEqual(code, C.RESOURCE_EXHAUSTED, msg)
+        self.assertIn("quota stored_bytes", msg)
+        self.assertEqual(code_of(lambda timeout: upload(root.datasets, regression_header(n, 1, 1, payload), payload))[0],
+                         C.OK)
+
+    def test_sighup_rereads_the_token_file_so_a_revoked_token_stops_at_once(self):
+        s = self.start()
+        bob, alice = self.stubs(s, "bob"), self.stubs(s, "alice")
+        req = sessions_pb2.ListSessionsRequest()
+        self.assertEqual(code_of(bob.training.ListSessions, req)[0], C.OK)
+        token_file(self.tokens_path, ["alice", "root"])
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while code_of(bob.training.ListSessions, req)[0] == C.OK and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(code_of(bob.training.ListSessions, req)[0], C.UNAUTHENTICATED)
+        self.assertEqual(code_of(alice.training.ListSessions, req)[0], C.OK)
+        self.assertIn("token file reloaded", s.log_text())
+        # A broken file keeps the tokens in use.
+        with open(self.tokens_path, "a") as f:
+            f.write("not-a-hash alice user\n")
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertIn("token file not reloaded", s.log_text())
+        self.assertEqual(code_of(alice.training.ListSessions, req)[0], C.OK)
+
+    def test_alignctl_and_the_python_client_train_with_tls_and_a_token_from_the_environment(self):
+        s = self.start()
+        tok = os.path.join(self.root, "alice.token")
+        with open(tok, "w") as f:
+            f.write(TOKENS["alice"][0] + "\n")
+        env = {"ALIGND_CA": self.pki["ca"], "ALIGND_TOKEN_FILE": tok}
+        rc, out, err = self.alignctl(s, "-o", "name", "datasets", "generate", "--kind", "linear", "--examples", "300",
+                                     env=env)
+        self.assertEqual(rc, 0, err)
+        ds = out.strip()
+        rc, out, err = self.alignctl(s, "-o", "json", "sessions", "create", "--dataset", ds, "--sizes", "30,20,10",
+                                     "--rule", "fa", "--max-steps", "50", env=env)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('"owner": "alice"', out)
+        rc, out, err = self.alignctl(s, "sessions", "watch", json_name(out), env=env)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("SUCCEEDED", out)
+        old = dict(os.environ)
+        try:
+            os.environ.update({"ALIGND_CA": self.pki["ca"], "ALIGND_TOKEN": TOKENS["bob"][0]})
+            with Client(s.address) as c:
+                self.assertTrue(c.tls)
+                self.assertEqual(c.list_sessions(), [])  # bob's view
+                d = c.generate_dataset("linear", examples=300)
+                sess = c.create_session(d, sizes=[30, 20, 10], rule="bp", max_steps=20)
+                self.assertEqual(sess["owner"], "bob")
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        with self.assertRaises(ValueError):
+            Client(s.address, tls=False, token="x")
+
+
+if __name__ == "__main__":
+    unittest.main()
