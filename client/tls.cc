@@ -127,8 +127,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(con
       return absl::InvalidArgumentError(
           absl::StrCat("--token-file ", s.token_file, ": its first line is empty"));
   }
-  if (!token.empty())
-    c = grpc::CompositeChannelCredentials(c, grpc::AccessTokenCredentials(token));
+  if (!token.empty()) c = grpc::CompositeChannelCredentials(c, grpc::AccessTokenCredentials(token));
   return c;
 }
 
@@ -167,11 +166,10 @@ std::string DiagnoseTls(const std::string& address, const Security& s) {
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   SSL_CTX_set_client_cert_cb(ctx, NoteCertificateRequest);
   bool asked_for_certificate = false;
-  BIO* bio = BIO_new_connect(absl::StrCat(IsIp(host) && absl::StrContains(host, ':')
-                                              ? absl::StrCat("[", host, "]")
-                                              : host,
-                                          ":", port)
-                                 .c_str());
+  BIO* bio = BIO_new_connect(
+      absl::StrCat(IsIp(host) && absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host,
+                   ":", port)
+          .c_str());
   if (bio == nullptr || BIO_do_connect(bio) != 1) {  // not a TLS matter
     BIO_free_all(bio);
     SSL_CTX_free(ctx);

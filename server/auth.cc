@@ -96,7 +96,8 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::strin
     ++line_no;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(absl::StrCat(origin, ":", line_no, ": ", why));
     };
@@ -104,8 +105,9 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::strin
     std::string hash = absl::AsciiStrToLower(
         absl::StartsWith(f[0], "sha256:") ? f[0].substr(strlen("sha256:")) : f[0]);
     if (!IsHexDigest(hash))
-      return bad("the first field is not a SHA-256 in hex (64 digits): store the token's hash, "
-                 "never the token");
+      return bad(
+          "the first field is not a SHA-256 in hex (64 digits): store the token's hash, "
+          "never the token");
     if (!ValidPrincipal(f[1])) return bad("a principal is 1-64 of [A-Za-z0-9._@-]");
     absl::StatusOr<Role> role = ParseRole(f[2]);
     if (!role.ok()) return bad(role.status().message());
@@ -152,9 +154,9 @@ size_t TokenAuthenticator::size() const {
 grpc::Status TokenAuthenticator::Process(const InputMetadata& md, grpc::AuthContext* context,
                                          OutputMetadata* consumed, OutputMetadata*) {
   auto path = md.find(":path");
-  if (path != md.end() && absl::StartsWith(absl::string_view(path->second.data(),
-                                                            path->second.size()),
-                                           "/grpc.health.v1.Health/"))
+  if (path != md.end() &&
+      absl::StartsWith(absl::string_view(path->second.data(), path->second.size()),
+                       "/grpc.health.v1.Health/"))
     return grpc::Status::OK;  // probes carry no token
   auto auth = md.find("authorization");
   if (auth == md.end())

@@ -57,9 +57,9 @@ absl::Status CheckValidNow(const X509* c, const std::string& path, const char* w
     return absl::FailedPreconditionError(absl::StrCat(
         what, " ", path, ": expired on ", TimeText(X509_get0_notAfter(c)), "; renew it"));
   if (X509_cmp_current_time(X509_get0_notBefore(c)) > 0)
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, " ", path, ": not valid before ", TimeText(X509_get0_notBefore(c)),
-        " (is the clock right?)"));
+    return absl::FailedPreconditionError(absl::StrCat(what, " ", path, ": not valid before ",
+                                                      TimeText(X509_get0_notBefore(c)),
+                                                      " (is the clock right?)"));
   return absl::OkStatus();
 }
 
@@ -72,11 +72,13 @@ absl::Status CheckTlsFiles(const TlsFiles& f) {
   if (!cert.ok()) return cert.status();
   if (absl::Status s = CheckValidNow(cert->get(), f.cert, "--tls_cert"); !s.ok()) return s;
   Bio kb(BIO_new_file(f.key.c_str(), "r"));
-  if (!kb) return absl::FailedPreconditionError(absl::StrCat("--tls_key ", f.key, ": cannot read it"));
-  std::unique_ptr<EVP_PKEY, KeyFree> key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  if (!kb)
+    return absl::FailedPreconditionError(absl::StrCat("--tls_key ", f.key, ": cannot read it"));
+  std::unique_ptr<EVP_PKEY, KeyFree> key(
+      PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
   if (!key)
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--tls_key ", f.key, ": not an unencrypted PEM private key"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--tls_key ", f.key, ": not an unencrypted PEM private key"));
   if (X509_check_private_key(cert->get(), key.get()) != 1)
     return absl::FailedPreconditionError(absl::StrCat(
         "--tls_key ", f.key, " is not the key of the certificate in --tls_cert ", f.cert));

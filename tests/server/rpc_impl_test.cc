@@ -2,6 +2,7 @@
 // directory (the e2e tests cover the wiring).
 #include "server/rpc_impl.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -226,6 +227,61 @@ TEST_F(RpcImplTest, DatasetsListGetAndDelete) {
   google::protobuf::Empty empty;
   ASSERT_OK(DeleteDatasetImpl(*manager_, kAdmin, del, &empty));
   EXPECT_EQ(DeleteDatasetImpl(*manager_, kAdmin, del, &empty).code(), absl::StatusCode::kNotFound);
+}
+
+// With owners, a listing pages over what the caller may see only, however the store's
+// pages fall; another user's resources are NotFound in the same words as absent ones.
+TEST_F(RpcImplTest, UsersListAndTouchTheirOwnOnly) {
+  const Caller alice{"alice", Role::kUser}, bob{"bob", Role::kUser};
+  std::vector<std::string> mine;
+  for (int seed = 1; seed <= 9; ++seed) {
+    v1::CreateGeneratedDatasetRequest gen;
+    gen.mutable_spec()->set_kind(v1::GeneratorSpec::KIND_TOY);
+    gen.mutable_spec()->set_seed(seed);
+    v1::Dataset d;
+    ASSERT_OK(CreateGeneratedDatasetImpl(*manager_, seed % 3 == 0 ? alice : bob, gen, &d));
+    if (seed % 3 == 0) mine.push_back(d.name());
+  }
+  std::sort(mine.begin(), mine.end());
+  v1::ListDatasetsRequest list;
+  list.set_page_size(2);
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 10; ++pages) {
+    v1::ListDatasetsResponse page;
+    ASSERT_OK(ListDatasetsImpl(*manager_, alice, list, &page));
+    for (const auto& d : page.datasets()) {
+      seen.push_back(d.name());
+      EXPECT_THAT(d.owners(), ::testing::ElementsAre("alice"));
+    }
+    if (page.next_page_token().empty()) break;
+    list.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(seen, mine);
+
+  v1::Session s;
+  auto req = Request(20);
+  req.mutable_session()->set_train_dataset(mine[0]);
+  auto* sizes = req.mutable_session()->mutable_config()->mutable_network()->mutable_sizes();
+  sizes->Clear();
+  for (int n : {1, 4, 1}) sizes->Add(n);  // the toy task's shape
+  EXPECT_EQ(CreateSessionImpl(*manager_, bob, req, &s).code(), absl::StatusCode::kNotFound);
+  ASSERT_OK(CreateSessionImpl(*manager_, alice, req, &s));
+  EXPECT_EQ(s.owner(), "alice");
+  v1::GetSessionRequest get;
+  get.set_name(s.name());
+  v1::Session got;
+  const absl::Status hidden = GetSessionImpl(*manager_, bob, get, &got);
+  get.set_name(s.name() + "x");
+  const absl::Status absent = GetSessionImpl(*manager_, bob, get, &got);
+  EXPECT_EQ(hidden.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hidden.message(), absl::StrCat(s.name(), " not found"));
+  EXPECT_EQ(absent.message(), absl::StrCat(s.name(), "x not found"));
+  v1::ListSessionsResponse listed;
+  ASSERT_OK(ListSessionsImpl(*manager_, bob, v1::ListSessionsRequest(), &listed));
+  EXPECT_EQ(listed.sessions_size(), 0);
+  ASSERT_OK(ListSessionsImpl(*manager_, kAdmin, v1::ListSessionsRequest(), &listed));
+  EXPECT_EQ(listed.sessions_size(), 1);
+  manager_->WaitIdle();
 }
 
 }  // namespace
