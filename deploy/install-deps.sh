@@ -12,7 +12,7 @@ pkgs=(build-essential cmake ninja-build pkg-config clang-format
       libeigen3-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
       libcli11-dev nlohmann-json3-dev libdnnl-dev
-      libsqlite3-dev libssl-dev prometheus-cpp-dev
+      libsqlite3-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev
       python3 python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools)
 for arg in "$@"; do
   case "$arg" in

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   std::string token_file;
   std::string health_listen;
   int64_t quota_stored_mib = 0;
+  MetricsSecurity metrics_security;
+  bool metrics_insecure = false;
   app.add_option("--listen", listen,
                  "address to serve on; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
@@ -126,6 +128,17 @@ int main(int argc, char** argv) {
   app.add_option("--health_listen", health_listen,
                  "also serve grpc.health.v1 alone, plaintext and without a token, here "
                  "(Kubernetes grpc probes)")
+      ->group(sec);
+  app.add_option("--metrics_tls_cert", metrics_security.tls_cert,
+                 "PEM certificate chain: serve /metrics over HTTPS")
+      ->group(sec);
+  app.add_option("--metrics_tls_key", metrics_security.tls_key, "PEM key of --metrics_tls_cert")
+      ->group(sec);
+  app.add_option("--metrics_basic_auth_file", metrics_security.basic_auth_file,
+                 "/metrics wants HTTP basic auth: lines '<user> <sha256 of the password>'")
+      ->group(sec);
+  app.add_flag("--metrics_insecure", metrics_insecure,
+               "serve /metrics off loopback without TLS and basic auth")
       ->group(sec);
   app.add_option("--quota_active_sessions", mo.quota_active_sessions,
                  "per principal of role user: sessions queued or running at once (0: no limit)")
@@ -208,7 +221,28 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<ServiceMetrics> metrics;
   if (!metrics_listen.empty()) {
-    auto m = ServiceMetrics::Start(metrics_listen, &sessions);
+    const bool protected_ =
+        !metrics_security.tls_cert.empty() && !metrics_security.basic_auth_file.empty();
+    if (!IsLoopback(metrics_listen) && !protected_ && !metrics_insecure && !insecure) {
+      LogError(
+          "refusing to serve /metrics off loopback without TLS and basic auth: give "
+          "--metrics_tls_cert, --metrics_tls_key and --metrics_basic_auth_file, or "
+          "--metrics_insecure",
+          {{"address", metrics_listen}});
+      return 2;
+    }
+    if (metrics_security.tls_cert.empty() != metrics_security.tls_key.empty()) {
+      LogError("--metrics_tls_cert and --metrics_tls_key go together");
+      return 2;
+    }
+    if (!metrics_security.tls_cert.empty()) {
+      TlsFiles mt{metrics_security.tls_cert, metrics_security.tls_key, "", 10};
+      if (absl::Status s = CheckTlsFiles(mt); !s.ok()) {
+        LogError("cannot serve /metrics over TLS", {{"error", std::string(s.message())}});
+        return 2;
+      }
+    }
+    auto m = ServiceMetrics::Start(metrics_listen, &sessions, metrics_security);
     if (!m.ok()) {
       LogError("cannot serve metrics", {{"error", m.status().ToString()}});
       return 1;

@@ -1,14 +1,25 @@
 // File: server/metrics.cc
 #include "server/metrics.h"
 
+#include <httplib.h>
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "alignd/v1/rule_names.h"
+#include "base/status_macros.h"
+#include "formats/formats.h"
 #include "server/log.h"
 #include "server/proto_convert.h"
 
@@ -27,6 +38,26 @@ prometheus::MetricFamily Family(const std::string& name, const std::string& help
   f.help = help;
   f.type = type;
   return f;
+}
+
+// "Basic base64(user:password)" against "user sha256(password)" entries, compared in full
+// whatever matches so that the time says nothing.
+bool BasicAuthOk(const std::map<std::string, std::string>& users, const std::string& header) {
+  constexpr absl::string_view kBasic = "Basic ";
+  std::string decoded;
+  if (!absl::StartsWith(header, kBasic) ||
+      !absl::Base64Unescape(absl::string_view(header).substr(kBasic.size()), &decoded))
+    return false;
+  const size_t colon = decoded.find(':');
+  if (colon == std::string::npos) return false;
+  auto it = users.find(decoded.substr(0, colon));
+  formats::Sha256 h;
+  h.Update(absl::string_view(decoded).substr(colon + 1));
+  const std::string got = h.HexDigest();
+  const std::string& want = it == users.end() ? got : it->second;
+  unsigned diff = it == users.end();
+  for (size_t i = 0; i < got.size(); ++i) diff |= got[i] ^ want[i];
+  return diff == 0;
 }
 
 }  // namespace
@@ -93,8 +124,29 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
   SessionManager* sessions_;
 };
 
-absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(const std::string& address,
-                                                                      SessionManager* sessions) {
+absl::StatusOr<std::map<std::string, std::string>> ParseBasicAuthFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::map<std::string, std::string> users;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    std::istringstream fields(line);
+    std::string user, hash, extra;
+    if (!(fields >> user) || user[0] == '#') continue;
+    fields >> hash >> extra;
+    bool hex = hash.size() == 64;
+    for (char c : hash) hex = hex && std::isxdigit(static_cast<unsigned char>(c));
+    if (!hex || !extra.empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": want '<user> <sha256 of the password, hex>'"));
+    users[user] = absl::AsciiStrToLower(hash);
+  }
+  if (users.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no users"));
+  return users;
+}
+
+absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(
+    const std::string& address, SessionManager* sessions, const MetricsSecurity& security) {
   std::unique_ptr<ServiceMetrics> m(new ServiceMetrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->rpcs_ = &prometheus::BuildCounter()
@@ -106,23 +158,54 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(const std:
                        .Help("Time from an RPC's start to its status, by method.")
                        .Register(*m->registry_);
   m->sessions_ = std::make_shared<SessionCollector>(sessions);
-  try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
+  std::map<std::string, std::string> users;
+  if (!security.basic_auth_file.empty()) {
+    ASSIGN_OR_RETURN(users, ParseBasicAuthFile(security.basic_auth_file));
   }
-  m->exposer_->RegisterCollectable(m->registry_);
-  m->exposer_->RegisterCollectable(m->sessions_);
+  if (!security.tls_cert.empty()) {
+    auto tls =
+        std::make_unique<httplib::SSLServer>(security.tls_cert.c_str(), security.tls_key.c_str());
+    if (!tls->is_valid())
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot serve /metrics over TLS with ", security.tls_cert, " and ", security.tls_key));
+    m->http_ = std::move(tls);
+  } else {
+    m->http_ = std::make_unique<httplib::Server>();
+  }
+  ServiceMetrics* self = m.get();
+  m->http_->Get("/metrics", [self, users = std::move(users)](const httplib::Request& req,
+                                                             httplib::Response& res) {
+    if (!users.empty() && !BasicAuthOk(users, req.get_header_value("Authorization"))) {
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Basic realm=\"alignd metrics\"");
+      return;
+    }
+    std::vector<prometheus::MetricFamily> families = self->registry_->Collect();
+    for (auto& f : self->sessions_->Collect()) families.push_back(std::move(f));
+    res.set_content(prometheus::TextSerializer().Serialize(families),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_listen ", address, ": want host:port"));
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  m->port_ = port == 0 ? m->http_->bind_to_any_port(host)
+                       : (m->http_->bind_to_port(host, port) ? port : -1);
+  if (m->port_ <= 0)
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
+  m->listener_ = std::thread([self] { self->http_->listen_after_bind(); });
   return m;
 }
 
-ServiceMetrics::~ServiceMetrics() = default;
-
-int ServiceMetrics::port() const {
-  const auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
+ServiceMetrics::~ServiceMetrics() {
+  if (http_ != nullptr) http_->stop();
+  if (listener_.joinable()) listener_.join();
 }
+
+int ServiceMetrics::port() const { return port_; }
 
 void ServiceMetrics::ObserveRpc(const std::string& method, int code, double seconds) {
   rpcs_->Add({{"method", method}, {"code", std::to_string(code)}}).Increment();

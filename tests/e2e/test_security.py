@@ -40,12 +40,12 @@ def token_file(path, names=TOKENS):
 class Alignd:
     """alignd on an ephemeral port; stdout's lines (addresses) and stderr (JSON log) kept."""
 
-    def __init__(self, root, *flags, name="data", listen="127.0.0.1:0"):
+    def __init__(self, root, *flags, name="data", listen="127.0.0.1:0", metrics=""):
         self.data_dir = os.path.join(root, name)
         self.log_path = self.data_dir + ".log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.environ["ALIGND_BINARY"], "--listen", listen, "--metrics_listen", "", "--data_dir",
+            [os.environ["ALIGND_BINARY"], "--listen", listen, "--metrics_listen", metrics, "--data_dir",
              self.data_dir, "--heartbeat_ms", "100", *flags],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         first = self.proc.stdout.readline().strip()
@@ -314,6 +314,43 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(rc, 4, err)
         self.assertIn("TLS: the server's certificate does not verify against --ca", err)
         self.assertIn("certificate has expired", err)
+
+    # ---- /metrics -----------------------------------------------------------------------
+    def test_metrics_over_https_with_basic_auth_and_refused_plaintext_off_loopback(self):
+        import base64
+        import ssl
+        import urllib.error
+        import urllib.request
+        auth = os.path.join(self.root, "metrics-users")
+        with open(auth, "w") as f:
+            f.write(f"# user sha256(password)\nprometheus {hashlib.sha256(b's3cret').hexdigest()}\n")
+        s = Alignd(self.root, "--metrics_tls_cert", self.pki["server_cert"], "--metrics_tls_key",
+                   self.pki["server_key"], "--metrics_basic_auth_file", auth, metrics="127.0.0.1:0")
+        self.servers.append(s)
+        url = "https://" + s.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        ctx = ssl.create_default_context(cafile=self.pki["ca"])
+
+        def get(user=None, password=None, context=ctx, address=url):
+            req = urllib.request.Request(address)
+            if user:
+                req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+            try:
+                with urllib.request.urlopen(req, context=context, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, ""
+        self.assertEqual(get()[0], 401)
+        self.assertEqual(get("prometheus", "wrong")[0], 401)
+        self.assertEqual(get("nobody", "s3cret")[0], 401)
+        code, body = get("prometheus", "s3cret")
+        self.assertEqual(code, 200)
+        self.assertIn('alignd_sessions{state="QUEUED"} 0', body)
+        import http.client
+        with self.assertRaises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            get("prometheus", "s3cret", address=url.replace("https://", "http://"), context=None)
+        code, log = exits_with("--listen", "127.0.0.1:0", "--metrics_listen", "0.0.0.0:0")
+        self.assertEqual(code, 2, log)
+        self.assertIn("refusing to serve /metrics off loopback", log)
 
     # ---- tokens -------------------------------------------------------------------------
     def test_calls_without_a_valid_token_are_unauthenticated_and_probes_need_none(self):

@@ -18,10 +18,10 @@ constexpr char kAbc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff6
 
 TEST(TokenTableTest, FindsATokenByItsHashAndIgnoresCommentsAndCase) {
   EXPECT_EQ(TokenHash("abc"), kAbc);
-  auto t = TokenTable::Parse(absl::StrCat("# who\n\n", kAbc, "  alice\tuser\n",
-                                          "sha256:", absl::AsciiStrToUpper(TokenHash("root-token")),
-                                          " root admin\r\n"),
-                             "tokens");
+  auto t = TokenTable::Parse(
+      absl::StrCat("# who\n\n", kAbc, "  alice\tuser\n",
+                   "sha256:", absl::AsciiStrToUpper(TokenHash("root-token")), " root admin\r\n"),
+      "tokens");
   ASSERT_OK(t.status());
   EXPECT_EQ(t->size(), 2u);
   const TokenEntry* a = t->Find("abc");
@@ -42,7 +42,8 @@ TEST(TokenTableTest, AMalformedLineIsNamedByFileAndNumber) {
   };
   for (const Case& c : std::vector<Case>{
            {"plain-token alice user", "tokens:1: the first field is not a SHA-256"},
-           {"# ok\n" + h + " alice", "tokens:2: want '<sha256 of the token, hex> <principal> <role>'"},
+           {"# ok\n" + h + " alice",
+            "tokens:2: want '<sha256 of the token, hex> <principal> <role>'"},
            {h + " alice owner", "tokens:1: unknown role 'owner' (admin, user or viewer)"},
            {h + " al/ice user", "tokens:1: a principal is 1-64 of [A-Za-z0-9._@-]"},
            {h + " alice user\n" + h + " bob user", "tokens:2: this token hash is listed twice"},
