@@ -71,8 +71,9 @@ def exits_with(*flags):
     """Runs alignd expecting it to refuse to start: (exit code, its log)."""
     root = tempfile.mkdtemp(prefix="alignd_sec_")
     try:
-        p = subprocess.run([os.environ["ALIGND_BINARY"], "--metrics_listen", "", "--data_dir",
-                            os.path.join(root, "d"), *flags], capture_output=True, text=True, timeout=30)
+        metrics = [] if "--metrics_listen" in flags else ["--metrics_listen", ""]
+        p = subprocess.run([os.environ["ALIGND_BINARY"], *metrics, "--data_dir", os.path.join(root, "d"), *flags],
+                           capture_output=True, text=True, timeout=30)
         return p.returncode, p.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)
