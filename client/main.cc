@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 
+#include "base/version.h"
 #include "client/cli.h"
 #include "client/commands.h"
 
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
   if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
   CLI::App app{"alignctl: drive alignd, the training service for backprop and feedback alignment"};
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string("alignctl ") + ALIGND_VERSION + " (" + ALIGND_REVISION + ")");
   Globals& g = G();
   g.server = std::getenv("ALIGND_SERVER") ? std::getenv("ALIGND_SERVER") : "localhost:50051";
   app.add_option("--server", g.server,

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "base/version.h"
 #include "server/auth.h"
 #include "server/dataset_service.h"
 #include "server/dataset_store.h"
@@ -148,6 +149,8 @@ int main(int argc, char** argv) {
                  "per principal of role user: MiB of data sets stored (0: no limit)")
       ->capture_default_str()
       ->group(sec);
+  app.set_version_flag("--version",
+                       std::string("alignd ") + ALIGND_VERSION + " (" + ALIGND_REVISION + ")");
   CLI11_PARSE(app, argc, argv);
   // Every line on stderr is JSON from here on, a crash included.
   InstallCrashHandler(argv[0]);
@@ -296,6 +299,8 @@ int main(int argc, char** argv) {
                       {"data_dir", data_dir},
                       {"max_running", mo.max_running},
                       {"max_threads", mo.max_threads},
+                      {"version", ALIGND_VERSION},
+                      {"revision", ALIGND_REVISION},
                       {"tls", tls.enabled()},
                       {"tokens", tokens != nullptr}});
 
