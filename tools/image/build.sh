@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make image: builds deploy/Dockerfile with podman, offline (--isolation=chroot: no daemon,
+# no registry), FROM the debootstrap'ed base (tools/image/base.sh). The image is
+# localhost/alignd:$version and localhost/alignd:latest.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+base=${ALIGND_BASE_IMAGE:-localhost/debian:bookworm-slim}
+tools/image/base.sh
+version=$(sed -n 's/^project(alignd VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+start=$(date +%s)
+podman build --isolation=chroot -f deploy/Dockerfile --build-arg BASE="$base" \
+  --build-arg REVISION="$revision" -t "localhost/alignd:$version" -t localhost/alignd:latest .
+size=$(podman image inspect --format '{{.Size}}' localhost/alignd:latest)
+echo "image: localhost/alignd:$version ($revision), $((size / 1000000)) MB, built in $(( $(date +%s) - start )) s"
