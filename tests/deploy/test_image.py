@@ -168,7 +168,8 @@ class ImageTest(unittest.TestCase):
     def test_runs_as_its_user_trains_checkpoints_on_sigterm_and_resumes_on_the_same_volume(self):
         c = self.start()
         self.assertEqual(c.uid()[0], "10001")  # real uid
-        log = open(os.path.join(self.tmp, "alignd.log")).read()
+        with open(os.path.join(self.tmp, "alignd.log")) as f:
+            log = f.read()
         serving = [json.loads(x) for x in log.splitlines() if '"msg":"serving"' in x][-1]
         self.assertTrue(serving["tls"] and serving["tokens"], serving)
         self.assertEqual(self.alignctl(c, "health").stdout.strip(), f"{c.address}: SERVING")
@@ -191,8 +192,8 @@ class ImageTest(unittest.TestCase):
         while int(self.session(c, long).get("step", 0)) < 1000 and time.time() < deadline:
             time.sleep(0.2)
         self.assertEqual(c.stop(signal.SIGTERM), 0)
-        log = open(os.path.join(self.tmp, "alignd.log")).read()
-        self.assertIn('"msg":"shutting down"', log)
+        with open(os.path.join(self.tmp, "alignd.log")) as f:
+            self.assertIn('"msg":"shutting down"', f.read())
         # A new container on the same volume: the session resumes from the checkpoint that
         # SIGTERM wrote (checkpoint_every is far away: only the stop can have written one).
         c2 = self.start()

@@ -9,7 +9,8 @@ tools/image/base.sh
 version=$(sed -n 's/^project(alignd VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 start=$(date +%s)
-podman build --isolation=chroot -f deploy/Dockerfile --build-arg BASE="$base" \
+# Docker format: OCI images have no HEALTHCHECK, STOPSIGNAL is kept either way.
+podman build --isolation=chroot --format docker -f deploy/Dockerfile --build-arg BASE="$base" \
   --build-arg REVISION="$revision" -t "localhost/alignd:$version" -t localhost/alignd:latest .
 size=$(podman image inspect --format '{{.Size}}' localhost/alignd:latest)
 echo "image: localhost/alignd:$version ($revision), $((size / 1000000)) MB, built in $(( $(date +%s) - start )) s"
