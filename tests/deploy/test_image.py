@@ -163,6 +163,10 @@ class ImageTest(unittest.TestCase):
                  or re.match(r"^(gcc|g\+\+|cpp)(-\d+)?$", p)]
         self.assertEqual(build, [])
         self.assertTrue(os.path.exists(os.path.join(self.rootfs, "usr/lib/python3/dist-packages/alignd_client")))
+        # The image leaves out libraries nothing loads: everything the binaries need is there.
+        for binary in ("/usr/bin/alignd", "/usr/bin/alignctl"):
+            libs = run("chroot", self.rootfs, "/usr/bin/ldd", binary)
+            self.assertNotIn("not found", libs, f"{binary}:\n{libs}")
 
     # ---- the image running --------------------------------------------------------------
     def test_runs_as_its_user_trains_checkpoints_on_sigterm_and_resumes_on_the_same_volume(self):
