@@ -149,7 +149,7 @@ class ImageTest(unittest.TestCase):
         self.assertEqual(sorted(c["ExposedPorts"]), ["50051/tcp", "50052/tcp", "9464/tcp"])
         self.assertEqual(c["StopSignal"], "SIGTERM")
         self.assertEqual(c["Entrypoint"], ["/usr/bin/alignd"])
-        self.assertIn("/usr/bin/alignctl", self.info["Config"]["Healthcheck"]["Test"])
+        self.assertIn("/usr/bin/alignctl", self.info["Healthcheck"]["Test"])
         size = int(self.info["Size"])
         print(f"\nimage {ARGS.image}: {size / 1e6:.1f} MB (target < {MAX_IMAGE_BYTES / 1e6:.0f} MB)", file=sys.stderr)
         self.assertLess(size, MAX_IMAGE_BYTES)
@@ -178,7 +178,7 @@ class ImageTest(unittest.TestCase):
         self.assertTrue(serving["tls"] and serving["tokens"], serving)
         self.assertEqual(self.alignctl(c, "health").stdout.strip(), f"{c.address}: SERVING")
         # The image's own HEALTHCHECK, run inside it against the health port.
-        test = [a.replace("127.0.0.1:50052", c.health) for a in self.config["Healthcheck"]["Test"][1:]]
+        test = [a.replace("127.0.0.1:50052", c.health) for a in self.info["Healthcheck"]["Test"][1:]]
         hc = subprocess.run(["chroot", f"--userspec={self.config['User']}", "--groups=", self.rootfs, *test],
                             capture_output=True, text=True, timeout=60)
         self.assertEqual((hc.returncode, hc.stdout.strip()), (0, f"{c.health}: SERVING"), hc.stderr)
