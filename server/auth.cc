@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "formats/formats.h"
+#include "server/log.h"
 
 namespace alignd::server {
 namespace {
@@ -154,28 +155,30 @@ size_t TokenAuthenticator::size() const {
 grpc::Status TokenAuthenticator::Process(const InputMetadata& md, grpc::AuthContext* context,
                                          OutputMetadata* consumed, OutputMetadata*) {
   auto path = md.find(":path");
-  if (path != md.end() &&
-      absl::StartsWith(absl::string_view(path->second.data(), path->second.size()),
-                       "/grpc.health.v1.Health/"))
+  const absl::string_view method =
+      path == md.end() ? absl::string_view()
+                       : absl::string_view(path->second.data(), path->second.size());
+  if (absl::StartsWith(method, "/grpc.health.v1.Health/"))
     return grpc::Status::OK;  // probes carry no token
+  // A refused call never reaches the services nor their log line: it gets its own.
+  auto refuse = [&](const char* why) {
+    LogWarn("unauthenticated", {{"method", std::string(method)}, {"reason", why}});
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why);
+  };
   auto auth = md.find("authorization");
   if (auth == md.end())
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "this server wants a bearer token (alignctl --token, or ALIGND_TOKEN)");
+    return refuse("this server wants a bearer token (alignctl --token, or ALIGND_TOKEN)");
   absl::string_view value(auth->second.data(), auth->second.size());
   constexpr absl::string_view kBearer = "Bearer ";
   if (!absl::StartsWithIgnoreCase(value, kBearer))
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "the authorization metadata is not 'Bearer <token>'");
+    return refuse("the authorization metadata is not 'Bearer <token>'");
   std::shared_ptr<const TokenTable> table;
   {
     absl::MutexLock l(&mu_);
     table = table_;
   }
   const TokenEntry* e = table->Find(value.substr(kBearer.size()));
-  if (e == nullptr)
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "the bearer token is not valid here (unknown or revoked)");
+  if (e == nullptr) return refuse("the bearer token is not valid here (unknown or revoked)");
   consumed->insert(std::make_pair(std::string(auth->first.data(), auth->first.size()),
                                   std::string(auth->second.data(), auth->second.size())));
   context->AddProperty(kPrincipalProperty, e->principal);

@@ -15,6 +15,8 @@
   parallel   two sessions on two workers against one; target >= 1.8x
   predict    one example (p50 < 1 ms) and 1000 examples (within 2x of the in-process
              forward pass, build/tests/bench/micro_bench's BM_NetworkPredict/1000)
+  tls        what TLS and a bearer token cost: the same upload and one-example Predict
+             through a second alignd serving TLS with tokens, against the plaintext ones
 
 Writes build/bench/service.json.
 """
@@ -159,6 +161,29 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
+
+    # ---- TLS and a token (certificates made with openssl, tests/e2e/certs.py) ----
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    import certs
+    pki = certs.make_pki(os.path.join(tmp, "pki"))
+    token = "bench-token"
+    with open(os.path.join(tmp, "tokens"), "w") as f:
+        import hashlib
+        f.write(f"{hashlib.sha256(token.encode()).hexdigest()} bench user\n")
+    proc, address = start_alignd(build, os.path.join(tmp, "d2"), "--tls_cert", pki["server_cert"], "--tls_key",
+                                 pki["server_key"], "--token_file", os.path.join(tmp, "tokens"))
+    try:
+        c = Client(address, timeout=600, ca=pki["ca"], token=token)
+        grpc.channel_ready_future(c.channel).result(timeout=10)
+        t0 = time.perf_counter()
+        ds = c.upload_dataset(x, y, name="mnist-train")
+        tls_upload_s = time.perf_counter() - t0
+        s = run_session(c, ds, 100)
+        wait_all(c, [s["name"]])
+        tls_pred = predict_ms(x[:1], 300)
+    finally:
+        proc.terminate()
+        proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
     # ---- reference: a plain gRPC byte stream into a do-nothing server ----
@@ -207,6 +232,9 @@ def main():
              p99_ms=float(np.percentile(pred, 99)), calls=int(pred.size), target_p50_ms=1.0),
         dict(bench="predict_1000_examples", impl="alignd", p50_ms=p1000, in_process_ms=forward1000_ms,
              ratio=p1000 / forward1000_ms, target=2.0),
+        dict(bench="tls", impl="alignd_tls_token", upload_mb_per_s=payload_mb / tls_upload_s,
+             upload_ratio_to_plaintext=upload_s / tls_upload_s, predict_p50_ms=float(np.percentile(tls_pred, 50)),
+             predict_p50_plaintext_ms=float(np.percentile(pred, 50))),
     ]
     print("\nalignd service, loopback, this machine")
     print(f"  training through alignd: {service_sps:8.1f} steps/s vs in-process {inproc_sps:8.1f}: "
@@ -223,6 +251,9 @@ def main():
           f"p99 {np.percentile(pred, 99):.2f} ms over {pred.size} calls (target p50 < 1 ms)")
     print(f"  Predict of 1000 MNIST examples: p50 {p1000:.2f} ms vs the in-process forward pass "
           f"{forward1000_ms:.2f} ms: {p1000 / forward1000_ms:.2f}x (target <= 2x)")
+    print(f"  TLS + bearer token: upload {payload_mb / tls_upload_s:.0f} MB/s vs plaintext {payload_mb / upload_s:.0f} MB/s "
+          f"({upload_s / tls_upload_s:.2f}x); Predict of one example p50 {np.percentile(tls_pred, 50):.2f} ms vs "
+          f"{np.percentile(pred, 50):.2f} ms")
     os.makedirs(os.path.join(build, "bench"), exist_ok=True)
     with open(os.path.join(build, "bench", "service.json"), "w") as f:
         json.dump(rows, f, indent=1)

@@ -368,6 +368,9 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual((code, msg), (C.UNAUTHENTICATED, "the bearer token is not valid here (unknown or revoked)"))
         code, _ = code_of(self.stubs(s).datasets.UploadDataset, iter([]))
         self.assertEqual(code, C.UNAUTHENTICATED)
+        refused = [x for x in s.log_text().splitlines() if '"msg":"unauthenticated"' in x]
+        self.assertTrue(any("/alignd.v1.TrainingService/ListSessions" in x and "unknown or revoked" in x
+                            for x in refused), refused)
         # Health: on the TLS port without a token, and alone on the plaintext probe port.
         self.assertEqual(code_of(self.stubs(s).health.Check, health_pb2.HealthCheckRequest())[0], C.OK)
         probe_addr = self._probe_address(s)
