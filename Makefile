@@ -21,8 +21,9 @@ build: deps $(BUILD)/build.ninja
 # Debian packages (alignd, python3-alignd) for other machines: built in build-package with the
 # portable CPU baseline (-DALIGND_NATIVE=OFF), written to build-package/*.deb.
 package: deps
-	cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DALIGND_NATIVE=OFF >/dev/null
-	cmake --build build-package -j $(JOBS)
+	cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DALIGND_NATIVE=OFF \
+	  -DALIGND_BUILD_TESTS=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
+	cmake --build build-package -j $(JOBS) --target alignd alignctl alignd_python
 	cd build-package && cpack -G DEB
 	@ls -1 build-package/*.deb
 
