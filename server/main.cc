@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!metrics_security.tls_cert.empty()) {
-      TlsFiles mt{metrics_security.tls_cert, metrics_security.tls_key, "", 10};
+      TlsFiles mt{metrics_security.tls_cert, metrics_security.tls_key, "", 10, "--metrics_tls"};
       if (absl::Status s = CheckTlsFiles(mt); !s.ok()) {
         LogError("cannot serve /metrics over TLS", {{"error", std::string(s.message())}});
         return 2;

@@ -66,22 +66,24 @@ absl::Status CheckValidNow(const X509* c, const std::string& path, const char* w
 }  // namespace
 
 absl::Status CheckTlsFiles(const TlsFiles& f) {
+  const std::string cert_flag = f.flag + "_cert", key_flag = f.flag + "_key";
   if (f.cert.empty() || f.key.empty())
-    return absl::FailedPreconditionError("TLS needs both --tls_cert and --tls_key");
-  absl::StatusOr<Cert> cert = ReadCertificate(f.cert, "--tls_cert");
+    return absl::FailedPreconditionError(
+        absl::StrCat("TLS needs both ", cert_flag, " and ", key_flag));
+  absl::StatusOr<Cert> cert = ReadCertificate(f.cert, cert_flag.c_str());
   if (!cert.ok()) return cert.status();
-  if (absl::Status s = CheckValidNow(cert->get(), f.cert, "--tls_cert"); !s.ok()) return s;
+  if (absl::Status s = CheckValidNow(cert->get(), f.cert, cert_flag.c_str()); !s.ok()) return s;
   Bio kb(BIO_new_file(f.key.c_str(), "r"));
   if (!kb)
-    return absl::FailedPreconditionError(absl::StrCat("--tls_key ", f.key, ": cannot read it"));
+    return absl::FailedPreconditionError(absl::StrCat(key_flag, " ", f.key, ": cannot read it"));
   std::unique_ptr<EVP_PKEY, KeyFree> key(
       PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
   if (!key)
     return absl::FailedPreconditionError(
-        absl::StrCat("--tls_key ", f.key, ": not an unencrypted PEM private key"));
+        absl::StrCat(key_flag, " ", f.key, ": not an unencrypted PEM private key"));
   if (X509_check_private_key(cert->get(), key.get()) != 1)
     return absl::FailedPreconditionError(absl::StrCat(
-        "--tls_key ", f.key, " is not the key of the certificate in --tls_cert ", f.cert));
+        key_flag, " ", f.key, " is not the key of the certificate in ", cert_flag, " ", f.cert));
   if (!f.client_ca.empty()) {
     absl::StatusOr<Cert> ca = ReadCertificate(f.client_ca, "--tls_client_ca");
     if (!ca.ok()) return ca.status();

@@ -28,6 +28,7 @@ struct TlsFiles {
   std::string key;        // PEM private key
   std::string client_ca;  // PEM CA bundle for client certificates; empty: no mTLS
   unsigned reload_s = 10;
+  std::string flag = "--tls";  // how errors name the files: {flag}_cert, {flag}_key
 
   bool enabled() const { return !cert.empty() || !key.empty(); }
 };
