@@ -110,6 +110,10 @@ class LiveSession {
     absl::MutexLock lock(&mu_);
     return latest_;
   }
+  // Steps this process has trained of the session (a counter that never goes back: a
+  // restart that resumes from a checkpoint starts it again at 0, which Prometheus reads as
+  // a counter reset, not as steps lost).
+  int64_t steps_trained() const { return steps_trained_.load(std::memory_order_relaxed); }
 
   void AddWatcher(SessionWatcher* w);
   void RemoveWatcher(SessionWatcher* w);
@@ -133,6 +137,7 @@ class LiveSession {
   MetricRing metrics_;
   std::atomic<StopRequest> stop_{StopRequest::kNone};
   std::atomic<bool> deleted_{false};
+  std::atomic<int64_t> steps_trained_{0};
   std::atomic<int64_t> snapshots_stored_{0};
 };
 

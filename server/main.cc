@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
   std::string token_file;
   std::string health_listen;
   int64_t quota_stored_mib = 0;
-  MetricsSecurity metrics_security;
+  MetricsOptions metrics_options;
+  MetricsSecurity& metrics_security = metrics_options.security;
   bool metrics_insecure = false;
   app.add_option("--listen", listen,
                  "address to serve on; port 0 picks a free one (printed on stdout)")
@@ -138,6 +139,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics_basic_auth_file", metrics_security.basic_auth_file,
                  "/metrics wants HTTP basic auth: lines '<user> <sha256 of the password>'")
       ->group(sec);
+  app.add_option("--metrics_retain_finished_s", metrics_options.retain_finished_s,
+                 "per-session metric series last this long after a session ends")
+      ->capture_default_str();
   app.add_flag("--metrics_insecure", metrics_insecure,
                "serve /metrics off loopback without TLS and basic auth")
       ->group(sec);
@@ -245,7 +249,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    auto m = ServiceMetrics::Start(metrics_listen, &sessions, metrics_security);
+    auto m = ServiceMetrics::Start(metrics_listen, &sessions, metrics_options);
     if (!m.ok()) {
       LogError("cannot serve metrics", {{"error", m.status().ToString()}});
       return 1;

@@ -1,6 +1,7 @@
 // File: server/metrics.cc
 #include "server/metrics.h"
 
+#include <google/protobuf/descriptor.h>
 #include <httplib.h>
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
@@ -17,8 +18,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "alignd/v1/rule_names.h"
 #include "base/status_macros.h"
+#include "base/version.h"
 #include "formats/formats.h"
 #include "server/log.h"
 #include "server/proto_convert.h"
@@ -64,20 +68,29 @@ bool BasicAuthOk(const std::map<std::string, std::string>& users, const std::str
 
 class ServiceMetrics::SessionCollector : public prometheus::Collectable {
  public:
-  explicit SessionCollector(SessionManager* sessions) : sessions_(sessions) {}
+  SessionCollector(SessionManager* sessions, double retain_finished_s)
+      : sessions_(sessions), retain_finished_s_(retain_finished_s) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     using prometheus::MetricType;
+    auto build = Family("alignd_build_info", "The running alignd: version and git revision (1).",
+                        MetricType::Gauge);
     auto by_state = Family("alignd_sessions", "Sessions by state.", MetricType::Gauge);
-    auto steps = Family("alignd_session_steps_total", "Steps trained.", MetricType::Counter);
+    auto steps = Family("alignd_session_steps_total",
+                        "Steps this process has trained of the session (0 again after a restart).",
+                        MetricType::Counter);
+    auto step =
+        Family("alignd_session_step", "The session's step (its progress).", MetricType::Gauge);
+    auto total = Family("alignd_session_total_steps", "The steps the session's run takes.",
+                        MetricType::Gauge);
     auto loss =
         Family("alignd_session_loss", "Batch loss at the last metric step.", MetricType::Gauge);
-    auto acc = Family("alignd_session_accuracy", "Batch accuracy at the last metric step.",
-                      MetricType::Gauge);
-    auto nse =
-        Family("alignd_session_nse", "Batch NSE at the last metric step.", MetricType::Gauge);
-    auto eval_error = Family("alignd_session_eval_error", "Error rate at the last evaluation.",
-                             MetricType::Gauge);
+    auto acc = Family("alignd_session_accuracy_ratio",
+                      "Batch accuracy at the last metric step (0 to 1).", MetricType::Gauge);
+    auto nse = Family("alignd_session_nse",
+                      "Batch normalised squared error at the last metric step.", MetricType::Gauge);
+    auto eval_error = Family("alignd_session_eval_error_ratio",
+                             "Error rate at the last evaluation (0 to 1).", MetricType::Gauge);
     auto eval_nse =
         Family("alignd_session_eval_nse", "NSE at the last evaluation.", MetricType::Gauge);
     auto angle =
@@ -97,14 +110,23 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
         m.gauge.value = v;
       f.metric.push_back(std::move(m));
     };
+    add(build, {{"version", ALIGND_VERSION}, {"revision", ALIGND_REVISION}}, 1);
+    const int64_t now_s = absl::ToUnixSeconds(absl::Now());
     for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED)) {
       ++counts[r.state()];
+      // Series per session only while it runs and for a while after it ends: a server
+      // holding 10,000 sessions exports a few dozen, not 10,000 stale ones.
+      const bool running = r.state() == v1::SESSION_STATE_RUNNING;
+      const bool recent = r.has_end_time() && now_s - r.end_time().seconds() <= retain_finished_s_;
+      if (!running && !recent) continue;
       auto s = sessions_->Find(r.name());
       if (!s.ok()) continue;
       const LiveSession::Latest l = (*s)->latest();
       const std::vector<prometheus::ClientMetric::Label> labels = {
           {"session", r.name()}, {"rule", RuleLabel(r.config().feedback().rule())}};
-      add(steps, labels, static_cast<double>(r.step()), true);
+      add(steps, labels, static_cast<double>((*s)->steps_trained()), true);
+      add(step, labels, static_cast<double>(r.step()));
+      add(total, labels, static_cast<double>(r.total_steps()));
       add(loss, labels, l.loss);
       add(acc, labels, l.accuracy);
       add(nse, labels, l.nse);
@@ -117,11 +139,12 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
       }
     }
     for (const auto& [st, n] : counts) add(by_state, {{"state", StateName(st)}}, n);
-    return {by_state, steps, loss, acc, nse, eval_error, eval_nse, angle};
+    return {build, by_state, steps, step, total, loss, acc, nse, eval_error, eval_nse, angle};
   }
 
  private:
-  SessionManager* sessions_;
+  SessionManager* const sessions_;
+  const double retain_finished_s_;
 };
 
 absl::StatusOr<std::map<std::string, std::string>> ParseBasicAuthFile(const std::string& path) {
@@ -146,18 +169,23 @@ absl::StatusOr<std::map<std::string, std::string>> ParseBasicAuthFile(const std:
 }
 
 absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(
-    const std::string& address, SessionManager* sessions, const MetricsSecurity& security) {
+    const std::string& address, SessionManager* sessions, const MetricsOptions& options) {
+  const MetricsSecurity& security = options.security;
   std::unique_ptr<ServiceMetrics> m(new ServiceMetrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
-  m->rpcs_ = &prometheus::BuildCounter()
-                  .Name("alignd_rpcs_total")
-                  .Help("RPCs answered, by method and gRPC code.")
-                  .Register(*m->registry_);
-  m->durations_ = &prometheus::BuildHistogram()
-                       .Name("alignd_rpc_duration_seconds")
-                       .Help("Time from an RPC's start to its status, by method.")
-                       .Register(*m->registry_);
-  m->sessions_ = std::make_shared<SessionCollector>(sessions);
+  m->started_ = &prometheus::BuildCounter()
+                     .Name("grpc_server_started_total")
+                     .Help("RPCs started on the server.")
+                     .Register(*m->registry_);
+  m->handled_ = &prometheus::BuildCounter()
+                     .Name("grpc_server_handled_total")
+                     .Help("RPCs completed on the server, whatever their status.")
+                     .Register(*m->registry_);
+  m->handling_ = &prometheus::BuildHistogram()
+                      .Name("grpc_server_handling_seconds")
+                      .Help("Time from an RPC's start to its status, by method.")
+                      .Register(*m->registry_);
+  m->sessions_ = std::make_shared<SessionCollector>(sessions, options.retain_finished_s);
   std::map<std::string, std::string> users;
   if (!security.basic_auth_file.empty()) {
     ASSIGN_OR_RETURN(users, ParseBasicAuthFile(security.basic_auth_file));
@@ -207,11 +235,52 @@ ServiceMetrics::~ServiceMetrics() {
 
 int ServiceMetrics::port() const { return port_; }
 
-void ServiceMetrics::ObserveRpc(const std::string& method, int code, double seconds) {
-  rpcs_->Add({{"method", method}, {"code", std::to_string(code)}}).Increment();
+RpcLabels LabelsOf(const std::string& path) {
+  RpcLabels l;
+  if (path.size() < 4 || path[0] != '/') return l;
+  std::string full = path.substr(1);
+  const size_t slash = full.find('/');
+  if (slash == std::string::npos) return l;
+  full[slash] = '.';
+  // Only methods this binary serves get their own series: a client calling made-up
+  // names must not mint new ones.
+  const auto* m = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
+  if (m == nullptr) return l;
+  l.service = m->service()->full_name();
+  l.method = m->name();
+  l.type = m->client_streaming() ? (m->server_streaming() ? "bidi_stream" : "client_stream")
+                                 : (m->server_streaming() ? "server_stream" : "unary");
+  return l;
+}
+
+std::string CodeName(int code) {
+  // As go-grpc-prometheus names them, so that its dashboards and alerts work here too.
+  static const char* const kNames[] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  return code >= 0 && code <= 16 ? kNames[code] : "Unknown";
+}
+
+void ServiceMetrics::ObserveStart(const RpcLabels& l) {
+  started_->Add({{"grpc_service", l.service}, {"grpc_method", l.method}, {"grpc_type", l.type}})
+      .Increment();
+}
+
+void ServiceMetrics::ObserveHandled(const RpcLabels& l, int code, double seconds) {
+  handled_
+      ->Add({{"grpc_service", l.service},
+             {"grpc_method", l.method},
+             {"grpc_type", l.type},
+             {"grpc_code", CodeName(code)}})
+      .Increment();
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3, 10, 30};
-  durations_->Add({{"method", method}}, kBuckets).Observe(seconds);
+  handling_
+      ->Add({{"grpc_service", l.service}, {"grpc_method", l.method}, {"grpc_type", l.type}},
+            kBuckets)
+      .Observe(seconds);
 }
 
 }  // namespace alignd::server

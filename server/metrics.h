@@ -3,16 +3,18 @@
 // Prometheus metrics on their own HTTP port (--metrics_listen, default
 // 127.0.0.1:9464, path /metrics): prometheus-cpp's registry and text format, served by
 // cpp-httplib (HTTPS and basic auth when asked: MetricsSecurity; prometheus-cpp's own
-// server crashes in TLS against Debian 12's OpenSSL 3):
+// server crashes in TLS against Debian 12's OpenSSL 3). Names as operators expect them
+// (docs/DEPLOY.md, "Metrics", lists every one):
 //
-//   alignd_rpcs_total{method,code}                 RPCs answered
-//   alignd_rpc_duration_seconds{method}            their latency (histogram)
-//   alignd_sessions{state}                         sessions by state
-//   alignd_session_steps_total{session,rule}       steps trained (rate() = steps/s)
-//   alignd_session_loss{session,rule}              the last metric step's batch loss
-//   alignd_session_accuracy / _nse                 on that batch
-//   alignd_session_eval_error / _eval_nse          the last evaluation
-//   alignd_session_update_angle_degrees{session,rule,layer}
+//   grpc_server_started_total{grpc_service,grpc_method,grpc_type}     go-grpc-prometheus's
+//   grpc_server_handled_total{...,grpc_code="OK"}                      names and labels; methods
+//   grpc_server_handling_seconds{...} (histogram)                      we do not serve: "unknown"
+//   alignd_build_info{version,revision}                                1
+//   alignd_sessions{state}                                             sessions by state
+//   per session {session,rule}, while it runs and --metrics_retain_finished_s after it ends:
+//   alignd_session_steps_total (steps this process trained: rate() = steps/s), _step,
+//   _total_steps, _loss, _accuracy_ratio, _nse, _eval_error_ratio, _eval_nse,
+//   _update_angle_degrees{layer}
 //
 // The session figures are read from the sessions at scrape time. Thread-safe.
 #ifndef ALIGND_SERVER_METRICS_H_
@@ -50,15 +52,33 @@ struct MetricsSecurity {
 // "user sha256hex" lines (# comments) -> user -> hash; InvalidArgument naming the line.
 absl::StatusOr<std::map<std::string, std::string>> ParseBasicAuthFile(const std::string& path);
 
+struct MetricsOptions {
+  MetricsSecurity security;
+  // Per-session series last this long after a session ends (then only alignd_sessions
+  // counts it).
+  double retain_finished_s = 300;
+};
+
+// An RPC's labels: its service, method and kind, or "unknown" for what this binary does not
+// serve.
+struct RpcLabels {
+  std::string service = "unknown";
+  std::string method = "unknown";
+  std::string type = "unknown";
+};
+RpcLabels LabelsOf(const std::string& path);  // "/alignd.v1.TrainingService/CreateSession"
+
 class ServiceMetrics {
  public:
   // Serves /metrics on `address` ("host:port", port 0 picks a free one). `sessions` must
   // outlive this. Returns Unavailable if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<ServiceMetrics>> Start(
-      const std::string& address, SessionManager* sessions, const MetricsSecurity& security = {});
+  static absl::StatusOr<std::unique_ptr<ServiceMetrics>> Start(const std::string& address,
+                                                               SessionManager* sessions,
+                                                               const MetricsOptions& options = {});
   ~ServiceMetrics();
 
-  void ObserveRpc(const std::string& method, int code, double seconds);
+  void ObserveStart(const RpcLabels& labels);
+  void ObserveHandled(const RpcLabels& labels, int code, double seconds);
   int port() const;
 
  private:
@@ -66,8 +86,9 @@ class ServiceMetrics {
   class SessionCollector;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<SessionCollector> sessions_;
-  prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
-  prometheus::Family<prometheus::Histogram>* durations_ = nullptr;
+  prometheus::Family<prometheus::Counter>* started_ = nullptr;
+  prometheus::Family<prometheus::Counter>* handled_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* handling_ = nullptr;
   // The HTTP(S) server (cpp-httplib) and the thread it listens on.
   std::unique_ptr<httplib::Server> http_;
   std::thread listener_;

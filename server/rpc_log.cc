@@ -33,7 +33,12 @@ class RpcLog : public grpc::experimental::Interceptor {
       : method_(info->method()),
         ctx_(info->server_context()),
         metrics_(metrics),
-        start_(std::chrono::steady_clock::now()) {}
+        start_(std::chrono::steady_clock::now()) {
+    if (metrics_ != nullptr) {
+      labels_ = LabelsOf(method_);
+      metrics_->ObserveStart(labels_);
+    }
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     // gRPC 1.51's callback handlers answer a request whose body does not parse with
@@ -63,7 +68,7 @@ class RpcLog : public grpc::experimental::Interceptor {
       LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc",
               std::move(f));
       if (metrics_ != nullptr)
-        metrics_->ObserveRpc(method_, static_cast<int>(st.error_code()), ms / 1000);
+        metrics_->ObserveHandled(labels_, static_cast<int>(st.error_code()), ms / 1000);
     }
     methods->Proceed();
   }
@@ -72,6 +77,7 @@ class RpcLog : public grpc::experimental::Interceptor {
   std::string method_;
   grpc::ServerContextBase* ctx_;
   ServiceMetrics* metrics_;
+  RpcLabels labels_;
   std::chrono::steady_clock::time_point start_;
 };
 

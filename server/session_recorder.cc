@@ -62,6 +62,7 @@ bool SessionRecorder::OnStep(const core::StepMetrics& m) {
     news = true;
   }
   SetProgress(m.step, m.epoch);
+  s_->steps_trained_.fetch_add(1, std::memory_order_relaxed);
   if (checkpoint_every_ > 0 && m.step % checkpoint_every_ == 0) Checkpoint();
   if (snapshot_every_ > 0 && m.step % snapshot_every_ == 0) {
     Snapshot();

@@ -65,8 +65,9 @@ class AlignctlTest(unittest.TestCase):
         self.assertEqual(value("alignd_session_steps_total", session=name, rule="fa"), 300)
         angle = value("alignd_session_update_angle_degrees", session=name, rule="fa", layer="1")
         self.assertTrue(0 <= angle <= 180)
-        self.assertGreaterEqual(value("alignd_rpcs_total", code="0", method="/alignd.v1.TrainingService/CreateSession"), 1)
-        self.assertGreaterEqual(value("alignd_rpc_duration_seconds_count", method="/alignd.v1.TrainingService/CreateSession"), 1)
+        rpc = dict(grpc_service="alignd.v1.TrainingService", grpc_method="CreateSession", grpc_type="unary")
+        self.assertGreaterEqual(value("grpc_server_handled_total", grpc_code="OK", **rpc), 1)
+        self.assertGreaterEqual(value("grpc_server_handling_seconds_count", **rpc), 1)
 
     def test_every_rpc_is_logged_as_a_json_line(self):
         self.ctl("health")

@@ -1,0 +1,165 @@
+"""Prometheus /metrics as operators expect it, against a real alignd on 127.0.0.1.
+
+go-grpc-prometheus's gRPC server metrics (names, labels, code names, bounded to the methods
+alignd serves), alignd_build_info, ratios named _ratio, a steps counter that a restart
+resuming from a checkpoint does not turn back, and per-session series only while a session
+runs and for --metrics_retain_finished_s after. Run by ctest with PYTHONPATH=build/python
+and ALIGND_BINARY set."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import grpc
+
+from alignd_client import Client
+
+
+def scrape(url):
+    """[(name, {label: value}, number)] from the text exposition format."""
+    out = []
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        m = re.match(r'^(\w+)(?:\{(.*)\})? (\S+)$', line)
+        if m:
+            out.append((m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+def values(samples, metric, **labels):
+    return [v for n, l, v in samples if n == metric and all(l.get(k) == x for k, x in labels.items())]
+
+
+class Server:
+    def __init__(self, data_dir, *flags):
+        self.proc = subprocess.Popen(
+            [os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
+             "--data_dir", data_dir, *flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.address = self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        self.url = "http://" + self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        self.client = Client(self.address)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+
+
+class MetricsTest(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="alignd_metrics_")
+
+    def tearDown(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def start(self, *flags):
+        s = Server(os.path.join(self.root, "data"), *flags)
+        self.addCleanup(s.stop, signal.SIGKILL)
+        return s
+
+    def test_grpc_server_metrics_build_info_and_session_series_by_convention(self):
+        s = self.start()
+        c = s.client
+        ds = c.generate_dataset("linear", examples=300)
+        sess = c.create_session(ds, sizes=[30, 20, 10], rule="fa", batch_size=1, max_steps=300, metrics_every=10,
+                                eval_dataset=ds, eval_every=100)
+        list(c.stream_metrics(sess))
+        with self.assertRaises(Exception):
+            c.get_session("sessions/nosuchsession")
+        # A method alignd does not serve: counted, under "unknown", not under its made-up name.
+        made_up = c.channel.unary_unary("/alignd.v1.TrainingService/NoSuchMethod" + "x" * 40)
+        with self.assertRaises(grpc.RpcError):
+            made_up(b"", timeout=10)
+        m = scrape(s.url)
+        unary = dict(grpc_service="alignd.v1.TrainingService", grpc_type="unary")
+        self.assertEqual(values(m, "grpc_server_handled_total", grpc_method="CreateSession", grpc_code="OK", **unary),
+                         [1])
+        self.assertEqual(values(m, "grpc_server_started_total", grpc_method="CreateSession", **unary), [1])
+        self.assertEqual(values(m, "grpc_server_handled_total", grpc_method="GetSession", grpc_code="NotFound",
+                                **unary), [1])
+        self.assertEqual(values(m, "grpc_server_handling_seconds_count", grpc_method="CreateSession", **unary), [1])
+        self.assertEqual(values(m, "grpc_server_handled_total", grpc_service="alignd.v1.TrainingService",
+                                grpc_method="StreamMetrics", grpc_type="server_stream", grpc_code="OK"), [1])
+        self.assertEqual(values(m, "grpc_server_handled_total", grpc_service="unknown", grpc_method="unknown",
+                                grpc_code="Unimplemented"), [1])
+        self.assertFalse([l for n, l, v in m if "NoSuchMethod" in str(l)])
+        build = [(l, v) for n, l, v in m if n == "alignd_build_info"]
+        self.assertEqual(len(build), 1)
+        self.assertRegex(build[0][0]["version"], r"^\d+\.\d+\.\d+$")
+        self.assertTrue(build[0][0]["revision"])
+        self.assertEqual(build[0][1], 1)
+        per = dict(session=sess["name"], rule="fa")
+        self.assertEqual(values(m, "alignd_session_steps_total", **per), [300])
+        self.assertEqual(values(m, "alignd_session_step", **per), [300])
+        self.assertEqual(values(m, "alignd_session_total_steps", **per), [300])
+        self.assertEqual(len(values(m, "alignd_session_loss", **per)), 1)
+        self.assertEqual(len(values(m, "alignd_session_eval_nse", **per)), 1)
+        angle = values(m, "alignd_session_update_angle_degrees", layer="1", **per)
+        self.assertTrue(0 <= angle[0] <= 180)
+        self.assertEqual(values(m, "alignd_sessions", state="SUCCEEDED"), [1])
+        # Conventions: no _total that is not a counter, ratios end in _ratio.
+        text = urllib.request.urlopen(s.url, timeout=10).read().decode()
+        types = dict(re.findall(r"^# TYPE (\w+) (\w+)$", text, re.M))
+        for name, kind in types.items():
+            self.assertEqual(name.endswith("_total"), kind == "counter", name)
+        self.assertNotIn("alignd_session_accuracy", types)
+        self.assertIn("alignd_session_accuracy_ratio", types)
+        self.assertIn("alignd_session_eval_error_ratio", types)
+
+    def test_finished_sessions_leave_the_per_session_series_after_the_retention(self):
+        s = self.start("--metrics_retain_finished_s", "1")
+        c = s.client
+        ds = c.generate_dataset("linear", examples=200)
+        names = []
+        for seed in range(5):
+            sess = c.create_session(ds, sizes=[30, 20, 10], rule="fa", max_steps=20, seed=seed + 1)
+            list(c.stream_metrics(sess))
+            names.append(sess["name"])
+        self.assertEqual(len(values(scrape(s.url), "alignd_session_steps_total")), 5)
+        time.sleep(2.5)
+        m = scrape(s.url)
+        self.assertEqual(values(m, "alignd_session_steps_total"), [])
+        self.assertEqual(values(m, "alignd_session_loss"), [])
+        self.assertEqual(values(m, "alignd_sessions", state="SUCCEEDED"), [5])  # still counted
+
+    def test_a_restart_that_rewinds_to_the_checkpoint_does_not_turn_the_steps_counter_back(self):
+        data = os.path.join(self.root, "data")
+        s = Server(data, "--checkpoint_every", "500")
+        c = s.client
+        ds = c.generate_dataset("linear", examples=2000)
+        sess = c.create_session(ds, sizes=[30, 200, 200, 10], rule="fa", batch_size=1, max_steps=20000,
+                                metrics_every=100)
+        def checkpointed():  # the step of the stored checkpoint (GetSnapshot "latest"), 0 if none
+            try:
+                return int(c.get_snapshot(sess).get("step", 0))
+            except Exception:
+                return 0
+        while checkpointed() < 500:
+            time.sleep(0.01)
+        s.stop(signal.SIGKILL)  # a crash: the session goes back to its last checkpoint
+        restarted = time.time()
+        s = Server(data)
+        self.addCleanup(s.stop, signal.SIGKILL)
+        c = s.client
+        events = [e for e in c.stream_metrics(sess) if "step" in e]
+        # The checkpoint it resumed from: the restart cut the log back to its step, and the
+        # first event logged after the restart is of the step after it.
+        resumed_at = min(int(e["step"]["step"]) for e in events if e["wall_time"].timestamp() >= restarted) - 1
+        self.assertEqual(resumed_at % 500, 0)
+        self.assertTrue(500 <= resumed_at < 20000, resumed_at)
+        m = scrape(s.url)
+        # Steps this process trained: from the checkpoint to the end. The step gauge went back
+        # to the checkpoint; the counter of the new process started at 0 (a reset Prometheus
+        # understands), never at the lower step.
+        self.assertEqual(values(m, "alignd_session_steps_total", session=sess["name"]), [20000 - resumed_at])
+        self.assertEqual(values(m, "alignd_session_step", session=sess["name"]), [20000])
+
+
+if __name__ == "__main__":
+    unittest.main()
