@@ -16,6 +16,7 @@ import unittest
 import urllib.request
 
 import grpc
+import numpy as np
 
 from alignd_client import Client
 
@@ -111,6 +112,43 @@ class MetricsTest(unittest.TestCase):
         self.assertNotIn("alignd_session_accuracy", types)
         self.assertIn("alignd_session_accuracy_ratio", types)
         self.assertIn("alignd_session_eval_error_ratio", types)
+
+    def test_every_query_of_the_grafana_dashboard_names_a_metric_alignd_exports(self):
+        import json
+        dashboard = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "grafana",
+                                 "alignd.json")
+        with open(dashboard) as f:
+            d = json.load(f)
+        s = self.start()
+        c = s.client
+        ds = c.generate_dataset("linear", examples=300)
+        eval_ds = c.generate_dataset("linear", examples=100, split="test")
+        sess = c.create_session(ds, sizes=[30, 20, 10], rule="fa", max_steps=100, eval_dataset=eval_ds, eval_every=50)
+        list(c.stream_metrics(sess))
+        labels_ds = c.upload_dataset(np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32),
+                                     np.arange(60, dtype=np.int32) % 3)
+        cls = c.create_session(labels_ds, sizes=[4, 8, 3], rule="fa", output="softmax", loss="cross_entropy",
+                               max_steps=30, eval_dataset=labels_ds, eval_every=10)
+        list(c.stream_metrics(cls))
+        text = urllib.request.urlopen(s.url, timeout=10).read().decode()
+        exported = set(re.findall(r"^(\w+)(?:\{| )", text, re.M))
+        functions = {"sum", "rate", "irate", "increase", "histogram_quantile", "by", "without", "avg", "max", "min",
+                     "count", "le", "on", "ignoring", "group_left", "group_right", "topk", "bottomk", "abs",
+                     "clamp_min", "clamp_max", "label_replace", "offset", "and", "or", "unless", "delta", "deriv",
+                     "avg_over_time", "max_over_time", "min_over_time", "quantile"}
+        queries = 0
+        for panel in d["panels"]:
+            for t in panel["targets"]:
+                queries += 1
+                expr = re.sub(r'"[^"]*"', '""', t["expr"])  # label values are not names
+                expr = re.sub(r"\{[^}]*\}", "{}", expr)      # nor are label names in selectors
+                expr = re.sub(r"\[[^\]]*\]", "[]", expr)    # nor ranges
+                expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # nor grouping labels
+                names = [n for n in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr) if n not in functions]
+                self.assertTrue(names, f"{panel['title']}: no metric in {t['expr']}")
+                for n in names:
+                    self.assertIn(n, exported, f"{panel['title']}: {n} is not exported ({t['expr']})")
+        self.assertGreaterEqual(queries, 10)
 
     def test_finished_sessions_leave_the_per_session_series_after_the_retention(self):
         s = self.start("--metrics_retain_finished_s", "1")
