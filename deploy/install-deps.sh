@@ -18,7 +18,7 @@ build=(build-essential cmake ninja-build pkg-config
        file)  # file and dpkg-dev (build-essential): CPack's dpkg-shlibdeps
 tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
        python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools
-       openssl docker-compose yamllint)
+       openssl docker-compose yamllint prometheus)
 pkgs=("${build[@]}" "${tests[@]}")
 for arg in "$@"; do
   case "$arg" in

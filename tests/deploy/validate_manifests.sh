@@ -2,6 +2,7 @@
 # The deployment files, checked offline (ctest deploy_manifests; no cluster, no daemon):
 #   yamllint            every YAML file under deploy/ (.yamllint.yaml)
 #   docker-compose      deploy/compose.yaml parses and resolves (config -q)
+#   promtool            the compose deployment's Prometheus configuration
 #   kubectl kustomize   deploy/k8s/base and each overlay render
 #   tools/k8s           each rendering validates against the Kubernetes OpenAPI schemas,
 #                       unknown fields included (kubernetes-models, TypeScript; npm ci once)
@@ -12,6 +13,7 @@ src="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$src"
 echo "yamllint:"; yamllint -c .yamllint.yaml deploy/
 echo "compose:"; docker-compose -f deploy/compose.yaml config -q && echo "  deploy/compose.yaml ok"
+echo "prometheus:"; promtool check config deploy/compose/prometheus/prometheus.yml | sed 's/^/  /'
 if ! command -v kubectl >/dev/null; then
   echo "kubectl is not installed: the Kubernetes manifests were not rendered (skipped)"; exit 77
 fi

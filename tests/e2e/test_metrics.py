@@ -150,6 +150,54 @@ class MetricsTest(unittest.TestCase):
                     self.assertIn(n, exported, f"{panel['title']}: {n} is not exported ({t['expr']})")
         self.assertGreaterEqual(queries, 10)
 
+    @unittest.skipIf(shutil.which("prometheus") is None, "no prometheus (Debian package prometheus)")
+    def test_a_real_prometheus_scrapes_alignd_and_answers_queries_about_a_session(self):
+        import json
+        import socket
+        import urllib.parse
+        s = self.start()
+        with socket.socket() as sock:  # a free port for Prometheus (it cannot print one it chose)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = os.path.join(self.root, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: alignd\n"
+                    f"    static_configs:\n      - targets: ['{s.url.split('//')[1].split('/')[0]}']\n")
+        log = open(os.path.join(self.root, "prometheus.log"), "wb")
+        self.addCleanup(log.close)
+        prom = subprocess.Popen(["prometheus", f"--config.file={config}",
+                                 f"--storage.tsdb.path={os.path.join(self.root, 'tsdb')}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        self.addCleanup(lambda: (prom.terminate(), prom.wait(timeout=30)))
+        api = f"http://127.0.0.1:{port}/api/v1/query?query="
+
+        def query(q):
+            try:
+                with urllib.request.urlopen(api + urllib.parse.quote(q), timeout=5) as r:
+                    return json.load(r)["data"]["result"]
+            except OSError:
+                return []
+        c = s.client
+        ds = c.generate_dataset("linear", examples=2000)
+        sess = c.create_session(ds, sizes=[30, 100, 100, 10], rule="fa", batch_size=1, max_steps=10 ** 7,
+                                metrics_every=100)
+        name = sess["name"]
+        deadline = time.time() + 60
+        loss = rate = handled = []
+        while time.time() < deadline and not (loss and rate and handled):
+            time.sleep(0.5)
+            loss = query(f'alignd_session_loss{{session="{name}",rule="fa"}}')
+            rate = query(f'rate(alignd_session_steps_total{{session="{name}"}}[5s])')
+            handled = query('grpc_server_handled_total{grpc_method="CreateSession",grpc_code="OK"}')
+        c.cancel_session(sess)
+        self.assertTrue(loss, "Prometheus has no alignd_session_loss for the session")
+        self.assertGreater(float(loss[0]["value"][1]), 0)
+        self.assertTrue(rate and float(rate[0]["value"][1]) > 0, rate)  # steps/s while it trains
+        self.assertEqual(float(handled[0]["value"][1]), 1)
+        self.assertEqual(handled[0]["metric"]["job"], "alignd")
+        up = query('up{job="alignd"}')
+        self.assertEqual(up[0]["value"][1], "1")
+
     def test_finished_sessions_leave_the_per_session_series_after_the_retention(self):
         s = self.start("--metrics_retain_finished_s", "1")
         c = s.client
