@@ -7,6 +7,7 @@ alone do not prevent it, since every target sees the project root).
   proto/    (hand-written parts) nothing of core/, server/, client/
   client/   nothing of core/ or server/ (it speaks the wire format only)
   server/   nothing of client/
+  dashboard/ nothing of core/ or server/ (a gRPC client of alignd, as client/ is)
 """
 import os
 import re
@@ -23,6 +24,7 @@ FORBIDDEN = {
     "proto": [r"^core/", r"^server/", r"^client/"],
     "client": [r"^core/", r"^server/"],
     "server": [r"^client/"],
+    "dashboard": [r"^core/", r"^server/"],
 }
 
 

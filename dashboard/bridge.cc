@@ -1,0 +1,272 @@
+// File: dashboard/bridge.cc
+#include "dashboard/bridge.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "alignd/health/v1/health.grpc.pb.h"
+#include "alignd/v1/datasets.grpc.pb.h"
+#include "alignd/v1/sessions.grpc.pb.h"
+
+namespace alignd::dashboard {
+namespace {
+
+using httplib::Request;
+using httplib::Response;
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  const int c = static_cast<int>(code);
+  return c >= 0 && c <= 16 ? kNames[c] : "UNKNOWN";
+}
+
+void Fail(Response& res, const grpc::Status& st) {
+  res.status = HttpStatus(st.error_code());
+  std::string message;
+  google::protobuf::util::JsonPrintOptions o;
+  // A JSON string by way of a message that holds one: escaped as the mapping escapes.
+  google::protobuf::Value v;
+  v.set_string_value(st.error_message());
+  (void)google::protobuf::util::MessageToJsonString(v, &message, o);
+  res.set_content(
+      absl::StrCat("{\"code\": \"", CodeName(st.error_code()), "\", \"message\": ", message, "}"),
+      "application/json");
+}
+
+// A call's context: the browser's bearer token forwarded, a deadline for unary calls.
+std::unique_ptr<grpc::ClientContext> Context(const Request& req, bool unary = true) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  const std::string auth = req.get_header_value("Authorization");
+  if (!auth.empty()) ctx->AddMetadata("authorization", auth);
+  if (unary) ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  return ctx;
+}
+
+int64_t IntParam(const Request& req, const char* name, int64_t dflt) {
+  int64_t v = dflt;
+  if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return dflt;
+  return v;
+}
+
+constexpr char kId[] = "([a-z0-9][a-z0-9-]{0,62})";
+
+}  // namespace
+
+int HttpStatus(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+      return 409;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::CANCELLED:
+      return 499;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel) {
+  std::shared_ptr<v1::TrainingService::Stub> training = v1::TrainingService::NewStub(channel);
+  std::shared_ptr<v1::DatasetService::Stub> datasets = v1::DatasetService::NewStub(channel);
+  std::shared_ptr<grpc::health::v1::Health::Stub> health = grpc::health::v1::Health::NewStub(channel);
+
+  http.Get("/healthz", [health](const Request& req, Response& res) {
+    auto ctx = Context(req);
+    grpc::health::v1::HealthCheckRequest r;
+    grpc::health::v1::HealthCheckResponse out;
+    if (grpc::Status st = health->Check(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
+    res.set_content(Json(out), "application/json");
+  });
+
+  http.Get("/api/sessions", [training](const Request& req, Response& res) {
+    v1::ListSessionsResponse all;
+    v1::ListSessionsRequest r;
+    r.set_page_size(1000);
+    do {
+      auto ctx = Context(req);
+      v1::ListSessionsResponse page;
+      if (grpc::Status st = training->ListSessions(ctx.get(), r, &page); !st.ok())
+        return Fail(res, st);
+      for (auto& s : *page.mutable_sessions()) *all.add_sessions() = std::move(s);
+      r.set_page_token(page.next_page_token());
+    } while (!r.page_token().empty());
+    res.set_content(Json(all), "application/json");
+  });
+
+  http.Get(absl::StrCat("/api/sessions/", kId), [training](const Request& req, Response& res) {
+    auto ctx = Context(req);
+    v1::GetSessionRequest r;
+    r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
+    v1::Session out;
+    if (grpc::Status st = training->GetSession(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
+    res.set_content(Json(out), "application/json");
+  });
+
+  http.Post("/api/sessions", [training](const Request& req, Response& res) {
+    v1::CreateSessionRequest r;
+    if (auto st = google::protobuf::util::JsonStringToMessage(req.body, &r); !st.ok())
+      return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    absl::StrCat("the body is not a CreateSessionRequest: ",
+                                                 st.message().as_string())));
+    auto ctx = Context(req);
+    v1::Session out;
+    if (grpc::Status st = training->CreateSession(ctx.get(), r, &out); !st.ok())
+      return Fail(res, st);
+    res.set_content(Json(out), "application/json");
+  });
+
+  http.Post(absl::StrCat("/api/sessions/", kId, ":(pause|resume|cancel)"),
+            [training](const Request& req, Response& res) {
+              const std::string name = absl::StrCat("sessions/", req.matches[1].str());
+              const std::string verb = req.matches[2].str();
+              auto ctx = Context(req);
+              v1::Session out;
+              grpc::Status st;
+              if (verb == "pause") {
+                v1::PauseSessionRequest r;
+                r.set_name(name);
+                st = training->PauseSession(ctx.get(), r, &out);
+              } else if (verb == "resume") {
+                v1::ResumeSessionRequest r;
+                r.set_name(name);
+                st = training->ResumeSession(ctx.get(), r, &out);
+              } else {
+                v1::CancelSessionRequest r;
+                r.set_name(name);
+                st = training->CancelSession(ctx.get(), r, &out);
+              }
+              if (!st.ok()) return Fail(res, st);
+              res.set_content(Json(out), "application/json");
+            });
+
+  http.Delete(absl::StrCat("/api/sessions/", kId), [training](const Request& req, Response& res) {
+    auto ctx = Context(req);
+    v1::DeleteSessionRequest r;
+    r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
+    google::protobuf::Empty out;
+    if (grpc::Status st = training->DeleteSession(ctx.get(), r, &out); !st.ok())
+      return Fail(res, st);
+    res.set_content("{}", "application/json");
+  });
+
+  http.Get(absl::StrCat("/api/sessions/", kId, "/metrics"),
+           [training](const Request& req, Response& res) {
+             v1::ListMetricsResponse all;
+             v1::ListMetricsRequest r;
+             r.set_parent(absl::StrCat("sessions/", req.matches[1].str()));
+             r.set_max_points(static_cast<int32_t>(IntParam(req, "max_points", 0)));
+             r.set_start_seq(IntParam(req, "start_seq", 0));
+             r.set_page_size(10000);
+             do {
+               auto ctx = Context(req);
+               v1::ListMetricsResponse page;
+               if (grpc::Status st = training->ListMetrics(ctx.get(), r, &page); !st.ok())
+                 return Fail(res, st);
+               for (auto& e : *page.mutable_events()) *all.add_events() = std::move(e);
+               r.set_page_token(page.next_page_token());
+             } while (!r.page_token().empty());
+             res.set_content(Json(all), "application/json");
+           });
+
+  // Server-Sent Events from StreamMetrics. A browser's EventSource reconnects by itself with
+  // the last id it saw in Last-Event-ID: the stream resumes after it, nothing twice.
+  http.Get(absl::StrCat("/api/sessions/", kId, "/events"), [training](const Request& req,
+                                                                       Response& res) {
+    int64_t start = IntParam(req, "start_seq", 0);
+    int64_t last_id = 0;
+    if (absl::SimpleAtoi(req.get_header_value("Last-Event-ID"), &last_id) && last_id > 0)
+      start = last_id + 1;
+    auto request = std::make_shared<v1::StreamMetricsRequest>();
+    request->set_parent(absl::StrCat("sessions/", req.matches[1].str()));
+    request->set_start_seq(start);
+    auto ctx = std::shared_ptr<grpc::ClientContext>(Context(req, /*unary=*/false));
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");  // proxies: do not hold the stream back
+    res.set_chunked_content_provider(
+        "text/event-stream", [training, request, ctx](size_t, httplib::DataSink& sink) {
+          auto reader = training->StreamMetrics(ctx.get(), *request);
+          v1::MetricEvent e;
+          while (reader->Read(&e)) {
+            std::string frame;
+            switch (e.event_case()) {
+              case v1::MetricEvent::kHeartbeat:
+                frame = ": heartbeat\n\n";
+                break;
+              case v1::MetricEvent::kEnd:
+                frame = absl::StrCat("event: end\ndata: ", Json(e), "\n\n");
+                break;
+              default:
+                frame = absl::StrCat("id: ", e.seq(), "\ndata: ", Json(e), "\n\n");
+            }
+            if (!sink.write(frame.data(), frame.size())) {  // the browser went away
+              ctx->TryCancel();
+              (void)reader->Finish();
+              return false;
+            }
+          }
+          grpc::Status st = reader->Finish();
+          if (!st.ok()) {
+            const std::string frame =
+                absl::StrCat("event: error\ndata: {\"code\": \"", CodeName(st.error_code()),
+                             "\"}\n\n");
+            sink.write(frame.data(), frame.size());
+          }
+          sink.done();
+          return true;
+        });
+  });
+
+  http.Get("/api/datasets", [datasets](const Request& req, Response& res) {
+    v1::ListDatasetsResponse all;
+    v1::ListDatasetsRequest r;
+    r.set_page_size(1000);
+    do {
+      auto ctx = Context(req);
+      v1::ListDatasetsResponse page;
+      if (grpc::Status st = datasets->ListDatasets(ctx.get(), r, &page); !st.ok())
+        return Fail(res, st);
+      for (auto& d : *page.mutable_datasets()) *all.add_datasets() = std::move(d);
+      r.set_page_token(page.next_page_token());
+    } while (!r.page_token().empty());
+    res.set_content(Json(all), "application/json");
+  });
+}
+
+}  // namespace alignd::dashboard

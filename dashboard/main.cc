@@ -1,0 +1,74 @@
+// alignd-dashboard: the web dashboard's server, a gRPC client of alignd (dashboard/bridge.h).
+//   alignd-dashboard --alignd localhost:50051 --listen 127.0.0.1:8080 [--static_dir DIR]
+#include <httplib.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "base/version.h"
+#include "client/tls.h"
+#include "dashboard/bridge.h"
+
+namespace {
+std::atomic<int> g_signal{0};
+void OnSignal(int sig) { g_signal = sig; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"alignd-dashboard: the web dashboard of alignd (an HTTP server and a gRPC client)"};
+  std::string listen = "127.0.0.1:8080";
+  std::string alignd = "localhost:50051";
+  std::string static_dir;
+  int threads = 64;
+  alignd::client::Security sec;
+  app.add_option("--listen", listen, "HTTP address; port 0 picks a free one (printed on stdout)")
+      ->capture_default_str();
+  app.add_option("--alignd", alignd, "the alignd to show")->capture_default_str();
+  app.add_option("--static_dir", static_dir, "the built front end (index.html and its bundle)");
+  app.add_option("--threads", threads, "HTTP worker threads (each live chart holds one)")
+      ->capture_default_str();
+  app.add_flag("--tls", sec.tls, "speak TLS to alignd (implied by --ca, --cert, --key)");
+  app.add_option("--ca", sec.ca, "PEM CA bundle alignd's certificate must chain to");
+  app.add_option("--cert", sec.cert, "PEM client certificate, if alignd wants one");
+  app.add_option("--key", sec.key, "its key");
+  app.set_version_flag("--version", std::string("alignd-dashboard ") + ALIGND_VERSION + " (" +
+                                        ALIGND_REVISION + ")");
+  CLI11_PARSE(app, argc, argv);
+
+  auto creds = alignd::client::ChannelCredentials(sec);
+  if (!creds.ok()) {
+    std::cerr << "alignd-dashboard: " << creds.status().message() << "\n";
+    return 2;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(alignd, *creds, args);
+
+  httplib::Server http;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  alignd::dashboard::AddApiRoutes(http, channel);
+  if (!static_dir.empty() && !http.set_mount_point("/", static_dir)) {
+    std::cerr << "alignd-dashboard: --static_dir " << static_dir << " is not a directory\n";
+    return 2;
+  }
+  const size_t colon = listen.rfind(':');
+  const std::string host = listen.substr(0, colon);
+  int port = std::atoi(listen.substr(colon + 1).c_str());
+  port = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
+  if (port <= 0) {
+    std::cerr << "alignd-dashboard: cannot listen on " << listen << "\n";
+    return 1;
+  }
+  std::cout << "alignd-dashboard on http://" << host << ":" << port << "/" << std::endl;
+  std::thread server([&] { http.listen_after_bind(); });
+  signal(SIGTERM, OnSignal);
+  signal(SIGINT, OnSignal);
+  while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  http.stop();
+  server.join();
+  return 0;
+}

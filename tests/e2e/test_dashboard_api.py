@@ -1,0 +1,159 @@
+"""alignd-dashboard's HTTP API against a real alignd on 127.0.0.1: JSON over gRPC, Server-Sent
+Events bridged from StreamMetrics (resuming by Last-Event-ID without duplicates), pause from
+the API changing the state in alignd, errors as HTTP statuses, the bearer token forwarded.
+Run by ctest with ALIGND_BINARY and ALIGND_DASHBOARD_BINARY set, PYTHONPATH=build/python."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+
+def spawn(*cmd):
+    p = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return p, p.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+
+class DashboardApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="alignd_dash_")
+        cls.alignd, cls.address = spawn(os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0", "--metrics_listen", "",
+                                        "--data_dir", os.path.join(cls.tmp, "data"), "--heartbeat_ms", "100")
+        cls.dash, url = spawn(os.environ["ALIGND_DASHBOARD_BINARY"], "--alignd", cls.address, "--listen",
+                              "127.0.0.1:0")
+        cls.url = url.rstrip("/")
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.dash, cls.alignd):
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+            p.stdout.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def call(self, method, path, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def events(self, sid, last_id=None, start_seq=None, stop_after=None):
+        """Reads the SSE stream: [(field dict)] until the end event (or stop_after data events)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        q = f"?start_seq={start_seq}" if start_seq is not None else ""
+        req = urllib.request.Request(f"{self.url}/api/sessions/{sid}/events{q}", headers=headers)
+        out, frame = [], {}
+        with urllib.request.urlopen(req, timeout=120) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/event-stream")
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line == "":
+                    if frame:
+                        out.append(frame)
+                        if frame.get("event") == "end":
+                            break
+                        if stop_after and sum(1 for f in out if "id" in f) >= stop_after:
+                            break
+                    frame = {}
+                elif line.startswith(":"):
+                    frame.setdefault("comments", 0)
+                else:
+                    k, _, v = line.partition(": ")
+                    frame[k] = v
+        return out
+
+    def create(self, steps, **config):
+        c = {"network": {"sizes": [30, 20, 10]}, "feedback": {"rule": "RULE_FEEDBACK_ALIGNMENT"}, "batch_size": 1,
+             "max_steps": steps, "metrics_every": 10, **config}
+        code, ds = self.call("GET", "/api/datasets")
+        self.assertEqual(code, 200)
+        name = self.dataset
+        code, s = self.call("POST", "/api/sessions", {"session": {"train_dataset": name, "config": c}})
+        self.assertEqual(code, 200, s)
+        return s["name"].split("/")[1]
+
+    @classmethod
+    def generate(cls):
+        sys_path = os.environ.get("PYTHONPATH", "")
+        env = dict(os.environ, PYTHONPATH=sys_path)
+        out = subprocess.run(["/usr/bin/python3", "-c",
+                              "import sys; from alignd_client import Client\n"
+                              "with Client(sys.argv[1]) as c: print(c.generate_dataset('linear', examples=500)['name'])",
+                              cls.address], capture_output=True, text=True, env=env, check=True)
+        return out.stdout.strip()
+
+    def setUp(self):
+        if not hasattr(DashboardApiTest, "dataset"):
+            DashboardApiTest.dataset = self.generate()
+
+    def test_sessions_json_and_errors_as_http_statuses(self):
+        code, body = self.call("GET", "/healthz")
+        self.assertEqual((code, body["status"]), (200, "SERVING"))
+        sid = self.create(50)
+        code, s = self.call("GET", f"/api/sessions/{sid}")
+        self.assertEqual(code, 200)
+        self.assertEqual(s["config"]["network"]["sizes"], [30, 20, 10])
+        code, listed = self.call("GET", "/api/sessions")
+        self.assertIn(f"sessions/{sid}", [x["name"] for x in listed["sessions"]])
+        code, err = self.call("GET", "/api/sessions/nosuch")
+        self.assertEqual((code, err["code"]), (404, "NOT_FOUND"))
+        self.assertEqual(err["message"], "sessions/nosuch not found")
+        code, err = self.call("POST", "/api/sessions", {"session": {"train_dataset": self.dataset}})
+        self.assertEqual((code, err["code"]), (400, "INVALID_ARGUMENT"))
+        code, err = self.call("POST", "/api/sessions", "not json at all")
+        self.assertEqual(code, 400)
+
+    def test_events_stream_live_and_resume_by_last_event_id_without_duplicates(self):
+        sid = self.create(3000)
+        first = self.events(sid, stop_after=20)
+        ids = [int(f["id"]) for f in first if "id" in f]
+        self.assertEqual(ids, list(range(1, 21)))
+        self.assertIn("step", json.loads(first[0]["data"]))
+        rest = self.events(sid, last_id=ids[-1])  # as EventSource reconnects
+        more = [int(f["id"]) for f in rest if "id" in f]
+        self.assertEqual(more[0], 21)
+        self.assertEqual(ids + more, list(range(1, len(ids) + len(more) + 1)))
+        end = json.loads(rest[-1]["data"])["end"]
+        self.assertEqual(end["state"], "SESSION_STATE_SUCCEEDED")
+        self.assertEqual(int(end["last_seq"]), more[-1])
+        # History, downsampled, as a chart opens.
+        code, hist = self.call("GET", f"/api/sessions/{sid}/metrics?max_points=50")
+        steps = [e for e in hist["events"] if "step" in e]
+        self.assertLessEqual(len(steps), 50)
+        self.assertGreater(len(steps), 25)
+
+    def test_pause_resume_and_cancel_change_the_state_in_alignd(self):
+        sid = self.create(10 ** 7)
+        while True:
+            code, s = self.call("GET", f"/api/sessions/{sid}")
+            if s["state"] == "SESSION_STATE_RUNNING":
+                break
+            time.sleep(0.02)
+        code, s = self.call("POST", f"/api/sessions/{sid}:pause")
+        self.assertEqual((code, s["state"]), (200, "SESSION_STATE_PAUSED"))
+        direct = subprocess.run(["/usr/bin/python3", "-c",
+                                 "import sys; from alignd_client import Client\n"
+                                 "with Client(sys.argv[1]) as c: print(c.get_session(sys.argv[2])['state'])",
+                                 self.address, sid], capture_output=True, text=True, check=True)
+        self.assertEqual(direct.stdout.strip(), "SESSION_STATE_PAUSED")  # alignd's own word
+        code, err = self.call("POST", f"/api/sessions/{sid}:pause")
+        self.assertEqual((code, err["code"]), (409, "FAILED_PRECONDITION"))
+        self.assertEqual(self.call("POST", f"/api/sessions/{sid}:resume")[1]["state"], "SESSION_STATE_QUEUED")
+        self.assertEqual(self.call("POST", f"/api/sessions/{sid}:cancel")[1]["state"], "SESSION_STATE_CANCELLED")
+        self.assertEqual(self.call("DELETE", f"/api/sessions/{sid}")[0], 200)
+        self.assertEqual(self.call("GET", f"/api/sessions/{sid}")[0], 404)
+
+
+if __name__ == "__main__":
+    unittest.main()
