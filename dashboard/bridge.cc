@@ -28,12 +28,23 @@ std::string Json(const google::protobuf::Message& m) {
 }
 
 std::string CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int c = static_cast<int>(code);
   return c >= 0 && c <= 16 ? kNames[c] : "UNKNOWN";
 }
@@ -105,7 +116,8 @@ int HttpStatus(grpc::StatusCode code) {
 void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel) {
   std::shared_ptr<v1::TrainingService::Stub> training = v1::TrainingService::NewStub(channel);
   std::shared_ptr<v1::DatasetService::Stub> datasets = v1::DatasetService::NewStub(channel);
-  std::shared_ptr<grpc::health::v1::Health::Stub> health = grpc::health::v1::Health::NewStub(channel);
+  std::shared_ptr<grpc::health::v1::Health::Stub> health =
+      grpc::health::v1::Health::NewStub(channel);
 
   http.Get("/healthz", [health](const Request& req, Response& res) {
     auto ctx = Context(req);
@@ -207,51 +219,50 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
 
   // Server-Sent Events from StreamMetrics. A browser's EventSource reconnects by itself with
   // the last id it saw in Last-Event-ID: the stream resumes after it, nothing twice.
-  http.Get(absl::StrCat("/api/sessions/", kId, "/events"), [training](const Request& req,
-                                                                       Response& res) {
-    int64_t start = IntParam(req, "start_seq", 0);
-    int64_t last_id = 0;
-    if (absl::SimpleAtoi(req.get_header_value("Last-Event-ID"), &last_id) && last_id > 0)
-      start = last_id + 1;
-    auto request = std::make_shared<v1::StreamMetricsRequest>();
-    request->set_parent(absl::StrCat("sessions/", req.matches[1].str()));
-    request->set_start_seq(start);
-    auto ctx = std::shared_ptr<grpc::ClientContext>(Context(req, /*unary=*/false));
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");  // proxies: do not hold the stream back
-    res.set_chunked_content_provider(
-        "text/event-stream", [training, request, ctx](size_t, httplib::DataSink& sink) {
-          auto reader = training->StreamMetrics(ctx.get(), *request);
-          v1::MetricEvent e;
-          while (reader->Read(&e)) {
-            std::string frame;
-            switch (e.event_case()) {
-              case v1::MetricEvent::kHeartbeat:
-                frame = ": heartbeat\n\n";
-                break;
-              case v1::MetricEvent::kEnd:
-                frame = absl::StrCat("event: end\ndata: ", Json(e), "\n\n");
-                break;
-              default:
-                frame = absl::StrCat("id: ", e.seq(), "\ndata: ", Json(e), "\n\n");
-            }
-            if (!sink.write(frame.data(), frame.size())) {  // the browser went away
-              ctx->TryCancel();
-              (void)reader->Finish();
-              return false;
-            }
-          }
-          grpc::Status st = reader->Finish();
-          if (!st.ok()) {
-            const std::string frame =
-                absl::StrCat("event: error\ndata: {\"code\": \"", CodeName(st.error_code()),
-                             "\"}\n\n");
-            sink.write(frame.data(), frame.size());
-          }
-          sink.done();
-          return true;
-        });
-  });
+  http.Get(absl::StrCat("/api/sessions/", kId, "/events"),
+           [training](const Request& req, Response& res) {
+             int64_t start = IntParam(req, "start_seq", 0);
+             int64_t last_id = 0;
+             if (absl::SimpleAtoi(req.get_header_value("Last-Event-ID"), &last_id) && last_id > 0)
+               start = last_id + 1;
+             auto request = std::make_shared<v1::StreamMetricsRequest>();
+             request->set_parent(absl::StrCat("sessions/", req.matches[1].str()));
+             request->set_start_seq(start);
+             auto ctx = std::shared_ptr<grpc::ClientContext>(Context(req, /*unary=*/false));
+             res.set_header("Cache-Control", "no-cache");
+             res.set_header("X-Accel-Buffering", "no");  // proxies: do not hold the stream back
+             res.set_chunked_content_provider(
+                 "text/event-stream", [training, request, ctx](size_t, httplib::DataSink& sink) {
+                   auto reader = training->StreamMetrics(ctx.get(), *request);
+                   v1::MetricEvent e;
+                   while (reader->Read(&e)) {
+                     std::string frame;
+                     switch (e.event_case()) {
+                       case v1::MetricEvent::kHeartbeat:
+                         frame = ": heartbeat\n\n";
+                         break;
+                       case v1::MetricEvent::kEnd:
+                         frame = absl::StrCat("event: end\ndata: ", Json(e), "\n\n");
+                         break;
+                       default:
+                         frame = absl::StrCat("id: ", e.seq(), "\ndata: ", Json(e), "\n\n");
+                     }
+                     if (!sink.write(frame.data(), frame.size())) {  // the browser went away
+                       ctx->TryCancel();
+                       (void)reader->Finish();
+                       return false;
+                     }
+                   }
+                   grpc::Status st = reader->Finish();
+                   if (!st.ok()) {
+                     const std::string frame = absl::StrCat("event: error\ndata: {\"code\": \"",
+                                                            CodeName(st.error_code()), "\"}\n\n");
+                     sink.write(frame.data(), frame.size());
+                   }
+                   sink.done();
+                   return true;
+                 });
+           });
 
   http.Get("/api/datasets", [datasets](const Request& req, Response& res) {
     v1::ListDatasetsResponse all;

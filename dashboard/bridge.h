@@ -13,8 +13,9 @@
 //   DELETE /api/sessions/{id}               DeleteSession
 //   GET    /api/sessions/{id}/metrics       ListMetrics, every page (?max_points=N&start_seq=S)
 //   GET    /api/sessions/{id}/events        StreamMetrics as SSE from ?start_seq= or the
-//                                           Last-Event-ID header (+1): `id: {seq}`, `data: {event}`,
-//                                           heartbeats as comments; ends after the end event
+//                                           Last-Event-ID header (+1): `id: {seq}`, `data:
+//                                           {event}`, heartbeats as comments; ends after the end
+//                                           event
 //   GET    /api/datasets                    ListDatasets, every page
 //   GET    /healthz                         200 once alignd answers its health check
 //
