@@ -91,7 +91,7 @@ repro-quick: mnist build
 	$(PY) tools/repro/repro.py --build $(BUILD) --quick
 
 format:
-	clang-format -i $$(git ls-files '*.h' '*.cc')
+	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.h' '*.cc')
 
 clean:
 	rm -rf $(BUILD)
