@@ -235,16 +235,20 @@ ServiceMetrics::~ServiceMetrics() {
 
 int ServiceMetrics::port() const { return port_; }
 
-RpcLabels LabelsOf(const std::string& path) {
-  RpcLabels l;
-  if (path.size() < 4 || path[0] != '/') return l;
+const google::protobuf::MethodDescriptor* ServedMethod(const std::string& path) {
+  if (path.size() < 4 || path[0] != '/') return nullptr;
   std::string full = path.substr(1);
   const size_t slash = full.find('/');
-  if (slash == std::string::npos) return l;
+  if (slash == std::string::npos) return nullptr;
   full[slash] = '.';
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
+}
+
+RpcLabels LabelsOf(const std::string& path) {
+  RpcLabels l;
   // Only methods this binary serves get their own series: a client calling made-up
   // names must not mint new ones.
-  const auto* m = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
+  const auto* m = ServedMethod(path);
   if (m == nullptr) return l;
   l.service = m->service()->full_name();
   l.method = m->name();

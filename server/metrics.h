@@ -20,6 +20,7 @@
 #ifndef ALIGND_SERVER_METRICS_H_
 #define ALIGND_SERVER_METRICS_H_
 
+#include <google/protobuf/descriptor.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -67,6 +68,9 @@ struct RpcLabels {
   std::string type = "unknown";
 };
 RpcLabels LabelsOf(const std::string& path);  // "/alignd.v1.TrainingService/CreateSession"
+// The descriptor of "/package.Service/Method" if it is one of the generated services
+// linked into this binary; null otherwise (the RPC log and LabelsOf).
+const google::protobuf::MethodDescriptor* ServedMethod(const std::string& path);
 
 class ServiceMetrics {
  public:

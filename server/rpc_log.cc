@@ -16,17 +16,6 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
-// The descriptor of "/package.Service/Method" if it is one of the generated services
-// linked into this binary; null otherwise.
-const google::protobuf::MethodDescriptor* ServedMethod(const std::string& path) {
-  if (path.size() < 4 || path[0] != '/') return nullptr;
-  std::string full = path.substr(1);
-  const size_t slash = full.find('/');
-  if (slash == std::string::npos) return nullptr;
-  full[slash] = '.';
-  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
-}
-
 class RpcLog : public grpc::experimental::Interceptor {
  public:
   RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics)
