@@ -6,6 +6,11 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -62,6 +67,119 @@ int64_t IntParam(const Request& req, const char* name, int64_t dflt) {
 
 constexpr char kId[] = "([a-z0-9][a-z0-9-]{0,62})";
 
+// A column-major rows x cols float32 matrix as a .npy file (format 1.0, fortran_order).
+std::string NpyFloat32(const std::vector<float>& values, int64_t rows, int64_t cols) {
+  std::string header =
+      absl::StrCat("{'descr': '<f4', 'fortran_order': True, 'shape': (", rows, ", ", cols, "), }");
+  // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
+  const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
+  header.append(total - 10 - header.size() - 1, ' ');
+  header.push_back('\n');
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>(header.size() >> 8));
+  out += header;
+  out.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  return out;
+}
+
+// The newest step and evaluation figures of each session, for the session list: read once
+// backwards from the end of the log (a few hundred events at most), then forwards from the
+// last seq seen each time a session's last_seq moves. One small ListMetrics per changed
+// session and listing, however long the logs are.
+class LatestFigures {
+ public:
+  explicit LatestFigures(std::shared_ptr<v1::TrainingService::Stub> training)
+      : training_(std::move(training)) {}
+
+  // {"step": StepMetrics, "eval": EvalMetrics} as JSON (either may be absent).
+  nlohmann::json For(const Request& req, const v1::Session& s) {
+    Entry e;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = cache_.find(s.name()); it != cache_.end()) e = it->second;
+    }
+    // Rewound (a restart from a checkpoint), or so far behind that the end is nearer.
+    if (e.seq > s.last_seq() || s.last_seq() - e.seq > kMaxWindows * kWindow) e = Entry{};
+    if (e.seq != s.last_seq()) {
+      bool ok = e.seq == 0 ? Backwards(req, s, e) : Forwards(req, s, e);
+      if (ok) {
+        e.seq = s.last_seq();
+        std::lock_guard<std::mutex> lock(mu_);
+        cache_[s.name()] = e;
+      }
+    }
+    nlohmann::json out = nlohmann::json::object();
+    if (e.step) out["step"] = nlohmann::json::parse(Json(*e.step));
+    if (e.eval) out["eval"] = nlohmann::json::parse(Json(*e.eval));
+    return out;
+  }
+
+  void Forget(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cache_.erase(name);
+  }
+
+ private:
+  static constexpr int64_t kWindow = 200;
+  static constexpr int kMaxWindows = 5;
+  struct Entry {
+    int64_t seq = 0;  // the last_seq the figures are for
+    std::optional<v1::StepMetrics> step;
+    std::optional<v1::EvalMetrics> eval;
+  };
+
+  bool Read(const Request& req, const std::string& session, int64_t from, int64_t size,
+            v1::ListMetricsResponse* page) {
+    v1::ListMetricsRequest r;
+    r.set_parent(session);
+    r.set_start_seq(from);
+    r.set_page_size(static_cast<int32_t>(size));
+    auto ctx = Context(req);
+    return training_->ListMetrics(ctx.get(), r, page).ok();
+  }
+
+  // The newest figures of each kind, window by window from the end of the log.
+  bool Backwards(const Request& req, const v1::Session& s, Entry& e) {
+    for (int w = 0; w < kMaxWindows && !(e.step && e.eval); ++w) {
+      const int64_t last = s.last_seq() - w * kWindow;
+      if (last < 1) break;
+      const int64_t first = std::max<int64_t>(1, last - kWindow + 1);
+      v1::ListMetricsResponse page;
+      if (!Read(req, s.name(), first, last - first + 1, &page)) return false;
+      std::optional<v1::StepMetrics> step;
+      std::optional<v1::EvalMetrics> eval;
+      for (const auto& m : page.events()) {
+        if (m.seq() > last) break;
+        if (m.has_step()) step = m.step();
+        if (m.has_eval()) eval = m.eval();
+      }
+      if (!e.step) e.step = step;
+      if (!e.eval) e.eval = eval;
+    }
+    return true;
+  }
+
+  // Everything after the figures' seq, the newest winning.
+  bool Forwards(const Request& req, const v1::Session& s, Entry& e) {
+    for (int64_t from = e.seq + 1; from <= s.last_seq();) {
+      v1::ListMetricsResponse page;
+      if (!Read(req, s.name(), from, 10000, &page)) return false;
+      if (page.events().empty()) break;
+      for (const auto& m : page.events()) {
+        if (m.has_step()) e.step = m.step();
+        if (m.has_eval()) e.eval = m.eval();
+      }
+      from = page.events().rbegin()->seq() + 1;
+    }
+    return true;
+  }
+
+  std::shared_ptr<v1::TrainingService::Stub> training_;
+  std::mutex mu_;
+  std::map<std::string, Entry> cache_;
+};
+
 }  // namespace
 
 int HttpStatus(grpc::StatusCode code) {
@@ -110,7 +228,16 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
     res.set_content(Json(out), "application/json");
   });
 
-  http.Get("/api/sessions", [training](const Request& req, Response& res) {
+  auto latest = std::make_shared<LatestFigures>(training);
+  // Each session as the proto JSON mapping plus "latest": its newest step and evaluation
+  // figures (LatestFigures).
+  auto with_latest = [latest](const Request& req, const v1::Session& s) {
+    nlohmann::json j = nlohmann::json::parse(Json(s));
+    j["latest"] = latest->For(req, s);
+    return j;
+  };
+
+  http.Get("/api/sessions", [training, with_latest](const Request& req, Response& res) {
     v1::ListSessionsResponse all;
     v1::ListSessionsRequest r;
     r.set_page_size(1000);
@@ -122,17 +249,21 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
       for (auto& s : *page.mutable_sessions()) *all.add_sessions() = std::move(s);
       r.set_page_token(page.next_page_token());
     } while (!r.page_token().empty());
-    res.set_content(Json(all), "application/json");
+    nlohmann::json list = nlohmann::json::array();
+    for (const v1::Session& s : all.sessions()) list.push_back(with_latest(req, s));
+    res.set_content(nlohmann::json{{"sessions", list}}.dump(), "application/json");
   });
 
-  http.Get(absl::StrCat("/api/sessions/", kId), [training](const Request& req, Response& res) {
-    auto ctx = Context(req);
-    v1::GetSessionRequest r;
-    r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
-    v1::Session out;
-    if (grpc::Status st = training->GetSession(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
-    res.set_content(Json(out), "application/json");
-  });
+  http.Get(absl::StrCat("/api/sessions/", kId),
+           [training, with_latest](const Request& req, Response& res) {
+             auto ctx = Context(req);
+             v1::GetSessionRequest r;
+             r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
+             v1::Session out;
+             if (grpc::Status st = training->GetSession(ctx.get(), r, &out); !st.ok())
+               return Fail(res, st);
+             res.set_content(with_latest(req, out).dump(), "application/json");
+           });
 
   http.Post("/api/sessions", [training](const Request& req, Response& res) {
     v1::CreateSessionRequest r;
@@ -171,14 +302,87 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
               res.set_content(Json(out), "application/json");
             });
 
-  http.Delete(absl::StrCat("/api/sessions/", kId), [training](const Request& req, Response& res) {
+  http.Delete(absl::StrCat("/api/sessions/", kId),
+              [training, latest](const Request& req, Response& res) {
+                auto ctx = Context(req);
+                v1::DeleteSessionRequest r;
+                r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
+                google::protobuf::Empty out;
+                if (grpc::Status st = training->DeleteSession(ctx.get(), r, &out); !st.ok())
+                  return Fail(res, st);
+                latest->Forget(r.name());
+                res.set_content("{}", "application/json");
+              });
+
+  http.Get(absl::StrCat("/api/sessions/", kId, "/snapshots"),
+           [training](const Request& req, Response& res) {
+             v1::ListSnapshotsResponse all;
+             v1::ListSnapshotsRequest r;
+             r.set_parent(absl::StrCat("sessions/", req.matches[1].str()));
+             r.set_page_size(1000);
+             do {
+               auto ctx = Context(req);
+               v1::ListSnapshotsResponse page;
+               if (grpc::Status st = training->ListSnapshots(ctx.get(), r, &page); !st.ok())
+                 return Fail(res, st);
+               for (auto& s : *page.mutable_snapshots()) *all.add_snapshots() = std::move(s);
+               r.set_page_token(page.next_page_token());
+             } while (!r.page_token().empty());
+             res.set_content(Json(all), "application/json");
+           });
+
+  const std::string snapshot = absl::StrCat("/api/sessions/", kId, "/snapshots/([0-9]+|latest)");
+  http.Get(snapshot, [training](const Request& req, Response& res) {
     auto ctx = Context(req);
-    v1::DeleteSessionRequest r;
-    r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
-    google::protobuf::Empty out;
-    if (grpc::Status st = training->DeleteSession(ctx.get(), r, &out); !st.ok())
-      return Fail(res, st);
-    res.set_content("{}", "application/json");
+    v1::GetSnapshotRequest r;
+    r.set_name(
+        absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/", req.matches[2].str()));
+    v1::Snapshot out;
+    if (grpc::Status st = training->GetSnapshot(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
+    res.set_content(Json(out), "application/json");
+  });
+
+  // One tensor of a snapshot as a NumPy .npy file (float32, its rows x cols shape).
+  http.Get(absl::StrCat(snapshot, "/([A-Za-z]+[0-9]+)\\.npy"), [training](const Request& req,
+                                                                          Response& res) {
+    auto ctx = Context(req);
+    v1::ReadSnapshotRequest r;
+    r.set_name(
+        absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/", req.matches[2].str()));
+    const std::string label = req.matches[3].str();
+    auto reader = training->ReadSnapshot(ctx.get(), r);
+    v1::SnapshotChunk chunk;
+    v1::Snapshot header;
+    int64_t offset = -1, rows = 0, cols = 0;
+    std::vector<float> values;
+    while (reader->Read(&chunk)) {
+      if (chunk.has_header()) {
+        header = chunk.header();
+        int64_t at = 0;
+        for (const auto& t : header.shapes()) {
+          if (t.label() == label) offset = at, rows = t.rows(), cols = t.cols();
+          at += t.rows() * t.cols();
+        }
+        if (offset < 0) {
+          ctx->TryCancel();
+          (void)reader->Finish();
+          return Fail(res, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                        absl::StrCat(header.name(), " has no tensor ", label)));
+        }
+        values.resize(static_cast<size_t>(rows * cols));
+        continue;
+      }
+      const auto& v = chunk.values();
+      for (int i = 0; i < v.data_size(); ++i) {
+        const int64_t at = v.offset() + i - offset;
+        if (at >= 0 && at < rows * cols) values[static_cast<size_t>(at)] = v.data(i);
+      }
+    }
+    if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
+    res.set_header("Content-Disposition",
+                   absl::StrCat("attachment; filename=\"", req.matches[1].str(), "-", header.step(),
+                                "-", label, ".npy\""));
+    res.set_content(NpyFloat32(values, rows, cols), "application/octet-stream");
   });
 
   http.Get(absl::StrCat("/api/sessions/", kId, "/metrics"),

