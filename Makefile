@@ -78,6 +78,8 @@ bench:
 	$(MAKE) build
 	$(BUILD)/tests/bench/micro_bench --benchmark_min_time=0.2
 	$(PY) tests/bench/run_bench.py --build $(BUILD)
+	@echo; cd dashboard/web/bench && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node run.mjs
+	@echo; node tests/bench/dashboard_open.mjs --build $(BUILD)
 	$(PY) tests/bench/service_bench.py --build $(BUILD)
 
 mnist:

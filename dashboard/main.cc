@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // gRPC's default backoff grows to 120 s: after an alignd restart the dashboard would show
+  // it unreachable for minutes. Browsers retry on their own; reconnect within 2 s.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   auto channel = grpc::CreateCustomChannel(alignd, *creds, args);
 
   httplib::Server http;
@@ -69,6 +74,13 @@ int main(int argc, char** argv) {
   if (static_dir.empty())
     std::cerr
         << "alignd-dashboard: no front end found (built without npm?): serving the API only\n";
+  // Types with a charset (and the script not as text/): not brotli'ed at its slowest per
+  // request by cpp-httplib (120 ms for app.js).
+  for (const auto& [ext, type] : {std::pair{"html", "text/html"},
+                                  {"js", "application/javascript"},
+                                  {"css", "text/css"},
+                                  {"map", "application/json"}})
+    http.set_file_extension_and_mimetype_mapping(ext, std::string(type) + "; charset=utf-8");
   if (!static_dir.empty() && !http.set_mount_point("/", static_dir)) {
     std::cerr << "alignd-dashboard: --static_dir " << static_dir << " is not a directory\n";
     return 2;

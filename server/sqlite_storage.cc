@@ -237,6 +237,9 @@ class SqliteStorage final : public Storage {
                              const std::vector<StoredMetric>& events) override;
   absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& session,
                                                            int64_t start_seq, int limit) override;
+  absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(const std::string& session,
+                                                                  int64_t start_seq,
+                                                                  int max_points) override;
   absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& session,
                                                    int64_t step) override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& session) override;
@@ -334,6 +337,20 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
               s->Exec("ALTER TABLE snapshots ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0");
           !st.ok())
         return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
+  }
+  // metrics.kind (0 step, 1 evaluation; NULL in rows written before it existed) and the
+  // partial index that finds a log's evaluations without reading its steps
+  // (ReadMetricsSampled).
+  {
+    Stmt cols(s->db_, "SELECT COUNT(*) FROM pragma_table_info('metrics') WHERE name = 'kind'");
+    if (cols.Step() == SQLITE_ROW && cols.Int(0) == 0)
+      if (absl::Status st = s->Exec("ALTER TABLE metrics ADD COLUMN kind INTEGER"); !st.ok())
+        return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
+    if (absl::Status st =
+            s->Exec("CREATE INDEX IF NOT EXISTS metrics_not_steps ON metrics (session, seq) "
+                    "WHERE kind IS NOT 0");
+        !st.ok())
+      return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
   if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
@@ -524,13 +541,14 @@ absl::Status SqliteStorage::AppendMetrics(const std::string& name,
   if (events.empty()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
-  Stmt st(db_, "INSERT INTO metrics (session, seq, step, event) VALUES (?, ?, ?, ?)");
+  Stmt st(db_, "INSERT INTO metrics (session, seq, step, event, kind) VALUES (?, ?, ?, ?, ?)");
   for (const StoredMetric& m : events) {
     st.Reset();
     st.BindText(1, name)
         .Bind(2, m.event.seq())
         .Bind(3, m.step)
-        .Bind(4, m.event.SerializeAsString());
+        .Bind(4, m.event.SerializeAsString())
+        .Bind(5, int64_t{m.event.has_step() ? 0 : 1});
     if (st.Step() != SQLITE_DONE) {
       const absl::Status err = SqlError(db_, "append metric");
       Exec("ROLLBACK").IgnoreError();
@@ -550,6 +568,37 @@ absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetrics(const st
   while (st.Step() == SQLITE_ROW) {
     out.emplace_back();
     if (!out.back().ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt metric event");
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetricsSampled(
+    const std::string& name, int64_t start_seq, int max_points) {
+  absl::MutexLock lock(&mu_);
+  Stmt last(db_, "SELECT MAX(seq) FROM metrics WHERE session = ?");
+  last.BindText(1, name);
+  if (last.Step() != SQLITE_ROW) return SqlError(db_, "max seq");
+  const int64_t end = last.Int(0);
+  std::vector<v1::MetricEvent> out;
+  if (end < start_seq || max_points < 1) return out;
+  const int64_t every = std::max<int64_t>(1, (end - start_seq + max_points) / max_points);
+  // The strided seqs by primary-key lookups, the evaluations (and rows of unknown kind) by
+  // the partial index: a million-event log costs max_points + evaluations row reads.
+  Stmt st(db_,
+          "WITH RECURSIVE pick(seq) AS (SELECT ?2 UNION ALL SELECT seq + ?3 FROM pick "
+          "WHERE seq + ?3 <= ?4) "
+          "SELECT m.seq, m.event FROM pick JOIN metrics m ON m.session = ?1 AND m.seq = pick.seq "
+          "UNION "
+          "SELECT seq, event FROM metrics INDEXED BY metrics_not_steps "
+          "WHERE session = ?1 AND seq >= ?2 AND kind IS NOT 0 "
+          "ORDER BY 1");
+  st.BindText(1, name).Bind(2, start_seq).Bind(3, every).Bind(4, end);
+  while (st.Step() == SQLITE_ROW) {
+    v1::MetricEvent e;
+    if (!e.ParseFromString(st.Blob(1))) return absl::DataLossError("corrupt metric event");
+    // Rows of unknown kind come through the index: keep their steps on the stride only.
+    if (e.has_step() && (e.seq() - start_seq) % every != 0) continue;
+    out.push_back(std::move(e));
   }
   return out;
 }

@@ -96,6 +96,12 @@ class Storage {
   virtual absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& session,
                                                                    int64_t start_seq,
                                                                    int limit) = 0;
+  // Downsampled: the events with seq start_seq, start_seq + k, start_seq + 2k, ... (k chosen
+  // so that at most max_points of them lie between start_seq and the newest seq; k >= 1) and
+  // every evaluation from start_seq on, in seq order. Reads only those rows, however long
+  // the log.
+  virtual absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(
+      const std::string& session, int64_t start_seq, int max_points) = 0;
   // Deletes the events of steps after `step` (a restart from a checkpoint at `step`), and
   // returns the last seq kept (0 if none).
   virtual absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& session,

@@ -55,6 +55,10 @@ class ForwardingStorage : public Storage {
                                                            int l) override {
     return inner_->ReadMetrics(n, s, l);
   }
+  absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(const std::string& n, int64_t s,
+                                                                  int m) override {
+    return inner_->ReadMetricsSampled(n, s, m);
+  }
   absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& n, int64_t s) override {
     return inner_->TruncateMetricsAfterStep(n, s);
   }

@@ -1,6 +1,7 @@
 // server/sqlite_storage.h on a real SQLite file in a temporary directory: the Storage
 // contract (storage.h) a second implementation must keep too.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -91,6 +92,66 @@ TEST(StorageTest, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
 
 // The step travels with the bytes (checkpoint-{step}.bin): no index can disagree with the
 // file after a kill. A data directory from before keeps working (step -1 until re-put).
+// A log of `n` events: steps, with an evaluation at every 7th seq.
+std::vector<StoredMetric> Mixed(int n) {
+  std::vector<StoredMetric> out = Events(1, n);
+  for (StoredMetric& m : out)
+    if (m.event.seq() % 7 == 0) m.event.mutable_eval()->set_step(m.step);
+  return out;
+}
+
+void ExpectSampled(Storage& s, int n, int64_t start, int max_points) {
+  SCOPED_TRACE(absl::StrCat("start ", start, ", max_points ", max_points));
+  auto got = s.ReadMetricsSampled("sessions/log", start, max_points);
+  ASSERT_OK(got);
+  const int64_t every = std::max<int64_t>(1, (n - start + max_points) / max_points);
+  std::vector<int64_t> want, seqs;
+  for (int64_t seq = start; seq <= n; ++seq)
+    if (seq % 7 == 0 || (seq - start) % every == 0) want.push_back(seq);
+  int steps = 0;
+  for (const auto& e : *got) {
+    seqs.push_back(e.seq());
+    steps += e.has_step();
+  }
+  EXPECT_EQ(seqs, want);
+  EXPECT_LE(steps, max_points);
+  // Spread over the whole range: at least half the points allowed (the stride is whole),
+  // less the strided seqs that are evaluations.
+  EXPECT_GE(steps, std::min<int64_t>(max_points, n - start + 1) / 2 * 6 / 7 - 1);
+}
+
+TEST(StorageTest, SampledMetricsKeepEveryEvaluationAndEvenlySpacedSteps) {
+  const auto dir = alignd::testing::TempDir("sampled");
+  std::filesystem::remove_all(dir);
+  const int n = 1000;
+  {
+    auto s = OpenSqliteStorage(dir);
+    ASSERT_OK(s);
+    ASSERT_OK((*s)->AppendMetrics("sessions/log", Mixed(n)));
+    ASSERT_OK((*s)->AppendMetrics("sessions/other", Events(1, 50)));
+    for (int64_t start : {1, 2, 500})
+      for (int max_points : {1, 10, 64, 999, 5000}) ExpectSampled(**s, n, start, max_points);
+    auto none = (*s)->ReadMetricsSampled("sessions/log", n + 1, 10);
+    ASSERT_OK(none);
+    EXPECT_TRUE(none->empty());
+    auto absent = (*s)->ReadMetricsSampled("sessions/absent", 1, 10);
+    ASSERT_OK(absent);
+    EXPECT_TRUE(absent->empty());
+  }
+  // A log written before metrics had a kind column: the same answer, read the slow way.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "alignd.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE metrics SET kind = NULL", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    auto s = OpenSqliteStorage(dir);
+    ASSERT_OK(s);
+    for (int64_t start : {1, 500})
+      for (int max_points : {10, 999}) ExpectSampled(**s, n, start, max_points);
+  }
+}
+
 TEST(StorageTest, ACheckpointsStepIsTheStepOfItsBytes) {
   const auto dir = alignd::testing::TempDir("checkpoints");
   std::filesystem::remove_all(dir);
