@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -79,9 +79,9 @@ const api = async (method, path, body) => {
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
   return j;
 };
-const createViaApi = async (name, rule, steps, seed = 1) => (await api("POST", "/api/sessions", { session: {
-  display_name: name, train_dataset: dataset,
-  config: { network: { sizes: [30, 64, 64, 10] }, feedback: { rule }, batch_size: 1, max_steps: steps, metrics_every: 1000, seed } } })).name.split("/")[1];
+const createViaApi = async (name, rule, steps, seed = 1, every = 1000) => (await api("POST", "/api/sessions", { session: {
+  display_name: name, train_dataset: dataset, snapshot_every: steps / 2,
+  config: { network: { sizes: [30, 64, 64, 10] }, feedback: { rule }, batch_size: 1, max_steps: steps, metrics_every: every, seed } } })).name.split("/")[1];
 const shot = (name) => page.screenshot({ path: join(SHOTS, `dashboard-${name}.png`), fullPage: true });
 const points = (id) => page.evaluate((i) => window.aligndDashboard.points(i), id);
 
@@ -199,4 +199,103 @@ test("the dashboard survives an alignd restart and resumes the stream without du
   assert.deepEqual(seqs, events.map((e) => Number(e.seq)));
   assert.deepEqual(consoleErrors.filter((e) => !/Failed to load resource|ERR_/.test(e)), []);
   await shot("after-restart");
+});
+
+test("runs that differ only by seed group into one mean ± SD band; log scales and the grouping live in the URL", async () => {
+  const ids = [await createViaApi("grp fa seed=1", "RULE_FEEDBACK_ALIGNMENT", 20000, 1, 200),
+    await createViaApi("grp fa seed=2", "RULE_FEEDBACK_ALIGNMENT", 20000, 2, 200),
+    await createViaApi("grp bp seed=1", "RULE_BACKPROP", 20000, 1, 200)];
+  await until("all three finished", async () => ids.every((id) => inAlignd(id).state === "SESSION_STATE_SUCCEEDED"), 60000, 200);
+  await page.click("#select-none");
+  await page.fill("#filter", "grp");
+  await until("the three rows shown", async () => (await page.$$("#sessions tbody tr")).length === 3);
+  await page.click("#select-shown");
+  await until("three selected", async () => (await page.evaluate(() => window.aligndDashboard.selected())).length === 3);
+  await until("their points", async () => (await Promise.all(ids.map(points))).every((n) => n === 100));
+  await page.check("#group");
+  const labels = await until("two groups in the legend", async () => {
+    const l = await page.$$eval('.chart[data-key="loss"] .u-legend .u-series', (els) =>
+      els.filter((e) => e.style.display !== "none").map((e) => e.textContent));
+    return l.some((x) => x.includes("grp fa (2 seeds)")) && l.some((x) => x.includes("grp bp (1 run)")) ? l : null;
+  });
+  assert.equal(labels.length, 3, labels.join(" | "));  // x, and the two groups (band edges hidden)
+  // The fa group's line is the mean of its two runs at every step, its band ± their SD.
+  const fa = (await page.evaluate(() => window.aligndDashboard.series("loss"))).find((x) => x.label.startsWith("grp fa"));
+  const [a, b] = await Promise.all(ids.slice(0, 2).map((id) => page.evaluate((i) => window.aligndDashboard.column(i, "loss"), id)));
+  assert.equal(fa.x.length, 100);
+  for (let i = 0; i < fa.x.length; i++) {
+    const mean = (a[i] + b[i]) / 2, sd = Math.abs(a[i] - b[i]) / Math.SQRT2;
+    assert.ok(Math.abs(fa.y[i] - mean) <= 1e-9 * Math.max(1, mean), `mean at ${fa.x[i]}`);
+    assert.ok(Math.abs(fa.hi[i] - fa.lo[i] - 2 * sd) <= 1e-9 * Math.max(1, sd), `band at ${fa.x[i]}`);
+  }
+  assert.ok(fa.hi.some((v, i) => v - fa.lo[i] > 0), "the seeds differ somewhere");
+  await page.check('.chart[data-key="loss"] input[data-log="loss"]');
+  await until("the URL to hold it", async () => new URL(page.url()).hash.includes("log=loss") && new URL(page.url()).hash.includes("group=1"));
+  await shot("seed-groups");
+  const other = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await other.goto(page.url());
+  await until("the same view from the link", async () => (await other.evaluate(() => window.aligndDashboard.selected())).length === 3);
+  await other.waitForSelector('.chart[data-key="loss"] input[data-log="loss"]');
+  assert.ok(await other.isChecked('.chart[data-key="loss"] input[data-log="loss"]'));
+  assert.ok(await other.isChecked("#group"));
+  await other.close();
+  await page.fill("#filter", "");
+});
+
+test("a snapshot's tensor downloads as a .npy file", async () => {
+  const id = await createViaApi("snap", "RULE_FEEDBACK_ALIGNMENT", 2000, 3, 100);
+  await until("finished", async () => inAlignd(id).state === "SESSION_STATE_SUCCEEDED", 30000, 200);
+  await page.click(`#sessions tr[data-id="${id}"] td:nth-child(2)`);
+  await until("it alone", async () => (await page.evaluate(() => window.aligndDashboard.selected())).join() === id);
+  await page.click("#snapshots-box summary");
+  await page.click('#snapshots button[data-shapes="1000"]');
+  await page.waitForSelector('#snapshots button[data-npy="W0"]');
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click('#snapshots button[data-npy="W0"]')]);
+  assert.equal(download.suggestedFilename(), `${id}-1000-W0.npy`);
+  const path = join(tmp, "w0.npy");
+  await download.saveAs(path);
+  const bytes = readFileSync(path);
+  assert.equal(bytes.subarray(0, 6).toString("latin1"), "\x93NUMPY");
+  const headerLen = bytes.readUInt16LE(8);
+  const header = bytes.subarray(10, 10 + headerLen).toString("latin1");
+  assert.match(header, /'descr': '<f4', 'fortran_order': True, 'shape': \(64, 30\)/);
+  assert.equal(bytes.length, 10 + headerLen + 64 * 30 * 4);
+  assert.equal((10 + headerLen) % 64, 0);
+});
+
+test("with TLS and tokens the page asks for a token once, keeps it out of the URL, and sends it", async () => {
+  const dir = join(tmp, "tls");
+  mkdirSync(dir);
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "2", "-subj", "/CN=alignd",
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], { stdio: "ignore" });
+  const made = execFileSync(env("ALIGNCTL_BINARY"), ["token", "new", "alice", "user"], { encoding: "utf8" }).split("\n");
+  const secret = made[1].trim();
+  writeFileSync(join(dir, "tokens"), `${made[3].trim()}\n`);
+  const secure = start(env("ALIGND_BINARY"), ["--listen", "127.0.0.1:0", "--metrics_listen", "", "--data_dir", join(dir, "data"),
+    "--tls_cert", join(dir, "cert.pem"), "--tls_key", join(dir, "key.pem"), "--token_file", join(dir, "tokens")]);
+  const address = await secure.address;
+  const sdash = start(env("ALIGND_DASHBOARD_BINARY"), ["--alignd", address, "--ca", join(dir, "cert.pem"), "--listen", "127.0.0.1:0"]);
+  const surl = (await sdash.address).replace(/\/$/, "");
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  const sent = [];
+  p.on("request", (r) => { if (r.url().includes("/api/")) sent.push(r.headers().authorization || ""); });
+  try {
+    await p.goto(surl + "/");
+    await p.waitForSelector("#token-dialog[open]");
+    assert.match(await p.textContent("#conn"), /token/);
+    await p.fill("#token-input", secret);
+    await p.click("#token-save");
+    await until("the list through alignd", async () => (await p.textContent("#conn")).startsWith("alignd:"));
+    assert.ok(!p.url().includes(secret));
+    assert.ok(sent.some((h) => h === `Bearer ${secret}`));
+    await p.reload();
+    await until("the list again, without asking", async () => (await p.textContent("#conn")).startsWith("alignd:"));
+    assert.equal(await p.isVisible("#token-dialog"), false);
+  } finally {
+    await ctx.close();
+    await stop(sdash);
+    await stop(secure);
+  }
 });

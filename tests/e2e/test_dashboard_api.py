@@ -133,6 +133,74 @@ class DashboardApiTest(unittest.TestCase):
         self.assertLessEqual(len(steps), 50)
         self.assertGreater(len(steps), 25)
 
+    def wait_done(self, sid):
+        for _ in range(3000):
+            code, s = self.call("GET", f"/api/sessions/{sid}")
+            if s["state"] == "SESSION_STATE_SUCCEEDED":
+                return s
+            time.sleep(0.02)
+        self.fail(f"{sid} did not finish")
+
+    def test_snapshot_tensors_as_npy_equal_what_the_python_client_reads(self):
+        import io
+        import numpy as np
+        from alignd_client import Client
+        c = {"network": {"sizes": [30, 20, 10]}, "feedback": {"rule": "RULE_FEEDBACK_ALIGNMENT"}, "batch_size": 1,
+             "max_steps": 2000, "metrics_every": 10}
+        code, s = self.call("POST", "/api/sessions", {"session": {"train_dataset": self.dataset, "config": c,
+                                                                  "snapshot_every": 1000}})
+        sid = s["name"].split("/")[1]
+        self.wait_done(sid)
+        code, listed = self.call("GET", f"/api/sessions/{sid}/snapshots")
+        self.assertEqual([int(x["step"]) for x in listed["snapshots"]], [1000, 2000])
+        code, snap = self.call("GET", f"/api/sessions/{sid}/snapshots/1000")
+        self.assertEqual([(t["label"], int(t.get("rows", 0)), int(t.get("cols", 0))) for t in snap["shapes"]][:3],
+                         [("W0", 20, 30), ("b0", 20, 1), ("B0", 0, 0)])
+        with Client(self.address) as client:
+            want = client.read_snapshot(sid, 1000)
+        for label in ("W0", "b0", "W1", "B1"):
+            with urllib.request.urlopen(f"{self.url}/api/sessions/{sid}/snapshots/1000/{label}.npy") as r:
+                self.assertEqual(r.headers["Content-Disposition"], f'attachment; filename="{sid}-1000-{label}.npy"')
+                got = np.load(io.BytesIO(r.read()))
+            self.assertEqual(got.dtype, np.float32)
+            np.testing.assert_array_equal(got, want[label])
+        code, err = self.call("GET", f"/api/sessions/{sid}/snapshots/1000/W7.npy")
+        self.assertEqual((code, err["code"]), (404, "NOT_FOUND"))
+        self.assertIn("has no tensor W7", err["message"])
+        self.assertEqual(self.call("GET", f"/api/sessions/{sid}/snapshots/1500/W0.npy")[0], 404)
+
+    def test_the_list_carries_each_sessions_newest_figures(self):
+        from alignd_client import Client
+        c = {"network": {"sizes": [30, 20, 10]}, "feedback": {"rule": "RULE_BACKPROP"}, "batch_size": 1,
+             "max_steps": 3000, "metrics_every": 1, "eval_every": 100}
+        code, s = self.call("POST", "/api/sessions", {"session": {"train_dataset": self.dataset, "eval_dataset": self.dataset,
+                                                                  "config": c}})
+        sid = s["name"].split("/")[1]
+        self.wait_done(sid)
+        with Client(self.address) as client:
+            events = client.list_metrics(sid)
+        last_step = [e for e in events if "step" in e][-1]["step"]
+        last_eval = [e for e in events if "eval" in e][-1]["eval"]
+        code, listed = self.call("GET", "/api/sessions")
+        mine = next(x for x in listed["sessions"] if x["name"] == f"sessions/{sid}")
+        self.assertEqual(int(mine["latest"]["step"]["step"]), last_step["step"])
+        self.assertAlmostEqual(mine["latest"]["step"]["loss"], last_step["loss"], places=12)
+        self.assertEqual(int(mine["latest"]["eval"]["step"]), last_eval["step"])
+        self.assertAlmostEqual(mine["latest"]["eval"]["nse"], last_eval["nse"], places=12)
+        code, one = self.call("GET", f"/api/sessions/{sid}")
+        self.assertEqual(one["latest"], mine["latest"])
+
+    def test_json_is_gzipped_for_clients_that_take_it(self):
+        import gzip
+        sid = self.create(2000)
+        self.wait_done(sid)
+        req = urllib.request.Request(f"{self.url}/api/sessions/{sid}/metrics",
+                                     headers={"Accept-Encoding": "gzip, deflate, br"})
+        with urllib.request.urlopen(req) as r:
+            self.assertEqual(r.headers["Content-Encoding"], "gzip")  # never brotli (slow at its default)
+            body = json.loads(gzip.decompress(r.read()))
+        self.assertEqual(len(body["events"]), 200)
+
     def test_pause_resume_and_cancel_change_the_state_in_alignd(self):
         sid = self.create(10 ** 7)
         while True:

@@ -103,6 +103,8 @@ window.aligndDashboard = {  // for tests and the curious: what the page holds
   seqs: (id) => app.tracks.get(id)?.seqs.slice() ?? [],
   selected: () => app.selected.slice(),
   chartPoints: () => Object.fromEntries([...app.charts].map(([k, c]) => [k, c.points()])),
+  series: (key) => app.charts.get(key)?.series.map(({ label, x, y, lo, hi }) => ({ label, x, y, lo, hi })) ?? [],
+  column: (id, name) => app.tracks.get(id)?.[name]?.slice() ?? [],
 };
 
 function readHash() {
@@ -294,9 +296,12 @@ function groups() {
 function labelOf(tracks) {
   const t = tracks[0];
   const s = t.session || {};
-  const base = (s.display_name || t.id).replace(/\s*seed=\d+\s*$/, "");
-  if (tracks.length === 1) return app.group ? `${base} (1 run)` : s.display_name || t.id;
-  return `${base.startsWith("sweep ") ? base.slice(6) : ruleShort[rule(s.config)] || base} (${tracks.length} seeds)`;
+  if (!app.group) return s.display_name || t.id;
+  // A group is named by its runs' name without the seed (alignctl's sweeps: "sweep fa lr=0.1
+  // seed=3"), or by its rule and sizes.
+  const named = (s.display_name || "").replace(/\s*seed=\d+\s*$/, "").replace(/^sweep /, "");
+  const base = named || `${ruleShort[rule(s.config)] || rule(s.config)} ${(s.config?.network?.sizes || []).join("-")}`;
+  return `${base} (${tracks.length === 1 ? "1 run" : `${tracks.length} seeds`})`;
 }
 
 // Value of (xs, ys) at x: the last point at or before x (null past the end or before the start).
