@@ -23,7 +23,7 @@ build: deps $(BUILD)/build.ninja
 package: deps
 	cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DALIGND_NATIVE=OFF \
 	  -DALIGND_BUILD_TESTS=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
-	cmake --build build-package -j $(JOBS) --target alignd alignctl alignd_python
+	cmake --build build-package -j $(JOBS) --target alignd alignctl alignd-dashboard alignd_python
 	cd build-package && cpack -G DEB
 	@ls -1 build-package/*.deb
 

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import certs  # noqa: E402
@@ -146,7 +147,7 @@ class ImageTest(unittest.TestCase):
         c = self.config
         self.assertEqual(c["User"], "10001:10001")
         self.assertIn("/var/lib/alignd", c["Volumes"])
-        self.assertEqual(sorted(c["ExposedPorts"]), ["50051/tcp", "50052/tcp", "9464/tcp"])
+        self.assertEqual(sorted(c["ExposedPorts"]), ["50051/tcp", "50052/tcp", "8080/tcp", "9464/tcp"])
         self.assertEqual(c["StopSignal"], "SIGTERM")
         self.assertEqual(c["Entrypoint"], ["/usr/bin/alignd"])
         self.assertIn("/usr/bin/alignctl", self.info["Healthcheck"]["Test"])
@@ -164,9 +165,25 @@ class ImageTest(unittest.TestCase):
         self.assertEqual(build, [])
         self.assertTrue(os.path.exists(os.path.join(self.rootfs, "usr/lib/python3/dist-packages/alignd_client")))
         # The image leaves out libraries nothing loads: everything the binaries need is there.
-        for binary in ("/usr/bin/alignd", "/usr/bin/alignctl"):
+        for binary in ("/usr/bin/alignd", "/usr/bin/alignctl", "/usr/bin/alignd-dashboard"):
             libs = run("chroot", self.rootfs, "/usr/bin/ldd", binary)
             self.assertNotIn("not found", libs, f"{binary}:\n{libs}")
+
+    def test_the_dashboard_serves_its_front_end_from_the_image(self):
+        dash = subprocess.Popen(["chroot", f"--userspec={self.config['User']}", "--groups=", self.rootfs,
+                                 "/usr/bin/alignd-dashboard", "--alignd", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            url = dash.stdout.readline().strip().rsplit(" ", 1)[-1]
+            with urllib.request.urlopen(url, timeout=30) as page:
+                self.assertIn("<title>alignd dashboard</title>", page.read().decode())
+            with urllib.request.urlopen(url + "app.js", timeout=30) as js:
+                self.assertGreater(len(js.read()), 10000)
+        finally:
+            dash.send_signal(signal.SIGTERM)
+            self.assertEqual(dash.wait(timeout=30), 0)
+            dash.stdout.close()
+            dash.stderr.close()
 
     # ---- the image running --------------------------------------------------------------
     def test_runs_as_its_user_trains_checkpoints_on_sigterm_and_resumes_on_the_same_volume(self):

@@ -3,6 +3,7 @@ dpkg -x (no root, no system changes): the files are where Debian expects them, t
 unit verifies, and the installed alignd, alignctl and Python client work together on
 127.0.0.1. Run by ctest with ALIGND_BUILD_DIR set."""
 import glob
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 
 class PackageTest(unittest.TestCase):
@@ -52,6 +54,8 @@ class PackageTest(unittest.TestCase):
 
     def test_files_are_where_debian_expects_them(self):
         for rel in ("/usr/bin/alignd", "/usr/bin/alignctl", "/usr/lib/systemd/system/alignd.service",
+                    "/usr/bin/alignd-dashboard", "/usr/lib/systemd/system/alignd-dashboard.service",
+                    "/usr/share/alignd/dashboard/index.html", "/usr/share/alignd/dashboard/app.js",
                     "/usr/share/alignd/proto/alignd/v1/sessions.proto", "/usr/share/doc/alignd/DEPLOY.md",
                     "/usr/share/doc/alignd/default.example",
                     "/usr/lib/python3/dist-packages/alignd_client/client.py",
@@ -59,20 +63,25 @@ class PackageTest(unittest.TestCase):
             self.assertTrue(os.path.exists(self.path(rel)), rel)
         self.assertTrue(os.access(self.path("/usr/bin/alignd"), os.X_OK))
 
-    def test_the_systemd_unit_verifies_and_sandboxes_the_service(self):
+    def test_the_systemd_units_verify_and_sandbox_the_services(self):
         unit = open(self.path("/usr/lib/systemd/system/alignd.service")).read()
         for line in ("DynamicUser=yes", "StateDirectory=alignd", "ExecStart=/usr/bin/alignd --data_dir /var/lib/alignd",
                      "NoNewPrivileges=yes", "ProtectSystem=strict", "KillSignal=SIGTERM"):
             self.assertIn(line, unit)
+        dash = open(self.path("/usr/lib/systemd/system/alignd-dashboard.service")).read()
+        for line in ("DynamicUser=yes", "ExecStart=/usr/bin/alignd-dashboard --alignd localhost:50051",
+                     "MemoryDenyWriteExecute=yes", "ProtectSystem=strict"):
+            self.assertIn(line, dash)
         if shutil.which("systemd-analyze") is None:
             self.skipTest("no systemd-analyze")
-        # The binary path made to point into the scratch root; every key must be known.
-        test_unit = os.path.join(self.tmp, "alignd.service")
-        with open(test_unit, "w") as f:
-            f.write(unit.replace("/usr/bin/alignd", self.path("/usr/bin/alignd")))
-        r = subprocess.run(["systemd-analyze", "verify", test_unit], capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout + r.stderr, "")
+        # The binary paths made to point into the scratch root; every key must be known.
+        for name, text in (("alignd.service", unit), ("alignd-dashboard.service", dash)):
+            test_unit = os.path.join(self.tmp, name)
+            with open(test_unit, "w") as f:
+                f.write(text.replace("/usr/bin/", self.path("/usr/bin/") + "/"))
+            r = subprocess.run(["systemd-analyze", "verify", test_unit], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout + r.stderr, "", name)
 
     def test_the_installed_binaries_and_client_train_a_session(self):
         alignd, alignctl = self.path("/usr/bin/alignd"), self.path("/usr/bin/alignctl")
@@ -96,6 +105,23 @@ class PackageTest(unittest.TestCase):
             r = subprocess.run([sys.executable, "-c", script, address, self.root], capture_output=True, text=True,
                                timeout=120, env=env)
             self.assertEqual(r.stdout.strip(), "SESSION_STATE_SUCCEEDED", r.stderr)
+            # The installed dashboard finds its installed front end by itself.
+            dash = subprocess.Popen([self.path("/usr/bin/alignd-dashboard"), "--alignd", address, "--listen",
+                                     "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                url = dash.stdout.readline().strip().rsplit(" ", 1)[-1]
+                with urllib.request.urlopen(url, timeout=30) as page:
+                    self.assertIn("<title>alignd dashboard</title>", page.read().decode())
+                with urllib.request.urlopen(url + "app.js", timeout=30) as js:
+                    self.assertGreater(len(js.read()), 10000)
+                with urllib.request.urlopen(url + "api/sessions", timeout=30) as api:
+                    self.assertEqual(len(json.load(api)["sessions"]), 1)
+            finally:
+                dash.send_signal(signal.SIGTERM)
+                self.assertEqual(dash.wait(timeout=30), 0)
+                self.assertNotIn("no front end found", dash.stderr.read())
+                dash.stdout.close()
+                dash.stderr.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=60), 0)

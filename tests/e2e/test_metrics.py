@@ -112,6 +112,16 @@ class MetricsTest(unittest.TestCase):
         self.assertNotIn("alignd_session_accuracy", types)
         self.assertIn("alignd_session_accuracy_ratio", types)
         self.assertIn("alignd_session_eval_error_ratio", types)
+        # docs/DEPLOY.md's table describes every family alignd exports, with its type.
+        deploy = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "DEPLOY.md")).read()
+        deploy = deploy[deploy.index("\n## Metrics"):deploy.index("\n## ", deploy.index("\n## Metrics") + 1)]
+        documented = dict(re.findall(r"^\| `(\w+)` \| (\w+)", deploy, re.M))
+        for name, kind in types.items():
+            if name.startswith(("alignd_", "grpc_server_")):
+                self.assertIn(name, documented, f"{name} is exported but not in docs/DEPLOY.md")
+                self.assertEqual(documented[name], kind, name)
+        self.assertEqual(sorted(n for n in documented if n not in types), [],
+                         "documented in docs/DEPLOY.md but not exported")
 
     def test_every_query_of_the_grafana_dashboard_names_a_metric_alignd_exports(self):
         import json
