@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build package image test-image test test-sanitize fuzz fuzz-long demo demo-engine bench repro repro-quick mnist format clean
+.PHONY: all deps build package image test-image test test-sanitize fuzz fuzz-long demo demo-engine dashboard bench repro repro-quick mnist format clean
 
 all: build
 
@@ -68,6 +68,11 @@ fuzz-long:
 
 demo: build
 	tools/demo.sh $(BUILD)
+
+# alignd and the web dashboard on http://127.0.0.1:$(PORT)/ with a sweep to watch; Ctrl-C stops.
+PORT ?= 8080
+dashboard: build
+	PORT=$(PORT) tools/dashboard/demo.sh $(BUILD)
 
 # The engine alone, in-process (no server).
 demo-engine: build

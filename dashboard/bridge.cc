@@ -7,16 +7,21 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
@@ -132,12 +137,21 @@ class LatestFigures {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = cache_.find(s.name()); it != cache_.end()) e = it->second;
     }
-    // Rewound (a restart from a checkpoint), or so far behind that the end is nearer.
-    if (e.seq > s.last_seq() || s.last_seq() - e.seq > kMaxWindows * kWindow) e = Entry{};
+    if (e.seq > s.last_seq()) e = Entry{};  // rewound: a restart from a checkpoint
     if (e.seq != s.last_seq()) {
-      bool ok = e.seq == 0 ? Backwards(req, s, e) : Forwards(req, s, e);
+      // Near: read on from where the figures are. Far (new here, or a fast session's lag):
+      // from the end backwards, keeping the old figures if nothing newer is stored yet.
+      Entry next = s.last_seq() - e.seq > kMaxWindows * kWindow ? Entry{} : e;
+      bool ok = next.seq == 0 ? Backwards(req, s, next) : Forwards(req, s, next);
+      // Backwards probes can land before what is already known: read on from that instead.
+      if (ok && next.seq <= e.seq && e.seq > 0) {
+        next = e;
+        ok = Forwards(req, s, next);
+      }
       if (ok) {
-        e.seq = s.last_seq();
+        if (!next.step) next.step = e.step;
+        if (!next.eval) next.eval = e.eval;
+        e = next;
         std::lock_guard<std::mutex> lock(mu_);
         cache_[s.name()] = e;
       }
@@ -155,9 +169,12 @@ class LatestFigures {
 
  private:
   static constexpr int64_t kWindow = 200;
-  static constexpr int kMaxWindows = 5;
+  static constexpr int kMaxWindows = 5;  // windows with events read back at most
+  static constexpr int kMaxProbes = 40;  // windows not stored yet, each twice as far back
   struct Entry {
-    int64_t seq = 0;  // the last_seq the figures are for
+    // The newest seq read. It can trail the session's last_seq: a running session's
+    // newest events reach storage (and ListMetrics) in batches, a few hundred ms later.
+    int64_t seq = 0;
     std::optional<v1::StepMetrics> step;
     std::optional<v1::EvalMetrics> eval;
   };
@@ -172,23 +189,35 @@ class LatestFigures {
     return training_->ListMetrics(ctx.get(), r, page).ok();
   }
 
-  // The newest figures of each kind, window by window from the end of the log.
+  // The newest figures of each kind, window by window from the end of the log. A running
+  // session's newest events reach storage in batches: where a window is not stored yet, the
+  // next probe looks twice as far back, so a lag of any size costs a few small reads.
   bool Backwards(const Request& req, const v1::Session& s, Entry& e) {
-    for (int w = 0; w < kMaxWindows && !(e.step && e.eval); ++w) {
-      const int64_t last = s.last_seq() - w * kWindow;
+    int64_t back = 0;
+    for (int read = 0, probes = 0;
+         read < kMaxWindows && probes < kMaxProbes && !(e.step && e.eval);) {
+      const int64_t last = s.last_seq() - back;
       if (last < 1) break;
       const int64_t first = std::max<int64_t>(1, last - kWindow + 1);
       v1::ListMetricsResponse page;
       if (!Read(req, s.name(), first, last - first + 1, &page)) return false;
+      if (page.events().empty()) {
+        back = back == 0 ? kWindow : 2 * back;
+        ++probes;
+        continue;
+      }
       std::optional<v1::StepMetrics> step;
       std::optional<v1::EvalMetrics> eval;
       for (const auto& m : page.events()) {
         if (m.seq() > last) break;
         if (m.has_step()) step = m.step();
         if (m.has_eval()) eval = m.eval();
+        e.seq = std::max(e.seq, m.seq());
       }
       if (!e.step) e.step = step;
       if (!e.eval) e.eval = eval;
+      ++read;
+      back = s.last_seq() - first + 1;  // the window before this one
     }
     return true;
   }
@@ -203,7 +232,8 @@ class LatestFigures {
         if (m.has_step()) e.step = m.step();
         if (m.has_eval()) e.eval = m.eval();
       }
-      from = page.events().rbegin()->seq() + 1;
+      e.seq = page.events().rbegin()->seq();
+      from = e.seq + 1;
     }
     return true;
   }
@@ -483,6 +513,114 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
                    return true;
                  });
            });
+
+  // Several sessions' StreamMetrics in one SSE response: a browser holds six HTTP/1.1
+  // connections per host, so a page following a sweep's fifteen runs on fifteen streams
+  // would stall. ?s=id:start,id:start,... Each event is `event: metric` with data
+  // {"session": id, "event": MetricEvent}; `event: end` {"session", "end": Session};
+  // `event: error` {"session", "code", "message"} for a stream alignd ended with an error.
+  // One reader thread per session; the response ends when every stream has.
+  http.Get("/api/events", [training](const Request& req, Response& res) {
+    struct Sub {
+      std::string id;
+      int64_t start = 0;
+    };
+    std::vector<Sub> subs;
+    for (absl::string_view item :
+         absl::StrSplit(req.get_param_value("s"), ',', absl::SkipEmpty())) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, ':');
+      Sub sub{std::string(kv.first), 0};
+      if (!std::regex_match(sub.id, std::regex(kId)) ||
+          (!kv.second.empty() && !absl::SimpleAtoi(kv.second, &sub.start)))
+        return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                      absl::StrCat("s: \"", item, "\" is not id:start_seq")));
+      subs.push_back(std::move(sub));
+    }
+    if (subs.empty() || subs.size() > 256)
+      return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    "s: 1 to 256 sessions as id:start_seq,..."));
+    const std::string auth = req.get_header_value("Authorization");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider("text/event-stream", [training, subs, auth](
+                                                              size_t, httplib::DataSink& sink) {
+      struct Shared {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::deque<std::string> frames;
+        size_t open = 0;
+        bool gone = false;  // the browser went away
+      };
+      auto sh = std::make_shared<Shared>();
+      sh->open = subs.size();
+      std::vector<std::shared_ptr<grpc::ClientContext>> ctxs;
+      std::vector<std::thread> readers;
+      auto push = [sh](std::string frame) {
+        std::unique_lock<std::mutex> lock(sh->mu);
+        // A slow browser holds the readers back rather than fill memory.
+        sh->cv.wait(lock, [&] { return sh->gone || sh->frames.size() < 4096; });
+        if (sh->gone) return;
+        sh->frames.push_back(std::move(frame));
+        sh->cv.notify_all();
+      };
+      for (const Sub& sub : subs) {
+        auto ctx = std::make_shared<grpc::ClientContext>();
+        if (!auth.empty()) ctx->AddMetadata("authorization", auth);
+        ctxs.push_back(ctx);
+        readers.emplace_back([training, sub, ctx, push, sh] {
+          v1::StreamMetricsRequest r;
+          r.set_parent(absl::StrCat("sessions/", sub.id));
+          r.set_start_seq(sub.start);
+          auto reader = training->StreamMetrics(ctx.get(), r);
+          const std::string tag = absl::StrCat("{\"session\": \"", sub.id, "\", ");
+          v1::MetricEvent e;
+          while (reader->Read(&e)) {
+            if (e.has_heartbeat()) {
+              push(": heartbeat\n\n");
+            } else if (e.has_end()) {
+              push(absl::StrCat("event: end\ndata: ", tag, "\"end\": ", Json(e.end()), "}\n\n"));
+            } else {
+              push(absl::StrCat("event: metric\ndata: ", tag, "\"event\": ", Json(e), "}\n\n"));
+            }
+          }
+          grpc::Status st = reader->Finish();
+          if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
+            google::protobuf::Value message;
+            message.set_string_value(st.error_message());
+            push(absl::StrCat("event: error\ndata: ", tag, "\"code\": \"",
+                              CodeName(st.error_code()), "\", \"message\": ", Json(message),
+                              "}\n\n"));
+          }
+          std::lock_guard<std::mutex> lock(sh->mu);
+          --sh->open;
+          sh->cv.notify_all();
+        });
+      }
+      bool ok = true;
+      for (;;) {
+        std::unique_lock<std::mutex> lock(sh->mu);
+        sh->cv.wait(lock, [&] { return !sh->frames.empty() || sh->open == 0; });
+        if (sh->frames.empty()) break;  // every stream ended
+        std::string frame = std::move(sh->frames.front());
+        sh->frames.pop_front();
+        sh->cv.notify_all();
+        lock.unlock();
+        if (!sink.write(frame.data(), frame.size())) {
+          ok = false;
+          break;
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(sh->mu);
+        sh->gone = true;
+        sh->cv.notify_all();
+      }
+      for (auto& ctx : ctxs) ctx->TryCancel();
+      for (auto& t : readers) t.join();
+      if (ok) sink.done();
+      return ok;
+    });
+  });
 
   http.Get("/api/datasets", [datasets](const Request& req, Response& res) {
     v1::ListDatasetsResponse all;

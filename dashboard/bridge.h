@@ -18,6 +18,11 @@
 //                                           Last-Event-ID header (+1): `id: {seq}`, `data:
 //                                           {event}`, heartbeats as comments; ends after the end
 //                                           event
+//   GET    /api/events?s=id:seq,id:seq      several sessions' StreamMetrics in one SSE
+//                                           response (a browser has six connections per
+//                                           host): `event: metric` {"session", "event"},
+//                                           `event: end` {"session", "end"}, `event: error`
+//                                           {"session", "code", "message"}
 //   GET    /api/sessions/{id}/snapshots     ListSnapshots, every page
 //   GET    /api/sessions/{id}/snapshots/{step|latest}           GetSnapshot (shapes)
 //   GET    /api/sessions/{id}/snapshots/{step|latest}/{W0}.npy  one tensor as a .npy file

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <string_view>
 #include <thread>
 
 #include "base/version.h"
@@ -18,11 +19,14 @@ namespace {
 std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
 
-// The bundle beside the binary: build/dashboard/web, or <prefix>/share/alignd/dashboard.
-std::string DefaultStaticDir() {
+// The bundle beside the binary: build/dashboard/web, or <prefix>/share/alignd/dashboard. The
+// binary is /proc/self/exe, or argv[0] where /proc is not mounted (a bare chroot).
+std::string DefaultStaticDir(const char* argv0) {
   std::error_code ec;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec && std::string_view(argv0).find('/') != std::string_view::npos)
+    exe = std::filesystem::absolute(argv0, ec);
+  if (ec || exe.empty()) return "";
   for (const auto& dir :
        {exe.parent_path() / "web", exe.parent_path().parent_path() / "share/alignd/dashboard"})
     if (std::filesystem::exists(dir / "index.html", ec)) return dir.string();
@@ -70,7 +74,7 @@ int main(int argc, char** argv) {
   httplib::Server http;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   alignd::dashboard::AddApiRoutes(http, channel);
-  if (static_dir.empty()) static_dir = DefaultStaticDir();
+  if (static_dir.empty()) static_dir = DefaultStaticDir(argv[0]);
   if (static_dir.empty())
     std::cerr
         << "alignd-dashboard: no front end found (built without npm?): serving the API only\n";

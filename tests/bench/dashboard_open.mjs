@@ -62,7 +62,8 @@ try {
     console.log(`${label.padEnd(31)} ${String(med(id, "history")).padStart(10)} ms ${String(med(id, "open")).padStart(20)} ms ${String(rows.find((r) => r.id === id).points).padStart(13)}`);
 } finally {
   await browser?.close();
-  for (const c of [dash, alignd]) c.p.kill("SIGTERM");
-  await sleep(500);
+  for (const c of [dash, alignd]) {
+    if (c.p.exitCode === null) await new Promise((r) => { c.p.once("exit", r); c.p.kill("SIGTERM"); });
+  }
   rmSync(tmp, { recursive: true, force: true });
 }

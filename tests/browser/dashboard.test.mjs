@@ -67,7 +67,8 @@ const consoleErrors = [];
 
 function startAlignd() {
   alignd = start(env("ALIGND_BINARY"), ["--listen", `127.0.0.1:${port}`, "--metrics_listen", "",
-    "--data_dir", join(tmp, "data"), "--heartbeat_ms", "100", "--checkpoint_every", "500"]);
+    "--data_dir", join(tmp, "data"), "--heartbeat_ms", "100", "--checkpoint_every", "500",
+    "--max_running", "10", "--max_threads", "10"]);
   return alignd.address;
 }
 
@@ -199,6 +200,28 @@ test("the dashboard survives an alignd restart and resumes the stream without du
   assert.deepEqual(seqs, events.map((e) => Number(e.seq)));
   assert.deepEqual(consoleErrors.filter((e) => !/Failed to load resource|ERR_/.test(e)), []);
   await shot("after-restart");
+});
+
+test("ten live sessions followed at once (more than a browser's six connections per host)", async () => {
+  const ids = [];
+  for (let i = 0; i < 10; i++) ids.push(await createViaApi(`many ${i}`, "RULE_FEEDBACK_ALIGNMENT", 100000000, i + 1));
+  await page.click("#select-none");
+  await page.fill("#filter", "many");
+  await until("the ten rows", async () => (await page.$$("#sessions tbody tr")).length === 10);
+  await page.click("#select-shown");
+  const start = await until("all ten with points", async () => {
+    const n = await Promise.all(ids.map(points));
+    return n.every((x) => x > 0) ? n : null;
+  }, 60000);
+  await until("all ten gaining points live", async () => {
+    const n = await Promise.all(ids.map(points));
+    return n.every((x, i) => x > start[i] + 3);
+  }, 60000);
+  // The page still talks to the dashboard: a new session shows up in the list.
+  const late = await createViaApi("many late", "RULE_BACKPROP", 1000, 1, 100);
+  await page.waitForSelector(`#sessions tr[data-id="${late}"]`, { timeout: 15000 });
+  for (const id of ids) ctl("sessions", "cancel", id);
+  await page.fill("#filter", "");
 });
 
 test("runs that differ only by seed group into one mean ± SD band; log scales and the grouping live in the URL", async () => {

@@ -190,6 +190,67 @@ class DashboardApiTest(unittest.TestCase):
         code, one = self.call("GET", f"/api/sessions/{sid}")
         self.assertEqual(one["latest"], mine["latest"])
 
+    def test_a_fast_running_sessions_newest_figures_show_although_storage_trails_last_seq(self):
+        # A metric event every step: the newest few thousand are still on their way to
+        # storage when the list is asked; the figures come from what is stored.
+        sid = self.create(10 ** 8, metrics_every=1)
+        try:
+            seen = []
+            deadline = time.time() + 60
+            while len(seen) < 10 and time.time() < deadline:
+                code, s = self.call("GET", "/api/sessions")
+                mine = next(x for x in s["sessions"] if x["name"] == f"sessions/{sid}")
+                if int(mine.get("last_seq", 0)) > 5000:
+                    seen.append(mine["latest"])
+                time.sleep(0.1)
+            self.assertEqual(len(seen), 10)
+            self.assertTrue(all("step" in x for x in seen), [list(x) for x in seen])
+            steps = [int(x["step"]["step"]) for x in seen]
+            self.assertEqual(steps, sorted(steps))
+            self.assertGreater(steps[-1], steps[0])  # and they move on
+        finally:
+            self.call("POST", f"/api/sessions/{sid}:cancel")
+
+    def multi(self, query):
+        """Reads /api/events?s=... to its end: [(event, data)]."""
+        out, frame = [], {}
+        with urllib.request.urlopen(f"{self.url}/api/events?s={query}", timeout=120) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/event-stream")
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line == "":
+                    if "data" in frame:
+                        out.append((frame.get("event"), json.loads(frame["data"])))
+                    frame = {}
+                elif not line.startswith(":"):
+                    k, _, v = line.partition(": ")
+                    frame[k] = v
+        return out
+
+    def test_several_sessions_on_one_event_stream_each_from_its_own_seq(self):
+        a, b = self.create(2000), self.create(3000)
+        got = self.multi(f"{a}:1,{b}:51")
+        seqs = {a: [], b: []}
+        ends = {}
+        for kind, d in got:
+            if kind == "metric":
+                seqs[d["session"]].append(int(d["event"]["seq"]))
+            elif kind == "end":
+                ends[d["session"]] = d["end"]["state"]
+        self.assertEqual(ends, {a: "SESSION_STATE_SUCCEEDED", b: "SESSION_STATE_SUCCEEDED"})
+        self.assertEqual(seqs[a], list(range(1, len(seqs[a]) + 1)))
+        self.assertEqual(seqs[b], list(range(51, 51 + len(seqs[b]))))
+        code, s = self.call("GET", f"/api/sessions/{b}")
+        self.assertEqual(seqs[b][-1], int(s["last_seq"]))
+        # A session that is not there: an error event for it, the others unaffected.
+        got = self.multi(f"nosuch:1,{a}:200")
+        errors = [d for k, d in got if k == "error"]
+        self.assertEqual([(d["session"], d["code"]) for d in errors], [("nosuch", "NOT_FOUND")])
+        self.assertEqual(min(int(d["event"]["seq"]) for k, d in got if k == "metric"), 200)
+        for bad in ("", "UPPER:1", f"{a}:x", ",".join(f"{a}:1" for _ in range(257))):
+            code, err = self.call("GET", f"/api/events?s={bad}")
+            self.assertEqual((code, err["code"]), (400, "INVALID_ARGUMENT"), bad)
+
     def test_json_is_gzipped_for_clients_that_take_it(self):
         import gzip
         sid = self.create(2000)

@@ -1,8 +1,8 @@
 // The dashboard's side of alignd-dashboard's HTTP API (dashboard/bridge.h): JSON calls and
-// the Server-Sent Events stream, both carrying the bearer token in a header. EventSource
-// cannot send headers, so the stream is read with fetch() and parsed here; it resumes from
-// the last seq it delivered after any break (alignd restarting, the network, a proxy), so a
-// chart never gets a point twice.
+// the Server-Sent Events stream of the followed sessions, both carrying the bearer token in a
+// header. EventSource cannot send headers, so the stream is read with fetch() and parsed
+// here; it resumes each session after the last seq it delivered after any break (alignd
+// restarting, the network, a proxy), so a chart never gets a point twice.
 
 const TOKEN_KEY = "alignd.token";
 
@@ -67,78 +67,81 @@ const sleep = (ms, signal) => new Promise((resolve) => {
   signal?.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
 });
 
-// Follows a session's metric log from seq `from`: onEvent(event) for each step or eval
-// event in seq order, onEnd(session) once the session ended or paused (the stream then
-// stops). Breaks are retried with backoff, resuming after the last seq delivered. Returns
-// when the stream ended, `signal` aborted, or the session is gone (onGone(error)).
-export async function follow(id, from, { onEvent, onEnd, onGone, onBreak, signal }) {
-  let next = Math.max(1, from);
+// Reads an SSE response: onFrame({event, data, id}) per frame with data. Returns when the
+// response ends; throws when it breaks.
+async function readFrames(res, onFrame) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const f = { event: "message", data: "" };
+      for (const line of frame.split("\n")) {
+        if (line.startsWith(":")) continue;  // heartbeat
+        const i = line.indexOf(":");
+        const k = i < 0 ? line : line.slice(0, i);
+        const v = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+        if (k === "data") f.data += v;
+        else f[k] = v;
+      }
+      if (f.data) onFrame(f);
+    }
+  }
+}
+
+// Follows several sessions' metric logs on one connection (/api/events: a browser has six
+// per host, and a sweep can have fifteen live runs). `next` maps id -> the first seq wanted;
+// it is advanced as events arrive, so a reconnect resumes each session after its last
+// event. onEvent(id, event) per step or eval event in seq order; onEnd(id, session) once a
+// session ended or paused (it is then no longer followed); onGone(id, error) for a session
+// that cannot be followed (deleted, not ours). Breaks are retried with backoff. Returns
+// when no session is left to follow or `signal` aborted.
+export async function followAll(next, { onEvent, onEnd, onGone, onBreak, signal }) {
   let backoff = 250;
-  while (!signal.aborted) {
+  while (!signal.aborted && next.size > 0) {
+    const s = [...next].map(([id, seq]) => `${id}:${Math.max(1, seq)}`).join(",");
     let res;
     try {
-      res = await fetch(`/api/sessions/${id}/events?start_seq=${next}`,
-        { headers: headers({ Accept: "text/event-stream" }), signal });
+      res = await fetch(`/api/events?s=${s}`, { headers: headers({ Accept: "text/event-stream" }), signal });
     } catch (e) {
       if (signal.aborted) return;
-      onBreak?.(e);
-      await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, 4000);
-      continue;
+      res = null;
     }
-    if (res.status === 404 || res.status === 401 || res.status === 403) {
-      let j = {};
-      try { j = await res.json(); } catch { /* not JSON */ }
-      onGone?.(new ApiError(res.status, j.code, j.message));
+    if (res && res.status === 401) {
+      for (const id of [...next.keys()]) { next.delete(id); onGone?.(id, new ApiError(401, "UNAUTHENTICATED")); }
       return;
     }
-    if (!res.ok) {
-      onBreak?.(new ApiError(res.status));
-      await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, 4000);
-      continue;
-    }
-    let ended = false;
-    try {
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += value;
-        let cut;
-        while ((cut = buf.indexOf("\n\n")) >= 0) {
-          const frame = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          const f = { event: "message", data: "" };
-          for (const line of frame.split("\n")) {
-            if (line.startsWith(":")) continue;  // heartbeat
-            const i = line.indexOf(":");
-            const k = i < 0 ? line : line.slice(0, i);
-            const v = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
-            if (k === "data") f.data += v;
-            else f[k] = v;
-          }
-          if (!f.data) continue;
-          if (f.event === "end") {
-            ended = true;
-            onEnd?.(JSON.parse(f.data).end);
-          } else if (f.event === "message") {
-            const e = JSON.parse(f.data);
-            const seq = Number(e.seq);
-            if (seq >= next) {
-              next = seq + 1;
+    if (res && res.ok) {
+      try {
+        await readFrames(res, (f) => {
+          const d = JSON.parse(f.data);
+          if (!next.has(d.session)) return;
+          if (f.event === "metric") {
+            const seq = Number(d.event.seq);
+            if (seq >= next.get(d.session)) {
+              next.set(d.session, seq + 1);
               backoff = 250;
-              onEvent(e);
+              onEvent(d.session, d.event);
             }
+          } else if (f.event === "end") {
+            next.delete(d.session);
+            onEnd?.(d.session, d.end);
+          } else if (f.event === "error" && ["NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED"].includes(d.code)) {
+            next.delete(d.session);
+            onGone?.(d.session, new ApiError(0, d.code, d.message));
           }
-          // event: error: alignd's stream broke; fall through to the retry below.
-        }
+          // Other errors (alignd restarting): the response ends; reconnect below.
+        });
+      } catch (e) {
+        if (signal.aborted) return;
       }
-    } catch (e) {
-      if (signal.aborted) return;
     }
-    if (ended) return;
+    if (signal.aborted || next.size === 0) return;
     onBreak?.();
     await sleep(backoff, signal);
     backoff = Math.min(backoff * 2, 4000);

@@ -4,7 +4,7 @@
 // .npy. The URL's hash holds the selection, so a link shows what its sender saw.
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
-import { call, follow, download, token, ApiError } from "./api.js";
+import { call, followAll, download, token, ApiError } from "./api.js";
 import { Chart, palette } from "./charts.js";
 
 const HISTORY_POINTS = 2000;   // step events fetched per session on opening (evaluations all)
@@ -31,7 +31,6 @@ class Track {
     this.layers = [];  // [{mean, sd, pos, wb}], aligned with x
     this.ex = []; this.eerr = []; this.ense = []; this.eloss = [];
     this.next = 1;
-    this.ctrl = null;
     this.loaded = false;
   }
 
@@ -157,12 +156,10 @@ async function poll() {
       }
       app.sessions.set(id, s);
       const t = app.tracks.get(id);
-      if (t) {
-        t.session = s;
-        if (live(short(s.state)) && !t.ctrl && t.loaded) stream(t);
-      }
+      if (t) t.session = { ...s };
     }
     for (const id of [...app.sessions.keys()]) if (!seen.has(id)) app.sessions.delete(id);
+    refreshLive();
     app.reachable = true;
     setConn(true, `alignd: ${sessions?.length ?? 0} sessions`);
   } catch (e) {
@@ -186,10 +183,10 @@ function rowFor(s) {
   const r = app.rates.get(id);
   const rate = state === "RUNNING" && r?.rate ? r.rate : null;
   const eta = rate ? (total - step) / rate : null;
-  const last = s.latest?.step || {};
+  const last = s.latest?.step;
   const ev = s.latest?.eval || {};
-  const acc = num(last.accuracy);
-  const accNse = acc != null ? fmt(acc, 3) : last.nse !== undefined ? `NSE ${fmt(num(last.nse), 3)}` : "—";
+  const acc = last ? num(last.accuracy) : null;
+  const accNse = !last ? "—" : acc != null ? fmt(acc, 3) : `NSE ${fmt(num(last.nse), 3)}`;
   const evErr = s.latest?.eval ? (num(ev.error_rate) != null && num(ev.accuracy) != null ? `${(100 * num(ev.error_rate)).toFixed(2)} %` : `NSE ${fmt(num(ev.nse), 3)}`) : "—";
   const pct = total > 0 ? (100 * step) / total : 0;
   const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
@@ -198,13 +195,16 @@ function rowFor(s) {
     state, ruleShort[rule(cfg)] || rule(cfg), (cfg.network?.sizes || []).join("-"),
     { pct, text: `${step}/${total}` },
     rate ? rate.toFixed(rate < 10 ? 1 : 0) : "—", etaText,
-    s.latest?.step ? fmt(num(last.loss)) : "—", accNse, evErr,
+    last ? fmt(num(last.loss)) : "—", accNse, evErr,
   ] };
 }
 
 function renderList() {
   const body = $("#sessions tbody");
-  const rows = [...app.sessions.values()].map(rowFor)
+  // Newest first, as a run log reads.
+  const rows = [...app.sessions.values()]
+    .sort((a, b) => (b.create_time || "").localeCompare(a.create_time || "") || a.name.localeCompare(b.name))
+    .map(rowFor)
     .filter((r) => !app.filter || r.cells.slice(0, 4).join(" ").toLowerCase().includes(app.filter) || r.id.includes(app.filter));
   $("#empty").hidden = app.sessions.size > 0;
   const html = rows.map((r) => {
@@ -229,12 +229,10 @@ function select(ids) {
   app.selected = [...new Set(ids)];
   writeHash();
   for (const [id, t] of app.tracks) {
-    if (!app.selected.includes(id)) {
-      t.ctrl?.abort();
-      app.tracks.delete(id);
-    }
+    if (!app.selected.includes(id)) app.tracks.delete(id);
   }
   for (const id of app.selected) if (!app.tracks.has(id)) open(id);
+  refreshLive();
   rebuildCharts();
   renderList();
   renderActions();
@@ -252,7 +250,7 @@ async function open(id) {
     for (const e of events || []) t.add(e);
     t.loaded = true;
     rebuildCharts();
-    if (live(short(t.session.state))) stream(t);
+    refreshLive();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) askToken(e.message);
     t.error = e.message;
@@ -262,15 +260,41 @@ async function open(id) {
   markDirty();
 }
 
-function stream(t) {
-  t.ctrl = new AbortController();
-  const ctrl = t.ctrl;
-  follow(t.id, t.next, {
+// ---- Live: every selected session that is queued or running, followed on one connection
+// (/api/events). Reopened, each session from its next seq, when the set changes.
+const liveSet = { ids: "", ctrl: null };
+
+function refreshLive() {
+  // A session is followed from when it is seen queued or running until its stream says it
+  // ended (the list may say so first: its last events are still on their way).
+  for (const t of app.tracks.values()) if (t.loaded && !t.error && live(short(t.session?.state))) t.follow = true;
+  const want = [...app.tracks.values()].filter((t) => t.follow && !t.error).map((t) => t.id).sort();
+  const key = want.join(",");
+  if (key === liveSet.ids && liveSet.ctrl) return;
+  liveSet.ctrl?.abort();
+  liveSet.ids = key;
+  liveSet.ctrl = null;
+  if (!want.length) return;
+  const ctrl = new AbortController();
+  liveSet.ctrl = ctrl;
+  const next = new Map(want.map((id) => [id, app.tracks.get(id).next]));
+  followAll(next, {
     signal: ctrl.signal,
-    onEvent: (e) => { if (t.add(e)) { t.thin(); markDirty(); } },
-    onEnd: (s) => { if (s) { t.session = { ...t.session, ...s }; app.sessions.set(t.id, { ...app.sessions.get(t.id), ...s }); } renderActions(); },
-    onGone: (e) => { t.error = e.message; },
-  }).finally(() => { if (t.ctrl === ctrl) t.ctrl = null; });
+    onEvent: (id, e) => {
+      const t = app.tracks.get(id);
+      if (t && t.add(e)) { t.thin(); markDirty(); }
+    },
+    onEnd: (id, s) => {
+      const t = app.tracks.get(id);
+      if (t) t.follow = false;
+      if (t && s) t.session = { ...t.session, ...s };
+      if (s) app.sessions.set(id, { ...app.sessions.get(id), ...s });
+      renderActions();
+    },
+    onGone: (id, e) => { const t = app.tracks.get(id); if (t) { t.error = e.message; t.follow = false; } },
+  }).finally(() => {
+    if (liveSet.ctrl === ctrl) { liveSet.ctrl = null; liveSet.ids = ""; }
+  });
 }
 
 // ---- Charts.
@@ -541,7 +565,8 @@ function init() {
         const s = await call("POST", `/api/sessions/${id}:${b.dataset.act}`);
         app.sessions.set(id, { ...app.sessions.get(id), ...s });
         const t = app.tracks.get(id);
-        if (t) { t.session = { ...t.session, ...s }; if (live(short(s.state)) && !t.ctrl && t.loaded) stream(t); }
+        if (t) t.session = { ...t.session, ...s };
+        refreshLive();
       } else if (b.dataset.shapes) {
         await showTensors(id, b.dataset.shapes, b.parentElement);
       } else if (b.dataset.npy) {

@@ -11,6 +11,21 @@ function alpha(hex, a) {
   return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
 }
 
+// Log scales plot log10(y) on a linear axis (uPlot's own log axis labels tiny values badly):
+// a tick per decade, every k-th when there are many, labelled 1e-6, 0.01, 10.
+function decades(u, axis, min, max) {
+  const lo = Math.ceil(min), hi = Math.floor(max);
+  const step = Math.max(1, Math.ceil((hi - lo) / 5));
+  const out = [];
+  for (let e = lo; e <= hi; e += step) out.push(e);
+  return out;
+}
+const power = (e) => {
+  const v = 10 ** e;
+  return v >= 0.01 && v < 1e4 ? String(+v.toPrecision(3)) : v.toExponential(Number.isInteger(e) ? 0 : 2);
+};
+const decadeLabels = (u, splits) => splits.map(power);
+
 export class Chart {
   // key: a stable name (the URL's log list); title: shown above; opts.log: start in log scale.
   constructor(parent, key, title, { log = false, onLog } = {}) {
@@ -56,7 +71,8 @@ export class Chart {
     for (const s of series) {
       const cols = [s.x, s.y];
       const base = ss.length;
-      ss.push({ label: s.label, stroke: s.color, width: 1.5, points: { show: false }, spanGaps: true });
+      ss.push({ label: s.label, stroke: s.color, width: 1.5, points: { show: false }, spanGaps: true,
+        value: this.log ? (u, v) => (v == null ? "--" : power(v)) : undefined });
       if (s.lo && s.hi) {
         cols.push(s.hi, s.lo);
         ss.push({ label: `${s.label} +SD`, stroke: alpha(s.color, 0.25), width: 0.5, points: { show: false }, spanGaps: true },
@@ -73,8 +89,8 @@ export class Chart {
       return;
     }
     let data = tables.length === 1 ? tables[0] : uPlot.join(tables);
-    if (this.log) {  // a log axis takes positive values only
-      data = data.map((col, i) => (i === 0 ? col : col.map((v) => (v != null && v > 0 ? v : null))));
+    if (this.log) {  // log10 of the positive values
+      data = data.map((col, i) => (i === 0 ? col : col.map((v) => (v != null && v > 0 ? Math.log10(v) : null))));
     }
     const signature = JSON.stringify([ss.map((s) => s.label + s.stroke), this.log]);
     const width = Math.max(300, this.el.clientWidth - 14);
@@ -87,8 +103,8 @@ export class Chart {
     this.signature = signature;
     this.plot = new uPlot({
       width, height: 220, series: ss, bands,
-      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
-      axes: [{ label: "step", size: 36 }, { size: 56 }],
+      scales: { x: { time: false } },
+      axes: [{ label: "step", size: 36 }, this.log ? { size: 56, splits: decades, values: decadeLabels } : { size: 56 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
     }, data, this.plotEl);
