@@ -97,6 +97,21 @@ std::unique_ptr<grpc::ClientContext> Context(const Request& req, bool unary = tr
   return ctx;
 }
 
+// Every page of a List call into `all`: `call(ctx, request, page)` is the stub's method,
+// `items(response)` the repeated field the pages are joined on.
+template <typename ListRequest, typename ListResponse, typename Call, typename Items>
+grpc::Status EveryPage(const Request& req, ListRequest r, Call call, Items items,
+                       ListResponse* all) {
+  do {
+    auto ctx = Context(req);
+    ListResponse page;
+    if (grpc::Status st = call(ctx.get(), r, &page); !st.ok()) return st;
+    for (auto& x : *items(page)) *items(*all)->Add() = std::move(x);
+    r.set_page_token(page.next_page_token());
+  } while (!r.page_token().empty());
+  return grpc::Status::OK;
+}
+
 int64_t IntParam(const Request& req, const char* name, int64_t dflt) {
   int64_t v = dflt;
   if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return dflt;
@@ -304,14 +319,14 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
     v1::ListSessionsResponse all;
     v1::ListSessionsRequest r;
     r.set_page_size(1000);
-    do {
-      auto ctx = Context(req);
-      v1::ListSessionsResponse page;
-      if (grpc::Status st = training->ListSessions(ctx.get(), r, &page); !st.ok())
-        return Fail(res, st);
-      for (auto& s : *page.mutable_sessions()) *all.add_sessions() = std::move(s);
-      r.set_page_token(page.next_page_token());
-    } while (!r.page_token().empty());
+    if (grpc::Status st = EveryPage(
+            req, r,
+            [&](auto* ctx, const auto& q, auto* page) {
+              return training->ListSessions(ctx, q, page);
+            },
+            [](auto& x) { return x.mutable_sessions(); }, &all);
+        !st.ok())
+      return Fail(res, st);
     nlohmann::json list = nlohmann::json::array();
     for (const v1::Session& s : all.sessions()) list.push_back(with_latest(req, s));
     Reply(req, res, nlohmann::json{{"sessions", list}}.dump());
@@ -383,14 +398,14 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
              v1::ListSnapshotsRequest r;
              r.set_parent(absl::StrCat("sessions/", req.matches[1].str()));
              r.set_page_size(1000);
-             do {
-               auto ctx = Context(req);
-               v1::ListSnapshotsResponse page;
-               if (grpc::Status st = training->ListSnapshots(ctx.get(), r, &page); !st.ok())
-                 return Fail(res, st);
-               for (auto& s : *page.mutable_snapshots()) *all.add_snapshots() = std::move(s);
-               r.set_page_token(page.next_page_token());
-             } while (!r.page_token().empty());
+             if (grpc::Status st = EveryPage(
+                     req, r,
+                     [&](auto* ctx, const auto& q, auto* page) {
+                       return training->ListSnapshots(ctx, q, page);
+                     },
+                     [](auto& x) { return x.mutable_snapshots(); }, &all);
+                 !st.ok())
+               return Fail(res, st);
              Reply(req, res, Json(all));
            });
 
@@ -456,14 +471,14 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
              r.set_max_points(static_cast<int32_t>(IntParam(req, "max_points", 0)));
              r.set_start_seq(IntParam(req, "start_seq", 0));
              r.set_page_size(10000);
-             do {
-               auto ctx = Context(req);
-               v1::ListMetricsResponse page;
-               if (grpc::Status st = training->ListMetrics(ctx.get(), r, &page); !st.ok())
-                 return Fail(res, st);
-               for (auto& e : *page.mutable_events()) *all.add_events() = std::move(e);
-               r.set_page_token(page.next_page_token());
-             } while (!r.page_token().empty());
+             if (grpc::Status st = EveryPage(
+                     req, r,
+                     [&](auto* ctx, const auto& q, auto* page) {
+                       return training->ListMetrics(ctx, q, page);
+                     },
+                     [](auto& x) { return x.mutable_events(); }, &all);
+                 !st.ok())
+               return Fail(res, st);
              Reply(req, res, Json(all));
            });
 
@@ -626,14 +641,14 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
     v1::ListDatasetsResponse all;
     v1::ListDatasetsRequest r;
     r.set_page_size(1000);
-    do {
-      auto ctx = Context(req);
-      v1::ListDatasetsResponse page;
-      if (grpc::Status st = datasets->ListDatasets(ctx.get(), r, &page); !st.ok())
-        return Fail(res, st);
-      for (auto& d : *page.mutable_datasets()) *all.add_datasets() = std::move(d);
-      r.set_page_token(page.next_page_token());
-    } while (!r.page_token().empty());
+    if (grpc::Status st = EveryPage(
+            req, r,
+            [&](auto* ctx, const auto& q, auto* page) {
+              return datasets->ListDatasets(ctx, q, page);
+            },
+            [](auto& x) { return x.mutable_datasets(); }, &all);
+        !st.ok())
+      return Fail(res, st);
     Reply(req, res, Json(all));
   });
 }

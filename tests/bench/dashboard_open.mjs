@@ -3,31 +3,13 @@
 // (the reference: opening should not depend on the log's length; the target is < 2 s).
 // Timed from navigation to the loss chart drawn with the downsampled history; also the
 // history request alone. Usage: node tests/bench/dashboard_open.mjs --build build
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { chromium, sleep, startStack } from "../../tools/dashboard/stack.mjs";
 
 const arg = (k, d) => { const i = process.argv.indexOf(k); return i > 0 ? process.argv[i + 1] : d; };
 const build = resolve(arg("--build", "build"));
 const events = Number(arg("--events", "1000000"));
-const root = resolve(new URL("../..", import.meta.url).pathname);
-const require = createRequire(join(root, "dashboard/web/node_modules/noop.js"));
-const { chromium } = require("playwright-core");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function start(cmd, args) {
-  const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
-  return { p, address: new Promise((res) => { let o = ""; p.stdout.on("data", (d) => { o += d; if (o.includes("\n")) res(o.split("\n")[0].trim().split(" ").pop()); }); }) };
-}
-
-const tmp = mkdtempSync(join(tmpdir(), "alignd_dash_bench_"));
-const alignd = start(join(build, "server/alignd"), ["--listen", "127.0.0.1:0", "--metrics_listen", "", "--data_dir", join(tmp, "data")]);
-const server = await alignd.address;
-const dash = start(join(build, "dashboard/alignd-dashboard"), ["--alignd", server, "--listen", "127.0.0.1:0"]);
-const url = (await dash.address).replace(/\/$/, "");
-const ctl = (...a) => execFileSync(join(build, "client/alignctl"), ["--server", server, ...a], { encoding: "utf8" }).trim();
+const { url, ctl, stop } = await startStack(build);
 let browser;
 try {
   const ds = ctl("-o", "name", "datasets", "generate", "--kind", "linear", "--examples", "1000");
@@ -62,8 +44,5 @@ try {
     console.log(`${label.padEnd(31)} ${String(med(id, "history")).padStart(10)} ms ${String(med(id, "open")).padStart(20)} ms ${String(rows.find((r) => r.id === id).points).padStart(13)}`);
 } finally {
   await browser?.close();
-  for (const c of [dash, alignd]) {
-    if (c.p.exitCode === null) await new Promise((r) => { c.p.once("exit", r); c.p.kill("SIGTERM"); });
-  }
-  rmSync(tmp, { recursive: true, force: true });
+  await stop();
 }

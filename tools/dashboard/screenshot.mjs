@@ -2,29 +2,13 @@
 // trained with shallow, BP and FA, three seeds each, grouped into mean ± SD bands, through a
 // real alignd and alignd-dashboard, photographed in headless Chromium.
 //   node tools/dashboard/screenshot.mjs --build build --out docs/img/dashboard.png
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { chromium, sleep, startStack } from "./stack.mjs";
 
 const arg = (k, d) => { const i = process.argv.indexOf(k); return i > 0 ? process.argv[i + 1] : d; };
 const build = resolve(arg("--build", "build"));
 const out = resolve(arg("--out", "docs/img/dashboard.png"));
-const root = resolve(new URL("../..", import.meta.url).pathname);
-const { chromium } = createRequire(join(root, "dashboard/web/node_modules/noop.js"))("playwright-core");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const start = (cmd, args) => {
-  const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
-  return { p, address: new Promise((res) => { let o = ""; p.stdout.on("data", (d) => { o += d; if (o.includes("\n")) res(o.split("\n")[0].trim().split(" ").pop()); }); }) };
-};
-
-const tmp = mkdtempSync(join(tmpdir(), "alignd_shot_"));
-const alignd = start(join(build, "server/alignd"), ["--listen", "127.0.0.1:0", "--metrics_listen", "", "--data_dir", join(tmp, "data"), "--max_running", "9"]);
-const server = await alignd.address;
-const dash = start(join(build, "dashboard/alignd-dashboard"), ["--alignd", server, "--listen", "127.0.0.1:0"]);
-const url = (await dash.address).replace(/\/$/, "");
-const ctl = (...a) => execFileSync(join(build, "client/alignctl"), ["--server", server, ...a], { encoding: "utf8" }).trim();
+const { url, ctl, stop } = await startStack(build, ["--max_running", "9"]);
 let browser;
 try {
   const train = ctl("-o", "name", "datasets", "generate", "--kind", "linear", "--examples", "2000", "--name", "linear-train");
@@ -54,8 +38,5 @@ try {
   console.log(`wrote ${out}`);
 } finally {
   await browser?.close();
-  for (const c of [dash, alignd]) {
-    if (c.p.exitCode === null) await new Promise((r) => { c.p.once("exit", r); c.p.kill("SIGTERM"); });
-  }
-  rmSync(tmp, { recursive: true, force: true });
+  await stop();
 }
