@@ -308,6 +308,7 @@ test("with TLS and tokens the page asks for a token once, keeps it out of the UR
     await p.goto(surl + "/");
     await p.waitForSelector("#token-dialog[open]");
     assert.match(await p.textContent("#conn"), /token/);
+    assert.match(await p.textContent("#token-why"), /^alignd says: .+/);  // why it is asked for
     await p.fill("#token-input", secret);
     await p.click("#token-save");
     await until("the list through alignd", async () => (await p.textContent("#conn")).startsWith("alignd:"));

@@ -132,7 +132,7 @@ function setConn(ok, text) {
 function askToken(why) {
   const d = $("#token-dialog");
   if (d.open) return;
-  d.querySelector("p").dataset.why = why || "";
+  $("#token-why").textContent = why ? `alignd says: ${why}` : "";
   $("#token-input").value = token.get();
   d.showModal();
 }
@@ -147,12 +147,13 @@ async function poll() {
       const id = idOf(s);
       seen.add(id);
       const step = num(s.step);
+      // Steps/s from successive polls while it runs (smoothed); from scratch when it starts.
       const r = app.rates.get(id);
-      if (short(s.state) !== "RUNNING") app.rates.set(id, { step, t: now, rate: null });
-      else if (!r || r.rate === undefined) app.rates.set(id, { step, t: now, rate: r?.rate ?? null });
+      const running = short(s.state) === "RUNNING";
+      if (!running || !r || !r.running) app.rates.set(id, { step, t: now, rate: null, running });
       else if (now - r.t > 500 && step !== r.step) {
         const inst = ((step - r.step) * 1000) / (now - r.t);
-        app.rates.set(id, { step, t: now, rate: r.rate == null ? inst : 0.5 * r.rate + 0.5 * inst });
+        app.rates.set(id, { step, t: now, rate: r.rate == null ? inst : 0.5 * r.rate + 0.5 * inst, running });
       }
       app.sessions.set(id, s);
       const t = app.tracks.get(id);
