@@ -192,7 +192,12 @@ test("the dashboard survives an alignd restart and resumes the stream without du
   assert.ok(after > before);
   ctl("sessions", "cancel", fa);
   await until("CANCELLED in the list", async () => (await page.textContent(`#sessions tr[data-id="${fa}"] .state`)) === "CANCELLED");
-  await sleep(500);  // the stream's last events
+  // The stream's last events follow the list's CANCELLED (a loaded machine: seconds).
+  const last = Number(inAlignd(fa).last_seq);
+  await until("the page to have the log's last event", async () => {
+    const s = await page.evaluate((i) => window.aligndDashboard.seqs(i), fa);
+    return s[s.length - 1] === last;
+  }, 30000);
   const seqs = await page.evaluate((i) => window.aligndDashboard.seqs(i), fa);
   for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `seq ${seqs[i]} after ${seqs[i - 1]}`);
   // Everything alignd holds, once: the page loaded the whole log (under max_points) and streamed the rest.

@@ -251,6 +251,19 @@ class DashboardApiTest(unittest.TestCase):
             code, err = self.call("GET", f"/api/events?s={bad}")
             self.assertEqual((code, err["code"]), (400, "INVALID_ARGUMENT"), bad)
 
+    def test_every_response_says_the_page_runs_only_its_own_script(self):
+        for path in ("/healthz", "/api/sessions", "/api/sessions/nosuch"):
+            try:
+                r = urllib.request.urlopen(f"{self.url}{path}")
+            except urllib.error.HTTPError as e:
+                r = e
+            with r:
+                csp = dict((d.split()[0], d.split()[1:]) for d in r.headers["Content-Security-Policy"].split(";"))
+                self.assertEqual(csp["default-src"], ["'self'"], path)  # scripts from the page's origin only
+                self.assertNotIn("script-src", csp)
+                self.assertEqual(csp["frame-ancestors"], ["'none'"])
+                self.assertEqual(r.headers["X-Content-Type-Options"], "nosniff")
+
     def test_json_is_gzipped_for_clients_that_take_it(self):
         import gzip
         sid = self.create(2000)
