@@ -25,6 +25,7 @@
 #include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
+#include "formats/formats.h"
 
 namespace alignd::dashboard {
 namespace {
@@ -75,17 +76,18 @@ std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));  // "NOT_FOUND"
 }
 
+// `"code": "NOT_FOUND", "message": "..."`: an error's JSON fields (the message escaped as the
+// mapping escapes, by way of a message that holds it).
+std::string ErrorFields(const grpc::Status& st) {
+  google::protobuf::Value message;
+  message.set_string_value(st.error_message());
+  return absl::StrCat("\"code\": \"", CodeName(st.error_code()),
+                      "\", \"message\": ", Json(message));
+}
+
 void Fail(Response& res, const grpc::Status& st) {
   res.status = HttpStatus(st.error_code());
-  std::string message;
-  google::protobuf::util::JsonPrintOptions o;
-  // A JSON string by way of a message that holds one: escaped as the mapping escapes.
-  google::protobuf::Value v;
-  v.set_string_value(st.error_message());
-  (void)google::protobuf::util::MessageToJsonString(v, &message, o);
-  res.set_content(
-      absl::StrCat("{\"code\": \"", CodeName(st.error_code()), "\", \"message\": ", message, "}"),
-      "application/json; charset=utf-8");
+  res.set_content(absl::StrCat("{", ErrorFields(st), "}"), "application/json; charset=utf-8");
 }
 
 // A call's context: the browser's bearer token forwarded, a deadline for unary calls.
@@ -119,22 +121,6 @@ int64_t IntParam(const Request& req, const char* name, int64_t dflt) {
 }
 
 constexpr char kId[] = "([a-z0-9][a-z0-9-]{0,62})";
-
-// A column-major rows x cols float32 matrix as a .npy file (format 1.0, fortran_order).
-std::string NpyFloat32(const std::vector<float>& values, int64_t rows, int64_t cols) {
-  std::string header =
-      absl::StrCat("{'descr': '<f4', 'fortran_order': True, 'shape': (", rows, ", ", cols, "), }");
-  // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
-  const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
-  header.append(total - 10 - header.size() - 1, ' ');
-  header.push_back('\n');
-  std::string out("\x93NUMPY\x01\x00", 8);
-  out.push_back(static_cast<char>(header.size() & 0xff));
-  out.push_back(static_cast<char>(header.size() >> 8));
-  out += header;
-  out.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-  return out;
-}
 
 // The newest step and evaluation figures of each session, for the session list: read once
 // backwards from the end of the log (a few hundred events at most), then forwards from the
@@ -450,17 +436,19 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
         values.resize(static_cast<size_t>(rows * cols));
         continue;
       }
+      // Column-major on the wire, row-major (C order) in the file, as alignctl writes it.
       const auto& v = chunk.values();
       for (int i = 0; i < v.data_size(); ++i) {
         const int64_t at = v.offset() + i - offset;
-        if (at >= 0 && at < rows * cols) values[static_cast<size_t>(at)] = v.data(i);
+        if (at >= 0 && at < rows * cols)
+          values[static_cast<size_t>((at % rows) * cols + at / rows)] = v.data(i);
       }
     }
     if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
     res.set_header("Content-Disposition",
                    absl::StrCat("attachment; filename=\"", req.matches[1].str(), "-", header.step(),
                                 "-", label, ".npy\""));
-    res.set_content(NpyFloat32(values, rows, cols), "application/octet-stream");
+    res.set_content(formats::EncodeNpy({rows, cols}, values.data()), "application/octet-stream");
   });
 
   http.Get(absl::StrCat("/api/sessions/", kId, "/metrics"),
@@ -545,7 +533,8 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
          absl::StrSplit(req.get_param_value("s"), ',', absl::SkipEmpty())) {
       std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, ':');
       Sub sub{std::string(kv.first), 0};
-      if (!std::regex_match(sub.id, std::regex(kId)) ||
+      static const std::regex id(kId);
+      if (!std::regex_match(sub.id, id) ||
           (!kv.second.empty() && !absl::SimpleAtoi(kv.second, &sub.start)))
         return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                       absl::StrCat("s: \"", item, "\" is not id:start_seq")));
@@ -600,11 +589,7 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
           }
           grpc::Status st = reader->Finish();
           if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
-            google::protobuf::Value message;
-            message.set_string_value(st.error_message());
-            push(absl::StrCat("event: error\ndata: ", tag, "\"code\": \"",
-                              CodeName(st.error_code()), "\", \"message\": ", Json(message),
-                              "}\n\n"));
+            push(absl::StrCat("event: error\ndata: ", tag, ErrorFields(st), "}\n\n"));
           }
           std::lock_guard<std::mutex> lock(sh->mu);
           --sh->open;

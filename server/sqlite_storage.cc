@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
@@ -328,30 +329,25 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
     if (absl::Status st = s->Exec(sql); !st.ok())
       return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
-  // Added after the first data directories were written: add it where it is missing.
-  {
-    Stmt cols(s->db_,
-              "SELECT COUNT(*) FROM pragma_table_info('snapshots') WHERE name = 'create_time'");
+  // Columns added after the first data directories were written: added where missing.
+  // metrics.kind is 0 for a step event, 1 for an evaluation, NULL in rows written before it
+  // existed; its partial index finds a log's evaluations (and rows of unknown kind) without
+  // reading its steps (ReadMetricsSampled).
+  for (const auto& [table, column, type] :
+       {std::tuple{"snapshots", "create_time", "INTEGER NOT NULL DEFAULT 0"},
+        std::tuple{"metrics", "kind", "INTEGER"}}) {
+    const std::string has = absl::StrCat("SELECT COUNT(*) FROM pragma_table_info('", table,
+                                         "') WHERE name = '", column, "'");
+    const std::string add = absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", type);
+    Stmt cols(s->db_, has.c_str());
     if (cols.Step() == SQLITE_ROW && cols.Int(0) == 0)
-      if (absl::Status st =
-              s->Exec("ALTER TABLE snapshots ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0");
-          !st.ok())
+      if (absl::Status st = s->Exec(add.c_str()); !st.ok())
         return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   }
-  // metrics.kind (0 step, 1 evaluation; NULL in rows written before it existed) and the
-  // partial index that finds a log's evaluations without reading its steps
-  // (ReadMetricsSampled).
-  {
-    Stmt cols(s->db_, "SELECT COUNT(*) FROM pragma_table_info('metrics') WHERE name = 'kind'");
-    if (cols.Step() == SQLITE_ROW && cols.Int(0) == 0)
-      if (absl::Status st = s->Exec("ALTER TABLE metrics ADD COLUMN kind INTEGER"); !st.ok())
-        return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
-    if (absl::Status st =
-            s->Exec("CREATE INDEX IF NOT EXISTS metrics_not_steps ON metrics (session, seq) "
-                    "WHERE kind IS NOT 0");
-        !st.ok())
-      return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
-  }
+  if (absl::Status st = s->Exec("CREATE INDEX IF NOT EXISTS metrics_not_steps ON metrics "
+                                "(session, seq) WHERE kind IS NOT 0");
+      !st.ok())
+    return absl::FailedPreconditionError(absl::StrCat(db_path, ": ", st.message()));
   if (sqlite3_open_v2(db_path.c_str(), &s->checkpoint_db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
     return absl::FailedPreconditionError(absl::StrCat("cannot open ", db_path, " for checkpoints"));

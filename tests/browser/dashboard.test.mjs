@@ -286,7 +286,7 @@ test("a snapshot's tensor downloads as a .npy file", async () => {
   assert.equal(bytes.subarray(0, 6).toString("latin1"), "\x93NUMPY");
   const headerLen = bytes.readUInt16LE(8);
   const header = bytes.subarray(10, 10 + headerLen).toString("latin1");
-  assert.match(header, /'descr': '<f4', 'fortran_order': True, 'shape': \(64, 30\)/);
+  assert.match(header, /'descr': '<f4', 'fortran_order': False, 'shape': \(64, 30\)/);
   assert.equal(bytes.length, 10 + headerLen + 64 * 30 * 4);
   assert.equal((10 + headerLen) % 64, 0);
 });

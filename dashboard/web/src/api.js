@@ -101,7 +101,7 @@ async function readFrames(res, onFrame) {
 // session ended or paused (it is then no longer followed); onGone(id, error) for a session
 // that cannot be followed (deleted, not ours). Breaks are retried with backoff. Returns
 // when no session is left to follow or `signal` aborted.
-export async function followAll(next, { onEvent, onEnd, onGone, onBreak, signal }) {
+export async function followAll(next, { onEvent, onEnd, onGone, signal }) {
   let backoff = 250;
   while (!signal.aborted && next.size > 0) {
     const s = [...next].map(([id, seq]) => `${id}:${Math.max(1, seq)}`).join(",");
@@ -142,7 +142,6 @@ export async function followAll(next, { onEvent, onEnd, onGone, onBreak, signal 
       }
     }
     if (signal.aborted || next.size === 0) return;
-    onBreak?.();
     await sleep(backoff, signal);
     backoff = Math.min(backoff * 2, 4000);
   }

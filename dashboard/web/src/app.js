@@ -29,7 +29,7 @@ class Track {
     this.seqs = [];
     this.x = []; this.loss = []; this.acc = []; this.nse = [];
     this.layers = [];  // [{mean, sd, pos, wb}], aligned with x
-    this.ex = []; this.eerr = []; this.ense = []; this.eloss = [];
+    this.ex = []; this.eerr = []; this.ense = [];
     this.next = 1;
     this.loaded = false;
   }
@@ -64,7 +64,6 @@ class Track {
       this.ex.push(num(v.step));
       this.eerr.push(num(v.error_rate));
       this.ense.push(num(v.nse));
-      this.eloss.push(num(v.loss));
     }
     return true;
   }
@@ -94,11 +93,9 @@ const app = {
   filter: "",
   charts: new Map(),
   dirty: false,
-  reachable: null,
 };
 window.aligndDashboard = {  // for tests and the curious: what the page holds
   points: (id) => app.tracks.get(id)?.x.length ?? 0,
-  evals: (id) => app.tracks.get(id)?.ex.length ?? 0,
   seqs: (id) => app.tracks.get(id)?.seqs.slice() ?? [],
   selected: () => app.selected.slice(),
   chartPoints: () => Object.fromEntries([...app.charts].map(([k, c]) => [k, c.points()])),
@@ -161,14 +158,12 @@ async function poll() {
     }
     for (const id of [...app.sessions.keys()]) if (!seen.has(id)) app.sessions.delete(id);
     refreshLive();
-    app.reachable = true;
     setConn(true, `alignd: ${sessions?.length ?? 0} sessions`);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
       setConn(false, "a token is needed");
       askToken(e.message);
     } else {
-      app.reachable = false;
       setConn(false, `alignd unreachable (${e.message}); retrying`);
     }
   }
