@@ -123,11 +123,21 @@ const Matrix* Feedback::StandsForW(int i, const std::vector<Matrix>& w) const {
 }
 
 Matrix Feedback::Get(int i) const {
-  if (i < 1 || i >= layers()) return Matrix();
-  if (rule_ == Rule::kSignSymmetry && config_.sign_mode == SignSymmetryMode::kScaled)
-    return f_[i].cwiseAbs().transpose();  // mean|W| where W has a connection
-  if (rule_ == Rule::kSignSymmetry) return sign_m_[i].transpose();
-  return f_[i].transpose();
+  Matrix out;
+  Get(i, &out);
+  return out;
+}
+
+void Feedback::Get(int i, Matrix* out) const {
+  if (i < 1 || i >= layers()) {
+    out->resize(0, 0);
+  } else if (rule_ == Rule::kSignSymmetry && config_.sign_mode == SignSymmetryMode::kScaled) {
+    *out = f_[i].cwiseAbs().transpose();  // mean|W| where W has a connection
+  } else if (rule_ == Rule::kSignSymmetry) {
+    *out = sign_m_[i].transpose();
+  } else {
+    *out = f_[i].transpose();
+  }
 }
 
 absl::Status Feedback::Set(int i, ConstMatrixRef b, const Matrix& w_i) {
@@ -159,8 +169,13 @@ absl::Status Feedback::Set(int i, ConstMatrixRef b, const Matrix& w_i) {
 
 std::vector<Matrix> Feedback::ExportMasks() const {
   std::vector<Matrix> out;
-  for (const Matrix& m : mask_) out.push_back(m.transpose());
+  ExportMasks(&out);
   return out;
+}
+
+void Feedback::ExportMasks(std::vector<Matrix>* out) const {
+  out->resize(mask_.size());
+  for (size_t i = 0; i < mask_.size(); ++i) (*out)[i] = mask_[i].transpose();
 }
 
 absl::Status Feedback::ImportMasks(const std::vector<Matrix>& masks) {

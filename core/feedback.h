@@ -71,6 +71,8 @@ class Feedback {
   // The API's B[i] = F[i]^T (sign symmetry: its magnitudes M^T, scaled: mean|W| where W
   // is not 0); empty where none.
   Matrix Get(int i) const;
+  // The same into `out` (its storage reused when the shape is the same; empty where none).
+  void Get(int i, Matrix* out) const;
   // Replaces B[i] (sign symmetry frSF: sets M = |B|). InvalidArgument for a rule without a
   // settable B (BP, shallow, pseudo-backprop, sign symmetry uSF) or a wrong shape.
   absl::Status Set(int i, ConstMatrixRef b, const Matrix& w_i);
@@ -78,6 +80,7 @@ class Feedback {
   // The masks in the API's orientation (empty when dense), and back. Import expects shapes
   // already checked against Get().
   std::vector<Matrix> ExportMasks() const;
+  void ExportMasks(std::vector<Matrix>* out) const;  // reusing out's storage
   absl::Status ImportMasks(const std::vector<Matrix>& masks);
   // Takes B[i] as Get() returns it, then the next Refresh recomputes what is derived.
   void Import(int i, ConstMatrixRef b);

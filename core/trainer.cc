@@ -516,6 +516,15 @@ Matrix Trainer::Feedback(int hidden_layer) const { return feedback_.Get(hidden_l
 
 TrainerState Trainer::ExportState() const {
   TrainerState st;
+  ExportState(&st);
+  return st;
+}
+
+void Trainer::ExportState(TrainerState* out) const {
+  // Assignments into what `out` holds: a std::vector of the same length and an Eigen
+  // matrix of the same shape keep their storage, so a state exported into again
+  // allocates nothing.
+  TrainerState& st = *out;
   const int L = num_layers();
   st.step = step_;
   st.epoch = epoch_;
@@ -523,18 +532,28 @@ TrainerState Trainer::ExportState() const {
   st.rng = rng_.state();
   st.permutation = perm_;
   st.weights = w_;
-  for (const Vector& b : b_) st.biases.push_back(b);
-  st.feedback.assign(L, Matrix());
-  for (int i = 1; i < L; ++i) st.feedback[i] = Feedback(i);
-  if (!w_mask_.empty()) st.weight_masks = w_mask_;
-  st.feedback_masks = feedback_.ExportMasks();
-  for (const auto* slots : {&slot_w_, &slot_b_, &slot_f_})
-    for (const OptimizerSlot& s : *slots) {
-      st.moments1.push_back(s.m1);
-      st.moments2.push_back(s.m2);
+  st.biases.resize(L);
+  for (int i = 0; i < L; ++i) st.biases[i] = b_[i];
+  st.feedback.resize(L);
+  st.feedback[0].resize(0, 0);
+  for (int i = 1; i < L; ++i) feedback_.Get(i, &st.feedback[i]);
+  if (w_mask_.empty())
+    st.weight_masks.clear();
+  else
+    st.weight_masks = w_mask_;
+  feedback_.ExportMasks(&st.feedback_masks);
+  size_t slots = 0;
+  for (const auto* v : {&slot_w_, &slot_b_, &slot_f_}) slots += v->size();
+  st.moments1.resize(slots);
+  st.moments2.resize(slots);
+  size_t k = 0;
+  for (const auto* v : {&slot_w_, &slot_b_, &slot_f_})
+    for (const OptimizerSlot& s : *v) {
+      st.moments1[k] = s.m1;
+      st.moments2[k] = s.m2;
+      ++k;
     }
   st.adam_t = adam_t_;
-  return st;
 }
 
 absl::Status Trainer::ImportState(const TrainerState& st) {

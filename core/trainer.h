@@ -183,6 +183,10 @@ class Trainer {
   double Loss(ConstMatrixRef x, ConstMatrixRef targets) const;
 
   TrainerState ExportState() const;
+  // The same into `out`, reusing its buffers: exporting again into the same state (same
+  // network) allocates nothing, so a recorder can take checkpoints often without a heap
+  // allocation per checkpoint.
+  void ExportState(TrainerState* out) const;
   // Returns InvalidArgument if the state does not fit this network and rule.
   absl::Status ImportState(const TrainerState& state);
 

@@ -114,6 +114,9 @@ class LiveSession {
   // restart that resumes from a checkpoint starts it again at 0, which Prometheus reads as
   // a counter reset, not as steps lost).
   int64_t steps_trained() const { return steps_trained_.load(std::memory_order_relaxed); }
+  // Whether its run was asked to stop (pause, cancel or shutdown) since a worker took it:
+  // its worker stops at the next step.
+  bool stop_requested() const { return stop_.load() != StopRequest::kNone; }
 
   void AddWatcher(SessionWatcher* w);
   void RemoveWatcher(SessionWatcher* w);

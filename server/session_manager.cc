@@ -524,11 +524,14 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
     done = st.ok() && (*trainer)->done();
     const LiveSession::StopRequest stop = s->stop_.load();
     // Finished: a checkpoint and a final snapshot. Paused or shut down: a checkpoint to
-    // resume from. Cancelled or failed: nothing more.
+    // resume from (it replaces one still waiting). Cancelled or failed: nothing more, and
+    // a checkpoint still waiting is not needed either (only the events are flushed).
     if (st.ok() && (done || stop == LiveSession::StopRequest::kPause ||
                     stop == LiveSession::StopRequest::kShutdown)) {
       recorder.Checkpoint();
       if (done) recorder.Snapshot();
+    } else {
+      recorder.DiscardCheckpoint();
     }
     const absl::Status written = recorder.Flush();
     if (st.ok()) st = written;

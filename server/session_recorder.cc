@@ -6,17 +6,6 @@
 #include "server/proto_convert.h"
 
 namespace alignd::server {
-namespace {
-
-int64_t StateBytes(const core::TrainerState& st) {
-  int64_t n = 0;
-  for (const auto* v : {&st.weights, &st.biases, &st.feedback, &st.weight_masks, &st.feedback_masks,
-                        &st.moments1, &st.moments2})
-    for (const core::Matrix& m : *v) n += 4 * static_cast<int64_t>(m.size());
-  return n + 4 * static_cast<int64_t>(st.permutation.size());
-}
-
-}  // namespace
 
 SessionRecorder::SessionRecorder(LiveSession* session, Storage* storage, core::Trainer* trainer)
     : s_(session),
@@ -24,7 +13,8 @@ SessionRecorder::SessionRecorder(LiveSession* session, Storage* storage, core::T
       trainer_(trainer),
       checkpoint_every_(session->record().checkpoint_every()),
       snapshot_every_(session->record().snapshot_every()),
-      last_seq_(session->metrics().last_seq()) {
+      last_seq_(session->metrics().last_seq()),
+      taken_seq_(last_seq_) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -63,7 +53,7 @@ bool SessionRecorder::OnStep(const core::StepMetrics& m) {
   }
   SetProgress(m.step, m.epoch);
   s_->steps_trained_.fetch_add(1, std::memory_order_relaxed);
-  if (checkpoint_every_ > 0 && m.step % checkpoint_every_ == 0) Checkpoint();
+  if (checkpoint_every_ > 0 && m.step % checkpoint_every_ == 0) TakeCheckpoint(/*final=*/false);
   if (snapshot_every_ > 0 && m.step % snapshot_every_ == 0) {
     Snapshot();
     news = true;  // watchers of snapshots look once it is stored; the writer wakes them
@@ -99,41 +89,73 @@ void SessionRecorder::Append(v1::MetricEvent& e, int64_t step) {
   Enqueue(std::move(t));
 }
 
-void SessionRecorder::Checkpoint() {
+void SessionRecorder::Checkpoint() { TakeCheckpoint(/*final=*/true); }
+
+void SessionRecorder::TakeCheckpoint(bool final) {
   SetProgress(trainer_->step(), trainer_->epoch());
-  Task t;
-  t.kind = Task::Kind::kCheckpoint;
-  t.state = trainer_->ExportState();
-  t.bytes = StateBytes(t.state);
-  Enqueue(std::move(t));
+  if (trainer_->step() == last_checkpoint_step_) {
+    // The same state again (the run's final checkpoint at a checkpoint step): the one
+    // taken stands, waiting or stored; waiting, it is now the final one.
+    absl::MutexLock lock(&mu_);
+    if (has_pending_) pending_final_ = pending_final_ || final;
+    return;
+  }
+  last_checkpoint_step_ = trainer_->step();
+  // Exported outside the lock, into the buffer the last swap handed back.
+  trainer_->ExportState(&filling_);
+  absl::MutexLock lock(&mu_);
+  // A checkpoint still waiting is replaced (its buffer is the next one filled).
+  std::swap(filling_, pending_);
+  has_pending_ = true;
+  pending_final_ = final;
+  pending_seq_ = last_seq_;
+}
+
+void SessionRecorder::DiscardCheckpoint() {
+  absl::MutexLock lock(&mu_);
+  has_pending_ = false;
+}
+
+bool SessionRecorder::CheckpointDue() const {
+  // Once a stop is asked for, only the final checkpoint is worth storing.
+  return has_pending_ && (pending_final_ || s_->stop_.load() == LiveSession::StopRequest::kNone);
 }
 
 void SessionRecorder::Snapshot() {
   Task t;
   t.kind = Task::Kind::kSnapshot;
   t.state = trainer_->ExportState();
-  t.bytes = StateBytes(t.state);
   Enqueue(std::move(t));
 }
 
 void SessionRecorder::Enqueue(Task task) {
   absl::MutexLock lock(&mu_);
-  // Back-pressure: wait while the writer is far behind (never with an empty queue, so a
-  // single state larger than the bound still goes).
-  mu_.Await(absl::Condition(
-      +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-        return r->queue_.empty() || r->queued_bytes_ < kMaxQueuedBytes;
-      },
-      this));
-  queued_bytes_ += task.bytes;
+  // Back-pressure: wait while the writer is far behind (never with no event queued, so a
+  // single event larger than the bound still goes).
+  if (task.kind == Task::Kind::kMetric) {
+    mu_.Await(absl::Condition(
+        +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+          return r->queued_event_bytes_ == 0 || r->queued_event_bytes_ < kMaxQueuedEventBytes;
+        },
+        this));
+    queued_event_bytes_ += task.bytes;
+  } else {
+    mu_.Await(absl::Condition(
+        +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+          return r->queued_snapshots_ < kMaxQueuedSnapshots;
+        },
+        this));
+    ++queued_snapshots_;
+  }
   queue_.push_back(std::move(task));
 }
 
 absl::Status SessionRecorder::Flush() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](SessionRecorder* r)
-           ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->queue_.empty() && !r->writing_; },
+      +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+        return r->queue_.empty() && !r->writing_ && !r->CheckpointDue();
+      },
       this));
   return status_;
 }
@@ -146,31 +168,46 @@ absl::Status SessionRecorder::status() {
 void SessionRecorder::WriterLoop() {
   while (true) {
     std::vector<Task> batch;
+    bool checkpoint = false;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](SessionRecorder* r)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->stop_ || !r->queue_.empty(); },
+          +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+            return r->stop_ || !r->queue_.empty() || r->CheckpointDue();
+          },
           this));
-      if (queue_.empty()) return;  // stop_, nothing left
-      // Every event queued, up to and including the first checkpoint or snapshot.
+      if (queue_.empty() && !CheckpointDue()) return;  // stop_, nothing left
+      // Every event queued, up to and including the first snapshot.
       while (!queue_.empty()) {
-        const bool state = queue_.front().kind != Task::Kind::kMetric;
-        queued_bytes_ -= queue_.front().bytes;
-        batch.push_back(std::move(queue_.front()));
+        Task& t = queue_.front();
+        const bool snapshot = t.kind == Task::Kind::kSnapshot;
+        if (snapshot) {
+          --queued_snapshots_;
+        } else {
+          queued_event_bytes_ -= t.bytes;
+          taken_seq_ = t.metric.event.seq();
+        }
+        batch.push_back(std::move(t));
         queue_.pop_front();
-        if (state) break;
+        if (snapshot) break;
+      }
+      // The newest checkpoint, once every event before it is in this batch or stored. Its
+      // buffer is swapped for the one last written, which the worker fills next.
+      if (CheckpointDue() && pending_seq_ <= taken_seq_) {
+        std::swap(pending_, writing_state_);
+        has_pending_ = false;
+        checkpoint = true;
       }
       writing_ = true;
     }
-    const absl::Status st = status().ok() ? Write(batch) : absl::OkStatus();
+    const absl::Status st = status().ok() ? Write(batch, checkpoint) : absl::OkStatus();
     absl::MutexLock lock(&mu_);
     status_.Update(st);
     writing_ = false;
   }
 }
 
-absl::Status SessionRecorder::Write(std::vector<Task>& batch) {
+absl::Status SessionRecorder::Write(std::vector<Task>& batch, bool checkpoint) {
   std::vector<StoredMetric> events;
   for (Task& t : batch)
     if (t.kind == Task::Kind::kMetric) events.push_back(std::move(t.metric));
@@ -178,19 +215,20 @@ absl::Status SessionRecorder::Write(std::vector<Task>& batch) {
     if (absl::Status st = storage_->AppendMetrics(s_->name(), events); !st.ok()) return st;
     s_->metrics().MarkStored(events.back().event.seq());
   }
-  const Task& last = batch.back();
-  if (last.kind == Task::Kind::kCheckpoint) {
+  if (checkpoint) {
     // The checkpoint first, then the record that points past it.
-    StoredState stored{last.state.step, core::SerializeState(last.state)};
+    const core::TrainerState& state = writing_state_;
+    StoredState stored{state.step, core::SerializeState(state)};
     if (absl::Status st = storage_->PutCheckpoint(s_->name(), stored); !st.ok()) return st;
     v1::Session record = s_->record();
     // The stored record describes the checkpoint; the live one may be ahead.
-    record.set_step(last.state.step);
-    record.set_epoch(last.state.epoch);
-    return storage_->PutSession(record);
+    record.set_step(state.step);
+    record.set_epoch(state.epoch);
+    if (absl::Status st = storage_->PutSession(record); !st.ok()) return st;
   }
-  if (last.kind == Task::Kind::kSnapshot) {
-    StoredState stored{last.state.step, core::SerializeState(last.state)};
+  if (!batch.empty() && batch.back().kind == Task::Kind::kSnapshot) {
+    const core::TrainerState& state = batch.back().state;
+    StoredState stored{state.step, core::SerializeState(state)};
     if (absl::Status st = storage_->PutSnapshot(s_->name(), stored); !st.ok()) return st;
     s_->snapshots_stored_.fetch_add(1);
     s_->Notify();  // snapshot streams

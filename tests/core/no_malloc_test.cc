@@ -122,6 +122,43 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   RecordProperty("gemm_library_allocations", std::to_string(g_gemm_library_allocations.load()));
 }
 
+// A checkpoint exported into the state the last one was exported into allocates nothing
+// (the recorder takes one every checkpoint_every steps, on the training thread).
+TEST_P(NoMallocTest, ExportStateIntoAStateExportedBeforeAllocatesNothing) {
+  const auto& [rule, optimizer, shape] = GetParam();
+  const int n = 4 * shape.batch;
+  Rng rng(1);
+  Matrix x(shape.sizes.front(), n);
+  rng.FillUniform(x, 0, 1);
+  std::vector<int32_t> labels(n);
+  for (int j = 0; j < n; ++j) labels[j] = j % shape.sizes.back();
+  auto data =
+      std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
+  TrainerOptions o;
+  o.network.sizes = shape.sizes;
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = rule;
+  o.optimizer.kind = optimizer;
+  o.batch_size = shape.batch;
+  o.epochs = 100;
+  o.metrics_every = 0;
+  auto t = Trainer::Create(o, data);
+  ASSERT_OK(t);
+  StepMetrics m;
+  ASSERT_OK((*t)->Step(&m));
+  TrainerState state;
+  (*t)->ExportState(&state);  // the first export allocates the buffers
+  ASSERT_OK((*t)->Step(&m));
+  g_allocations = 0;
+  g_counting = true;
+  (*t)->ExportState(&state);
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0) << "heap allocations in an export into a used state";
+  // And it is the state ExportState() returns.
+  EXPECT_EQ(SerializeState(state), SerializeState((*t)->ExportState()));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, NoMallocTest,
     ::testing::Combine(::testing::Values(Rule::kBackprop, Rule::kFeedbackAlignment,

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/trainer.h"
 #include "server/dataset_store.h"
@@ -180,6 +183,200 @@ TEST_F(SessionManagerTest, ARestartTakesTheStepFromTheCheckpointItResumesFrom) {
   }
   const core::TrainerState a = FinalState(whole->name()), b = FinalState(cut->name());
   for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
+}
+
+// A storage whose metric appends wait at a gate while it is closed: a disk far slower than
+// a fast session, holding the recorder's writer at its first write. It notes each
+// checkpoint written and the events stored before it, to check that a checkpoint is
+// stored after every event before it.
+class GatedWrites final : public ForwardingStorage {
+ public:
+  using ForwardingStorage::ForwardingStorage;
+  struct Written {
+    int64_t step;
+    int64_t seqs_stored;  // the newest event stored when it was
+  };
+  absl::Status AppendMetrics(const std::string& n, const std::vector<StoredMetric>& e) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++held_;
+      mu_.Await(absl::Condition(&open_));
+    }
+    absl::Status st = ForwardingStorage::AppendMetrics(n, e);
+    absl::MutexLock lock(&mu_);
+    if (st.ok() && !e.empty()) stored_seq_ = e.back().event.seq();
+    return st;
+  }
+  absl::Status PutCheckpoint(const std::string& n, const StoredState& s) override {
+    absl::Status st = ForwardingStorage::PutCheckpoint(n, s);
+    absl::MutexLock lock(&mu_);
+    written_.push_back({s.step, stored_seq_});
+    return st;
+  }
+  void SetOpen(bool open) {
+    absl::MutexLock lock(&mu_);
+    open_ = open;
+  }
+  // Waits until an append has come to the closed gate.
+  void WaitHeld() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](GatedWrites* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g->mu_) { return g->held_ > 0; }, this));
+  }
+  std::vector<Written> TakeWritten() {
+    absl::MutexLock lock(&mu_);
+    held_ = 0;
+    return std::exchange(written_, {});
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  int held_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t stored_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Written> written_ ABSL_GUARDED_BY(mu_);
+};
+
+// The dashboard tests' fast session (30-64-64-10 at batch 1, ~400k steps/s on a laptop)
+// with --checkpoint_every 500: checkpoints come far faster than a disk stores them.
+class CheckpointBacklogTest : public SessionManagerTest {
+ protected:
+  static constexpr int64_t kSteps = 100000, kSnapshotEvery = 20000;
+  static constexpr int64_t kHeld = 3 * kSnapshotEvery;  // where the worker waits
+  void SetUp() override {
+    wrap_ = [this](std::unique_ptr<Storage> s) -> std::unique_ptr<Storage> {
+      auto g = std::make_unique<GatedWrites>(std::move(s));
+      gate_ = g.get();
+      return g;
+    };
+    SessionManagerTest::SetUp();
+  }
+  v1::CreateSessionRequest Fast() {
+    v1::CreateSessionRequest r = Request(kSteps);
+    auto* sizes = r.mutable_session()->mutable_config()->mutable_network()->mutable_sizes();
+    sizes->Clear();
+    for (int n : {30, 64, 64, 10}) sizes->Add(n);
+    r.mutable_session()->mutable_config()->set_batch_size(1);
+    r.mutable_session()->mutable_config()->set_metrics_every(100);
+    r.mutable_session()->set_checkpoint_every(500);
+    r.mutable_session()->set_snapshot_every(kSnapshotEvery);
+    return r;
+  }
+  // Every event stored after a checkpoint is of its step or later: none before it was
+  // missing when it was stored.
+  void ExpectEventsBeforeEachCheckpoint(const std::string& name,
+                                        const std::vector<GatedWrites::Written>& written) {
+    auto events = storage_->ReadMetrics(name, 1, 100000);
+    ASSERT_OK(events);
+    for (const GatedWrites::Written& w : written)
+      for (const v1::MetricEvent& e : *events)
+        if (e.seq() > w.seqs_stored) {
+          const int64_t step = e.has_step() ? e.step().step() : e.eval().step();
+          EXPECT_GE(step, w.step) << "event " << e.seq() << " stored after checkpoint " << w.step;
+        }
+  }
+  // Runs the fast session with the recorder's writer held at its first write while the
+  // session trains on: the training thread takes a checkpoint every 500 steps (120 of
+  // them) and queues snapshots until two wait, then waits itself at the third (kHeld).
+  // There `stop` (Cancel, Pause or Shutdown) is asked for, and the writer let go once the
+  // worker has the request. Returns the session's name.
+  std::string StopBehindTheWriter(const std::function<void(const std::string&)>& stop) {
+    gate_->SetOpen(false);
+    gate_->TakeWritten();
+    auto s = manager_->Create(Fast());
+    EXPECT_OK(s);
+    auto live = manager_->Find(s->name());
+    EXPECT_OK(live);
+    gate_->WaitHeld();
+    while (manager_->Get(s->name())->step() < kHeld)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(manager_->Get(s->name())->step(), kHeld) << "the worker did not wait for snapshots";
+    std::thread stopper([&] { stop(s->name()); });
+    while (!(*live)->stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    gate_->SetOpen(true);
+    stopper.join();
+    return s->name();
+  }
+  // What the writer may have had in hand when it was held, with its first events: the
+  // newest checkpoint then (one of the first, before the first snapshot).
+  static void ExpectAtMostTheOneInHand(const std::vector<GatedWrites::Written>& written) {
+    EXPECT_LE(written.size(), 1u);
+    for (const GatedWrites::Written& w : written) EXPECT_LT(w.step, kSnapshotEvery);
+  }
+  GatedWrites* gate_ = nullptr;
+};
+
+// Cancel stores the events and nothing more: of the 120 checkpoints taken while the
+// writer was held, none is written but the one it may have had in hand.
+TEST_F(CheckpointBacklogTest, CancelWritesNoCheckpointNobodyNeeds) {
+  const std::string name = StopBehindTheWriter([this](const std::string& n) {
+    auto c = manager_->Cancel(n);
+    ASSERT_OK(c);
+    EXPECT_EQ(c->state(), v1::SESSION_STATE_CANCELLED);
+  });
+  const auto written = gate_->TakeWritten();
+  ExpectAtMostTheOneInHand(written);
+  ExpectEventsBeforeEachCheckpoint(name, written);
+  // Every event it logged is stored, and the snapshots it took.
+  const v1::Session r = *manager_->Get(name);
+  EXPECT_EQ(*storage_->CountMetrics(name), r.last_seq());
+  EXPECT_EQ(r.last_seq(), kHeld / 100);
+  EXPECT_EQ(storage_->ListSnapshots(name)->size(), 3u);
+}
+
+// Pause stores one checkpoint of its own, the state it stopped at (none of those taken
+// while the writer was held): from which the resumed run ends
+// bit-identical to a run never paused.
+TEST_F(CheckpointBacklogTest, PauseWritesOnlyTheCheckpointItResumesFrom) {
+  auto whole = manager_->Create(Fast());
+  ASSERT_OK(whole);
+  manager_->WaitIdle();
+  ExpectEventsBeforeEachCheckpoint(whole->name(), gate_->TakeWritten());
+  const std::string name = StopBehindTheWriter([this](const std::string& n) {
+    auto p = manager_->Pause(n);
+    ASSERT_OK(p);
+    EXPECT_EQ(p->state(), v1::SESSION_STATE_PAUSED);
+  });
+  auto written = gate_->TakeWritten();
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back().step, kHeld);
+  EXPECT_EQ(manager_->Get(name)->step(), kHeld);
+  EXPECT_EQ(*storage_->CheckpointStep(name), kHeld);
+  ExpectEventsBeforeEachCheckpoint(name, written);
+  written.pop_back();
+  ExpectAtMostTheOneInHand(written);
+  ASSERT_OK(manager_->Resume(name));
+  manager_->WaitIdle();
+  ASSERT_EQ(manager_->Get(name)->state(), v1::SESSION_STATE_SUCCEEDED);
+  const core::TrainerState a = FinalState(whole->name()), b = FinalState(name);
+  for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
+  ExpectEventsBeforeEachCheckpoint(name, gate_->TakeWritten());
+}
+
+// Shutdown likewise, and the next start resumes from that checkpoint bit for bit.
+TEST_F(CheckpointBacklogTest, ShutdownWritesOnlyTheCheckpointTheRestartResumesFrom) {
+  auto whole = manager_->Create(Fast());
+  ASSERT_OK(whole);
+  manager_->WaitIdle();
+  gate_->TakeWritten();
+  const std::string name =
+      StopBehindTheWriter([this](const std::string&) { manager_->Shutdown(); });
+  auto written = gate_->TakeWritten();
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back().step, kHeld);
+  ExpectEventsBeforeEachCheckpoint(name, written);
+  written.pop_back();
+  ExpectAtMostTheOneInHand(written);
+  Open();  // a new manager on the same storage: it resumes the session
+  manager_->WaitIdle();
+  ASSERT_EQ(manager_->Get(name)->state(), v1::SESSION_STATE_SUCCEEDED);
+  const core::TrainerState a = FinalState(whole->name()), b = FinalState(name);
+  for (size_t i = 0; i < a.weights.size(); ++i) EXPECT_TRUE(a.weights[i] == b.weights[i]) << i;
+  auto events = storage_->ReadMetrics(name, 1, 100000);
+  ASSERT_OK(events);
+  ASSERT_EQ(events->size(), static_cast<size_t>(kSteps / 100));
+  for (size_t i = 0; i < events->size(); ++i)
+    EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
 }
 
 TEST_F(SessionManagerTest, QueueLimitAndCancelWhileQueued) {
