@@ -30,10 +30,7 @@ bool IsHexDigest(absl::string_view h) {
   return true;
 }
 
-std::string Property(const grpc::AuthContext& ctx, const char* name) {
-  std::vector<grpc::string_ref> v = ctx.FindPropertyValues(name);
-  return v.empty() ? std::string() : std::string(v.front().data(), v.front().size());
-}
+constexpr char kNoToken[] = "this server wants a bearer token (alignctl --token, or ALIGND_TOKEN)";
 
 }  // namespace
 
@@ -152,55 +149,71 @@ size_t TokenAuthenticator::size() const {
   return table_->size();
 }
 
-grpc::Status TokenAuthenticator::Process(const InputMetadata& md, grpc::AuthContext* context,
-                                         OutputMetadata* consumed, OutputMetadata*) {
+absl::StatusOr<TokenEntry> TokenAuthenticator::Authenticate(
+    const std::string* authorization) const {
+  if (authorization == nullptr) return absl::UnauthenticatedError(kNoToken);
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWithIgnoreCase(*authorization, kBearer))
+    return absl::UnauthenticatedError("the authorization metadata is not 'Bearer <token>'");
+  std::shared_ptr<const TokenTable> table;
+  {
+    absl::MutexLock l(&mu_);
+    table = table_;
+  }
+  const TokenEntry* e = table->Find(absl::string_view(*authorization).substr(kBearer.size()));
+  if (e == nullptr)
+    return absl::UnauthenticatedError("the bearer token is not valid here (unknown or revoked)");
+  return *e;
+}
+
+grpc::Status TokenAuthenticator::Process(const InputMetadata& md, grpc::AuthContext*,
+                                         OutputMetadata*, OutputMetadata*) {
   auto path = md.find(":path");
   const absl::string_view method =
       path == md.end() ? absl::string_view()
                        : absl::string_view(path->second.data(), path->second.size());
   if (absl::StartsWith(method, "/grpc.health.v1.Health/"))
     return grpc::Status::OK;  // probes carry no token
-  // A refused call never reaches the services nor their log line: it gets its own.
-  auto refuse = [&](const char* why) {
-    LogWarn("unauthenticated", {{"method", std::string(method)}, {"reason", why}});
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why);
-  };
+  // An early refusal: such a call never reaches the services nor their log line, so it gets
+  // its own. What it admits is checked again per call (Identifier), and nothing is added to
+  // the connection's AuthContext, nor the token consumed: Identify reads it from the call.
   auto auth = md.find("authorization");
-  if (auth == md.end())
-    return refuse("this server wants a bearer token (alignctl --token, or ALIGND_TOKEN)");
-  absl::string_view value(auth->second.data(), auth->second.size());
-  constexpr absl::string_view kBearer = "Bearer ";
-  if (!absl::StartsWithIgnoreCase(value, kBearer))
-    return refuse("the authorization metadata is not 'Bearer <token>'");
-  std::shared_ptr<const TokenTable> table;
-  {
-    absl::MutexLock l(&mu_);
-    table = table_;
+  std::string value;
+  if (auth != md.end()) value.assign(auth->second.data(), auth->second.size());
+  absl::StatusOr<TokenEntry> e = Authenticate(auth == md.end() ? nullptr : &value);
+  if (!e.ok()) {
+    LogWarn("unauthenticated",
+            {{"method", std::string(method)}, {"reason", std::string(e.status().message())}});
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(e.status().message()));
   }
-  const TokenEntry* e = table->Find(value.substr(kBearer.size()));
-  if (e == nullptr) return refuse("the bearer token is not valid here (unknown or revoked)");
-  consumed->insert(std::make_pair(std::string(auth->first.data(), auth->first.size()),
-                                  std::string(auth->second.data(), auth->second.size())));
-  context->AddProperty(kPrincipalProperty, e->principal);
-  context->AddProperty(kRoleProperty, std::string(RoleName(e->role)));
-  context->SetPeerIdentityPropertyName(kPrincipalProperty);
   return grpc::Status::OK;
 }
 
-absl::StatusOr<Caller> Identifier::Identify(const grpc::ServerContextBase& ctx) const {
-  if (!required_) return Caller::Anonymous();
-  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  const std::string principal = auth ? Property(*auth, kPrincipalProperty) : std::string();
-  if (principal.empty()) return absl::UnauthenticatedError("this server wants a bearer token");
-  absl::StatusOr<Role> role = ParseRole(Property(*auth, kRoleProperty));
-  if (!role.ok()) return absl::UnauthenticatedError("the call's role is unknown");
-  return Caller{principal, *role};
+namespace {
+
+// The call's own "authorization" value, or null.
+const std::string* AuthorizationOf(const grpc::ServerContextBase& ctx, std::string* storage) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return nullptr;
+  storage->assign(it->second.data(), it->second.size());
+  return storage;
 }
 
-std::string PrincipalOf(const grpc::ServerContextBase& ctx) {
-  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  std::string p = auth ? Property(*auth, kPrincipalProperty) : std::string();
-  return p.empty() ? "-" : p;
+}  // namespace
+
+absl::StatusOr<Caller> Identifier::Identify(const grpc::ServerContextBase& ctx) const {
+  if (tokens_ == nullptr) return Caller::Anonymous();
+  std::string value;
+  absl::StatusOr<TokenEntry> e = tokens_->Authenticate(AuthorizationOf(ctx, &value));
+  if (!e.ok()) return e.status();
+  return Caller{e->principal, e->role};
+}
+
+std::string Identifier::PrincipalOf(const grpc::ServerContextBase& ctx) const {
+  if (tokens_ == nullptr) return "-";
+  absl::StatusOr<Caller> c = Identify(ctx);
+  return c.ok() ? c->principal : "-";
 }
 
 }  // namespace alignd::server

@@ -11,9 +11,16 @@
 //
 // (`alignctl token new alice user` makes a token and its line.) A call without a token,
 // or with one the file does not hold, ends there with UNAUTHENTICATED; the health
-// service alone needs none (probes). Otherwise the principal and role go into the call's
-// AuthContext, where Identify() finds them. The file is read again on Reload() (SIGHUP):
-// a revoked token stops working at once, the file's other tokens are not disturbed.
+// service alone needs none (probes). The file is read again on Reload() (SIGHUP): a
+// revoked token stops working at once, the file's other tokens are not disturbed.
+//
+// Who a call is comes from that call's own metadata, every time: Identifier::Identify
+// looks the call's token up again. Never from the AuthContext: gRPC keeps one per
+// connection, so a property the processor added for one call would still be there for
+// every later call on that connection, whoever makes it (grpc/grpc#28809) — one channel
+// carrying several users' tokens (alignd-dashboard, a notebook) would make every call
+// the connection's first caller. The processor only turns the tokenless and the unknown
+// away early; it adds nothing to the AuthContext and leaves the metadata in place.
 //
 // Authorization is the services' (rpc_impl.h), through the predicates below:
 //   admin   sees and changes everything;
@@ -93,10 +100,6 @@ class TokenTable {
 // SHA-256 of a token, lowercase hex: what the token file holds.
 std::string TokenHash(absl::string_view token);
 
-// The AuthContext property names the authenticator sets.
-inline constexpr char kPrincipalProperty[] = "alignd.principal";
-inline constexpr char kRoleProperty[] = "alignd.role";
-
 class TokenAuthenticator final : public grpc::AuthMetadataProcessor {
  public:
   // Reads `path` now; an error if it cannot be read or parsed.
@@ -112,6 +115,10 @@ class TokenAuthenticator final : public grpc::AuthMetadataProcessor {
   absl::Status Reload();
   size_t size() const;
 
+  // The entry of a call's "authorization" metadata value ("Bearer <token>"), or
+  // UNAUTHENTICATED saying what is wrong (no token, not Bearer, unknown or revoked).
+  absl::StatusOr<TokenEntry> Authenticate(const std::string* authorization) const;
+
  private:
   explicit TokenAuthenticator(std::string path) : path_(std::move(path)) {}
   const std::string path_;
@@ -119,21 +126,24 @@ class TokenAuthenticator final : public grpc::AuthMetadataProcessor {
   std::shared_ptr<const TokenTable> table_ ABSL_GUARDED_BY(mu_);
 };
 
-// Tells who is calling. With `required` (a token file is in use) a call without an
-// authenticated principal is UNAUTHENTICATED (the authenticator already ended it; this
-// is the second lock on the door); otherwise every caller is Caller::Anonymous().
+// Tells who is calling, from the call's own metadata. With `tokens` (a token file is in
+// use) the call's bearer token is looked up for every call, and a call without a valid one
+// is UNAUTHENTICATED (the authenticator already ended it; this is the lock that counts);
+// without, every caller is Caller::Anonymous().
 class Identifier {
  public:
-  explicit Identifier(bool required = false) : required_(required) {}
+  Identifier() = default;
+  explicit Identifier(std::shared_ptr<const TokenAuthenticator> tokens)
+      : tokens_(std::move(tokens)) {}
   absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& ctx) const;
-  bool required() const { return required_; }
+  bool required() const { return tokens_ != nullptr; }
+  // The principal of a call for its log line: "-" with authentication off or for a call
+  // without a valid token.
+  std::string PrincipalOf(const grpc::ServerContextBase& ctx) const;
 
  private:
-  bool required_;
+  std::shared_ptr<const TokenAuthenticator> tokens_;
 };
-
-// The principal of a call for its log line ("-" if none).
-std::string PrincipalOf(const grpc::ServerContextBase& ctx);
 
 }  // namespace alignd::server
 

@@ -5,17 +5,122 @@
 #include <grpc/support/log.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "absl/debugging/failure_signal_handler.h"
 #include "absl/debugging/symbolize.h"
 
 namespace alignd::server {
 
-void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
+namespace {
+
+std::string Format(const char* level, const std::string& msg, nlohmann::json fields);
+
+// The sink: a bounded queue of whole lines and one writer thread. A caller (an RPC on its
+// way to sending its status) formats and queues, and never waits for stderr: if whoever
+// reads it stops reading (a full pipe), write(2) blocks the writer only; once the queue is
+// full, lines are dropped and counted, and the writer says how many when it can write
+// again.
+class Sink {
+ public:
+  static constexpr size_t kMaxQueuedBytes = size_t{4} << 20;
+  static constexpr size_t kMaxQueuedLines = 16384;
+
+  static Sink& Get() {
+    static Sink* sink = [] {
+      auto* s = new Sink();  // never destroyed: logging goes on through static destruction
+      std::atexit([] { Sink::Get().Drain(std::chrono::seconds(2)); });
+      return s;
+    }();
+    return *sink;
+  }
+
+  void Push(std::string line) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (lines_.size() >= kMaxQueuedLines || bytes_ + line.size() > kMaxQueuedBytes) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        ++unreported_;
+        return;
+      }
+      bytes_ += line.size();
+      lines_.push_back(std::move(line));
+      if (!writer_started_) {
+        writer_started_ = true;
+        std::thread([this] { Loop(); }).detach();
+      }
+    }
+    wake_.notify_one();
+  }
+
+  // Waits (at most `limit`) until every queued line is written.
+  void Drain(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> l(mu_);
+    idle_.wait_for(l, limit, [&] { return lines_.empty() && !writing_; });
+  }
+
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  void Loop() {
+    std::deque<std::string> batch;
+    for (;;) {
+      uint64_t lost = 0;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        writing_ = false;
+        idle_.notify_all();
+        wake_.wait(l, [&] { return !lines_.empty(); });
+        batch.swap(lines_);
+        bytes_ = 0;
+        writing_ = true;
+        lost = unreported_;
+        unreported_ = 0;
+      }
+      std::string text;
+      for (std::string& line : batch) text += line;
+      batch.clear();
+      WriteAll(text);
+      if (lost > 0) {
+        // The sink took lines again: say what it lost, in the stream it lost them from.
+        WriteAll(Format("warn", "log lines dropped",
+                        {{"dropped", lost},
+                         {"dropped_total", dropped()},
+                         {"why", "stderr was not read fast enough (a full pipe)"}}));
+      }
+    }
+  }
+
+  static void WriteAll(const std::string& text) {
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(2, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // stderr closed or broken: nothing to be done
+      done += static_cast<size_t>(n);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, idle_;
+  std::deque<std::string> lines_;
+  size_t bytes_ = 0;
+  uint64_t unreported_ = 0;
+  bool writer_started_ = false, writing_ = false;
+  std::atomic<uint64_t> dropped_{0};
+};
+
+std::string Format(const char* level, const std::string& msg, nlohmann::json fields) {
   using namespace std::chrono;
   const auto now = system_clock::now();
   const std::time_t t = system_clock::to_time_t(now);
@@ -29,10 +134,18 @@ void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
   line.update(fields);
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   text += '\n';
-  // One write(2) per line: lines from different threads never interleave.
-  ssize_t unused = ::write(2, text.data(), text.size());
-  (void)unused;
+  return text;
 }
+
+}  // namespace
+
+void LogJson(const char* level, const std::string& msg, nlohmann::json fields) {
+  Sink::Get().Push(Format(level, msg, std::move(fields)));
+}
+
+void FlushLogs() { Sink::Get().Drain(std::chrono::seconds(2)); }
+
+uint64_t LogLinesDropped() { return Sink::Get().dropped(); }
 
 namespace {
 

@@ -1,7 +1,10 @@
 // alignd: the training service. See README.md and docs/ARCHITECTURE.md.
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +25,7 @@
 #include "server/dataset_store.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/probe_health.h"
 #include "server/rpc_log.h"
 #include "server/session_manager.h"
 #include "server/sqlite_storage.h"
@@ -40,6 +44,15 @@ std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
 std::atomic<bool> g_reload{false};
 void OnHangup(int) { g_reload = true; }
+
+// A server builder option that drops every plugin (server reflection) from its builder.
+class HealthOnly : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
 
 }  // namespace
 
@@ -213,7 +226,7 @@ int main(int argc, char** argv) {
   } else if (tls.enabled()) {
     LogWarn("TLS without --token_file: every client is an admin");
   }
-  const Identifier identifier(tokens != nullptr);
+  const Identifier identifier = tokens != nullptr ? Identifier(tokens) : Identifier();
 
   auto storage = OpenSqliteStorage(data_dir);
   if (!storage.ok()) {
@@ -269,7 +282,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&training_service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RpcLogFactory>(metrics.get()));
+  interceptors.push_back(std::make_unique<RpcLogFactory>(metrics.get(), &identifier));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -279,26 +292,25 @@ int main(int argc, char** argv) {
   server->GetHealthCheckService()->SetServingStatus(true);
   // Probes: the health service alone, on its own plaintext port.
   std::unique_ptr<grpc::Server> health_server;
+  ProbeHealth probe_health;
   int health_port = 0;
   if (!health_listen.empty()) {
     grpc::ServerBuilder hb;
+    // Health alone: no server reflection (its plugin, registered above, is in every builder
+    // made since, and would tell anyone who asks what the TLS port serves).
+    hb.SetOption(std::make_unique<HealthOnly>());
+    // Its own health service (server/probe_health.h), not gRPC's: that one cannot stand alone.
+    hb.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    hb.RegisterService(&probe_health);
     hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
     health_server = hb.BuildAndStart();
     if (health_server == nullptr || health_port == 0) {
       LogError("cannot listen for health checks", {{"address", health_listen}});
       return 1;
     }
-    health_server->GetHealthCheckService()->SetServingStatus(true);
+    probe_health.SetServing(true);
   }
   const std::string host = listen.substr(0, listen.rfind(':'));
-  // The first line is for scripts and tests: the address to call. The second, when metrics are
-  // on, the metrics port.
-  std::cout << "alignd listening on " << host << ":" << port << std::endl;
-  if (metrics)
-    std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
-  if (health_server)
-    std::cout << "alignd health on " << health_listen.substr(0, health_listen.rfind(':')) << ":"
-              << health_port << std::endl;
   LogInfo("serving", {{"address", host + ":" + std::to_string(port)},
                       {"data_dir", data_dir},
                       {"max_running", mo.max_running},
@@ -307,6 +319,16 @@ int main(int argc, char** argv) {
                       {"revision", ALIGND_REVISION},
                       {"tls", tls.enabled()},
                       {"tokens", tokens != nullptr}});
+  // Startup's lines are on stderr before the address is on stdout (not an RPC: it may wait).
+  FlushLogs();
+  // The first line is for scripts and tests: the address to call. The second, when metrics are
+  // on, the metrics port.
+  std::cout << "alignd listening on " << host << ":" << port << std::endl;
+  if (metrics)
+    std::cout << "alignd metrics on " << host << ":" << metrics->port() << "/metrics" << std::endl;
+  if (health_server)
+    std::cout << "alignd health on " << health_listen.substr(0, health_listen.rfind(':')) << ":"
+              << health_port << std::endl;
 
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
@@ -328,10 +350,11 @@ int main(int argc, char** argv) {
 
   LogInfo("shutting down", {{"signal", g_signal.load()}});
   server->GetHealthCheckService()->SetServingStatus(false);
-  if (health_server) health_server->GetHealthCheckService()->SetServingStatus(false);
+  probe_health.SetServing(false);
   sessions.Shutdown();  // running sessions checkpoint and are stored QUEUED
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+  probe_health.Shutdown();
   if (health_server) health_server->Shutdown();
   LogInfo("stopped");
   return 0;

@@ -11,6 +11,7 @@
 //   grpc_server_handling_seconds{...} (histogram)                      we do not serve: "unknown"
 //   alignd_build_info{version,revision}                                1
 //   alignd_sessions{state}                                             sessions by state
+//   alignd_log_lines_dropped_total                                     stderr not read (log.h)
 //   per session {session,rule}, while it runs and --metrics_retain_finished_s after it ends:
 //   alignd_session_steps_total (steps this process trained: rate() = steps/s), _step,
 //   _total_steps, _loss, _accuracy_ratio, _nse, _eval_error_ratio, _eval_nse,

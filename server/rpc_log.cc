@@ -18,10 +18,12 @@ using grpc::experimental::InterceptionHookPoints;
 
 class RpcLog : public grpc::experimental::Interceptor {
  public:
-  RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics)
+  RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics,
+         const Identifier* identifier)
       : method_(info->method()),
         ctx_(info->server_context()),
         metrics_(metrics),
+        identifier_(identifier),
         start_(std::chrono::steady_clock::now()) {
     if (metrics_ != nullptr) {
       labels_ = LabelsOf(method_);
@@ -52,7 +54,8 @@ class RpcLog : public grpc::experimental::Interceptor {
       if (!st.ok()) f["error"] = st.error_message();
       if (ctx_ != nullptr) {
         f["peer"] = ctx_->peer();
-        f["principal"] = PrincipalOf(*ctx_);  // "-" with authentication off
+        // This call's own token, looked up again: "-" with authentication off.
+        f["principal"] = identifier_ != nullptr ? identifier_->PrincipalOf(*ctx_) : "-";
       }
       LogJson(st.ok() || st.error_code() == grpc::StatusCode::CANCELLED ? "info" : "warn", "rpc",
               std::move(f));
@@ -66,6 +69,7 @@ class RpcLog : public grpc::experimental::Interceptor {
   std::string method_;
   grpc::ServerContextBase* ctx_;
   ServiceMetrics* metrics_;
+  const Identifier* identifier_;
   RpcLabels labels_;
   std::chrono::steady_clock::time_point start_;
 };
@@ -74,7 +78,7 @@ class RpcLog : public grpc::experimental::Interceptor {
 
 grpc::experimental::Interceptor* RpcLogFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new RpcLog(info, metrics_);
+  return new RpcLog(info, metrics_, identifier_);
 }
 
 }  // namespace alignd::server

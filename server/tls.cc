@@ -1,15 +1,19 @@
 // File: server/tls.cc
 #include "server/tls.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace alignd::server {
 namespace {
@@ -115,10 +119,28 @@ std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsFiles& f) {
 }
 
 bool IsLoopback(const std::string& address) {
-  if (absl::StartsWith(address, "unix:")) return true;
-  const std::string host = address.substr(0, address.rfind(':'));
-  return absl::StartsWith(host, "127.") || host == "localhost" || host == "[::1]" ||
-         host == "ipv4:127.0.0.1";
+  absl::string_view a = address;
+  if (absl::StartsWith(a, "unix:") || absl::StartsWith(a, "unix-abstract:")) return true;
+  // gRPC's URI forms of an address: ipv4:H:P, ipv6:[H]:P, dns:H:P (dns:///H:P).
+  for (absl::string_view scheme : {"ipv4:", "ipv6:", "dns:///", "dns:"})
+    if (absl::ConsumePrefix(&a, scheme)) break;
+  const size_t colon = a.rfind(':');
+  if (colon == absl::string_view::npos) return false;  // no port: not an address we serve
+  absl::string_view host = a.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  // A name is not resolved: what it means is up to DNS, now and later
+  // (127.0.0.1.example.com is anyone's). localhost alone is taken at its word (RFC 6761).
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  const std::string h(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 }  // namespace alignd::server

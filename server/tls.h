@@ -42,8 +42,9 @@ std::string DescribeCertificate(const std::string& path);
 // The credentials of a TLS port (CheckTlsFiles first).
 std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsFiles& files);
 
-// True for an address only this machine can reach: 127.0.0.0/8, [::1], localhost, a
-// unix socket.
+// True for an address only this machine can reach: an IP literal in 127.0.0.0/8, [::1]
+// (or ::ffff:127.x.y.z), localhost, a unix socket. Any other name is not: it is not resolved
+// (what a name resolves to is DNS's to change), so 127.0.0.1.example.com is refused.
 bool IsLoopback(const std::string& address);
 
 }  // namespace alignd::server

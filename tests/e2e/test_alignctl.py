@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 import tempfile
 import unittest
 
@@ -73,6 +74,10 @@ class AlignctlTest(unittest.TestCase):
         self.ctl("health")
         self.ctl("sessions", "get", "sessions/000000000000", ok=False)
         self.log.flush()
+        # alignd writes its log from a queue, a moment after the reply: wait for the line.
+        deadline = time.time() + 10
+        while "sessions/000000000000 not found" not in open(self.log_path).read() and time.time() < deadline:
+            time.sleep(0.02)
         lines = [json.loads(l) for l in open(self.log_path) if l.strip()]
         rpcs = [l for l in lines if l.get("msg") == "rpc"]
         health = [l for l in rpcs if l["method"] == "/grpc.health.v1.Health/Check"]

@@ -36,10 +36,10 @@ def values(samples, metric, **labels):
 
 
 class Server:
-    def __init__(self, data_dir, *flags):
+    def __init__(self, data_dir, *flags, stderr=subprocess.DEVNULL):
         self.proc = subprocess.Popen(
             [os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
-             "--data_dir", data_dir, *flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             "--data_dir", data_dir, *flags], stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.address = self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
         self.url = "http://" + self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
         self.client = Client(self.address)
@@ -77,7 +77,15 @@ class MetricsTest(unittest.TestCase):
         made_up = c.channel.unary_unary("/alignd.v1.TrainingService/NoSuchMethod" + "x" * 40)
         with self.assertRaises(grpc.RpcError):
             made_up(b"", timeout=10)
-        m = scrape(s.url)
+        # A call is counted once its status is sent, which the client may see first: wait for
+        # the stream's count (the last call that finished) before reading the rest.
+        deadline = time.time() + 10
+        while True:
+            m = scrape(s.url)
+            if values(m, "grpc_server_handled_total", grpc_service="alignd.v1.TrainingService",
+                      grpc_method="StreamMetrics", grpc_type="server_stream", grpc_code="OK") or time.time() > deadline:
+                break
+            time.sleep(0.05)
         unary = dict(grpc_service="alignd.v1.TrainingService", grpc_type="unary")
         self.assertEqual(values(m, "grpc_server_handled_total", grpc_method="CreateSession", grpc_code="OK", **unary),
                          [1])
@@ -122,6 +130,48 @@ class MetricsTest(unittest.TestCase):
                 self.assertEqual(documented[name], kind, name)
         self.assertEqual(sorted(n for n in documented if n not in types), [],
                          "documented in docs/DEPLOY.md but not exported")
+
+    def test_an_unread_log_never_blocks_an_rpc_and_what_it_drops_is_counted_and_reported(self):
+        # stderr is a pipe nobody reads (a stuck log shipper; a test's blocked parent): it fills
+        # after ~64 KB, and then 20000 calls, more than the log's queue holds, must all answer.
+        from alignd_client._pb.alignd.v1 import sessions_pb2, sessions_pb2_grpc
+        s = Server(os.path.join(self.root, "d"), stderr=subprocess.PIPE)
+        try:
+            ch = grpc.insecure_channel(s.address)
+            stub = sessions_pb2_grpc.TrainingServiceStub(ch)
+            calls, batch = 20000, 250
+            for _ in range(calls // batch):
+                futures = [stub.GetSession.future(sessions_pb2.GetSessionRequest(name="sessions/nope"), timeout=30)
+                           for _ in range(batch)]
+                for f in futures:
+                    self.assertEqual(f.code(), grpc.StatusCode.NOT_FOUND, f.details())
+            dropped = values(scrape(s.url), "alignd_log_lines_dropped_total")
+            self.assertEqual(len(dropped), 1)
+            self.assertGreater(dropped[0], 0)
+            self.assertLess(dropped[0], calls)
+            # Read again, the log says what it lost, in whole JSON lines.
+            import json
+            import threading
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(s.proc.stderr), daemon=True)
+            reader.start()
+            deadline = time.time() + 30
+            report = None
+            while report is None and time.time() < deadline:
+                try:
+                    stub.GetSession(sessions_pb2.GetSessionRequest(name="sessions/after"), timeout=10)
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+                report = next((json.loads(x) for x in list(lines) if '"log lines dropped"' in x), None)
+            self.assertIsNotNone(report, "no 'log lines dropped' line once stderr was read again")
+            self.assertGreater(report["dropped"], 0)
+            self.assertEqual(report["level"], "warn")
+            for x in list(lines):
+                json.loads(x)  # every line whole
+            ch.close()
+        finally:
+            s.stop()
 
     def test_every_query_of_the_grafana_dashboard_names_a_metric_alignd_exports(self):
         import json

@@ -63,8 +63,16 @@ class Alignd:
         self.proc.stdout.close()
         self.log.close()
 
-    def log_text(self):
-        return read(self.log_path).decode()
+    def log_text(self, until=None, timeout=10):
+        """The log so far; with `until` (a string, or a predicate of the text), waits up to
+        `timeout` s for it: alignd writes its log from a queue, a moment after the reply."""
+        deadline = time.time() + timeout
+        while True:
+            text = read(self.log_path).decode()
+            done = until is None or (until(text) if callable(until) else until in text)
+            if done or time.time() > deadline:
+                return text
+            time.sleep(0.02)
 
 
 def exits_with(*flags):
@@ -368,7 +376,7 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual((code, msg), (C.UNAUTHENTICATED, "the bearer token is not valid here (unknown or revoked)"))
         code, _ = code_of(self.stubs(s).datasets.UploadDataset, iter([]))
         self.assertEqual(code, C.UNAUTHENTICATED)
-        refused = [x for x in s.log_text().splitlines() if '"msg":"unauthenticated"' in x]
+        refused = [x for x in s.log_text(until="unknown or revoked").splitlines() if '"msg":"unauthenticated"' in x]
         self.assertTrue(any("/alignd.v1.TrainingService/ListSessions" in x and "unknown or revoked" in x
                             for x in refused), refused)
         # Health: on the TLS port without a token, and alone on the plaintext probe port.
@@ -379,6 +387,17 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=10).status,
                          health_pb2.HealthCheckResponse.SERVING)
         self.assertEqual(code_of(sessions_pb2_grpc.TrainingServiceStub(probe).ListSessions, req)[0], C.UNIMPLEMENTED)
+        # ... and nothing else: no server reflection (which would list the services and hand out
+        # their descriptors), though the TLS port has it for those with a token.
+        list_services = b"\x3a\x01*"  # ServerReflectionRequest{list_services: "*"}
+        for method in ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"):
+            reflect = probe.stream_stream(method)
+            self.assertEqual(code_of(lambda **kw: reflect(iter([list_services]), **kw))[0], C.UNIMPLEMENTED, method)
+        tls = self.stubs(s, "alice").channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        answer = b"".join(tls(iter([list_services]), timeout=10))
+        self.assertIn(b"alignd.v1.TrainingService", answer)
         # alignctl: the missing token is named, with how to get one.
         rc, _, err = self.alignctl(s, "--ca", self.pki["ca"], "sessions", "list")
         self.assertEqual(rc, 1, err)
@@ -473,11 +492,305 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(code_of(root.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name))[0], C.OK)
         # Every mutating RPC's log line names its principal.
         import json
-        lines = [json.loads(x) for x in s.log_text().splitlines() if x.startswith("{")]
+        lines = [json.loads(x) for x in s.log_text(until='"principal":"root"').splitlines() if x.startswith("{")]
         rpcs = {(x["method"].rsplit("/", 1)[-1], x["principal"]) for x in lines if x.get("msg") == "rpc"}
         for expected in [("CreateGeneratedDataset", "alice"), ("CreateSession", "alice"), ("CreateSession", "bob"),
                          ("DeleteSession", "root"), ("DeleteSession", "grafana"), ("PauseSession", "bob")]:
             self.assertIn(expected, rpcs)
+
+    def test_each_call_on_one_shared_channel_is_its_own_caller(self):
+        """One TLS connection, a different token on each call (what alignd-dashboard does with
+        every browser's token): every call is answered as its own principal, whoever called
+        on that connection before it, over unary, server-streaming and client-streaming calls
+        and every ordered pair of roles; and each call's log line names its own principal."""
+        import itertools
+        import json
+        s = self.start()
+        ch = grpc.secure_channel(s.address, grpc.ssl_channel_credentials(read(self.pki["ca"])))
+        self.channels.append(ch)
+        shared = Stubs(ch)
+        expected_log = []  # (method, principal) of every call, in order
+
+        def call(who, method, fn, req):
+            expected_log.append((method, who))
+            try:
+                r = fn(req, timeout=30, metadata=(("authorization", "Bearer " + TOKENS[who][0]),))
+                if hasattr(r, "__iter__") and not hasattr(r, "ListFields"):
+                    r = list(r)
+                return C.OK, r
+            except grpc.RpcError as e:
+                return e.code(), e.details()
+
+        t, d = shared.training, shared.datasets
+        spec = datasets_pb2.GeneratorSpec(kind=datasets_pb2.GeneratorSpec.KIND_LINEAR, num_examples=200, seed=1)
+        code, ds = call("alice", "CreateGeneratedDataset", d.CreateGeneratedDataset,
+                        datasets_pb2.CreateGeneratedDatasetRequest(spec=spec))
+        self.assertEqual(code, C.OK, ds)
+        self.assertEqual(list(ds.owners), ["alice"])
+        code, sess = call("alice", "CreateSession", t.CreateSession, session_request(ds.name, steps=20))
+        self.assertEqual(code, C.OK, sess)
+        self.assertEqual(sess.owner, "alice")
+        code, events = call("alice", "StreamMetrics", t.StreamMetrics,
+                            sessions_pb2.StreamMetricsRequest(parent=sess.name))
+        self.assertEqual(code, C.OK, events)
+        self.assertEqual(events[-1].WhichOneof("event"), "end")
+
+        payload = floats([0.25] * (4 * 31))  # 4 examples: 30 features, 1 target each
+        header = regression_header(4, 30, 1, payload)
+
+        def upload_requests():
+            yield datasets_pb2.UploadDatasetRequest(header=header)
+            yield datasets_pb2.UploadDatasetRequest(chunk=payload)
+
+        sees_alices = {"alice": True, "bob": False, "root": True, "grafana": True}
+        writes = {"alice": True, "bob": True, "root": True, "grafana": False}
+        # Each kind of call, and what each principal must get from it.
+        kinds = {
+            "ListSessions (unary)": lambda who: self._sees(
+                call(who, "ListSessions", t.ListSessions, sessions_pb2.ListSessionsRequest()),
+                lambda r: sess.name in [x.name for x in r.sessions], sees_alices[who], who),
+            "GetSession (unary)": lambda who: self._expect(
+                call(who, "GetSession", t.GetSession, sessions_pb2.GetSessionRequest(name=sess.name)),
+                C.OK if sees_alices[who] else C.NOT_FOUND, who),
+            "StreamMetrics (server stream)": lambda who: self._expect(
+                call(who, "StreamMetrics", t.StreamMetrics,
+                     sessions_pb2.StreamMetricsRequest(parent=sess.name, history_only=True)),
+                C.OK if sees_alices[who] else C.NOT_FOUND, who),
+            # Alice's data set for bob (NOT_FOUND: not his) and the viewer (PERMISSION_DENIED); an
+            # absent one for alice and root, so that it stays for the next pair.
+            "DeleteDataset (unary write)": lambda who: self._expect(
+                call(who, "DeleteDataset", d.DeleteDataset, datasets_pb2.DeleteDatasetRequest(
+                    name=ds.name if who in ("bob", "grafana") else "datasets/absent")),
+                C.NOT_FOUND, who, denied=not writes[who]),
+            "UploadDataset (client stream)": lambda who: self._expect(
+                call(who, "UploadDataset", lambda req, **kw: d.UploadDataset(upload_requests(), **kw), None),
+                None, who, denied=not writes[who]),
+        }
+        for first, second in itertools.permutations(TOKENS, 2):
+            for kind, check in kinds.items():
+                with self.subTest(first=first, then=second, call=kind):
+                    check(first)   # the connection's earlier caller
+                    check(second)  # must not be answered as `first`
+        code, got = call("alice", "GetDataset", d.GetDataset, datasets_pb2.GetDatasetRequest(name=ds.name))
+        self.assertEqual(code, C.OK, got)  # bob's and the viewer's deletes took nothing
+        # The log: one line per call, each naming that call's own principal.
+        rpc_lines = lambda text: text.count('"msg":"rpc"')  # noqa: E731
+        lines = [json.loads(x) for x in s.log_text(until=lambda t: rpc_lines(t) >= len(expected_log)).splitlines()
+                 if x.startswith("{")]
+        logged = [(x["method"].rsplit("/", 1)[-1], x["principal"]) for x in lines if x.get("msg") == "rpc"]
+        self.assertEqual(sorted(logged), sorted(expected_log))
+        self.assertEqual([p for _, p in logged], [p for _, p in expected_log])
+
+    def _expect(self, result, code, who, denied=None):
+        got, detail = result
+        if denied is None:
+            self.assertEqual(got, code, f"{who}: {detail}")
+        elif denied:
+            self.assertEqual(got, C.PERMISSION_DENIED, f"{who}: {detail}")
+            self.assertIn(f"viewer '{who}' may not", detail)
+        else:
+            self.assertEqual(got, code or C.OK, f"{who}: {detail}")
+
+    def _sees(self, result, pred, expect, who):
+        code, r = result
+        self.assertEqual(code, C.OK, f"{who}: {r}")
+        self.assertEqual(pred(r), expect, f"{who}: {r}")
+
+    # ---- alignd-dashboard in front of alignd -------------------------------------------
+    def dashboard(self, server, *flags):
+        """alignd-dashboard over TLS to `server` (one gRPC channel for every browser)."""
+        p = subprocess.Popen([os.environ["ALIGND_DASHBOARD_BINARY"], "--alignd", server.address, "--ca",
+                              self.pki["ca"], "--listen", "127.0.0.1:0", *flags],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        url = p.stdout.readline().strip().rsplit(" ", 1)[-1].rstrip("/")
+        self.addCleanup(lambda: (p.kill(), p.wait(), p.stdout.close()))
+        self.assertTrue(url.startswith("http://"), "alignd-dashboard did not start")
+        return p, url
+
+    def http(self, url, method="GET", body=None, token=None, headers=None, raw_auth=None, timeout=30):
+        """(status, JSON body) of one request on its own connection; raw_auth: the Authorization
+        header's bytes as given (http.client sends them unchecked)."""
+        import http.client
+        import json
+        import urllib.parse
+        u = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        try:
+            conn.putrequest(method, u.path + (f"?{u.query}" if u.query else ""), skip_accept_encoding=True)
+            h = dict(headers or {})
+            if token:
+                h["Authorization"] = f"Bearer {token}"
+            data = json.dumps(body).encode() if body is not None else b""
+            if body is not None:
+                h["Content-Type"] = "application/json"
+            if body is not None or method in ("POST", "PUT", "DELETE"):
+                h["Content-Length"] = str(len(data))  # as a browser's fetch() sends it
+            for k, v in h.items():
+                conn.putheader(k, v)
+            if raw_auth is not None:
+                conn._output(b"Authorization: " + raw_auth)  # noqa: SLF001 - exactly these bytes
+            conn.endheaders(data or None)
+            r = conn.getresponse()
+            text = r.read()
+            try:
+                return r.status, json.loads(text or b"{}")
+            except ValueError:
+                return r.status, text
+        finally:
+            conn.close()
+
+    @staticmethod
+    def answer(sock):
+        """One HTTP response read whole from a socket (head and Content-Length body)."""
+        import re
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length: *(\d+)", head)
+        while m and len(body) < int(m.group(1)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return (head + b"\r\n\r\n" + body).decode(errors="replace")
+
+    def test_through_one_dashboard_each_browser_is_its_own_caller(self):
+        """Two pages with two tokens through one alignd-dashboard (one gRPC connection to
+        alignd): each request is answered as its own token's principal, in every order."""
+        s = self.start()
+        _, url = self.dashboard(s)
+        tok = {who: TOKENS[who][0] for who in TOKENS}
+        # Alice creates a data set and a session; bob, right after her on the same
+        # connection, neither sees nor touches them.
+        alice = self.stubs(s, "alice")
+        spec = datasets_pb2.GeneratorSpec(kind=datasets_pb2.GeneratorSpec.KIND_LINEAR, num_examples=200, seed=1)
+        ds = alice.datasets.CreateGeneratedDataset(datasets_pb2.CreateGeneratedDatasetRequest(spec=spec), timeout=30)
+        body = {"session": {"train_dataset": ds.name, "config": {"network": {"sizes": [30, 20, 10]},
+                "feedback": {"rule": "RULE_FEEDBACK_ALIGNMENT"}, "batch_size": 1, "max_steps": 100000000,
+                "metrics_every": 100}}}
+        code, sess = self.http(url + "/api/sessions", "POST", body, token=tok["alice"])
+        self.assertEqual(code, 200, sess)
+        sid = sess["name"].split("/")[1]
+        for _ in range(3):  # alternating, so each follows the other on the connection
+            code, mine = self.http(url + f"/api/sessions/{sid}", token=tok["alice"])
+            self.assertEqual((code, mine.get("owner")), (200, "alice"), mine)
+            code, err = self.http(url + f"/api/sessions/{sid}", token=tok["bob"])
+            self.assertEqual((code, err.get("code")), (404, "NOT_FOUND"), err)
+            code, listed = self.http(url + "/api/sessions", token=tok["bob"])
+            self.assertEqual(code, 200, listed)
+            self.assertNotIn(sess["name"], [x["name"] for x in listed.get("sessions", [])])
+            code, err = self.http(url + f"/api/sessions/{sid}:pause", "POST", token=tok["bob"])
+            self.assertEqual(code, 404, err)
+            code, err = self.http(url + f"/api/events?s={sid}:1", token=tok["bob"])
+            self.assertEqual(code, 200)  # a stream whose only session ends with NOT_FOUND
+        # The admin, then the viewer: the viewer may read but neither create nor delete.
+        code, _ = self.http(url + f"/api/sessions/{sid}", token=tok["root"])
+        self.assertEqual(code, 200)
+        code, err = self.http(url + "/api/sessions", "POST", body, token=tok["grafana"])
+        self.assertEqual((code, err.get("code")), (403, "PERMISSION_DENIED"), err)
+        code, err = self.http(url + f"/api/sessions/{sid}", "DELETE", token=tok["grafana"])
+        self.assertEqual((code, err.get("code")), (403, "PERMISSION_DENIED"), err)
+        code, mine = self.http(url + f"/api/sessions/{sid}", token=tok["grafana"])
+        self.assertEqual(code, 200, mine)
+        # Bob's event stream for alice's session carries no event of hers.
+        import urllib.request
+        req = urllib.request.Request(url + f"/api/sessions/{sid}/events", headers={"Authorization": "Bearer " + tok["bob"]})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+        self.assertNotIn("\nid: ", "\n" + text)
+        self.assertIn("NOT_FOUND", text)
+        # And no request without a token gets anything.
+        code, err = self.http(url + "/api/sessions")
+        self.assertEqual((code, err.get("code")), (401, "UNAUTHENTICATED"), err)
+        code, done = self.http(url + f"/api/sessions/{sid}:cancel", "POST", token=tok["alice"])
+        self.assertEqual((code, done.get("state")), (200, "SESSION_STATE_CANCELLED"), done)
+
+    def test_no_authorization_header_kills_the_dashboard(self):
+        """Bytes gRPC refuses as metadata (tab, DEL, control, non-ASCII, CR) in the header of an
+        unauthenticated request: 401, and the dashboard answers the next request."""
+        s = self.start()
+        p, url = self.dashboard(s)
+        bad = [b"Bearer tok\tx", b"Bearer tok\x7f", b"Bearer tok\x01", b"Bearer t\xc3\xa9", b"Bearer \x80",
+               b"Bearer", b"Bearer ", b"bearer  tok-alice extra", b"Basic YWxpY2U6eA==", b"Bearer " + b"a" * 5000,
+               b"Bearer tok\x00x"]
+        for raw in bad:
+            code, err = self.http(url + "/api/sessions", raw_auth=raw)
+            self.assertIn(code, (400, 401), (raw, code, err))
+            self.assertIsNone(p.poll(), f"the dashboard died on {raw!r}")
+        # Two Authorization headers: refused too.
+        code, _ = self.http(url + "/api/sessions", token=TOKENS["alice"][0], raw_auth=b"Bearer tok-bob")
+        self.assertEqual(code, 401)
+        # A lowercase scheme is still the bearer scheme (RFC 7235), and it works.
+        code, listed = self.http(url + "/api/sessions", raw_auth=b"bearer " + TOKENS["alice"][0].encode())
+        self.assertEqual(code, 200, listed)
+        self.assertIsNone(p.poll())
+
+    def test_the_dashboards_bodies_and_streams_are_bounded(self):
+        """A body past --max_body_bytes: 413 before it is read. Streams past the bound per
+        client: 429; /healthz and the API answer meanwhile."""
+        import socket
+        s = self.start()
+        p, url = self.dashboard(s, "--threads", "16", "--max_streams_per_client", "4")
+        tok = TOKENS["alice"][0]
+        host, port = url[len("http://"):].split(":")
+        # 64 MiB announced, a little sent: refused from the header alone.
+        with socket.create_connection((host, int(port)), timeout=30) as c:
+            c.sendall(b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Authorization: Bearer " + tok.encode() + b"\r\nContent-Length: 67108864\r\n\r\n{")
+            answer = self.answer(c)
+        self.assertTrue(answer.startswith("HTTP/1.1 413"), answer[:200])
+        self.assertIn("RESOURCE_EXHAUSTED", answer)
+        # Chunked bodies (which would escape the bound) are refused.
+        with socket.create_connection((host, int(port)), timeout=30) as c:
+            c.sendall(b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      b"Authorization: Bearer " + tok.encode() + b"\r\n\r\n1\r\n{\r\n")
+            answer = self.answer(c)
+        self.assertRegex(answer, r"^HTTP/1.1 4(11|13)")
+        self.assertIsNone(p.poll())
+        # Event streams held open by one client: the fifth gets 429, health still answers.
+        alice = self.stubs(s, "alice")
+        spec = datasets_pb2.GeneratorSpec(kind=datasets_pb2.GeneratorSpec.KIND_LINEAR, num_examples=200, seed=1)
+        ds = alice.datasets.CreateGeneratedDataset(datasets_pb2.CreateGeneratedDatasetRequest(spec=spec), timeout=30)
+        sess = alice.training.CreateSession(session_request(ds.name, steps=10 ** 8), timeout=30)
+        sid = sess.name.split("/")[1]
+        held = []
+        try:
+            for _ in range(4):
+                c = socket.create_connection((host, int(port)), timeout=30)
+                held.append(c)
+                c.sendall(f"GET /api/sessions/{sid}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n"
+                          .encode())
+                self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 200"))
+            code, err = self.http(url + f"/api/sessions/{sid}/events", token=tok)
+            self.assertEqual((code, err.get("code")), (429, "RESOURCE_EXHAUSTED"), err)
+            code, health = self.http(url + "/healthz", token=tok)
+            self.assertEqual((code, health.get("status")), (200, "SERVING"), health)
+            code, listed = self.http(url + "/api/sessions", token=tok)
+            self.assertEqual(code, 200, listed)
+        finally:
+            for c in held:
+                c.close()
+        # Closed, the slots come back.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            import urllib.request
+            try:
+                req = urllib.request.Request(url + f"/api/sessions/{sid}/events",
+                                             headers={"Authorization": f"Bearer {tok}"})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    self.assertEqual(r.status, 200)
+                    break
+            except urllib.error.HTTPError as e:
+                self.assertEqual(e.code, 429)
+                time.sleep(0.2)
+        else:
+            self.fail("the stream slots did not come back after their connections closed")
+        alice.training.CancelSession(sessions_pb2.CancelSessionRequest(name=sess.name), timeout=30)
+        self.assertIsNone(p.poll())
 
     def test_a_shared_upload_belongs_to_each_uploader_until_each_deletes_it(self):
         s = self.start()
@@ -555,13 +868,12 @@ class SecurityTest(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(code_of(bob.training.ListSessions, req)[0], C.UNAUTHENTICATED)
         self.assertEqual(code_of(alice.training.ListSessions, req)[0], C.OK)
-        self.assertIn("token file reloaded", s.log_text())
+        self.assertIn("token file reloaded", s.log_text(until="token file reloaded"))
         # A broken file keeps the tokens in use.
         with open(self.tokens_path, "a") as f:
             f.write("not-a-hash alice user\n")
         s.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        self.assertIn("token file not reloaded", s.log_text())
+        self.assertIn("token file not reloaded", s.log_text(until="token file not reloaded"))
         self.assertEqual(code_of(alice.training.ListSessions, req)[0], C.OK)
 
     def test_alignctl_and_the_python_client_train_with_tls_and_a_token_from_the_environment(self):

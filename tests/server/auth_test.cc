@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "server/tls.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
@@ -82,6 +83,19 @@ TEST(AccessTest, UsersSeeTheirOwnAdminsAndViewersSeeAllViewersChangeNothing) {
   EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(st.message(), "viewer 'grafana' may not delete sessions (read-only role)");
   EXPECT_EQ(NotFound("sessions/x").message(), "sessions/x not found");
+}
+
+TEST(LoopbackTest, OnlyLoopbackLiteralsLocalhostAndUnixSocketsAreLoopback) {
+  for (const char* a : {"127.0.0.1:50051", "127.1.2.3:0", "localhost:1", "LOCALHOST:1", "[::1]:5",
+                        "ipv4:127.0.0.1:9", "ipv6:[::1]:9", "dns:///localhost:9", "unix:/tmp/s",
+                        "[::ffff:127.0.0.1]:80"})
+    EXPECT_TRUE(IsLoopback(a)) << a;
+  // Names are not resolved: 127.0.0.1.example.com is whoever owns example.com.
+  for (const char* a :
+       {"127.0.0.1.example.com:50051", "127.evil.net:1", "localhost.example.com:1", "0.0.0.0:1",
+        "[::]:1", "10.0.0.1:1", "128.0.0.1:1", "1127.0.0.1:1", "127.0.0.1", "[::2]:1",
+        "[::ffff:10.0.0.1]:1", "example.com:443", ":50051", "127.0.0.256:1"})
+    EXPECT_FALSE(IsLoopback(a)) << a;
 }
 
 }  // namespace
