@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -17,6 +18,15 @@
 
 namespace alignd::client {
 
+void WatchRow::Seed(const v1::Session& s) {
+  session = s;
+  if (s.has_latest_step()) {
+    last_step = s.latest_step();
+    has_step = true;
+  }
+  if (s.has_latest_eval()) last_eval = s.latest_eval();
+}
+
 void WatchRow::Apply(const v1::MetricEvent& e) {
   if (e.has_step()) {
     last_step = e.step();
@@ -26,7 +36,7 @@ void WatchRow::Apply(const v1::MetricEvent& e) {
   if (e.has_eval()) last_eval = e.eval();
   if (e.has_heartbeat()) session.set_state(e.heartbeat());
   if (e.has_end()) {
-    session = e.end();
+    Seed(e.end());
     ended = true;
   }
   if (e.has_step()) {
@@ -108,7 +118,11 @@ int Watcher::Run() {
     G().SetDeadline(ctx);
     v1::Session s;
     if (auto st = stub_->GetSession(&ctx, req, &s); !st.ok()) Fail(st, "watch " + n);
-    rows_[n].session = s;
+    rows_[n].Seed(s);
+    // The table needs the newest figures (the record has them) and the recent steps for the
+    // rate, not the whole log: it follows from near the end. A JSON line per event is the
+    // whole log.
+    start_seq_[n] = jsonl_ ? 1 : std::max<int64_t>(1, s.last_seq() - kRecentEvents + 1);
   }
   std::vector<std::thread> threads;
   for (const auto& n : names_) threads.emplace_back([this, n] { Follow(n); });
@@ -130,7 +144,7 @@ int Watcher::Run() {
 
 // Streams one session's metrics; on a dropped connection resumes from the last seq.
 void Watcher::Follow(const std::string& name) {
-  int64_t next_seq = 1;
+  int64_t next_seq = start_seq_.at(name);
   int backoff_ms = 100;
   auto lost_since = Clock::now();
   while (true) {

@@ -35,6 +35,9 @@ struct WatchRow {
   // training. Server time, so that a replayed history gives the rate it trained at.
   std::deque<std::pair<double, int64_t>> progress;
 
+  // The session as GetSession (or an end event) has it, with its newest figures
+  // (latest_step, latest_eval): a table before any event is read, and without reading the log.
+  void Seed(const v1::Session& s);
   void Apply(const v1::MetricEvent& e);
   // Steps per second over the recent events; NaN until two events a step apart.
   double StepsPerSecond() const;
@@ -62,8 +65,12 @@ class Watcher {
   bool AllEnded();
   void Paint();  // redraws the table over the last one on a terminal
 
+  // The events a table follows from before a session's last_seq (the rate's history).
+  static constexpr int64_t kRecentEvents = 1000;
+
   const std::vector<std::string> names_;
   const bool tty_, quiet_, jsonl_;
+  std::map<std::string, int64_t> start_seq_;  // written before the followers start
   std::unique_ptr<v1::TrainingService::Stub> stub_;
   std::mutex mu_;
   std::map<std::string, WatchRow> rows_;

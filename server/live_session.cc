@@ -45,6 +45,20 @@ std::shared_ptr<const v1::MetricEvent> MetricRing::Get(int64_t seq, Where* where
   return events_[static_cast<size_t>(seq - first_seq_)];
 }
 
+std::vector<std::shared_ptr<const v1::MetricEvent>> MetricRing::Read(
+    int64_t from, int64_t to, size_t limit, int64_t* first,
+    const std::function<bool(const v1::MetricEvent&)>& keep) const {
+  absl::MutexLock lock(&mu_);
+  *first = first_seq_;
+  std::vector<std::shared_ptr<const v1::MetricEvent>> out;
+  const int64_t end = std::min(to, first_seq_ + static_cast<int64_t>(events_.size()) - 1);
+  for (int64_t seq = std::max(from, first_seq_); seq <= end && out.size() < limit; ++seq) {
+    const auto& e = events_[static_cast<size_t>(seq - first_seq_)];
+    if (!keep || keep(*e)) out.push_back(e);
+  }
+  return out;
+}
+
 int64_t MetricRing::last_seq() const {
   absl::MutexLock lock(&mu_);
   return first_seq_ + static_cast<int64_t>(events_.size()) - 1;

@@ -1,9 +1,10 @@
 // File: server/live_session.h
 // -----------------------------------------------------------------------------
 // LiveSession: a session as the running server holds it — its record (the v1::Session
-// clients see), its trainer options, what its worker was asked to do (pause, cancel,
-// shut down), the newest figures for /metrics, and its recent metric events in memory
-// (MetricRing) with the watchers (open streams) that follow them.
+// clients see, with its newest figures: latest_step and latest_eval, kept by the
+// SessionRecorder), its trainer options, what its worker was asked to do (pause, cancel,
+// shut down), and its recent metric events in memory (MetricRing) with the watchers (open
+// streams) that follow them.
 //
 // Events reach a stream without a read: the worker pushes each event into the ring and
 // wakes the watchers, which take it from memory. Only a stream that asks for events
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -46,6 +48,12 @@ class MetricRing {
   // The event with `seq` if it is here; else whether it is older than the ring (so in
   // storage) or not produced yet.
   std::shared_ptr<const v1::MetricEvent> Get(int64_t seq, Where* where) const;
+  // The events here with seq in [from, to] that `keep` takes (all, without one), at most
+  // `limit`, in seq order; *first is the seq of the ring's oldest event, so every event
+  // before it is in storage. Both under one lock: they agree (ListMetrics).
+  std::vector<std::shared_ptr<const v1::MetricEvent>> Read(
+      int64_t from, int64_t to, size_t limit, int64_t* first,
+      const std::function<bool(const v1::MetricEvent&)>& keep = nullptr) const;
   int64_t last_seq() const;
   int64_t stored_seq() const;
 
@@ -96,20 +104,6 @@ class LiveSession {
   MetricRing& metrics() { return metrics_; }
   const MetricRing& metrics() const { return metrics_; }
 
-  // The newest figures the engine reported (NaN until there are some), for /metrics.
-  struct Latest {
-    double loss = std::numeric_limits<double>::quiet_NaN();
-    double accuracy = std::numeric_limits<double>::quiet_NaN();
-    double nse = std::numeric_limits<double>::quiet_NaN();
-    double eval_loss = std::numeric_limits<double>::quiet_NaN();
-    double eval_error = std::numeric_limits<double>::quiet_NaN();
-    double eval_nse = std::numeric_limits<double>::quiet_NaN();
-    std::vector<double> update_angle;  // per hidden layer, degrees
-  };
-  Latest latest() const {
-    absl::MutexLock lock(&mu_);
-    return latest_;
-  }
   // Steps this process has trained of the session (a counter that never goes back: a
   // restart that resumes from a checkpoint starts it again at 0, which Prometheus reads as
   // a counter reset, not as steps lost).
@@ -133,7 +127,6 @@ class LiveSession {
   mutable absl::Mutex mu_;
   v1::Session record_ ABSL_GUARDED_BY(mu_);
   std::vector<SessionWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
-  Latest latest_ ABSL_GUARDED_BY(mu_);
   const core::TrainerOptions options_;
   const std::string name_;
   const std::string owner_;

@@ -121,21 +121,27 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
       if (!running && !recent) continue;
       auto s = sessions_->Find(r.name());
       if (!s.ok()) continue;
-      const LiveSession::Latest l = (*s)->latest();
       const std::vector<prometheus::ClientMetric::Label> labels = {
           {"session", r.name()}, {"rule", RuleLabel(r.config().feedback().rule())}};
       add(steps, labels, static_cast<double>((*s)->steps_trained()), true);
       add(step, labels, static_cast<double>(r.step()));
       add(total, labels, static_cast<double>(r.total_steps()));
-      add(loss, labels, l.loss);
-      add(acc, labels, l.accuracy);
-      add(nse, labels, l.nse);
-      add(eval_error, labels, l.eval_error);
-      add(eval_nse, labels, l.eval_nse);
-      for (size_t i = 0; i < l.update_angle.size(); ++i) {
-        auto with_layer = labels;
-        with_layer.push_back({"layer", std::to_string(i + 1)});
-        add(angle, with_layer, l.update_angle[i]);
+      // The newest figures are the record's (latest_step, latest_eval), as every client
+      // reads them.
+      if (r.has_latest_step()) {
+        const v1::StepMetrics& l = r.latest_step();
+        add(loss, labels, l.loss());
+        add(acc, labels, l.accuracy());
+        add(nse, labels, l.nse());
+        for (const v1::LayerAlignment& a : l.alignment()) {
+          auto with_layer = labels;
+          with_layer.push_back({"layer", std::to_string(a.layer())});
+          add(angle, with_layer, a.update_angle_mean());
+        }
+      }
+      if (r.has_latest_eval()) {
+        add(eval_error, labels, r.latest_eval().error_rate());
+        add(eval_nse, labels, r.latest_eval().nse());
       }
     }
     for (const auto& [st, n] : counts) add(by_state, {{"state", StateName(st)}}, n);
@@ -210,6 +216,15 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Start(
     }
     std::vector<prometheus::MetricFamily> families = self->registry_->Collect();
     for (auto& f : self->sessions_->Collect()) families.push_back(std::move(f));
+    {
+      auto dropped = Family("alignd_log_lines_dropped_total",
+                            "Log lines dropped because stderr was not read fast enough.",
+                            prometheus::MetricType::Counter);
+      prometheus::ClientMetric m;
+      m.counter.value = static_cast<double>(LogLinesDropped());
+      dropped.metric.push_back(std::move(m));
+      families.push_back(std::move(dropped));
+    }
     res.set_content(prometheus::TextSerializer().Serialize(families),
                     "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -1,6 +1,7 @@
 // File: server/session_impl.cc
 // The TrainingService's unary RPCs (rpc_impl.h).
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -98,9 +99,14 @@ absl::Status DeleteSessionImpl(SessionManager& sessions, const Caller& caller,
   return sessions.Delete(req.name());
 }
 
+// The log up to the session's last_seq: what storage has, and from the session's ring what
+// it does not have yet (a running session's newest events reach storage in batches, after
+// last_seq counts them). The ring is read first, under its own lock with the seq of its
+// oldest event: every event before that one is in storage when storage is read after it.
 absl::Status ListMetricsImpl(SessionManager& sessions, const Caller& caller,
                              const v1::ListMetricsRequest& req, v1::ListMetricsResponse* resp) {
   RETURN_IF_ERROR(SessionFor(sessions, caller, req.parent()).status());
+  ASSIGN_OR_RETURN(const std::shared_ptr<LiveSession> live, sessions.Find(req.parent()));
   int64_t start = std::max<int64_t>(1, req.start_seq());
   const std::string listing = absl::StrCat("metrics|", req.parent(), "|", req.max_points());
   ASSIGN_OR_RETURN(const std::string position, DecodePageToken(listing, req.page_token()));
@@ -109,20 +115,40 @@ absl::Status ListMetricsImpl(SessionManager& sessions, const Caller& caller,
   const int size = PageSize(req.page_size(), 500, 10000);
   if (req.max_points() < 0) return absl::InvalidArgumentError("max_points must be >= 0");
   Storage& storage = *sessions.storage();
+  const MetricRing& ring = live->metrics();
+  std::vector<v1::MetricEvent> events;
+  int64_t first = 0;  // the ring's oldest seq: storage has every event before it
   if (req.max_points() == 0) {
-    ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events,
-                     storage.ReadMetrics(req.parent(), start, size + 1));
+    const int64_t want = int64_t{size} + 1;  // one more tells whether a next page exists
+    const auto recent = ring.Read(start, start + size, static_cast<size_t>(want), &first);
+    if (start < first) {
+      ASSIGN_OR_RETURN(events,
+                       storage.ReadMetrics(req.parent(), start,
+                                           static_cast<int>(std::min(want, first - start))));
+      while (!events.empty() && events.back().seq() >= first) events.pop_back();
+    }
+    for (const auto& e : recent)
+      if (static_cast<int64_t>(events.size()) < want) events.push_back(*e);
     for (int i = 0; i < static_cast<int>(events.size()) && i < size; ++i)
       *resp->add_events() = std::move(events[i]);
     if (static_cast<int>(events.size()) > size)
       resp->set_next_page_token(EncodePageToken(listing, std::to_string(events[size].seq())));
     return absl::OkStatus();
   }
-  // Downsampled: every k-th event of the log from `start` (at most max_points), evaluations
-  // all, read by the storage without touching the rest.
-  ASSIGN_OR_RETURN(std::vector<v1::MetricEvent> events,
-                   storage.ReadMetricsSampled(req.parent(), start, req.max_points()));
+  // Downsampled: every k-th event from `start` up to last_seq (at most max_points of them),
+  // evaluations all; storage reads only those rows.
+  const int64_t end = ring.last_seq();
+  const int64_t every = std::max<int64_t>(1, (end - start + req.max_points()) / req.max_points());
+  const auto recent = ring.Read(start, end, std::numeric_limits<size_t>::max(), &first,
+                                [start, every](const v1::MetricEvent& e) {
+                                  return !e.has_step() || (e.seq() - start) % every == 0;
+                                });
+  if (start < first) {
+    ASSIGN_OR_RETURN(
+        events, storage.ReadMetricsSampled(req.parent(), start, std::min(end, first - 1), every));
+  }
   for (auto& e : events) *resp->add_events() = std::move(e);
+  for (const auto& e : recent) *resp->add_events() = *e;
   return absl::OkStatus();
 }
 

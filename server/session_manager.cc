@@ -72,13 +72,24 @@ absl::Status SessionManager::Start() {
         }
       }
     }
+    // The newest figures are those of the log as it now stands: cut back with it on a
+    // resume, and found once for a record from before records kept them.
+    const bool figures =
+        resume || (record.last_seq() > 0 && !record.has_latest_step() && !record.has_latest_eval());
     if (resume) {
       ASSIGN_OR_RETURN(int64_t last_seq, storage_->TruncateMetricsAfterStep(record.name(), step));
       record.set_last_seq(last_seq);
       record.set_step(step);
       record.set_state(v1::SESSION_STATE_QUEUED);
-      RETURN_IF_ERROR(storage_->PutSession(record));
     }
+    if (figures) {
+      ASSIGN_OR_RETURN(Storage::NewestMetrics newest, storage_->ReadNewestMetrics(record.name()));
+      record.clear_latest_step();
+      record.clear_latest_eval();
+      if (newest.step) *record.mutable_latest_step() = newest.step->step();
+      if (newest.eval) *record.mutable_latest_eval() = newest.eval->eval();
+    }
+    if (resume || figures) RETURN_IF_ERROR(storage_->PutSession(record));
     auto s = std::make_shared<LiveSession>(record, *options);
     sessions_[record.name()] = s;
     if (resume) queue_.push_back(s);
@@ -218,6 +229,10 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                           absl::StrCat("session.eval_dataset: ", e.status().message()));
     eval = *e;
   }
+  // The config against the data first: a batch larger than the data set is the caller's
+  // mistake to name (session.config.batch_size), not a matter of memory.
+  if (absl::Status st = core::ValidateTraining(options, *train, eval.get()); !st.ok())
+    return absl::InvalidArgumentError(absl::StrCat("session.config.", st.message()));
   // Memory, before anything of the session's size is allocated: the weights are bounded
   // above, but the workspaces grow with the batch (a 1-100000-1 net at batch 200000
   // needs 80 GB) and the data sets with their size.
@@ -237,8 +252,6 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                        options.batch_size, ") and ", data >> 20, " MiB of data; the server allows ",
                        options_.max_session_bytes >> 20, " MiB per session (--max_session_bytes)"));
   }
-  if (absl::Status st = core::ValidateTraining(options, *train, eval.get()); !st.ok())
-    return absl::InvalidArgumentError(absl::StrCat("session.config.", st.message()));
 
   v1::Session record;
   record.set_name(SessionName(id));

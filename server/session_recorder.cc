@@ -40,15 +40,6 @@ bool SessionRecorder::OnStep(const core::StepMetrics& m) {
     v1::MetricEvent e;
     ToProto(m, e.mutable_step());
     Append(e, m.step);
-    {
-      absl::MutexLock lock(&s_->mu_);
-      LiveSession::Latest& l = s_->latest_;
-      l.loss = m.loss;
-      l.accuracy = m.accuracy;
-      l.nse = m.nse;
-      l.update_angle.clear();
-      for (const auto& a : m.alignment) l.update_angle.push_back(a.update_angle_mean);
-    }
     news = true;
   }
   SetProgress(m.step, m.epoch);
@@ -66,12 +57,6 @@ bool SessionRecorder::OnEvaluation(const core::EvalMetrics& m) {
   v1::MetricEvent e;
   ToProto(m, e.mutable_eval());
   Append(e, m.step);
-  {
-    absl::MutexLock lock(&s_->mu_);
-    s_->latest_.eval_loss = m.loss;
-    s_->latest_.eval_error = m.error_rate;
-    s_->latest_.eval_nse = m.nse;
-  }
   SetProgress(-1, -1);
   s_->Notify();
   return status().ok() && s_->stop_.load() == LiveSession::StopRequest::kNone;
@@ -85,7 +70,16 @@ void SessionRecorder::Append(v1::MetricEvent& e, int64_t step) {
   t.metric.step = step;
   t.metric.event = e;
   t.bytes = static_cast<int64_t>(e.ByteSizeLong());
-  s_->metrics().Push(std::make_shared<const v1::MetricEvent>(std::move(e)));
+  auto pushed = std::make_shared<const v1::MetricEvent>(std::move(e));
+  s_->metrics().Push(pushed);
+  {
+    // The record's newest figures and last_seq move together, after the event is in the
+    // ring: a ListMetrics up to last_seq finds the figures' event.
+    absl::MutexLock lock(&s_->mu_);
+    s_->record_.set_last_seq(last_seq_);
+    if (pushed->has_step()) *s_->record_.mutable_latest_step() = pushed->step();
+    if (pushed->has_eval()) *s_->record_.mutable_latest_eval() = pushed->eval();
+  }
   Enqueue(std::move(t));
 }
 

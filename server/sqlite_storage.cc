@@ -240,7 +240,9 @@ class SqliteStorage final : public Storage {
                                                            int64_t start_seq, int limit) override;
   absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(const std::string& session,
                                                                   int64_t start_seq,
-                                                                  int max_points) override;
+                                                                  int64_t end_seq,
+                                                                  int64_t every) override;
+  absl::StatusOr<NewestMetrics> ReadNewestMetrics(const std::string& session) override;
   absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& session,
                                                    int64_t step) override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& session) override;
@@ -569,15 +571,11 @@ absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetrics(const st
 }
 
 absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetricsSampled(
-    const std::string& name, int64_t start_seq, int max_points) {
+    const std::string& name, int64_t start_seq, int64_t end_seq, int64_t every) {
   absl::MutexLock lock(&mu_);
-  Stmt last(db_, "SELECT MAX(seq) FROM metrics WHERE session = ?");
-  last.BindText(1, name);
-  if (last.Step() != SQLITE_ROW) return SqlError(db_, "max seq");
-  const int64_t end = last.Int(0);
   std::vector<v1::MetricEvent> out;
-  if (end < start_seq || max_points < 1) return out;
-  const int64_t every = std::max<int64_t>(1, (end - start_seq + max_points) / max_points);
+  if (end_seq < start_seq) return out;
+  every = std::max<int64_t>(1, every);
   // The strided seqs by primary-key lookups, the evaluations (and rows of unknown kind) by
   // the partial index: a million-event log costs max_points + evaluations row reads.
   Stmt st(db_,
@@ -586,15 +584,39 @@ absl::StatusOr<std::vector<v1::MetricEvent>> SqliteStorage::ReadMetricsSampled(
           "SELECT m.seq, m.event FROM pick JOIN metrics m ON m.session = ?1 AND m.seq = pick.seq "
           "UNION "
           "SELECT seq, event FROM metrics INDEXED BY metrics_not_steps "
-          "WHERE session = ?1 AND seq >= ?2 AND kind IS NOT 0 "
+          "WHERE session = ?1 AND seq >= ?2 AND seq <= ?4 AND kind IS NOT 0 "
           "ORDER BY 1");
-  st.BindText(1, name).Bind(2, start_seq).Bind(3, every).Bind(4, end);
+  st.BindText(1, name).Bind(2, start_seq).Bind(3, every).Bind(4, end_seq);
   while (st.Step() == SQLITE_ROW) {
     v1::MetricEvent e;
     if (!e.ParseFromString(st.Blob(1))) return absl::DataLossError("corrupt metric event");
     // Rows of unknown kind come through the index: keep their steps on the stride only.
     if (e.has_step() && (e.seq() - start_seq) % every != 0) continue;
     out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<Storage::NewestMetrics> SqliteStorage::ReadNewestMetrics(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  NewestMetrics out;
+  // Backwards along the primary key to the first step (nearly every event is one), and along
+  // the evaluations' partial index to the first evaluation; rows of unknown kind (written
+  // before kinds were) are looked at on the way.
+  for (const bool eval : {false, true}) {
+    Stmt st(db_, eval ? "SELECT event FROM metrics INDEXED BY metrics_not_steps "
+                        "WHERE session = ? AND kind IS NOT 0 ORDER BY seq DESC"
+                      : "SELECT event FROM metrics WHERE session = ? AND kind IS NOT 1 "
+                        "ORDER BY seq DESC");
+    st.BindText(1, name);
+    while (st.Step() == SQLITE_ROW) {
+      v1::MetricEvent e;
+      if (!e.ParseFromString(st.Blob(0))) return absl::DataLossError("corrupt metric event");
+      if (eval ? e.has_eval() : e.has_step()) {
+        (eval ? out.eval : out.step) = std::move(e);
+        break;
+      }
+    }
   }
   return out;
 }

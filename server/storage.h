@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,12 +97,18 @@ class Storage {
   virtual absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& session,
                                                                    int64_t start_seq,
                                                                    int limit) = 0;
-  // Downsampled: the events with seq start_seq, start_seq + k, start_seq + 2k, ... (k chosen
-  // so that at most max_points of them lie between start_seq and the newest seq; k >= 1) and
-  // every evaluation from start_seq on, in seq order. Reads only those rows, however long
-  // the log.
+  // Downsampled: the stored events with seq start_seq, start_seq + every, start_seq +
+  // 2 every, ... up to end_seq, and every stored evaluation from start_seq to end_seq, in seq
+  // order (every >= 1; the caller picks it from the log's length, which may run past what is
+  // stored: ListMetrics). Reads only those rows, however long the log.
   virtual absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(
-      const std::string& session, int64_t start_seq, int max_points) = 0;
+      const std::string& session, int64_t start_seq, int64_t end_seq, int64_t every) = 0;
+  // The newest stored step event and the newest stored evaluation (either absent if there
+  // is none): what a session record's latest figures are after a restart cut its log.
+  struct NewestMetrics {
+    std::optional<v1::MetricEvent> step, eval;
+  };
+  virtual absl::StatusOr<NewestMetrics> ReadNewestMetrics(const std::string& session) = 0;
   // Deletes the events of steps after `step` (a restart from a checkpoint at `step`), and
   // returns the last seq kept (0 if none).
   virtual absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& session,

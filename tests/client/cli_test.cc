@@ -74,6 +74,34 @@ TEST(WatchTest, TheTableShowsWholeNamesAndDashesBeforeTheFirstStep) {
   EXPECT_NE(out.find("ETA"), std::string::npos);
 }
 
+TEST(WatchTest, TheSessionsNewestFiguresFillTheTableBeforeAnyEvent) {
+  // A finished session's record carries its newest figures: the table shows them without
+  // the log being read.
+  v1::Session s;
+  s.set_state(v1::SESSION_STATE_SUCCEEDED);
+  s.set_step(3000);
+  s.set_total_steps(3000);
+  s.mutable_latest_step()->set_step(2991);
+  s.mutable_latest_step()->set_loss(0.4375);
+  s.mutable_latest_step()->set_accuracy(0.8125);
+  s.mutable_latest_step()->add_alignment()->set_update_angle_mean(42.5);
+  s.mutable_latest_eval()->set_examples(100);
+  s.mutable_latest_eval()->set_error_rate(0.0625);
+  std::map<std::string, WatchRow> rows;
+  rows["sessions/abcdef012345"].Seed(s);
+  const std::string out = RenderWatch(rows, {"sessions/abcdef012345"}, false);
+  EXPECT_NE(out.find("0.4375"), std::string::npos) << out;
+  EXPECT_NE(out.find("0.8125"), std::string::npos) << out;
+  EXPECT_NE(out.find("0.0625"), std::string::npos) << out;
+  EXPECT_NE(out.find("42.5 deg"), std::string::npos) << out;
+  // An end event's session replaces them: the newest figures win.
+  v1::MetricEvent end;
+  s.mutable_latest_step()->set_loss(0.25);
+  *end.mutable_end() = s;
+  rows["sessions/abcdef012345"].Apply(end);
+  EXPECT_NE(RenderWatch(rows, {"sessions/abcdef012345"}, false).find("0.25"), std::string::npos);
+}
+
 TEST(CreateRequestTest, FlagsOverrideTheConfigFileRuleIncluded) {
   CreateFlags f;
   f.dataset = "1f3a";

@@ -183,6 +183,17 @@ class HostileTest(unittest.TestCase):
         self.assertIn("--max_session_bytes", msg)
         self.assertTrue(s.alive())
 
+    def test_a_batch_larger_than_the_data_set_is_named_before_memory_is_estimated(self):
+        # 2^31-1 at batch: the memory estimate alone would say RESOURCE_EXHAUSTED; the caller's
+        # mistake is the batch, and that is said first.
+        s = self.start()
+        ds = self.generated(s, n=240)
+        code, msg = code_of(s.training.CreateSession, session_request(ds, batch=2147483647, steps=1))
+        self.assertEqual(code, C.INVALID_ARGUMENT, msg)
+        self.assertIn("session.config.batch_size is 2147483647", msg)
+        self.assertIn("240 examples", msg)
+        self.assertTrue(s.alive())
+
     @unittest.skipIf(os.environ.get("ALIGND_SANITIZER"),
                      "sanitizers reserve terabytes of address space: an RLIMIT_AS leaves them none")
     def test_a_session_that_runs_out_of_memory_fails_alone_and_stays_failed_after_restart(self):

@@ -5,8 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/proto_convert.h"
 #include "tests/server/server_fixture.h"
 
@@ -15,8 +19,115 @@ namespace {
 
 const Caller kAdmin = Caller::Anonymous();
 
+// A real storage whose metric appends wait while `*open` is false: a writer as far behind
+// the training as a test wants (what a fast session's lag looks like, made certain).
+class HeldBackStorage final : public ForwardingStorage {
+ public:
+  HeldBackStorage(std::unique_ptr<Storage> inner, absl::Mutex* mu, bool* open)
+      : ForwardingStorage(std::move(inner)), mu_(mu), open_(open) {}
+  absl::Status AppendMetrics(const std::string& n, const std::vector<StoredMetric>& e) override {
+    {
+      absl::MutexLock lock(mu_);
+      mu_->Await(absl::Condition(open_));
+    }
+    return ForwardingStorage::AppendMetrics(n, e);
+  }
+
+ private:
+  absl::Mutex* const mu_;
+  bool* const open_;
+};
+
+// The same figures (NaN where the task has none: compared as bytes, not as numbers).
+std::string Figures(const google::protobuf::Message& m) { return m.SerializeAsString(); }
+
 class RpcImplTest : public ServerFixture {
  protected:
+  void SetUp() override {
+    wrap_ = [this](std::unique_ptr<Storage> s) -> std::unique_ptr<Storage> {
+      return std::make_unique<HeldBackStorage>(std::move(s), &appends_mu_, &appends_open_);
+    };
+    ServerFixture::SetUp();
+  }
+  void TearDown() override {
+    HoldAppends(false);  // a failed test must not leave the writer (and so Shutdown) waiting
+    ServerFixture::TearDown();
+  }
+  void HoldAppends(bool hold) {
+    absl::MutexLock lock(&appends_mu_);
+    appends_open_ = !hold;
+  }
+  v1::Session Get(const std::string& name) {
+    v1::GetSessionRequest get;
+    get.set_name(name);
+    v1::Session s;
+    EXPECT_OK(GetSessionImpl(*manager_, kAdmin, get, &s));
+    return s;
+  }
+  // The whole log from ListMetrics, page by page.
+  std::vector<v1::MetricEvent> ListAll(const std::string& name, int page_size) {
+    v1::ListMetricsRequest req;
+    req.set_parent(name);
+    req.set_page_size(page_size);
+    std::vector<v1::MetricEvent> out;
+    while (true) {
+      v1::ListMetricsResponse resp;
+      EXPECT_OK(ListMetricsImpl(*manager_, kAdmin, req, &resp));
+      for (auto& e : *resp.mutable_events()) out.push_back(std::move(e));
+      if (resp.next_page_token().empty()) return out;
+      req.set_page_token(resp.next_page_token());
+    }
+  }
+  // ListMetrics with max_points from `start` is the log's events at start, start + k, ...
+  // and its evaluations, k from the log's length up to `last_seq` as the proto says.
+  void ExpectSampled(const std::string& name, const std::vector<v1::MetricEvent>& log,
+                     int64_t last_seq) {
+    for (int64_t start : {1, 3})
+      for (int max_points : {1, 5, 8, 1000}) {
+        SCOPED_TRACE(absl::StrCat("start ", start, ", max_points ", max_points));
+        v1::ListMetricsRequest req;
+        req.set_parent(name);
+        req.set_start_seq(start);
+        req.set_max_points(max_points);
+        v1::ListMetricsResponse resp;
+        ASSERT_OK(ListMetricsImpl(*manager_, kAdmin, req, &resp));
+        const int64_t every = std::max<int64_t>(1, (last_seq - start + max_points) / max_points);
+        std::vector<int64_t> want, got;
+        for (const auto& e : log)
+          if (e.seq() >= start && (e.has_eval() || (e.seq() - start) % every == 0))
+            want.push_back(e.seq());
+        int steps = 0;
+        for (const auto& e : resp.events()) {
+          got.push_back(e.seq());
+          steps += e.has_step();
+        }
+        EXPECT_EQ(got, want);
+        EXPECT_LE(steps, max_points);
+      }
+  }
+  // A session's newest figures are those of the last step and evaluation events its log
+  // has up to its last_seq (none before the first).
+  void ExpectLatestIsTheLogs(const v1::Session& s, const std::vector<v1::MetricEvent>& log) {
+    SCOPED_TRACE(s.name());
+    const v1::MetricEvent *step = nullptr, *eval = nullptr;
+    for (const auto& e : log) {
+      if (e.seq() > s.last_seq()) break;
+      if (e.has_step()) step = &e;
+      if (e.has_eval()) eval = &e;
+    }
+    ASSERT_EQ(s.has_latest_step(), step != nullptr);
+    ASSERT_EQ(s.has_latest_eval(), eval != nullptr);
+    if (step) {
+      EXPECT_EQ(Figures(s.latest_step()), Figures(step->step())) << step->seq();
+    }
+    if (eval) {
+      EXPECT_EQ(Figures(s.latest_eval()), Figures(eval->eval())) << eval->seq();
+    }
+  }
+
+  absl::Mutex appends_mu_;
+  bool appends_open_ ABSL_GUARDED_BY(appends_mu_) = true;
+
   // With evaluations on the training set.
   v1::Session CreateAndFinish(int64_t steps = 400) {
     v1::Session s;
@@ -110,6 +221,87 @@ TEST_F(RpcImplTest, ListMetricsPagesAndDownsamplesKeepingEvaluations) {
   req.set_max_points(-1);
   EXPECT_EQ(ListMetricsImpl(*manager_, kAdmin, req, &thin).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Events reach storage in batches after last_seq counts them (for a fast session, many
+// thousands later). ListMetrics up to last_seq is still the whole log: what storage lacks
+// comes from the session's ring. Here the writer is held back entirely while the run ends.
+TEST_F(RpcImplTest, ListMetricsUpToLastSeqIsGaplessHoweverFarStorageLags) {
+  const v1::Session reference = CreateAndFinish();  // the log the same config makes
+  const int64_t n = reference.last_seq();
+  const std::vector<v1::MetricEvent> whole = ListAll(reference.name(), 10000);
+  ASSERT_EQ(static_cast<int64_t>(whole.size()), n);
+
+  HoldAppends(true);
+  auto req = Request();
+  req.mutable_session()->set_eval_dataset(dataset_);
+  req.mutable_session()->mutable_config()->set_eval_every(100);
+  // No snapshots on the way: more than kMaxQueuedSnapshots of them would (rightly) hold the
+  // worker back behind the held writer. The metric log is the same.
+  req.mutable_session()->set_snapshot_every(0);
+  v1::Session s;
+  ASSERT_OK(CreateSessionImpl(*manager_, kAdmin, req, &s));
+  while (Get(s.name()).last_seq() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const v1::Session live = Get(s.name());
+  EXPECT_EQ(live.state(), v1::SESSION_STATE_RUNNING);  // its writer has stored nothing yet
+  ASSERT_LT(*storage_->CountMetrics(s.name()), n) << "storage does not lag: proves nothing";
+
+  for (int pass = 0; pass < 3; ++pass) {
+    SCOPED_TRACE(pass == 0 ? "nothing stored" : pass == 1 ? "all stored" : "after a restart");
+    const std::vector<v1::MetricEvent> log = ListAll(s.name(), 7);
+    ASSERT_EQ(static_cast<int64_t>(log.size()), n);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_EQ(log[i].seq(), i + 1);
+      EXPECT_EQ(log[i].has_step() ? Figures(log[i].step()) : Figures(log[i].eval()),
+                whole[i].has_step() ? Figures(whole[i].step()) : Figures(whole[i].eval()))
+          << i;
+    }
+    ExpectSampled(s.name(), log, n);
+    // The record's newest figures, from GetSession and ListSessions alike.
+    ExpectLatestIsTheLogs(Get(s.name()), log);
+    v1::ListSessionsResponse listed;
+    ASSERT_OK(ListSessionsImpl(*manager_, kAdmin, v1::ListSessionsRequest(), &listed));
+    for (const v1::Session& x : listed.sessions())
+      if (x.name() == s.name()) ExpectLatestIsTheLogs(x, log);
+    if (pass == 0) {
+      HoldAppends(false);
+      manager_->WaitIdle();
+      EXPECT_EQ(Get(s.name()).state(), v1::SESSION_STATE_SUCCEEDED);
+      EXPECT_EQ(*storage_->CountMetrics(s.name()), n);
+    } else if (pass == 1) {
+      Open();  // a new server on the same data directory: the figures were stored
+    }
+  }
+}
+
+// A session trained while the test lists its log over and over, its writer slowed: each
+// listing up to the last_seq a GetSession just gave is gapless, and that GetSession's
+// newest figures are the listing's last step and evaluation, however the ring and storage
+// share the log at that moment (the ring keeps 1024 stored events; this log has 6000).
+TEST_F(RpcImplTest, ListMetricsWhileASessionRunsIsGaplessAndMatchesItsLatestFigures) {
+  auto req = Request(6000);
+  req.mutable_session()->set_eval_dataset(dataset_);
+  auto* c = req.mutable_session()->mutable_config();
+  c->set_metrics_every(1);
+  c->set_eval_every(50);
+  v1::Session s;
+  ASSERT_OK(CreateSessionImpl(*manager_, kAdmin, req, &s));
+  int listings = 0;
+  bool running = true;
+  while (running) {
+    const v1::Session now = Get(s.name());
+    running = now.state() == v1::SESSION_STATE_QUEUED || now.state() == v1::SESSION_STATE_RUNNING;
+    // Briefly hold the writer back every other time, so that storage lags by a lot.
+    HoldAppends(listings % 2 == 0 && running);
+    const std::vector<v1::MetricEvent> log = ListAll(s.name(), 10000);
+    HoldAppends(false);
+    ASSERT_GE(static_cast<int64_t>(log.size()), now.last_seq());
+    for (size_t i = 0; i < log.size(); ++i) ASSERT_EQ(log[i].seq(), static_cast<int64_t>(i + 1));
+    ExpectLatestIsTheLogs(now, log);
+    ++listings;
+  }
+  EXPECT_EQ(Get(s.name()).state(), v1::SESSION_STATE_SUCCEEDED);
+  EXPECT_GE(listings, 2);
 }
 
 TEST_F(RpcImplTest, ListSnapshotsPages) {

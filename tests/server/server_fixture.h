@@ -56,8 +56,11 @@ class ForwardingStorage : public Storage {
     return inner_->ReadMetrics(n, s, l);
   }
   absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(const std::string& n, int64_t s,
-                                                                  int m) override {
-    return inner_->ReadMetricsSampled(n, s, m);
+                                                                  int64_t e, int64_t k) override {
+    return inner_->ReadMetricsSampled(n, s, e, k);
+  }
+  absl::StatusOr<NewestMetrics> ReadNewestMetrics(const std::string& n) override {
+    return inner_->ReadNewestMetrics(n);
   }
   absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string& n, int64_t s) override {
     return inner_->TruncateMetricsAfterStep(n, s);

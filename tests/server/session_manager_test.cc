@@ -142,6 +142,88 @@ TEST_F(SessionManagerTest, ARestartResumesFromTheCheckpointBitForBit) {
     EXPECT_EQ((*events)[i].seq(), static_cast<int64_t>(i + 1));
 }
 
+// The newest figures ride with the stored record, and a restart that cuts the log back to
+// its checkpoint cuts them back with it: here the data directory holds what a kill -9
+// leaves when events past the checkpoint were stored, and a record whose figures are
+// theirs. No worker runs after the restart, so the figures are the restart's own.
+TEST_F(SessionManagerTest, ARestartCutsTheNewestFiguresBackWithTheLog) {
+  auto req = Request(3000);
+  req.mutable_session()->set_eval_dataset(dataset_);
+  req.mutable_session()->mutable_config()->set_eval_every(100);
+  auto s = manager_->Create(req);
+  ASSERT_OK(s);
+  while (manager_->Get(s->name())->step() < 200)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  manager_->Shutdown();  // it checkpoints where it stopped
+  auto record = storage_->GetSession(s->name());
+  ASSERT_OK(record);
+  ASSERT_LT(record->step(), 3000) << "it finished: the test proves nothing";
+  auto checkpoint = storage_->CheckpointStep(s->name());
+  ASSERT_OK(checkpoint);
+  auto kept = storage_->ReadMetrics(s->name(), 1, 100000);
+  ASSERT_OK(kept);
+  ASSERT_EQ(kept->back().seq(), record->last_seq());
+  // Stored after the checkpoint, before the kill: a step and an evaluation past it.
+  std::vector<StoredMetric> past(2);
+  past[0].step = *checkpoint + 1;
+  past[0].event.set_seq(record->last_seq() + 1);
+  past[0].event.mutable_step()->set_step(*checkpoint + 1);
+  past[0].event.mutable_step()->set_loss(1234);
+  past[1].step = *checkpoint + 5;
+  past[1].event.set_seq(record->last_seq() + 2);
+  past[1].event.mutable_eval()->set_step(*checkpoint + 5);
+  past[1].event.mutable_eval()->set_loss(4321);
+  ASSERT_OK(storage_->AppendMetrics(s->name(), past));
+  record->set_state(v1::SESSION_STATE_RUNNING);
+  record->set_last_seq(record->last_seq() + 2);
+  *record->mutable_latest_step() = past[0].event.step();
+  *record->mutable_latest_eval() = past[1].event.eval();
+  ASSERT_OK(storage_->PutSession(*record));
+
+  Open(/*max_running=*/0);
+  const auto after = manager_->Get(s->name());
+  ASSERT_OK(after);
+  EXPECT_EQ(after->state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(after->last_seq(), kept->back().seq());
+  const v1::MetricEvent *step = nullptr, *eval = nullptr;
+  for (const auto& e : *kept) (e.has_step() ? step : eval) = &e;
+  ASSERT_TRUE(step && eval);
+  EXPECT_EQ(after->latest_step().SerializeAsString(), step->step().SerializeAsString());
+  EXPECT_EQ(after->latest_eval().SerializeAsString(), eval->eval().SerializeAsString());
+  // And so stored: the next start reads them back.
+  EXPECT_EQ(storage_->GetSession(s->name())->latest_step().step(), step->step().step());
+
+  Open();
+  manager_->WaitIdle();
+  const auto done = manager_->Get(s->name());
+  ASSERT_OK(done);
+  ASSERT_EQ(done->state(), v1::SESSION_STATE_SUCCEEDED);
+  EXPECT_EQ(done->latest_step().step(), 2991);  // metric steps 1, 11, ..., 2991
+  EXPECT_EQ(done->latest_eval().step(), 3000);
+}
+
+// A record stored before records kept the newest figures gets them from its log, once.
+TEST_F(SessionManagerTest, ARecordWithoutTheNewestFiguresGetsThemFromItsLog) {
+  auto req = Request(400);
+  req.mutable_session()->set_eval_dataset(dataset_);
+  req.mutable_session()->mutable_config()->set_eval_every(100);
+  auto s = manager_->Create(req);
+  ASSERT_OK(s);
+  manager_->WaitIdle();
+  const v1::Session finished = *manager_->Get(s->name());
+  ASSERT_TRUE(finished.has_latest_step() && finished.has_latest_eval());
+  manager_->Shutdown();
+  v1::Session old = finished;
+  old.clear_latest_step();
+  old.clear_latest_eval();
+  ASSERT_OK(storage_->PutSession(old));
+  Open();
+  const v1::Session again = *manager_->Get(s->name());
+  EXPECT_EQ(again.latest_step().SerializeAsString(), finished.latest_step().SerializeAsString());
+  EXPECT_EQ(again.latest_eval().SerializeAsString(), finished.latest_eval().SerializeAsString());
+  EXPECT_TRUE(storage_->GetSession(s->name())->has_latest_step());
+}
+
 // A storage whose checkpoint index lags its blobs by one checkpoint: what a backend with
 // the index in a database and the blobs on a volume shows after a kill between the two
 // writes (the kill -9 e2e test lost events this way, ~1 run in 10, while alignd's own

@@ -100,56 +100,77 @@ std::vector<StoredMetric> Mixed(int n) {
   return out;
 }
 
-void ExpectSampled(Storage& s, int n, int64_t start, int max_points) {
-  SCOPED_TRACE(absl::StrCat("start ", start, ", max_points ", max_points));
-  auto got = s.ReadMetricsSampled("sessions/log", start, max_points);
+// The strided steps and every evaluation of [start, end] that a log of n events holds
+// (end may be past n: the newest events of a live session are not stored yet).
+void ExpectSampled(Storage& s, int n, int64_t start, int64_t end, int64_t every) {
+  SCOPED_TRACE(absl::StrCat("start ", start, ", end ", end, ", every ", every));
+  auto got = s.ReadMetricsSampled("sessions/log", start, end, every);
   ASSERT_OK(got);
-  const int64_t every = std::max<int64_t>(1, (n - start + max_points) / max_points);
   std::vector<int64_t> want, seqs;
-  for (int64_t seq = start; seq <= n; ++seq)
+  for (int64_t seq = start; seq <= std::min<int64_t>(end, n); ++seq)
     if (seq % 7 == 0 || (seq - start) % every == 0) want.push_back(seq);
-  int steps = 0;
   for (const auto& e : *got) {
     seqs.push_back(e.seq());
-    steps += e.has_step();
+    EXPECT_EQ(e.has_eval(), e.seq() % 7 == 0) << e.seq();
   }
   EXPECT_EQ(seqs, want);
-  EXPECT_LE(steps, max_points);
-  // Spread over the whole range: at least half the points allowed (the stride is whole),
-  // less the strided seqs that are evaluations.
-  EXPECT_GE(steps, std::min<int64_t>(max_points, n - start + 1) / 2 * 6 / 7 - 1);
+}
+
+void ExpectNewest(Storage& s, int n) {
+  auto newest = s.ReadNewestMetrics("sessions/log");
+  ASSERT_OK(newest);
+  ASSERT_TRUE(newest->step && newest->eval);
+  EXPECT_EQ(newest->step->seq(), n % 7 == 0 ? n - 1 : n);
+  EXPECT_TRUE(newest->step->has_step());
+  EXPECT_EQ(newest->eval->seq(), n / 7 * 7);
+  EXPECT_TRUE(newest->eval->has_eval());
 }
 
 TEST(StorageTest, SampledMetricsKeepEveryEvaluationAndEvenlySpacedSteps) {
   const auto dir = alignd::testing::TempDir("sampled");
   std::filesystem::remove_all(dir);
   const int n = 1000;
+  auto all = [&] {
+    auto s = OpenSqliteStorage(dir);
+    ASSERT_OK(s);
+    for (int64_t start : {1, 2, 500})
+      for (int64_t end : {int64_t{600}, int64_t{n}, int64_t{5000}})
+        for (int64_t every : {1, 3, 10, 999, 5000}) ExpectSampled(**s, n, start, end, every);
+    ExpectNewest(**s, n);
+  };
   {
     auto s = OpenSqliteStorage(dir);
     ASSERT_OK(s);
     ASSERT_OK((*s)->AppendMetrics("sessions/log", Mixed(n)));
     ASSERT_OK((*s)->AppendMetrics("sessions/other", Events(1, 50)));
-    for (int64_t start : {1, 2, 500})
-      for (int max_points : {1, 10, 64, 999, 5000}) ExpectSampled(**s, n, start, max_points);
-    auto none = (*s)->ReadMetricsSampled("sessions/log", n + 1, 10);
+    auto none = (*s)->ReadMetricsSampled("sessions/log", n + 1, n + 100, 10);
     ASSERT_OK(none);
     EXPECT_TRUE(none->empty());
-    auto absent = (*s)->ReadMetricsSampled("sessions/absent", 1, 10);
+    auto before = (*s)->ReadMetricsSampled("sessions/log", 10, 9, 1);
+    ASSERT_OK(before);
+    EXPECT_TRUE(before->empty());
+    auto absent = (*s)->ReadMetricsSampled("sessions/absent", 1, 10, 1);
     ASSERT_OK(absent);
     EXPECT_TRUE(absent->empty());
+    auto nothing = (*s)->ReadNewestMetrics("sessions/absent");
+    ASSERT_OK(nothing);
+    EXPECT_FALSE(nothing->step || nothing->eval);
+    auto steps_only = (*s)->ReadNewestMetrics("sessions/other");
+    ASSERT_OK(steps_only);
+    ASSERT_TRUE(steps_only->step);
+    EXPECT_EQ(steps_only->step->seq(), 50);
+    EXPECT_FALSE(steps_only->eval);
   }
-  // A log written before metrics had a kind column: the same answer, read the slow way.
+  all();
+  // A log written before metrics had a kind column: the same answers, read the slow way.
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir / "alignd.db").c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, "UPDATE metrics SET kind = NULL", nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
-    auto s = OpenSqliteStorage(dir);
-    ASSERT_OK(s);
-    for (int64_t start : {1, 500})
-      for (int max_points : {10, 999}) ExpectSampled(**s, n, start, max_points);
   }
+  all();
 }
 
 TEST(StorageTest, ACheckpointsStepIsTheStepOfItsBytes) {
