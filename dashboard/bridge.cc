@@ -9,11 +9,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -25,6 +25,7 @@
 #include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
+#include "dashboard/request_checks.h"
 #include "formats/formats.h"
 
 namespace alignd::dashboard {
@@ -85,27 +86,87 @@ std::string ErrorFields(const grpc::Status& st) {
                       "\", \"message\": ", Json(message));
 }
 
+grpc::Status ToGrpc(const absl::Status& st) {
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
 void Fail(Response& res, const grpc::Status& st) {
   res.status = HttpStatus(st.error_code());
   res.set_content(absl::StrCat("{", ErrorFields(st), "}"), "application/json; charset=utf-8");
 }
 
-// A call's context: the browser's bearer token forwarded, a deadline for unary calls.
-std::unique_ptr<grpc::ClientContext> Context(const Request& req, bool unary = true) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  const std::string auth = req.get_header_value("Authorization");
-  if (!auth.empty()) ctx->AddMetadata("authorization", auth);
-  if (unary) ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  return ctx;
+// The JSON error body with `http_status`, and the connection closed after it: for a
+// request whose body is left unread (what follows on the connection is not a request) or
+// a refused stream (an idle keep-alive connection would hold a worker thread). cpp-httplib
+// closes a connection when writing a response fails, and has no other way from a handler:
+// the body goes out whole through a provider that then reports failure.
+void FailAndClose(Response& res, int http_status, const grpc::Status& st) {
+  res.status = http_status;
+  res.set_header("Connection", "close");
+  auto body = std::make_shared<std::string>(absl::StrCat("{", ErrorFields(st), "}"));
+  res.set_content_provider(body->size(), "application/json; charset=utf-8",
+                           [body](size_t offset, size_t length, httplib::DataSink& sink) {
+                             sink.write(body->data() + offset, length);
+                             return false;
+                           });
 }
+
+// The JSON error body for cpp-httplib's own refusals (a malformed request, an unknown
+// path, a body past the bound), which come with none.
+grpc::Status ErrorFor(int http_status, size_t max_body_bytes) {
+  switch (http_status) {
+    case 404:
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such path");
+    case 413:
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("the request body is longer than ", max_body_bytes, " bytes"));
+    case 414:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the request line is too long");
+    default:
+      return http_status < 500
+                 ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                absl::StrCat("a malformed request (HTTP ", http_status, ")"))
+                 : grpc::Status(grpc::StatusCode::INTERNAL,
+                                absl::StrCat("the dashboard failed (HTTP ", http_status, ")"));
+  }
+}
+
+// Who a request calls alignd as: its Authorization header, checked (RequestAuthorization),
+// as the calls' "authorization" metadata. Context() is the one place the bridge makes a
+// grpc::ClientContext, so nothing a browser sent reaches gRPC metadata unchecked.
+class Caller {
+ public:
+  // Returns Unauthenticated for an Authorization header that is not "Bearer <token68>".
+  static absl::StatusOr<Caller> Of(const Request& req, std::chrono::milliseconds deadline) {
+    absl::StatusOr<std::optional<std::string>> auth = RequestAuthorization(req);
+    if (!auth.ok()) return auth.status();
+    return Caller(std::move(*auth), deadline);
+  }
+
+  // A call's context: the bearer token forwarded, the deadline for unary calls.
+  std::unique_ptr<grpc::ClientContext> Context(bool unary = true) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (authorization_) ctx->AddMetadata("authorization", *authorization_);
+    if (unary) ctx->set_deadline(std::chrono::system_clock::now() + deadline_);
+    return ctx;
+  }
+
+ private:
+  Caller(std::optional<std::string> authorization, std::chrono::milliseconds deadline)
+      : authorization_(std::move(authorization)), deadline_(deadline) {}
+
+  std::optional<std::string> authorization_;
+  std::chrono::milliseconds deadline_;
+};
 
 // Every page of a List call into `all`: `call(ctx, request, page)` is the stub's method,
 // `items(response)` the repeated field the pages are joined on.
 template <typename ListRequest, typename ListResponse, typename Call, typename Items>
-grpc::Status EveryPage(const Request& req, ListRequest r, Call call, Items items,
+grpc::Status EveryPage(const Caller& caller, ListRequest r, Call call, Items items,
                        ListResponse* all) {
   do {
-    auto ctx = Context(req);
+    auto ctx = caller.Context();
     ListResponse page;
     if (grpc::Status st = call(ctx.get(), r, &page); !st.ok()) return st;
     for (auto& x : *items(page)) *items(*all)->Add() = std::move(x);
@@ -114,135 +175,94 @@ grpc::Status EveryPage(const Request& req, ListRequest r, Call call, Items items
   return grpc::Status::OK;
 }
 
-int64_t IntParam(const Request& req, const char* name, int64_t dflt) {
-  int64_t v = dflt;
-  if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return dflt;
-  return v;
-}
-
 constexpr char kId[] = "([a-z0-9][a-z0-9-]{0,62})";
 
-// The newest step and evaluation figures of each session, for the session list: read once
-// backwards from the end of the log (a few hundred events at most), then forwards from the
-// last seq seen each time a session's last_seq moves. One small ListMetrics per changed
-// session and listing, however long the logs are.
-class LatestFigures {
- public:
-  explicit LatestFigures(std::shared_ptr<v1::TrainingService::Stub> training)
-      : training_(std::move(training)) {}
-
-  // {"step": StepMetrics, "eval": EvalMetrics} as JSON (either may be absent).
-  nlohmann::json For(const Request& req, const v1::Session& s) {
-    Entry e;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = cache_.find(s.name()); it != cache_.end()) e = it->second;
-    }
-    if (e.seq > s.last_seq()) e = Entry{};  // rewound: a restart from a checkpoint
-    if (e.seq != s.last_seq()) {
-      // Near: read on from where the figures are. Far (new here, or a fast session's lag):
-      // from the end backwards, keeping the old figures if nothing newer is stored yet.
-      Entry next = s.last_seq() - e.seq > kMaxWindows * kWindow ? Entry{} : e;
-      bool ok = next.seq == 0 ? Backwards(req, s, next) : Forwards(req, s, next);
-      // Backwards probes can land before what is already known: read on from that instead.
-      if (ok && next.seq <= e.seq && e.seq > 0) {
-        next = e;
-        ok = Forwards(req, s, next);
-      }
-      if (ok) {
-        if (!next.step) next.step = e.step;
-        if (!next.eval) next.eval = e.eval;
-        e = next;
-        std::lock_guard<std::mutex> lock(mu_);
-        cache_[s.name()] = e;
-      }
-    }
-    nlohmann::json out = nlohmann::json::object();
-    if (e.step) out["step"] = nlohmann::json::parse(Json(*e.step));
-    if (e.eval) out["eval"] = nlohmann::json::parse(Json(*e.eval));
-    return out;
-  }
-
-  void Forget(const std::string& name) {
-    std::lock_guard<std::mutex> lock(mu_);
-    cache_.erase(name);
-  }
-
- private:
-  static constexpr int64_t kWindow = 200;
-  static constexpr int kMaxWindows = 5;  // windows with events read back at most
-  static constexpr int kMaxProbes = 40;  // windows not stored yet, each twice as far back
-  struct Entry {
-    // The newest seq read. It can trail the session's last_seq: a running session's
-    // newest events reach storage (and ListMetrics) in batches, a few hundred ms later.
-    int64_t seq = 0;
-    std::optional<v1::StepMetrics> step;
-    std::optional<v1::EvalMetrics> eval;
+// The /api/events response: one reader thread per session, their frames merged onto
+// `sink` as they come. Returns false when the browser went away.
+bool FollowAll(v1::TrainingService::Stub& training, const std::vector<Subscription>& subs,
+               const Caller& caller, httplib::DataSink& sink) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> frames;
+    size_t open = 0;
+    bool gone = false;  // the browser went away
   };
-
-  bool Read(const Request& req, const std::string& session, int64_t from, int64_t size,
-            v1::ListMetricsResponse* page) {
-    v1::ListMetricsRequest r;
-    r.set_parent(session);
-    r.set_start_seq(from);
-    r.set_page_size(static_cast<int32_t>(size));
-    auto ctx = Context(req);
-    return training_->ListMetrics(ctx.get(), r, page).ok();
-  }
-
-  // The newest figures of each kind, window by window from the end of the log. A running
-  // session's newest events reach storage in batches: where a window is not stored yet, the
-  // next probe looks twice as far back, so a lag of any size costs a few small reads.
-  bool Backwards(const Request& req, const v1::Session& s, Entry& e) {
-    int64_t back = 0;
-    for (int read = 0, probes = 0;
-         read < kMaxWindows && probes < kMaxProbes && !(e.step && e.eval);) {
-      const int64_t last = s.last_seq() - back;
-      if (last < 1) break;
-      const int64_t first = std::max<int64_t>(1, last - kWindow + 1);
-      v1::ListMetricsResponse page;
-      if (!Read(req, s.name(), first, last - first + 1, &page)) return false;
-      if (page.events().empty()) {
-        back = back == 0 ? kWindow : 2 * back;
-        ++probes;
-        continue;
+  auto sh = std::make_shared<Shared>();
+  sh->open = subs.size();
+  std::vector<std::shared_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::thread> readers;
+  auto push = [sh](std::string frame) {
+    std::unique_lock<std::mutex> lock(sh->mu);
+    // A slow browser holds the readers back rather than fill memory.
+    sh->cv.wait(lock, [&] { return sh->gone || sh->frames.size() < 4096; });
+    if (sh->gone) return;
+    sh->frames.push_back(std::move(frame));
+    sh->cv.notify_all();
+  };
+  for (const Subscription& sub : subs) {
+    std::shared_ptr<grpc::ClientContext> ctx = caller.Context(/*unary=*/false);
+    const std::string tag = absl::StrCat("{\"session\": \"", sub.id, "\", ");
+    auto read = [&training, sub, ctx, push, sh, tag] {
+      v1::StreamMetricsRequest r;
+      r.set_parent(absl::StrCat("sessions/", sub.id));
+      r.set_start_seq(sub.start);
+      auto reader = training.StreamMetrics(ctx.get(), r);
+      v1::MetricEvent e;
+      while (reader->Read(&e)) {
+        if (e.has_heartbeat()) {
+          push(": heartbeat\n\n");
+        } else if (e.has_end()) {
+          push(absl::StrCat("event: end\ndata: ", tag, "\"end\": ", Json(e.end()), "}\n\n"));
+        } else {
+          push(absl::StrCat("event: metric\ndata: ", tag, "\"event\": ", Json(e), "}\n\n"));
+        }
       }
-      std::optional<v1::StepMetrics> step;
-      std::optional<v1::EvalMetrics> eval;
-      for (const auto& m : page.events()) {
-        if (m.seq() > last) break;
-        if (m.has_step()) step = m.step();
-        if (m.has_eval()) eval = m.eval();
-        e.seq = std::max(e.seq, m.seq());
+      grpc::Status st = reader->Finish();
+      if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
+        push(absl::StrCat("event: error\ndata: ", tag, ErrorFields(st), "}\n\n"));
       }
-      if (!e.step) e.step = step;
-      if (!e.eval) e.eval = eval;
-      ++read;
-      back = s.last_seq() - first + 1;  // the window before this one
+      std::lock_guard<std::mutex> lock(sh->mu);
+      --sh->open;
+      sh->cv.notify_all();
+    };
+    try {
+      readers.emplace_back(std::move(read));
+      ctxs.push_back(std::move(ctx));
+    } catch (const std::system_error&) {
+      // No thread to be had (the process's limit): this session's stream ends with an
+      // error event, the others go on.
+      const grpc::Status st(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "the dashboard has no thread to follow this session now");
+      std::lock_guard<std::mutex> lock(sh->mu);
+      sh->frames.push_back(absl::StrCat("event: error\ndata: ", tag, ErrorFields(st), "}\n\n"));
+      --sh->open;
     }
-    return true;
   }
-
-  // Everything after the figures' seq, the newest winning.
-  bool Forwards(const Request& req, const v1::Session& s, Entry& e) {
-    for (int64_t from = e.seq + 1; from <= s.last_seq();) {
-      v1::ListMetricsResponse page;
-      if (!Read(req, s.name(), from, 10000, &page)) return false;
-      if (page.events().empty()) break;
-      for (const auto& m : page.events()) {
-        if (m.has_step()) e.step = m.step();
-        if (m.has_eval()) e.eval = m.eval();
-      }
-      e.seq = page.events().rbegin()->seq();
-      from = e.seq + 1;
+  bool ok = true;
+  for (;;) {
+    std::unique_lock<std::mutex> lock(sh->mu);
+    sh->cv.wait(lock, [&] { return !sh->frames.empty() || sh->open == 0; });
+    if (sh->frames.empty()) break;  // every stream ended
+    std::string frame = std::move(sh->frames.front());
+    sh->frames.pop_front();
+    sh->cv.notify_all();
+    lock.unlock();
+    if (!sink.write(frame.data(), frame.size())) {
+      ok = false;
+      break;
     }
-    return true;
   }
-
-  std::shared_ptr<v1::TrainingService::Stub> training_;
-  std::mutex mu_;
-  std::map<std::string, Entry> cache_;
-};
+  {
+    std::lock_guard<std::mutex> lock(sh->mu);
+    sh->gone = true;
+    sh->cv.notify_all();
+  }
+  for (auto& ctx : ctxs) ctx->TryCancel();
+  for (auto& t : readers) t.join();
+  if (ok) sink.done();
+  return ok;
+}
 
 }  // namespace
 
@@ -278,75 +298,112 @@ int HttpStatus(grpc::StatusCode code) {
   }
 }
 
-void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel) {
+void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
+                  const Limits& limits) {
   std::shared_ptr<v1::TrainingService::Stub> training = v1::TrainingService::NewStub(channel);
   std::shared_ptr<v1::DatasetService::Stub> datasets = v1::DatasetService::NewStub(channel);
   std::shared_ptr<grpc::health::v1::Health::Stub> health =
       grpc::health::v1::Health::NewStub(channel);
+  std::shared_ptr<StreamLimiter> streams =
+      StreamLimiter::Create(limits.max_streams, limits.max_streams_per_client);
 
-  http.Get("/healthz", [health](const Request& req, Response& res) {
-    auto ctx = Context(req);
-    grpc::health::v1::HealthCheckRequest r;
-    grpc::health::v1::HealthCheckResponse out;
-    if (grpc::Status st = health->Check(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
-    Reply(req, res, Json(out));
+  // Bodies: framed by Content-Length (checked before cpp-httplib reads one) and bounded.
+  http.set_payload_max_length(limits.max_body_bytes);
+  http.set_pre_routing_handler([](const Request& req, Response& res) {
+    std::optional<Refusal> refused = CheckFraming(req);
+    if (!refused) return httplib::Server::HandlerResponse::Unhandled;
+    FailAndClose(res, refused->http_status, ToGrpc(refused->status));
+    return httplib::Server::HandlerResponse::Handled;
   });
+  const size_t max_body = limits.max_body_bytes;
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [max_body](const Request&, Response& res) -> httplib::Server::HandlerResponse {
+        if (!res.body.empty() || res.has_header("Content-Type"))
+          return httplib::Server::HandlerResponse::Unhandled;  // ours, with its body
+        const grpc::Status st = ErrorFor(res.status, max_body);
+        res.set_content(absl::StrCat("{", ErrorFields(st), "}"), "application/json; charset=utf-8");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
 
-  auto latest = std::make_shared<LatestFigures>(training);
-  // Each session as the proto JSON mapping plus "latest": its newest step and evaluation
-  // figures (LatestFigures).
-  auto with_latest = [latest](const Request& req, const v1::Session& s) {
-    nlohmann::json j = nlohmann::json::parse(Json(s));
-    j["latest"] = latest->For(req, s);
-    return j;
+  // A route's handler, called with the request's Caller once its Authorization header
+  // passed (else 401 with the JSON error body).
+  const std::chrono::milliseconds deadline = limits.call_deadline;
+  auto api = [deadline](auto handler) {
+    return [deadline, handler](const Request& req, Response& res) {
+      absl::StatusOr<Caller> caller = Caller::Of(req, deadline);
+      if (!caller.ok()) return Fail(res, ToGrpc(caller.status()));
+      handler(req, res, *caller);
+    };
+  };
+  // An event stream's slot (StreamLimiter), or false after answering 429 (this client's
+  // bound) or 503 (the bound in all) with Retry-After, closing the connection.
+  auto stream_slot = [streams](const Request& req, Response& res, std::shared_ptr<void>* slot) {
+    absl::StatusOr<std::shared_ptr<void>> s = streams->Acquire(req.remote_addr);
+    if (s.ok()) {
+      *slot = std::move(*s);
+      return true;
+    }
+    res.set_header("Retry-After", "5");
+    const grpc::Status st = ToGrpc(s.status());
+    FailAndClose(res, HttpStatus(st.error_code()), st);
+    return false;
   };
 
-  http.Get("/api/sessions", [training, with_latest](const Request& req, Response& res) {
-    v1::ListSessionsResponse all;
-    v1::ListSessionsRequest r;
-    r.set_page_size(1000);
-    if (grpc::Status st = EveryPage(
-            req, r,
-            [&](auto* ctx, const auto& q, auto* page) {
-              return training->ListSessions(ctx, q, page);
-            },
-            [](auto& x) { return x.mutable_sessions(); }, &all);
-        !st.ok())
-      return Fail(res, st);
-    nlohmann::json list = nlohmann::json::array();
-    for (const v1::Session& s : all.sessions()) list.push_back(with_latest(req, s));
-    Reply(req, res, nlohmann::json{{"sessions", list}}.dump());
-  });
+  http.Get("/healthz", api([health](const Request& req, Response& res, const Caller& caller) {
+             auto ctx = caller.Context();
+             grpc::health::v1::HealthCheckRequest r;
+             grpc::health::v1::HealthCheckResponse out;
+             if (grpc::Status st = health->Check(ctx.get(), r, &out); !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
+           }));
+
+  http.Get("/api/sessions",
+           api([training](const Request& req, Response& res, const Caller& caller) {
+             v1::ListSessionsResponse all;
+             v1::ListSessionsRequest r;
+             r.set_page_size(1000);
+             if (grpc::Status st = EveryPage(
+                     caller, r,
+                     [&](auto* ctx, const auto& q, auto* page) {
+                       return training->ListSessions(ctx, q, page);
+                     },
+                     [](auto& x) { return x.mutable_sessions(); }, &all);
+                 !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(all));
+           }));
 
   http.Get(absl::StrCat("/api/sessions/", kId),
-           [training, with_latest](const Request& req, Response& res) {
-             auto ctx = Context(req);
+           api([training](const Request& req, Response& res, const Caller& caller) {
+             auto ctx = caller.Context();
              v1::GetSessionRequest r;
              r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
              v1::Session out;
              if (grpc::Status st = training->GetSession(ctx.get(), r, &out); !st.ok())
                return Fail(res, st);
-             Reply(req, res, with_latest(req, out).dump());
-           });
+             Reply(req, res, Json(out));
+           }));
 
-  http.Post("/api/sessions", [training](const Request& req, Response& res) {
-    v1::CreateSessionRequest r;
-    if (auto st = google::protobuf::util::JsonStringToMessage(req.body, &r); !st.ok())
-      return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                    absl::StrCat("the body is not a CreateSessionRequest: ",
-                                                 st.message().as_string())));
-    auto ctx = Context(req);
-    v1::Session out;
-    if (grpc::Status st = training->CreateSession(ctx.get(), r, &out); !st.ok())
-      return Fail(res, st);
-    Reply(req, res, Json(out));
-  });
+  http.Post(
+      "/api/sessions", api([training](const Request& req, Response& res, const Caller& caller) {
+        v1::CreateSessionRequest r;
+        if (auto st = google::protobuf::util::JsonStringToMessage(req.body, &r); !st.ok())
+          return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        absl::StrCat("the body is not a CreateSessionRequest: ",
+                                                     st.message().as_string())));
+        auto ctx = caller.Context();
+        v1::Session out;
+        if (grpc::Status st = training->CreateSession(ctx.get(), r, &out); !st.ok())
+          return Fail(res, st);
+        Reply(req, res, Json(out));
+      }));
 
   http.Post(absl::StrCat("/api/sessions/", kId, ":(pause|resume|cancel)"),
-            [training](const Request& req, Response& res) {
+            api([training](const Request& req, Response& res, const Caller& caller) {
               const std::string name = absl::StrCat("sessions/", req.matches[1].str());
               const std::string verb = req.matches[2].str();
-              auto ctx = Context(req);
+              auto ctx = caller.Context();
               v1::Session out;
               grpc::Status st;
               if (verb == "pause") {
@@ -364,28 +421,27 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
               }
               if (!st.ok()) return Fail(res, st);
               Reply(req, res, Json(out));
-            });
+            }));
 
   http.Delete(absl::StrCat("/api/sessions/", kId),
-              [training, latest](const Request& req, Response& res) {
-                auto ctx = Context(req);
+              api([training](const Request& req, Response& res, const Caller& caller) {
+                auto ctx = caller.Context();
                 v1::DeleteSessionRequest r;
                 r.set_name(absl::StrCat("sessions/", req.matches[1].str()));
                 google::protobuf::Empty out;
                 if (grpc::Status st = training->DeleteSession(ctx.get(), r, &out); !st.ok())
                   return Fail(res, st);
-                latest->Forget(r.name());
                 Reply(req, res, "{}");
-              });
+              }));
 
   http.Get(absl::StrCat("/api/sessions/", kId, "/snapshots"),
-           [training](const Request& req, Response& res) {
+           api([training](const Request& req, Response& res, const Caller& caller) {
              v1::ListSnapshotsResponse all;
              v1::ListSnapshotsRequest r;
              r.set_parent(absl::StrCat("sessions/", req.matches[1].str()));
              r.set_page_size(1000);
              if (grpc::Status st = EveryPage(
-                     req, r,
+                     caller, r,
                      [&](auto* ctx, const auto& q, auto* page) {
                        return training->ListSnapshots(ctx, q, page);
                      },
@@ -393,74 +449,84 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
                  !st.ok())
                return Fail(res, st);
              Reply(req, res, Json(all));
-           });
+           }));
 
   const std::string snapshot = absl::StrCat("/api/sessions/", kId, "/snapshots/([0-9]+|latest)");
-  http.Get(snapshot, [training](const Request& req, Response& res) {
-    auto ctx = Context(req);
-    v1::GetSnapshotRequest r;
-    r.set_name(
-        absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/", req.matches[2].str()));
-    v1::Snapshot out;
-    if (grpc::Status st = training->GetSnapshot(ctx.get(), r, &out); !st.ok()) return Fail(res, st);
-    Reply(req, res, Json(out));
-  });
+  http.Get(snapshot, api([training](const Request& req, Response& res, const Caller& caller) {
+             auto ctx = caller.Context();
+             v1::GetSnapshotRequest r;
+             r.set_name(absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/",
+                                     req.matches[2].str()));
+             v1::Snapshot out;
+             if (grpc::Status st = training->GetSnapshot(ctx.get(), r, &out); !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
+           }));
 
   // One tensor of a snapshot as a NumPy .npy file (float32, its rows x cols shape).
-  http.Get(absl::StrCat(snapshot, "/([A-Za-z]+[0-9]+)\\.npy"), [training](const Request& req,
-                                                                          Response& res) {
-    auto ctx = Context(req);
-    v1::ReadSnapshotRequest r;
-    r.set_name(
-        absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/", req.matches[2].str()));
-    const std::string label = req.matches[3].str();
-    auto reader = training->ReadSnapshot(ctx.get(), r);
-    v1::SnapshotChunk chunk;
-    v1::Snapshot header;
-    int64_t offset = -1, rows = 0, cols = 0;
-    std::vector<float> values;
-    while (reader->Read(&chunk)) {
-      if (chunk.has_header()) {
-        header = chunk.header();
-        int64_t at = 0;
-        for (const auto& t : header.shapes()) {
-          if (t.label() == label) offset = at, rows = t.rows(), cols = t.cols();
-          at += t.rows() * t.cols();
+  http.Get(
+      absl::StrCat(snapshot, "/([A-Za-z]+[0-9]+)\\.npy"),
+      api([training](const Request& req, Response& res, const Caller& caller) {
+        auto ctx = caller.Context();
+        v1::ReadSnapshotRequest r;
+        r.set_name(
+            absl::StrCat("sessions/", req.matches[1].str(), "/snapshots/", req.matches[2].str()));
+        const std::string label = req.matches[3].str();
+        auto reader = training->ReadSnapshot(ctx.get(), r);
+        v1::SnapshotChunk chunk;
+        v1::Snapshot header;
+        int64_t offset = -1, rows = 0, cols = 0;
+        std::vector<float> values;
+        while (reader->Read(&chunk)) {
+          if (chunk.has_header()) {
+            header = chunk.header();
+            int64_t at = 0;
+            for (const auto& t : header.shapes()) {
+              if (t.label() == label) offset = at, rows = t.rows(), cols = t.cols();
+              at += t.rows() * t.cols();
+            }
+            if (offset < 0) {
+              ctx->TryCancel();
+              (void)reader->Finish();
+              return Fail(res, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                            absl::StrCat(header.name(), " has no tensor ", label)));
+            }
+            values.resize(static_cast<size_t>(rows * cols));
+            continue;
+          }
+          // Column-major on the wire, row-major (C order) in the file, as alignctl
+          // writes it.
+          const auto& v = chunk.values();
+          for (int i = 0; i < v.data_size(); ++i) {
+            const int64_t at = v.offset() + i - offset;
+            if (at >= 0 && at < rows * cols)
+              values[static_cast<size_t>((at % rows) * cols + at / rows)] = v.data(i);
+          }
         }
-        if (offset < 0) {
-          ctx->TryCancel();
-          (void)reader->Finish();
-          return Fail(res, grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        absl::StrCat(header.name(), " has no tensor ", label)));
-        }
-        values.resize(static_cast<size_t>(rows * cols));
-        continue;
-      }
-      // Column-major on the wire, row-major (C order) in the file, as alignctl writes it.
-      const auto& v = chunk.values();
-      for (int i = 0; i < v.data_size(); ++i) {
-        const int64_t at = v.offset() + i - offset;
-        if (at >= 0 && at < rows * cols)
-          values[static_cast<size_t>((at % rows) * cols + at / rows)] = v.data(i);
-      }
-    }
-    if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
-    res.set_header("Content-Disposition",
-                   absl::StrCat("attachment; filename=\"", req.matches[1].str(), "-", header.step(),
-                                "-", label, ".npy\""));
-    res.set_content(formats::EncodeNpy({rows, cols}, values.data()), "application/octet-stream");
-  });
+        if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
+        res.set_header("Content-Disposition",
+                       absl::StrCat("attachment; filename=\"", req.matches[1].str(), "-",
+                                    header.step(), "-", label, ".npy\""));
+        res.set_content(formats::EncodeNpy({rows, cols}, values.data()),
+                        "application/octet-stream");
+      }));
 
   http.Get(absl::StrCat("/api/sessions/", kId, "/metrics"),
-           [training](const Request& req, Response& res) {
+           api([training](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<int64_t> max_points =
+                 IntParam(req, "max_points", 0, 0, std::numeric_limits<int32_t>::max());
+             if (!max_points.ok()) return Fail(res, ToGrpc(max_points.status()));
+             absl::StatusOr<int64_t> start_seq =
+                 IntParam(req, "start_seq", 0, 0, std::numeric_limits<int64_t>::max());
+             if (!start_seq.ok()) return Fail(res, ToGrpc(start_seq.status()));
              v1::ListMetricsResponse all;
              v1::ListMetricsRequest r;
              r.set_parent(absl::StrCat("sessions/", req.matches[1].str()));
-             r.set_max_points(static_cast<int32_t>(IntParam(req, "max_points", 0)));
-             r.set_start_seq(IntParam(req, "start_seq", 0));
+             r.set_max_points(static_cast<int32_t>(*max_points));
+             r.set_start_seq(*start_seq);
              r.set_page_size(10000);
              if (grpc::Status st = EveryPage(
-                     req, r,
+                     caller, r,
                      [&](auto* ctx, const auto& q, auto* page) {
                        return training->ListMetrics(ctx, q, page);
                      },
@@ -468,24 +534,26 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
                  !st.ok())
                return Fail(res, st);
              Reply(req, res, Json(all));
-           });
+           }));
 
   // Server-Sent Events from StreamMetrics. A browser's EventSource reconnects by itself with
   // the last id it saw in Last-Event-ID: the stream resumes after it, nothing twice.
   http.Get(absl::StrCat("/api/sessions/", kId, "/events"),
-           [training](const Request& req, Response& res) {
-             int64_t start = IntParam(req, "start_seq", 0);
-             int64_t last_id = 0;
-             if (absl::SimpleAtoi(req.get_header_value("Last-Event-ID"), &last_id) && last_id > 0)
-               start = last_id + 1;
+           api([training, stream_slot](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<int64_t> start = StreamStart(req);
+             if (!start.ok()) return Fail(res, ToGrpc(start.status()));
+             std::shared_ptr<void> slot;
+             if (!stream_slot(req, res, &slot)) return;
              auto request = std::make_shared<v1::StreamMetricsRequest>();
              request->set_parent(absl::StrCat("sessions/", req.matches[1].str()));
-             request->set_start_seq(start);
-             auto ctx = std::shared_ptr<grpc::ClientContext>(Context(req, /*unary=*/false));
+             request->set_start_seq(*start);
+             auto ctx = std::shared_ptr<grpc::ClientContext>(caller.Context(/*unary=*/false));
              res.set_header("Cache-Control", "no-cache");
              res.set_header("X-Accel-Buffering", "no");  // proxies: do not hold the stream back
+             // The slot goes with the provider, when cpp-httplib is done with the response.
              res.set_chunked_content_provider(
-                 "text/event-stream", [training, request, ctx](size_t, httplib::DataSink& sink) {
+                 "text/event-stream",
+                 [training, request, ctx, slot](size_t, httplib::DataSink& sink) {
                    auto reader = training->StreamMetrics(ctx.get(), *request);
                    v1::MetricEvent e;
                    while (reader->Read(&e)) {
@@ -515,7 +583,7 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
                    sink.done();
                    return true;
                  });
-           });
+           }));
 
   // Several sessions' StreamMetrics in one SSE response: a browser holds six HTTP/1.1
   // connections per host, so a page following a sweep's fifteen runs on fifteen streams
@@ -523,119 +591,40 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel)
   // {"session": id, "event": MetricEvent}; `event: end` {"session", "end": Session};
   // `event: error` {"session", "code", "message"} for a stream alignd ended with an error.
   // One reader thread per session; the response ends when every stream has.
-  http.Get("/api/events", [training](const Request& req, Response& res) {
-    struct Sub {
-      std::string id;
-      int64_t start = 0;
-    };
-    std::vector<Sub> subs;
-    for (absl::string_view item :
-         absl::StrSplit(req.get_param_value("s"), ',', absl::SkipEmpty())) {
-      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, ':');
-      Sub sub{std::string(kv.first), 0};
-      static const std::regex id(kId);
-      if (!std::regex_match(sub.id, id) ||
-          (!kv.second.empty() && !absl::SimpleAtoi(kv.second, &sub.start)))
-        return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                      absl::StrCat("s: \"", item, "\" is not id:start_seq")));
-      subs.push_back(std::move(sub));
-    }
-    if (subs.empty() || subs.size() > 256)
-      return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                    "s: 1 to 256 sessions as id:start_seq,..."));
-    const std::string auth = req.get_header_value("Authorization");
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider("text/event-stream", [training, subs, auth](
-                                                              size_t, httplib::DataSink& sink) {
-      struct Shared {
-        std::mutex mu;
-        std::condition_variable cv;
-        std::deque<std::string> frames;
-        size_t open = 0;
-        bool gone = false;  // the browser went away
-      };
-      auto sh = std::make_shared<Shared>();
-      sh->open = subs.size();
-      std::vector<std::shared_ptr<grpc::ClientContext>> ctxs;
-      std::vector<std::thread> readers;
-      auto push = [sh](std::string frame) {
-        std::unique_lock<std::mutex> lock(sh->mu);
-        // A slow browser holds the readers back rather than fill memory.
-        sh->cv.wait(lock, [&] { return sh->gone || sh->frames.size() < 4096; });
-        if (sh->gone) return;
-        sh->frames.push_back(std::move(frame));
-        sh->cv.notify_all();
-      };
-      for (const Sub& sub : subs) {
-        auto ctx = std::make_shared<grpc::ClientContext>();
-        if (!auth.empty()) ctx->AddMetadata("authorization", auth);
-        ctxs.push_back(ctx);
-        readers.emplace_back([training, sub, ctx, push, sh] {
-          v1::StreamMetricsRequest r;
-          r.set_parent(absl::StrCat("sessions/", sub.id));
-          r.set_start_seq(sub.start);
-          auto reader = training->StreamMetrics(ctx.get(), r);
-          const std::string tag = absl::StrCat("{\"session\": \"", sub.id, "\", ");
-          v1::MetricEvent e;
-          while (reader->Read(&e)) {
-            if (e.has_heartbeat()) {
-              push(": heartbeat\n\n");
-            } else if (e.has_end()) {
-              push(absl::StrCat("event: end\ndata: ", tag, "\"end\": ", Json(e.end()), "}\n\n"));
-            } else {
-              push(absl::StrCat("event: metric\ndata: ", tag, "\"event\": ", Json(e), "}\n\n"));
-            }
-          }
-          grpc::Status st = reader->Finish();
-          if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
-            push(absl::StrCat("event: error\ndata: ", tag, ErrorFields(st), "}\n\n"));
-          }
-          std::lock_guard<std::mutex> lock(sh->mu);
-          --sh->open;
-          sh->cv.notify_all();
-        });
-      }
-      bool ok = true;
-      for (;;) {
-        std::unique_lock<std::mutex> lock(sh->mu);
-        sh->cv.wait(lock, [&] { return !sh->frames.empty() || sh->open == 0; });
-        if (sh->frames.empty()) break;  // every stream ended
-        std::string frame = std::move(sh->frames.front());
-        sh->frames.pop_front();
-        sh->cv.notify_all();
-        lock.unlock();
-        if (!sink.write(frame.data(), frame.size())) {
-          ok = false;
-          break;
-        }
-      }
-      {
-        std::lock_guard<std::mutex> lock(sh->mu);
-        sh->gone = true;
-        sh->cv.notify_all();
-      }
-      for (auto& ctx : ctxs) ctx->TryCancel();
-      for (auto& t : readers) t.join();
-      if (ok) sink.done();
-      return ok;
-    });
-  });
+  http.Get("/api/events",
+           api([training, stream_slot](const Request& req, Response& res, const Caller& caller) {
+             if (req.get_param_value_count("s") > 1)
+               return Fail(res, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                             "s: given more than once"));
+             absl::StatusOr<std::vector<Subscription>> parsed =
+                 ParseSubscriptions(req.get_param_value("s"));
+             if (!parsed.ok()) return Fail(res, ToGrpc(parsed.status()));
+             std::shared_ptr<void> slot;
+             if (!stream_slot(req, res, &slot)) return;
+             res.set_header("Cache-Control", "no-cache");
+             res.set_header("X-Accel-Buffering", "no");
+             res.set_chunked_content_provider("text/event-stream",
+                                              [training, subs = std::move(*parsed), caller, slot](
+                                                  size_t, httplib::DataSink& sink) {
+                                                return FollowAll(*training, subs, caller, sink);
+                                              });
+           }));
 
-  http.Get("/api/datasets", [datasets](const Request& req, Response& res) {
-    v1::ListDatasetsResponse all;
-    v1::ListDatasetsRequest r;
-    r.set_page_size(1000);
-    if (grpc::Status st = EveryPage(
-            req, r,
-            [&](auto* ctx, const auto& q, auto* page) {
-              return datasets->ListDatasets(ctx, q, page);
-            },
-            [](auto& x) { return x.mutable_datasets(); }, &all);
-        !st.ok())
-      return Fail(res, st);
-    Reply(req, res, Json(all));
-  });
+  http.Get("/api/datasets",
+           api([datasets](const Request& req, Response& res, const Caller& caller) {
+             v1::ListDatasetsResponse all;
+             v1::ListDatasetsRequest r;
+             r.set_page_size(1000);
+             if (grpc::Status st = EveryPage(
+                     caller, r,
+                     [&](auto* ctx, const auto& q, auto* page) {
+                       return datasets->ListDatasets(ctx, q, page);
+                     },
+                     [](auto& x) { return x.mutable_datasets(); }, &all);
+                 !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(all));
+           }));
 }
 
 }  // namespace alignd::dashboard

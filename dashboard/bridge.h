@@ -7,9 +7,8 @@
 // as the call's metadata, so a user sees through the dashboard what alignctl shows them.
 //
 //   GET    /api/sessions                    ListSessions, every page: {"sessions": [...]}, each
-//                                           with "latest": {"step": ..., "eval": ...}, its
-//                                           newest figures (for the session list)
-//   GET    /api/sessions/{id}               GetSession, with "latest"
+//                                           with its newest figures (latest_step, latest_eval)
+//   GET    /api/sessions/{id}               GetSession
 //   POST   /api/sessions                    CreateSession (body: a CreateSessionRequest as JSON)
 //   POST   /api/sessions/{id}:pause         PauseSession (also :resume, :cancel)
 //   DELETE /api/sessions/{id}               DeleteSession
@@ -33,11 +32,20 @@
 // statuses (NOT_FOUND 404, INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED
 // 403, RESOURCE_EXHAUSTED 429, FAILED_PRECONDITION 409, UNAVAILABLE 503, else 500) with
 // {"code": "NOT_FOUND", "message": ...}.
+//
+// What a browser sends is checked before it reaches alignd (dashboard/request_checks.h):
+// the Authorization header must be "Bearer <token68>" (else 401), bodies come with a
+// Content-Length of at most Limits::max_body_bytes (else 411, 413, 415), query integers
+// must parse (else 400), and event streams are bounded in all and per client address
+// (past the bound: 429 or 503 with Retry-After), so that they leave worker threads for the
+// API and /healthz. Every refusal has the JSON error body.
 #ifndef ALIGND_DASHBOARD_BRIDGE_H_
 #define ALIGND_DASHBOARD_BRIDGE_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -50,8 +58,27 @@ namespace alignd::dashboard {
 // The HTTP status for a gRPC code.
 int HttpStatus(grpc::StatusCode code);
 
-// Registers the API's routes on `http`; calls go to alignd over `channel`.
-void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel);
+// The bounds of what one request or client may take (docs/DEPLOY.md, "The dashboard").
+struct Limits {
+  // The longest request body: a CreateSessionRequest as JSON, the largest the API takes,
+  // is under 1 KiB plus ~20 bytes per layer (network.sizes, layer_learning_rates), so
+  // 64 KiB holds a network of over 2,000 layers.
+  size_t max_body_bytes = 64 << 10;
+  // Live event streams (SSE responses) in all: each holds a worker thread while it lives,
+  // so this must stay below the HTTP pool's size, the rest kept for the API and /healthz.
+  int max_streams = 48;
+  // Live event streams from one client address (a page follows all its sessions on one).
+  int max_streams_per_client = 8;
+  // The deadline of each unary call to alignd.
+  std::chrono::milliseconds call_deadline{60000};
+};
+
+// Registers the API's routes on `http`, with its checks: a pre-routing handler refusing
+// unframed and compressed bodies, the payload bound, and an error handler that gives
+// cpp-httplib's own refusals (400, 404, 413, 414) the JSON error body. Calls go to alignd
+// over `channel`.
+void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
+                  const Limits& limits = {});
 
 }  // namespace alignd::dashboard
 

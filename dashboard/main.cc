@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   std::string alignd = "localhost:50051";
   std::string static_dir;
   int threads = 64;
+  alignd::dashboard::Limits limits;
+  int max_streams = 0;  // 0: three quarters of --threads
   alignd::client::Security sec;
   app.add_option("--listen", listen, "HTTP address; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
@@ -47,8 +49,24 @@ int main(int argc, char** argv) {
   app.add_option("--static_dir", static_dir,
                  "the built front end (index.html and its bundle); default: web/ beside the "
                  "binary (the build tree) or ../share/alignd/dashboard (installed)");
-  app.add_option("--threads", threads, "HTTP worker threads (each live chart holds one)")
-      ->capture_default_str();
+  app.add_option("--threads", threads,
+                 "HTTP worker threads (each live event stream holds one, each open connection "
+                 "one while it is busy or idle up to 5 s)")
+      ->capture_default_str()
+      ->check(CLI::Range(4, 4096));
+  app.add_option("--max_streams", max_streams,
+                 "live event streams in all (past it: 503 with Retry-After); default three "
+                 "quarters of --threads, the rest kept for the API and /healthz");
+  app.add_option("--max_streams_per_client", limits.max_streams_per_client,
+                 "live event streams per client address (past it: 429 with Retry-After; a page "
+                 "holds one)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max_body_bytes", limits.max_body_bytes,
+                 "the longest request body (past it: 413); a CreateSessionRequest is ~1 KiB "
+                 "plus ~20 bytes a layer")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{64} << 20));
   app.add_flag("--tls", sec.tls, "speak TLS to alignd (implied by --ca, --cert, --key)");
   app.add_option("--ca", sec.ca, "PEM CA bundle alignd's certificate must chain to");
   app.add_option("--cert", sec.cert, "PEM client certificate, if alignd wants one");
@@ -56,6 +74,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("alignd-dashboard ") + ALIGND_VERSION + " (" +
                                         ALIGND_REVISION + ")");
   CLI11_PARSE(app, argc, argv);
+  // Streams hold their threads: at least two are kept for everything else.
+  limits.max_streams = max_streams == 0 ? threads * 3 / 4 : max_streams;
+  if (limits.max_streams < 1 || limits.max_streams > threads - 2) {
+    std::cerr << "alignd-dashboard: --max_streams " << limits.max_streams << " must be in [1, "
+              << threads - 2 << "]: each stream holds one of --threads " << threads
+              << ", and the API and /healthz need some\n";
+    return 2;
+  }
 
   auto creds = alignd::client::ChannelCredentials(sec);
   if (!creds.ok()) {
@@ -73,7 +99,7 @@ int main(int argc, char** argv) {
 
   httplib::Server http;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  alignd::dashboard::AddApiRoutes(http, channel);
+  alignd::dashboard::AddApiRoutes(http, channel, limits);
   if (static_dir.empty()) static_dir = DefaultStaticDir(argv[0]);
   if (static_dir.empty())
     std::cerr

@@ -31,6 +31,7 @@ class Track {
     this.layers = [];  // [{mean, sd, pos, wb}], aligned with x
     this.ex = []; this.eerr = []; this.ense = [];
     this.next = 1;
+    this.historyEnd = 0;  // the last seq of the history loaded on opening (sampled); live after it
     this.loaded = false;
   }
 
@@ -84,7 +85,7 @@ class Track {
 
 // ---- State: the sessions known, the tracks of the selected ones, the URL.
 const app = {
-  sessions: new Map(),   // id -> session JSON (with latest)
+  sessions: new Map(),   // id -> session JSON (with its newest figures: latest_step, latest_eval)
   rates: new Map(),      // id -> {step, t, rate}
   tracks: new Map(),     // id -> Track (selected sessions only)
   selected: [],          // ids, in the order chosen (colours follow it)
@@ -97,6 +98,7 @@ const app = {
 window.aligndDashboard = {  // for tests and the curious: what the page holds
   points: (id) => app.tracks.get(id)?.x.length ?? 0,
   seqs: (id) => app.tracks.get(id)?.seqs.slice() ?? [],
+  historyEnd: (id) => app.tracks.get(id)?.historyEnd ?? 0,
   selected: () => app.selected.slice(),
   chartPoints: () => Object.fromEntries([...app.charts].map(([k, c]) => [k, c.points()])),
   series: (key) => app.charts.get(key)?.series.map(({ label, x, y, lo, hi }) => ({ label, x, y, lo, hi })) ?? [],
@@ -179,11 +181,11 @@ function rowFor(s) {
   const r = app.rates.get(id);
   const rate = state === "RUNNING" && r?.rate ? r.rate : null;
   const eta = rate ? (total - step) / rate : null;
-  const last = s.latest?.step;
-  const ev = s.latest?.eval || {};
+  const last = s.latest_step;
+  const ev = s.latest_eval || {};
   const acc = last ? num(last.accuracy) : null;
   const accNse = !last ? "—" : acc != null ? fmt(acc, 3) : `NSE ${fmt(num(last.nse), 3)}`;
-  const evErr = s.latest?.eval ? (num(ev.error_rate) != null && num(ev.accuracy) != null ? `${(100 * num(ev.error_rate)).toFixed(2)} %` : `NSE ${fmt(num(ev.nse), 3)}`) : "—";
+  const evErr = s.latest_eval ? (num(ev.error_rate) != null && num(ev.accuracy) != null ? `${(100 * num(ev.error_rate)).toFixed(2)} %` : `NSE ${fmt(num(ev.nse), 3)}`) : "—";
   const pct = total > 0 ? (100 * step) / total : 0;
   const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
   return { id, state, cells: [
@@ -244,6 +246,7 @@ async function open(id) {
     const { events } = await call("GET", `/api/sessions/${id}/metrics?max_points=${HISTORY_POINTS}`);
     if (app.tracks.get(id) !== t) return;
     for (const e of events || []) t.add(e);
+    t.historyEnd = t.next - 1;
     t.loaded = true;
     rebuildCharts();
     refreshLive();

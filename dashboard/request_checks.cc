@@ -1,0 +1,198 @@
+// File: dashboard/request_checks.cc
+#include "dashboard/request_checks.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace alignd::dashboard {
+namespace {
+
+// A client's bytes quoted in an error message: printable ASCII (the message is JSON and
+// UTF-8), at most 64 of them.
+std::string Quote(absl::string_view v) {
+  const bool cut = v.size() > 64;
+  return absl::StrCat("\"", absl::CHexEscape(v.substr(0, 64)), cut ? "...\"" : "\"");
+}
+
+// RFC 6750's token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+bool IsToken68(absl::string_view t) {
+  size_t n = 0;
+  while (n < t.size() && (absl::ascii_isalnum(static_cast<unsigned char>(t[n])) ||
+                          absl::StrContains("-._~+/", t[n])))
+    ++n;
+  if (n == 0) return false;
+  while (n < t.size() && t[n] == '=') ++n;
+  return n == t.size();
+}
+
+// An integer of a query or header: digits with an optional sign, nothing else.
+absl::StatusOr<int64_t> Integer(absl::string_view what, absl::string_view v, int64_t min,
+                                int64_t max) {
+  int64_t x = 0;
+  if (!absl::SimpleAtoi(v, &x) || v.empty() || absl::ascii_isspace(v.front()) ||
+      absl::ascii_isspace(v.back()))
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", Quote(v), " is not an integer"));
+  if (x < min || x > max)
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", x, " is not in [", min, ", ", max, "]"));
+  return x;
+}
+
+bool IsSessionId(absl::string_view id) {
+  if (id.empty() || id.size() > 63) return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    const char c = id[i];
+    const bool ok = absl::ascii_islower(c) || absl::ascii_isdigit(c) || (i > 0 && c == '-');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status TooMany() {
+  return absl::InvalidArgumentError(
+      absl::StrCat("s: 1 to ", kMaxSubscriptions, " sessions as id:start_seq,..."));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> BearerMetadata(absl::string_view header) {
+  if (header.empty()) return std::nullopt;
+  constexpr absl::string_view kScheme = "Bearer";
+  auto refuse = [](absl::string_view why) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("the Authorization header is not 'Bearer <token>': ", why));
+  };
+  if (!absl::StartsWithIgnoreCase(header, kScheme)) return refuse("another scheme");
+  absl::string_view token = header.substr(kScheme.size());
+  if (token.empty() || token.front() != ' ') return refuse("no space after Bearer");
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  if (token.empty()) return refuse("no token");
+  if (token.size() > kMaxTokenLength)
+    return refuse(absl::StrCat("the token is longer than ", kMaxTokenLength, " characters"));
+  if (!IsToken68(token))
+    return refuse(
+        "the token holds a character other than letters, digits, -._~+/ and a trailing =");
+  return absl::StrCat(kScheme, " ", token);
+}
+
+absl::StatusOr<std::optional<std::string>> RequestAuthorization(const httplib::Request& req) {
+  if (req.get_header_value_count("Authorization") > 1)
+    return absl::UnauthenticatedError("more than one Authorization header");
+  return BearerMetadata(req.get_header_value("Authorization"));
+}
+
+std::optional<Refusal> CheckFraming(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding"))
+    return Refusal{411, absl::InvalidArgumentError(
+                            "a request body must come with Content-Length, not Transfer-Encoding")};
+  if (req.has_header("Content-Encoding") &&
+      !absl::EqualsIgnoreCase(req.get_header_value("Content-Encoding"), "identity"))
+    return Refusal{415, absl::InvalidArgumentError("a request body must not be compressed")};
+  const size_t lengths = req.get_header_value_count("Content-Length");
+  uint64_t length = 0;
+  for (size_t i = 0; i < lengths; ++i) {
+    const std::string v = req.get_header_value("Content-Length", i);
+    uint64_t x = 0;
+    if (v.empty() || !std::all_of(v.begin(), v.end(), absl::ascii_isdigit) ||
+        !absl::SimpleAtoi(v, &x) || (i > 0 && x != length))
+      return Refusal{400, absl::InvalidArgumentError(
+                              absl::StrCat("Content-Length: ", Quote(v), " is not a length"))};
+    length = x;
+  }
+  // cpp-httplib reads the bodies of these methods (and of DELETE when it has a length).
+  const bool reads_body =
+      req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "PRI";
+  if (reads_body && lengths == 0)
+    return Refusal{411, absl::InvalidArgumentError(
+                            absl::StrCat("a ", req.method, " must say its Content-Length"))};
+  if (!reads_body && req.method != "DELETE" && length > 0)
+    return Refusal{400, absl::InvalidArgumentError(absl::StrCat("a ", req.method, " has no body"))};
+  return std::nullopt;
+}
+
+absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const char* name, int64_t dflt,
+                                 int64_t min, int64_t max) {
+  if (!req.has_param(name)) return dflt;
+  if (req.get_param_value_count(name) > 1)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": given more than once"));
+  return Integer(name, req.get_param_value(name), min, max);
+}
+
+absl::StatusOr<int64_t> StreamStart(const httplib::Request& req) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  absl::StatusOr<int64_t> start = IntParam(req, "start_seq", 0, 0, kMax);
+  if (!start.ok() || !req.has_header("Last-Event-ID")) return start;
+  // The id an EventSource saw last (`id: {seq}`); the stream resumes after it.
+  absl::StatusOr<int64_t> last =
+      Integer("Last-Event-ID", req.get_header_value("Last-Event-ID"), 0, kMax - 1);
+  if (!last.ok()) return last.status();
+  return *last > 0 ? *last + 1 : *start;
+}
+
+absl::StatusOr<std::vector<Subscription>> ParseSubscriptions(absl::string_view s) {
+  std::vector<Subscription> subs;
+  for (absl::string_view item : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    if (subs.size() == kMaxSubscriptions) return TooMany();
+    std::vector<absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits(':', 1));
+    Subscription sub{std::string(kv[0]), 0};
+    bool ok = IsSessionId(sub.id);
+    if (ok && kv.size() == 2 && !kv[1].empty()) {
+      absl::StatusOr<int64_t> start =
+          Integer("start", kv[1], 0, std::numeric_limits<int64_t>::max());
+      ok = start.ok();
+      if (ok) sub.start = *start;
+    }
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat("s: ", Quote(item), " is not id:start_seq"));
+    subs.push_back(std::move(sub));
+  }
+  if (subs.empty()) return TooMany();
+  return subs;
+}
+
+std::shared_ptr<StreamLimiter> StreamLimiter::Create(int max_streams, int max_per_client) {
+  return std::shared_ptr<StreamLimiter>(new StreamLimiter(max_streams, max_per_client));
+}
+
+absl::StatusOr<std::shared_ptr<void>> StreamLimiter::Acquire(const std::string& client) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_client_.find(client);
+    const int mine = it == by_client_.end() ? 0 : it->second;
+    if (mine >= max_per_client_)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("this client has ", mine, " event streams open, the most one may have; ",
+                       "close one (a page follows all its sessions on one)"));
+    if (live_ >= max_streams_)
+      return absl::UnavailableError(
+          absl::StrCat("the dashboard has ", live_, " event streams open, the most it serves"));
+    ++live_;
+    ++by_client_[client];
+  }
+  std::shared_ptr<StreamLimiter> self = shared_from_this();
+  return std::shared_ptr<void>(nullptr, [self, client](void*) { self->Release(client); });
+}
+
+void StreamLimiter::Release(const std::string& client) {
+  absl::MutexLock lock(&mu_);
+  --live_;
+  if (auto it = by_client_.find(client); it != by_client_.end() && --it->second == 0)
+    by_client_.erase(it);
+}
+
+int StreamLimiter::live() const {
+  absl::MutexLock lock(&mu_);
+  return live_;
+}
+
+}  // namespace alignd::dashboard
