@@ -194,6 +194,36 @@ class HostileTest(unittest.TestCase):
         self.assertIn("240 examples", msg)
         self.assertTrue(s.alive())
 
+    def test_sigterm_ends_within_the_grace_period_whatever_clients_hold_open(self):
+        # Kubernetes kills at the end of its grace period: 44 idle connections and an open
+        # stream on a running session must not hold alignd past --grace_s (plus a bound for
+        # the final checkpoint and the log), and the session is kept to resume.
+        grace = 2
+        s = self.start("--grace_s", str(grace))
+        ds = self.generated(s)
+        sess = s.training.CreateSession(session_request(ds, steps=10 ** 9, batch=1), timeout=30)
+        idle = []
+        for _ in range(44):
+            ch = grpc.insecure_channel(s.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            sessions_pb2_grpc.TrainingServiceStub(ch).ListSessions(sessions_pb2.ListSessionsRequest(), timeout=30)
+            idle.append(ch)
+        follow = s.training.StreamMetrics(sessions_pb2.StreamMetricsRequest(parent=sess.name))
+        next(follow)
+        try:
+            t = time.monotonic()
+            s.proc.send_signal(signal.SIGTERM)
+            s.proc.wait(timeout=60)
+            took = time.monotonic() - t
+            self.assertEqual(s.proc.returncode, 0)
+            self.assertLess(took, grace + 5, f"SIGTERM took {took:.1f} s with --grace_s {grace}")
+        finally:
+            for ch in idle:
+                ch.close()
+        s2 = self.start()
+        got = s2.training.GetSession(sessions_pb2.GetSessionRequest(name=sess.name), timeout=10)
+        self.assertIn(got.state, (sessions_pb2.SESSION_STATE_QUEUED, sessions_pb2.SESSION_STATE_RUNNING))
+        self.assertGreater(got.step, 0)
+
     @unittest.skipIf(os.environ.get("ALIGND_SANITIZER"),
                      "sanitizers reserve terabytes of address space: an RLIMIT_AS leaves them none")
     def test_a_session_that_runs_out_of_memory_fails_alone_and_stays_failed_after_restart(self):
