@@ -86,6 +86,7 @@ bench:
 	@echo; cd dashboard/web/bench && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node run.mjs
 	@echo; node tests/bench/dashboard_open.mjs --build $(BUILD)
 	$(PY) tests/bench/service_bench.py --build $(BUILD)
+	$(PY) tests/bench/checkpoint_bench.py --build $(BUILD)
 
 mnist:
 	@deploy/install-deps.sh --repro
