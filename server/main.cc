@@ -1,4 +1,5 @@
 // alignd: the training service. See README.md and docs/ARCHITECTURE.md.
+#include <grpc/grpc.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -282,7 +283,9 @@ int main(int argc, char** argv) {
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&training_service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RpcLogFactory>(metrics.get(), &identifier));
+  auto rpc_log = std::make_unique<RpcLogFactory>(metrics.get(), &identifier);
+  const std::shared_ptr<const std::atomic<int64_t>> calls_in_flight = rpc_log->in_flight();
+  interceptors.push_back(std::move(rpc_log));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -352,8 +355,23 @@ int main(int argc, char** argv) {
   server->GetHealthCheckService()->SetServingStatus(false);
   probe_health.SetServing(false);
   sessions.Shutdown();  // running sessions checkpoint and are stored QUEUED
+  // gRPC's Shutdown(deadline) waits for every connection to close, not only for the calls in
+  // flight: a client's idle channel (a dashboard's, a notebook's) held it for the whole
+  // --grace_s. Once no call is in flight the connections are closed, as Shutdown itself
+  // does at the deadline (grpc_server_cancel_all_calls), so shutdown ends with the work.
+  // The first look comes after Shutdown has sent GOAWAY and refuses new calls; a look
+  // before it would only close connections that clients open again.
+  std::atomic<bool> stopped{false};
+  std::thread drain([&] {
+    while (!stopped.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (calls_in_flight->load() == 0) grpc_server_cancel_all_calls(server->c_server());
+    }
+  });
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+  stopped = true;
+  drain.join();
   probe_health.Shutdown();
   if (health_server) health_server->Shutdown();
   LogInfo("stopped");

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 
 #include "server/auth.h"
 #include "server/log.h"
@@ -19,12 +20,14 @@ using grpc::experimental::InterceptionHookPoints;
 class RpcLog : public grpc::experimental::Interceptor {
  public:
   RpcLog(grpc::experimental::ServerRpcInfo* info, ServiceMetrics* metrics,
-         const Identifier* identifier)
-      : method_(info->method()),
+         const Identifier* identifier, std::shared_ptr<std::atomic<int64_t>> in_flight)
+      : in_flight_(std::move(in_flight)),
+        method_(info->method()),
         ctx_(info->server_context()),
         metrics_(metrics),
         identifier_(identifier),
         start_(std::chrono::steady_clock::now()) {
+    in_flight_->fetch_add(1);
     if (metrics_ != nullptr) {
       labels_ = LabelsOf(method_);
       metrics_->ObserveStart(labels_);
@@ -65,7 +68,10 @@ class RpcLog : public grpc::experimental::Interceptor {
     methods->Proceed();
   }
 
+  ~RpcLog() override { in_flight_->fetch_sub(1); }
+
  private:
+  std::shared_ptr<std::atomic<int64_t>> in_flight_;
   std::string method_;
   grpc::ServerContextBase* ctx_;
   ServiceMetrics* metrics_;
@@ -78,7 +84,7 @@ class RpcLog : public grpc::experimental::Interceptor {
 
 grpc::experimental::Interceptor* RpcLogFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new RpcLog(info, metrics_, identifier_);
+  return new RpcLog(info, metrics_, identifier_, in_flight_);
 }
 
 }  // namespace alignd::server

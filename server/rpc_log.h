@@ -2,12 +2,16 @@
 // -----------------------------------------------------------------------------
 // A server interceptor that writes one JSON log line per RPC when its status is
 // sent (method, gRPC code, message if not OK, duration in milliseconds, peer, the call's
-// own principal) and
-// counts it in the Prometheus metrics.
+// own principal), counts it in the Prometheus metrics and keeps the number of calls in
+// flight (what shutdown waits for).
 #ifndef ALIGND_SERVER_RPC_LOG_H_
 #define ALIGND_SERVER_RPC_LOG_H_
 
 #include <grpcpp/support/server_interceptor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
 
 namespace alignd::server {
 
@@ -23,9 +27,14 @@ class RpcLogFactory : public grpc::experimental::ServerInterceptorFactoryInterfa
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
+  // Calls from their handler's start until the call is gone, shared so that it can be read
+  // after the builder has taken the factory.
+  std::shared_ptr<const std::atomic<int64_t>> in_flight() const { return in_flight_; }
+
  private:
   ServiceMetrics* metrics_;
   const Identifier* identifier_;
+  std::shared_ptr<std::atomic<int64_t>> in_flight_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 }  // namespace alignd::server
