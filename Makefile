@@ -87,6 +87,7 @@ bench:
 	@echo; node tests/bench/dashboard_open.mjs --build $(BUILD)
 	$(PY) tests/bench/service_bench.py --build $(BUILD)
 	$(PY) tests/bench/checkpoint_bench.py --build $(BUILD)
+	$(PY) tests/bench/shutdown_bench.py --build $(BUILD)
 
 mnist:
 	@deploy/install-deps.sh --repro
