@@ -32,6 +32,22 @@ std::string DefaultStaticDir(const char* argv0) {
     if (std::filesystem::exists(dir / "index.html", ec)) return dir.string();
   return "";
 }
+
+// gRPC's retry policy for the reads the bridge makes (5 attempts at most, gRPC's own cap;
+// backoff 0.5, 1, 2, 4 s with jitter), on UNAVAILABLE only.
+constexpr char kReadRetries[] = R"({"methodConfig": [{
+  "name": [
+    {"service": "alignd.v1.TrainingService", "method": "GetSession"},
+    {"service": "alignd.v1.TrainingService", "method": "ListSessions"},
+    {"service": "alignd.v1.TrainingService", "method": "ListMetrics"},
+    {"service": "alignd.v1.TrainingService", "method": "GetSnapshot"},
+    {"service": "alignd.v1.TrainingService", "method": "ListSnapshots"},
+    {"service": "alignd.v1.TrainingService", "method": "ReadSnapshot"},
+    {"service": "alignd.v1.DatasetService", "method": "GetDataset"},
+    {"service": "alignd.v1.DatasetService", "method": "ListDatasets"},
+    {"service": "grpc.health.v1.Health", "method": "Check"}],
+  "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "4s",
+                  "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,6 +111,10 @@ int main(int argc, char** argv) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // A read that finds the connection down (alignd restarting, a handshake that failed) is
+  // tried again for up to ~7 s before the browser sees 503: reads only, never a create,
+  // pause, cancel or delete, which the user repeats knowingly.
+  args.SetServiceConfigJSON(kReadRetries);
   auto channel = grpc::CreateCustomChannel(alignd, *creds, args);
 
   httplib::Server http;

@@ -228,10 +228,17 @@ test("ten live sessions followed at once (more than a browser's six connections 
     const n = await Promise.all(ids.map(points));
     return n.every((x) => x > 0) ? n : null;
   }, 60000);
+  // A row stays the same element while its session trains (updated in place, not redrawn):
+  // what a user clicks or hovers is still there at the next poll.
+  await page.$eval(`#sessions tr[data-id="${ids[0]}"]`, (el) => { el.dataset.mark = "kept"; });
+  const figures = await page.$eval(`#sessions tr[data-id="${ids[0]}"]`, (el) => el.textContent);
   await until("all ten gaining points live", async () => {
     const n = await Promise.all(ids.map(points));
     return n.every((x, i) => x > start[i] + 3);
   }, 60000);
+  await until("the row's figures updated", async () =>
+    (await page.$eval(`#sessions tr[data-id="${ids[0]}"]`, (el) => el.textContent)) !== figures, 30000);
+  assert.equal(await page.$eval(`#sessions tr[data-id="${ids[0]}"]`, (el) => el.dataset.mark), "kept");
   // The page still talks to the dashboard: a new session shows up in the list.
   const late = await createViaApi("many late", "RULE_BACKPROP", 1000, 1, 100);
   await page.waitForSelector(`#sessions tr[data-id="${late}"]`, { timeout: 15000 });

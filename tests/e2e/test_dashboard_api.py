@@ -298,5 +298,56 @@ class DashboardApiTest(unittest.TestCase):
         self.assertEqual(self.call("GET", f"/api/sessions/{sid}")[0], 404)
 
 
+class DashboardReconnectTest(unittest.TestCase):
+    """A read the dashboard forwards while alignd is down is tried again until alignd is back,
+    instead of a 503 the browser would show; a write is not."""
+
+    def test_a_read_sent_while_alignd_restarts_answers_once_it_is_back(self):
+        import threading
+        tmp = tempfile.mkdtemp(prefix="alignd_dash_restart_")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        data = os.path.join(tmp, "data")
+
+        def alignd(listen):
+            p, address = spawn(os.environ["ALIGND_BINARY"], "--listen", listen, "--metrics_listen", "",
+                               "--data_dir", data)
+            self.addCleanup(lambda: (p.kill(), p.wait(), p.stdout.close()))
+            return p, address
+
+        first, address = alignd("127.0.0.1:0")
+        dash, url = spawn(os.environ["ALIGND_DASHBOARD_BINARY"], "--alignd", address, "--listen", "127.0.0.1:0")
+        self.addCleanup(lambda: (dash.kill(), dash.wait(), dash.stdout.close()))
+        url = url.rstrip("/")
+
+        def get(path, method="GET"):
+            req = urllib.request.Request(url + path, method=method, data=b"{}" if method == "POST" else None,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, json.loads(r.read() or b"{}")
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read() or b"{}")
+
+        self.assertEqual(get("/api/sessions")[0], 200)  # connected
+        first.kill()
+        first.wait()
+        # alignd is down: a write fails at once with 503 (not retried behind the user's back) ...
+        code, err = get("/api/sessions", "POST")
+        self.assertEqual((code, err.get("code")), (503, "UNAVAILABLE"), err)
+        # ... and reads sent now, answered once alignd is back on the same address a second later.
+        answers = {}
+        readers = [threading.Thread(target=lambda p=p: answers.__setitem__(p, get(p)))
+                   for p in ("/api/sessions", "/api/datasets", "/healthz")]
+        for t in readers:
+            t.start()
+        time.sleep(1.0)
+        alignd(address)
+        for t in readers:
+            t.join(timeout=60)
+        self.assertEqual({p: a[0] for p, a in answers.items()},
+                         {"/api/sessions": 200, "/api/datasets": 200, "/healthz": 200}, answers)
+        self.assertEqual(answers["/healthz"][1].get("status"), "SERVING")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -197,6 +197,9 @@ function rowFor(s) {
   ] };
 }
 
+// What each shown row was last rendered from (rows are reused across polls).
+const shownCells = new WeakMap();
+
 function renderList() {
   const body = $("#sessions tbody");
   // Newest first, as a run log reads.
@@ -205,17 +208,39 @@ function renderList() {
     .map(rowFor)
     .filter((r) => !app.filter || r.cells.slice(0, 4).join(" ").toLowerCase().includes(app.filter) || r.id.includes(app.filter));
   $("#empty").hidden = app.sessions.size > 0;
-  const html = rows.map((r) => {
+  // Rows are updated in place, keyed by id: a row that is already shown stays the same element
+  // (a click, a focus or a selection in it survives the next poll), only the cells that changed
+  // are rewritten, and rows are moved only when the order changes.
+  const keep = new Map([...body.children].map((tr) => [tr.dataset.id, tr]));
+  rows.forEach((r, i) => {
     const sel = app.selected.indexOf(r.id);
     const color = sel >= 0 && !app.group ? palette[sel % palette.length] : "transparent";
     const [name, state, ru, sizes, prog, rate, eta, loss, acc, ev] = r.cells;
-    return `<tr data-id="${r.id}" class="${sel >= 0 ? "selected" : ""}">` +
-      `<td><input type="checkbox" aria-label="overlay ${r.id}" ${sel >= 0 ? "checked" : ""}><i style="display:inline-block;width:10px;height:3px;margin-left:4px;background:${color}"></i></td>` +
+    const cells = `<td><input type="checkbox" aria-label="overlay ${r.id}" ${sel >= 0 ? "checked" : ""}><i style="display:inline-block;width:10px;height:3px;margin-left:4px;background:${color}"></i></td>` +
       `<td title="sessions/${r.id}">${escapeHtml(name)}</td><td><span class="state ${state}">${state}</span></td>` +
       `<td>${ru}</td><td>${sizes}</td><td><span class="bar"><i style="width:${prog.pct.toFixed(1)}%"></i></span>${prog.text}</td>` +
-      `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td></tr>`;
-  }).join("");
-  if (body.innerHTML !== html) body.innerHTML = html;
+      `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td>`;
+    let tr = keep.get(r.id);
+    keep.delete(r.id);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.id = r.id;
+    }
+    const cls = sel >= 0 ? "selected" : "";
+    if (tr.className !== cls) tr.className = cls;
+    if (shownCells.get(tr) !== cells) {
+      shownCells.set(tr, cells);
+      const tmp = document.createElement("tbody");
+      tmp.innerHTML = `<tr>${cells}</tr>`;
+      const fresh = [...tmp.firstChild.children];
+      if (tr.children.length !== fresh.length) tr.replaceChildren(...fresh);
+      else fresh.forEach((td, k) => { if (tr.children[k].outerHTML !== td.outerHTML) tr.children[k].replaceWith(td); });
+    }
+    const box = tr.firstChild?.firstChild;  // a click flips .checked whatever the markup says
+    if (box && box.checked !== sel >= 0) box.checked = sel >= 0;
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const tr of keep.values()) tr.remove();
 }
 
 function escapeHtml(s) {
