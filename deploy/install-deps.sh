@@ -14,12 +14,13 @@ build=(build-essential cmake ninja-build pkg-config
        libeigen3-dev libabsl-dev zlib1g-dev
        libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
        libcli11-dev nlohmann-json3-dev libdnnl-dev
-       libsqlite3-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev python3
+       libsqlite3-dev libpq-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev python3
        file)  # file and dpkg-dev (build-essential): CPack's dpkg-shlibdeps
 command -v npm >/dev/null || build+=(nodejs npm)  # the dashboard's front end (esbuild)
 tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
        python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools
        openssl docker-compose yamllint prometheus
+       postgresql  # a real PostgreSQL 15 for the storage contract test (--storage postgresql://)
        chromium)  # the dashboard's browser tests (playwright-core drives it)
 pkgs=("${build[@]}" "${tests[@]}")
 for arg in "$@"; do

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "formats/formats.h"
+#include "server/file_blobs.h"
 #include "server/resource_names.h"
 
 namespace alignd::server {
@@ -34,14 +35,6 @@ namespace {
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
-}
-
-absl::Status FsyncPath(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return Errno("open " + path);
-  const int r = ::fsync(fd);
-  ::close(fd);
-  return r == 0 ? absl::OkStatus() : Errno("fsync " + path);
 }
 
 // A prepared statement that finalizes itself.
@@ -84,137 +77,7 @@ absl::Status SqlError(sqlite3* db, const char* what) {
 
 }  // namespace
 
-absl::Status AtomicWriteFile(const std::string& path, std::string_view bytes) {
-  const fs::path p(path);
-  std::error_code ec;
-  fs::create_directories(p.parent_path(), ec);
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
-  // Per write, not per process: two writers of the same path at once each get their own.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp =
-      absl::StrCat(path, ".tmp", ::getpid(), "_", counter.fetch_add(1, std::memory_order_relaxed));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("open " + tmp);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      const absl::Status s = Errno("write " + tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const absl::Status s = Errno("fsync " + tmp);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const absl::Status s = Errno("rename " + tmp);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return FsyncPath(p.parent_path().string(), O_RDONLY | O_DIRECTORY);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 namespace {
-
-// A data set's payload file: {datasets folder}/{id}.bin.
-std::string PayloadFile(const std::string& datasets_dir, const std::string& id) {
-  return (fs::path(datasets_dir) / (id + ".bin")).string();
-}
-
-// A file written under a temporary name and renamed into place by Commit. Writeback of
-// what is written starts every kWritebackBytes (sync_file_range, which does not wait), so
-// that Commit's fsync finds little left to write: 188 MB uploaded, it took 0.11-0.13 s
-// of the upload's 0.6 s without, and waits for the last few MiB with.
-class FileBlobWriter final : public BlobWriter {
- public:
-  // In `dir`, where Commit puts the payload as {id}.bin.
-  static absl::StatusOr<std::unique_ptr<BlobWriter>> Open(const std::string& dir) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat("create folder ", dir, ": ", ec.message()));
-    static std::atomic<uint64_t> counter{0};
-    std::string tmp =
-        (fs::path(dir) / absl::StrCat(".upload-", ::getpid(), "_",
-                                      counter.fetch_add(1, std::memory_order_relaxed), ".part"))
-            .string();
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Errno("open " + tmp);
-    return std::unique_ptr<BlobWriter>(new FileBlobWriter(dir, std::move(tmp), fd));
-  }
-  ~FileBlobWriter() override {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  absl::Status Append(std::string_view bytes) override {
-    if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t w = ::write(fd_, bytes.data() + done, bytes.size() - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Errno("write " + tmp_);
-      }
-      done += static_cast<size_t>(w);
-    }
-    written_ += static_cast<int64_t>(bytes.size());
-    if (written_ - flushed_ >= kWritebackBytes) {
-      // Advice: a failure here (a file system without it) only leaves the work to fsync.
-      ::sync_file_range(fd_, flushed_, written_ - flushed_, SYNC_FILE_RANGE_WRITE);
-      flushed_ = written_;
-    }
-    return absl::OkStatus();
-  }
-  absl::Status Commit(const std::string& name) override {
-    if (fd_ < 0) return absl::FailedPreconditionError("blob already committed");
-    ASSIGN_OR_RETURN(const std::string id, ParseDatasetName(name));
-    const std::string path = PayloadFile(dir_, id);
-    const int fd = fd_;
-    fd_ = -1;
-    if (::fsync(fd) != 0) {
-      ::close(fd);
-      return Errno("fsync " + tmp_);
-    }
-    if (::close(fd) != 0) return Errno("close " + tmp_);
-    if (::rename(tmp_.c_str(), path.c_str()) != 0) return Errno("rename " + tmp_);
-    committed_ = true;
-    return FsyncPath(dir_, O_RDONLY | O_DIRECTORY);
-  }
-
- private:
-  FileBlobWriter(std::string dir, std::string tmp, int fd)
-      : dir_(std::move(dir)), tmp_(std::move(tmp)), fd_(fd) {}
-  static constexpr int64_t kWritebackBytes = int64_t{8} << 20;
-  const std::string dir_, tmp_;
-  int fd_;
-  int64_t written_ = 0, flushed_ = 0;  // bytes written; bytes whose writeback was started
-  bool committed_ = false;
-};
-
-// "checkpoint-{step}.bin" -> step; -1 for any other name.
-int64_t CheckpointFileStep(const std::string& file) {
-  int64_t step = -1;
-  absl::string_view f = file;
-  if (!absl::ConsumePrefix(&f, "checkpoint-") || !absl::ConsumeSuffix(&f, ".bin") ||
-      !absl::SimpleAtoi(f, &step) || step < 0)
-    return -1;
-  return step;
-}
 
 class SqliteStorage final : public Storage {
  public:
@@ -256,18 +119,13 @@ class SqliteStorage final : public Storage {
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& session) override;
 
  private:
-  explicit SqliteStorage(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+  explicit SqliteStorage(std::string data_dir) : data_dir_(data_dir), blobs_(data_dir) {}
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckpointLoop();
-  // Paths, from names already checked by resource_names (ids are plain tokens).
-  absl::StatusOr<std::string> SessionDir(const std::string& session) const;
-  std::string DatasetsDir() const { return (fs::path(data_dir_) / "datasets").string(); }
-  std::string PayloadPath(const std::string& file_id) const {
-    return PayloadFile(DatasetsDir(), file_id);
-  }
 
   const std::string data_dir_;
-  int lock_fd_ = -1;  // data_dir/LOCK, flock'ed while open
+  const FileBlobs blobs_;  // the bytes, in data_dir_ beside the database
+  int lock_fd_ = -1;       // data_dir/LOCK, flock'ed while open
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
   // WAL checkpoints (which fsync the database) run here, on their own connection, instead of
@@ -279,12 +137,8 @@ class SqliteStorage final : public Storage {
 };
 
 absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& data_dir) {
-  std::error_code ec;
-  fs::create_directories(fs::path(data_dir) / "datasets", ec);
-  if (ec)
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create --data_dir ", data_dir, ": ", ec.message()));
   std::unique_ptr<SqliteStorage> s(new SqliteStorage(data_dir));
+  RETURN_IF_ERROR(s->blobs_.Prepare("--data_dir"));
   // One process per data directory: a second alignd on it would interleave its writes and
   // its uploads' temporary files with ours. The lock goes with the process, however it ends.
   const std::string lock_path = (fs::path(data_dir) / "LOCK").string();
@@ -303,10 +157,7 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
     return Errno("write " + lock_path);
   // Uploads that a crash interrupted left their temporary files; nobody else can be
   // writing them now.
-  for (const auto& e : fs::directory_iterator(fs::path(data_dir) / "datasets", ec)) {
-    const std::string f = e.path().filename().string();
-    if (absl::StartsWith(f, ".upload-") && absl::EndsWith(f, ".part")) fs::remove(e.path(), ec);
-  }
+  s->blobs_.ClearInterruptedUploads();
   absl::MutexLock lock(&s->mu_);
   const std::string db_path = (fs::path(data_dir) / "alignd.db").string();
   if (sqlite3_open_v2(db_path.c_str(), &s->db_,
@@ -397,27 +248,14 @@ absl::Status SqliteStorage::Exec(const char* sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> SqliteStorage::SessionDir(const std::string& session) const {
-  auto id = ParseSessionName(session);
-  if (!id.ok()) return id.status();
-  return (fs::path(data_dir_) / "sessions" / *id).string();
-}
-
 // ---- Data sets ------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> SqliteStorage::NewDatasetPayload() {
-  return FileBlobWriter::Open(DatasetsDir());
+  return blobs_.NewDatasetPayload();
 }
 
 absl::StatusOr<std::string> SqliteStorage::ReadDatasetPayload(const v1::Dataset& d) {
-  auto id = ParseDatasetName(d.name());
-  if (!id.ok()) return id.status();
-  auto bytes = ReadFile(PayloadPath(*id));
-  // A data directory written before ids covered the header's meaning names payload files
-  // by the payload's SHA-256: read those where they are.
-  if (!bytes.ok() && formats::IsSha256Hex(d.sha256())) bytes = ReadFile(PayloadPath(d.sha256()));
-  if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(d.name(), ": payload is missing"));
-  return bytes;
+  return blobs_.ReadDatasetPayload(d);
 }
 
 absl::Status SqliteStorage::PutDataset(const v1::Dataset& d) {
@@ -468,11 +306,7 @@ absl::Status SqliteStorage::DeleteDataset(const std::string& name) {
     del.BindText(1, name);
     if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete dataset");
   }
-  std::error_code ec;
-  fs::remove(PayloadPath(*id), ec);
-  // A data directory from before ids covered the header's meaning: the file is named by the
-  // payload's SHA-256 (and no other record can share it: those ids were its first 16 digits).
-  if (formats::IsSha256Hex(sha) && *id == sha.substr(0, 16)) fs::remove(PayloadPath(sha), ec);
+  blobs_.RemoveDatasetPayload(name, sha);
   return absl::OkStatus();
 }
 
@@ -510,8 +344,7 @@ absl::StatusOr<std::vector<v1::Session>> SqliteStorage::ListSessions() {
 }
 
 absl::Status SqliteStorage::DeleteSession(const std::string& name) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
+  RETURN_IF_ERROR(ParseSessionName(name).status());
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
@@ -527,9 +360,7 @@ absl::Status SqliteStorage::DeleteSession(const std::string& name) {
     }
     if (absl::Status s = Exec("COMMIT"); !s.ok()) return s;
   }
-  std::error_code ec;
-  fs::remove_all(*dir, ec);
-  return absl::OkStatus();
+  return blobs_.RemoveSession(name);
 }
 
 // ---- Metrics ----------------------------------------------------------------------------
@@ -643,62 +474,21 @@ absl::StatusOr<int64_t> SqliteStorage::CountMetrics(const std::string& name) {
 
 // ---- Checkpoints and snapshots ----------------------------------------------------------
 
-// A checkpoint is the file checkpoint-{step}.bin: the step travels with the bytes in one
-// atomic rename, so a kill at any moment leaves a (bytes, step) pair that belongs together
-// (an index row written beside the file could disagree with it after a crash, and a
-// restart would then cut the log back to one step and resume from another).
+// In the data directory's files (file_blobs.h: the step is in the checkpoint's file name).
 absl::Status SqliteStorage::PutCheckpoint(const std::string& name, const StoredState& state) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
-  const fs::path file = fs::path(*dir) / absl::StrCat("checkpoint-", state.step, ".bin");
-  if (absl::Status s = AtomicWriteFile(file.string(), state.bytes); !s.ok()) return s;
-  // The older ones (and a checkpoint.bin from an older data directory) go.
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(*dir, ec)) {
-    const std::string f = e.path().filename().string();
-    if (e.path() != file && (f == "checkpoint.bin" || CheckpointFileStep(f) >= 0))
-      fs::remove(e.path(), ec);
-  }
-  return absl::OkStatus();
+  return blobs_.PutCheckpoint(name, state);
 }
 
 absl::StatusOr<StoredState> SqliteStorage::GetCheckpoint(const std::string& name) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
-  StoredState out;
-  auto step = CheckpointStep(name);
-  if (step.ok()) {
-    auto bytes = ReadFile((fs::path(*dir) / absl::StrCat("checkpoint-", *step, ".bin")).string());
-    if (!bytes.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
-    out.step = *step;
-    out.bytes = std::move(*bytes);
-    return out;
-  }
-  // A data directory from before the step was in the file name: step -1 (unknown).
-  auto legacy = ReadFile((fs::path(*dir) / "checkpoint.bin").string());
-  if (!legacy.ok()) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
-  out.step = -1;
-  out.bytes = std::move(*legacy);
-  return out;
+  return blobs_.GetCheckpoint(name);
 }
 
 absl::StatusOr<int64_t> SqliteStorage::CheckpointStep(const std::string& name) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
-  int64_t newest = -1;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(*dir, ec))
-    newest = std::max(newest, CheckpointFileStep(e.path().filename().string()));
-  if (newest < 0) return absl::NotFoundError(absl::StrCat(name, " has no checkpoint"));
-  return newest;
+  return blobs_.CheckpointStep(name);
 }
 
 absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredState& state) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
-  const std::string path =
-      (fs::path(*dir) / "snapshots" / (std::to_string(state.step) + ".bin")).string();
-  if (absl::Status s = AtomicWriteFile(path, state.bytes); !s.ok()) return s;
+  RETURN_IF_ERROR(blobs_.PutSnapshot(name, state));
   absl::MutexLock lock(&mu_);
   Stmt st(db_, "INSERT OR REPLACE INTO snapshots (session, step, create_time) VALUES (?, ?, ?)");
   const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -710,12 +500,7 @@ absl::Status SqliteStorage::PutSnapshot(const std::string& name, const StoredSta
 }
 
 absl::StatusOr<std::string> SqliteStorage::GetSnapshot(const std::string& name, int64_t step) {
-  auto dir = SessionDir(name);
-  if (!dir.ok()) return dir.status();
-  auto bytes = ReadFile((fs::path(*dir) / "snapshots" / (std::to_string(step) + ".bin")).string());
-  if (!bytes.ok())
-    return absl::NotFoundError(absl::StrCat(name, "/snapshots/", step, " not found"));
-  return bytes;
+  return blobs_.GetSnapshot(name, step);
 }
 
 absl::StatusOr<std::vector<SnapshotInfo>> SqliteStorage::ListSnapshots(const std::string& name) {

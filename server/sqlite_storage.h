@@ -8,8 +8,8 @@
 //   {data_dir}/sessions/{id}/checkpoint-{step}.bin    the latest checkpoint
 //   {data_dir}/sessions/{id}/snapshots/{step}.bin     weight snapshots
 //
-// Files are written atomically (temp file, fsync, rename, fsync of the folder). One
-// SQLite connection behind a mutex serves every call; WAL checkpoints (which fsync the
+// The files are file_blobs.h's (written atomically: temp file, fsync, rename, fsync of the
+// folder). One SQLite connection behind a mutex serves every call; WAL checkpoints (which fsync the
 // database) run on a thread of their own, so an append never waits for one.
 #ifndef ALIGND_SERVER_SQLITE_STORAGE_H_
 #define ALIGND_SERVER_SQLITE_STORAGE_H_
@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/file_blobs.h"  // AtomicWriteFile, ReadFile (for tests and tools)
 #include "server/storage.h"
 
 namespace alignd::server {
@@ -25,12 +26,6 @@ namespace alignd::server {
 // Opens (creating if needed) the data directory and its database. FailedPrecondition if
 // the directory cannot be created or the database opened.
 absl::StatusOr<std::unique_ptr<Storage>> OpenSqliteStorage(const std::string& data_dir);
-
-// The file helpers it is built on (also for tests and tools).
-// Writes `bytes` to `path` atomically and durably; creates missing parent folders.
-absl::Status AtomicWriteFile(const std::string& path, std::string_view bytes);
-// NotFound if the file cannot be opened.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace alignd::server
 

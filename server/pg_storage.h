@@ -1,0 +1,42 @@
+// File: server/pg_storage.h
+// -----------------------------------------------------------------------------
+// Storage (storage.h) on PostgreSQL (records, metric logs, snapshot index) and a blob root
+// (file_blobs.h: payloads, checkpoints, snapshots) that may be a shared volume (NFS,
+// CephFS, EFS), so that several alignd processes can serve one store.
+//
+// Through libpq: a small pool of connections, each used by one call at a time. A connection
+// that breaks (PostgreSQL restarted, the network cut) makes that call UNAVAILABLE and is
+// opened again by the next one; nothing is half written (every write is one statement or
+// one transaction). The schema is created on first use, under an advisory lock so that
+// replicas starting together do not race.
+#ifndef ALIGND_SERVER_PG_STORAGE_H_
+#define ALIGND_SERVER_PG_STORAGE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/storage.h"
+
+namespace alignd::server {
+
+struct PostgresOptions {
+  // A libpq connection string or URI: "postgresql://user@host:5432/alignd",
+  // "host=/run/postgresql dbname=alignd".
+  std::string conninfo;
+  // Where the bytes go (file_blobs.h's layout).
+  std::string blobs_dir;
+  // Connections kept open at most; calls beyond them wait for one.
+  int connections = 4;
+};
+
+// Connects, creates the schema if missing, and prepares the blob root. FailedPrecondition
+// naming what failed: PostgreSQL unreachable, refused, or the blob root unusable.
+absl::StatusOr<std::unique_ptr<Storage>> OpenPostgresStorage(const PostgresOptions& options);
+
+// True for "postgresql://..." and "postgres://..." (what --storage takes).
+bool IsPostgresUri(const std::string& s);
+
+}  // namespace alignd::server
+
+#endif  // ALIGND_SERVER_PG_STORAGE_H_
