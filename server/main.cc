@@ -26,6 +26,7 @@
 #include "server/dataset_store.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/pg_storage.h"
 #include "server/probe_health.h"
 #include "server/rpc_log.h"
 #include "server/session_manager.h"
@@ -83,8 +84,16 @@ int main(int argc, char** argv) {
                  "address to serve on; port 0 picks a free one (printed on stdout)")
       ->capture_default_str();
   app.add_option("--data_dir", data_dir,
-                 "where data sets, sessions, metric logs and checkpoints live")
+                 "where data sets, sessions, metric logs and checkpoints live (the embedded "
+                 "store: SQLite and files)")
       ->capture_default_str();
+  std::string storage_uri, blobs_dir;
+  app.add_option("--storage", storage_uri,
+                 "keep records and metric logs in PostgreSQL instead: a libpq URI, "
+                 "postgresql://user@host:5432/alignd (needs --blobs; --data_dir is unused)");
+  app.add_option("--blobs", blobs_dir,
+                 "with --storage: the folder for data set payloads, checkpoints and snapshots "
+                 "(a local or a shared volume)");
   app.add_option("--max_running", mo.max_running, "sessions trained at once (worker threads)")
       ->capture_default_str();
   app.add_option("--max_threads", mo.max_threads,
@@ -229,9 +238,20 @@ int main(int argc, char** argv) {
   }
   const Identifier identifier = tokens != nullptr ? Identifier(tokens) : Identifier();
 
-  auto storage = OpenSqliteStorage(data_dir);
+  if (!storage_uri.empty() && (!IsPostgresUri(storage_uri) || blobs_dir.empty())) {
+    std::cerr << "alignd: --storage takes postgresql://... and needs --blobs\n";
+    return 2;
+  }
+  if (storage_uri.empty() && !blobs_dir.empty()) {
+    std::cerr << "alignd: --blobs goes with --storage postgresql://...\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<Storage>> storage =
+      storage_uri.empty() ? OpenSqliteStorage(data_dir)
+                          : OpenPostgresStorage({storage_uri, blobs_dir});
   if (!storage.ok()) {
-    LogError("cannot open the data directory", {{"error", storage.status().ToString()}});
+    LogError(storage_uri.empty() ? "cannot open the data directory" : "cannot open --storage",
+             {{"error", storage.status().ToString()}});
     return 1;
   }
   DatasetStore datasets(storage->get(), limits);
@@ -315,7 +335,7 @@ int main(int argc, char** argv) {
   }
   const std::string host = listen.substr(0, listen.rfind(':'));
   LogInfo("serving", {{"address", host + ":" + std::to_string(port)},
-                      {"data_dir", data_dir},
+                      {"data_dir", storage_uri.empty() ? data_dir : "--blobs " + blobs_dir},
                       {"max_running", mo.max_running},
                       {"max_threads", mo.max_threads},
                       {"version", ALIGND_VERSION},

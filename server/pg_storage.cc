@@ -201,10 +201,28 @@ class PostgresStorage final : public Storage {
   PostgresStorage(const PostgresOptions& o)
       : pool_(o.conninfo, std::max(1, o.connections)), blobs_(o.blobs_dir) {}
 
-  absl::Status Init() {
+  ~PostgresStorage() override {
+    if (owner_ != nullptr) PQfinish(owner_);
+  }
+
+  absl::Status Init(const PostgresOptions& o) {
     RETURN_IF_ERROR(blobs_.Prepare("--blobs"));
-    ASSIGN_OR_RETURN(Conn c, pool_.Get());
-    return c.Exec("create schema", kSchema);
+    {
+      ASSIGN_OR_RETURN(Conn c, pool_.Get());
+      RETURN_IF_ERROR(c.Exec("create schema", kSchema));
+    }
+    if (!o.exclusive) return absl::OkStatus();
+    owner_ = PQconnectdb(o.conninfo.c_str());
+    if (owner_ == nullptr || PQstatus(owner_) != CONNECTION_OK)
+      return absl::UnavailableError("postgresql unreachable for the owner's lock");
+    Result r(PQexec(owner_, "SELECT pg_try_advisory_lock(7361030)::int"), &PQclear);
+    if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK)
+      return absl::InternalError(absl::StrCat("postgresql owner's lock: ", PQerrorMessage(owner_)));
+    if (std::string(PQgetvalue(r.get(), 0, 0)) != "1")
+      return absl::FailedPreconditionError(
+          "the database is in use by another alignd (one alignd per database until sessions "
+          "are claimed under leases)");
+    return absl::OkStatus();
   }
 
   // ---- Data sets.
@@ -436,6 +454,7 @@ class PostgresStorage final : public Storage {
 
   Pool pool_;
   const FileBlobs blobs_;
+  PGconn* owner_ = nullptr;  // holds the advisory lock of PostgresOptions::exclusive
 };
 
 }  // namespace
@@ -446,7 +465,7 @@ bool IsPostgresUri(const std::string& s) {
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenPostgresStorage(const PostgresOptions& options) {
   auto s = std::make_unique<PostgresStorage>(options);
-  if (absl::Status st = s->Init(); !st.ok())
+  if (absl::Status st = s->Init(options); !st.ok())
     return absl::FailedPreconditionError(absl::StrCat("--storage: ", st.message()));
   return std::unique_ptr<Storage>(std::move(s));
 }

@@ -28,6 +28,10 @@ struct PostgresOptions {
   std::string blobs_dir;
   // Connections kept open at most; calls beyond them wait for one.
   int connections = 4;
+  // One alignd per database until sessions are claimed under leases: a second one would
+  // resume the same sessions. Held as a session-level advisory lock on a connection of its
+  // own for the life of the storage.
+  bool exclusive = true;
 };
 
 // Connects, creates the schema if missing, and prepares the blob root. FailedPrecondition

@@ -277,6 +277,10 @@ TEST(PostgresStorage, UnreachableIsUnavailableAndTheNextCallAfterARestartWorks) 
   auto s = OpenPostgresStorage(o);
   ASSERT_OK(s);
   ASSERT_OK((*s)->AppendMetrics("sessions/a", Events(1, 5)));
+  // One alignd per database: a second open is refused while the first holds it.
+  auto second = OpenPostgresStorage(o);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_NE(second.status().message().find("in use by another alignd"), std::string::npos);
   ASSERT_TRUE(pg->Stop());
   auto down = (*s)->AppendMetrics("sessions/a", Events(6, 10));
   EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable) << down;
