@@ -168,6 +168,7 @@ Conn::~Conn() {
 // together: CREATE ... IF NOT EXISTS alone can still collide on the catalog).
 // metrics.kind: 0 a step, 1 an evaluation, 2 anything else (kept: what the log held).
 constexpr char kSchema[] = R"sql(
+SET client_min_messages = warning;
 BEGIN;
 SELECT pg_advisory_xact_lock(7361029);
 CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BYTEA NOT NULL);
@@ -198,7 +199,7 @@ absl::StatusOr<std::vector<Message>> Records(const PGresult* r, int col, const c
 
 class PostgresStorage final : public Storage {
  public:
-  PostgresStorage(const PostgresOptions& o)
+  explicit PostgresStorage(const PostgresOptions& o)
       : pool_(o.conninfo, std::max(1, o.connections)), blobs_(o.blobs_dir) {}
 
   ~PostgresStorage() override {

@@ -6,25 +6,18 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
-#include "formats/formats.h"
 #include "server/file_blobs.h"
 #include "server/resource_names.h"
 
@@ -74,10 +67,6 @@ class Stmt {
 absl::Status SqlError(sqlite3* db, const char* what) {
   return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
 }
-
-}  // namespace
-
-namespace {
 
 class SqliteStorage final : public Storage {
  public:

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/pg_storage.h"
 #include "server/sqlite_storage.h"
+#include "tests/server/stored_metrics.h"
 #include "tests/temp_postgres.h"
 #include "tests/test_util.h"
 
@@ -68,18 +69,6 @@ class StorageContract : public ::testing::TestWithParam<Backend> {
   }
   std::string key_;
 };
-
-std::vector<StoredMetric> Events(int from, int to) {
-  std::vector<StoredMetric> out;
-  for (int seq = from; seq <= to; ++seq) {
-    StoredMetric m;
-    m.step = seq * 10;
-    m.event.set_seq(seq);
-    m.event.mutable_step()->set_step(seq * 10);
-    out.push_back(m);
-  }
-  return out;
-}
 
 TEST_P(StorageContract, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) {
   {

@@ -10,22 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/sqlite_storage.h"
+#include "tests/server/stored_metrics.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {
 namespace {
-
-std::vector<StoredMetric> Events(int from, int to) {
-  std::vector<StoredMetric> out;
-  for (int seq = from; seq <= to; ++seq) {
-    StoredMetric m;
-    m.step = seq * 10;
-    m.event.set_seq(seq);
-    m.event.mutable_step()->set_step(seq * 10);
-    out.push_back(m);
-  }
-  return out;
-}
 
 int CountFiles(const std::filesystem::path& dir) {
   int n = 0;
