@@ -635,8 +635,10 @@ function init() {
   });
 
   select(app.selected);
-  poll();
-  setInterval(poll, POLL_MS);
+  // One poll at a time: the next is scheduled when the last has answered, so a slow
+  // dashboard (a loaded machine, a far alignd) is not sent a pile of overlapping lists.
+  const loop = () => poll().finally(() => setTimeout(loop, POLL_MS));
+  loop();
 }
 
 init();
