@@ -329,8 +329,8 @@ class Client:
                     if which in ("step", "eval"):
                         next_seq = e.seq + 1
                     yield to_python(e)
-                    if which == "end":
-                        return
+                    # After "end" the server closes the stream with OK: read to that status
+                    # rather than cancel the call (alignd counts it as a stream that ended).
                 return
             except grpc.RpcError as err:
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED) or failures >= retries:
