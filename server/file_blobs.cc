@@ -242,6 +242,33 @@ absl::Status FileBlobs::PutCheckpoint(const std::string& name, const StoredState
   return absl::OkStatus();
 }
 
+absl::Status FileBlobs::WriteCheckpointFile(const std::string& name,
+                                            const StoredState& state) const {
+  ASSIGN_OR_RETURN(const std::string dir, SessionDir(name));
+  return AtomicWriteFile((fs::path(dir) / absl::StrCat("checkpoint-", state.step, ".bin")).string(),
+                         state.bytes);
+}
+
+absl::StatusOr<std::string> FileBlobs::ReadCheckpointFile(const std::string& name,
+                                                          int64_t step) const {
+  ASSIGN_OR_RETURN(const std::string dir, SessionDir(name));
+  auto bytes = ReadFile((fs::path(dir) / absl::StrCat("checkpoint-", step, ".bin")).string());
+  if (!bytes.ok())
+    return absl::DataLossError(
+        absl::StrCat(name, ": the checkpoint at step ", step, " is indexed but its file is gone"));
+  return bytes;
+}
+
+void FileBlobs::RemoveCheckpointsExcept(const std::string& name, int64_t keep) const {
+  auto dir = SessionDir(name);
+  if (!dir.ok()) return;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(*dir, ec)) {
+    const int64_t step = CheckpointFileStep(e.path().filename().string());
+    if (step >= 0 && step != keep) fs::remove(e.path(), ec);
+  }
+}
+
 absl::StatusOr<StoredState> FileBlobs::GetCheckpoint(const std::string& name) const {
   ASSIGN_OR_RETURN(const std::string dir, SessionDir(name));
   StoredState out;

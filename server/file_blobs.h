@@ -53,6 +53,12 @@ class FileBlobs {
   absl::Status PutCheckpoint(const std::string& session, const StoredState& state) const;
   absl::StatusOr<StoredState> GetCheckpoint(const std::string& session) const;
   absl::StatusOr<int64_t> CheckpointStep(const std::string& session) const;
+  // Where a database indexes the checkpoint (pg_storage.h: the index row is written under
+  // the writer's lease, after the file): the file alone, its bytes at a step, and the
+  // removal of every checkpoint file but the one at `keep`.
+  absl::Status WriteCheckpointFile(const std::string& session, const StoredState& state) const;
+  absl::StatusOr<std::string> ReadCheckpointFile(const std::string& session, int64_t step) const;
+  void RemoveCheckpointsExcept(const std::string& session, int64_t keep) const;
   absl::Status PutSnapshot(const std::string& session, const StoredState& state) const;
   absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) const;
   // Everything of the session: checkpoint and snapshots.

@@ -111,6 +111,8 @@ class LiveSession {
   // Whether its run was asked to stop (pause, cancel or shutdown) since a worker took it:
   // its worker stops at the next step.
   bool stop_requested() const { return stop_.load() != StopRequest::kNone; }
+  // True while this process trains it under a lease (replicas on a shared database).
+  bool held_here() const { return epoch_.load() != 0; }
 
   void AddWatcher(SessionWatcher* w);
   void RemoveWatcher(SessionWatcher* w);
@@ -120,7 +122,13 @@ class LiveSession {
  private:
   friend class SessionManager;
   friend class SessionRecorder;
-  enum class StopRequest { kNone, kPause, kCancel, kShutdown };
+  // kLeaseLost: another replica holds the session now (cluster.h); stop and write nothing.
+  enum class StopRequest { kNone, kPause, kCancel, kShutdown, kLeaseLost };
+  // Asks the worker to stop unless something else was asked first.
+  void AskStop(StopRequest r) {
+    StopRequest none = StopRequest::kNone;
+    stop_.compare_exchange_strong(none, r);
+  }
 
   // Lock order: watchers_mu_, then mu_ (a watcher reads the record while woken).
   absl::Mutex watchers_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -135,6 +143,10 @@ class LiveSession {
   std::atomic<bool> deleted_{false};
   std::atomic<int64_t> steps_trained_{0};
   std::atomic<int64_t> snapshots_stored_{0};
+  // Replicas (cluster.h): the epoch of the lease this process trains it under (0: it does
+  // not), and when that lease was last renewed (steady clock, ms).
+  std::atomic<int64_t> epoch_{0};
+  std::atomic<int64_t> renewed_ms_{0};
 };
 
 }  // namespace alignd::server

@@ -22,6 +22,7 @@
 
 #include "base/version.h"
 #include "server/auth.h"
+#include "server/cluster.h"
 #include "server/dataset_service.h"
 #include "server/dataset_store.h"
 #include "server/log.h"
@@ -93,7 +94,16 @@ int main(int argc, char** argv) {
                  "postgresql://user@host:5432/alignd (needs --blobs; --data_dir is unused)");
   app.add_option("--blobs", blobs_dir,
                  "with --storage: the folder for data set payloads, checkpoints and snapshots "
-                 "(a local or a shared volume)");
+                 "(a local or a shared volume: every replica on one database mounts the same)");
+  std::string replica;
+  app.add_option("--replica", replica,
+                 "with --storage: this process's name among the replicas (default: "
+                 "host/pid/random; in logs and in the database as a session's holder)");
+  app.add_option("--lease_ms", mo.lease_ms,
+                 "with --storage: a running session's lease; renewed every quarter of it, and "
+                 "another replica takes the session over this long after its holder stops "
+                 "answering (failover time)")
+      ->capture_default_str();
   app.add_option("--max_running", mo.max_running, "sessions trained at once (worker threads)")
       ->capture_default_str();
   app.add_option("--max_threads", mo.max_threads,
@@ -183,9 +193,9 @@ int main(int argc, char** argv) {
   InstallCrashHandler(argv[0]);
   RouteLibraryLogs();
   if (mo.max_running < 1 || mo.max_threads < 1 || mo.max_queued < 0 || heartbeat_ms < 10 ||
-      max_receive_mib < 2) {
+      max_receive_mib < 2 || mo.lease_ms < 100) {
     std::cerr << "alignd: --max_running >= 1, --max_threads >= 1, --max_queued >= 0, "
-                 "--heartbeat_ms >= 10, --max_receive_mib >= 2\n";
+                 "--heartbeat_ms >= 10, --max_receive_mib >= 2, --lease_ms >= 100\n";
     return 2;
   }
 
@@ -248,7 +258,7 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<std::unique_ptr<Storage>> storage =
       storage_uri.empty() ? OpenSqliteStorage(data_dir)
-                          : OpenPostgresStorage({storage_uri, blobs_dir});
+                          : OpenPostgresStorage({storage_uri, blobs_dir, 8, replica});
   if (!storage.ok()) {
     LogError(storage_uri.empty() ? "cannot open the data directory" : "cannot open --storage",
              {{"error", storage.status().ToString()}});
@@ -356,8 +366,21 @@ int main(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
   signal(SIGHUP, OnHangup);
+  // Replicas: NOT_SERVING while the database does not answer (a load balancer sends calls
+  // to a replica that can serve them; probes see why), SERVING again when it does.
+  Cluster* const cluster = storage->get()->cluster();
+  bool db_serving = true;
   while (g_signal == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (cluster != nullptr && cluster->Reachable() != db_serving) {
+      db_serving = !db_serving;
+      server->GetHealthCheckService()->SetServingStatus(db_serving);
+      probe_health.SetServing(db_serving);
+      if (db_serving)
+        LogInfo("postgresql reachable again: serving");
+      else
+        LogError("postgresql unreachable: health NOT_SERVING until it answers");
+    }
     if (g_reload.exchange(false)) {
       // The certificate files are watched (--tls_reload_s); the tokens are read now.
       if (tokens == nullptr) {

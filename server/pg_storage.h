@@ -27,13 +27,14 @@ struct PostgresOptions {
   // Where the bytes go (file_blobs.h's layout).
   std::string blobs_dir;
   // Connections kept open at most; calls beyond them wait for one.
-  int connections = 4;
-  // One alignd per database until sessions are claimed under leases: a second one would
-  // resume the same sessions. Held as a session-level advisory lock on a connection of its
-  // own for the life of the storage.
-  bool exclusive = true;
+  int connections = 8;
+  // This process's name among the replicas (cluster.h); empty: host/pid/random.
+  std::string replica;
 };
 
+// Any number of alignd processes may share one database and blob root: the storage is also
+// their Cluster (storage->cluster(): the queue, leases with fencing epochs, announcements).
+//
 // Connects, creates the schema if missing, and prepares the blob root. FailedPrecondition
 // naming what failed: PostgreSQL unreachable, refused, or the blob root unusable.
 absl::StatusOr<std::unique_ptr<Storage>> OpenPostgresStorage(const PostgresOptions& options);

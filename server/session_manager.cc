@@ -12,17 +12,14 @@
 #include "core/cpu.h"
 #include "core/trainer.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/log.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
 #include "server/session_recorder.h"
+#include "server/session_rules.h"
 
 namespace alignd::server {
 namespace {
-
-bool IsTerminal(v1::SessionState s) {
-  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
-         s == v1::SESSION_STATE_CANCELLED;
-}
 
 std::string NewSessionId() {
   static std::mt19937_64 rng(std::random_device{}());
@@ -32,19 +29,19 @@ std::string NewSessionId() {
 }
 
 absl::Status Illegal(const LiveSession& s, v1::SessionState from, const char* op) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("cannot ", op, " ", s.name(), ": it is ", StateName(from)));
+  return IllegalTransition(s.name(), from, op);
 }
 
 }  // namespace
 
 SessionManager::SessionManager(Storage* storage, DatasetStore* datasets,
                                SessionManagerOptions options)
-    : storage_(storage), datasets_(datasets), options_(options) {}
+    : storage_(storage), datasets_(datasets), options_(options), cluster_(storage->cluster()) {}
 
 SessionManager::~SessionManager() { Shutdown(); }
 
 absl::Status SessionManager::Start() {
+  if (cluster_ != nullptr) return StartCluster();
   ASSIGN_OR_RETURN(std::vector<v1::Session> stored, storage_->ListSessions());
   absl::MutexLock lock(&mu_);
   for (v1::Session& record : stored) {
@@ -108,6 +105,8 @@ void SessionManager::Shutdown() {
   }
   for (std::thread& t : workers_) t.join();
   workers_.clear();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  if (cluster_ != nullptr) cluster_->StopListening();
   // Wake every open stream so that it sees the shutdown and ends.
   std::vector<std::shared_ptr<LiveSession>> all;
   {
@@ -126,14 +125,13 @@ void SessionManager::WaitIdle() {
 }
 
 absl::Status SessionManager::Enqueue(const std::shared_ptr<LiveSession>& s) {
-  if (static_cast<int>(queue_.size()) >= options_.max_queued)
-    return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", options_.max_queued,
-                                                     " sessions, --max_queued); try again later"));
+  if (static_cast<int>(queue_.size()) >= options_.max_queued) return QueueFull(options_.max_queued);
   queue_.push_back(s);
   return absl::OkStatus();
 }
 
-void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std::string& reason) {
+void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std::string& reason,
+                              Storage* store) {
   {
     absl::MutexLock lock(&s.mu_);
     s.record_.set_state(state);
@@ -142,7 +140,9 @@ void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std:
     if (state == v1::SESSION_STATE_RUNNING && !s.record_.has_start_time())
       *s.record_.mutable_start_time() = Now();
   }
-  storage_->PutSession(s.record()).IgnoreError();  // the next successful write carries it
+  // The next successful write carries it; on replicas a fenced write that fails means the
+  // session is another's now (the database's record is the truth).
+  (store != nullptr ? store : storage_)->PutSession(s.record()).IgnoreError();
 }
 
 absl::Status SessionManager::CheckQuota(const Requester& by) {
@@ -154,10 +154,7 @@ absl::Status SessionManager::CheckQuota(const Requester& by) {
               (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING);
   }
   if (active < by.max_active) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      absl::StrCat("quota active_sessions: '", by.owner, "' has ", active,
-                   " sessions queued or running, the most it may have (--quota_active_sessions ",
-                   by.max_active, "); wait for one to finish, or pause or cancel one"));
+  return QuotaExceeded(by.owner, active, by.max_active);
 }
 
 absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create,
@@ -266,6 +263,7 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
                                                          : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
   record.set_owner(by.owner);
+  if (cluster_ != nullptr) return CreateInCluster(record, options, request_key, by);
 
   auto s = std::make_shared<LiveSession>(record, options);
   absl::MutexLock lock(&mu_);
@@ -281,8 +279,7 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   if (sessions_.count(record.name()) != 0)
     return absl::AlreadyExistsError(absl::StrCat(record.name(), " already exists"));
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the server holds ", sessions_.size(), " sessions (--max_sessions); delete some first"));
+    return TooManySessions(static_cast<int>(sessions_.size()));
   RETURN_IF_ERROR(CheckQuota(by));
   RETURN_IF_ERROR(Enqueue(s));
   if (absl::Status st = storage_->PutSession(record); !st.ok()) {
@@ -303,20 +300,32 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
 
 absl::StatusOr<std::shared_ptr<LiveSession>> SessionManager::Find(const std::string& name) {
   RETURN_IF_ERROR(ParseSessionName(name).status());
-  absl::MutexLock lock(&mu_);
-  auto it = sessions_.find(name);
-  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat(name, " not found"));
-  return it->second;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(name);
+    if (it != sessions_.end()) return it->second;
+    if (cluster_ == nullptr) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  }
+  // Replicas: created by another one a moment ago, perhaps.
+  ASSIGN_OR_RETURN(SessionRow row, cluster_->Read(name));
+  return Refresh(row);
 }
 
 absl::StatusOr<v1::Session> SessionManager::Get(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
-  return s->record();
+  if (cluster_ == nullptr || s->held_here()) return s->record();
+  // Another replica's (or nobody's): the database's record, as fresh as its last write.
+  ASSIGN_OR_RETURN(SessionRow row, cluster_->Read(name));
+  return Refresh(row)->record();
 }
 
 std::vector<v1::Session> SessionManager::List(v1::SessionState state) {
   std::vector<std::shared_ptr<LiveSession>> all;
-  {
+  if (cluster_ != nullptr) {
+    // Replicas: every session in the database, the ones trained here as they are now.
+    if (auto rows = cluster_->Changes(0, nullptr); rows.ok())
+      for (const SessionRow& row : *rows) all.push_back(Refresh(row));
+  } else {
     absl::MutexLock lock(&mu_);
     for (auto& [name, s] : sessions_) all.push_back(s);
   }
@@ -330,6 +339,7 @@ std::vector<v1::Session> SessionManager::List(v1::SessionState state) {
 
 absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  if (cluster_ != nullptr) return ChangeInCluster(name, Cluster::Op::kPause, {});
   v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
@@ -353,6 +363,7 @@ absl::StatusOr<v1::Session> SessionManager::Pause(const std::string& name) {
 
 absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name, const Requester& by) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  if (cluster_ != nullptr) return ChangeInCluster(name, Cluster::Op::kResume, by);
   v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
@@ -370,6 +381,7 @@ absl::StatusOr<v1::Session> SessionManager::Resume(const std::string& name, cons
 
 absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
+  if (cluster_ != nullptr) return ChangeInCluster(name, Cluster::Op::kCancel, {});
   v1::Session out;  // the state this call left it in
   {
     absl::MutexLock lock(&mu_);
@@ -391,12 +403,13 @@ absl::StatusOr<v1::Session> SessionManager::Cancel(const std::string& name) {
 
 absl::Status SessionManager::Delete(const std::string& name) {
   ASSIGN_OR_RETURN(auto s, Find(name));
-  {
+  if (cluster_ != nullptr) {
+    RETURN_IF_ERROR(DeleteInCluster(s));
+  } else {
     absl::MutexLock lock(&mu_);
     const v1::SessionState st = s->state();
     if (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING)
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot delete ", name, ": it is ", StateName(st), "; cancel it first"));
+      return CannotDeleteActive(name, st);
     RETURN_IF_ERROR(storage_->DeleteSession(name));
     sessions_.erase(name);
     s->deleted_ = true;
@@ -449,6 +462,7 @@ bool SessionManager::HeadCanStart() {
 
 void SessionManager::WorkerLoop() {
   core::EnableFlushToZero();
+  if (cluster_ != nullptr) return ClusterWorkerLoop();
   while (true) {
     std::shared_ptr<LiveSession> s;
     int threads = 0;
@@ -474,7 +488,7 @@ void SessionManager::WorkerLoop() {
     // anything else thrown) fails this session, with the reason, and only it. FAILED
     // is terminal, so a restart does not run it again.
     try {
-      RunSession(s);
+      RunSession(s, storage_);
     } catch (const std::bad_alloc&) {
       SetState(*s, v1::SESSION_STATE_FAILED,
                "out of memory while training (the machine could not provide what "
@@ -490,10 +504,21 @@ void SessionManager::WorkerLoop() {
   }
 }
 
-void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
+void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* store) {
   const v1::Session r = s->record();
   auto fail = [&](const absl::Status& st) {
-    SetState(*s, v1::SESSION_STATE_FAILED, std::string(st.message()));
+    // Replicas: a lost lease (ABORTED) or a database away (UNAVAILABLE) is no failure of the
+    // session: this process stops it and writes nothing; the database's state stands, and a
+    // replica resumes it from its checkpoint once the lease has run out.
+    if (cluster_ != nullptr && (absl::IsAborted(st) || absl::IsUnavailable(st) ||
+                                s->stop_.load() == LiveSession::StopRequest::kLeaseLost)) {
+      LogWarn(
+          "training stopped: this replica may not write the session now; its lease runs "
+          "out and a replica resumes it from its checkpoint",
+          {{"session", s->name()}, {"error", std::string(st.message())}});
+      return;
+    }
+    SetState(*s, v1::SESSION_STATE_FAILED, std::string(st.message()), store);
   };
   auto train = datasets_->Load(r.train_dataset());
   if (!train.ok()) return fail(train.status());
@@ -532,15 +557,17 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
   absl::Status st;
   bool done = false;
   {
-    SessionRecorder recorder(s.get(), storage_, trainer->get());
+    SessionRecorder recorder(s.get(), store, trainer->get());
     if (s->stop_.load() == LiveSession::StopRequest::kNone) st = (*trainer)->Run(&recorder);
     done = st.ok() && (*trainer)->done();
     const LiveSession::StopRequest stop = s->stop_.load();
     // Finished: a checkpoint and a final snapshot. Paused or shut down: a checkpoint to
     // resume from (it replaces one still waiting). Cancelled or failed: nothing more, and
     // a checkpoint still waiting is not needed either (only the events are flushed).
-    if (st.ok() && (done || stop == LiveSession::StopRequest::kPause ||
-                    stop == LiveSession::StopRequest::kShutdown)) {
+    if (stop == LiveSession::StopRequest::kLeaseLost) {
+      recorder.DiscardCheckpoint();  // its writes would be refused: nothing more is tried
+    } else if (st.ok() && (done || stop == LiveSession::StopRequest::kPause ||
+                           stop == LiveSession::StopRequest::kShutdown)) {
       recorder.Checkpoint();
       if (done) recorder.Snapshot();
     } else {
@@ -549,16 +576,18 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s) {
     const absl::Status written = recorder.Flush();
     if (st.ok()) st = written;
   }
+  if (s->stop_.load() == LiveSession::StopRequest::kLeaseLost) return;
   if (!st.ok()) return fail(st);
-  if (done) return SetState(*s, v1::SESSION_STATE_SUCCEEDED);
+  if (done) return SetState(*s, v1::SESSION_STATE_SUCCEEDED, "", store);
   switch (s->stop_.load()) {
     case LiveSession::StopRequest::kCancel:
-      return SetState(*s, v1::SESSION_STATE_CANCELLED);
+      return SetState(*s, v1::SESSION_STATE_CANCELLED, "", store);
     case LiveSession::StopRequest::kPause:
-      return SetState(*s, v1::SESSION_STATE_PAUSED);
+      return SetState(*s, v1::SESSION_STATE_PAUSED, "", store);
     default:
-      // Shutdown: stored as QUEUED, so that the next start resumes from this checkpoint.
-      return SetState(*s, v1::SESSION_STATE_QUEUED);
+      // Shutdown: stored as QUEUED, so that the next start (or another replica, at once)
+      // resumes from this checkpoint.
+      return SetState(*s, v1::SESSION_STATE_QUEUED, "", store);
   }
 }
 

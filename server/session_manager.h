@@ -52,6 +52,7 @@
 #include "core/config.h"
 #include "core/network.h"
 #include "core/trainer.h"
+#include "server/cluster.h"
 #include "server/dataset_store.h"
 #include "server/live_session.h"
 #include "server/resource_names.h"
@@ -75,6 +76,13 @@ struct SessionManagerOptions {
   int64_t max_session_bytes = int64_t{8} << 30;
   // Per principal (role user; docs/DEPLOY.md): sessions QUEUED or RUNNING at once. 0: no limit.
   int quota_active_sessions = 0;
+  // Replicas on a shared database (cluster.h): how long a claimed session's lease lasts
+  // without a heartbeat (renewed every lease_ms / 4). Another replica takes the session
+  // over that long after its holder stopped answering.
+  int64_t lease_ms = 10000;
+  // How long a worker with room waits between looks at the queue when nothing announced
+  // a change (announcements wake it at once).
+  int64_t claim_poll_ms = 500;
 };
 
 // Who asks for a session to be queued (Create, Resume), and the quota that applies.
@@ -151,10 +159,32 @@ class SessionManager {
  private:
   bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
-  void RunSession(const std::shared_ptr<LiveSession>& s);
-  // Sets the state (and end_time for terminal ones) and persists it. Does not notify:
-  // watchers must be woken with no manager lock held (LiveSession::Notify).
-  void SetState(LiveSession& s, v1::SessionState state, const std::string& reason = "");
+  void RunSession(const std::shared_ptr<LiveSession>& s, Storage* store);
+  // Sets the state (and end_time for terminal ones) and persists it (to `store`, the
+  // holder's fenced view on replicas; storage_ without). Does not notify: watchers must be
+  // woken with no manager lock held (LiveSession::Notify).
+  void SetState(LiveSession& s, v1::SessionState state, const std::string& reason = "",
+                Storage* store = nullptr);
+
+  // ---- Replicas on a shared database (session_cluster.cc; cluster_ != nullptr).
+  absl::Status StartCluster();
+  absl::StatusOr<v1::Session> CreateInCluster(const v1::Session& record,
+                                              const core::TrainerOptions& options,
+                                              const std::string& request_key, const Requester& by);
+  absl::StatusOr<v1::Session> ChangeInCluster(const std::string& name, Cluster::Op op,
+                                              const Requester& by);
+  absl::Status DeleteInCluster(const std::shared_ptr<LiveSession>& s);
+  void ClusterWorkerLoop();
+  void HeartbeatLoop();
+  // The local view of a session another replica may train: its record and its log's end
+  // from the database row. Creates it if missing. The session held here is left alone.
+  std::shared_ptr<LiveSession> Refresh(const SessionRow& row);
+  // Re-reads one session (an announcement): refreshes it, or forgets it if it is gone.
+  void RefreshByName(const std::string& name);
+  void Resync();
+  void OnLog(const std::string& name, int64_t seq);
+  // The session is gone from the database: open streams end.
+  void Forget(const std::string& name);
   absl::Status Enqueue(const std::shared_ptr<LiveSession>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ResourceExhausted if `by.owner` already has `by.max_active` sessions queued or running.
   absl::Status CheckQuota(const Requester& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -166,6 +196,7 @@ class SessionManager {
   Storage* const storage_;
   DatasetStore* const datasets_;
   const SessionManagerOptions options_;
+  Cluster* const cluster_;  // storage_->cluster(): nullptr for one alignd alone
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<LiveSession>> sessions_ ABSL_GUARDED_BY(mu_);
@@ -181,6 +212,14 @@ class SessionManager {
   std::deque<std::string> request_order_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopping_{false};  // written under mu_
   std::vector<std::thread> workers_;
+  // Replicas: announcements since a worker last looked (wakes idle workers), the newest
+  // row version read, the heartbeat's thread and its early wake-up.
+  int64_t claim_hint_ ABSL_GUARDED_BY(mu_) = 0;
+  bool renew_now_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex claim_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one claim at a time in this process
+  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);   // one resync at a time
+  int64_t version_ ABSL_GUARDED_BY(sync_mu_) = 0;
+  std::thread heartbeat_;
 
   // Networks built for Weights(), keyed by "{session}@{step}"; least recently used out.
   static constexpr size_t kMaxNetworks = 4;

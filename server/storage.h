@@ -4,8 +4,8 @@
 // path or a table: records (data sets, sessions), each session's metric log, and the
 // blobs (data set payloads, checkpoints, snapshots) go in and out through here.
 //
-// The contract every implementation keeps (the SQLite one in sqlite_storage.h; one on
-// PostgreSQL with blobs on a shared volume is planned):
+// The contract every implementation keeps (the SQLite one in sqlite_storage.h, PostgreSQL
+// with blobs on a shared volume in pg_storage.h):
 //   - A Put is atomic and durable when it returns: after a kill -9 a reader finds the
 //     old value or the new one, never a mix.
 //   - A record that refers to a blob is written after the blob (PutDataset after its
@@ -32,6 +32,8 @@
 #include "alignd/v1/sessions.pb.h"
 
 namespace alignd::server {
+
+class Cluster;
 
 // A data set's payload being written. Nothing is visible until Commit; destroyed
 // uncommitted (an error, a dropped upload) it leaves nothing behind. The name is given
@@ -128,6 +130,10 @@ class Storage {
   virtual absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) = 0;
   // The stored snapshots, by step ascending.
   virtual absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& session) = 0;
+
+  // ---- Replicas: a storage that several alignd processes share also coordinates them
+  // (cluster.h); nullptr for one that a single process owns (SQLite).
+  virtual Cluster* cluster() { return nullptr; }
 };
 
 }  // namespace alignd::server
