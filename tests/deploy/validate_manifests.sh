@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The deployment files, checked offline (ctest deploy_manifests; no cluster, no daemon):
 #   yamllint            every YAML file under deploy/ (.yamllint.yaml)
-#   docker-compose      deploy/compose.yaml parses and resolves (config -q)
+#   docker-compose      deploy/compose.yaml and compose.replicas.yaml parse and resolve
 #   promtool            the compose deployment's Prometheus configuration
 #   kubectl kustomize   deploy/k8s/base and each overlay render
 #   tools/k8s           each rendering validates against the Kubernetes OpenAPI schemas,
@@ -12,7 +12,10 @@ set -euo pipefail
 src="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$src"
 echo "yamllint:"; yamllint -c .yamllint.yaml deploy/
-echo "compose:"; docker-compose -f deploy/compose.yaml config -q && echo "  deploy/compose.yaml ok"
+echo "compose:"
+for f in deploy/compose.yaml deploy/compose.replicas.yaml; do
+  docker-compose -f "$f" config -q && echo "  $f ok"
+done
 echo "prometheus:"; promtool check config deploy/compose/prometheus/prometheus.yml | sed 's/^/  /'
 if ! command -v kubectl >/dev/null; then
   echo "kubectl is not installed: the Kubernetes manifests were not rendered (skipped)"; exit 77
