@@ -88,6 +88,7 @@ bench:
 	$(PY) tests/bench/service_bench.py --build $(BUILD)
 	$(PY) tests/bench/checkpoint_bench.py --build $(BUILD)
 	$(PY) tests/bench/shutdown_bench.py --build $(BUILD)
+	$(PY) tests/bench/replicas_bench.py --build $(BUILD)
 
 mnist:
 	@deploy/install-deps.sh --repro

@@ -257,8 +257,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::StatusOr<std::unique_ptr<Storage>> storage =
-      storage_uri.empty() ? OpenSqliteStorage(data_dir)
-                          : OpenPostgresStorage({storage_uri, blobs_dir, 8, replica});
+      storage_uri.empty()
+          ? OpenSqliteStorage(data_dir)
+          : OpenPostgresStorage({storage_uri, blobs_dir, 8, mo.lease_ms / 2, replica});
   if (!storage.ok()) {
     LogError(storage_uri.empty() ? "cannot open the data directory" : "cannot open --storage",
              {{"error", storage.status().ToString()}});

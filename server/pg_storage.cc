@@ -125,7 +125,11 @@ class Conn {
 
 class Pool {
  public:
-  Pool(std::string conninfo, int size) : conninfo_(std::move(conninfo)), size_(size) {}
+  Pool(std::string conninfo, int size, int64_t idle_in_transaction_ms)
+      : conninfo_(std::move(conninfo)),
+        size_(size),
+        setup_(absl::StrCat("SET idle_in_transaction_session_timeout = ",
+                            std::max<int64_t>(100, idle_in_transaction_ms))) {}
   ~Pool() {
     for (PGconn* c : idle_) PQfinish(c);
   }
@@ -159,6 +163,17 @@ class Pool {
         --open_;
         return absl::UnavailableError(absl::StrCat("postgresql unreachable: ", why));
       }
+      // A process stopped inside a transaction (SIGSTOP, a long GC-like pause, a partition)
+      // would hold its row locks, and a locked session is skipped by every claim: PostgreSQL
+      // ends such a connection, so the lease can run out and the session be taken over.
+      Result r(PQexec(c, setup_.c_str()), &PQclear);
+      if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        const std::string why = PQerrorMessage(c);
+        PQfinish(c);
+        absl::MutexLock lock(&mu_);
+        --open_;
+        return absl::UnavailableError(absl::StrCat("postgresql session setup: ", why));
+      }
     }
     return Conn(this, c);
   }
@@ -176,6 +191,7 @@ class Pool {
  private:
   const std::string conninfo_;
   const int size_;
+  const std::string setup_;  // run on every new connection
   absl::Mutex mu_;
   std::vector<PGconn*> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;  // connections idle or in use
@@ -287,7 +303,7 @@ class PostgresStorage final : public Storage, public Cluster {
  public:
   explicit PostgresStorage(const PostgresOptions& o)
       : conninfo_(o.conninfo),
-        pool_(o.conninfo, std::max(1, o.connections)),
+        pool_(o.conninfo, std::max(1, o.connections), o.idle_in_transaction_ms),
         blobs_(o.blobs_dir),
         replica_(o.replica.empty() ? ReplicaName() : o.replica) {}
 

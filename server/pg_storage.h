@@ -12,6 +12,7 @@
 #ifndef ALIGND_SERVER_PG_STORAGE_H_
 #define ALIGND_SERVER_PG_STORAGE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,9 @@ struct PostgresOptions {
   std::string blobs_dir;
   // Connections kept open at most; calls beyond them wait for one.
   int connections = 8;
+  // A connection left idle inside a transaction this long is ended by PostgreSQL (its locks
+  // released): keep it well under the lease (--lease_ms / 2 in alignd).
+  int64_t idle_in_transaction_ms = 5000;
   // This process's name among the replicas (cluster.h); empty: host/pid/random.
   std::string replica;
 };

@@ -557,7 +557,11 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
   absl::Status st;
   bool done = false;
   {
-    SessionRecorder recorder(s.get(), store, trainer->get());
+    // Replicas: a metric batch is a transaction on the shared database, so the writer
+    // gathers 20 ms of events (streams on this replica read the ring at once; elsewhere
+    // they see each batch as it commits).
+    SessionRecorder recorder(s.get(), store, trainer->get(),
+                             cluster_ != nullptr ? absl::Milliseconds(20) : absl::ZeroDuration());
     if (s->stop_.load() == LiveSession::StopRequest::kNone) st = (*trainer)->Run(&recorder);
     done = st.ok() && (*trainer)->done();
     const LiveSession::StopRequest stop = s->stop_.load();

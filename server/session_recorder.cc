@@ -7,8 +7,10 @@
 
 namespace alignd::server {
 
-SessionRecorder::SessionRecorder(LiveSession* session, Storage* storage, core::Trainer* trainer)
-    : s_(session),
+SessionRecorder::SessionRecorder(LiveSession* session, Storage* storage, core::Trainer* trainer,
+                                 absl::Duration batch_every)
+    : batch_every_(batch_every),
+      s_(session),
       storage_(storage),
       trainer_(trainer),
       checkpoint_every_(session->record().checkpoint_every()),
@@ -146,6 +148,7 @@ void SessionRecorder::Enqueue(Task task) {
 
 absl::Status SessionRecorder::Flush() {
   absl::MutexLock lock(&mu_);
+  flushing_ = true;  // the writer stops gathering: what is queued goes now
   mu_.Await(absl::Condition(
       +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
         return r->queue_.empty() && !r->writing_ && !r->CheckpointDue();
@@ -171,6 +174,16 @@ void SessionRecorder::WriterLoop() {
           },
           this));
       if (queue_.empty() && !CheckpointDue()) return;  // stop_, nothing left
+      // Gathering: one write per batch_every_ at most (a transaction on a shared database
+      // per batch, not per event), unless a flush or the end wants it now.
+      if (batch_every_ > absl::ZeroDuration()) {
+        mu_.AwaitWithDeadline(absl::Condition(
+                                  +[](SessionRecorder* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+                                    return r->stop_ || r->flushing_;
+                                  },
+                                  this),
+                              last_write_ + batch_every_);
+      }
       // Every event queued, up to and including the first snapshot.
       while (!queue_.empty()) {
         Task& t = queue_.front();
@@ -196,6 +209,7 @@ void SessionRecorder::WriterLoop() {
     }
     const absl::Status st = status().ok() ? Write(batch, checkpoint) : absl::OkStatus();
     absl::MutexLock lock(&mu_);
+    last_write_ = absl::Now();
     status_.Update(st);
     writing_ = false;
   }

@@ -39,6 +39,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/trainer.h"
 #include "server/live_session.h"
 #include "server/storage.h"
@@ -54,7 +55,10 @@ class SessionRecorder : public core::TrainingObserver {
 
   // `session`, `storage` and `trainer` must outlive the recorder. Checkpoints every
   // checkpoint_every steps and snapshots every snapshot_every (0: never), from the record.
-  SessionRecorder(LiveSession* session, Storage* storage, core::Trainer* trainer);
+  // batch_every: the writer gathers events for this long between writes (replicas on a
+  // shared database: a transaction per batch; 0: writes as soon as it is free).
+  SessionRecorder(LiveSession* session, Storage* storage, core::Trainer* trainer,
+                  absl::Duration batch_every = absl::ZeroDuration());
   ~SessionRecorder() override;  // Flush()
 
   bool OnStep(const core::StepMetrics& m) override;
@@ -89,6 +93,7 @@ class SessionRecorder : public core::TrainingObserver {
   absl::Status Write(std::vector<Task>& batch, bool checkpoint);
   void SetProgress(int64_t step, int64_t epoch);
 
+  const absl::Duration batch_every_;
   LiveSession* const s_;
   Storage* const storage_;
   core::Trainer* const trainer_;
@@ -111,6 +116,8 @@ class SessionRecorder : public core::TrainingObserver {
   int64_t pending_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool flushing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_write_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::thread writer_;
 };

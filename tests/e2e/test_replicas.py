@@ -34,8 +34,8 @@ def free_port():
 class Replica:
     """One alignd on a fixed port (a restart comes back where clients look for it)."""
 
-    def __init__(self, uri, blobs, name, *flags):
-        self.uri, self.blobs, self.name, self.flags = uri, blobs, name, flags
+    def __init__(self, uri, blobs, name, *flags, workers=1):
+        self.uri, self.blobs, self.name, self.flags, self.workers = uri, blobs, name, flags, workers
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"alignd_{name}_", suffix=".log", delete=False).name
@@ -47,8 +47,8 @@ class Replica:
         err = open(self.log, "a")
         self.p = subprocess.Popen([os.environ["ALIGND_BINARY"], "--listen", self.address, "--metrics_listen", "",
                                    "--data_dir", local, "--storage", self.uri, "--blobs", self.blobs,
-                                   "--replica", self.name, "--lease_ms", str(LEASE_MS), "--max_running", "1",
-                                   "--max_threads", "1", "--grace_s", "5", *self.flags],
+                                   "--replica", self.name, "--lease_ms", str(LEASE_MS), "--max_running", str(self.workers),
+                                   "--max_threads", str(self.workers), "--grace_s", "5", *self.flags],
                                   stdout=subprocess.PIPE, stderr=err, text=True)
         err.close()
         line = self.p.stdout.readline()
