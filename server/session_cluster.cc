@@ -149,13 +149,7 @@ void SessionManager::Forget(const std::string& name) {
     sessions_.erase(it);
     s->deleted_ = true;
   }
-  {
-    absl::MutexLock lock(&cache_mu_);
-    const std::string prefix = name + "@";
-    for (auto it = networks_.lower_bound(prefix);
-         it != networks_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
-      it = networks_.erase(it);
-  }
+  DropNetworks(name);
   s->Notify();
 }
 

@@ -414,13 +414,7 @@ absl::Status SessionManager::Delete(const std::string& name) {
     sessions_.erase(name);
     s->deleted_ = true;
   }
-  {
-    absl::MutexLock lock(&cache_mu_);
-    const std::string prefix = name + "@";
-    for (auto it = networks_.lower_bound(prefix);
-         it != networks_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
-      it = networks_.erase(it);
-  }
+  DropNetworks(name);
   s->Notify();  // open streams see that it is gone and end
   return absl::OkStatus();
 }
@@ -596,6 +590,14 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
 }
 
 // ---- Weights for Predict, Evaluate and GetSnapshot --------------------------------------
+
+void SessionManager::DropNetworks(const std::string& session) {
+  absl::MutexLock lock(&cache_mu_);
+  const std::string prefix = session + "@";
+  for (auto it = networks_.lower_bound(prefix);
+       it != networks_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
+    it = networks_.erase(it);
+}
 
 absl::StatusOr<std::pair<int64_t, bool>> SessionManager::Resolve(const WeightsRef& ref) {
   ASSIGN_OR_RETURN(std::vector<SnapshotInfo> snapshots, storage_->ListSnapshots(ref.session));

@@ -188,6 +188,8 @@ class SessionManager {
   absl::Status Enqueue(const std::shared_ptr<LiveSession>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ResourceExhausted if `by.owner` already has `by.max_active` sessions queued or running.
   absl::Status CheckQuota(const Requester& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the networks built for a deleted session.
+  void DropNetworks(const std::string& session);
   // Where `ref`'s weights are stored: the step, and whether that is the checkpoint.
   absl::StatusOr<std::pair<int64_t, bool>> Resolve(const WeightsRef& ref);
   absl::StatusOr<core::TrainerState> ReadState(const std::string& session, int64_t step,
