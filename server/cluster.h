@@ -76,7 +76,8 @@ class Cluster {
   virtual absl::StatusOr<std::optional<ClaimedSession>> Claim(int free_threads,
                                                               int64_t lease_ms) = 0;
   // Extends the lease by lease_ms from now; what was asked of the session meanwhile.
-  // ABORTED if the epoch is no longer the session's (the lease was lost).
+  // ABORTED if the epoch is no longer the session's (the lease was lost); kNone if it still
+  // is but the session is no longer RUNNING (its holder just wrote its end).
   virtual absl::StatusOr<StopAsk> Renew(const std::string& session, int64_t epoch,
                                         int64_t lease_ms) = 0;
   // The writes a holder of `epoch` makes for `session`: every write of that session is

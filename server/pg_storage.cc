@@ -716,8 +716,13 @@ class PostgresStorage final : public Storage, public Cluster {
                            "'1 millisecond' WHERE id = $1 AND epoch = $2 AND state = 2 "
                            "RETURNING stop_ask",
                            Params().Text(session).Int(epoch).Int(lease_ms)));
-    if (PQntuples(r.get()) == 0) return LeaseLost(session, epoch);
-    return static_cast<StopAsk>(Int64i(r.get(), 0, 0));
+    if (PQntuples(r.get()) > 0) return static_cast<StopAsk>(Int64i(r.get(), 0, 0));
+    // Still at this epoch but no longer RUNNING: the run wrote its end a moment ago (the
+    // renewal raced it), which is no lost lease.
+    ASSIGN_OR_RETURN(Result e, c.Run("renew", "SELECT 1 FROM sessions WHERE id = $1 AND epoch = $2",
+                                     Params().Text(session).Int(epoch)));
+    if (PQntuples(e.get()) > 0) return StopAsk::kNone;
+    return LeaseLost(session, epoch);
   }
 
   std::unique_ptr<Storage> Fenced(const std::string& session, int64_t epoch,
