@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -26,6 +27,18 @@ namespace {
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// A temporary file's name, unique across every process that writes the folder: replicas
+// share the blob volume, and in containers each of them is pid 1, so the pid alone names
+// two writers' files alike. A random nonce per process, then a counter per write.
+std::string TempSuffix() {
+  static const std::string nonce = [] {
+    std::random_device rd;
+    return absl::StrCat(::getpid(), "_", absl::Hex(uint64_t{rd()} << 32 | rd(), absl::kZeroPad16));
+  }();
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(nonce, "_", counter.fetch_add(1, std::memory_order_relaxed));
 }
 
 absl::Status FsyncPath(const std::string& path, int flags) {
@@ -46,9 +59,7 @@ absl::Status AtomicWriteFile(const std::string& path, std::string_view bytes) {
     return absl::InternalError(
         absl::StrCat("create ", p.parent_path().string(), ": ", ec.message()));
   // Per write, not per process: two writers of the same path at once each get their own.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp =
-      absl::StrCat(path, ".tmp", ::getpid(), "_", counter.fetch_add(1, std::memory_order_relaxed));
+  const std::string tmp = absl::StrCat(path, ".tmp", TempSuffix());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("open " + tmp);
   size_t done = 0;
@@ -102,11 +113,7 @@ class FileBlobWriter final : public BlobWriter {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create folder ", dir, ": ", ec.message()));
-    static std::atomic<uint64_t> counter{0};
-    std::string tmp =
-        (fs::path(dir) / absl::StrCat(".upload-", ::getpid(), "_",
-                                      counter.fetch_add(1, std::memory_order_relaxed), ".part"))
-            .string();
+    std::string tmp = (fs::path(dir) / absl::StrCat(".upload-", TempSuffix(), ".part")).string();
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("open " + tmp);
     return std::unique_ptr<BlobWriter>(new FileBlobWriter(dir, std::move(tmp), fd));
@@ -259,13 +266,13 @@ absl::StatusOr<std::string> FileBlobs::ReadCheckpointFile(const std::string& nam
   return bytes;
 }
 
-void FileBlobs::RemoveCheckpointsExcept(const std::string& name, int64_t keep) const {
+void FileBlobs::RemoveCheckpointsBefore(const std::string& name, int64_t step) const {
   auto dir = SessionDir(name);
   if (!dir.ok()) return;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(*dir, ec)) {
-    const int64_t step = CheckpointFileStep(e.path().filename().string());
-    if (step >= 0 && step != keep) fs::remove(e.path(), ec);
+    const int64_t s = CheckpointFileStep(e.path().filename().string());
+    if (s >= 0 && s < step) fs::remove(e.path(), ec);
   }
 }
 

@@ -55,10 +55,12 @@ class FileBlobs {
   absl::StatusOr<int64_t> CheckpointStep(const std::string& session) const;
   // Where a database indexes the checkpoint (pg_storage.h: the index row is written under
   // the writer's lease, after the file): the file alone, its bytes at a step, and the
-  // removal of every checkpoint file but the one at `keep`.
+  // removal of the checkpoint files older than `step` (only older ones: a holder that is
+  // late to tidy up after its lease was taken over must not remove the newer checkpoint
+  // of the replica that holds the session now).
   absl::Status WriteCheckpointFile(const std::string& session, const StoredState& state) const;
   absl::StatusOr<std::string> ReadCheckpointFile(const std::string& session, int64_t step) const;
-  void RemoveCheckpointsExcept(const std::string& session, int64_t keep) const;
+  void RemoveCheckpointsBefore(const std::string& session, int64_t step) const;
   absl::Status PutSnapshot(const std::string& session, const StoredState& state) const;
   absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) const;
   // Everything of the session: checkpoint and snapshots.
