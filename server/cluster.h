@@ -48,6 +48,7 @@ struct InsertLimits {
 struct ClaimedSession {
   v1::Session record;  // RUNNING, its log cut back to the checkpoint (last_seq, step)
   int64_t epoch = 0;
+  int64_t version = 0;  // the row's version after the claim
 };
 
 // A session's row as a listener re-reads it.
@@ -73,8 +74,11 @@ class Cluster {
   // Claims the oldest claimable session — QUEUED, or RUNNING under a lease that expired —
   // if its threads fit in free_threads (the head is never overtaken: a session that does
   // not fit here waits for a replica where it does). Empty if there is none to claim.
-  virtual absl::StatusOr<std::optional<ClaimedSession>> Claim(int free_threads,
-                                                              int64_t lease_ms) = 0;
+  // Never one of `busy`: the sessions a worker of this process still runs (a lease can run
+  // out under a process that was stopped; its own renewal then says whether it still
+  // holds the session, and a second run of it here must not begin meanwhile).
+  virtual absl::StatusOr<std::optional<ClaimedSession>> Claim(
+      int free_threads, int64_t lease_ms, const std::vector<std::string>& busy) = 0;
   // Extends the lease by lease_ms from now; what was asked of the session meanwhile.
   // ABORTED if the epoch is no longer the session's (the lease was lost); kNone if it still
   // is but the session is no longer RUNNING (its holder just wrote its end).
@@ -103,9 +107,13 @@ class Cluster {
   virtual absl::Status Delete(const std::string& session) = 0;
   // One session's row; NotFound if absent.
   virtual absl::StatusOr<SessionRow> Read(const std::string& session) = 0;
-  // Rows whose version is above `after` (all with 0), and the names of every session.
+  // The rows changed since the read that returned the cursor `after` (all with 0), the
+  // names of every session, and the cursor for the next read (`next`), all as of one
+  // moment. A change that commits late is never skipped: rows changed by transactions the
+  // read could not see yet are in the next read (at times again: a row can come twice).
   virtual absl::StatusOr<std::vector<SessionRow>> Changes(int64_t after,
-                                                          std::vector<std::string>* names) = 0;
+                                                          std::vector<std::string>* names,
+                                                          int64_t* next) = 0;
 
   // Announcements, delivered on a thread of the cluster's own until StopListening:
   // on_session(name) when a record changed (or was deleted) or a stop was asked,

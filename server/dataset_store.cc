@@ -16,6 +16,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/proto_convert.h"
 #include "server/resource_names.h"
+#include "server/session_rules.h"
 
 namespace alignd::server {
 namespace {
@@ -557,10 +558,7 @@ absl::Status DatasetStore::Delete(const std::string& name,
       return storage_->PutDataset(d);
     }
   }
-  if (in_use(name))
-    return absl::FailedPreconditionError(absl::StrCat(name,
-                                                      " is used by a session that is not finished; "
-                                                      "cancel or delete the session first"));
+  if (in_use(name)) return DatasetInUse(name);
   cache_.erase(name);
   return storage_->DeleteDataset(name);
 }

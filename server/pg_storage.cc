@@ -207,30 +207,50 @@ Conn::~Conn() {
 // sessions: the record, with what replicas coordinate on beside it (cluster.h): state and
 // owner (queue, quotas), threads (claims), queue_seq (queue order), epoch/holder/
 // lease_until (the lease), stop_ask (a pause or cancel asked of the holder), logged_seq
-// (the stored log's last seq), version (grows with every change; listeners re-read by it).
+// (the stored log's last seq), version (grows with every change of the row: the order of one
+// row's changes), txid (the transaction of the row's last change, set by a trigger: the
+// cursor a listener re-reads by, since versions are drawn before their transactions commit
+// and so commit out of order; transaction ids that are not yet committed are never below
+// a snapshot's xmin).
+//
+// The whole schema is made once per database (a marker: the last trigger it creates): DDL
+// on tables in use, even "IF NOT EXISTS", takes locks that queue behind the replicas' own
+// transactions and ahead of their next statements, which deadlocked a replica's start
+// against another's claim. A database made by an earlier build gets what it lacks, once.
 constexpr char kSchema[] = R"sql(
 SET client_min_messages = warning;
 BEGIN;
 SELECT pg_advisory_xact_lock(7361029);
-CREATE SEQUENCE IF NOT EXISTS alignd_queue;
-CREATE SEQUENCE IF NOT EXISTS alignd_version;
-CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BYTEA NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record BYTEA NOT NULL,
-  state SMALLINT NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',
-  threads INT NOT NULL DEFAULT 1, queue_seq BIGINT NOT NULL DEFAULT 0,
-  epoch BIGINT NOT NULL DEFAULT 0, holder TEXT, lease_until TIMESTAMPTZ,
-  stop_ask SMALLINT NOT NULL DEFAULT 0, logged_seq BIGINT NOT NULL DEFAULT 0,
-  version BIGINT NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS sessions_queue ON sessions (queue_seq) WHERE state IN (1, 2);
-CREATE INDEX IF NOT EXISTS sessions_version ON sessions (version);
-CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, session TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (session TEXT PRIMARY KEY, step BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS metrics (session TEXT NOT NULL, seq BIGINT NOT NULL,
-  step BIGINT NOT NULL, kind SMALLINT NOT NULL, event BYTEA NOT NULL,
-  PRIMARY KEY (session, seq));
-CREATE INDEX IF NOT EXISTS metrics_not_steps ON metrics (session, seq) WHERE kind <> 0;
-CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step BIGINT NOT NULL,
-  create_time BIGINT NOT NULL, PRIMARY KEY (session, step));
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'sessions_txid_update') THEN RETURN; END IF;
+  CREATE SEQUENCE IF NOT EXISTS alignd_queue;
+  CREATE SEQUENCE IF NOT EXISTS alignd_version;
+  CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BYTEA NOT NULL);
+  CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record BYTEA NOT NULL,
+    state SMALLINT NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',
+    threads INT NOT NULL DEFAULT 1, queue_seq BIGINT NOT NULL DEFAULT 0,
+    epoch BIGINT NOT NULL DEFAULT 0, holder TEXT, lease_until TIMESTAMPTZ,
+    stop_ask SMALLINT NOT NULL DEFAULT 0, logged_seq BIGINT NOT NULL DEFAULT 0,
+    version BIGINT NOT NULL DEFAULT 0);
+  ALTER TABLE sessions ADD COLUMN IF NOT EXISTS txid BIGINT NOT NULL DEFAULT 0;
+  CREATE INDEX IF NOT EXISTS sessions_queue ON sessions (queue_seq) WHERE state IN (1, 2);
+  CREATE INDEX IF NOT EXISTS sessions_version ON sessions (version);
+  CREATE INDEX IF NOT EXISTS sessions_txid ON sessions (txid);
+  CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, session TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS checkpoints (session TEXT PRIMARY KEY, step BIGINT NOT NULL);
+  CREATE TABLE IF NOT EXISTS metrics (session TEXT NOT NULL, seq BIGINT NOT NULL,
+    step BIGINT NOT NULL, kind SMALLINT NOT NULL, event BYTEA NOT NULL,
+    PRIMARY KEY (session, seq));
+  CREATE INDEX IF NOT EXISTS metrics_not_steps ON metrics (session, seq) WHERE kind <> 0;
+  CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step BIGINT NOT NULL,
+    create_time BIGINT NOT NULL, PRIMARY KEY (session, step));
+  CREATE OR REPLACE FUNCTION alignd_txid() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN NEW.txid := pg_current_xact_id()::text::bigint; RETURN NEW; END $f$;
+  CREATE TRIGGER sessions_txid_insert BEFORE INSERT ON sessions
+    FOR EACH ROW EXECUTE FUNCTION alignd_txid();
+  CREATE TRIGGER sessions_txid_update BEFORE UPDATE ON sessions
+    FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION alignd_txid();
+END $$;
 COMMIT;
 )sql";
 
@@ -266,8 +286,8 @@ class Txn {
   ~Txn() {
     if (open_) c_.Exec("rollback", "ROLLBACK").IgnoreError();
   }
-  absl::Status Begin() {
-    RETURN_IF_ERROR(c_.Exec("begin", "BEGIN"));
+  absl::Status Begin(const char* sql = "BEGIN") {
+    RETURN_IF_ERROR(c_.Exec("begin", sql));
     open_ = true;
     return absl::OkStatus();
   }
@@ -345,16 +365,33 @@ class PostgresStorage final : public Storage, public Cluster {
               Params().Text(after).Int(limit)));
     return Records<v1::Dataset>(r.get(), 0, "dataset record");
   }
+  // FailedPrecondition while a session that is not finished uses it, as the replicas see
+  // it: under the lock Insert takes, so a Create on another replica at the same moment
+  // either is stored first (and this refuses) or finds the data set gone (NotFound).
   absl::Status DeleteDataset(const std::string& name) override {
     RETURN_IF_ERROR(ParseDatasetName(name).status());
-    ASSIGN_OR_RETURN(Conn c, pool_.Get());
-    ASSIGN_OR_RETURN(Result r,
-                     c.Run("delete dataset", "DELETE FROM datasets WHERE id = $1 RETURNING record",
-                           Params().Text(name)));
-    if (PQntuples(r.get()) == 0) return absl::NotFoundError(absl::StrCat(name, " not found"));
-    v1::Dataset d;
     std::string sha;
-    if (d.ParseFromString(Bytes(r.get(), 0, 0))) sha = d.sha256();
+    {
+      ASSIGN_OR_RETURN(Conn c, pool_.Get());
+      Txn t(c);
+      RETURN_IF_ERROR(t.Begin());
+      RETURN_IF_ERROR(
+          c.Run("delete dataset", "SELECT pg_advisory_xact_lock(7361031)", Params()).status());
+      ASSIGN_OR_RETURN(Result users,
+                       c.Run("delete dataset",
+                             "SELECT record FROM sessions WHERE state IN (1, 2, 3)", Params()));
+      ASSIGN_OR_RETURN(std::vector<v1::Session> active,
+                       Records<v1::Session>(users.get(), 0, "session record"));
+      for (const v1::Session& u : active)
+        if (u.train_dataset() == name || u.eval_dataset() == name) return DatasetInUse(name);
+      ASSIGN_OR_RETURN(
+          Result r, c.Run("delete dataset", "DELETE FROM datasets WHERE id = $1 RETURNING record",
+                          Params().Text(name)));
+      if (PQntuples(r.get()) == 0) return absl::NotFoundError(absl::StrCat(name, " not found"));
+      v1::Dataset d;
+      if (d.ParseFromString(Bytes(r.get(), 0, 0))) sha = d.sha256();
+      RETURN_IF_ERROR(t.Commit());
+    }
     blobs_.RemoveDatasetPayload(name, sha);
     return absl::OkStatus();
   }
@@ -386,7 +423,25 @@ class PostgresStorage final : public Storage, public Cluster {
                 p));
       return absl::OkStatus();
     }
-    p.Int(epoch);
+    // The holder gives the session back (QUEUED at shutdown, PAUSED when asked): a pause or
+    // cancel asked of it meanwhile is what it becomes, not lost with the lease (a cancel
+    // asked while the holder shuts down would otherwise queue the session to run again).
+    Txn t(c);
+    RETURN_IF_ERROR(t.Begin());
+    ASSIGN_OR_RETURN(Result asked, c.Run("put session",
+                                         "SELECT stop_ask FROM sessions WHERE id = $1 AND "
+                                         "epoch = $2 FOR UPDATE",
+                                         Params().Text(s.name()).Int(epoch)));
+    if (PQntuples(asked.get()) == 0) return LeaseLost(s.name(), epoch);
+    const auto ask = static_cast<StopAsk>(Int64i(asked.get(), 0, 0));
+    v1::Session record = s;
+    if (ask == StopAsk::kCancel &&
+        (s.state() == v1::SESSION_STATE_QUEUED || s.state() == v1::SESSION_STATE_PAUSED)) {
+      record.set_state(v1::SESSION_STATE_CANCELLED);
+      *record.mutable_end_time() = Now();
+    } else if (ask == StopAsk::kPause && s.state() == v1::SESSION_STATE_QUEUED) {
+      record.set_state(v1::SESSION_STATE_PAUSED);
+    }
     ASSIGN_OR_RETURN(
         Result r,
         c.Run("put session",
@@ -394,12 +449,20 @@ class PostgresStorage final : public Storage, public Cluster {
               "version = nextval('alignd_version'), "
               "holder = CASE WHEN $3::smallint = 2 THEN holder END, "
               "lease_until = CASE WHEN $3::smallint = 2 THEN lease_until END, "
-              "stop_ask = CASE WHEN $3::smallint = 2 THEN stop_ask ELSE 0 END "
+              "stop_ask = CASE WHEN $3::smallint = 2 THEN stop_ask ELSE 0 END, "
+              "queue_seq = CASE WHEN $3::smallint = 1 THEN nextval('alignd_queue') ELSE "
+              "queue_seq END "
               "WHERE id = $1 AND epoch = $6 RETURNING id) "
               "SELECT pg_notify('alignd', 's ' || id) FROM u",
-              p));
+              Params()
+                  .Text(record.name())
+                  .Bytes(record.SerializeAsString())
+                  .Int(record.state())
+                  .Text(record.owner())
+                  .Int(std::max(1, record.config().threads()))
+                  .Int(epoch)));
     if (PQntuples(r.get()) == 0) return LeaseLost(s.name(), epoch);
-    return absl::OkStatus();
+    return t.Commit();
   }
   absl::StatusOr<v1::Session> GetSession(const std::string& name) override {
     return Get<v1::Session>("get session", "SELECT record FROM sessions WHERE id = $1", name);
@@ -543,7 +606,7 @@ class PostgresStorage final : public Storage, public Cluster {
                           .status());
       RETURN_IF_ERROR(t.Commit());
     }
-    blobs_.RemoveCheckpointsExcept(session, state.step);
+    blobs_.RemoveCheckpointsBefore(session, state.step);
     return absl::OkStatus();
   }
   absl::StatusOr<StoredState> GetCheckpoint(const std::string& session) override {
@@ -623,6 +686,15 @@ class PostgresStorage final : public Storage, public Cluster {
     const int64_t queued = Int64(counts.get(), 0, 0), all = Int64(counts.get(), 0, 1),
                   active = Int64(counts.get(), 0, 2), same = Int64(counts.get(), 0, 3);
     if (same > 0) return absl::AlreadyExistsError(absl::StrCat(record.name(), " already exists"));
+    // Its data sets, under the lock DeleteDataset takes: a data set deleted by another
+    // replica since Create loaded it is NotFound here, and one deleted after this commits
+    // sees the session that uses it.
+    for (const std::string& d : {record.train_dataset(), record.eval_dataset()}) {
+      if (d.empty()) continue;
+      ASSIGN_OR_RETURN(Result r, c.Run("insert session", "SELECT 1 FROM datasets WHERE id = $1",
+                                       Params().Text(d)));
+      if (PQntuples(r.get()) == 0) return absl::NotFoundError(absl::StrCat(d, " not found"));
+    }
     if (limits.max_sessions > 0 && all >= limits.max_sessions)
       return TooManySessions(static_cast<int>(all));
     if (limits.max_active > 0 && active >= limits.max_active)
@@ -639,7 +711,13 @@ class PostgresStorage final : public Storage, public Cluster {
     return record;
   }
 
-  absl::StatusOr<std::optional<ClaimedSession>> Claim(int free_threads, int64_t lease_ms) override {
+  absl::StatusOr<std::optional<ClaimedSession>> Claim(
+      int free_threads, int64_t lease_ms, const std::vector<std::string>& busy) override {
+    // A text[] literal; session names are resource names (no quote, backslash or space).
+    std::string busy_ids = "{";
+    for (const std::string& b : busy)
+      absl::StrAppend(&busy_ids, busy_ids.size() > 1 ? "," : "", "\"", b, "\"");
+    busy_ids += "}";
     ASSIGN_OR_RETURN(Conn c, pool_.Get());
     // A session whose holder died with a stop asked of it gets what was asked, not a run:
     // then the next one is looked at.
@@ -649,10 +727,10 @@ class PostgresStorage final : public Storage, public Cluster {
       ASSIGN_OR_RETURN(
           Result r,
           c.Run("claim",
-                "SELECT id, record, threads, stop_ask, state FROM sessions WHERE state = 1 OR "
-                "(state = 2 AND lease_until < now()) ORDER BY queue_seq LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED",
-                Params()));
+                "SELECT id, record, threads, stop_ask, state FROM sessions WHERE (state = 1 OR "
+                "(state = 2 AND lease_until < now())) AND id <> ALL($1::text[]) "
+                "ORDER BY queue_seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+                Params().Text(busy_ids)));
       if (PQntuples(r.get()) == 0) return std::optional<ClaimedSession>();
       const std::string name = Bytes(r.get(), 0, 0);
       v1::Session record;
@@ -692,17 +770,17 @@ class PostgresStorage final : public Storage, public Cluster {
                 "UPDATE sessions SET record = $2, state = 2, epoch = epoch + 1, holder = $3, "
                 "lease_until = now() + ($4::float8) * interval '1 millisecond', stop_ask = 0, "
                 "logged_seq = $5, version = nextval('alignd_version') WHERE id = $1 "
-                "RETURNING epoch",
+                "RETURNING epoch, version",
                 Params()
                     .Text(name)
                     .Bytes(record.SerializeAsString())
                     .Text(replica_)
                     .Int(lease_ms)
                     .Int(last_seq)));
-      const int64_t epoch = Int64(u.get(), 0, 0);
+      const int64_t epoch = Int64(u.get(), 0, 0), version = Int64(u.get(), 0, 1);
       RETURN_IF_ERROR(Notify(c, absl::StrCat("s ", name)));
       RETURN_IF_ERROR(t.Commit());
-      return std::optional<ClaimedSession>(ClaimedSession{std::move(record), epoch});
+      return std::optional<ClaimedSession>(ClaimedSession{std::move(record), epoch, version});
     }
     return std::optional<ClaimedSession>();
   }
@@ -795,13 +873,16 @@ class PostgresStorage final : public Storage, public Cluster {
 
   absl::Status Delete(const std::string& session) override {
     RETURN_IF_ERROR(ParseSessionName(session).status());
+    bool deleted = false;
     {
+      // One connection at a time: a call that holds one while it waits for a second can
+      // wait for ever once every connection of the pool is held that way.
       ASSIGN_OR_RETURN(Conn c, pool_.Get());
-      ASSIGN_OR_RETURN(bool deleted, DeleteRows(c, session, /*only_idle=*/true));
-      if (!deleted) {
-        ASSIGN_OR_RETURN(v1::Session s, GetSession(session));
-        return CannotDeleteActive(session, s.state());
-      }
+      ASSIGN_OR_RETURN(deleted, DeleteRows(c, session, /*only_idle=*/true));
+    }
+    if (!deleted) {
+      ASSIGN_OR_RETURN(v1::Session s, GetSession(session));
+      return CannotDeleteActive(session, s.state());
     }
     return blobs_.RemoveSession(session);
   }
@@ -816,12 +897,20 @@ class PostgresStorage final : public Storage, public Cluster {
     return RowOf(r.get(), 0);
   }
 
-  absl::StatusOr<std::vector<SessionRow>> Changes(int64_t after,
-                                                  std::vector<std::string>* names) override {
+  absl::StatusOr<std::vector<SessionRow>> Changes(int64_t after, std::vector<std::string>* names,
+                                                  int64_t* next) override {
     ASSIGN_OR_RETURN(Conn c, pool_.Get());
+    // One snapshot for all three reads. The next cursor is its xmin: every transaction
+    // this read cannot see yet has an id at or above it, so the next read finds it.
+    Txn t(c);
+    RETURN_IF_ERROR(t.Begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    ASSIGN_OR_RETURN(
+        Result x, c.Run("read changes",
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", Params()));
+    if (next != nullptr) *next = Int64(x.get(), 0, 0);
     ASSIGN_OR_RETURN(Result r, c.Run("read changes",
                                      "SELECT record, logged_seq, version, COALESCE(holder, '') "
-                                     "FROM sessions WHERE version > $1 ORDER BY id",
+                                     "FROM sessions WHERE txid >= $1 ORDER BY id",
                                      Params().Int(after)));
     std::vector<SessionRow> out;
     for (int i = 0; i < PQntuples(r.get()); ++i) {
@@ -833,6 +922,7 @@ class PostgresStorage final : public Storage, public Cluster {
       names->clear();
       for (int i = 0; i < PQntuples(n.get()); ++i) names->push_back(Bytes(n.get(), i, 0));
     }
+    RETURN_IF_ERROR(t.Commit());
     return out;
   }
 

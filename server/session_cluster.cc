@@ -31,11 +31,8 @@ int64_t SteadyMs() {
 absl::Status SessionManager::StartCluster() {
   {
     absl::MutexLock sync(&sync_mu_);
-    ASSIGN_OR_RETURN(std::vector<SessionRow> rows, cluster_->Changes(0, nullptr));
-    for (const SessionRow& row : rows) {
-      Refresh(row);
-      version_ = std::max(version_, row.version);
-    }
+    ASSIGN_OR_RETURN(std::vector<SessionRow> rows, cluster_->Changes(0, nullptr, &cursor_));
+    for (const SessionRow& row : rows) Refresh(row);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -51,6 +48,8 @@ absl::Status SessionManager::StartCluster() {
 
 std::shared_ptr<LiveSession> SessionManager::Refresh(const SessionRow& row) {
   const std::string& name = row.record.name();
+  // One refresh at a time: a row read earlier is never applied over one read later.
+  absl::ReleasableMutexLock one(&refresh_mu_);
   std::shared_ptr<LiveSession> s;
   {
     absl::MutexLock lock(&mu_);
@@ -60,6 +59,7 @@ std::shared_ptr<LiveSession> SessionManager::Refresh(const SessionRow& row) {
       s = std::make_shared<LiveSession>(row.record,
                                         options.ok() ? *options : core::TrainerOptions());
       s->metrics().Reset(row.logged_seq);
+      s->row_version_ = row.version;
       sessions_[name] = s;
       ++claim_hint_;
       return s;
@@ -68,19 +68,28 @@ std::shared_ptr<LiveSession> SessionManager::Refresh(const SessionRow& row) {
     if (row.record.state() == v1::SESSION_STATE_QUEUED) ++claim_hint_;
   }
   if (s->held_here()) return s;  // this process's view is ahead of the database's
+  // A row older than the one applied last (two readers raced: an announcement's read and
+  // a Get's, say) would take the record back.
+  if (row.version < s->row_version_) return s;
+  s->row_version_ = row.version;
+  // The log's end as stored first, then the record: a stream that sees the record's new
+  // state (SUCCEEDED, say) must find every event up to its end already readable. A stream
+  // reads what it has not seen from the database; a claim that cut the log back moves the
+  // end back too (the events come again, the same).
   bool changed = false;
-  {
-    absl::MutexLock lock(&s->mu_);
-    changed = s->record_.SerializeAsString() != row.record.SerializeAsString();
-    if (changed) s->record_ = row.record;
-    s->record_.set_last_seq(std::max(s->record_.last_seq(), row.logged_seq));
-  }
-  // The log's end as stored: a stream reads what it has not seen from the database. A
-  // claim that cut the log back moves it back too (the events come again, the same).
   if (s->metrics().last_seq() != row.logged_seq || s->metrics().stored_seq() != row.logged_seq) {
     s->metrics().Reset(row.logged_seq);
     changed = true;
   }
+  {
+    absl::MutexLock lock(&s->mu_);
+    if (s->record_.SerializeAsString() != row.record.SerializeAsString()) {
+      s->record_ = row.record;
+      changed = true;
+    }
+    s->record_.set_last_seq(std::max(s->record_.last_seq(), row.logged_seq));
+  }
+  one.Release();
   if (changed) s->Notify();
   return s;
 }
@@ -103,6 +112,16 @@ void SessionManager::RefreshByName(const std::string& name) {
   }
 }
 
+bool SessionManager::LogEndsBefore(LiveSession& s, int64_t seq) {
+  if (cluster_ == nullptr || s.held_here()) return false;
+  auto row = cluster_->Read(s.name());
+  if (!row.ok() || row->logged_seq >= seq) return false;
+  Refresh(*row);
+  MetricRing::Where where;
+  s.metrics().Get(seq, &where);
+  return where != MetricRing::Where::kOlder;
+}
+
 void SessionManager::OnLog(const std::string& name, int64_t seq) {
   std::shared_ptr<LiveSession> s;
   {
@@ -110,9 +129,10 @@ void SessionManager::OnLog(const std::string& name, int64_t seq) {
     if (auto it = sessions_.find(name); it != sessions_.end()) s = it->second;
   }
   if (s == nullptr) return RefreshByName(name);
-  if (s->held_here() || seq <= s->metrics().last_seq()) return;
-  s->metrics().Reset(seq);
   {
+    absl::MutexLock one(&refresh_mu_);
+    if (s->held_here() || seq <= s->metrics().last_seq()) return;
+    s->metrics().Reset(seq);
     absl::MutexLock lock(&s->mu_);
     s->record_.set_last_seq(std::max(s->record_.last_seq(), seq));
   }
@@ -121,30 +141,32 @@ void SessionManager::OnLog(const std::string& name, int64_t seq) {
 
 void SessionManager::Resync() {
   absl::MutexLock sync(&sync_mu_);
-  std::vector<std::string> names;
-  auto rows = cluster_->Changes(version_, &names);
-  if (!rows.ok()) return;
-  for (const SessionRow& row : *rows) {
-    Refresh(row);
-    version_ = std::max(version_, row.version);
-  }
-  std::sort(names.begin(), names.end());
-  std::vector<std::string> gone;
+  // What this process knew before the read: a session it learns of after the read began
+  // (created here a moment ago, say) is no session the read missed.
+  std::map<std::string, std::shared_ptr<LiveSession>> known;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [name, s] : sessions_)
-      if (!s->held_here() && !std::binary_search(names.begin(), names.end(), name))
-        gone.push_back(name);
+    known = sessions_;
   }
-  for (const std::string& name : gone) Forget(name);
+  std::vector<std::string> names;
+  int64_t next = 0;
+  auto rows = cluster_->Changes(cursor_, &names, &next);
+  if (!rows.ok()) return;
+  for (const SessionRow& row : *rows) Refresh(row);
+  cursor_ = next;
+  std::sort(names.begin(), names.end());
+  for (const auto& [name, s] : known)
+    if (!s->held_here() && !std::binary_search(names.begin(), names.end(), name))
+      Forget(name, s.get());
 }
 
-void SessionManager::Forget(const std::string& name) {
+void SessionManager::Forget(const std::string& name, const LiveSession* only) {
   std::shared_ptr<LiveSession> s;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(name);
     if (it == sessions_.end() || it->second->held_here()) return;
+    if (only != nullptr && it->second.get() != only) return;
     s = it->second;
     sessions_.erase(it);
     s->deleted_ = true;
@@ -231,6 +253,7 @@ void SessionManager::ClusterWorkerLoop() {
     int64_t hint = 0;
     std::shared_ptr<LiveSession> s;
     int threads = 0;
+    int64_t epoch = 0;  // of this run's lease
     {
       absl::MutexLock claim(&claim_mu_);
       int free_threads = 0;
@@ -242,25 +265,36 @@ void SessionManager::ClusterWorkerLoop() {
         // allowed it) runs alone.
         free_threads = threads_in_use_ == 0 ? INT_MAX : options_.max_threads - threads_in_use_;
       }
+      std::vector<std::string> busy;
       if (free_threads > 0) {
-        auto claimed = cluster_->Claim(free_threads, options_.lease_ms);
+        {
+          absl::MutexLock lock(&mu_);
+          busy.assign(in_run_.begin(), in_run_.end());
+        }
+        auto claimed = cluster_->Claim(free_threads, options_.lease_ms, busy);
         if (claimed.ok() && claimed->has_value()) {
           ClaimedSession& c = **claimed;
-          s = Refresh(SessionRow{c.record, c.record.last_seq(), 0, cluster_->replica()});
+          s = Refresh(SessionRow{c.record, c.record.last_seq(), c.version, cluster_->replica()});
           {
-            absl::MutexLock lock(&s->mu_);
-            s->record_ = c.record;
+            absl::MutexLock one(&refresh_mu_);
+            s->metrics().Reset(c.record.last_seq());
+            {
+              absl::MutexLock lock(&s->mu_);
+              s->record_ = c.record;
+            }
+            s->row_version_ = std::max(s->row_version_, c.version);
+            s->stop_ = LiveSession::StopRequest::kNone;
+            s->renewed_ms_ = SteadyMs();
+            s->epoch_ = c.epoch;
           }
-          s->metrics().Reset(c.record.last_seq());
-          s->stop_ = LiveSession::StopRequest::kNone;
-          s->renewed_ms_ = SteadyMs();
-          s->epoch_ = c.epoch;
+          epoch = c.epoch;
           LogInfo("claimed", {{"session", s->name()},
                               {"epoch", c.epoch},
                               {"step", c.record.step()},
                               {"replica", cluster_->replica()}});
           threads = s->options().threads;
           absl::MutexLock lock(&mu_);
+          in_run_.insert(s->name());
           ++running_;
           threads_in_use_ += threads;
           // Shut down since the claim: the run stores its checkpoint and gives it back.
@@ -286,7 +320,7 @@ void SessionManager::ClusterWorkerLoop() {
     }
     s->Notify();
     std::unique_ptr<Storage> fenced =
-        cluster_->Fenced(s->name(), s->epoch_.load(), [p = s.get()] { return p->record(); });
+        cluster_->Fenced(s->name(), epoch, [p = s.get()] { return p->record(); });
     try {
       RunSession(s, fenced.get());
     } catch (const std::bad_alloc&) {
@@ -298,7 +332,12 @@ void SessionManager::ClusterWorkerLoop() {
       SetState(*s, v1::SESSION_STATE_FAILED,
                absl::StrCat("internal error while training: ", e.what()), fenced.get());
     }
-    s->epoch_ = 0;
+    {
+      // This run's lease only (held_here() ends with it).
+      absl::MutexLock one(&refresh_mu_);
+      int64_t mine = epoch;
+      s->epoch_.compare_exchange_strong(mine, 0);
+    }
     // The database's word on how it ended (or who has it now).
     if (auto row = cluster_->Read(s->name()); row.ok()) {
       Refresh(*row);
@@ -307,6 +346,7 @@ void SessionManager::ClusterWorkerLoop() {
     }
     s->Notify();
     absl::MutexLock lock(&mu_);
+    in_run_.erase(s->name());
     --running_;
     threads_in_use_ -= threads;
     ++claim_hint_;  // room again: look at once
@@ -319,9 +359,11 @@ void SessionManager::HeartbeatLoop() {
     std::vector<std::shared_ptr<LiveSession>> held;
     {
       absl::MutexLock lock(&mu_);
+      // Through shutdown it goes on at its pace (the runs still write under their leases)
+      // and ends once they have.
       mu_.AwaitWithTimeout(absl::Condition(
                                +[](SessionManager* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                 return m->stopping_.load() || m->renew_now_;
+                                 return m->renew_now_ || (m->stopping_.load() && m->running_ == 0);
                                },
                                this),
                            absl::Milliseconds(every));

@@ -323,7 +323,7 @@ std::vector<v1::Session> SessionManager::List(v1::SessionState state) {
   std::vector<std::shared_ptr<LiveSession>> all;
   if (cluster_ != nullptr) {
     // Replicas: every session in the database, the ones trained here as they are now.
-    if (auto rows = cluster_->Changes(0, nullptr); rows.ok())
+    if (auto rows = cluster_->Changes(0, nullptr, nullptr); rows.ok())
       for (const SessionRow& row : *rows) all.push_back(Refresh(row));
   } else {
     absl::MutexLock lock(&mu_);
@@ -524,7 +524,11 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
   }
   auto trainer = core::Trainer::Create(s->options(), *train, eval);
   if (!trainer.ok()) return fail(trainer.status());
-  if (auto checkpoint = storage_->GetCheckpoint(s->name()); checkpoint.ok()) {
+  // No checkpoint: from step 0. One that cannot be read now (the database away, a file
+  // gone) is no "none": starting over would put steps from 0 after a log cut back to it.
+  auto checkpoint = storage_->GetCheckpoint(s->name());
+  if (!checkpoint.ok() && !absl::IsNotFound(checkpoint.status())) return fail(checkpoint.status());
+  if (checkpoint.ok()) {
     auto state = core::ParseState(checkpoint->bytes);
     if (!state.ok())
       return fail(absl::DataLossError(absl::StrCat("checkpoint: ", state.status().message())));

@@ -41,6 +41,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -149,6 +150,11 @@ class SessionManager {
     return ReadState(session, step, /*checkpoint=*/false);
   }
 
+  // Replicas: true if the session's stored log now ends before `seq` (a failover cut it
+  // back to the checkpoint), with the local view refreshed so that its ring says so too.
+  // False for one alignd alone, or if the log reaches `seq`.
+  bool LogEndsBefore(LiveSession& s, int64_t seq);
+
   // True once Shutdown began (open streams end with UNAVAILABLE).
   // Lock-free: streams ask while they hold their own locks (see the lock order above).
   bool stopping() const { return stopping_.load(); }
@@ -183,8 +189,9 @@ class SessionManager {
   void RefreshByName(const std::string& name);
   void Resync();
   void OnLog(const std::string& name, int64_t seq);
-  // The session is gone from the database: open streams end.
-  void Forget(const std::string& name);
+  // The session is gone from the database: open streams end. With `only`, if the session
+  // known by that name is still that one.
+  void Forget(const std::string& name, const LiveSession* only = nullptr);
   absl::Status Enqueue(const std::shared_ptr<LiveSession>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ResourceExhausted if `by.owner` already has `by.max_active` sessions queued or running.
   absl::Status CheckQuota(const Requester& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -220,7 +227,12 @@ class SessionManager {
   bool renew_now_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex claim_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one claim at a time in this process
   absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);   // one resync at a time
-  int64_t version_ ABSL_GUARDED_BY(sync_mu_) = 0;
+  // One refresh of the local view at a time (Refresh, OnLog, a claim's, a run's end):
+  // guards each LiveSession's row_version_.
+  absl::Mutex refresh_mu_ ABSL_ACQUIRED_AFTER(claim_mu_, sync_mu_) ABSL_ACQUIRED_BEFORE(mu_);
+  int64_t cursor_ ABSL_GUARDED_BY(sync_mu_) = 0;  // Cluster::Changes's, for the next resync
+  // The sessions a worker of this process runs now (never claimed again meanwhile).
+  std::set<std::string> in_run_ ABSL_GUARDED_BY(mu_);
   std::thread heartbeat_;
 
   // Networks built for Weights(), keyed by "{session}@{step}"; least recently used out.

@@ -48,6 +48,11 @@ inline absl::Status CannotDeleteActive(const std::string& session, v1::SessionSt
       absl::StrCat("cannot delete ", session, ": it is ", StateName(st), "; cancel it first"));
 }
 
+inline absl::Status DatasetInUse(const std::string& dataset) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      dataset, " is used by a session that is not finished; cancel or delete the session first"));
+}
+
 }  // namespace alignd::server
 
 #endif  // ALIGND_SERVER_SESSION_RULES_H_
