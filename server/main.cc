@@ -27,6 +27,7 @@
 #include "server/dataset_store.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/migrate.h"
 #include "server/pg_storage.h"
 #include "server/probe_health.h"
 #include "server/rpc_log.h"
@@ -56,6 +57,50 @@ class HealthOnly : public grpc::ServerBuilderOption {
     plugins->clear();
   }
 };
+
+// alignd migrate: exit 0 when everything is copied (or there already), 1 on an error or a
+// session that differs in the destination, 2 on bad arguments.
+int RunMigrate(const std::string& from_dir, const std::string& uri, const std::string& blobs) {
+  using namespace alignd::server;
+  if (!IsPostgresUri(uri)) {
+    std::cerr << "alignd migrate: --storage takes postgresql://...\n";
+    return 2;
+  }
+  if (!std::filesystem::exists(std::filesystem::path(from_dir) / "alignd.db")) {
+    std::cerr << "alignd migrate: " << from_dir << " is no alignd data directory (no alignd.db)\n";
+    return 2;
+  }
+  auto from = OpenSqliteStorage(from_dir);
+  if (!from.ok()) {
+    std::cerr << "alignd migrate: --from: " << from.status().message() << "\n";
+    return 1;
+  }
+  auto to = OpenPostgresStorage({uri, blobs, 2, 60000, "migrate"});
+  if (!to.ok()) {
+    std::cerr << "alignd migrate: " << to.status().message() << "\n";
+    return 1;
+  }
+  auto report = Migrate(from->get(), to->get(),
+                        [](const std::string& line) { std::cout << line << std::endl; });
+  if (!report.ok()) {
+    std::cerr << "alignd migrate: " << report.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << "migrated: " << report->datasets_copied << " data sets and "
+            << report->sessions_copied << " sessions copied (" << report->events << " events, "
+            << report->checkpoints << " checkpoints, " << report->snapshots << " snapshots, "
+            << report->bytes << " bytes), " << report->datasets_skipped << " data sets and "
+            << report->sessions_skipped << " sessions there already";
+  if (!report->conflicts.empty()) {
+    std::cout << "; " << report->conflicts.size()
+              << " sessions differ in the destination and were left alone:";
+    for (const std::string& c : report->conflicts) std::cout << " " << c;
+    std::cout << std::endl;
+    return 1;
+  }
+  std::cout << std::endl;
+  return 0;
+}
 
 }  // namespace
 
@@ -188,7 +233,21 @@ int main(int argc, char** argv) {
       ->group(sec);
   app.set_version_flag("--version",
                        std::string("alignd ") + ALIGND_VERSION + " (" + ALIGND_REVISION + ")");
+  std::string migrate_from, migrate_to, migrate_blobs;
+  CLI::App* migrate = app.add_subcommand(
+      "migrate",
+      "copy an embedded data directory (SQLite and files) into PostgreSQL and a blob folder "
+      "for replicas: data sets, sessions, metric logs, checkpoints and snapshots, each "
+      "checked by SHA-256 read back; QUEUED and RUNNING sessions arrive QUEUED and resume "
+      "from their checkpoints. Stop the alignd that owns the directory first. Safe to run "
+      "again: what is there already is skipped, what differs is named and left alone");
+  migrate->add_option("--from", migrate_from, "the embedded data directory (alignd --data_dir)")
+      ->required();
+  migrate->add_option("--storage", migrate_to, "the destination: postgresql://...")->required();
+  migrate->add_option("--blobs", migrate_blobs, "the replicas' blob folder (alignd --blobs)")
+      ->required();
   CLI11_PARSE(app, argc, argv);
+  if (*migrate) return RunMigrate(migrate_from, migrate_to, migrate_blobs);
   // Every line on stderr is JSON from here on, a crash included.
   InstallCrashHandler(argv[0]);
   RouteLibraryLogs();

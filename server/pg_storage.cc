@@ -398,7 +398,8 @@ class PostgresStorage final : public Storage, public Cluster {
 
   // ---- Sessions.
   absl::Status PutSession(const v1::Session& s) override { return PutSessionAt(s, 0); }
-  // epoch 0: insert or replace (a session going back to QUEUED goes to the queue's end);
+  // epoch 0: insert or replace (a session going back to QUEUED goes to the queue's end; one
+  // inserted whose log is stored already, by a migration, starts at the log's end);
   // else the holder's write: only while the session is at `epoch`, and a state other than
   // RUNNING ends the lease.
   absl::Status PutSessionAt(const v1::Session& s, int64_t epoch) {
@@ -414,8 +415,9 @@ class PostgresStorage final : public Storage, public Cluster {
           Result r,
           c.Run("put session",
                 "WITH u AS (INSERT INTO sessions (id, record, state, owner, threads, queue_seq, "
-                "version) VALUES ($1, $2, $3, $4, $5, nextval('alignd_queue'), "
-                "nextval('alignd_version')) ON CONFLICT (id) DO UPDATE SET record = "
+                "version, logged_seq) VALUES ($1, $2, $3, $4, $5, nextval('alignd_queue'), "
+                "nextval('alignd_version'), (SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE "
+                "session = $1)) ON CONFLICT (id) DO UPDATE SET record = "
                 "EXCLUDED.record, state = EXCLUDED.state, owner = EXCLUDED.owner, threads = "
                 "EXCLUDED.threads, queue_seq = CASE WHEN EXCLUDED.state = 1 AND sessions.state "
                 "<> 1 THEN EXCLUDED.queue_seq ELSE sessions.queue_seq END, version = "
