@@ -244,6 +244,37 @@ class ReplicasTest(unittest.TestCase):
                 np.testing.assert_array_equal(cc.predict(n, PROBE), want)
         self.assertTrue(a.logged('"claimed"') or b.logged('"claimed"'))
 
+    def test_a_stream_survives_the_failover_of_its_own_replica_and_of_the_trainer(self):
+        # c trains (the only replica when the session is created); the follower reaches a and b
+        # through one target with both addresses, as a client behind a Service or DNS would.
+        c_ = self.replica("c")
+        with Client(c_.address, timeout=300) as cc:
+            ds = cc.generate_dataset("linear", examples=300)
+            s = cc.create_session(ds["name"], **LONG)
+            wait_for("c to train it", lambda: self.db_rows(
+                f"SELECT holder FROM sessions WHERE id = '{s['name']}' AND state = 2") == [["c"]])
+        a, b = self.replica("a"), self.replica("b")
+        follow = Follower(f"ipv4:{a.address},{b.address}", s["name"])
+        wait_for("events through a", lambda: len(follow.seqs) >= 3, timeout=120)
+        a.kill()  # the replica the stream is on (pick_first: the first address)
+        seen = len(follow.seqs)
+        wait_for("events through b", lambda: len(follow.seqs) > seen + 2 or follow.end, timeout=120)
+        self.assertIsNone(follow.end, "the session ended before its trainer could be killed: make LONG longer")
+        c_.kill()  # and the trainer: b (or a, back) claims it after the lease
+        a.start()
+        follow.join(300)
+        self.assertFalse(follow.is_alive(), "the stream did not end")
+        self.assertIsNone(follow.error)
+        with Client(b.address, timeout=300) as cb:
+            done = cb.get_session(s["name"])
+            logged = [m["seq"] for m in cb.list_metrics(s["name"])]
+        self.assertEqual(done["state"], "SESSION_STATE_SUCCEEDED", done)
+        self.assertEqual(logged, list(range(1, done["last_seq"] + 1)))
+        self.assertEqual(follow.seqs, logged)  # no gap, no duplicate, across both failovers
+        self.assertEqual(follow.end["state"], "SESSION_STATE_SUCCEEDED")
+        # The stream moved to b (a logs none: a call is logged when it ends, and a was killed).
+        self.assertTrue(b.logged("/alignd.v1.TrainingService/StreamMetrics"))
+
     def test_a_replica_stopped_past_its_lease_writes_nothing_when_it_wakes(self):
         a = self.replica("a")
         with Client(a.address) as ca:
