@@ -354,12 +354,16 @@ def _state(client, name):
 
 
 PROBE = np.linspace(-1, 1, 300, dtype=np.float32).reshape(10, 30)
-LONG = dict(sizes=[30, 64, 64, 10], rule="fa", batch_size=1, max_steps=600000, metrics_every=2000,
-            checkpoint_every=20000, seed=5)
+# Under a sanitizer (make test-sanitize) alignd trains about ten times slower: a tenth of the
+# steps keeps every run as long in seconds as here, and each case's moments (a kill mid-run, a
+# stop past the lease) as likely; the suite took over 15 minutes with the full counts.
+SCALE = 10 if os.environ.get("ALIGND_SANITIZER") else 1
+LONG = dict(sizes=[30, 64, 64, 10], rule="fa", batch_size=1, max_steps=600000 // SCALE,
+            metrics_every=2000 // SCALE, checkpoint_every=20000 // SCALE, seed=5)
 # Long enough to be running when its replica is stopped and another takes it over.
-STOPPED = dict(LONG, max_steps=4000000, checkpoint_every=100000)
-SWEEP = dict(sizes=[30, 64, 10], rule="fa", batch_size=1, max_steps=300000, metrics_every=2000,
-             checkpoint_every=10000)
+STOPPED = dict(LONG, max_steps=4000000 // SCALE, checkpoint_every=100000 // SCALE)
+SWEEP = dict(sizes=[30, 64, 10], rule="fa", batch_size=1, max_steps=300000 // SCALE,
+             metrics_every=2000 // SCALE, checkpoint_every=10000 // SCALE)
 SHORT = dict(sizes=[30, 16, 10], rule="bp", batch_size=10, max_steps=300, metrics_every=10)
 
 if __name__ == "__main__":
