@@ -90,6 +90,7 @@ bench:
 	$(PY) tests/bench/checkpoint_bench.py --build $(BUILD)
 	$(PY) tests/bench/shutdown_bench.py --build $(BUILD)
 	$(PY) tests/bench/replicas_bench.py --build $(BUILD)
+	$(BUILD)/tests/bench/pg_capacity_bench
 
 mnist:
 	@deploy/install-deps.sh --repro
