@@ -9,8 +9,11 @@ blob folder, against the embedded default, all on this machine.
               trains it (its claim: the holder changes in the database), per --lease_ms.
   streams     a step event's latency (its wall_time to the client's receipt) for a follower on
               the training replica and one on another replica (LISTEN/NOTIFY, then a read).
+  stop        pause asked of the training replica itself and through another replica (NOTIFY,
+              the holder's next step, its checkpoint and PAUSED written), then a cancel.
   capacity    metric events PostgreSQL accepts per second from 2 replicas x 2 sessions with an
-              event every step (the heaviest cadence), with its transactions per second.
+              event every step (the heaviest cadence), with its transactions per second
+              (pg_capacity_bench, run after this, finds the database's own limit).
 
 The machine has 2 cores: PostgreSQL, the replicas and the trainers share them, so these are
 the figures of one small box; the capacity row is what one PostgreSQL took while sharing
@@ -171,8 +174,31 @@ def main():
             t.start()
         for t in ts:
             t.join()
-        with Client(sa.address, timeout=60) as c:
-            c.cancel_session(s)
+        # ---- pause and cancel asked of the trainer: on its own replica, and through another.
+        stops = {"same": [], "other": []}
+        with Client(sa.address, timeout=60) as ca, Client(sb.address, timeout=60) as cb:
+            for i in range(16):
+                key, c = ("same", ca) if i % 2 == 0 else ("other", cb)
+                while ca.get_session(s)["state"] != "SESSION_STATE_RUNNING":
+                    time.sleep(0.01)
+                time.sleep(0.2)
+                t0 = time.perf_counter()
+                c.pause_session(s)
+                stops[key].append(time.perf_counter() - t0)
+                c.resume_session(s)
+            while ca.get_session(s)["state"] != "SESSION_STATE_RUNNING":
+                time.sleep(0.01)
+            t0 = time.perf_counter()
+            cb.cancel_session(s)
+            cancel_other = time.perf_counter() - t0
+        out["stop"] = {k: {"n": len(v), "p50_ms": 1e3 * statistics.median(v), "max_ms": 1e3 * max(v)}
+                       for k, v in stops.items()}
+        out["stop"]["cancel_other_ms"] = 1e3 * cancel_other
+        for k, v in stops.items():
+            print(f"  pause asked {'of the trainer itself' if k == 'same' else 'through another replica':28}: "
+                  f"p50 {1e3 * statistics.median(v):6.1f} ms  max {1e3 * max(v):6.1f} ms  (n = {len(v)}; "
+                  f"the call answers once the trainer has checkpointed and written PAUSED)")
+        print(f"  cancel through another replica: {1e3 * cancel_other:.1f} ms")
         out["streams"] = {k: {"n": len(v), "p50_ms": 1e3 * statistics.median(v), "p99_ms": 1e3 * pct(v, 0.99)}
                           for k, v in lat.items() if v}
         for k, v in out["streams"].items():
