@@ -4,7 +4,7 @@
 // without training — outputs (Predict), loss, accuracy or NSE on a data set
 // (Evaluate). Immutable once built, so one Network serves any number of threads at
 // once: the service builds one per stored (session, step) and answers Predict and
-// Evaluate from it (server/session_manager.h). The Trainer answers the same questions
+// Evaluate from it (server/sessions/session_manager.h). The Trainer answers the same questions
 // about its current weights through the same functions (EvaluateWeights,
 // PredictWeights), so the two can never disagree.
 #ifndef ALIGND_CORE_NETWORK_H_

@@ -21,20 +21,20 @@
 #include <thread>
 
 #include "base/version.h"
-#include "server/auth.h"
-#include "server/cluster.h"
-#include "server/dataset_service.h"
-#include "server/dataset_store.h"
-#include "server/log.h"
-#include "server/metrics.h"
-#include "server/migrate.h"
-#include "server/pg_storage.h"
-#include "server/probe_health.h"
-#include "server/rpc_log.h"
-#include "server/session_manager.h"
-#include "server/sqlite_storage.h"
-#include "server/tls.h"
-#include "server/training_service.h"
+#include "server/api/dataset_service.h"
+#include "server/api/training_service.h"
+#include "server/net/auth.h"
+#include "server/net/log.h"
+#include "server/net/metrics.h"
+#include "server/net/probe_health.h"
+#include "server/net/rpc_log.h"
+#include "server/net/tls.h"
+#include "server/sessions/cluster.h"
+#include "server/sessions/dataset_store.h"
+#include "server/sessions/session_manager.h"
+#include "server/storage/migrate.h"
+#include "server/storage/pg_storage.h"
+#include "server/storage/sqlite_storage.h"
 
 namespace {
 
@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
     // Health alone: no server reflection (its plugin, registered above, is in every builder
     // made since, and would tell anyone who asks what the TLS port serves).
     hb.SetOption(std::make_unique<HealthOnly>());
-    // Its own health service (server/probe_health.h), not gRPC's: that one cannot stand alone.
+    // Its own health service (server/net/probe_health.h), not gRPC's: that one cannot stand alone.
     hb.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
     hb.RegisterService(&probe_health);
     hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);

@@ -12,8 +12,8 @@
 #include "core/network.h"
 #include "core/random.h"
 #include "formats/formats.h"
-#include "server/live_session.h"
-#include "server/resource_names.h"
+#include "server/api/resource_names.h"
+#include "server/sessions/live_session.h"
 
 namespace {
 

@@ -22,9 +22,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/cluster.h"
-#include "server/pg_storage.h"
-#include "server/storage.h"
+#include "server/sessions/cluster.h"
+#include "server/storage/pg_storage.h"
+#include "server/storage/storage.h"
 #include "tests/temp_postgres.h"
 
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/trainer.h"
-#include "server/proto_convert.h"
+#include "server/api/proto_convert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string json(reinterpret_cast<const char*>(data), size);

@@ -12,9 +12,9 @@
 #include <memory>
 #include <string>
 
-#include "server/dataset_store.h"
-#include "server/sqlite_storage.h"
-#include "server/storage.h"
+#include "server/sessions/dataset_store.h"
+#include "server/storage/sqlite_storage.h"
+#include "server/storage/storage.h"
 
 namespace {
 

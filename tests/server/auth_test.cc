@@ -1,12 +1,12 @@
-// Tokens, roles and who may see what (server/auth.h).
-#include "server/auth.h"
+// Tokens, roles and who may see what (server/net/auth.h).
+#include "server/net/auth.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "server/tls.h"
+#include "server/net/tls.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {

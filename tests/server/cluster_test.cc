@@ -1,10 +1,10 @@
-// The Cluster (server/cluster.h) on a real PostgreSQL (tests/temp_postgres.h): what replicas
-// that share one database agree on, tried call by call where the end-to-end suite
+// The Cluster (server/sessions/cluster.h) on a real PostgreSQL (tests/temp_postgres.h): what
+// replicas that share one database agree on, tried call by call where the end-to-end suite
 // (tests/e2e/test_replicas.py) can only hope to hit the moment: a cancel asked while the
 // holder gives the session back, a claim beside a run this process still has, a change that
 // commits after a later one, a delete with one connection left, a data set deleted by one
 // replica while another creates a session on it.
-#include "server/cluster.h"
+#include "server/sessions/cluster.h"
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -16,9 +16,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "server/file_blobs.h"
-#include "server/pg_storage.h"
-#include "server/storage.h"
+#include "server/storage/file_blobs.h"
+#include "server/storage/pg_storage.h"
+#include "server/storage/storage.h"
 #include "tests/temp_postgres.h"
 #include "tests/test_util.h"
 

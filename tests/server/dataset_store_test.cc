@@ -1,6 +1,6 @@
-// server/dataset_store.h: uploads are checked before anything becomes visible, a failed
+// server/sessions/dataset_store.h: uploads are checked before anything becomes visible, a failed
 // or abandoned upload leaves nothing, and one content is stored once.
-#include "server/dataset_store.h"
+#include "server/sessions/dataset_store.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "server/sqlite_storage.h"
+#include "server/storage/sqlite_storage.h"
 #include "tests/server/server_fixture.h"
 #include "tests/test_util.h"
 

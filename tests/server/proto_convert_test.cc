@@ -1,6 +1,6 @@
-// server/proto_convert.h: wire config -> engine options, defaults, and errors that
+// server/api/proto_convert.h: wire config -> engine options, defaults, and errors that
 // name the field as the client wrote it.
-#include "server/proto_convert.h"
+#include "server/api/proto_convert.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-// server/resource_names.h: every name the server takes is parsed here.
-#include "server/resource_names.h"
+// server/api/resource_names.h: every name the server takes is parsed here.
+#include "server/api/resource_names.h"
 
 #include <gtest/gtest.h>
 

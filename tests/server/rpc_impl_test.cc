@@ -1,6 +1,6 @@
-// server/rpc_impl.h: what each unary RPC does, tested without gRPC on a real data
+// server/api/rpc_impl.h: what each unary RPC does, tested without gRPC on a real data
 // directory (the e2e tests cover the wiring).
-#include "server/rpc_impl.h"
+#include "server/api/rpc_impl.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "server/proto_convert.h"
+#include "server/api/proto_convert.h"
 #include "tests/server/server_fixture.h"
 
 namespace alignd::server {

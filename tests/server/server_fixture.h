@@ -13,9 +13,9 @@
 #include <memory>
 #include <string>
 
-#include "server/dataset_store.h"
-#include "server/session_manager.h"
-#include "server/sqlite_storage.h"
+#include "server/sessions/dataset_store.h"
+#include "server/sessions/session_manager.h"
+#include "server/storage/sqlite_storage.h"
 #include "tests/test_util.h"
 
 namespace alignd::server {

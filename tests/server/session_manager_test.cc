@@ -1,6 +1,6 @@
-// server/session_manager.h in-process, on a real SQLite file: the life of a session,
+// server/sessions/session_manager.h in-process, on a real SQLite file: the life of a session,
 // the state machine, pause/resume and restart continuity (bit-identical weights).
-#include "server/session_manager.h"
+#include "server/sessions/session_manager.h"
 
 #include <gtest/gtest.h>
 
@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "core/trainer.h"
-#include "server/dataset_store.h"
-#include "server/sqlite_storage.h"
+#include "server/sessions/dataset_store.h"
+#include "server/storage/sqlite_storage.h"
 #include "tests/server/server_fixture.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-// The Storage contract (server/storage.h), one suite over every implementation: SQLite on a
+// The Storage contract (server/storage/storage.h), one suite over every implementation: SQLite on a
 // data directory, and PostgreSQL (a real server, tests/temp_postgres.h) with its blobs in a
 // directory. A third backend joins by adding a row to Backends().
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "server/cluster.h"
-#include "server/pg_storage.h"
-#include "server/sqlite_storage.h"
+#include "server/sessions/cluster.h"
+#include "server/storage/pg_storage.h"
+#include "server/storage/sqlite_storage.h"
 #include "tests/server/stored_metrics.h"
 #include "tests/temp_postgres.h"
 #include "tests/test_util.h"

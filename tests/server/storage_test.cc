@@ -1,4 +1,4 @@
-// server/sqlite_storage.h on a real SQLite file in a temporary directory: what is SQLite's
+// server/storage/sqlite_storage.h on a real SQLite file in a temporary directory: what is SQLite's
 // own (legacy data directories, the owner's lock, the files). The contract every backend
 // keeps is storage_contract_test.cc.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "server/sqlite_storage.h"
+#include "server/storage/sqlite_storage.h"
 #include "tests/server/stored_metrics.h"
 #include "tests/test_util.h"
 

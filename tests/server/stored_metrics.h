@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "server/storage.h"
+#include "server/storage/storage.h"
 
 namespace alignd::server {
 

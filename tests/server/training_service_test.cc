@@ -1,7 +1,7 @@
-// server/training_service.h in-process on loopback: the streams follow a session from
+// server/api/training_service.h in-process on loopback: the streams follow a session from
 // memory, catch up from storage, and the training thread never touches storage while
 // it trains (not for its own events, not for any subscriber).
-#include "server/training_service.h"
+#include "server/api/training_service.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "server/live_session.h"
+#include "server/sessions/live_session.h"
 #include "tests/server/server_fixture.h"
 
 namespace alignd::server {

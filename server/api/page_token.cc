@@ -1,0 +1,29 @@
+// File: server/api/page_token.cc
+#include "server/api/page_token.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace alignd::server {
+namespace {
+constexpr absl::string_view kMagic = "alignd.v1|";
+}  // namespace
+
+std::string EncodePageToken(absl::string_view listing, absl::string_view position) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kMagic, listing, "|", position));
+}
+
+absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::string_view token) {
+  if (token.empty()) return std::string();
+  std::string raw;
+  const std::string prefix = absl::StrCat(kMagic, listing, "|");
+  if (token.size() > 1024 || !absl::WebSafeBase64Unescape(token, &raw) ||
+      !absl::StartsWith(raw, prefix))
+    return absl::InvalidArgumentError(
+        "page_token is not one this listing gave (pass next_page_token back unchanged, with the "
+        "same other fields)");
+  return raw.substr(prefix.size());
+}
+
+}  // namespace alignd::server

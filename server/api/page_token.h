@@ -1,0 +1,24 @@
+// File: server/api/page_token.h
+// -----------------------------------------------------------------------------
+// Page tokens are opaque to clients: a position in a listing, bound to the listing it came
+// from (its kind and the request's other fields), in web-safe base64. A token from another
+// listing, or edited, or made up, is INVALID_ARGUMENT.
+#ifndef ALIGND_SERVER_API_PAGE_TOKEN_H_
+#define ALIGND_SERVER_API_PAGE_TOKEN_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace alignd::server {
+
+// `listing` names the listing and the request fields that must not change between pages
+// ("sessions|state=2"); `position` is where the next page starts.
+std::string EncodePageToken(absl::string_view listing, absl::string_view position);
+// The position in `token` ("" for an empty token: the first page).
+absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::string_view token);
+
+}  // namespace alignd::server
+
+#endif  // ALIGND_SERVER_API_PAGE_TOKEN_H_

@@ -1,0 +1,151 @@
+// File: server/api/training_service.cc
+#include "server/api/training_service.h"
+
+#include <algorithm>
+
+#include "base/status_macros.h"
+#include "server/api/metrics_stream.h"
+#include "server/api/resource_names.h"
+#include "server/api/rpc_impl.h"
+#include "server/api/snapshot_streams.h"
+#include "server/api/stream_reactor.h"
+#include "server/api/unary.h"
+
+namespace alignd::server {
+
+TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions,
+                                         std::chrono::milliseconds heartbeat, Identifier identifier)
+    : sessions_(sessions), heartbeat_(heartbeat), identifier_(identifier), blocking_(8), io_(2) {
+  ticker_ = std::thread([this] {
+    auto last = std::chrono::steady_clock::now();
+    while (!stop_.load()) {
+      std::this_thread::sleep_for(std::min(heartbeat_, std::chrono::milliseconds(100)));
+      if (std::chrono::steady_clock::now() - last < heartbeat_) continue;
+      last = std::chrono::steady_clock::now();
+      for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED))
+        if (auto s = sessions_->Find(r.name()); s.ok()) (*s)->Notify();
+    }
+  });
+}
+
+TrainingServiceImpl::~TrainingServiceImpl() {
+  stop_ = true;
+  ticker_.join();
+}
+
+absl::Status TrainingServiceImpl::MayRead(grpc::CallbackServerContext* ctx,
+                                          const std::string& name) {
+  ASSIGN_OR_RETURN(const Caller caller, identifier_.Identify(*ctx));
+  // A malformed name is the stream's to report, in its words.
+  if (auto ref = ParseWeightsName(name); ref.ok())
+    return SessionFor(*sessions_, caller, ref->session).status();
+  if (ParseSessionName(name).ok()) return SessionFor(*sessions_, caller, name).status();
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CreateSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::CreateSessionRequest* req,
+                                                             v1::Session* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, CreateSessionImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetSessionRequest* req,
+                                                          v1::Session* resp) {
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, GetSessionImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListSessionsRequest* req,
+                                                            v1::ListSessionsResponse* resp) {
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, ListSessionsImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::PauseSession(grpc::CallbackServerContext* ctx,
+                                                            const v1::PauseSessionRequest* req,
+                                                            v1::Session* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, PauseSessionImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ResumeSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::ResumeSessionRequest* req,
+                                                             v1::Session* resp) {
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, ResumeSessionImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CancelSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::CancelSessionRequest* req,
+                                                             v1::Session* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, CancelSessionImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::DeleteSession(grpc::CallbackServerContext* ctx,
+                                                             const v1::DeleteSessionRequest* req,
+                                                             google::protobuf::Empty* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, DeleteSessionImpl, req, resp));
+}
+
+grpc::ServerWriteReactor<v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
+    grpc::CallbackServerContext* ctx, const v1::StreamMetricsRequest* req) {
+  try {
+    if (absl::Status st = MayRead(ctx, req->parent()); !st.ok())
+      return new FailedStream<v1::MetricEvent>(st);
+    return NewMetricsStream(sessions_, &io_, *req, heartbeat_);
+  } catch (...) {
+    return new FailedStream<v1::MetricEvent>(FromException(std::current_exception()));
+  }
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListMetrics(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListMetricsRequest* req,
+                                                           v1::ListMetricsResponse* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, ListMetricsImpl, req, resp));
+}
+
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::StreamSnapshots(
+    grpc::CallbackServerContext* ctx, const v1::StreamSnapshotsRequest* req) {
+  try {
+    if (absl::Status st = MayRead(ctx, req->parent()); !st.ok())
+      return new FailedStream<v1::SnapshotChunk>(st);
+    return NewSnapshotStream(sessions_, &io_, *req);
+  } catch (...) {
+    return new FailedStream<v1::SnapshotChunk>(FromException(std::current_exception()));
+  }
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetSnapshot(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetSnapshotRequest* req,
+                                                           v1::Snapshot* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, GetSnapshotImpl, req, resp));
+}
+
+grpc::ServerWriteReactor<v1::SnapshotChunk>* TrainingServiceImpl::ReadSnapshot(
+    grpc::CallbackServerContext* ctx, const v1::ReadSnapshotRequest* req) {
+  try {
+    if (absl::Status st = MayRead(ctx, req->name()); !st.ok())
+      return new FailedStream<v1::SnapshotChunk>(st);
+    return NewSnapshotReader(sessions_, &io_, *req);
+  } catch (...) {
+    return new FailedStream<v1::SnapshotChunk>(FromException(std::current_exception()));
+  }
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListSnapshotsRequest* req,
+                                                             v1::ListSnapshotsResponse* resp) {
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, ListSnapshotsImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
+                                                       const v1::PredictRequest* req,
+                                                       v1::PredictResponse* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, PredictImpl, req, resp));
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
+                                                        const v1::EvaluateRequest* req,
+                                                        v1::EvaluateResponse* resp) {
+  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, EvaluateImpl, req, resp));
+}
+
+}  // namespace alignd::server
