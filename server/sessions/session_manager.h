@@ -163,6 +163,14 @@ class SessionManager {
   void WaitIdle();
 
  private:
+  // Create's checks and the record a valid request becomes (session_validation.cc): QUEUED,
+  // named, without its owner. InvalidArgument / NotFound / ResourceExhausted naming the field
+  // or the flag.
+  struct NewSession {
+    v1::Session record;
+    core::TrainerOptions options;
+  };
+  absl::StatusOr<NewSession> Validate(const v1::CreateSessionRequest& create);
   bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
   void RunSession(const std::shared_ptr<LiveSession>& s, Storage* store);
