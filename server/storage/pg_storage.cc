@@ -26,6 +26,7 @@
 #include "server/sessions/cluster.h"
 #include "server/sessions/session_rules.h"
 #include "server/storage/file_blobs.h"
+#include "server/storage/forwarding_storage.h"
 
 namespace alignd::server {
 namespace {
@@ -1136,34 +1137,20 @@ class PostgresStorage final : public Storage, public Cluster {
 };
 
 // A holder's view of the storage: its writes of `session` fenced by `epoch`, the metric
-// batches carrying the live record; everything else passes through.
-class FencedStorage final : public Storage {
+// batches carrying the live record; everything else passes through (ForwardingStorage).
+class FencedStorage final : public ForwardingStorage {
  public:
   FencedStorage(PostgresStorage* pg, std::string session, int64_t epoch,
                 std::function<v1::Session()> live)
-      : pg_(pg), session_(std::move(session)), epoch_(epoch), live_(std::move(live)) {}
+      : ForwardingStorage(pg),
+        pg_(pg),
+        session_(std::move(session)),
+        epoch_(epoch),
+        live_(std::move(live)) {}
 
-  absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() override {
-    return pg_->NewDatasetPayload();
-  }
-  absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& d) override {
-    return pg_->ReadDatasetPayload(d);
-  }
-  absl::Status PutDataset(const v1::Dataset& d) override { return pg_->PutDataset(d); }
-  absl::StatusOr<v1::Dataset> GetDataset(const std::string& n) override {
-    return pg_->GetDataset(n);
-  }
-  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets(const std::string& a, int l) override {
-    return pg_->ListDatasets(a, l);
-  }
-  absl::Status DeleteDataset(const std::string& n) override { return pg_->DeleteDataset(n); }
   absl::Status PutSession(const v1::Session& s) override {
     return pg_->PutSessionAt(s, s.name() == session_ ? epoch_ : 0);
   }
-  absl::StatusOr<v1::Session> GetSession(const std::string& n) override {
-    return pg_->GetSession(n);
-  }
-  absl::StatusOr<std::vector<v1::Session>> ListSessions() override { return pg_->ListSessions(); }
   absl::Status DeleteSession(const std::string&) override {
     return absl::FailedPreconditionError("a trainer does not delete sessions");
   }
@@ -1173,42 +1160,15 @@ class FencedStorage final : public Storage {
     record.set_last_seq(e.back().event.seq());  // what is stored, not what the ring holds
     return pg_->AppendMetricsAt(n, e, epoch_, &record);
   }
-  absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetrics(const std::string& n, int64_t s,
-                                                           int l) override {
-    return pg_->ReadMetrics(n, s, l);
-  }
-  absl::StatusOr<std::vector<v1::MetricEvent>> ReadMetricsSampled(const std::string& n, int64_t a,
-                                                                  int64_t b, int64_t e) override {
-    return pg_->ReadMetricsSampled(n, a, b, e);
-  }
-  absl::StatusOr<NewestMetrics> ReadNewestMetrics(const std::string& n) override {
-    return pg_->ReadNewestMetrics(n);
-  }
   absl::StatusOr<int64_t> TruncateMetricsAfterStep(const std::string&, int64_t) override {
     return absl::FailedPreconditionError("a trainer does not cut its log (Claim does)");
-  }
-  absl::StatusOr<int64_t> CountMetrics(const std::string& n) override {
-    return pg_->CountMetrics(n);
   }
   absl::Status PutCheckpoint(const std::string& n, const StoredState& s) override {
     return pg_->PutCheckpointAt(n, s, n == session_ ? epoch_ : 0);
   }
-  absl::StatusOr<StoredState> GetCheckpoint(const std::string& n) override {
-    return pg_->GetCheckpoint(n);
-  }
-  absl::StatusOr<int64_t> CheckpointStep(const std::string& n) override {
-    return pg_->CheckpointStep(n);
-  }
   absl::Status PutSnapshot(const std::string& n, const StoredState& s) override {
     return pg_->PutSnapshotAt(n, s, n == session_ ? epoch_ : 0);
   }
-  absl::StatusOr<std::string> GetSnapshot(const std::string& n, int64_t s) override {
-    return pg_->GetSnapshot(n, s);
-  }
-  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& n) override {
-    return pg_->ListSnapshots(n);
-  }
-  Cluster* cluster() override { return pg_; }
 
  private:
   PostgresStorage* const pg_;

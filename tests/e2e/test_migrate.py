@@ -16,22 +16,12 @@ import numpy as np
 
 from alignd_client import Client
 from test_postgres import TempPostgres
+from test_replicas import wait_for
 
 DONE = ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED", "SESSION_STATE_CANCELLED")
 # A tenth of the steps under a sanitizer (about ten times slower there): as long in seconds.
 SCALE = 10 if os.environ.get("ALIGND_SANITIZER") else 1
 LONG = dict(batch_size=10, max_steps=1000000 // SCALE, metrics_every=1000, checkpoint_every=5000)
-
-
-def wait_for(what, fn, timeout=300, every=0.05):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 class MigrateTest(unittest.TestCase):
