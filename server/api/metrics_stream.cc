@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -47,18 +48,34 @@ class MetricsStream final : public SessionStream<v1::MetricEvent> {
       return Write();
     }
     if (where == MetricRing::Where::kOlder) {
+      if (read_again_later_) {  // the last read found nothing: wait for the next wake-up
+        read_again_later_ = false;
+        return;
+      }
       // Behind the ring: read the next events from storage, off this thread.
       return Fetch([this]() -> absl::Status {
         auto batch = sessions_->storage()->ReadMetrics(session_->name(), next_seq_, 256);
         if (!batch.ok()) return batch.status();
         for (auto& e : *batch)
           fetched_.push_back(std::make_shared<const v1::MetricEvent>(std::move(e)));
+        if (!fetched_.empty()) {
+          empty_since_.reset();
+          return absl::OkStatus();
+        }
         // Replicas: a failover cut the log back to the checkpoint under this read (the
         // events come again, the same): not lost; the stream waits for them.
-        if (fetched_.empty() && !sessions_->LogEndsBefore(*session_, next_seq_))
-          return absl::DataLossError(absl::StrCat(session_->name(), ": metric event ", next_seq_,
-                                                  " is missing from storage"));
-        return absl::OkStatus();
+        if (sessions_->LogEndsBefore(*session_, next_seq_)) return absl::OkStatus();
+        // The cut may be one this process made or the new holder may have written past it
+        // already: read again at the next wake-up, and call it lost only if it stays so.
+        const auto now = std::chrono::steady_clock::now();
+        if (sessions_->storage()->cluster() != nullptr &&
+            (!empty_since_ || now - *empty_since_ < kGiveUpAfter)) {
+          if (!empty_since_) empty_since_ = now;
+          read_again_later_ = true;
+          return absl::OkStatus();
+        }
+        return absl::DataLossError(absl::StrCat(session_->name(), ": metric event ", next_seq_,
+                                                " is missing from storage"));
       });
     }
     // Caught up.
@@ -102,7 +119,11 @@ class MetricsStream final : public SessionStream<v1::MetricEvent> {
   const bool history_only_;
   const std::chrono::milliseconds heartbeat_;
   std::chrono::steady_clock::time_point last_write_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<const v1::MetricEvent>> fetched_;           // filled by a fetch
+  std::deque<std::shared_ptr<const v1::MetricEvent>> fetched_;  // filled by a fetch
+  // Replicas: a read that found nothing is tried again at the next wake-up, for this long.
+  static constexpr std::chrono::seconds kGiveUpAfter{30};
+  std::optional<std::chrono::steady_clock::time_point> empty_since_;     // a fetch's
+  bool read_again_later_ = false;                                        // a fetch's
   std::shared_ptr<const v1::MetricEvent> current_ ABSL_GUARDED_BY(mu_);  // in flight
   bool sent_end_ ABSL_GUARDED_BY(mu_) = false;
 };

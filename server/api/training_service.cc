@@ -22,8 +22,7 @@ TrainingServiceImpl::TrainingServiceImpl(SessionManager* sessions,
       std::this_thread::sleep_for(std::min(heartbeat_, std::chrono::milliseconds(100)));
       if (std::chrono::steady_clock::now() - last < heartbeat_) continue;
       last = std::chrono::steady_clock::now();
-      for (const v1::Session& r : sessions_->List(v1::SESSION_STATE_UNSPECIFIED))
-        if (auto s = sessions_->Find(r.name()); s.ok()) (*s)->Notify();
+      sessions_->NotifyAll();
     }
   });
 }

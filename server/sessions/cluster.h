@@ -57,6 +57,7 @@ struct SessionRow {
   int64_t logged_seq = 0;  // the stored log's last seq
   int64_t version = 0;     // grows with every change of the row
   std::string holder;      // the replica that trains it, if any
+  int64_t epoch = 0;       // its lease's: a claim (which may cut the log back) raises it
 };
 
 class Cluster {

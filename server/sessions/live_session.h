@@ -147,9 +147,10 @@ class LiveSession {
   // not), and when that lease was last renewed (steady clock, ms).
   std::atomic<int64_t> epoch_{0};
   std::atomic<int64_t> renewed_ms_{0};
-  // The version of the database row the local view was last refreshed from (guarded by
-  // the manager's refresh_mu_).
+  // The version and lease epoch of the database row the local view was last refreshed from
+  // (guarded by the manager's refresh_mu_).
   int64_t row_version_ = 0;
+  int64_t row_epoch_ = 0;
 };
 
 }  // namespace alignd::server

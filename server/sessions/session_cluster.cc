@@ -60,6 +60,7 @@ std::shared_ptr<LiveSession> SessionManager::Refresh(const SessionRow& row) {
                                         options.ok() ? *options : core::TrainerOptions());
       s->metrics().Reset(row.logged_seq);
       s->row_version_ = row.version;
+      s->row_epoch_ = row.epoch;
       sessions_[name] = s;
       ++claim_hint_;
       return s;
@@ -74,11 +75,15 @@ std::shared_ptr<LiveSession> SessionManager::Refresh(const SessionRow& row) {
   s->row_version_ = row.version;
   // The log's end as stored first, then the record: a stream that sees the record's new
   // state (SUCCEEDED, say) must find every event up to its end already readable. A stream
-  // reads what it has not seen from the database; a claim that cut the log back moves the
-  // end back too (the events come again, the same).
+  // reads what it has not seen from the database. Under one lease the stored log only
+  // grows (a row read before an announced batch must not take the end back); a claim, at a
+  // higher epoch, may have cut it back to the checkpoint (the events come again, the same).
+  const bool cut = row.epoch > s->row_epoch_;
+  s->row_epoch_ = std::max(s->row_epoch_, row.epoch);
+  const int64_t end = cut ? row.logged_seq : std::max(row.logged_seq, s->metrics().last_seq());
   bool changed = false;
-  if (s->metrics().last_seq() != row.logged_seq || s->metrics().stored_seq() != row.logged_seq) {
-    s->metrics().Reset(row.logged_seq);
+  if (s->metrics().last_seq() != end || s->metrics().stored_seq() != end) {
+    s->metrics().Reset(end);
     changed = true;
   }
   {
@@ -274,7 +279,8 @@ void SessionManager::ClusterWorkerLoop() {
         auto claimed = cluster_->Claim(free_threads, options_.lease_ms, busy);
         if (claimed.ok() && claimed->has_value()) {
           ClaimedSession& c = **claimed;
-          s = Refresh(SessionRow{c.record, c.record.last_seq(), c.version, cluster_->replica()});
+          s = Refresh(
+              SessionRow{c.record, c.record.last_seq(), c.version, cluster_->replica(), c.epoch});
           {
             absl::MutexLock one(&refresh_mu_);
             s->metrics().Reset(c.record.last_seq());
@@ -283,6 +289,7 @@ void SessionManager::ClusterWorkerLoop() {
               s->record_ = c.record;
             }
             s->row_version_ = std::max(s->row_version_, c.version);
+            s->row_epoch_ = std::max(s->row_epoch_, c.epoch);
             s->stop_ = LiveSession::StopRequest::kNone;
             s->renewed_ms_ = SteadyMs();
             s->epoch_ = c.epoch;

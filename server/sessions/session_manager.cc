@@ -102,6 +102,15 @@ void SessionManager::Shutdown() {
   for (auto& s : all) s->Notify();
 }
 
+void SessionManager::NotifyAll() {
+  std::vector<std::shared_ptr<LiveSession>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, s] : sessions_) all.push_back(s);
+  }
+  for (auto& s : all) s->Notify();
+}
+
 void SessionManager::WaitIdle() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
@@ -331,6 +340,11 @@ bool SessionManager::UsesDatasetLocked(const std::string& dataset) {
 }
 
 absl::Status SessionManager::DeleteDataset(const std::string& name, const std::string& owner) {
+  // Replicas: the database serialises it against every replica's Create (PostgresStorage::
+  // DeleteDataset, under the lock Insert takes), not mu_, which the heartbeat needs meanwhile.
+  if (cluster_ != nullptr)
+    return datasets_->Delete(
+        name, [this](const std::string& d) { return UsesDataset(d); }, owner);
   // Under mu_, as Create's final check: a session created at the same time either is
   // registered first (then this is FailedPrecondition) or finds the data set gone
   // (NotFound). Never both OK.

@@ -159,6 +159,10 @@ class SessionManager {
   // Lock-free: streams ask while they hold their own locks (see the lock order above).
   bool stopping() const { return stopping_.load(); }
 
+  // Wakes the watchers of every session this process knows (the streams' heartbeat tick);
+  // reads nothing (on replicas a List reads every row of the database).
+  void NotifyAll();
+
   // Blocks until no session is QUEUED or RUNNING (tests and tools).
   void WaitIdle();
 

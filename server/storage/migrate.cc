@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "core/trainer.h"
 #include "formats/formats.h"
 
 namespace alignd::server {
@@ -57,6 +58,18 @@ absl::StatusOr<SessionDigest> DigestSession(Storage* s, const v1::Session& recor
     if (to != nullptr) RETURN_IF_ERROR(to->AppendMetrics(name, out));
   }
   auto checkpoint = s->GetCheckpoint(name);
+  if (absl::IsNotFound(checkpoint.status()) && s->CheckpointStep(name).ok())
+    return absl::DataLossError(absl::StrCat(name, ": its checkpoint is listed but cannot be read"));
+  if (checkpoint.ok() && checkpoint->step < 0) {
+    // From a data directory older than the step in the checkpoint's name: the step is the
+    // one its bytes hold (as alignd's own start-up finds it). A -1 in the destination would
+    // make the first claim cut the whole log.
+    auto state = core::ParseState(checkpoint->bytes);
+    if (!state.ok())
+      return absl::DataLossError(
+          absl::StrCat(name, ": its checkpoint cannot be parsed: ", state.status().message()));
+    checkpoint->step = state->step;
+  }
   if (checkpoint.ok()) {
     Mix(h, checkpoint->step);
     Mix(h, checkpoint->bytes);
@@ -117,7 +130,8 @@ absl::Status MigrateDatasets(Storage* from, Storage* to, MigrateReport& report,
 absl::Status MigrateSession(Storage* from, Storage* to, v1::Session record, MigrateReport& report,
                             const std::function<void(const std::string&)>& say) {
   const std::string& name = record.name();
-  // Arrives QUEUED: a replica claims it and resumes from the checkpoint.
+  // Arrives QUEUED: a replica claims it and resumes from the checkpoint (so the destination's
+  // replicas must not run yet: one could claim it before it is read back).
   if (record.state() == v1::SESSION_STATE_RUNNING) record.set_state(v1::SESSION_STATE_QUEUED);
   ASSIGN_OR_RETURN(SessionDigest source, DigestSession(from, record, nullptr));
   if (auto there = to->GetSession(name); there.ok()) {

@@ -452,9 +452,7 @@ class PostgresStorage final : public Storage, public Cluster {
               "version = nextval('alignd_version'), "
               "holder = CASE WHEN $3::smallint = 2 THEN holder END, "
               "lease_until = CASE WHEN $3::smallint = 2 THEN lease_until END, "
-              "stop_ask = CASE WHEN $3::smallint = 2 THEN stop_ask ELSE 0 END, "
-              "queue_seq = CASE WHEN $3::smallint = 1 THEN nextval('alignd_queue') ELSE "
-              "queue_seq END "
+              "stop_ask = CASE WHEN $3::smallint = 2 THEN stop_ask ELSE 0 END "
               "WHERE id = $1 AND epoch = $6 RETURNING id) "
               "SELECT pg_notify('alignd', 's ' || id) FROM u",
               Params()
@@ -892,10 +890,11 @@ class PostgresStorage final : public Storage, public Cluster {
 
   absl::StatusOr<SessionRow> Read(const std::string& session) override {
     ASSIGN_OR_RETURN(Conn c, pool_.Get());
-    ASSIGN_OR_RETURN(Result r, c.Run("read session",
-                                     "SELECT record, logged_seq, version, COALESCE(holder, '') "
-                                     "FROM sessions WHERE id = $1",
-                                     Params().Text(session)));
+    ASSIGN_OR_RETURN(Result r,
+                     c.Run("read session",
+                           "SELECT record, logged_seq, version, COALESCE(holder, ''), epoch "
+                           "FROM sessions WHERE id = $1",
+                           Params().Text(session)));
     if (PQntuples(r.get()) == 0) return absl::NotFoundError(absl::StrCat(session, " not found"));
     return RowOf(r.get(), 0);
   }
@@ -911,10 +910,11 @@ class PostgresStorage final : public Storage, public Cluster {
         Result x, c.Run("read changes",
                         "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", Params()));
     if (next != nullptr) *next = Int64(x.get(), 0, 0);
-    ASSIGN_OR_RETURN(Result r, c.Run("read changes",
-                                     "SELECT record, logged_seq, version, COALESCE(holder, '') "
-                                     "FROM sessions WHERE txid >= $1 ORDER BY id",
-                                     Params().Int(after)));
+    ASSIGN_OR_RETURN(Result r,
+                     c.Run("read changes",
+                           "SELECT record, logged_seq, version, COALESCE(holder, ''), epoch "
+                           "FROM sessions WHERE txid >= $1 ORDER BY id",
+                           Params().Int(after)));
     std::vector<SessionRow> out;
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       ASSIGN_OR_RETURN(SessionRow row, RowOf(r.get(), i));
@@ -969,6 +969,7 @@ class PostgresStorage final : public Storage, public Cluster {
     row.logged_seq = Int64(r, i, 1);
     row.version = Int64(r, i, 2);
     row.holder = Bytes(r, i, 3);
+    row.epoch = Int64(r, i, 4);
     return row;
   }
 

@@ -73,6 +73,12 @@ class MigrateTest(unittest.TestCase):
         self.assertEqual(before[paused["name"]]["state"], "SESSION_STATE_PAUSED")
         p.kill()  # kill -9: the running session stays RUNNING in the data directory
         p.wait()
+        # The paused one's checkpoint as a data directory from before the step was in its
+        # file name keeps it (checkpoint.bin): migrate finds the step in its bytes.
+        sdir = os.path.join(data_dir, "sessions", paused["name"].split("/", 1)[1])
+        ckpts = [f for f in os.listdir(sdir) if f.startswith("checkpoint-")]
+        self.assertEqual(len(ckpts), 1, ckpts)
+        os.rename(os.path.join(sdir, ckpts[0]), os.path.join(sdir, "checkpoint.bin"))
 
         r = self.migrate(data_dir, blobs)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -101,6 +107,9 @@ class MigrateTest(unittest.TestCase):
                 wait_for(n, lambda n=n: c.get_session(n)["state"] in DONE, timeout=600, every=0.2)
                 self.assertEqual(c.get_session(n)["state"], "SESSION_STATE_SUCCEEDED")
             moved_y = {n: c.predict(n, x) for n in (paused["name"], running["name"])}
+            moved_log = {n: [m["seq"] for m in c.list_metrics(n)] for n in (paused["name"], running["name"])}
+            for n, seqs in moved_log.items():
+                self.assertEqual(seqs, list(range(1, c.get_session(n)["last_seq"] + 1)), n)
             # Trained further here, the paused session now differs from the directory: a third
             # migration names it and leaves it alone.
         third = self.migrate(data_dir, blobs)
@@ -117,6 +126,9 @@ class MigrateTest(unittest.TestCase):
             for n, s in runs.items():
                 wait_for("the solo run", lambda s=s: c.get_session(s["name"])["state"] in DONE, timeout=600, every=0.2)
                 np.testing.assert_array_equal(c.predict(s["name"], x), moved_y[n], err_msg=n)
+                # The log too: as long as the run never moved (a checkpoint copied with a wrong
+                # step would have made the claim cut it).
+                self.assertEqual([m["seq"] for m in c.list_metrics(s["name"])], moved_log[n], n)
 
     def test_bad_arguments_exit_2_saying_why(self):
         blobs = self.tmp("alignd_blobs_")
