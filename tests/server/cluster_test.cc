@@ -212,6 +212,39 @@ TEST_F(ClusterTest, ADataSetInUseOnAnotherReplicaIsNotDeleted) {
   EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound) << late.status();
 }
 
+// Ownership, quotas and request ids are the database's, counted in the transaction that
+// inserts: two replicas never both take the last place of a quota, and a retry on another
+// replica is the first attempt's session.
+TEST_F(ClusterTest, QuotasAndRequestIdsHoldAcrossReplicas) {
+  auto a = Replica(), b = Replica();
+  InsertLimits quota;
+  quota.max_active = 2;
+  auto mine = [](const std::string& id) {
+    v1::Session r = Queued(id);
+    r.set_owner("alice");
+    return r;
+  };
+  ASSERT_OK(a->cluster()->Insert(mine("q1"), quota));
+  ASSERT_OK(b->cluster()->Insert(mine("q2"), quota));
+  const auto third = a->cluster()->Insert(mine("q3"), quota);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  v1::Session bobs = Queued("b1");
+  bobs.set_owner("bob");
+  EXPECT_OK(b->cluster()->Insert(bobs, quota).status());  // another owner's own count
+  // Finished, a session no longer counts.
+  ASSERT_OK(b->cluster()->Transition("sessions/q1", Cluster::Op::kCancel, 0, 0));
+  EXPECT_OK(a->cluster()->Insert(mine("q3"), quota).status());
+
+  InsertLimits retry;
+  retry.request_key = "alice/once";
+  auto first = a->cluster()->Insert(mine("r1"), retry);
+  ASSERT_OK(first);
+  auto again = b->cluster()->Insert(mine("r2"), retry);  // the retry names another id
+  ASSERT_OK(again);
+  EXPECT_EQ(again->name(), "sessions/r1");
+  EXPECT_EQ(b->cluster()->Read("sessions/r2").status().code(), absl::StatusCode::kNotFound);
+}
+
 // A holder that tidies up late (its lease taken over between its checkpoint's commit and the
 // removal of the older files) must not remove the newer checkpoint of the holder after it.
 TEST(FileBlobsTest, RemovingOlderCheckpointsKeepsNewerOnes) {
