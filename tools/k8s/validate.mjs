@@ -16,6 +16,11 @@ import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// Custom resources: their API groups' models, generated from the operators' CRDs.
+const crds = { "postgresql.cnpg.io": "@kubernetes-models/cloudnative-pg" };
+const modelRoot = (group, version) =>
+  crds[group] ? `${crds[group]}/${group}/${version}`
+    : group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`;
 
 const text = process.argv.length > 2
   ? process.argv.slice(2).map((f) => readFileSync(f, "utf8")).join("\n---\n")
@@ -35,7 +40,7 @@ for (const doc of parseAllDocuments(text)) {
   count += 1;
   const what = `${obj.kind ?? "?"}/${obj.metadata?.name ?? "?"}`;
   const [group, version] = obj.apiVersion?.includes("/") ? obj.apiVersion.split("/") : ["", obj.apiVersion];
-  const modulePath = group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`;
+  const modulePath = modelRoot(group, version);
   let Model;
   try {
     Model = (await import(modulePath))[obj.kind];
@@ -53,7 +58,7 @@ for (const doc of parseAllDocuments(text)) {
     console.log(`${what}: ${e.message}`);
     problems += 1;
   }
-  const file = group ? `kubernetes-models/${group}/${version}/${obj.kind}` : `kubernetes-models/${version}/${obj.kind}`;
+  const file = `${modelRoot(group, version)}/${obj.kind}`;
   typed.push(`import { I${obj.kind} as T${count} } from "${file}";`,
              `// ${what}`, `export const o${count}: T${count} = ${JSON.stringify(obj, null, 1)};`);
 }
