@@ -20,8 +20,9 @@ echo "prometheus:"; promtool check config deploy/compose/prometheus/prometheus.y
 if ! command -v kubectl >/dev/null; then
   echo "kubectl is not installed: the Kubernetes manifests were not rendered (skipped)"; exit 77
 fi
-if [[ ! -d tools/k8s/node_modules/kubernetes-models ]]; then
-  (cd tools/k8s && npm ci --no-audit --no-fund --silent)
+# Installed once per lock file (a checkout whose lock file moved on installs again).
+if ! cmp -s tools/k8s/package-lock.json tools/k8s/node_modules/.installed-lock; then
+  (cd tools/k8s && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock)
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
