@@ -5,6 +5,7 @@ stream sees every seq once); a replica stopped past its lease (SIGSTOP) writes n
 wakes and gives the session up; PostgreSQL stopped and started mid-training loses nothing;
 replicas claiming at once never train one session twice.
 Run by ctest with ALIGND_BINARY set, PYTHONPATH=build/python."""
+import json
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import numpy as np
 
@@ -274,6 +276,50 @@ class ReplicasTest(unittest.TestCase):
         self.assertEqual(follow.end["state"], "SESSION_STATE_SUCCEEDED")
         # The stream moved to b (a logs none: a call is logged when it ends, and a was killed).
         self.assertTrue(b.logged("/alignd.v1.TrainingService/StreamMetrics"))
+
+    def test_the_dashboard_works_against_any_replica(self):
+        # The dashboard reaches a and b through one target (as through the Service); c trains.
+        c_ = self.replica("c")
+        with Client(c_.address, timeout=300) as cc:
+            ds = cc.generate_dataset("linear", examples=300)
+            s = cc.create_session(ds["name"], **dict(LONG, max_steps=LONG["max_steps"] // 4))
+            wait_for("c to train it", lambda: self.db_rows(
+                f"SELECT holder FROM sessions WHERE id = '{s['name']}' AND state = 2") == [["c"]])
+        a, b = self.replica("a"), self.replica("b")
+        dash = subprocess.Popen([os.environ["ALIGND_DASHBOARD_BINARY"], "--alignd", f"ipv4:{a.address},{b.address}",
+                                 "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (dash.kill(), dash.wait(), dash.stdout.close()))
+        url = dash.stdout.readline().strip().rsplit(" ", 1)[-1].rstrip("/")
+        sid = s["name"].split("/", 1)[1]
+
+        def get(path):
+            with urllib.request.urlopen(url + path, timeout=60) as r:
+                return r.status, json.loads(r.read())
+        status, listed = get("/api/sessions")
+        self.assertEqual(status, 200)
+        self.assertIn(s["name"], [x["name"] for x in listed["sessions"]])
+        # Its events, live, to the end, through a replica that does not train it.
+        ids, end = [], None
+        req = urllib.request.Request(f"{url}/api/sessions/{sid}/events", headers={"Accept": "text/event-stream"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            event = None
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    ids.append(int(line[4:]))
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "end":
+                    end = json.loads(line[6:])
+                    break
+        self.assertIsNotNone(end)
+        status, got = get(f"/api/sessions/{sid}")
+        self.assertEqual(got["state"], "SESSION_STATE_SUCCEEDED")
+        self.assertEqual(ids, list(range(1, int(got["last_seq"]) + 1)))  # every seq once
+        # The replica the dashboard talks to dies: its reads go on through the other.
+        a.kill()
+        self.assertEqual(get(f"/api/sessions/{sid}")[0], 200)
+        self.assertEqual(get("/api/sessions")[0], 200)
 
     def test_a_replica_stopped_past_its_lease_writes_nothing_when_it_wakes(self):
         a = self.replica("a")
