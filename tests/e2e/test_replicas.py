@@ -192,6 +192,20 @@ class ReplicasTest(unittest.TestCase):
             for cl in (ca, cb, cc):
                 np.testing.assert_array_equal(cl.predict(s["name"], PROBE), want)
             self.assertEqual(logged, want_seqs)
+            # Evaluate and snapshots on every replica alike; an upload on one is everyone's.
+            evals = [repr(sorted(cl.evaluate(s["name"], ds["name"]).items())) for cl in (ca, cb, cc)]  # nan == nan
+            self.assertEqual(evals[0], evals[1])
+            self.assertEqual(evals[0], evals[2])
+            snaps = [[x["name"] for x in cl.list_snapshots(s["name"])] for cl in (ca, cb, cc)]
+            self.assertTrue(snaps[0])
+            self.assertEqual(snaps[0], snaps[1])
+            self.assertEqual(snaps[0], snaps[2])
+            rng = np.random.default_rng(1)
+            up = cb.upload_dataset(rng.standard_normal((64, 30)).astype(np.float32), rng.integers(0, 10, 64))
+            self.assertEqual(cc.get_dataset(up["name"])["sha256"], up["sha256"])
+            u = ca.create_session(up["name"], **SHORT)
+            wait_for("the uploaded set's session", lambda: cc.get_session(u["name"])["state"] in DONE, timeout=300)
+            self.assertEqual(cb.get_session(u["name"])["state"], "SESSION_STATE_SUCCEEDED")
             # Cancel and delete from other replicas than the one that made it.
             t = ca.create_session(ds["name"], **LONG)
             wait_for("it runs", lambda: cb.get_session(t["name"])["state"] == "SESSION_STATE_RUNNING")
