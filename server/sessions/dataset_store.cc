@@ -397,6 +397,21 @@ absl::StatusOr<v1::Dataset> DatasetStore::Commit(v1::Dataset meta,
                                                  std::unique_ptr<BlobWriter> payload,
                                                  const DatasetOwner& by) {
   absl::MutexLock lock(&mu_);
+  // Replicas: under the storage's data set lock, so that owners added on two replicas at
+  // once are both kept, the quota's sum counts what the others stored, and a delete of the
+  // same content elsewhere cannot remove the payload between its rename and its record.
+  absl::StatusOr<v1::Dataset> out = absl::InternalError("not committed");
+  const absl::Status locked = storage_->WithDatasetLock([&]() -> absl::Status {
+    out = CommitLocked(std::move(meta), std::move(payload), by);
+    return out.status();
+  });
+  if (!locked.ok()) return locked;
+  return out;
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::CommitLocked(v1::Dataset meta,
+                                                       std::unique_ptr<BlobWriter> payload,
+                                                       const DatasetOwner& by) {
   // The same content stored twice is stored once: keep the first record (the writer,
   // destroyed uncommitted, leaves nothing) and add the new owner to it.
   if (auto existing = storage_->GetDataset(meta.name()); existing.ok()) {
@@ -546,21 +561,24 @@ absl::Status DatasetStore::Delete(const std::string& name,
                                   const std::function<bool(const std::string&)>& in_use,
                                   const std::string& owner) {
   RETURN_IF_ERROR(ParseDatasetName(name).status());
-  // Under the lock Commit takes: an owner added meanwhile is never deleted from under.
+  // Under the locks Commit takes (this process's and, on replicas, the storage's): an owner
+  // added meanwhile, here or on another replica, is never deleted from under.
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(v1::Dataset d, storage_->GetDataset(name));
-  if (!owner.empty()) {
-    auto* owners = d.mutable_owners();
-    auto it = std::find(owners->begin(), owners->end(), owner);
-    if (it == owners->end()) return absl::NotFoundError(absl::StrCat(name, " not found"));
-    if (owners->size() > 1) {
-      owners->erase(it);
-      return storage_->PutDataset(d);
+  return storage_->WithDatasetLock([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    ASSIGN_OR_RETURN(v1::Dataset d, storage_->GetDataset(name));
+    if (!owner.empty()) {
+      auto* owners = d.mutable_owners();
+      auto it = std::find(owners->begin(), owners->end(), owner);
+      if (it == owners->end()) return absl::NotFoundError(absl::StrCat(name, " not found"));
+      if (owners->size() > 1) {
+        owners->erase(it);
+        return storage_->PutDataset(d);
+      }
     }
-  }
-  if (in_use(name)) return DatasetInUse(name);
-  cache_.erase(name);
-  return storage_->DeleteDataset(name);
+    if (in_use(name)) return DatasetInUse(name);
+    cache_.erase(name);
+    return storage_->DeleteDataset(name);
+  });
 }
 
 }  // namespace alignd::server

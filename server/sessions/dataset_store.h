@@ -136,6 +136,10 @@ class DatasetStore {
   // same data set stored before). ResourceExhausted over `by`'s quota.
   absl::StatusOr<v1::Dataset> Commit(v1::Dataset meta, std::unique_ptr<BlobWriter> payload,
                                      const DatasetOwner& by);
+  // Commit's work, under mu_ and the storage's data set lock.
+  absl::StatusOr<v1::Dataset> CommitLocked(v1::Dataset meta, std::unique_ptr<BlobWriter> payload,
+                                           const DatasetOwner& by)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ResourceExhausted if `by` would own more than its quota with `more` bytes added.
   absl::Status CheckQuota(const DatasetOwner& by, int64_t more);
 

@@ -81,6 +81,9 @@ class ForwardingStorage : public Storage {
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& n) override {
     return inner_->ListSnapshots(n);
   }
+  absl::Status WithDatasetLock(const std::function<absl::Status()>& fn) override {
+    return inner_->WithDatasetLock(fn);
+  }
   Cluster* cluster() override { return inner_->cluster(); }
 
  private:

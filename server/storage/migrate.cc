@@ -110,10 +110,12 @@ absl::Status MigrateDatasets(Storage* from, Storage* to, MigrateReport& report,
           continue;
         }
       }
-      ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w, to->NewDatasetPayload());
-      RETURN_IF_ERROR(w->Append(payload));
-      RETURN_IF_ERROR(w->Commit(d.name()));
-      RETURN_IF_ERROR(to->PutDataset(d));
+      RETURN_IF_ERROR(to->WithDatasetLock([&]() -> absl::Status {
+        ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w, to->NewDatasetPayload());
+        RETURN_IF_ERROR(w->Append(payload));
+        RETURN_IF_ERROR(w->Commit(d.name()));
+        return to->PutDataset(d);
+      }));
       ASSIGN_OR_RETURN(v1::Dataset stored, to->GetDataset(d.name()));
       ASSIGN_OR_RETURN(std::string back, to->ReadDatasetPayload(stored));
       if (formats::Sha256Hex(back) != digest)

@@ -88,6 +88,8 @@ class Conn {
   Conn(Conn&& o) noexcept : pool_(o.pool_), c_(o.c_) { o.c_ = nullptr; }
   ~Conn();
   PGconn* get() const { return c_; }
+  // Closes the connection instead of giving it back (what it holds goes with it).
+  void Discard();
 
   // Runs `sql` with `p`; the result if its status is `want`, else the error as a Status:
   // Unavailable when the connection broke, AlreadyExists for a unique key taken,
@@ -179,6 +181,12 @@ class Pool {
     return Conn(this, c);
   }
 
+  void Discard(PGconn* c) {
+    PQfinish(c);
+    absl::MutexLock lock(&mu_);
+    --open_;
+  }
+
   void Put(PGconn* c) {
     absl::MutexLock lock(&mu_);
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) {
@@ -200,6 +208,11 @@ class Pool {
 
 Conn::~Conn() {
   if (c_ != nullptr) pool_->Put(c_);
+}
+
+void Conn::Discard() {
+  if (c_ != nullptr) pool_->Discard(c_);
+  c_ = nullptr;
 }
 
 // The schema, created once per database (the advisory lock serialises replicas starting
@@ -395,6 +408,19 @@ class PostgresStorage final : public Storage, public Cluster {
     }
     blobs_.RemoveDatasetPayload(name, sha);
     return absl::OkStatus();
+  }
+
+  // A session-level advisory lock of its own, held on one connection while `fn` runs its
+  // calls on others (a transaction's lock would end with idle_in_transaction_session_timeout
+  // during a long payload fsync). It may wait for Insert's lock 7361031 inside (DeleteDataset),
+  // never the reverse. A process that dies holding it loses its connection, and the lock.
+  absl::Status WithDatasetLock(const std::function<absl::Status()>& fn) override {
+    ASSIGN_OR_RETURN(Conn c, pool_.Get());
+    RETURN_IF_ERROR(c.Run("data set lock", "SELECT pg_advisory_lock(7361032)", Params()).status());
+    const absl::Status st = fn();
+    auto unlocked = c.Run("data set lock", "SELECT pg_advisory_unlock(7361032)", Params());
+    if (!unlocked.ok()) c.Discard();  // never back in the pool still holding it
+    return st;
   }
 
   // ---- Sessions.

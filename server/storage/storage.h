@@ -20,6 +20,7 @@
 #define ALIGND_SERVER_STORAGE_STORAGE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,13 @@ class Storage {
   virtual absl::StatusOr<std::string> GetSnapshot(const std::string& session, int64_t step) = 0;
   // The stored snapshots, by step ascending.
   virtual absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& session) = 0;
+
+  // Runs `fn` while no other process that shares this storage runs one: the read-modify-
+  // writes of data set records (owners, the stored-bytes quota's sum, a payload put in place
+  // and its record, a delete and its payload's removal) across replicas. One alignd alone:
+  // just fn() (DatasetStore's own lock orders its threads). Returns fn's status, or why the
+  // lock could not be taken.
+  virtual absl::Status WithDatasetLock(const std::function<absl::Status()>& fn) { return fn(); }
 
   // ---- Replicas: a storage that several alignd processes share also coordinates them
   // (cluster.h); nullptr for one that a single process owns (SQLite).
