@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/learning_rule.h"
 
 namespace alignd::core {
 namespace {
@@ -16,13 +18,13 @@ namespace {
 template <typename E, size_t N>
 using NameTable = std::array<std::pair<E, absl::string_view>, N>;
 
-constexpr NameTable<Rule, 7> kRules = {{{Rule::kBackprop, "bp"},
-                                        {Rule::kFeedbackAlignment, "fa"},
-                                        {Rule::kDirectFeedbackAlignment, "dfa"},
-                                        {Rule::kSignSymmetry, "sign"},
-                                        {Rule::kKolenPollack, "kp"},
-                                        {Rule::kPseudoBackprop, "pbp"},
-                                        {Rule::kShallow, "shallow"}}};
+constexpr size_t kNumRules = std::size(kRuleTable);
+constexpr NameTable<Rule, kNumRules> RuleNames() {
+  NameTable<Rule, kNumRules> t{};
+  for (size_t i = 0; i < kNumRules; ++i) t[i] = {kRuleTable[i].rule, kRuleTable[i].name};
+  return t;
+}
+constexpr NameTable<Rule, kNumRules> kRules = RuleNames();
 constexpr NameTable<Activation, 5> kActivations = {{{Activation::kLinear, "linear"},
                                                     {Activation::kTanh, "tanh"},
                                                     {Activation::kLogistic, "logistic"},
@@ -36,9 +38,15 @@ constexpr NameTable<WeightInit, 3> kInits = {
     {{WeightInit::kUniform, "uniform"}, {WeightInit::kXavier, "xavier"}, {WeightInit::kHe, "he"}}};
 constexpr NameTable<Distribution, 2> kDistributions = {
     {{Distribution::kUniform, "uniform"}, {Distribution::kGaussian, "gaussian"}}};
-constexpr NameTable<SignSymmetryMode, 3> kSignModes = {{{SignSymmetryMode::kScaled, "scaled"},
+constexpr NameTable<SignSymmetryMode, 4> kSignModes = {{{SignSymmetryMode::kScaled, "scaled"},
                                                         {SignSymmetryMode::kUniform, "usf"},
-                                                        {SignSymmetryMode::kFixedRandom, "frsf"}}};
+                                                        {SignSymmetryMode::kFixedRandom, "frsf"},
+                                                        {SignSymmetryMode::kBatchRandom, "brsf"}}};
+constexpr NameTable<LayerKind, 5> kLayerKinds = {{{LayerKind::kDense, "dense"},
+                                                  {LayerKind::kConv, "conv"},
+                                                  {LayerKind::kMaxPool, "maxpool"},
+                                                  {LayerKind::kAvgPool, "avgpool"},
+                                                  {LayerKind::kFlatten, "flatten"}}};
 
 template <typename E, size_t N>
 absl::string_view NameOf(const NameTable<E, N>& table, E e) {
@@ -77,15 +85,13 @@ absl::string_view OptimizerName(OptimizerKind o) { return NameOf(kOptimizers, o)
 absl::string_view WeightInitName(WeightInit w) { return NameOf(kInits, w); }
 absl::string_view DistributionName(Distribution d) { return NameOf(kDistributions, d); }
 absl::string_view SignSymmetryModeName(SignSymmetryMode m) { return NameOf(kSignModes, m); }
+absl::string_view LayerKindName(LayerKind k) { return NameOf(kLayerKinds, k); }
 
 absl::StatusOr<Rule> ParseRule(absl::string_view name) {
-  return Parse(kRules, "rule", name,
-               {{"backprop", Rule::kBackprop},
-                {"feedback_alignment", Rule::kFeedbackAlignment},
-                {"direct_feedback_alignment", Rule::kDirectFeedbackAlignment},
-                {"sign_symmetry", Rule::kSignSymmetry},
-                {"kolen_pollack", Rule::kKolenPollack},
-                {"pseudo_backprop", Rule::kPseudoBackprop}});
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (const RuleTraits& t : kRuleTable)
+    if (t.long_name == lower) return t.rule;
+  return Parse(kRules, "rule", name);
 }
 absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
   return Parse(kActivations, "activation", name,
@@ -108,9 +114,134 @@ absl::StatusOr<Distribution> ParseDistribution(absl::string_view name) {
   return Parse(kDistributions, "distribution", name, {{"normal", Distribution::kGaussian}});
 }
 absl::StatusOr<SignSymmetryMode> ParseSignSymmetryMode(absl::string_view name) {
-  return Parse(
-      kSignModes, "sign symmetry mode", name,
-      {{"uniform", SignSymmetryMode::kUniform}, {"fixed_random", SignSymmetryMode::kFixedRandom}});
+  return Parse(kSignModes, "sign symmetry mode", name,
+               {{"uniform", SignSymmetryMode::kUniform},
+                {"fixed_random", SignSymmetryMode::kFixedRandom},
+                {"batch_random", SignSymmetryMode::kBatchRandom}});
+}
+absl::StatusOr<LayerKind> ParseLayerKind(absl::string_view name) {
+  return Parse(kLayerKinds, "layer kind", name,
+               {{"pool", LayerKind::kMaxPool},
+                {"max_pool", LayerKind::kMaxPool},
+                {"avg_pool", LayerKind::kAvgPool},
+                {"conv2d", LayerKind::kConv},
+                {"linear", LayerKind::kDense}});
+}
+
+std::vector<LayerSpec> LayerSpecs(const NetworkConfig& n) {
+  if (!n.layers.empty()) return n.layers;
+  std::vector<LayerSpec> specs;
+  for (size_t i = 1; i < n.sizes.size(); ++i) {
+    LayerSpec l;
+    l.kind = LayerKind::kDense;
+    l.units = n.sizes[i];
+    specs.push_back(l);
+  }
+  return specs;
+}
+
+int NumWeightLayers(const NetworkConfig& n) {
+  if (n.layers.empty()) return NumLayers(n);
+  int k = 0;
+  for (const LayerSpec& l : n.layers) k += HasWeights(l.kind);
+  return k;
+}
+
+absl::Status CompleteNetwork(NetworkConfig* net) {
+  if (net->layers.empty()) return absl::OkStatus();
+  // Shapes in int64: the sizes are client-declared; a layer's units must fit an int.
+  constexpr int64_t kMaxUnits = int64_t{1} << 30;
+  struct Shape {
+    int64_t c, h, w;
+    bool spatial;
+  };
+  Shape cur{};
+  const ImageShape& in = net->input;
+  if (!in.empty()) {
+    if (in.channels < 1 || in.height < 1 || in.width < 1)
+      return Bad("network.input", absl::StrCat("must be >= 1 in every dimension, got ", in.channels,
+                                               "x", in.height, "x", in.width));
+    cur = {in.channels, in.height, in.width, true};
+    if (cur.c * cur.h * cur.w > kMaxUnits)
+      return Bad("network.input", absl::StrCat("has more than ", kMaxUnits, " values"));
+    if (!net->sizes.empty() && net->sizes[0] != cur.c * cur.h * cur.w)
+      return Bad("network.input", absl::StrCat("is ", in.channels, "x", in.height, "x", in.width,
+                                               " (", cur.c * cur.h * cur.w,
+                                               " values) but network.sizes[0] is ", net->sizes[0]));
+  } else {
+    if (net->sizes.empty() || net->sizes[0] < 1)
+      return Bad("network.input",
+                 "is not given: set it (channels, height, width) or network.sizes[0]");
+    cur = {net->sizes[0], 1, 1, false};
+  }
+  std::vector<int> sizes = {static_cast<int>(cur.c * cur.h * cur.w)};
+  for (size_t k = 0; k < net->layers.size(); ++k) {
+    const LayerSpec& l = net->layers[k];
+    const std::string field = absl::StrCat("network.layers[", k, "]");
+    const bool pool = l.kind == LayerKind::kMaxPool || l.kind == LayerKind::kAvgPool;
+    if ((l.kind == LayerKind::kConv || pool) && !cur.spatial)
+      return Bad(field, absl::StrCat("(", LayerKindName(l.kind), ") needs an image input, ",
+                                     k == 0 ? "and network.input is not given (channels, "
+                                              "height, width)"
+                                            : "but the layer before it is flat"));
+    const auto in_str = absl::StrCat(cur.c, "x", cur.h, "x", cur.w);
+    switch (l.kind) {
+      case LayerKind::kDense:
+        if (l.units < 1)
+          return Bad(field, absl::StrCat("(dense) units must be >= 1, got ", l.units));
+        cur = {l.units, 1, 1, false};
+        break;
+      case LayerKind::kConv: {
+        const int64_t kh = l.kernel_h, kw = l.kernel_w == 0 ? l.kernel_h : l.kernel_w;
+        const int64_t stride = l.stride == 0 ? 1 : l.stride, pad = l.padding;
+        if (l.units < 1)
+          return Bad(field, absl::StrCat("(conv) channels must be >= 1, got ", l.units));
+        if (kh < 1 || kw < 1)
+          return Bad(field, absl::StrCat("(conv) kernel must be >= 1, got ", kh, "x", kw));
+        if (stride < 1) return Bad(field, absl::StrCat("(conv) stride must be >= 1, got ", stride));
+        if (pad < 0 || pad >= std::min(kh, kw))
+          return Bad(field, absl::StrCat("(conv) padding must be in [0, kernel), got ", pad,
+                                         " for a ", kh, "x", kw, " kernel"));
+        if (kh > cur.h + 2 * pad || kw > cur.w + 2 * pad)
+          return Bad(field, absl::StrCat("(conv): a ", kh, "x", kw, " kernel is larger than its ",
+                                         in_str, " input", pad > 0 ? " with padding" : ""));
+        cur = {l.units, (cur.h + 2 * pad - kh) / stride + 1, (cur.w + 2 * pad - kw) / stride + 1,
+               true};
+        break;
+      }
+      case LayerKind::kMaxPool:
+      case LayerKind::kAvgPool: {
+        const int64_t win = l.kernel_h, stride = l.stride == 0 ? win : l.stride;
+        if (win < 1) return Bad(field, absl::StrCat("(pool) window must be >= 1, got ", win));
+        if (l.kernel_w != 0 && l.kernel_w != l.kernel_h)
+          return Bad(field,
+                     absl::StrCat("(pool) windows are square, got ", l.kernel_h, "x", l.kernel_w));
+        if (stride < 1) return Bad(field, absl::StrCat("(pool) stride must be >= 1, got ", stride));
+        if (l.padding != 0) return Bad(field, "(pool) takes no padding");
+        if (win > cur.h || win > cur.w)
+          return Bad(field, absl::StrCat("(pool): a ", win, "x", win, " window is larger than its ",
+                                         in_str, " input"));
+        cur = {cur.c, (cur.h - win) / stride + 1, (cur.w - win) / stride + 1, true};
+        break;
+      }
+      case LayerKind::kFlatten:
+        cur = {cur.c * cur.h * cur.w, 1, 1, false};
+        break;
+    }
+    if (cur.c * cur.h * cur.w > kMaxUnits)
+      return Bad(field, absl::StrCat("has more than ", kMaxUnits, " outputs"));
+    sizes.push_back(static_cast<int>(cur.c * cur.h * cur.w));
+  }
+  if (!HasWeights(net->layers.back().kind))
+    return Bad(absl::StrCat("network.layers[", net->layers.size() - 1, "]"),
+               absl::StrCat("is ", LayerKindName(net->layers.back().kind),
+                            ": the last layer must be dense or conv (it makes the outputs)"));
+  if (net->sizes.size() > 1 && net->sizes != sizes)
+    return Bad("network.sizes",
+               absl::StrCat("is [", absl::StrJoin(net->sizes, ", "), "] but network.layers make [",
+                            absl::StrJoin(sizes, ", "), "]: give one or the other"));
+  net->sizes = std::move(sizes);
+  return absl::OkStatus();
 }
 
 std::vector<Rule> AllRules() {
@@ -128,6 +259,28 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     if (n.sizes[i] < 1)
       return Bad(absl::StrCat("network.sizes[", i, "]"),
                  absl::StrCat("must be >= 1, got ", n.sizes[i]));
+  }
+  if (!n.layers.empty()) {
+    NetworkConfig complete = n;
+    if (absl::Status s = CompleteNetwork(&complete); !s.ok()) return s;
+    if (complete.sizes != n.sizes)
+      return Bad("network.sizes", "does not follow from network.layers (CompleteNetwork)");
+    if (!Traits(o.feedback.rule).conv)
+      for (size_t k = 0; k < n.layers.size(); ++k)
+        if (n.layers[k].kind == LayerKind::kConv)
+          return Bad("feedback.rule",
+                     absl::StrCat(RuleName(o.feedback.rule),
+                                  " does not train convolution "
+                                  "layers (network.layers[",
+                                  k, "]): ",
+                                  o.feedback.rule == Rule::kPseudoBackprop
+                                      ? "the pseudo-inverse of a convolution is not a "
+                                        "convolution; use it with dense layers"
+                                      : "use it with dense layers"));
+  } else if (!n.input.empty() && n.input.size() != n.sizes[0]) {
+    return Bad("network.input",
+               absl::StrCat("is ", n.input.channels, "x", n.input.height, "x", n.input.width,
+                            " but network.sizes[0] is ", n.sizes[0]));
   }
   if (n.hidden == Activation::kSoftmax)
     return Bad("network.hidden", "cannot be softmax (softmax is an output activation)");
@@ -171,9 +324,9 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   if (!Finite(opt.epsilon) || opt.epsilon <= 0.0f)
     return Bad("optimizer.epsilon", absl::StrCat("must be finite and > 0, got ", opt.epsilon));
   if (!opt.layer_learning_rates.empty()) {
-    if (static_cast<int>(opt.layer_learning_rates.size()) != NumLayers(n))
+    if (static_cast<int>(opt.layer_learning_rates.size()) != NumWeightLayers(n))
       return Bad("optimizer.layer_learning_rates",
-                 absl::StrCat("needs one entry per weight layer (", NumLayers(n), "), got ",
+                 absl::StrCat("needs one entry per weight layer (", NumWeightLayers(n), "), got ",
                               opt.layer_learning_rates.size()));
     for (size_t i = 0; i < opt.layer_learning_rates.size(); ++i) {
       const float lr = opt.layer_learning_rates[i];

@@ -43,8 +43,12 @@ enum class SignSymmetryMode {
   kScaled,       // M = mean |W[i]| (one number per layer, refreshed with the signs)
   kUniform,      // uSF: M = 1
   kFixedRandom,  // frSF: M = |B|, B drawn once
+  kBatchRandom,  // brSF: M = |B|, B redrawn every step (batch)
 };
 enum class WeightInit { kUniform /* U[-scale, scale] */, kXavier, kHe };
+// The kinds of layer (core/layers.h): dense, 2-d convolution, max and average pooling, and
+// flatten (which only forgets the image shape: the bytes are the same).
+enum class LayerKind { kDense, kConv, kMaxPool, kAvgPool, kFlatten };
 enum class OptimizerKind { kSgd, kAdam };
 
 // Names as used on the command line and in the API ("bp", "fa", "dfa", "sign", "kp",
@@ -56,6 +60,7 @@ absl::string_view OptimizerName(OptimizerKind o);
 absl::string_view WeightInitName(WeightInit w);
 absl::string_view DistributionName(Distribution d);
 absl::string_view SignSymmetryModeName(SignSymmetryMode m);
+absl::string_view LayerKindName(LayerKind k);
 absl::StatusOr<Rule> ParseRule(absl::string_view name);
 absl::StatusOr<Activation> ParseActivation(absl::string_view name);
 absl::StatusOr<Loss> ParseLoss(absl::string_view name);
@@ -63,11 +68,38 @@ absl::StatusOr<OptimizerKind> ParseOptimizer(absl::string_view name);
 absl::StatusOr<WeightInit> ParseWeightInit(absl::string_view name);
 absl::StatusOr<Distribution> ParseDistribution(absl::string_view name);
 absl::StatusOr<SignSymmetryMode> ParseSignSymmetryMode(absl::string_view name);
+absl::StatusOr<LayerKind> ParseLayerKind(absl::string_view name);
 std::vector<Rule> AllRules();
 
+// An image's shape: channels x height x width (row-major within a channel).
+struct ImageShape {
+  int channels = 0, height = 0, width = 0;
+  bool empty() const { return channels == 0 && height == 0 && width == 0; }
+  int64_t size() const { return int64_t(channels) * height * width; }
+  bool operator==(const ImageShape& o) const {
+    return channels == o.channels && height == o.height && width == o.width;
+  }
+};
+
+// One layer of the network, as the API states it (core/layers.h builds the runtime layer).
+struct LayerSpec {
+  LayerKind kind = LayerKind::kDense;
+  int units = 0;     // dense: outputs; conv: output channels; pooling and flatten: unused
+  int kernel_h = 0;  // conv: the kernel; pooling: the (square) window (kernel_w = kernel_h)
+  int kernel_w = 0;  // 0 = kernel_h
+  int stride = 0;    // conv: 0 = 1; pooling: 0 = the window
+  int padding = 0;   // conv: zeros on every side
+};
+
 struct NetworkConfig {
-  // Layer widths, input first: {784, 1000, 10} is one hidden layer of 1000.
+  // Units per activation, input first: {784, 1000, 10} is one hidden layer of 1000. With
+  // `layers`, CompleteNetwork derives it (each entry channels x height x width).
   std::vector<int> sizes = {30, 20, 10};
+  // The layers, first to last. Empty: dense layers between the `sizes` (the shorthand).
+  std::vector<LayerSpec> layers;
+  // The input's image shape, for convolution and pooling layers; empty: a flat vector of
+  // sizes[0] features.
+  ImageShape input;
   Activation hidden = Activation::kTanh;
   Activation output = Activation::kLinear;
   Loss loss = Loss::kSquaredError;
@@ -116,7 +148,8 @@ struct OptimizerConfig {
   float beta1 = 0.9f;         // Adam
   float beta2 = 0.999f;       // Adam
   float epsilon = 1e-8f;      // Adam
-  // Optional per-layer learning rates (one per weight layer) that replace learning_rate.
+  // Optional per-layer learning rates (one per weight layer: dense and conv, first to last)
+  // that replace learning_rate.
   std::vector<float> layer_learning_rates;
 };
 
@@ -163,12 +196,24 @@ inline int64_t TrainingExamples(const TrainerOptions& options, int64_t n) {
 // Returns InvalidArgument naming the first bad field, OK otherwise.
 absl::Status ValidateOptions(const TrainerOptions& options);
 
+// With network.layers given: fills network.sizes (input first; sizes[0] from `input` when it
+// is given, else the sizes[0] already there) from the layers' shapes, or InvalidArgument
+// naming the layer whose shapes do not chain ("network.layers[2]: a 5x5 kernel is larger
+// than its 4x4 input"). Without layers: checks nothing and changes nothing.
+absl::Status CompleteNetwork(NetworkConfig* network);
+// The layer specs of the network: `layers`, or dense layers from `sizes` when it is empty.
+std::vector<LayerSpec> LayerSpecs(const NetworkConfig& network);
+// Whether layers of this kind have weights (dense, conv).
+constexpr bool HasWeights(LayerKind k) { return k == LayerKind::kDense || k == LayerKind::kConv; }
+// Weight layers (dense and conv) of the network.
+int NumWeightLayers(const NetworkConfig& network);
+
 // The paper's linear network (docs/SCIENCE.md, "linear"): 30-20-10, linear units, no biases,
 // W ~ U[-0.01, 0.01], B ~ U[-0.5, 0.5], per-example SGD at 0.002, metrics every 50 steps.
 // One source for the demo, the tests and the reproduction; callers set the schedule.
 TrainerOptions PaperLinearOptions(Rule rule);
 
-// Number of weight layers (sizes.size() - 1).
+// Number of layers (sizes.size() - 1): weight layers, and pooling and flatten ones.
 inline int NumLayers(const NetworkConfig& n) { return static_cast<int>(n.sizes.size()) - 1; }
 
 }  // namespace alignd::core

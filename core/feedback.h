@@ -7,14 +7,19 @@
 //   bp       none: W[i] itself
 //   fa       drawn once from FeedbackConfig, fixed
 //   dfa      drawn once, out x hidden: applied to the output delta directly
-//   sign     sign(W[i]) o M[i]: M = mean|W[i]| (scaled), 1 (uSF) or |drawn| (frSF);
-//            follows W every step
+//   sign     sign(W[i]) o M[i]: M = mean|W[i]| (scaled), 1 (uSF), |drawn| (frSF) or
+//            |drawn anew every step| (brSF); follows W every step
 //   kp       drawn once, then updated like W[i] (Trainer::UpdateLayer asks LearnsLikeW)
 //   pbp      (W[i]^+)^T (or the damped pseudo-inverse's), recomputed every pinv_every steps
 //   shallow  none: hidden layers get no signal
 //
-// A new rule is a row here (draw, refresh, signal), its name in core/config.cc, and its
-// value in proto/alignd/v1/config.proto.
+// Layers (core/layers.h): F[i] exists for a layer i with weights that has a layer with
+// weights below it (its signal is used), in W[i]'s shape; DFA's F[i] exists where layer i-1
+// has weights (a[i] is its output), out x sizes[i]. The API's B[i] is F[i]^T for a dense
+// layer and DFA, and F[i] itself (a kernel of W's shape) for a convolution.
+//
+// A new rule is a row of core/learning_rule.h's table, its draw, refresh and signal here, and
+// its value in proto/alignd/v1/config.proto.
 //
 // Not thread-safe; owned by one Trainer.
 #ifndef ALIGND_CORE_FEEDBACK_H_
@@ -26,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "core/config.h"
+#include "core/layers.h"
 #include "core/matrix.h"
 #include "core/random.h"
 
@@ -42,18 +48,23 @@ class Feedback {
   // `fb_rng`; with connection sparsity, masks them (`draw_mask(rows, cols)` draws a fresh
   // mask; Kolen-Pollack takes W's masks `w_mask` instead, so that W - B^T can decay
   // everywhere). Then Refresh(w, 0).
-  void Initialize(const TrainerOptions& options, const std::vector<Matrix>& w,
+  void Initialize(const TrainerOptions& options, const Layers& layers, const std::vector<Matrix>& w,
                   const std::vector<Matrix>& w_mask, Rng& fb_rng,
                   const std::function<Matrix(Eigen::Index, Eigen::Index)>& draw_mask);
 
-  // Before a step (or Gradients) at `step`: sign symmetry takes W's signs; pseudo-backprop
+  // Whether hidden layer i receives a signal through a matrix of this rule's (see above).
+  static bool At(Rule rule, const Layers& layers, int i);
+
+  // Before a step (or Gradients) at `step`: sign symmetry takes W's signs (brSF: and draws
+  // its magnitudes for this step, a function of the seed and the step); pseudo-backprop
   // recomputes W^+ at every pinv_every-th step (once per step).
   void Refresh(const std::vector<Matrix>& w, int64_t step);
 
-  // dh = M^T delta: the hidden signal of hidden layer i (1 <= i < L), from the delta of the
-  // layer above (`delta_above` = delta[i+1]) or, for DFA, the output's (`delta_out`).
-  void HiddenSignal(int i, const std::vector<Matrix>& w, const Matrix& delta_above,
-                    const Matrix& delta_out, Matrix& dh) const;
+  // dh = M^T delta: the hidden signal of hidden layer i (1 <= i < L, At(i)), from the delta
+  // of the layer above (`delta_above` = delta[i+1], through layer i's BackwardData with M
+  // in W's place; `x` = a[i]) or, for DFA, the output's (`delta_out`).
+  void HiddenSignal(int i, const Layers& layers, const std::vector<Matrix>& w, const Matrix& x,
+                    const Matrix& delta_above, const Matrix& delta_out, Matrix& dh) const;
 
   // The matrix that stands for W[i] (BP: W[i] itself), for the weight angle and norm ratio;
   // null where the rule has none that means W[i]^T (shallow; DFA except at its last hidden
@@ -68,8 +79,8 @@ class Feedback {
   // F[i]'s mask, or null when dense.
   const Matrix* mask(int i) const { return mask_.empty() ? nullptr : &mask_[i]; }
 
-  // The API's B[i] = F[i]^T (sign symmetry: its magnitudes M^T, scaled: mean|W| where W
-  // is not 0); empty where none.
+  // The API's B[i] = F[i]^T, or F[i] for a convolution (sign symmetry: its magnitudes M^T,
+  // scaled: mean|W| where W is not 0); empty where none.
   Matrix Get(int i) const;
   // The same into `out` (its storage reused when the shape is the same; empty where none).
   void Get(int i, Matrix* out) const;
@@ -91,11 +102,17 @@ class Feedback {
  private:
   Rule rule_ = Rule::kBackprop;
   FeedbackConfig config_;
-  std::vector<Matrix> f_;        // F[i], i >= 1; f_[0] unused
-  std::vector<Matrix> mask_;     // empty when dense
-  std::vector<Matrix> sign_m_;   // sign symmetry magnitudes M (F's shape; scaled: ones)
-  std::vector<double> present_;  // scaled sign symmetry: W[i]'s connections (mask's ones)
-  int64_t pinv_step_ = -1;       // pseudo-backprop: the step at which f_ was last W^+
+  std::vector<Matrix> f_;         // F[i], i >= 1; f_[0] unused
+  std::vector<Matrix> mask_;      // empty when dense
+  std::vector<Matrix> sign_m_;    // sign symmetry magnitudes M (F's shape; scaled: ones)
+  std::vector<double> present_;   // scaled sign symmetry: W[i]'s connections (mask's ones)
+  int64_t pinv_step_ = -1;        // pseudo-backprop: the step at which f_ was last W^+
+  std::vector<char> transposed_;  // B[i] = F[i]^T (dense, DFA); else B[i] = F[i] (conv)
+  std::vector<float> scale_;      // the draw's scale per layer (brSF draws again)
+  uint64_t seed_ = 0;             // brSF: its draws are of Rng(seed_, step)
+  void DrawMagnitudes(int64_t step);
+  // Matrix i in the API's orientation (copying into out).
+  void ToApi(int i, const Matrix& m, Matrix* out) const;
 };
 
 }  // namespace alignd::core

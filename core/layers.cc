@@ -5,9 +5,188 @@
 #include <cassert>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "core/conv.h"
 #include "core/gemm.h"
 
 namespace alignd::core {
+
+// ---- The kinds of layer ----------------------------------------------------------------
+
+void Layer::WeightGradient(ConstMatrixRef, ConstMatrixRef, float, float, MatrixRef) const {}
+void Layer::BiasGradient(ConstMatrixRef, float, Vector&) const {}
+
+namespace {
+
+ImageShape Flat(int64_t units) { return {static_cast<int>(units), 1, 1}; }
+std::string ShapeStr(const ImageShape& s) {
+  return s.height == 1 && s.width == 1 ? absl::StrCat(s.channels)
+                                       : absl::StrCat(s.channels, "x", s.height, "x", s.width);
+}
+
+// z = W x + b: the multilayer perceptron's layer (the products of core/gemm.h).
+class DenseLayer final : public Layer {
+ public:
+  DenseLayer(ImageShape in, int units) : Layer(LayerKind::kDense, in, Flat(units)) {}
+  Eigen::Index weight_rows() const override { return out_size(); }
+  Eigen::Index weight_cols() const override { return in_size(); }
+  double fan_in() const override { return double(in_size()); }
+  double fan_out() const override { return double(out_size()); }
+  std::string Describe() const override {
+    return absl::StrCat("dense ", out_size(), ": ", ShapeStr(in_shape()), " -> ", out_size());
+  }
+  void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+               MatrixRef z) const override {
+    Gemm(false, false, 1.0f, w, x, 0.0f, z);
+    if (bias) z.colwise() += b;
+  }
+  void BackwardData(const Matrix& m, ConstMatrixRef, ConstMatrixRef dz,
+                    MatrixRef dx) const override {
+    Gemm(true, false, 1.0f, m, dz, 0.0f, dx);
+  }
+  void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                      MatrixRef dw) const override {
+    Gemm(false, true, alpha, dz, x, beta, dw);
+  }
+  void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const override {
+    db.noalias() = alpha * dz.rowwise().sum();
+  }
+};
+
+// z = conv(x, W) + b per channel (core/conv.h: W is out_c x in_c*kh*kw).
+class ConvLayer final : public Layer {
+ public:
+  explicit ConvLayer(const ConvShape& s)
+      : Layer(LayerKind::kConv, {s.in_c, s.in_h, s.in_w}, {s.out_c, s.out_h(), s.out_w()}), s_(s) {}
+  Eigen::Index weight_rows() const override { return s_.out_c; }
+  Eigen::Index weight_cols() const override { return s_.kernel_size(); }
+  double fan_in() const override { return double(s_.kernel_size()); }
+  double fan_out() const override { return double(s_.out_c) * s_.kernel_h * s_.kernel_w; }
+  std::string Describe() const override {
+    return absl::StrCat("conv ", s_.out_c, "x", s_.kernel_h, "x", s_.kernel_w, " s", s_.stride,
+                        " p", s_.padding, ": ", ShapeStr(in_shape()), " -> ",
+                        ShapeStr(out_shape()));
+  }
+  void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+               MatrixRef z) const override {
+    ConvForward(s_, x, w, bias ? &b : nullptr, z);
+  }
+  void BackwardData(const Matrix& m, ConstMatrixRef, ConstMatrixRef dz,
+                    MatrixRef dx) const override {
+    ConvBackwardData(s_, dz, m, dx);
+  }
+  void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                      MatrixRef dw) const override {
+    if (beta == 0.0f) {
+      ConvBackwardWeights(s_, x, dz, dw, nullptr);
+      if (alpha != 1.0f) dw *= alpha;
+      return;
+    }
+    // The gradient beside dw: one buffer per thread, sized once per shape.
+    thread_local Matrix g;
+    g.resize(dw.rows(), dw.cols());
+    ConvBackwardWeights(s_, x, dz, g, nullptr);
+    if (beta != 1.0f) dw *= beta;
+    dw.noalias() += alpha * g;
+  }
+  void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const override {
+    // dz's column j is out_c blocks of out_h*out_w positions.
+    const Eigen::Index positions = int64_t(s_.out_h()) * s_.out_w();
+    db.setZero();
+    for (Eigen::Index j = 0; j < dz.cols(); ++j)
+      for (int o = 0; o < s_.out_c; ++o) db[o] += dz.col(j).segment(o * positions, positions).sum();
+    db *= alpha;
+  }
+
+ private:
+  ConvShape s_;
+};
+
+// Max or average pooling over square windows (core/conv.h's loops).
+class PoolLayer final : public Layer {
+ public:
+  explicit PoolLayer(const PoolShape& s)
+      : Layer(s.max ? LayerKind::kMaxPool : LayerKind::kAvgPool, {s.c, s.in_h, s.in_w},
+              {s.c, s.out_h(), s.out_w()}),
+        s_(s) {}
+  std::string Describe() const override {
+    return absl::StrCat(s_.max ? "maxpool " : "avgpool ", s_.window, " s", s_.stride, ": ",
+                        ShapeStr(in_shape()), " -> ", ShapeStr(out_shape()));
+  }
+  void Forward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
+    PoolForward(s_, x, z);
+  }
+  void BackwardData(const Matrix&, ConstMatrixRef x, ConstMatrixRef dz,
+                    MatrixRef dx) const override {
+    PoolBackward(s_, x, dz, dx);
+  }
+
+ private:
+  PoolShape s_;
+};
+
+// The same values, without their image shape.
+class FlattenLayer final : public Layer {
+ public:
+  explicit FlattenLayer(ImageShape in) : Layer(LayerKind::kFlatten, in, Flat(in.size())) {}
+  std::string Describe() const override {
+    return absl::StrCat("flatten: ", ShapeStr(in_shape()), " -> ", out_size());
+  }
+  void Forward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
+    z = x;
+  }
+  void BackwardData(const Matrix&, ConstMatrixRef, ConstMatrixRef dz, MatrixRef dx) const override {
+    dx = dz;
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net) {
+  NetworkConfig complete = net;
+  RETURN_IF_ERROR(CompleteNetwork(&complete));
+  if (complete.sizes.size() < 2)
+    return absl::InvalidArgumentError("network.sizes needs at least 2 entries");
+  ImageShape cur =
+      complete.input.empty() || net.layers.empty() ? Flat(complete.sizes[0]) : complete.input;
+  Layers layers;
+  for (const LayerSpec& l : LayerSpecs(complete)) {
+    std::shared_ptr<const Layer> layer;
+    switch (l.kind) {
+      case LayerKind::kDense:
+        layer = std::make_shared<DenseLayer>(cur, l.units);
+        break;
+      case LayerKind::kConv: {
+        ConvShape s;
+        s.in_c = cur.channels, s.in_h = cur.height, s.in_w = cur.width;
+        s.out_c = l.units;
+        s.kernel_h = l.kernel_h;
+        s.kernel_w = l.kernel_w == 0 ? l.kernel_h : l.kernel_w;
+        s.stride = l.stride == 0 ? 1 : l.stride;
+        s.padding = l.padding;
+        layer = std::make_shared<ConvLayer>(s);
+        break;
+      }
+      case LayerKind::kMaxPool:
+      case LayerKind::kAvgPool: {
+        PoolShape s;
+        s.c = cur.channels, s.in_h = cur.height, s.in_w = cur.width;
+        s.window = l.kernel_h;
+        s.stride = l.stride == 0 ? l.kernel_h : l.stride;
+        s.max = l.kind == LayerKind::kMaxPool;
+        layer = std::make_shared<PoolLayer>(s);
+        break;
+      }
+      case LayerKind::kFlatten:
+        layer = std::make_shared<FlattenLayer>(cur);
+        break;
+    }
+    cur = layer->out_shape();
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
 
 void Activate(Activation act, const Matrix& z, Matrix& a) {
   switch (act) {
@@ -93,16 +272,24 @@ int ArgMax(const Eigen::Ref<const Vector>& v) {
   return static_cast<int>(k);
 }
 
-void Forward(const NetworkConfig& net, const std::vector<Matrix>& w, const std::vector<Vector>& b,
-             ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) {
-  const int L = static_cast<int>(w.size());
+void Forward(const Layers& layers, const NetworkConfig& net, const std::vector<Matrix>& w,
+             const std::vector<Vector>& b, ConstMatrixRef x, std::vector<Matrix>& a,
+             std::vector<Matrix>& z) {
+  const int L = static_cast<int>(layers.size());
   for (int i = 0; i < L; ++i) {
+    const Layer& layer = *layers[i];
+    auto run = [&](ConstMatrixRef in) {
+      if (layer.activated()) {
+        layer.Forward(w[i], b[i], net.bias, in, z[i + 1]);
+        Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
+      } else {
+        layer.Forward(w[i], b[i], false, in, a[i + 1]);
+      }
+    };
     if (i == 0)
-      Gemm(false, false, 1.0f, w[0], x, 0.0f, z[1]);
+      run(x);
     else
-      Gemm(false, false, 1.0f, w[i], a[i], 0.0f, z[i + 1]);
-    if (net.bias) z[i + 1].colwise() += b[i];
-    Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
+      run(a[i]);
   }
 }
 

@@ -1,18 +1,79 @@
 // File: core/layers.h
 // -----------------------------------------------------------------------------
-// The maths of one layer, forward and backward, in the shapes of core/trainer.h
-// (a column per example): activations, their derivatives, the output loss and its
-// delta, and the forward pass of a whole network. Shared by the Trainer (which trains)
-// and the Network (which serves Predict and Evaluate).
+// A layer is a type: Layer below is what the Trainer (forward, backward, update, feedback,
+// metrics, state) and the Network (Predict, Evaluate) know of one. Its kinds live in
+// core/layers.cc: dense, conv (core/conv.h), max and average pooling, flatten. Layer i maps
+// the activations a[i] (sizes[i] x n, a column per example; an image's column is C x H x W)
+// to z[i+1]; layers with weights are followed by the activation (hidden, or the output's
+// for the last), the others pass their output on as it is.
+//
+// A new kind of layer is a subclass in core/layers.cc, a LayerKind (core/config.h, with its
+// shape rule in CompleteNetwork), and a value in proto/alignd/v1/config.proto.
+//
+// Also here: the activations, their derivatives, the output loss and its delta, and the
+// forward pass of a whole network.
 #ifndef ALIGND_CORE_LAYERS_H_
 #define ALIGND_CORE_LAYERS_H_
 
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "core/config.h"
 #include "core/matrix.h"
 
 namespace alignd::core {
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  LayerKind kind() const { return kind_; }
+  int64_t in_size() const { return in_.size(); }
+  int64_t out_size() const { return out_.size(); }
+  const ImageShape& in_shape() const { return in_; }    // flat: units x 1 x 1
+  const ImageShape& out_shape() const { return out_; }  // flat: units x 1 x 1
+  // Weights: W is weight_rows() x weight_cols() (dense: out x in; conv: out channels x
+  // in channels * kh * kw) and b has weight_rows() entries; 0 x 0 for a layer without.
+  bool has_weights() const { return HasWeights(kind_); }
+  virtual Eigen::Index weight_rows() const { return 0; }
+  virtual Eigen::Index weight_cols() const { return 0; }
+  // Fan-in and fan-out for the initialisers (conv: the kernel's area counts in both).
+  virtual double fan_in() const { return 0; }
+  virtual double fan_out() const { return 0; }
+  // Whether the network's activation follows this layer (layers with weights).
+  bool activated() const { return has_weights(); }
+  // "conv 6x5x5 s1 p0: 1x32x32 -> 6x28x28"
+  virtual std::string Describe() const = 0;
+
+  // z = layer(x) (+ b if bias); w and b are ignored by layers without weights.
+  virtual void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+                       MatrixRef z) const = 0;
+  // dx = d<dz, layer(x)>/dx with `m` in W's place: the hidden signal M^T dz (m = W for
+  // backprop, the rule's feedback otherwise). Layers without weights ignore m and send
+  // the exact gradient (pooling: to each window's first largest entry of x).
+  virtual void BackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz,
+                            MatrixRef dx) const = 0;
+  // dw = alpha * d<dz, layer(x)>/dW + beta * dw (summed over the batch).
+  virtual void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                              MatrixRef dw) const;
+  // db = alpha * d<dz, layer(x)>/db (summed over the batch).
+  virtual void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const;
+
+ protected:
+  Layer(LayerKind kind, ImageShape in, ImageShape out) : kind_(kind), in_(in), out_(out) {}
+
+ private:
+  LayerKind kind_;
+  ImageShape in_, out_;
+};
+
+using Layers = std::vector<std::shared_ptr<const Layer>>;
+
+// The network's layers (NetworkConfig::layers, or dense ones from sizes), or
+// InvalidArgument as CompleteNetwork/ValidateOptions say. Allocates: build once.
+absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net);
 
 // a = f(z), column by column for softmax.
 void Activate(Activation act, const Matrix& z, Matrix& a);
@@ -26,10 +87,12 @@ double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, 
 // Index of the largest entry (the first of equal ones).
 int ArgMax(const Eigen::Ref<const Vector>& v);
 
-// z[i+1] = W[i] a[i] + b[i], a[i+1] = f(z[i+1]) for every layer, from a[0] = x (a[0]
-// itself is not written). a and z have L+1 entries sized for x's columns.
-void Forward(const NetworkConfig& net, const std::vector<Matrix>& w, const std::vector<Vector>& b,
-             ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z);
+// z[i+1] = layer_i(a[i]) (dense: W[i] a[i] + b[i]), a[i+1] = f(z[i+1]) for every layer,
+// from a[0] = x (a[0] itself is not written). a and z have L+1 entries sized for x's
+// columns (z[i+1] unused, and may be empty, after a layer without weights).
+void Forward(const Layers& layers, const NetworkConfig& net, const std::vector<Matrix>& w,
+             const std::vector<Vector>& b, ConstMatrixRef x, std::vector<Matrix>& a,
+             std::vector<Matrix>& z);
 
 }  // namespace alignd::core
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/cpu.h"
 #include "core/layers.h"
 
@@ -28,6 +29,7 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
     return absl::InvalidArgumentError(absl::StrCat(
         "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
         " data; the network was trained on the other kind"));
+  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   constexpr int64_t kChunk = 1024;
@@ -42,7 +44,7 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
       a[i].resize(s[i], m);
       z[i].resize(s[i], m);
     }
-    Forward(config, w, b, data.features.middleCols(start, m), a, z);
+    Forward(layers, config, w, b, data.features.middleCols(start, m), a, z);
     if (data.is_classification()) {
       t = Matrix::Zero(s[L], m);
       for (int64_t j = 0; j < m; ++j) t(data.labels[start + j], j) = 1.0f;
@@ -73,6 +75,7 @@ absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::ve
     return absl::InvalidArgumentError(
         absl::StrCat("inputs have ", x.rows(), " features; the network takes ", s.front()));
   if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
+  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
@@ -85,7 +88,7 @@ absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::ve
       a[i].resize(s[i], m);
       z[i].resize(s[i], m);
     }
-    Forward(config, w, b, x.middleCols(start, m), a, z);
+    Forward(layers, config, w, b, x.middleCols(start, m), a, z);
     out.middleCols(start, m) = a[L];
   }
   return out;
@@ -99,14 +102,18 @@ absl::StatusOr<Network> Network::Create(const NetworkConfig& config, std::vector
     return absl::InvalidArgumentError(absl::StrCat("a network of ", s.size(), " layer sizes needs ",
                                                    L, " weight matrices and bias vectors; got ",
                                                    weights.size(), " and ", biases.size()));
+  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   Network n;
   for (size_t i = 0; i < L; ++i) {
-    if (weights[i].rows() != s[i + 1] || weights[i].cols() != s[i] ||
-        biases[i].rows() != s[i + 1] || biases[i].cols() != 1)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layer ", i, ": W is ", weights[i].rows(), "x", weights[i].cols(), " and b ",
-          biases[i].rows(), "x", biases[i].cols(), "; the sizes say ", s[i + 1], "x", s[i]));
-    n.b_.push_back(biases[i].col(0));
+    const Layer& l = *layers[i];
+    const Eigen::Index rows = l.weight_rows(), cols = l.weight_cols();
+    if (weights[i].rows() != rows || weights[i].cols() != cols || biases[i].rows() != rows ||
+        (rows > 0 && biases[i].cols() != 1))
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", i, " (", l.Describe(), "): W is ", weights[i].rows(), "x",
+                       weights[i].cols(), " and b ", biases[i].rows(), "x", biases[i].cols(),
+                       "; expected ", rows, "x", cols, " and ", rows, "x", rows > 0 ? 1 : 0));
+    n.b_.push_back(rows > 0 ? Vector(biases[i].col(0)) : Vector());
   }
   n.config_ = config;
   n.w_ = std::move(weights);

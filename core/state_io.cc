@@ -126,7 +126,9 @@ absl::StatusOr<TrainerState> ParseState(const std::string& bytes) {
        r.GetMatrices(&s.moments1) && r.GetMatrices(&s.moments2) && r.Get(&s.adam_t) && r.AtEnd();
   if (!ok) return absl::InvalidArgumentError("trainer state is truncated or corrupt");
   // Consistent in itself, so that what reads it (snapshot streams, Predict) may index
-  // every layer's weights, biases and feedback: one of each per layer, chained shapes.
+  // every layer's weights, biases and feedback: one of each per layer. (Whether the shapes
+  // fit the network is Network::Create's and ImportState's to check: a convolution's W is
+  // out channels x kernel, and a pooling layer has none.)
   const size_t L = s.weights.size();
   if (L == 0 || s.biases.size() != L || s.feedback.size() != L)
     return absl::InvalidArgumentError(absl::StrCat("trainer state has ", L, " weight layers, ",
@@ -137,9 +139,6 @@ absl::StatusOr<TrainerState> ParseState(const std::string& bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "trainer state: biases[", i, "] is ", s.biases[i].rows(), "x", s.biases[i].cols(),
           ", weights[", i, "] has ", s.weights[i].rows(), " rows"));
-    if (i > 0 && s.weights[i].cols() != s.weights[i - 1].rows())
-      return absl::InvalidArgumentError(
-          absl::StrCat("trainer state: weights[", i, "] does not chain to weights[", i - 1, "]"));
   }
   if (s.step < 0 || s.epoch < 0 || s.position < 0 || s.adam_t < 0)
     return absl::InvalidArgumentError("trainer state has a negative counter");

@@ -36,8 +36,22 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
   const auto& s = o.network.sizes;
   const int L = static_cast<int>(s.size()) - 1;
   const double batch = std::max(1, o.batch_size);
-  double params = 0, units = 0;
-  for (int i = 0; i < L; ++i) params += double(s[i]) * s[i + 1] + s[i + 1];
+  double params = 0, units = 0, conv_workspace = 0;
+  if (o.network.layers.empty()) {
+    for (int i = 0; i < L; ++i) params += double(s[i]) * s[i + 1] + s[i + 1];
+  } else {
+    // Shapes as CompleteNetwork makes them (the sizes follow from the layers); a
+    // convolution's workspace is counted as its im2col matrix, kernel x positions x batch
+    // (oneDNN's scratchpads and reorders stay below it).
+    auto layers = BuildLayers(o.network);
+    if (!layers.ok()) return std::numeric_limits<int64_t>::max();
+    for (const auto& l : *layers) {
+      params += double(l->weight_rows()) * l->weight_cols() + l->weight_rows();
+      if (l->kind() == LayerKind::kConv)
+        conv_workspace = std::max(conv_workspace, double(l->weight_cols()) * l->out_shape().height *
+                                                      l->out_shape().width * batch);
+    }
+  }
   for (int v : s) units += v;
   double floats = 0;
   floats += params;              // W, b
@@ -46,6 +60,7 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
   floats += params;              // gradient buffers
   floats += 10 * units * batch;  // a, z, delta, dh, bp_delta, bp_dh, pbp_dh, targets, ...
   floats += 2 * units * 1024;    // Evaluate's chunk of 1024 examples
+  floats += conv_workspace;
   double pinv = 0;
   if (o.feedback.rule == Rule::kPseudoBackprop || o.pbp_angle)
     for (int i = 1; i < L; ++i) pinv = std::max(pinv, 6.0 * s[i] * s[i + 1] + 2.0 * s[i] * s[i]);
@@ -103,6 +118,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   if (eval != nullptr && eval->size() > 0) RETURN_IF_ERROR(ValidateDataset(*eval));
   RETURN_IF_ERROR(ValidateTraining(options, *train, eval.get()));
   std::unique_ptr<Trainer> t(new Trainer(options, std::move(train), std::move(eval)));
+  ASSIGN_OR_RETURN(t->layers_, BuildLayers(options.network));
   t->Initialize();
   return t;
 }
@@ -119,7 +135,6 @@ Trainer::~Trainer() = default;
 void Trainer::Initialize() {
   const NetworkConfig& net = options_.network;
   const int L = NumLayers(net);
-  const auto& s = net.sizes;
   Rng init_rng(options_.seed, /*stream=*/1);
   const bool own_fb_seed = options_.feedback.seed != 0;
   Rng fb_rng(own_fb_seed ? options_.feedback.seed : options_.seed, own_fb_seed ? 0 : 2);
@@ -127,9 +142,17 @@ void Trainer::Initialize() {
 
   w_.resize(L);
   b_.resize(L);
+  weight_index_.assign(L, -1);
+  signal_below_.assign(L, 0);
+  for (int i = 0, k = 0; i < L; ++i) {
+    if (layers_[i]->has_weights()) weight_index_[i] = k++;
+    signal_below_[i] = k > (weight_index_[i] >= 0 ? 1 : 0);  // a weight layer below i
+  }
   for (int i = 0; i < L; ++i) {
-    w_[i].resize(s[i + 1], s[i]);
-    const float fan_in = s[i], fan_out = s[i + 1];
+    const Layer& layer = *layers_[i];
+    w_[i].resize(layer.weight_rows(), layer.weight_cols());
+    const float fan_in = static_cast<float>(layer.fan_in());
+    const float fan_out = static_cast<float>(layer.fan_out());
     switch (options_.init.kind) {
       case WeightInit::kUniform:
         init_rng.FillUniform(w_[i], -options_.init.scale, options_.init.scale);
@@ -143,7 +166,7 @@ void Trainer::Initialize() {
         init_rng.FillNormal(w_[i], std::sqrt(2.0f / fan_in));
         break;
     }
-    b_[i] = Vector::Zero(s[i + 1]);
+    b_[i] = Vector::Zero(layer.weight_rows());
   }
 
   const float sparse = net.connection_sparsity;
@@ -162,7 +185,7 @@ void Trainer::Initialize() {
   }
 
   // Feedback matrices, one per hidden layer i in [1, L-1] (core/feedback.h).
-  feedback_.Initialize(options_, w_, w_mask_, fb_rng, draw_mask);
+  feedback_.Initialize(options_, layers_, w_, w_mask_, fb_rng, draw_mask);
 
   // Optimiser slots.
   const OptimizerConfig& opt = options_.optimizer;
@@ -244,75 +267,100 @@ void Trainer::GatherBatch() {
 }
 
 void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const {
-  Forward(options_.network, w_, b_, x, a, z);
+  Forward(layers_, options_.network, w_, b_, x, a, z);
 }
 
 float Trainer::LearningRate(int i) const {
   const auto& per_layer = options_.optimizer.layer_learning_rates;
-  return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[i];
+  return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[weight_index_[i]];
 }
 
 // The feedback the next update uses (Feedback::Refresh): Gradients() and the Step() after
 // it share one refresh per step.
 void Trainer::RefreshFeedback() { feedback_.Refresh(w_, step_); }
 
+// BP's hidden signals on the same batch, for the update angles: dh[i] = W[i]^T delta[i+1]
+// through each layer (pooling's exact routing included), down to the lowest layer whose
+// signal a weight layer uses.
 void Trainer::ComputeBpSignals() {
   const int L = num_layers();
   bp_delta_[L] = delta_[L];
-  for (int i = L - 1; i >= 1; --i) {
-    Gemm(true, false, 1.0f, w_[i], bp_delta_[i + 1], 0.0f, bp_dh_[i]);
+  for (int i = L - 1; i >= 1 && signal_below_[i]; --i) {
+    layers_[i]->BackwardData(w_[i], a_[i], bp_delta_[i + 1], bp_dh_[i]);
     bp_delta_[i] = bp_dh_[i];
-    MultiplyByDerivative(options_.network.hidden, a_[i], bp_delta_[i]);
+    if (layers_[i - 1]->activated())
+      MultiplyByDerivative(options_.network.hidden, a_[i], bp_delta_[i]);
   }
+}
+
+// Whether the rule sent hidden layer i (the units a[i]) a signal this step.
+bool Trainer::SignalAt(int i) const {
+  const Rule rule = feedback_.rule();
+  if (i < 1 || !RuleLearnsHidden(rule)) return false;
+  if (rule == Rule::kDirectFeedbackAlignment) return Feedback::At(rule, layers_, i);
+  return signal_below_[i] != 0;
 }
 
 void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
   const int L = num_layers();
+  const bool learns_hidden = RuleLearnsHidden(feedback_.rule());
+  const bool direct = feedback_.rule() == Rule::kDirectFeedbackAlignment;
   for (int i = L - 1; i >= 0; --i) {
-    const bool learns_hidden = RuleLearnsHidden(feedback_.rule());
+    const Layer& layer = *layers_[i];
     if (i < L - 1 && !learns_hidden) break;
-    if (i >= 1 && learns_hidden) {
-      feedback_.HiddenSignal(i, w_, delta_[i + 1], delta_[L], dh_[i]);
-      if (metrics && options_.pbp_angle)
+    // The signal at a[i] (the input of layer i): through layer i with the rule's matrix in
+    // W's place; exact through a layer without weights; DFA's from the output's delta
+    // straight to each weight layer's output.
+    if (SignalAt(i)) {
+      if (direct || layer.has_weights())
+        feedback_.HiddenSignal(i, layers_, w_, a_[i], delta_[i + 1], delta_[L], dh_[i]);
+      else
+        layer.BackwardData(w_[i], a_[i], delta_[i + 1], dh_[i]);
+      if (metrics && options_.pbp_angle && layer.kind() == LayerKind::kDense)
         pbp_dh_[i] = PseudoInverseTransposed(w_[i]).transpose() * delta_[i + 1];
       delta_[i] = dh_[i];
-      MultiplyByDerivative(options_.network.hidden, a_[i], delta_[i]);
+      if (layers_[i - 1]->activated())
+        MultiplyByDerivative(options_.network.hidden, a_[i], delta_[i]);
     }
+    if (!layer.has_weights()) continue;
     if (mode == BackwardMode::kUpdate) {
       UpdateLayer(i, n);
     } else {
-      Gemm(false, true, 1.0f / n, delta_[i + 1], a_[i], 0.0f, grad_w_[i]);
-      grad_b_[i].noalias() = delta_[i + 1].rowwise().sum();
-      grad_b_[i] *= 1.0f / n;
+      layer.WeightGradient(a_[i], delta_[i + 1], 1.0f / n, 0.0f, grad_w_[i]);
+      layer.BiasGradient(delta_[i + 1], 1.0f / n, grad_b_[i]);
     }
   }
 }
 
 void Trainer::UpdateLayer(int i, int n) {
   const OptimizerConfig& opt = options_.optimizer;
+  const Layer& layer = *layers_[i];
   const float lr = LearningRate(i);
   const float decay = opt.weight_decay;
   const Matrix& x = a_[i];
   const Matrix& d = delta_[i + 1];
-  const bool kp = feedback_.LearnsLikeW() && i >= 1;
+  const bool kp = feedback_.LearnsLikeW() && feedback_.matrix(i).size() != 0;
   if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0) {
     // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
     // alpha), so no gradient matrix is written and read back.
     if (decay > 0) w_[i] *= 1.0f - lr * decay;
-    Gemm(false, true, -lr / n, d, x, 1.0f, w_[i]);
-    if (options_.network.bias) b_[i].noalias() -= (lr / n) * d.rowwise().sum();
+    layer.WeightGradient(x, d, -lr / n, 1.0f, w_[i]);
+    if (options_.network.bias) {
+      layer.BiasGradient(d, -(lr / n), grad_b_[i]);
+      b_[i] += grad_b_[i];
+    }
     // Kolen-Pollack: B^T receives W's update by the very same arithmetic, so that
     // B = W^T stays so bit for bit (and KP from B = W^T is BP exactly).
     if (kp) {
       Matrix& f = feedback_.matrix(i);
       if (decay > 0) f *= 1.0f - lr * decay;
-      Gemm(false, true, -lr / n, d, x, 1.0f, f);
+      layer.WeightGradient(x, d, -lr / n, 1.0f, f);
     }
   } else {
-    Gemm(false, true, 1.0f / n, d, x, 0.0f, grad_w_[i]);
+    layer.WeightGradient(x, d, 1.0f / n, 0.0f, grad_w_[i]);
     ApplyOptimizer(opt, adam_t_, w_[i], grad_w_[i], slot_w_[i], lr, decay);
     if (options_.network.bias) {
-      grad_b_[i].noalias() = (1.0f / n) * d.rowwise().sum();
+      layer.BiasGradient(d, 1.0f / n, grad_b_[i]);
       ApplyOptimizer(opt, adam_t_, b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
     }
     // Kolen-Pollack: B receives W^T's update, with the same weight decay.
@@ -375,12 +423,12 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
   for (int i = 1; i < L; ++i) {
     LayerAlignment la;
     la.layer = i;
-    if (RuleLearnsHidden(feedback_.rule())) {
+    if (SignalAt(i)) {
       const AngleStats s = ColumnAngles(dh_[i], bp_dh_[i]);
       la.update_angle_mean = s.mean;
       la.update_angle_sd = s.sd;
       la.positive_fraction = s.positive_fraction;
-      if (options_.pbp_angle) {
+      if (options_.pbp_angle && layers_[i]->kind() == LayerKind::kDense) {
         const AngleStats p = ColumnAngles(dh_[i], pbp_dh_[i]);
         la.pbp_angle_mean = p.mean;
         la.pbp_angle_sd = p.sd;

@@ -38,6 +38,7 @@
 #include "core/config.h"
 #include "core/dataset.h"
 #include "core/feedback.h"
+#include "core/layers.h"
 #include "core/matrix.h"
 #include "core/network.h"
 #include "core/optimizer.h"
@@ -223,6 +224,7 @@ class Trainer {
   void Backward(int n, BackwardMode mode, bool metrics);
   void UpdateLayer(int i, int n);
   void ComputeBpSignals();
+  bool SignalAt(int i) const;
   void ShuffleForEpoch();
   void RefreshFeedback();
   void ComputeAlignment(StepMetrics* metrics, int n);
@@ -231,6 +233,12 @@ class Trainer {
   const TrainerOptions options_;
   const std::shared_ptr<const Dataset> train_;
   const std::shared_ptr<const Dataset> eval_;
+
+  // The layers (core/layers.h), and per layer: its index among the weight layers (-1 for
+  // none), and whether a weight layer lies below it (its input's signal is used).
+  Layers layers_;
+  std::vector<int> weight_index_;
+  std::vector<char> signal_below_;
 
   // Parameters.
   std::vector<Matrix> w_;
