@@ -81,9 +81,37 @@ namespace {
 
 struct Shape {
   std::string name;
-  std::vector<int> sizes;
+  std::vector<int> sizes;  // input and output only, with `layers`
   int batch;
+  std::vector<LayerSpec> layers = {};
+  ImageShape input = {};
 };
+
+LayerSpec Spec(LayerKind kind, int units, int kernel) {
+  LayerSpec l;
+  l.kind = kind;
+  l.units = units;
+  l.kernel_h = kernel;
+  return l;
+}
+// LeNet-5 on 1x28x28 (padding 2 in the first convolution, as LeCun's 32x32).
+std::vector<LayerSpec> LeNet() {
+  std::vector<LayerSpec> l = {Spec(LayerKind::kConv, 6, 5),    Spec(LayerKind::kMaxPool, 0, 2),
+                              Spec(LayerKind::kConv, 16, 5),   Spec(LayerKind::kMaxPool, 0, 2),
+                              Spec(LayerKind::kDense, 120, 0), Spec(LayerKind::kDense, 84, 0),
+                              Spec(LayerKind::kDense, 10, 0)};
+  l[0].padding = 2;
+  return l;
+}
+
+void SetNetwork(const Shape& shape, NetworkConfig* net) {
+  net->sizes = shape.sizes;
+  if (shape.layers.empty()) return;
+  net->layers = shape.layers;
+  net->input = shape.input;
+  net->sizes = {shape.sizes.front()};
+  EXPECT_OK(CompleteNetwork(net));
+}
 
 class NoMallocTest : public ::testing::TestWithParam<std::tuple<Rule, OptimizerKind, Shape>> {};
 
@@ -98,7 +126,7 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   auto data =
       std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
   TrainerOptions o;
-  o.network.sizes = shape.sizes;
+  SetNetwork(shape, &o.network);
   o.network.output = Activation::kSoftmax;
   o.network.loss = Loss::kCrossEntropy;
   o.feedback.rule = rule;
@@ -135,7 +163,7 @@ TEST_P(NoMallocTest, ExportStateIntoAStateExportedBeforeAllocatesNothing) {
   auto data =
       std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
   TrainerOptions o;
-  o.network.sizes = shape.sizes;
+  SetNetwork(shape, &o.network);
   o.network.output = Activation::kSoftmax;
   o.network.loss = Loss::kCrossEntropy;
   o.feedback.rule = rule;
@@ -168,7 +196,9 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Shape{"tiny_b1", {30, 20, 10}, 1},
                                          Shape{"mnist_b1", {784, 1000, 10}, 1},
                                          Shape{"mnist_b32", {784, 1000, 10}, 32},
-                                         Shape{"deep_b128", {784, 256, 256, 10}, 128})),
+                                         Shape{"deep_b128", {784, 256, 256, 10}, 128},
+                                         Shape{"lenet_b1", {784, 10}, 1, LeNet(), {1, 28, 28}},
+                                         Shape{"lenet_b64", {784, 10}, 64, LeNet(), {1, 28, 28}})),
     [](const auto& info) {
       return std::string(RuleName(std::get<0>(info.param))) + "_" +
              std::string(OptimizerName(std::get<1>(info.param))) + "_" +
