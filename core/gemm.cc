@@ -41,6 +41,8 @@ void ApplyGemmThreads() {
     omp_set_num_threads(requested_threads);
     applied_threads = requested_threads;
   }
+#else
+  (void)applied_threads;  // used with oneDNN only
 #endif
 }
 
