@@ -39,9 +39,9 @@ TrainerOptions ConvOptions(Rule rule, int batch = 4) {
     l.padding = pad;
     return l;
   };
-  o.network.layers = {spec(LayerKind::kConv, 3, 3, 1, 1), spec(LayerKind::kMaxPool, 0, 2),
-                      spec(LayerKind::kConv, 4, 3),       spec(LayerKind::kAvgPool, 0, 2),
-                      spec(LayerKind::kFlatten, 0, 0),    spec(LayerKind::kDense, 5, 0),
+  o.network.layers = {spec(LayerKind::kConv, 3, 3, 1, 1),  spec(LayerKind::kMaxPool, 0, 2),
+                      spec(LayerKind::kConv, 4, 3),        spec(LayerKind::kAvgPool, 0, 2),
+                      spec(LayerKind::kFlatten, 0, 0),     spec(LayerKind::kDense, 5, 0),
                       spec(LayerKind::kDense, kClasses, 0)};
   EXPECT_OK(CompleteNetwork(&o.network));
   o.network.hidden = Activation::kTanh;
@@ -75,8 +75,7 @@ std::shared_ptr<const Dataset> ImageData(int n, uint64_t seed = 3) {
   return std::make_shared<Dataset>(std::move(*d));
 }
 
-std::unique_ptr<Trainer> MustCreate(const TrainerOptions& o,
-                                    std::shared_ptr<const Dataset> data) {
+std::unique_ptr<Trainer> MustCreate(const TrainerOptions& o, std::shared_ptr<const Dataset> data) {
   auto t = Trainer::Create(o, std::move(data));
   EXPECT_OK(t);
   return t.ok() ? std::move(*t) : nullptr;
@@ -462,9 +461,7 @@ TEST(ConvNetTest, PredictThroughANetworkEqualsTheTrainers) {
 }
 
 TEST(ConvNetTest, RefusesWhatCannotBe) {
-  auto message = [](const TrainerOptions& o) {
-    return std::string(ValidateOptions(o).message());
-  };
+  auto message = [](const TrainerOptions& o) { return std::string(ValidateOptions(o).message()); };
   TrainerOptions o = ConvOptions(Rule::kPseudoBackprop);
   EXPECT_NE(message(o).find("feedback.rule"), std::string::npos) << message(o);
   EXPECT_NE(message(o).find("pseudo-inverse of a convolution"), std::string::npos);
@@ -491,8 +488,7 @@ TEST(ConvNetTest, RefusesWhatCannotBe) {
   n = ConvOptions(Rule::kBackprop).network;
   n.sizes = {};
   std::swap(n.layers[5], n.layers[3]);  // avgpool after a dense layer: flat input
-  EXPECT_NE(complete(n).find("network.layers[5] (avgpool) needs an image input"),
-            std::string::npos)
+  EXPECT_NE(complete(n).find("network.layers[5] (avgpool) needs an image input"), std::string::npos)
       << complete(n);
   n = ConvOptions(Rule::kBackprop).network;
   n.sizes[2] += 1;  // given sizes that disagree with the layers
