@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""`make repro-conv`'s short version end to end: tools/repro/repro.py --quick --only conv starts a
+real alignd, uploads MNIST through the Python client, and trains LeNet-5 with every rule of the
+conv table (BP, FA, DFA, uSF, brSF, frSF, Kolen-Pollack; two seeds, three epochs of 5,000
+examples) under BioTorch's protocol. The checks are the protocol's and the literature's ordering,
+not the full run's numbers: every session succeeds; the validation split is evaluated every epoch
+and the epoch is chosen by it; the rate falls at the epochs the protocol says; BP and sign
+symmetry learn; FA trails BP.
+
+Run by ctest with ALIGND_BUILD and ALIGND_MNIST_DIR (skipped without MNIST)."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@unittest.skipUnless(os.environ.get("ALIGND_MNIST_DIR"), "MNIST not available")
+class ReproConvQuickTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        build = os.environ["ALIGND_BUILD"]
+        cmd = [sys.executable, os.path.join(ROOT, "tools/repro/repro.py"), "--build", build, "--quick",
+               "--only", "conv"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        cls.output = p.stdout + p.stderr
+        cls.returncode = p.returncode
+        out = os.path.join(build, "repro-quick-conv")
+        with open(os.path.join(out, "results.json")) as f:
+            cls.rows = [r for r in json.load(f) if r["experiment"] == "conv"]
+        with open(os.path.join(out, "results.md")) as f:
+            cls.md = f.read()
+
+    def errors(self, variant):
+        return [r["figures"]["test_error_selected"] for r in self.rows if r["variant"] == variant]
+
+    def test_every_rule_trains_lenet_through_alignd(self):
+        self.assertEqual(self.returncode, 0, self.output[-3000:])
+        self.assertEqual(sorted({r["variant"] for r in self.rows}),
+                         sorted(["bp", "fa", "dfa", "usf", "brsf", "frsf", "kp"]))
+        self.assertEqual(len(self.rows), 7 * 2)
+        for r in self.rows:
+            self.assertEqual(r["state"], "SESSION_STATE_SUCCEEDED", r["name"] + ": " + r.get("failure", ""))
+            self.assertEqual([l["kind"] for l in r["config"]["network"]["layers"]][:2],
+                             ["LAYER_KIND_CONV", "LAYER_KIND_MAX_POOL"])
+
+    def test_the_protocol(self):
+        for r in self.rows:
+            c = r["config"]
+            self.assertEqual(c["batch_size"], 64)
+            self.assertEqual(c["optimizer"]["momentum"], 0.9)
+            self.assertEqual(c["optimizer"]["weight_decay"], 1e-3)
+            self.assertEqual(c["optimizer"]["decay_epochs"], [1, 2])  # 50 % and 75 % of 3 epochs
+            # Validation every epoch, and the epoch chosen by it.
+            self.assertEqual(len(r["validation_error"]), 3, r["name"])
+            best = min(range(3), key=lambda k: (r["validation_error"][k], k))
+            self.assertEqual(r["figures"]["selected_epoch"], best + 1, r["name"])
+        self.assertIn("### LeNet-5 on MNIST, every rule", self.md)
+        self.assertIn("| 0.91 % |", self.md)  # BioTorch's BP beside ours
+
+    def test_bp_and_sign_symmetry_learn_and_fa_trails(self):
+        # Three short epochs: far from the full protocol's errors, far below chance (90 %).
+        for variant in ("bp", "usf", "brsf", "frsf", "kp"):
+            self.assertLess(statistics.mean(self.errors(variant)), 0.15, variant)
+        self.assertGreater(statistics.mean(self.errors("fa")), statistics.mean(self.errors("bp")))
+
+
+if __name__ == "__main__":
+    unittest.main()
