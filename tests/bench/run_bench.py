@@ -53,7 +53,7 @@ def main():
     # PyTorch on two threads, configured three ways (torch intra-op x OpenBLAS threads); the
     # comparison takes the fastest of them, row by row. Measured here: OpenBLAS 2 with
     # intra-op 1 is the fastest; both at 2 oversubscribe the two cores.
-    theirs = torch(1, "--scaling")
+    theirs = torch(1, "--scaling") + torch(1, "--lenet")
     for intra_op, blas in ((1, 2), (2, 1), (2, 2)):
         theirs += torch(2, "--intra_op", str(intra_op), blas=blas)
     with open(engine_json) as f:
@@ -100,6 +100,21 @@ def main():
                 if t_man:
                     line += f" {t_man:6.2f}x {verdict(a / tm, t_man)}"
                 print(line)
+
+    print("\nLeNet-5 on 1x28x28, one thread: samples/s (ReLU, softmax cross-entropy, plain SGD; "
+          "target >= 1.20x torch manual at batch 64)")
+    print(f"{'rule':4} {'batch':>5} {'alignd':>10} {'torch manual':>13} {'torch autograd':>15} "
+          f"{'alignd/manual':>14} {'alignd/autograd':>16}")
+    for batch in (1, 64, 256):
+        for rule in ("bp", "fa"):
+            a = sps("lenet", "alignd", rule, batch)
+            tm = sps("lenet", "torch_manual", rule, batch)
+            ta = sps("lenet", "torch_autograd", rule, batch)
+            line = (f"{rule:4} {batch:5d} {a:10.0f} {tm:13.0f} {ta:15.0f} {a / tm:13.2f}x "
+                    f"{a / ta:15.2f}x")
+            if batch == 64:
+                line += f"  1.20x {verdict(a / tm, 1.2)}"
+            print(line)
 
     print("\ntwo threads on one session (TrainingConfig.threads = 2) against one, and against "
           "PyTorch on two threads (the fastest of intra-op x OpenBLAS threads 1x2, 2x1, 2x2)")
