@@ -190,6 +190,7 @@ double StepsPerSecond(const TrainerOptions& o, std::shared_ptr<const Dataset> da
 int main(int argc, char** argv) {
   std::string mnist_dir, out_path;
   bool lenet_only = false;
+  int lenet_batch = 0;  // 0: batch 1, 64 and 256
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--mnist_dir" && i + 1 < argc)
@@ -202,9 +203,12 @@ int main(int argc, char** argv) {
       g_verbose = true;
     else if (a == "--lenet_only")
       lenet_only = true;
+    else if (a == "--lenet_batch" && i + 1 < argc)  // with --lenet_only: one batch (profiles)
+      lenet_batch = std::stoi(argv[++i]);
     else {
       std::fprintf(stderr,
-                   "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE] [--lenet_only]\n",
+                   "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE] [--lenet_only "
+                   "[--lenet_batch N]]\n",
                    argv[0]);
       return 2;
     }
@@ -220,6 +224,7 @@ int main(int argc, char** argv) {
   std::printf("LeNet-5 on 1x28x28, one thread, convolutions by %s\n%-4s %6s %12s\n", ConvBackend(),
               "rule", "batch", "samples/s");
   for (int batch : {1, 64, 256}) {
+    if (lenet_batch != 0 && batch != lenet_batch) continue;
     for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
       const double sps = batch * StepsPerSecond(LeNetOptions(rule, batch), mnist);
       std::printf("%-4s %6d %12.0f\n", std::string(RuleName(rule)).c_str(), batch, sps);
