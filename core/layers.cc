@@ -15,7 +15,7 @@ namespace alignd::core {
 // ---- The kinds of layer ----------------------------------------------------------------
 
 void Layer::WeightGradient(ConstMatrixRef, ConstMatrixRef, float, float, MatrixRef) const {}
-void Layer::BiasGradient(ConstMatrixRef, float, Vector&) const {}
+void Layer::BiasGradient(ConstMatrixRef, float, bool, Vector&) const {}
 
 namespace {
 
@@ -49,8 +49,11 @@ class DenseLayer final : public Layer {
                       MatrixRef dw) const override {
     Gemm(false, true, alpha, dz, x, beta, dw);
   }
-  void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const override {
-    db.noalias() = alpha * dz.rowwise().sum();
+  void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const override {
+    if (accumulate)
+      db.noalias() += alpha * dz.rowwise().sum();
+    else
+      db.noalias() = alpha * dz.rowwise().sum();
   }
 };
 
@@ -90,13 +93,15 @@ class ConvLayer final : public Layer {
     if (beta != 1.0f) dw *= beta;
     dw.noalias() += alpha * g;
   }
-  void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const override {
+  void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const override {
     // dz's column j is out_c blocks of out_h*out_w positions.
     const Eigen::Index positions = int64_t(s_.out_h()) * s_.out_w();
-    db.setZero();
-    for (Eigen::Index j = 0; j < dz.cols(); ++j)
-      for (int o = 0; o < s_.out_c; ++o) db[o] += dz.col(j).segment(o * positions, positions).sum();
-    db *= alpha;
+    for (int o = 0; o < s_.out_c; ++o) {
+      float sum = 0.0f;
+      for (Eigen::Index j = 0; j < dz.cols(); ++j)
+        sum += dz.col(j).segment(o * positions, positions).sum();
+      db[o] = accumulate ? db[o] + alpha * sum : alpha * sum;
+    }
   }
 
  private:

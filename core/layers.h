@@ -58,8 +58,8 @@ class Layer {
   // dw = alpha * d<dz, layer(x)>/dW + beta * dw (summed over the batch).
   virtual void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
                               MatrixRef dw) const;
-  // db = alpha * d<dz, layer(x)>/db (summed over the batch).
-  virtual void BiasGradient(ConstMatrixRef dz, float alpha, Vector& db) const;
+  // db = alpha * d<dz, layer(x)>/db (summed over the batch); accumulate: db += that.
+  virtual void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const;
 
  protected:
   Layer(LayerKind kind, ImageShape in, ImageShape out) : kind_(kind), in_(in), out_(out) {}

@@ -186,6 +186,9 @@ void Trainer::Initialize() {
 
   // Feedback matrices, one per hidden layer i in [1, L-1] (core/feedback.h).
   feedback_.Initialize(options_, layers_, w_, w_mask_, fb_rng, draw_mask);
+  learns_hidden_ = RuleLearnsHidden(feedback_.rule());
+  signal_at_.assign(L, 0);
+  for (int i = 0; i < L; ++i) signal_at_[i] = ComputeSignalAt(i);
 
   // Optimiser slots.
   const OptimizerConfig& opt = options_.optimizer;
@@ -298,8 +301,9 @@ void Trainer::ComputeBpSignals() {
   }
 }
 
-// Whether the rule sent hidden layer i (the units a[i]) a signal this step.
-bool Trainer::SignalAt(int i) const {
+// Whether the rule sends hidden layer i (the units a[i]) a signal: fixed by the rule and the
+// layers, so computed once (Initialize) rather than on every step.
+bool Trainer::ComputeSignalAt(int i) const {
   const Rule rule = feedback_.rule();
   if (i < 1 || !RuleLearnsHidden(rule)) return false;
   if (rule == Rule::kDirectFeedbackAlignment) return Feedback::At(rule, layers_, i);
@@ -308,7 +312,7 @@ bool Trainer::SignalAt(int i) const {
 
 void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
   const int L = num_layers();
-  const bool learns_hidden = RuleLearnsHidden(feedback_.rule());
+  const bool learns_hidden = learns_hidden_;
   const bool direct = feedback_.rule() == Rule::kDirectFeedbackAlignment;
   for (int i = L - 1; i >= 0; --i) {
     const Layer& layer = *layers_[i];
@@ -316,7 +320,7 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
     // The signal at a[i] (the input of layer i): through layer i with the rule's matrix in
     // W's place; exact through a layer without weights; DFA's from the output's delta
     // straight to each weight layer's output.
-    if (SignalAt(i)) {
+    if (signal_at_[i]) {
       if (direct || layer.has_weights())
         feedback_.HiddenSignal(i, layers_, w_, a_[i], delta_[i + 1], delta_[L], dh_[i]);
       else
@@ -332,7 +336,7 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
       UpdateLayer(i, n);
     } else {
       layer.WeightGradient(a_[i], delta_[i + 1], 1.0f / n, 0.0f, grad_w_[i]);
-      layer.BiasGradient(delta_[i + 1], 1.0f / n, grad_b_[i]);
+      layer.BiasGradient(delta_[i + 1], 1.0f / n, false, grad_b_[i]);
     }
   }
 }
@@ -357,10 +361,7 @@ void Trainer::UpdateLayer(int i, int n) {
       layer.WeightGradient(x, d, -lr / n, 1.0f, w_[i]);
     else
       w_[i].noalias() += (-lr / n) * grad_w_[i];
-    if (options_.network.bias) {
-      layer.BiasGradient(d, -(lr / n), grad_b_[i]);
-      b_[i] += grad_b_[i];
-    }
+    if (options_.network.bias) layer.BiasGradient(d, -(lr / n), /*accumulate=*/true, b_[i]);
     // Kolen-Pollack: B^T receives W's update by the very same arithmetic, so that
     // B = W^T stays so bit for bit (and KP from B = W^T is BP exactly).
     if (kp) {
@@ -375,7 +376,7 @@ void Trainer::UpdateLayer(int i, int n) {
     layer.WeightGradient(x, d, 1.0f / n, 0.0f, grad_w_[i]);
     ApplyOptimizer(opt, adam_t_, w_[i], grad_w_[i], slot_w_[i], lr, decay);
     if (options_.network.bias) {
-      layer.BiasGradient(d, 1.0f / n, grad_b_[i]);
+      layer.BiasGradient(d, 1.0f / n, false, grad_b_[i]);
       ApplyOptimizer(opt, adam_t_, b_[i], grad_b_[i], slot_b_[i], lr, 0.0f);
     }
     // Kolen-Pollack: B receives W^T's update, with the same weight decay.
@@ -438,7 +439,7 @@ void Trainer::ComputeAlignment(StepMetrics* metrics, int n) {
   for (int i = 1; i < L; ++i) {
     LayerAlignment la;
     la.layer = i;
-    if (SignalAt(i)) {
+    if (signal_at_[i]) {
       const AngleStats s = ColumnAngles(dh_[i], bp_dh_[i]);
       la.update_angle_mean = s.mean;
       la.update_angle_sd = s.sd;

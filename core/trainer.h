@@ -224,7 +224,7 @@ class Trainer {
   void Backward(int n, BackwardMode mode, bool metrics);
   void UpdateLayer(int i, int n);
   void ComputeBpSignals();
-  bool SignalAt(int i) const;
+  bool ComputeSignalAt(int i) const;
   void ShuffleForEpoch();
   void RefreshFeedback();
   void ComputeAlignment(StepMetrics* metrics, int n);
@@ -239,6 +239,8 @@ class Trainer {
   Layers layers_;
   std::vector<int> weight_index_;
   std::vector<char> signal_below_;
+  std::vector<char> signal_at_;  // the rule sends a[i] a signal (ComputeSignalAt)
+  bool learns_hidden_ = true;
 
   // Parameters.
   std::vector<Matrix> w_;
