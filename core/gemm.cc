@@ -35,6 +35,17 @@ thread_local int applied_threads = 0;
 void SetGemmThreads(int threads) { requested_threads = std::clamp(threads, 1, 256); }
 int GemmThreads() { return requested_threads; }
 
+void ApplyGemmThreads() {
+#ifdef ALIGND_HAVE_ONEDNN
+  if (applied_threads != requested_threads) {
+    omp_set_num_threads(requested_threads);
+    applied_threads = requested_threads;
+  }
+#else
+  (void)applied_threads;  // used with oneDNN only
+#endif
+}
+
 void GemmEigen(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b,
                float beta, MatrixRef c) {
   if (!trans_a && !trans_b)
@@ -56,10 +67,7 @@ void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrix
   assert((trans_b ? b.cols() : b.rows()) == k);
 #ifdef ALIGND_HAVE_ONEDNN
   if (m > 1 && n > 1 && k > 1) {
-    if (applied_threads != requested_threads) {
-      omp_set_num_threads(requested_threads);
-      applied_threads = requested_threads;
-    }
+    ApplyGemmThreads();
     // oneDNN's SGEMM is row-major; a column-major C = op(A) op(B) is the row-major
     // C^T = op(B)^T op(A)^T, i.e. the same call with A and B swapped.
     const dnnl_status_t st =

@@ -42,6 +42,10 @@ void GemmEigen(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstM
 void SetGemmThreads(int threads);
 int GemmThreads();
 
+// Internal (core/conv.cc): tells this thread's OpenMP runtime, which oneDNN's primitives run
+// on, the GemmThreads() setting, if it was not told already. No-op without oneDNN.
+void ApplyGemmThreads();
+
 // "onednn" or "eigen": which library runs the matrix-matrix products.
 const char* GemmBackend();
 

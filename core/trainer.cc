@@ -343,8 +343,15 @@ void Trainer::UpdateLayer(int i, int n) {
   if (opt.kind == OptimizerKind::kSgd && opt.momentum == 0) {
     // Plain SGD: fold the update into the product (W -= lr/n d x^T is one GEMM with
     // alpha), so no gradient matrix is written and read back.
+    // A convolution's gradient is a product of its own: computed once into grad_w_, then
+    // added to W (and to KP's B).
+    const bool fold = layer.kind() == LayerKind::kDense;
+    if (!fold) layer.WeightGradient(x, d, 1.0f, 0.0f, grad_w_[i]);
     if (decay > 0) w_[i] *= 1.0f - lr * decay;
-    layer.WeightGradient(x, d, -lr / n, 1.0f, w_[i]);
+    if (fold)
+      layer.WeightGradient(x, d, -lr / n, 1.0f, w_[i]);
+    else
+      w_[i].noalias() += (-lr / n) * grad_w_[i];
     if (options_.network.bias) {
       layer.BiasGradient(d, -(lr / n), grad_b_[i]);
       b_[i] += grad_b_[i];
@@ -354,7 +361,10 @@ void Trainer::UpdateLayer(int i, int n) {
     if (kp) {
       Matrix& f = feedback_.matrix(i);
       if (decay > 0) f *= 1.0f - lr * decay;
-      layer.WeightGradient(x, d, -lr / n, 1.0f, f);
+      if (fold)
+        layer.WeightGradient(x, d, -lr / n, 1.0f, f);
+      else
+        f.noalias() += (-lr / n) * grad_w_[i];
     }
   } else {
     layer.WeightGradient(x, d, 1.0f / n, 0.0f, grad_w_[i]);

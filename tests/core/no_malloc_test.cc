@@ -6,9 +6,11 @@
 // allocations Eigen's flag would not see (std::vector, absl::Status).
 //
 // oneDNN's SGEMM (core/gemm.h) takes its packing buffers from the heap on every
-// call, by design of that library; those allocations (made from code in libdnnl)
+// call, by design of that library, and its primitives (core/conv.h) build a small map
+// of their arguments on every execution; those allocations (made from code in libdnnl)
 // are counted apart and reported, not failed: the engine's own code allocates
-// nothing.
+// nothing. operator new is replaced too, so that it is counted by its own caller (glibc's
+// malloc would only see libstdc++'s operator new).
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
@@ -17,9 +19,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <tuple>
 
+#include "core/conv.h"
+#include "core/gemm.h"
 #include "core/trainer.h"
 #include "tests/test_util.h"
 
@@ -76,14 +81,72 @@ int posix_memalign(void** p, size_t a, size_t n) {
 }
 }
 
+// The memory is glibc's either way, so the default operator delete (free) releases it.
+void* operator new(size_t n) {
+  COUNT();
+  if (void* p = __libc_malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) {
+  COUNT();
+  if (void* p = __libc_malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  COUNT();
+  return __libc_malloc(n ? n : 1);
+}
+void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  COUNT();
+  return __libc_malloc(n ? n : 1);
+}
+void* operator new(size_t n, std::align_val_t a) {
+  COUNT();
+  if (void* p = __libc_memalign(size_t(a), n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n, std::align_val_t a) {
+  COUNT();
+  if (void* p = __libc_memalign(size_t(a), n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+
 namespace alignd::core {
 namespace {
 
 struct Shape {
   std::string name;
-  std::vector<int> sizes;
+  std::vector<int> sizes;  // input and output only, with `layers`
   int batch;
+  std::vector<LayerSpec> layers = {};
+  ImageShape input = {};
 };
+
+LayerSpec Spec(LayerKind kind, int units, int kernel) {
+  LayerSpec l;
+  l.kind = kind;
+  l.units = units;
+  l.kernel_h = kernel;
+  return l;
+}
+// LeNet-5 on 1x28x28 (padding 2 in the first convolution, as LeCun's 32x32).
+std::vector<LayerSpec> LeNet() {
+  std::vector<LayerSpec> l = {Spec(LayerKind::kConv, 6, 5),    Spec(LayerKind::kMaxPool, 0, 2),
+                              Spec(LayerKind::kConv, 16, 5),   Spec(LayerKind::kMaxPool, 0, 2),
+                              Spec(LayerKind::kDense, 120, 0), Spec(LayerKind::kDense, 84, 0),
+                              Spec(LayerKind::kDense, 10, 0)};
+  l[0].padding = 2;
+  return l;
+}
+
+void SetNetwork(const Shape& shape, NetworkConfig* net) {
+  net->sizes = shape.sizes;
+  if (shape.layers.empty()) return;
+  net->layers = shape.layers;
+  net->input = shape.input;
+  net->sizes = {shape.sizes.front()};
+  EXPECT_OK(CompleteNetwork(net));
+}
 
 class NoMallocTest : public ::testing::TestWithParam<std::tuple<Rule, OptimizerKind, Shape>> {};
 
@@ -98,7 +161,7 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   auto data =
       std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
   TrainerOptions o;
-  o.network.sizes = shape.sizes;
+  SetNetwork(shape, &o.network);
   o.network.output = Activation::kSoftmax;
   o.network.loss = Loss::kCrossEntropy;
   o.feedback.rule = rule;
@@ -135,7 +198,7 @@ TEST_P(NoMallocTest, ExportStateIntoAStateExportedBeforeAllocatesNothing) {
   auto data =
       std::make_shared<const Dataset>(*MakeClassificationDataset(x, labels, shape.sizes.back()));
   TrainerOptions o;
-  o.network.sizes = shape.sizes;
+  SetNetwork(shape, &o.network);
   o.network.output = Activation::kSoftmax;
   o.network.loss = Loss::kCrossEntropy;
   o.feedback.rule = rule;
@@ -168,12 +231,73 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Shape{"tiny_b1", {30, 20, 10}, 1},
                                          Shape{"mnist_b1", {784, 1000, 10}, 1},
                                          Shape{"mnist_b32", {784, 1000, 10}, 32},
-                                         Shape{"deep_b128", {784, 256, 256, 10}, 128})),
+                                         Shape{"deep_b128", {784, 256, 256, 10}, 128},
+                                         Shape{"lenet_b1", {784, 10}, 1, LeNet(), {1, 28, 28}},
+                                         Shape{"lenet_b64", {784, 10}, 64, LeNet(), {1, 28, 28}})),
     [](const auto& info) {
       return std::string(RuleName(std::get<0>(info.param))) + "_" +
              std::string(OptimizerName(std::get<1>(info.param))) + "_" +
              std::get<2>(info.param).name;
     });
+
+// A convolution or pooling call of a shape seen before allocates nothing of ours (the
+// primitives, memories, reorders and scratchpad are cached per thread), on one and two
+// threads, on the library path (both activation layouts: conv1's backward-data is NCHW)
+// and on the reference.
+TEST(ConvNoMallocTest, CallsOfACachedShapeAllocateNothing) {
+  ConvShape conv1, conv2;
+  conv1.in_h = conv1.in_w = 32, conv1.out_c = 6, conv1.kernel_h = conv1.kernel_w = 5;
+  conv2.in_c = 6, conv2.in_h = conv2.in_w = 14, conv2.out_c = 16;
+  conv2.kernel_h = conv2.kernel_w = 5, conv2.stride = 2, conv2.padding = 1;
+  PoolShape pool;
+  pool.c = 6, pool.in_h = pool.in_w = 28;
+  const int n = 16;
+  Rng rng(3);
+  for (int threads : {1, 2}) {
+    SetGemmThreads(threads);
+    long ours = 0, library = 0, calls = 0;
+    for (const ConvShape& s : {conv1, conv2}) {
+      Matrix x(s.in_size(), n), w(s.out_c, s.kernel_size()), z(s.out_size(), n);
+      Matrix dx(s.in_size(), n), dw(s.out_c, s.kernel_size());
+      Matrix px(pool.in_size(), n), py(pool.out_size(), n), pdx(pool.in_size(), n);
+      Vector b(s.out_c), db(s.out_c);
+      rng.FillUniform(x, -1, 1);
+      rng.FillUniform(w, -1, 1);
+      rng.FillUniform(b, -1, 1);
+      rng.FillUniform(px, -1, 1);
+      auto all = [&] {
+        ConvForward(s, x, w, &b, z);
+        ConvBackwardData(s, z, w, dx);
+        ConvBackwardWeights(s, x, z, dw, &db);
+        ConvBackwardWeights(s, x, z, dw, nullptr);
+        ConvForwardReference(s, x, w, &b, z);
+        ConvBackwardDataReference(s, z, w, dx);
+        ConvBackwardWeightsReference(s, x, z, dw, &db);
+        PoolForward(pool, px, py);
+        PoolBackward(pool, px, py, pdx);
+        pool.max = !pool.max;
+      };
+      g_allocations = 0;
+      g_counting = true;
+      all(), all();  // the first calls build the caches
+      g_counting = false;
+      EXPECT_GT(g_allocations.load(), 0) << "the counter counts nothing";
+      g_allocations = 0;
+      g_gemm_library_allocations = 0;
+      g_counting = true;
+      for (int k = 0; k < 4; ++k) all();
+      g_counting = false;
+      ours += g_allocations.load();
+      library += g_gemm_library_allocations.load();
+      calls += 4 * 4;  // library-path convolution calls
+    }
+    EXPECT_EQ(ours, 0) << "heap allocations in cached convolution and pooling calls, threads "
+                       << threads;
+    RecordProperty("library_allocations_per_conv_call_threads" + std::to_string(threads),
+                   std::to_string(double(library) / double(calls)));
+  }
+  SetGemmThreads(1);
+}
 
 }  // namespace
 }  // namespace alignd::core
