@@ -396,7 +396,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   predict
       ->add_option("name", p->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
       ->required();
-  predict->add_option("--npy", p->in, "inputs, n x d .npy")->required();
+  predict->add_option("--npy", p->in, "inputs, n x d .npy (images: n x H x W or n x C x H x W)")
+      ->required();
   predict->add_option("--out", p->out, "write the n x outputs array here (.npy)");
   predict->callback([p] {
     auto x = ReadNpyMatrix(p->in);
