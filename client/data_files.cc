@@ -51,8 +51,9 @@ absl::StatusOr<NpyMatrix> ReadNpyMatrix(const std::string& path) {
   ASSIGN_OR_RETURN(formats::FloatArray a, formats::ReadNpy(path));
   if (a.dims.empty() || a.dims.size() > 4)
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": expected an (examples, features) array or images (examples, H, W) "
-                           "or (examples, C, H, W), got ",
+        absl::StrCat(path,
+                     ": expected an (examples, features) array or images (examples, H, W) "
+                     "or (examples, C, H, W), got ",
                      a.dims.size(), " dimensions"));
   NpyMatrix m;
   m.rows = a.dims[0];
