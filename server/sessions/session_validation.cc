@@ -64,10 +64,13 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
           options_.max_layer_width, " (--max_layer_width)"));
   // Weights: dense out x in, conv out channels x in channels x kernel.
   int64_t params = 0;
+  bool every_layer = true;  // counted them all (else stopped over the limit)
   {
     const std::vector<core::LayerSpec> specs = core::LayerSpecs(options.network);
     int64_t channels = options.network.input.empty() ? 0 : options.network.input.channels;
-    for (size_t i = 0; i < specs.size(); ++i) {
+    // Each term is below 2^61 (CompleteNetwork bounds every activation by 2^30): stopping
+    // once over the limit keeps the sum from overflowing, however many layers.
+    for (size_t i = 0; i < specs.size() && params <= options_.max_parameters; ++i) {
       const core::LayerSpec& l = specs[i];
       const int64_t in = options.network.sizes[i], out = options.network.sizes[i + 1];
       if (l.kind == core::LayerKind::kDense) {
@@ -80,12 +83,13 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
       } else if (l.kind == core::LayerKind::kFlatten) {
         channels = 0;
       }
+      every_layer = i + 1 == specs.size();
     }
   }
   if (params > options_.max_parameters)
-    return absl::InvalidArgumentError(absl::StrCat("the network has ", params,
-                                                   " weights; the server allows ",
-                                                   options_.max_parameters, " (--max_parameters)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the network has ", every_layer ? "" : "at least ", params, " weights; the server allows ",
+        options_.max_parameters, " (--max_parameters)"));
   if (options.threads > options_.max_threads)
     return absl::InvalidArgumentError(
         absl::StrCat("session.config.threads is ", options.threads, "; the server runs at most ",
