@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PY    := /usr/bin/python3
 
-.PHONY: all deps build package image test-image test test-sanitize fuzz fuzz-long demo demo-engine dashboard bench repro repro-quick mnist format clean
+.PHONY: all deps build package image test-image test test-sanitize fuzz fuzz-long demo demo-engine dashboard bench repro repro-quick repro-conv mnist format clean
 
 all: build
 
@@ -101,6 +101,12 @@ repro: mnist build
 
 repro-quick: mnist build
 	$(PY) tools/repro/repro.py --build $(BUILD) --quick
+
+# LeNet-5 on MNIST with every rule under BioTorch's protocol (opt-in: 21 sessions of 100 epochs;
+# CONV_EPOCHS=20 for a shorter table).
+CONV_EPOCHS ?= 100
+repro-conv: mnist build
+	$(PY) tools/repro/repro.py --build $(BUILD) --only conv --conv_epochs $(CONV_EPOCHS)
 
 format:
 	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.h' '*.cc')

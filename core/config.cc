@@ -336,6 +336,14 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
     }
   }
 
+  for (size_t i = 0; i < opt.decay_epochs.size(); ++i)
+    if (opt.decay_epochs[i] < 1 || (i > 0 && opt.decay_epochs[i] <= opt.decay_epochs[i - 1]))
+      return Bad(
+          absl::StrCat("optimizer.decay_epochs[", i, "]"),
+          absl::StrCat("must be >= 1 and larger than the one before, got ", opt.decay_epochs[i]));
+  if (!(opt.decay_factor > 0.0f && opt.decay_factor <= 1.0f))
+    return Bad("optimizer.decay_factor", absl::StrCat("must be in (0, 1], got ", opt.decay_factor));
+
   if (o.batch_size < 1) return Bad("batch_size", absl::StrCat("must be >= 1, got ", o.batch_size));
   if (o.threads < 1 || o.threads > kMaxThreads)
     return Bad("threads", absl::StrCat("must be in [1, ", kMaxThreads, "], got ", o.threads));

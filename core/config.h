@@ -151,6 +151,11 @@ struct OptimizerConfig {
   // Optional per-layer learning rates (one per weight layer: dense and conv, first to last)
   // that replace learning_rate.
   std::vector<float> layer_learning_rates;
+  // Step decay: the learning rate is multiplied by decay_factor at the start of each of these
+  // epochs (0-based, ascending: {50, 75} trains epochs 0-49 at the rate, 50-74 at a tenth,
+  // and the rest at a hundredth with the default factor). Empty: constant.
+  std::vector<int> decay_epochs;
+  float decay_factor = 0.1f;
 };
 
 struct TrainerOptions {

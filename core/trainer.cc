@@ -271,8 +271,13 @@ void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<
 }
 
 float Trainer::LearningRate(int i) const {
-  const auto& per_layer = options_.optimizer.layer_learning_rates;
-  return per_layer.empty() ? options_.optimizer.learning_rate : per_layer[weight_index_[i]];
+  const OptimizerConfig& opt = options_.optimizer;
+  const auto& per_layer = opt.layer_learning_rates;
+  float lr = per_layer.empty() ? opt.learning_rate : per_layer[weight_index_[i]];
+  // Step decay: a function of the epoch alone, so a run continued from a state decays alike.
+  for (int e : opt.decay_epochs)
+    if (epoch_ >= e) lr *= opt.decay_factor;
+  return lr;
 }
 
 // The feedback the next update uses (Feedback::Refresh): Gradients() and the Step() after

@@ -270,6 +270,9 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.optimizer.epsilon = opt.has_epsilon() ? opt.epsilon() : d.optimizer.epsilon;
   o.optimizer.layer_learning_rates.assign(opt.layer_learning_rates().begin(),
                                           opt.layer_learning_rates().end());
+  o.optimizer.decay_epochs.assign(opt.decay_epochs().begin(), opt.decay_epochs().end());
+  o.optimizer.decay_factor =
+      opt.has_decay_factor() ? opt.decay_factor() : d.optimizer.decay_factor;
 
   o.batch_size = c.has_batch_size() ? c.batch_size() : d.batch_size;
   o.epochs = c.has_epochs() ? c.epochs() : d.epochs;
@@ -350,6 +353,8 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   opt->set_beta2(o.optimizer.beta2);
   opt->set_epsilon(o.optimizer.epsilon);
   for (float lr : o.optimizer.layer_learning_rates) opt->add_layer_learning_rates(lr);
+  for (int e : o.optimizer.decay_epochs) opt->add_decay_epochs(e);
+  opt->set_decay_factor(o.optimizer.decay_factor);
   c.set_batch_size(o.batch_size);
   c.set_epochs(o.epochs);
   c.set_max_steps(o.max_steps);

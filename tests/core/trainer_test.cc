@@ -494,6 +494,36 @@ TEST(TrainerTest, ImportAndParseRefuseStatesThatDoNotFit) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Step decay: epochs 1 and 2 train at half the rate, as a run restarted there at that rate does.
+TEST(TrainerTest, StepDecayMultipliesTheRateAtItsEpochs) {
+  auto data = Blobs();
+  TrainerOptions o = SmallOptions(Rule::kFeedbackAlignment);
+  o.optimizer.decay_epochs = {1};
+  o.optimizer.decay_factor = 0.5f;
+  auto decayed = *Trainer::Create(o, data);
+  ASSERT_OK(decayed->Run(nullptr));
+
+  TrainerOptions plain = SmallOptions(Rule::kFeedbackAlignment);
+  auto first = *Trainer::Create(plain, data);
+  StepMetrics m;
+  while (first->epoch() < 1) ASSERT_OK(first->Step(&m));
+  plain.optimizer.learning_rate = 0.05f;  // 0.1f * 0.5f exactly
+  auto rest = *Trainer::Create(plain, data);
+  ASSERT_OK(rest->ImportState(first->ExportState()));
+  ASSERT_OK(rest->Run(nullptr));
+  ExpectSameParameters(*decayed, *rest);
+  // And the decay changes the run.
+  auto constant = *Trainer::Create(SmallOptions(Rule::kFeedbackAlignment), data);
+  ASSERT_OK(constant->Run(nullptr));
+  EXPECT_FALSE(constant->weights(0) == decayed->weights(0));
+
+  o.optimizer.decay_epochs = {3, 3};
+  EXPECT_NE(ValidateOptions(o).message().find("optimizer.decay_epochs[1]"), std::string::npos);
+  o.optimizer.decay_epochs = {3};
+  o.optimizer.decay_factor = 0;
+  EXPECT_NE(ValidateOptions(o).message().find("optimizer.decay_factor"), std::string::npos);
+}
+
 TEST(TrainerTest, PredictAndEvaluateCheckShapes) {
   auto t = *Trainer::Create(SmallOptions(Rule::kBackprop), Blobs());
   EXPECT_EQ(t->Predict(Matrix::Zero(5, 2)).status().code(), absl::StatusCode::kInvalidArgument);

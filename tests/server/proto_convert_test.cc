@@ -57,8 +57,13 @@ TEST(ProtoConvertTest, SetFieldsArrive) {
   c.set_validation_fraction(0.25f);
   c.mutable_feedback()->set_pinv_damping(0.05f);
   c.mutable_feedback()->set_sign_mode(v1::SIGN_SYMMETRY_MODE_UNIFORM);
+  c.mutable_optimizer()->add_decay_epochs(50);
+  c.mutable_optimizer()->add_decay_epochs(75);
+  c.mutable_optimizer()->set_decay_factor(0.5f);
   auto o = ToTrainerOptions(c);
   ASSERT_OK(o);
+  EXPECT_EQ(o->optimizer.decay_epochs, (std::vector<int>{50, 75}));
+  EXPECT_EQ(o->optimizer.decay_factor, 0.5f);
   EXPECT_EQ(o->network.hidden, core::Activation::kLogistic);
   EXPECT_EQ(o->network.loss, core::Loss::kCrossEntropy);
   EXPECT_FALSE(o->network.bias);

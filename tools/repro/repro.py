@@ -16,6 +16,10 @@ logs back. The numbers are the service's.
   deep      nonlinear teacher 30-20-10-10 tanh: 3-layer vs 4-layer students, BP and FA, many seeds
   pbp       a 64-100-100-100-10 tanh net on 8x8 MNIST: pseudo-backprop exact and damped, sign
             symmetry uSF and scale-matched, beside BP and FA
+  conv      (opt-in: --only conv, or make repro-conv) LeNet-5 on MNIST under BioTorch's protocol:
+            BP, FA, DFA, uSF, brSF, frSF and Kolen-Pollack, SGD with momentum 0.9, weight decay
+            1e-3, batch 64, 100 epochs, the learning rate divided by 10 at epochs 50 and 75, a
+            10,000-example validation split and the best-validation epoch's test error
 
 Writes BUILD/repro/results.json (one object per run: its config, curves and figures),
 BUILD/repro/results.md (the tables with the statistics) and PNG plots (matplotlib), and with
@@ -42,6 +46,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # times W's init scale, so its hidden signal is ~10x BP's at the same rate).
 MNIST_LR = {"bp": 0.2, "fa": 0.05, "shallow": 0.1}
 
+# LeNet-5 as BioTorch trains it on MNIST (Sanfiz & Akrout 2021; their le_net_mnist): conv 6x5x5,
+# max pool 2, conv 16x5x5, max pool 2, conv 120x5x5 (to 1x1), dense 84, dense 10, ReLU. BioTorch
+# pads MNIST to 32x32; padding 2 in the first convolution is the same zeros. Their top-1 test
+# error, % (100 epochs, the best-validation model).
+LENET_LAYERS = [dict(kind="LAYER_KIND_CONV", units=6, kernel_h=5, padding=2),
+                dict(kind="LAYER_KIND_MAX_POOL", kernel_h=2),
+                dict(kind="LAYER_KIND_CONV", units=16, kernel_h=5),
+                dict(kind="LAYER_KIND_MAX_POOL", kernel_h=2),
+                dict(kind="LAYER_KIND_CONV", units=120, kernel_h=5),
+                dict(kind="LAYER_KIND_DENSE", units=84),
+                dict(kind="LAYER_KIND_DENSE", units=10)]
+BIOTORCH_LENET = {"bp": 0.91, "fa": 1.70, "dfa": 1.61, "usf": 0.94, "brsf": 0.91, "frsf": 0.97}
+# The rules of the conv table: (variant, rule, feedback config). uSF is sign(W) at a magnitude of
+# mean|W| per layer (the engine's scaled mode: BioTorch scales sign(W) by a per-layer constant
+# too, its "scaling factor"); brSF and frSF draw |B| at Xavier's scale, every batch or once.
+CONV_RULES = [("bp", "bp", {}), ("fa", "fa", {}), ("dfa", "dfa", {}),
+              ("usf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_SCALED"}),
+              ("brsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_BATCH_RANDOM"}),
+              ("frsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_FIXED_RANDOM"}),
+              ("kp", "kp", {})]
+CONV_LR = 0.01
+
+
+def lenet_config(seed, epochs, lr, fb, steps_per_epoch):
+    """BioTorch's LeNet protocol as a TrainingConfig (JSON): the rate falls tenfold at 50 % and 75 %
+    of the epochs (epochs 50 and 75 of 100)."""
+    return dict(
+        network=dict(hidden_activation="ACTIVATION_RELU", output_activation="ACTIVATION_SOFTMAX",
+                     loss="LOSS_CROSS_ENTROPY", input_shape=dict(channels=1, height=28, width=28),
+                     layers=LENET_LAYERS),
+        init=dict(kind="WEIGHT_INIT_XAVIER"), feedback=fb,
+        optimizer=dict(kind="OPTIMIZER_SGD", learning_rate=lr, momentum=0.9, weight_decay=1e-3,
+                       decay_epochs=sorted({max(1, epochs // 2), max(1, epochs * 3 // 4)}), decay_factor=0.1),
+        batch_size=64, epochs=epochs, seed=seed, validation_fraction=1 / 6,
+        eval_every=steps_per_epoch, metrics_every=max(1, steps_per_epoch // 10))
+
 
 def mnist_config(seed, epochs, lr, init_scale=0.05, sparsity=0.0, steps_per_epoch=50000):
     """The paper's MNIST TrainingConfig, as JSON (the rule is set beside it, on the session)."""
@@ -55,7 +95,7 @@ def mnist_config(seed, epochs, lr, init_scale=0.05, sparsity=0.0, steps_per_epoc
         eval_every=steps_per_epoch, metrics_every=steps_per_epoch // 10)
 
 
-def plan(quick, seeds_mnist, seeds_deep, extra=()):
+def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_epochs=100):
     """Every run: experiment, rule, seed, data (names of data sets), config, sizes, and a cost
     estimate in seconds (the queue is filled longest first, so that two workers end together)."""
     runs = []
@@ -131,6 +171,16 @@ def plan(quick, seeds_mnist, seeds_deep, extra=()):
                          batch_size=1, epochs=d_epochs, seed=s, metrics_every=5000, eval_every=5000 * 20)
                 runs.append(dict(experiment="deep", rule=rule, seed=s, net=net, sizes=sizes,
                                  data=(f"deep_train_{s}", f"deep_test_{s}"), config=c, cost=d_epochs * 0.008))
+
+    # LeNet-5 under BioTorch's protocol (--only conv; make repro-conv).
+    if "conv" in extra:
+        c_epochs = 3 if quick else conv_epochs
+        for variant, rule, fb in CONV_RULES:
+            for s in seeds_conv:
+                runs.append(dict(experiment="conv", rule=rule, variant=variant, seed=s, sizes=[],
+                                 data=("mnist_train", "mnist_test"),
+                                 cost=c_epochs * per_epoch * 25e-6 * (1.3 if rule == "kp" else 1.0),
+                                 config=lenet_config(s, c_epochs, CONV_LR, fb, per_epoch // 64)))
 
     p_epochs = 3 if quick else 10
     for variant, rule, fb in (("bp", "bp", {}), ("fa", "fa", {}), ("pbp exact", "pbp", {}),
@@ -515,6 +565,40 @@ def report(runs, args, wall, md):
                       f"{better} of {p['n']} | {p['p_t']:.2g} | {p['p_w']:.2g} |")
         md.append("")
 
+    # LeNet-5 under BioTorch's protocol.
+    conv = [r for r in ok if r["experiment"] == "conv"]
+    if conv:
+        epochs = conv[0]["figures"].get("epochs", 0)
+        md += [f"### LeNet-5 on MNIST, every rule (BioTorch's protocol, {epochs} epochs)", "",
+               "SGD, momentum 0.9, weight decay 1e-3, batch 64, η = "
+               f"{conv[0]['config']['optimizer']['learning_rate']:g} divided by 10 at epochs "
+               f"{', '.join(str(e) for e in conv[0]['config']['optimizer']['decay_epochs'])}; the last 10,000 "
+               "training examples held out for validation; test error at the epoch of the lowest validation "
+               "error. Mean ± SD over seeds; paired against BP over the same seeds (the seed sets W, B and "
+               "the data order).", "",
+               "| rule | seeds | test error, selected epoch | at the last epoch | selected epochs | − BP (points) "
+               "| 95 % CI | p (t-test) | p (Wilcoxon) | BioTorch |", "|---|---|---|---|---|---|---|---|---|---|"]
+        by = {v: {r["seed"]: r for r in conv if r["variant"] == v} for v, _, _ in CONV_RULES}
+        for variant, _, _ in CONV_RULES:
+            rs = [by[variant][k] for k in sorted(by[variant])]
+            if not rs:
+                continue
+            f = [r["figures"] for r in rs]
+            m, sd = mean_sd([x["test_error_selected"] for x in f])
+            ml, sdl = mean_sd([x["test_error_last"] for x in f])
+            cells = ["–", "–", "–", "–"]
+            seeds = sorted(set(by[variant]) & set(by["bp"]))
+            if variant != "bp" and len(seeds) >= 2:
+                p = paired([by[variant][k]["figures"]["test_error_selected"] for k in seeds],
+                           [by["bp"][k]["figures"]["test_error_selected"] for k in seeds])
+                cells = [f"{100 * p['diff']:+.2f}", f"[{100 * p['ci'][0]:+.2f}, {100 * p['ci'][1]:+.2f}]",
+                         f"{p['p_t']:.3g}", f"{p['p_w']:.3g}"]
+            bt = BIOTORCH_LENET.get(variant)
+            md.append(f"| {variant} | {len(rs)} | **{pct(m)} ± {pct(sd)}** | {pct(ml)} ± {pct(sdl)} | "
+                      f"{', '.join(str(x['selected_epoch']) for x in f)} | " + " | ".join(cells) +
+                      f" | {f'{bt:.2f} %' if bt else '–'} |")
+        md.append("")
+
     # Pseudo-backprop and sign symmetry on a deeper tanh net.
     pb = [r for r in ok if r["experiment"] == "pbp"]
     if pb:
@@ -647,10 +731,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="a small version of each (under a minute)")
     p.add_argument("--only", default="",
                    help="comma-separated experiments: mnist,sparse,shallow,adam,linear,deep,pbp; and, run "
-                        "only when named, tune (the MNIST learning-rate sweep), long (60 epochs) and omega (shallow "
-                        "at more init scales)")
+                        "only when named, tune (the MNIST learning-rate sweep), long (60 epochs), omega (shallow "
+                        "at more init scales) and conv (LeNet-5, every rule)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of the MNIST and linear experiments (default 5)")
     p.add_argument("--deep_seeds", type=int, default=20, help="seeds of the deep experiment (default 20)")
+    p.add_argument("--conv_seeds", type=int, default=3, help="seeds of the conv experiment (default 3)")
+    p.add_argument("--conv_epochs", type=int, default=100, help="epochs of the conv experiment (default 100)")
     p.add_argument("--address", default="", help="use this alignd instead of starting one (host:port)")
     p.add_argument("--workers", type=int, default=2, help="sessions at once in the alignd started here")
     p.add_argument("--docs", action="store_true", help="copy the plots into docs/img/")
@@ -675,7 +761,9 @@ def main():
 
     seeds = list(range(1, (2 if args.quick else args.seeds) + 1))
     deep_seeds = list(range(1, (3 if args.quick else args.deep_seeds) + 1))
-    runs = plan(args.quick, seeds, deep_seeds, extra=args.only.split(","))
+    conv_seeds = list(range(1, (2 if args.quick else args.conv_seeds) + 1))
+    runs = plan(args.quick, seeds, deep_seeds, extra=args.only.split(","), seeds_conv=conv_seeds,
+                conv_epochs=args.conv_epochs)
     if args.only:
         keep = set(args.only.split(","))
         runs = [r for r in runs if r["experiment"] in keep]
