@@ -218,6 +218,12 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(s["config"]["feedback"]["sign_mode"], "SIGN_SYMMETRY_MODE_BATCH_RANDOM")
         self.assertEqual(s["config"]["network"]["sizes"], [64, 144, 36, 3])
         list(self.c.stream_metrics(s))
+        # Layers in the config dict (proto field names), with sizes=[] as tools/repro passes it.
+        s = self.c.create_session(ds, [], rule="bp", max_steps=2, config={"network": {
+            "layers": [{"kind": "LAYER_KIND_CONV", "units": 2, "kernel_h": 3}, {"kind": "LAYER_KIND_DENSE", "units": 3}],
+            "input_shape": {"channels": 1, "height": 8, "width": 8}}})
+        self.assertEqual(s["config"]["network"]["sizes"], [64, 72, 3])
+        list(self.c.stream_metrics(s))
         # Errors name the field.
         with self.assertRaises(AligndError) as e:
             self.c.create_session(ds, layers="conv:4x9x9,dense:3", max_steps=5)

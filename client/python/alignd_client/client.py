@@ -261,13 +261,16 @@ class Client:
         c = config_pb2.TrainingConfig()
         if config:
             json_format.ParseDict(dict(config), c)
+        # layers replaces the config's network (the server derives sizes); sizes alone replaces it
+        # with dense layers. Empty sizes ([]) count as not given: a config's layers stay.
+        sizes = list(sizes) if sizes is not None else []
         if layers is not None:
             del c.network.layers[:]
             c.network.layers.extend(to_layer_specs(layers))
-            if sizes is None:
+            if not sizes:
                 del c.network.sizes[:]
-        if sizes is not None:
-            c.network.sizes[:] = list(sizes)
+        if sizes:
+            c.network.sizes[:] = sizes
             if layers is None:
                 del c.network.layers[:]
         if input_shape is not None:
