@@ -271,8 +271,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.optimizer.layer_learning_rates.assign(opt.layer_learning_rates().begin(),
                                           opt.layer_learning_rates().end());
   o.optimizer.decay_epochs.assign(opt.decay_epochs().begin(), opt.decay_epochs().end());
-  o.optimizer.decay_factor =
-      opt.has_decay_factor() ? opt.decay_factor() : d.optimizer.decay_factor;
+  o.optimizer.decay_factor = opt.has_decay_factor() ? opt.decay_factor() : d.optimizer.decay_factor;
 
   o.batch_size = c.has_batch_size() ? c.batch_size() : d.batch_size;
   o.epochs = c.has_epochs() ? c.epochs() : d.epochs;
