@@ -5,6 +5,7 @@
 #include "alignd/v1/rule_names.h"
 #include "base/status_macros.h"
 #include "client/cli.h"
+#include "client/layers.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace alignd::client {
@@ -27,10 +28,22 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
   if (f.snapshot_every) s->set_snapshot_every(*f.snapshot_every);
   if (f.checkpoint_every) s->set_checkpoint_every(*f.checkpoint_every);
   auto* net = c->mutable_network();
+  // --layers replaces the file's network (its sizes too: the server derives them), --sizes
+  // alone replaces it with dense layers.
+  if (f.layers) {
+    ASSIGN_OR_RETURN(std::vector<v1::LayerSpec> layers, ParseLayers(*f.layers));
+    net->clear_layers();
+    for (const v1::LayerSpec& l : layers) *net->add_layers() = l;
+    if (!f.sizes) net->clear_sizes();
+  }
   if (f.sizes) {
     ASSIGN_OR_RETURN(std::vector<int32_t> sizes, ParseSizes(*f.sizes));
     net->clear_sizes();
     for (int32_t v : sizes) net->add_sizes(v);
+    if (!f.layers) net->clear_layers();
+  }
+  if (f.input_shape) {
+    ASSIGN_OR_RETURN(*net->mutable_input_shape(), ParseImageShape(*f.input_shape));
   }
   if (f.hidden_activation) {
     ASSIGN_OR_RETURN(int v, ParseEnumValue(v1::Activation_descriptor(), "ACTIVATION_",
@@ -70,6 +83,7 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
     const std::string mode =  // the short names alignd_train and the papers use
         *f.sign_mode == "usf"    ? "uniform"
         : *f.sign_mode == "frsf" ? "fixed_random"
+        : *f.sign_mode == "brsf" ? "batch_random"
                                  : *f.sign_mode;
     ASSIGN_OR_RETURN(int v, ParseEnumValue(v1::SignSymmetryMode_descriptor(), "SIGN_SYMMETRY_MODE_",
                                            mode, "--sign-mode"));

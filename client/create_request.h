@@ -19,8 +19,8 @@ namespace alignd::client {
 struct CreateFlags {
   std::string dataset, eval_dataset, display_name, config_file, session_id, request_id;
   std::string config_json;  // the config file's text (read by the caller), or empty
-  std::optional<std::string> sizes, hidden_activation, output_activation, loss, rule, init,
-      feedback_distribution, optimizer, sign_mode;
+  std::optional<std::string> sizes, layers, input_shape, hidden_activation, output_activation, loss,
+      rule, init, feedback_distribution, optimizer, sign_mode;
   std::optional<float> lr, momentum, weight_decay, feedback_scale, init_scale, connection_sparsity,
       validation_fraction, pinv_damping;
   std::optional<int> batch_size, epochs, metrics_every, eval_every, threads;

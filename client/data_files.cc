@@ -49,12 +49,16 @@ absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::stri
 
 absl::StatusOr<NpyMatrix> ReadNpyMatrix(const std::string& path) {
   ASSIGN_OR_RETURN(formats::FloatArray a, formats::ReadNpy(path));
-  if (a.dims.empty() || a.dims.size() > 2)
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": expected an (examples, features) array, got ", a.dims.size(), " dimensions"));
+  if (a.dims.empty() || a.dims.size() > 4)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": expected an (examples, features) array or images (examples, H, W) "
+                     "or (examples, C, H, W), got ",
+                     a.dims.size(), " dimensions"));
   NpyMatrix m;
   m.rows = a.dims[0];
-  m.cols = a.dims.size() == 2 ? a.dims[1] : 1;
+  m.cols = 1;
+  for (size_t i = 1; i < a.dims.size(); ++i) m.cols *= a.dims[i];  // an image: C x H x W
   m.values = std::move(a.values);
   return m;
 }

@@ -31,7 +31,8 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets,
                                     bool classification);
 
-// A 2-d (n x d) or 1-d (n) .npy array as float32, row-major (example-major).
+// A 2-d (n x d) or 1-d (n) .npy array as float32, row-major (example-major); images (n x H x W,
+// n x C x H x W) as n x (C H W), each example's values in C order.
 struct NpyMatrix {
   int64_t rows = 0, cols = 0;
   std::vector<float> values;

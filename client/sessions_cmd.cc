@@ -17,6 +17,7 @@
 #include "client/commands.h"
 #include "client/create_request.h"
 #include "client/data_files.h"
+#include "client/layers.h"
 #include "client/sweep.h"
 #include "client/table.h"
 #include "client/watch.h"
@@ -62,6 +63,15 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
     t.AddRow(row);
   }
   std::cout << t.Render();
+  // A network of layers, in --layers' grammar (one session, or -o wide).
+  if (wide || ss.size() == 1)
+    for (const auto& s : ss) {
+      const v1::NetworkConfig& n = s.config().network();
+      if (n.layers_size() == 0) continue;
+      std::cout << s.name() << " layers: " << FormatLayers(n.layers());
+      if (n.has_input_shape()) std::cout << " on input " << FormatImageShape(n.input_shape());
+      std::cout << "\n";
+    }
   if (!wide)
     for (const auto& s : ss)
       if (s.state() == v1::SESSION_STATE_FAILED)
@@ -84,7 +94,15 @@ void AddCreate(CLI::App* c) {
     c->add_option_function<T>(
         flag, [&target](const T& v) { target = v; }, help);
   };
-  opt("--sizes", f->sizes, "layer widths, input first, e.g. 784,1000,10");
+  opt("--sizes", f->sizes, "layer widths, input first, e.g. 784,1000,10 (dense layers)");
+  opt("--layers", f->layers,
+      "the layers, comma-separated: conv:CxKHxKW[:sS][:pP] (C channels, a KHxKW kernel, stride, "
+      "zero padding), pool:W or maxpool:W[:sS] (W x W windows, stride W unless :s), avgpool:W, "
+      "dense:N, flatten; the last makes the outputs. LeNet-5: "
+      "conv:6x5x5,pool:2,conv:16x5x5,pool:2,dense:120,dense:84,dense:10. Replaces --sizes (the "
+      "server derives them)");
+  opt("--input-shape", f->input_shape,
+      "the input image, CxHxW (e.g. 1x32x32) or HxW; default: the data set's feature shape");
   opt("--hidden-activation", f->hidden_activation,
       "linear | tanh | logistic | relu (default tanh)");
   opt("--output-activation", f->output_activation,
@@ -106,7 +124,8 @@ void AddCreate(CLI::App* c) {
   opt("--feedback-scale", f->feedback_scale, "scale of B, > 0 (default: automatic)");
   opt("--sign-mode", f->sign_mode,
       "sign symmetry's magnitudes M: scaled (mean|W| per layer: BP's scale, default) | "
-      "uniform (uSF, M = 1: ~1/mean|W| times BP's signal under SGD) | fixed-random (frSF)");
+      "uniform (uSF, M = 1: ~1/mean|W| times BP's signal under SGD) | fixed-random (frSF) | "
+      "batch-random (brSF: |B| redrawn every step)");
   opt("--pinv-damping", f->pinv_damping,
       "pseudo-backprop: 0 = exact W+ (default); > 0 = damped (W'W + lambda I)^-1 W' with lambda "
       "= this x W's mean squared singular value; try 0.01-0.1 for deep tanh nets, where the "
@@ -308,6 +327,38 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
     PrintSessions(all);
   });
 
+  auto* rules =
+      app.add_subcommand("rules", "the learning rules the server trains, with their traits");
+  rules->callback([] {
+    grpc::ClientContext ctx;
+    G().SetDeadline(ctx);
+    v1::ListRulesResponse resp;
+    if (auto st = Stub()->ListRules(&ctx, v1::ListRulesRequest(), &resp); !st.ok())
+      Fail(st, "rules");
+    const Output o = G().format();
+    if (o == Output::kJson) {
+      std::cout << Json(resp) << "\n";
+      return;
+    }
+    if (o == Output::kJsonl || o == Output::kName) {
+      for (const auto& r : resp.rules())
+        std::cout << (o == Output::kName ? r.name() : Json(r, false)) << "\n";
+      return;
+    }
+    Table t({"RULE", "TITLE", "HIDDEN", "B", "CONV", "REFERENCE"});
+    for (const auto& r : resp.rules()) {
+      std::string b = !r.has_feedback()     ? "-"
+                      : r.learns_feedback() ? "learned"
+                      : r.refreshes()       ? "from W"
+                      : r.draws_feedback()  ? "random"
+                                            : "yes";
+      if (r.feedback_shape() == v1::FEEDBACK_SHAPE_OUTPUT_TO_UNITS) b += " (from the output)";
+      t.AddRow({r.name(), r.title(), r.learns_hidden() ? "yes" : "no", b,
+                r.trains_conv() ? "yes" : "no", r.reference()});
+    }
+    std::cout << t.Render();
+  });
+
   AddVerb<v1::GetSessionRequest>(ss, "get", "show a session",
                                  &v1::TrainingService::Stub::GetSession);
   AddVerb<v1::PauseSessionRequest>(ss, "pause", "pause a session at a checkpoint",
@@ -345,7 +396,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   predict
       ->add_option("name", p->name, "a session (latest weights) or sessions/{id}/snapshots/{step}")
       ->required();
-  predict->add_option("--npy", p->in, "inputs, n x d .npy")->required();
+  predict->add_option("--npy", p->in, "inputs, n x d .npy (images: n x H x W or n x C x H x W)")
+      ->required();
   predict->add_option("--out", p->out, "write the n x outputs array here (.npy)");
   predict->callback([p] {
     auto x = ReadNpyMatrix(p->in);

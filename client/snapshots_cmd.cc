@@ -5,12 +5,17 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "alignd/v1/sessions.grpc.pb.h"
 #include "client/cli.h"
 #include "client/commands.h"
 #include "client/data_files.h"
 #include "client/table.h"
+#include "formats/formats.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace alignd::client {
@@ -87,9 +92,19 @@ void AddSnapshotCommands(CLI::App& app) {
     PrintOne(s, s.name(), [&] {
       std::cout << s.name() << "  step " << s.step() << ", epoch " << s.epoch() << ", "
                 << s.total_values() << " values\n";
-      Table t({"TENSOR", ">ROWS", ">COLS"});
-      for (const auto& shape : s.shapes())
-        t.AddRow({shape.label(), absl::StrCat(shape.rows()), absl::StrCat(shape.cols())});
+      Table t({"TENSOR", "LAYER", ">ROWS", ">COLS", "SHAPE"});
+      for (const auto& shape : s.shapes()) {
+        // The layer's kind from the label's number ("W3": layer 3).
+        std::string kind = "-";
+        int layer = -1;
+        if (shape.label().size() > 1 && absl::SimpleAtoi(shape.label().substr(1), &layer) &&
+            layer >= 0 && layer < s.layer_kinds_size()) {
+          kind = v1::LayerKind_Name(s.layer_kinds(layer));
+          if (absl::StartsWith(kind, "LAYER_KIND_")) kind = absl::AsciiStrToLower(kind.substr(11));
+        }
+        t.AddRow({shape.label(), kind, absl::StrCat(shape.rows()), absl::StrCat(shape.cols()),
+                  absl::StrJoin(shape.dims(), "x")});
+      }
       std::cout << t.Render();
     });
   });
@@ -124,12 +139,18 @@ void AddSnapshotCommands(CLI::App& app) {
     for (const auto& shape : header.shapes()) {
       if (shape.rows() * shape.cols() > 0) {
         const std::string path = *out + "/" + shape.label() + ".npy";
-        if (auto st = WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off);
+        // A conv kernel is in C order of its 4 dims on the wire, as the file wants it.
+        const bool kernel = shape.dims_size() == 4;
+        const std::vector<int64_t> dims(shape.dims().begin(), shape.dims().end());
+        if (auto st = kernel
+                          ? formats::WriteNpy(path, dims, values.data() + off)
+                          : WriteMatrixNpy(path, shape.rows(), shape.cols(), values.data() + off);
             !st.ok())
           Fail(st);
         if (o == Output::kTable || o == Output::kWide)
-          std::printf("%s  %lld x %lld\n", path.c_str(), static_cast<long long>(shape.rows()),
-                      static_cast<long long>(shape.cols()));
+          std::printf("%s  %s\n", path.c_str(),
+                      kernel ? absl::StrJoin(dims, " x ").c_str()
+                             : absl::StrCat(shape.rows(), " x ", shape.cols()).c_str());
         if (o == Output::kName) std::printf("%s\n", path.c_str());
       }
       off += shape.rows() * shape.cols();

@@ -463,7 +463,8 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
              Reply(req, res, Json(out));
            }));
 
-  // One tensor of a snapshot as a NumPy .npy file (float32, its rows x cols shape).
+  // One tensor of a snapshot as a NumPy .npy file (float32, its rows x cols shape, or a conv
+  // kernel's [out, in, kh, kw]).
   http.Get(
       absl::StrCat(snapshot, "/([A-Za-z]+[0-9]+)\\.npy"),
       api([training](const Request& req, Response& res, const Caller& caller) {
@@ -476,13 +477,17 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
         v1::SnapshotChunk chunk;
         v1::Snapshot header;
         int64_t offset = -1, rows = 0, cols = 0;
+        std::vector<int64_t> dims;  // a kernel's 4: C order on the wire already
         std::vector<float> values;
         while (reader->Read(&chunk)) {
           if (chunk.has_header()) {
             header = chunk.header();
             int64_t at = 0;
             for (const auto& t : header.shapes()) {
-              if (t.label() == label) offset = at, rows = t.rows(), cols = t.cols();
+              if (t.label() == label) {
+                offset = at, rows = t.rows(), cols = t.cols();
+                if (t.dims_size() == 4) dims.assign(t.dims().begin(), t.dims().end());
+              }
               at += t.rows() * t.cols();
             }
             if (offset < 0) {
@@ -500,14 +505,16 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
           for (int i = 0; i < v.data_size(); ++i) {
             const int64_t at = v.offset() + i - offset;
             if (at >= 0 && at < rows * cols)
-              values[static_cast<size_t>((at % rows) * cols + at / rows)] = v.data(i);
+              values[static_cast<size_t>(dims.empty() ? (at % rows) * cols + at / rows : at)] =
+                  v.data(i);
           }
         }
         if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
         res.set_header("Content-Disposition",
                        absl::StrCat("attachment; filename=\"", req.matches[1].str(), "-",
                                     header.step(), "-", label, ".npy\""));
-        res.set_content(formats::EncodeNpy({rows, cols}, values.data()),
+        res.set_content(formats::EncodeNpy(dims.empty() ? std::vector<int64_t>{rows, cols} : dims,
+                                           values.data()),
                         "application/octet-stream");
       }));
 
@@ -608,6 +615,16 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
                                                   size_t, httplib::DataSink& sink) {
                                                 return FollowAll(*training, subs, caller, sink);
                                               });
+           }));
+
+  // The server's learning rules and their traits (ListRules): the create form's list.
+  http.Get("/api/rules", api([training](const Request& req, Response& res, const Caller& caller) {
+             auto ctx = caller.Context();
+             v1::ListRulesResponse out;
+             if (grpc::Status st = training->ListRules(ctx.get(), v1::ListRulesRequest(), &out);
+                 !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
            }));
 
   http.Get("/api/datasets",

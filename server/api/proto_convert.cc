@@ -6,6 +6,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "alignd/v1/rule_names.h"
 #include "base/status_macros.h"
 
@@ -62,17 +64,113 @@ absl::StatusOr<core::Rule> ToRule(v1::Rule r) {
   return *rule;
 }
 
+}  // namespace
+
 v1::Rule FromRule(core::Rule r) {
   return v1::RuleFromName(std::string(core::RuleName(r))).value_or(v1::RULE_UNSPECIFIED);
 }
 
+v1::LayerKind FromLayerKind(core::LayerKind k) {
+  switch (k) {
+    case core::LayerKind::kDense:
+      return v1::LAYER_KIND_DENSE;
+    case core::LayerKind::kConv:
+      return v1::LAYER_KIND_CONV;
+    case core::LayerKind::kMaxPool:
+      return v1::LAYER_KIND_MAX_POOL;
+    case core::LayerKind::kAvgPool:
+      return v1::LAYER_KIND_AVG_POOL;
+    case core::LayerKind::kFlatten:
+      return v1::LAYER_KIND_FLATTEN;
+  }
+  return v1::LAYER_KIND_UNSPECIFIED;
+}
+
+namespace {
+
+absl::StatusOr<core::LayerKind> ToLayerKind(v1::LayerKind k, const std::string& field) {
+  switch (k) {
+    case v1::LAYER_KIND_UNSPECIFIED:
+    case v1::LAYER_KIND_DENSE:
+      return core::LayerKind::kDense;
+    case v1::LAYER_KIND_CONV:
+      return core::LayerKind::kConv;
+    case v1::LAYER_KIND_MAX_POOL:
+      return core::LayerKind::kMaxPool;
+    case v1::LAYER_KIND_AVG_POOL:
+      return core::LayerKind::kAvgPool;
+    case v1::LAYER_KIND_FLATTEN:
+      return core::LayerKind::kFlatten;
+    default:
+      return Unknown(field.c_str(), k);
+  }
+}
+
+// The engine says "network.input"; the wire's field is network.input_shape.
+absl::Status WireFieldNames(const absl::Status& s) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(),
+                      absl::StrReplaceAll(s.message(), {{"network.input", "network.input_shape"}}));
+}
+
 }  // namespace
 
-absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& c) {
+absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& c,
+                                                      const std::vector<int64_t>* feature_shape) {
   core::TrainerOptions o;
   const core::TrainerOptions d;
   const auto& n = c.network();
   o.network.sizes.assign(n.sizes().begin(), n.sizes().end());
+  for (int k = 0; k < n.layers_size(); ++k) {
+    const v1::LayerSpec& l = n.layers(k);
+    core::LayerSpec spec;
+    ASSIGN_OR_RETURN(spec.kind,
+                     ToLayerKind(l.kind(), absl::StrCat("config.network.layers[", k, "].kind")));
+    spec.units = l.units();
+    spec.kernel_h = l.kernel_h();
+    spec.kernel_w = l.kernel_w();
+    spec.stride = l.stride();
+    spec.padding = l.padding();
+    o.network.layers.push_back(spec);
+  }
+  // The input's image shape: as given, else (with layers) the training set's feature shape.
+  // A flat data set (one dimension) or one of rank > 3 leaves it unset: dense layers take it,
+  // a conv or pooling layer is refused below, with a word on what to do.
+  std::string flat_data;
+  if (n.has_input_shape()) {
+    o.network.input = {n.input_shape().channels(), n.input_shape().height(),
+                       n.input_shape().width()};
+    if (o.network.input.empty())
+      return absl::InvalidArgumentError(
+          "config.network.input_shape must be >= 1 in every dimension, got 0x0x0 (leave it "
+          "unset to take the training set's feature_shape)");
+  } else if (!o.network.layers.empty() && feature_shape != nullptr && !feature_shape->empty()) {
+    const std::vector<int64_t>& f = *feature_shape;
+    auto fits = [](int64_t v) { return v >= 1 && v <= (int64_t{1} << 30); };
+    if (f.size() == 2 && fits(f[0]) && fits(f[1])) {
+      o.network.input = {1, static_cast<int>(f[0]), static_cast<int>(f[1])};
+    } else if (f.size() == 3 && fits(f[0]) && fits(f[1]) && fits(f[2])) {
+      o.network.input = {static_cast<int>(f[0]), static_cast<int>(f[1]), static_cast<int>(f[2])};
+    } else {
+      int64_t features = 1;
+      for (int64_t v : f) features *= v;
+      if (o.network.sizes.empty() && fits(features))
+        o.network.sizes.push_back(static_cast<int>(features));
+      flat_data =
+          absl::StrCat("the training set's examples have feature_shape [", absl::StrJoin(f, ", "),
+                       "], not an image's [H, W] or [C, H, W]: set "
+                       "config.network.input_shape, or upload images");
+    }
+  }
+  if (!o.network.layers.empty()) {
+    if (absl::Status st = core::CompleteNetwork(&o.network); !st.ok()) {
+      absl::Status wire = WireFieldNames(st);
+      if (!flat_data.empty() && o.network.input.empty())
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.", wire.message(), " (", flat_data, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("config.", wire.message()));
+    }
+  }
   ASSIGN_OR_RETURN(o.network.hidden, ToActivation(n.hidden_activation(), d.network.hidden,
                                                   "config.network.hidden_activation"));
   ASSIGN_OR_RETURN(o.network.output, ToActivation(n.output_activation(), d.network.output,
@@ -142,6 +240,9 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
     case v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM:
       o.feedback.sign_mode = core::SignSymmetryMode::kFixedRandom;
       break;
+    case v1::SIGN_SYMMETRY_MODE_BATCH_RANDOM:
+      o.feedback.sign_mode = core::SignSymmetryMode::kBatchRandom;
+      break;
     default:
       return Unknown("config.feedback.sign_mode", f.sign_mode());
   }
@@ -170,8 +271,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.optimizer.layer_learning_rates.assign(opt.layer_learning_rates().begin(),
                                           opt.layer_learning_rates().end());
   o.optimizer.decay_epochs.assign(opt.decay_epochs().begin(), opt.decay_epochs().end());
-  o.optimizer.decay_factor =
-      opt.has_decay_factor() ? opt.decay_factor() : d.optimizer.decay_factor;
+  o.optimizer.decay_factor = opt.has_decay_factor() ? opt.decay_factor() : d.optimizer.decay_factor;
 
   o.batch_size = c.has_batch_size() ? c.batch_size() : d.batch_size;
   o.epochs = c.has_epochs() ? c.epochs() : d.epochs;
@@ -184,7 +284,7 @@ absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& 
   o.threads = c.has_threads() ? c.threads() : d.threads;
   o.validation_fraction = c.validation_fraction();
 
-  const absl::Status s = core::ValidateOptions(o);
+  const absl::Status s = WireFieldNames(core::ValidateOptions(o));
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("config.", s.message()));
   return o;
 }
@@ -193,6 +293,20 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
   v1::TrainingConfig c;
   auto* n = c.mutable_network();
   for (int s : o.network.sizes) n->add_sizes(s);
+  for (const core::LayerSpec& l : o.network.layers) {
+    v1::LayerSpec* p = n->add_layers();
+    p->set_kind(FromLayerKind(l.kind));
+    p->set_units(l.units);
+    p->set_kernel_h(l.kernel_h);
+    p->set_kernel_w(l.kernel_w);
+    p->set_stride(l.stride);
+    p->set_padding(l.padding);
+  }
+  if (!o.network.input.empty()) {
+    n->mutable_input_shape()->set_channels(o.network.input.channels);
+    n->mutable_input_shape()->set_height(o.network.input.height);
+    n->mutable_input_shape()->set_width(o.network.input.width);
+  }
   n->set_hidden_activation(FromActivation(o.network.hidden));
   n->set_output_activation(FromActivation(o.network.output));
   n->set_loss(o.network.loss == core::Loss::kCrossEntropy ? v1::LOSS_CROSS_ENTROPY
@@ -221,6 +335,9 @@ v1::TrainingConfig ToProto(const core::TrainerOptions& o) {
       break;
     case core::SignSymmetryMode::kFixedRandom:
       f->set_sign_mode(v1::SIGN_SYMMETRY_MODE_FIXED_RANDOM);
+      break;
+    case core::SignSymmetryMode::kBatchRandom:
+      f->set_sign_mode(v1::SIGN_SYMMETRY_MODE_BATCH_RANDOM);
       break;
   }
   f->set_pinv_every(o.feedback.pinv_every);

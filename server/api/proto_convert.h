@@ -6,6 +6,9 @@
 #ifndef ALIGND_SERVER_API_PROTO_CONVERT_H_
 #define ALIGND_SERVER_API_PROTO_CONVERT_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "alignd/v1/config.pb.h"
 #include "alignd/v1/sessions.pb.h"
@@ -16,8 +19,16 @@
 
 namespace alignd::server {
 
-// The engine options for a wire config, validated (core::ValidateOptions).
-absl::StatusOr<core::TrainerOptions> ToTrainerOptions(const v1::TrainingConfig& config);
+// The engine options for a wire config, validated (core::ValidateOptions), with the network
+// completed (core::CompleteNetwork: sizes from the layers). With layers and no input_shape,
+// the input's image shape comes from `feature_shape` (the training set's: [H, W] is 1 x H x W,
+// [C, H, W] is C x H x W; any other rank is flat, and a conv or pooling layer is then refused
+// with a word on input_shape); without it (a stored config, which has both), from sizes[0].
+absl::StatusOr<core::TrainerOptions> ToTrainerOptions(
+    const v1::TrainingConfig& config, const std::vector<int64_t>* feature_shape = nullptr);
+
+v1::Rule FromRule(core::Rule r);
+v1::LayerKind FromLayerKind(core::LayerKind k);
 
 // The wire config with every default filled in, as the session will run it.
 v1::TrainingConfig ToProto(const core::TrainerOptions& options);

@@ -80,6 +80,9 @@ absl::Status PredictImpl(SessionManager& sessions, const Caller& caller,
                          const v1::PredictRequest& request, v1::PredictResponse* response);
 absl::Status EvaluateImpl(SessionManager& sessions, const Caller& caller,
                           const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
+// The engine's rule table (core/learning_rule.h), row by row.
+absl::Status ListRulesImpl(SessionManager& sessions, const Caller& caller,
+                           const v1::ListRulesRequest& request, v1::ListRulesResponse* response);
 
 }  // namespace alignd::server
 

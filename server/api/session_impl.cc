@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "core/learning_rule.h"
 #include "server/api/page_token.h"
 #include "server/api/proto_convert.h"
 #include "server/api/resource_names.h"
@@ -156,8 +157,10 @@ absl::Status GetSnapshotImpl(SessionManager& sessions, const Caller& caller,
                              const v1::GetSnapshotRequest& req, v1::Snapshot* resp) {
   ASSIGN_OR_RETURN(WeightsRef ref, ParseSnapshotName(req.name()));
   RETURN_IF_ERROR(SessionFor(sessions, caller, ref.session).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<LiveSession> session, sessions.Find(ref.session));
   ASSIGN_OR_RETURN(core::TrainerState state, sessions.State(ref));
-  *resp = SnapshotMetadata(SnapshotName(ref.session, state.step), state);
+  *resp =
+      SnapshotMetadata(SnapshotName(ref.session, state.step), state, session->options().network);
   ASSIGN_OR_RETURN(std::vector<SnapshotInfo> stored,
                    sessions.storage()->ListSnapshots(ref.session));
   for (const SnapshotInfo& info : stored)
@@ -235,6 +238,37 @@ absl::Status EvaluateImpl(SessionManager& sessions, const Caller& caller,
   m.step = served.step;
   m.epoch = served.epoch;
   ToProto(m, resp->mutable_metrics());
+  return absl::OkStatus();
+}
+
+absl::Status ListRulesImpl(SessionManager&, const Caller&, const v1::ListRulesRequest&,
+                           v1::ListRulesResponse* resp) {
+  for (const core::RuleTraits& t : core::kRuleTable) {
+    v1::RuleInfo* r = resp->add_rules();
+    r->set_rule(FromRule(t.rule));
+    r->set_name(std::string(t.name));
+    r->set_long_name(std::string(t.long_name));
+    r->set_title(std::string(t.title));
+    r->set_learns_hidden(t.learns_hidden);
+    r->set_has_feedback(t.has_feedback);
+    r->set_draws_feedback(t.draws_feedback);
+    r->set_learns_feedback(t.learns_feedback);
+    r->set_refreshes(t.refreshes);
+    r->set_settable(t.settable);
+    r->set_trains_conv(t.conv);
+    switch (t.shape) {
+      case core::FeedbackShape::kNone:
+        r->set_feedback_shape(v1::FEEDBACK_SHAPE_NONE);
+        break;
+      case core::FeedbackShape::kLikeW:
+        r->set_feedback_shape(v1::FEEDBACK_SHAPE_LIKE_W);
+        break;
+      case core::FeedbackShape::kOutputToUnits:
+        r->set_feedback_shape(v1::FEEDBACK_SHAPE_OUTPUT_TO_UNITS);
+        break;
+    }
+    r->set_reference(std::string(t.reference));
+  }
   return absl::OkStatus();
 }
 

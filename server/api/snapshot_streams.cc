@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "server/api/proto_convert.h"
 #include "server/api/resource_names.h"
 #include "server/api/stream_reactor.h"
 
@@ -13,42 +14,102 @@ namespace alignd::server {
 
 namespace {
 
-// The tensors of a state in the order SnapshotMetadata lists them.
-std::vector<std::pair<std::string, const core::Matrix*>> Tensors(const core::TrainerState& st) {
-  std::vector<std::pair<std::string, const core::Matrix*>> out;
+struct Tensor {
+  std::string label;
+  const core::Matrix* m;
+  // A conv kernel: [out, in, kh, kw], sent in C order; else empty (column-major m).
+  std::vector<int64_t> kernel;
+};
+
+// The tensors of a state in the order SnapshotMetadata lists them. A layer's W, and its B
+// where B is shaped like W, is a kernel when the layer is a convolution (the network's
+// layers say which; a state that does not fit them is sent as matrices).
+std::vector<Tensor> Tensors(const core::TrainerState& st, const core::NetworkConfig& net) {
+  const std::vector<core::LayerSpec> specs = core::LayerSpecs(net);
+  std::vector<Tensor> out;
+  int64_t channels = net.input.empty() ? 0 : net.input.channels;
   for (size_t i = 0; i < st.weights.size(); ++i) {
-    out.emplace_back(absl::StrCat("W", i), &st.weights[i]);
-    out.emplace_back(absl::StrCat("b", i), &st.biases[i]);
-    out.emplace_back(absl::StrCat("B", i), &st.feedback[i]);
+    std::vector<int64_t> kernel;
+    if (i < specs.size()) {
+      const core::LayerSpec& l = specs[i];
+      if (l.kind == core::LayerKind::kConv) {
+        const int64_t kh = l.kernel_h, kw = l.kernel_w == 0 ? l.kernel_h : l.kernel_w;
+        if (st.weights[i].rows() == l.units && st.weights[i].cols() == channels * kh * kw)
+          kernel = {l.units, channels, kh, kw};
+        channels = l.units;
+      } else if (l.kind == core::LayerKind::kDense || l.kind == core::LayerKind::kFlatten) {
+        channels = 0;
+      }
+    }
+    const bool b_like_w = !kernel.empty() && st.feedback[i].rows() == st.weights[i].rows() &&
+                          st.feedback[i].cols() == st.weights[i].cols();
+    out.push_back({absl::StrCat("W", i), &st.weights[i], kernel});
+    out.push_back({absl::StrCat("b", i), &st.biases[i], {}});
+    out.push_back(
+        {absl::StrCat("B", i), &st.feedback[i], b_like_w ? kernel : std::vector<int64_t>()});
   }
   return out;
 }
 
+// t's values in the order its dims say. A kernel's matrix is out x (in * kh * kw),
+// column-major: element (o, (i * kh + r) * kw + s) at o + out * ((i * kh + r) * kw + s), i.e.
+// C order of [in, kh, kw, out]; the wire's C order of [out, in, kh, kw] is its transpose.
+std::vector<float> WireValues(const Tensor& t) {
+  const core::Matrix& m = *t.m;
+  if (t.kernel.empty()) return std::vector<float>(m.data(), m.data() + m.size());
+  std::vector<float> v(m.size());
+  core::MatrixMap(v.data(), m.cols(), m.rows()) = m.transpose();
+  return v;
+}
+
 }  // namespace
 
-v1::Snapshot SnapshotMetadata(const std::string& name, const core::TrainerState& st) {
+v1::Snapshot SnapshotMetadata(const std::string& name, const core::TrainerState& st,
+                              const core::NetworkConfig& net) {
   v1::Snapshot h;
   h.set_name(name);
   h.set_step(st.step);
   h.set_epoch(st.epoch);
   int64_t total = 0;
-  for (const auto& [label, m] : Tensors(st)) {
+  for (const Tensor& t : Tensors(st, net)) {
     auto* shape = h.add_shapes();
-    shape->set_label(label);
-    shape->set_rows(m->rows());
-    shape->set_cols(m->cols());
-    total += m->size();
+    shape->set_label(t.label);
+    shape->set_rows(t.m->rows());
+    shape->set_cols(t.m->cols());
+    if (t.kernel.empty()) {
+      shape->add_dims(t.m->rows());
+      shape->add_dims(t.m->cols());
+    } else {
+      for (int64_t d : t.kernel) shape->add_dims(d);
+    }
+    total += t.m->size();
   }
+  const std::vector<core::LayerSpec> specs = core::LayerSpecs(net);
+  for (size_t i = 0; i < st.weights.size(); ++i)
+    h.add_layer_kinds(i < specs.size() ? FromLayerKind(specs[i].kind) : v1::LAYER_KIND_DENSE);
   h.set_total_values(total);
   return h;
 }
 
-std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name,
-                                              const core::TrainerState& st) {
-  std::vector<const core::Matrix*> tensors;
-  for (const auto& t : Tensors(st)) tensors.push_back(t.second);
+std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name, const core::TrainerState& st,
+                                              const core::NetworkConfig& net) {
+  // Matrices are sent from their memory; kernels reordered (a copy each).
+  std::vector<const float*> tensors;
+  std::vector<int64_t> sizes;
+  std::vector<std::vector<float>> reordered;
+  const std::vector<Tensor> all = Tensors(st, net);
+  reordered.reserve(all.size());
+  for (const Tensor& t : all) {
+    if (t.kernel.empty()) {
+      tensors.push_back(t.m->data());
+    } else {
+      reordered.push_back(WireValues(t));
+      tensors.push_back(reordered.back().data());
+    }
+    sizes.push_back(t.m->size());
+  }
   v1::SnapshotChunk head;
-  *head.mutable_header() = SnapshotMetadata(name, st);
+  *head.mutable_header() = SnapshotMetadata(name, st, net);
   std::vector<v1::SnapshotChunk> out;
   out.push_back(std::move(head));
   v1::SnapshotChunk chunk;
@@ -58,12 +119,13 @@ std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name,
     out.push_back(std::move(chunk));
     chunk = v1::SnapshotChunk();
   };
-  for (const core::Matrix* m : tensors) {
-    for (Eigen::Index k = 0; k < m->size();) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const float* data = tensors[t];
+    for (int64_t k = 0; k < sizes[t];) {
       if (chunk.values().data_size() == 0) chunk.mutable_values()->set_offset(offset);
-      const Eigen::Index n =
-          std::min<Eigen::Index>(m->size() - k, kValuesPerChunk - chunk.values().data_size());
-      chunk.mutable_values()->mutable_data()->Add(m->data() + k, m->data() + k + n);
+      const int64_t n =
+          std::min<int64_t>(sizes[t] - k, kValuesPerChunk - chunk.values().data_size());
+      chunk.mutable_values()->mutable_data()->Add(data + k, data + k + n);
       k += n;
       offset += n;
       if (chunk.values().data_size() == kValuesPerChunk) flush();
@@ -87,7 +149,8 @@ class ChunkStream : public SessionStream<v1::SnapshotChunk> {
     return true;
   }
   void Add(const std::string& name, const core::TrainerState& st) {  // from a fetch
-    for (auto& c : SnapshotChunks(name, st)) chunks_.push_back(std::move(c));
+    for (auto& c : SnapshotChunks(name, st, session_->options().network))
+      chunks_.push_back(std::move(c));
   }
   std::deque<v1::SnapshotChunk> chunks_;            // filled by a fetch
   v1::SnapshotChunk current_ ABSL_GUARDED_BY(mu_);  // in flight

@@ -20,11 +20,16 @@ namespace alignd::server {
 
 constexpr int kValuesPerChunk = 256 * 1024;
 
-// A state's metadata (name, step, epoch, tensor shapes; no create_time).
-v1::Snapshot SnapshotMetadata(const std::string& name, const core::TrainerState& state);
-// Weights, biases and feedback of a state, as chunks named `name` (header, then values).
+// A state's metadata (name, step, epoch, tensor shapes, layer kinds; no create_time), for
+// the session's network (its layers say which tensors are conv kernels: dims
+// [out, in, kh, kw]).
+v1::Snapshot SnapshotMetadata(const std::string& name, const core::TrainerState& state,
+                              const core::NetworkConfig& net);
+// Weights, biases and feedback of a state, as chunks named `name` (header, then values:
+// matrices column-major, conv kernels in C order of [out, in, kh, kw]).
 std::vector<v1::SnapshotChunk> SnapshotChunks(const std::string& name,
-                                              const core::TrainerState& state);
+                                              const core::TrainerState& state,
+                                              const core::NetworkConfig& net);
 
 grpc::ServerWriteReactor<v1::SnapshotChunk>* NewSnapshotReader(
     SessionManager* sessions, Executor* executor, const v1::ReadSnapshotRequest& request);

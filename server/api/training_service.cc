@@ -141,6 +141,12 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerConte
   return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, PredictImpl, req, resp));
 }
 
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListRules(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListRulesRequest* req,
+                                                         v1::ListRulesResponse* resp) {
+  return Answer(ctx, Rpc(sessions_, &identifier_, ctx, ListRulesImpl, req, resp));
+}
+
 grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
                                                         const v1::EvaluateRequest* req,
                                                         v1::EvaluateResponse* resp) {

@@ -70,6 +70,9 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
+  grpc::ServerUnaryReactor* ListRules(grpc::CallbackServerContext* ctx,
+                                      const v1::ListRulesRequest* request,
+                                      v1::ListRulesResponse* response) override;
 
  private:
   // OK if the caller may read the session `name` is of (or in: a snapshot, weights).

@@ -42,21 +42,54 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
   auto prefixed = [](const absl::Status& st) {
     return absl::Status(st.code(), absl::StrCat("session.", st.message()));
   };
-  auto options_or = ToTrainerOptions(req.config());
+  // Layers without an input shape take the training set's feature shape (its record: no
+  // load). A data set that is not there is named below, where it is loaded.
+  std::vector<int64_t> feature_shape;
+  const auto& net = req.config().network();
+  if (net.layers_size() > 0 && !net.has_input_shape() &&
+      ParseDatasetName(req.train_dataset(), "session.train_dataset").ok())
+    if (auto meta = datasets_->Get(req.train_dataset()); meta.ok())
+      feature_shape.assign(meta->feature_shape().begin(), meta->feature_shape().end());
+  auto options_or = ToTrainerOptions(req.config(), &feature_shape);
   if (!options_or.ok()) return prefixed(options_or.status());
   core::TrainerOptions options = std::move(*options_or);
+  // Activations: a conv layer's is its channels x height x width (the layer is named).
   for (size_t i = 0; i < options.network.sizes.size(); ++i)
     if (options.network.sizes[i] > options_.max_layer_width)
       return absl::InvalidArgumentError(absl::StrCat(
-          "session.config.network.sizes[", i, "] is ", options.network.sizes[i],
-          "; the server allows at most ", options_.max_layer_width, " (--max_layer_width)"));
+          "session.config.network.",
+          options.network.layers.empty() || i == 0 ? absl::StrCat("sizes[", i, "]")
+                                                   : absl::StrCat("layers[", i - 1, "]'s output"),
+          " is ", options.network.sizes[i], " units; the server allows at most ",
+          options_.max_layer_width, " (--max_layer_width)"));
+  // Weights: dense out x in, conv out channels x in channels x kernel.
   int64_t params = 0;
-  for (size_t i = 1; i < options.network.sizes.size(); ++i)
-    params += int64_t{options.network.sizes[i]} * options.network.sizes[i - 1];
+  bool every_layer = true;  // counted them all (else stopped over the limit)
+  {
+    const std::vector<core::LayerSpec> specs = core::LayerSpecs(options.network);
+    int64_t channels = options.network.input.empty() ? 0 : options.network.input.channels;
+    // Each term is below 2^61 (CompleteNetwork bounds every activation by 2^30): stopping
+    // once over the limit keeps the sum from overflowing, however many layers.
+    for (size_t i = 0; i < specs.size() && params <= options_.max_parameters; ++i) {
+      const core::LayerSpec& l = specs[i];
+      const int64_t in = options.network.sizes[i], out = options.network.sizes[i + 1];
+      if (l.kind == core::LayerKind::kDense) {
+        params += in * out;
+        channels = 0;
+      } else if (l.kind == core::LayerKind::kConv) {
+        params +=
+            int64_t{l.units} * channels * l.kernel_h * (l.kernel_w == 0 ? l.kernel_h : l.kernel_w);
+        channels = l.units;
+      } else if (l.kind == core::LayerKind::kFlatten) {
+        channels = 0;
+      }
+      every_layer = i + 1 == specs.size();
+    }
+  }
   if (params > options_.max_parameters)
-    return absl::InvalidArgumentError(absl::StrCat("the network has ", params,
-                                                   " weights; the server allows ",
-                                                   options_.max_parameters, " (--max_parameters)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the network has ", every_layer ? "" : "at least ", params, " weights; the server allows ",
+        options_.max_parameters, " (--max_parameters)"));
   if (options.threads > options_.max_threads)
     return absl::InvalidArgumentError(
         absl::StrCat("session.config.threads is ", options.threads, "; the server runs at most ",
@@ -104,6 +137,7 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
     if (total > options_.max_session_bytes)
       return absl::ResourceExhaustedError(
           absl::StrCat("the session would need about ", engine >> 20, " MiB for training (network ",
+                       options.network.layers.empty() ? "" : "of layers with activations ",
                        absl::StrJoin(options.network.sizes, "-"), " at batch_size ",
                        options.batch_size, ") and ", data >> 20, " MiB of data; the server allows ",
                        options_.max_session_bytes >> 20, " MiB per session (--max_session_bytes)"));

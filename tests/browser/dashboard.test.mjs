@@ -315,6 +315,76 @@ test("a snapshot's tensor downloads as a .npy file", async () => {
   assert.equal((10 + headerLen) % 64, 0);
 });
 
+test("the form's rules come from alignd, and a conv net from its layers field trains with per-layer charts", async () => {
+  // 8x8 images (IDX): three classes, a bright row, a bright column, or nothing.
+  const n = 300, img = Buffer.alloc(16 + n * 64), lab = Buffer.alloc(8 + n);
+  img.writeUInt32BE(0x803, 0); img.writeUInt32BE(n, 4); img.writeUInt32BE(8, 8); img.writeUInt32BE(8, 12);
+  lab.writeUInt32BE(0x801, 0); lab.writeUInt32BE(n, 4);
+  for (let i = 0; i < n; i++) {
+    const y = i % 3, k = (i * 7) % 6 + 1;
+    lab[8 + i] = y;
+    for (let p = 0; p < 64; p++) img[16 + i * 64 + p] = ((p * 31 + i * 17) % 40) + (y === 0 && (p >> 3) === k ? 200 : 0) + (y === 1 && (p & 7) === k ? 200 : 0);
+  }
+  writeFileSync(join(tmp, "img.idx"), img);
+  writeFileSync(join(tmp, "lab.idx"), lab);
+  const errorsBefore = consoleErrors.length;
+  const images = (await ctl("-o", "name", "datasets", "upload", "--idx", join(tmp, "img.idx"), join(tmp, "lab.idx"), "--name", "rows and columns")).trim();
+  await page.click("#new-session");
+  await page.waitForSelector("#create-dialog[open]");
+  // The rule list is alignd's (ListRules): every rule, pbp marked as dense only.
+  const rules = await page.$$eval("#create-form select[name=rule] option", (os) => os.map((o) => [o.value, o.textContent]));
+  assert.deepEqual(rules.map((r) => r[0]), ["RULE_BACKPROP", "RULE_FEEDBACK_ALIGNMENT", "RULE_DIRECT_FEEDBACK_ALIGNMENT",
+    "RULE_SIGN_SYMMETRY", "RULE_KOLEN_POLLACK", "RULE_PSEUDO_BACKPROP", "RULE_SHALLOW"]);
+  assert.match(rules[5][1], /^pbp: Pseudo-backprop \(dense layers only\)$/);
+  await page.selectOption("#create-form select[name=train_dataset]", images);
+  await page.fill("#create-form input[name=display_name]", "conv from the form");
+  await page.selectOption("#create-form select[name=rule]", "RULE_FEEDBACK_ALIGNMENT");
+  await page.selectOption("#create-form select[name=loss]", "LOSS_CROSS_ENTROPY");
+  await page.fill("#create-form input[name=batch_size]", "10");
+  await page.fill("#create-form input[name=max_steps]", "300");
+  await page.fill("#create-form input[name=metrics_every]", "10");
+  // A bad item is named in the page, before any request.
+  await page.fill("#create-form input[name=layers]", "conv:4x3x3,pool:2,conv:6x5");
+  await page.click("#create-submit");
+  await until("the item named", async () => /layers item 3 'conv:6x5': expected conv:CxKHxKW/.test(await page.textContent("#create-error")));
+  // alignd's refusal is shown with its field.
+  await page.fill("#create-form input[name=layers]", "conv:4x9x9,dense:3");
+  await page.click("#create-submit");
+  await until("alignd's refusal", async () => /INVALID_ARGUMENT: session\.config\.network\.layers\[0\] \(conv\): a 9x9 kernel/.test(await page.textContent("#create-error")));
+  await page.fill("#create-form input[name=layers]", "conv:4x3x3:p1,pool:2,dense:3");
+  await page.fill("#create-form input[name=input_shape]", "1x8x8");
+  await page.click("#create-submit");
+  await until("the dialog to close", async () => !(await page.isVisible("#create-dialog")));
+  const id = await until("the conv session selected", async () => {
+    const sel = (await page.evaluate(() => window.aligndDashboard.selected()))[0];
+    return sel && sel !== fa && sel !== bp ? sel : null;
+  });
+  const s = await inAlignd(id);
+  assert.equal(s.config.network.layers.length, 3);
+  assert.deepEqual(s.config.network.input_shape, { channels: 1, height: 8, width: 8 });
+  assert.deepEqual(s.config.network.sizes, [64, 256, 64, 3]);
+  await until("finished", async () => (await inAlignd(id)).state === "SESSION_STATE_SUCCEEDED", 60000, 200);
+  const row = `#sessions tr[data-id="${id}"]`;
+  await until("the layers in the list", async () => (await page.textContent(row)).includes("conv:4x3x3:p1,pool:2,dense:3"));
+  // Hidden layer 1 feeds the pool: an update angle, but its W–B angle is NaN throughout, and
+  // that chart has no series (nothing broken); hidden layer 2 feeds the dense layer: both.
+  const drawn = await until("the layer charts", async () => {
+    const c = await page.evaluate(() => window.aligndDashboard.chartPoints());
+    return c.angle1 > 0 && c.angle2 > 0 && c.wb2 > 0 ? c : null;
+  });
+  assert.equal(drawn.wb1, 0);
+  assert.match(await page.textContent('.chart[data-key="angle1"] h3'), /Layer 1 \(into pool:2\)/);
+  assert.match(await page.textContent('.chart[data-key="wb2"] h3'), /Layer 2 \(into dense:3\)/);
+  await page.evaluate(() => { document.querySelector("#snapshots-box").open = false; });  // an earlier test opened it
+  await page.click("#snapshots-box summary");
+  await page.click('#snapshots button[data-shapes="latest"]');
+  await page.waitForSelector('#snapshots button[data-npy="W0"]');
+  assert.match(await page.textContent('#snapshots button[data-npy="W0"]'), /W0 \(4×1×3×3\)/);
+  // No page error (the browser logs the refused create's 400 itself).
+  assert.deepEqual(consoleErrors.slice(errorsBefore).filter((e) => !/status of 400/.test(e)), []);
+  await shot("conv-session");
+});
+
 test("with TLS and tokens the page asks for a token once, keeps it out of the URL, and sends it", async () => {
   const dir = join(tmp, "tls");
   mkdirSync(dir);

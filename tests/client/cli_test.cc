@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "client/create_request.h"
+#include "client/layers.h"
 #include "client/sweep.h"
 #include "client/table.h"
 #include "client/watch.h"
@@ -162,6 +163,122 @@ TEST(CreateRequestTest, BadFlagsNameTheFlag) {
   EXPECT_OK(BuildCreateRequest(f));
   f.config_json = "{not json";
   EXPECT_EQ(BuildCreateRequest(f).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LayersTest, TheCompactGrammarParsesAndFormatsBack) {
+  const std::string lenet = "conv:6x5x5,pool:2,conv:16x5x5,pool:2,dense:120,dense:84,dense:10";
+  auto l = ParseLayers(lenet);
+  ASSERT_OK(l);
+  ASSERT_EQ(l->size(), 7u);
+  EXPECT_EQ((*l)[0].kind(), v1::LAYER_KIND_CONV);
+  EXPECT_EQ((*l)[0].units(), 6);
+  EXPECT_EQ((*l)[0].kernel_h(), 5);
+  EXPECT_EQ((*l)[0].kernel_w(), 5);
+  EXPECT_EQ((*l)[0].stride(), 0);  // unset: 1
+  EXPECT_EQ((*l)[1].kind(), v1::LAYER_KIND_MAX_POOL);
+  EXPECT_EQ((*l)[1].kernel_h(), 2);
+  EXPECT_EQ((*l)[4].kind(), v1::LAYER_KIND_DENSE);
+  EXPECT_EQ((*l)[4].units(), 120);
+  google::protobuf::RepeatedPtrField<v1::LayerSpec> field(l->begin(), l->end());
+  EXPECT_EQ(FormatLayers(field), lenet);
+
+  // Suffixes, the other kinds, spaces and case.
+  l = ParseLayers(" conv:16x5x3:s2:p1 , MaxPool:3:s1, avgpool:2, flatten ,dense:10");
+  ASSERT_OK(l);
+  ASSERT_EQ(l->size(), 5u);
+  EXPECT_EQ((*l)[0].kernel_h(), 5);
+  EXPECT_EQ((*l)[0].kernel_w(), 3);
+  EXPECT_EQ((*l)[0].stride(), 2);
+  EXPECT_EQ((*l)[0].padding(), 1);
+  EXPECT_EQ((*l)[1].kind(), v1::LAYER_KIND_MAX_POOL);
+  EXPECT_EQ((*l)[1].kernel_h(), 3);
+  EXPECT_EQ((*l)[1].stride(), 1);
+  EXPECT_EQ((*l)[2].kind(), v1::LAYER_KIND_AVG_POOL);
+  EXPECT_EQ((*l)[3].kind(), v1::LAYER_KIND_FLATTEN);
+  field = google::protobuf::RepeatedPtrField<v1::LayerSpec>(l->begin(), l->end());
+  EXPECT_EQ(FormatLayers(field), "conv:16x5x3:s2:p1,pool:3:s1,avgpool:2,flatten,dense:10");
+  EXPECT_OK(ParseLayers("conv:6x5x5:p0"));
+
+  // Bad items are named by their place and text, with what was expected.
+  const std::pair<std::string, std::string> bad[] = {
+      {"dense:10,pool:2,conv:6x5", "--layers item 3 'conv:6x5': expected conv:CxKHxKW"},
+      {"conv:6x5x5:q2", "--layers item 1 'conv:6x5x5:q2': expected conv:CxKHxKW[:sS][:pP]"},
+      {"conv:0x5x5", "--layers item 1 'conv:0x5x5': expected conv:CxKHxKW"},
+      {"conv:6x5x5:s0", "item 1 'conv:6x5x5:s0'"},
+      {"pool", "--layers item 1 'pool': expected pool:W[:sS]"},
+      {"pool:2:p1", "--layers item 1 'pool:2:p1': expected pool:W[:sS]"},
+      {"avgpool:2x2", "'avgpool:2x2': expected avgpool:W[:sS]"},
+      {"dense:120,dense", "--layers item 2 'dense': expected dense:N"},
+      {"dense:-3", "'dense:-3': expected dense:N"},
+      {"dense:10,,dense:5", "--layers item 2 '': expected a layer"},
+      {"flatten:1", "'flatten:1': expected flatten (no arguments)"},
+      {"lstm:10",
+       "--layers item 1 'lstm:10': expected conv:, pool:, maxpool:, avgpool:, dense: "
+       "or flatten"},
+  };
+  for (const auto& [text, message] : bad) {
+    SCOPED_TRACE(text);
+    auto r = ParseLayers(text);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(r.status().message()).find(message), std::string::npos) << r.status();
+  }
+
+  auto shape = ParseImageShape("1x32x32");
+  ASSERT_OK(shape);
+  EXPECT_EQ(shape->channels(), 1);
+  EXPECT_EQ(shape->height(), 32);
+  EXPECT_EQ(FormatImageShape(*shape), "1x32x32");
+  shape = ParseImageShape("28x28");
+  ASSERT_OK(shape);
+  EXPECT_EQ(FormatImageShape(*shape), "1x28x28");
+  for (const char* b : {"32", "1x32x", "0x3x3", "3x3x3x3", "axbxc"}) {
+    SCOPED_TRACE(b);
+    auto r = ParseImageShape(b);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(std::string(r.status().message()).find("--input-shape"), std::string::npos);
+  }
+}
+
+TEST(CreateRequestTest, LayersAndInputShapeFlagsReplaceTheConfigsNetwork) {
+  CreateFlags f;
+  f.dataset = "d";
+  f.config_file = "c.json";
+  f.config_json = R"({"network": {"sizes": [784, 100, 10], "hidden_activation": "ACTIVATION_RELU"},
+                      "batch_size": 64})";
+  f.layers = "conv:6x5x5,pool:2,dense:10";
+  f.input_shape = "1x28x28";
+  f.sign_mode = "brsf";
+  auto r = BuildCreateRequest(f);
+  ASSERT_OK(r);
+  const auto& net = r->session().config().network();
+  EXPECT_EQ(net.sizes_size(), 0);  // the server derives them
+  ASSERT_EQ(net.layers_size(), 3);
+  EXPECT_EQ(net.layers(0).kind(), v1::LAYER_KIND_CONV);
+  EXPECT_EQ(net.hidden_activation(), v1::ACTIVATION_RELU);  // the file's, kept
+  EXPECT_EQ(net.input_shape().height(), 28);
+  EXPECT_EQ(r->session().config().feedback().sign_mode(), v1::SIGN_SYMMETRY_MODE_BATCH_RANDOM);
+  f.layers = "conv:6x5";
+  EXPECT_NE(std::string(BuildCreateRequest(f).status().message())
+                .find("--layers item 1 'conv:6x5': expected conv:CxKHxKW"),
+            std::string::npos);
+  // Layers in the JSON config, through protobuf's JSON mapping.
+  f.layers.reset();
+  f.input_shape.reset();
+  f.config_json = R"({"network": {"layers": [
+      {"kind": "LAYER_KIND_CONV", "units": 6, "kernel_h": 5},
+      {"kind": "LAYER_KIND_MAX_POOL", "kernel_h": 2},
+      {"units": 10}], "input_shape": {"channels": 1, "height": 32, "width": 32}}})";
+  r = BuildCreateRequest(f);
+  ASSERT_OK(r);
+  EXPECT_EQ(FormatLayers(r->session().config().network().layers()), "conv:6x5x5,pool:2,dense:10");
+  EXPECT_EQ(r->session().config().network().input_shape().width(), 32);
+  // --sizes alone replaces the file's layers with dense ones.
+  f.sizes = "1024,10";
+  r = BuildCreateRequest(f);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->session().config().network().layers_size(), 0);
+  EXPECT_EQ(r->session().config().network().sizes_size(), 2);
 }
 
 TEST(SweepTest, ExpandsRulesGridAndSeedsAndSummarisesOverSeeds) {

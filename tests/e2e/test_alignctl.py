@@ -191,6 +191,97 @@ class AlignctlTest(unittest.TestCase):
         w1, b1 = np.load(os.path.join(out, "W1.npy")), np.load(os.path.join(out, "b1.npy"))
         np.testing.assert_allclose(y, (x @ w0.T + b0.T) @ w1.T + b1.T, rtol=1e-4, atol=1e-4)
 
+    def test_a_conv_net_from_layers_trains_with_bp_and_fa_and_gives_4d_kernels(self):
+        # 8x8 one-channel images of three classes (a horizontal bar, a vertical bar, a square),
+        # uploaded as .npy (n, 8, 8): the data set keeps its image shape.
+        rng = np.random.default_rng(3)
+        n = 600
+        y = rng.integers(0, 3, n)
+        x = 0.3 * rng.normal(size=(n, 8, 8)).astype(np.float32)
+        for i in range(n):
+            a, b = rng.integers(1, 5, 2)
+            if y[i] == 0:
+                x[i, a, 1:7] += 2.0
+            elif y[i] == 1:
+                x[i, 1:7, b] += 2.0
+            else:
+                x[i, a:a + 3, b:b + 3] += 2.0
+        xp, yp = os.path.join(self.dir, "img.npy"), os.path.join(self.dir, "lab.npy")
+        np.save(xp, x)
+        np.save(yp, y.astype(np.int32))
+        ds = self.ctl_json("datasets", "upload", "--npy", xp, yp, "--name", "bars")
+        self.assertEqual(ds["feature_shape"], ["8", "8"])
+        layers = "conv:4x3x3:p1,pool:2,conv:6x3x3,flatten,dense:3"
+        accuracy = {}
+        for rule in ("bp", "fa"):
+            p = self.ctl("train", "--dataset", ds["name"], "--layers", layers, "--rule", rule,
+                         "--hidden-activation", "relu", "--output-activation", "softmax", "--loss", "cross-entropy",
+                         "--lr", "0.05", "--batch", "20", "--epochs", "4", "--metrics-every", "10",
+                         "--snapshot-every", "60", "--name", f"conv {rule}", "--watch")
+            self.assertIn("SUCCEEDED", p.stdout)
+            name = p.stdout.splitlines()[0].strip()
+            got = self.ctl_json("sessions", "get", name)
+            net = got["config"]["network"]
+            self.assertEqual(net["input_shape"], {"channels": 1, "height": 8, "width": 8})
+            self.assertEqual(net["sizes"], [64, 256, 64, 24, 24, 3])
+            self.assertEqual([l.get("kind") for l in net["layers"]],
+                             ["LAYER_KIND_CONV", "LAYER_KIND_MAX_POOL", "LAYER_KIND_CONV", "LAYER_KIND_FLATTEN",
+                              "LAYER_KIND_DENSE"])
+            # The table shows the layers in the grammar they were given in.
+            self.assertIn(f"{name} layers: {layers} on input 1x8x8", self.ctl("sessions", "get", name).stdout)
+            table = self.ctl("snapshots", "get", name).stdout
+            self.assertRegex(table, r"W0\s+conv\s+4\s+9\s+4x1x3x3")
+            self.assertRegex(table, r"W1\s+max_pool\s+0\s+0")
+            out = os.path.join(self.dir, f"conv-{rule}")
+            self.ctl("snapshots", "download", name, "--out", out)
+            self.assertEqual(np.load(os.path.join(out, "W0.npy")).shape, (4, 1, 3, 3))
+            self.assertEqual(np.load(os.path.join(out, "W2.npy")).shape, (6, 4, 3, 3))
+            self.assertEqual(np.load(os.path.join(out, "W4.npy")).shape, (3, 24))
+            self.assertFalse(os.path.exists(os.path.join(out, "W1.npy")))  # pooling: no weights
+            if rule == "fa":
+                self.assertEqual(np.load(os.path.join(out, "B2.npy")).shape, (6, 4, 3, 3))
+            # Predict from images (n, 8, 8).
+            px, py = os.path.join(self.dir, "pimg.npy"), os.path.join(self.dir, f"pout-{rule}.npy")
+            np.save(px, x[:200])
+            self.ctl("sessions", "predict", name, "--npy", px, "--out", py)
+            out = np.load(py)
+            self.assertEqual(out.shape, (200, 3))
+            accuracy[rule] = float(np.mean(out.argmax(1) == y[:200]))
+        self.assertGreater(accuracy["bp"], 0.8, accuracy)
+        self.assertGreater(accuracy["fa"], 0.5, accuracy)
+        # Layers through --config JSON (protobuf's JSON mapping), and --sign-mode brsf.
+        cfg = os.path.join(self.dir, "conv.json")
+        with open(cfg, "w") as f:
+            json.dump({"network": {"layers": [{"kind": "LAYER_KIND_CONV", "units": 4, "kernel_h": 3},
+                                              {"kind": "LAYER_KIND_AVG_POOL", "kernel_h": 2},
+                                              {"kind": "LAYER_KIND_DENSE", "units": 3}],
+                                   "input_shape": {"channels": 1, "height": 8, "width": 8}},
+                       "max_steps": 5}, f)
+        got = self.ctl_json("sessions", "create", "--dataset", ds["name"], "--config", cfg, "--rule", "sign",
+                            "--sign-mode", "brsf")
+        self.assertEqual(got["config"]["network"]["sizes"], [64, 144, 36, 3])
+        self.assertEqual(got["config"]["feedback"]["sign_mode"], "SIGN_SYMMETRY_MODE_BATCH_RANDOM")
+        # Errors: a bad item is named before anything is sent; the server names the field.
+        p = self.ctl("train", "--dataset", ds["name"], "--layers", "conv:4x3x3,pool:2,conv:6x5", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--layers item 3 'conv:6x5': expected conv:CxKHxKW", p.stderr)
+        p = self.ctl("train", "--dataset", ds["name"], "--layers", "conv:4x3x3,pool:2,conv:6x5x5,dense:3", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("INVALID_ARGUMENT", p.stderr)
+        self.assertIn("session.config.network.layers[2] (conv): a 5x5 kernel is larger than its 4x3x3 input",
+                      p.stderr)
+        p = self.ctl("train", "--dataset", ds["name"], "--layers", "conv:4x3x3,dense:3", "--rule", "pbp", ok=False)
+        self.assertIn("session.config.feedback.rule pbp does not train convolution layers", p.stderr)
+        flat = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "100").stdout.strip()
+        p = self.ctl("train", "--dataset", flat, "--layers", "conv:4x3x3,dense:10", ok=False)
+        self.assertIn("set config.network.input_shape, or upload images", p.stderr)
+        # The rules, from the server.
+        rules = self.ctl_json("rules")["rules"]
+        self.assertEqual([r["name"] for r in rules], ["bp", "fa", "dfa", "sign", "kp", "pbp", "shallow"])
+        self.assertIn("Kolen-Pollack", self.ctl("rules").stdout)
+        self.assertIn("conv:6x5x5,pool:2,conv:16x5x5,pool:2,dense:120,dense:84,dense:10",
+                      self.ctl("train", "--help").stdout)
+
     def test_control_commands_and_errors(self):
         ds = self.ctl("datasets", "generate", "--kind", "toy", "--examples", "100").stdout.strip()
         name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max-steps", "200000",

@@ -169,6 +169,40 @@ class DashboardApiTest(unittest.TestCase):
         self.assertIn("has no tensor W7", err["message"])
         self.assertEqual(self.call("GET", f"/api/sessions/{sid}/snapshots/1500/W0.npy")[0], 404)
 
+    def test_conv_kernels_as_4d_npy_and_the_rules_from_alignd(self):
+        import io
+        import numpy as np
+        from alignd_client import Client
+        rng = np.random.default_rng(2)
+        with Client(self.address) as client:
+            ds = client.upload_dataset(rng.normal(size=(50, 2, 6, 6)).astype(np.float32), rng.integers(0, 3, 50))
+        c = {"network": {"layers": [{"kind": "LAYER_KIND_CONV", "units": 3, "kernel_h": 3, "kernel_w": 2},
+                                    {"kind": "LAYER_KIND_AVG_POOL", "kernel_h": 2},
+                                    {"kind": "LAYER_KIND_DENSE", "units": 3}]},
+             "feedback": {"rule": "RULE_FEEDBACK_ALIGNMENT"}, "batch_size": 5, "max_steps": 20}
+        code, s = self.call("POST", "/api/sessions", {"session": {"train_dataset": ds["name"], "config": c}})
+        self.assertEqual(code, 200, s)
+        self.assertEqual(s["config"]["network"]["input_shape"], {"channels": 2, "height": 6, "width": 6})
+        sid = s["name"].split("/")[1]
+        self.wait_done(sid)
+        code, snap = self.call("GET", f"/api/sessions/{sid}/snapshots/latest")
+        self.assertEqual(snap["layer_kinds"], ["LAYER_KIND_CONV", "LAYER_KIND_AVG_POOL", "LAYER_KIND_DENSE"])
+        dims = {t["label"]: [int(d) for d in t.get("dims", [])] for t in snap["shapes"]}
+        self.assertEqual(dims["W0"], [3, 2, 3, 2])
+        with Client(self.address) as client:
+            want = client.read_snapshot(sid)
+        for label, shape in (("W0", (3, 2, 3, 2)), ("W2", (3, 12)), ("B2", (12, 3))):
+            with urllib.request.urlopen(f"{self.url}/api/sessions/{sid}/snapshots/latest/{label}.npy") as r:
+                got = np.load(io.BytesIO(r.read()))
+            self.assertEqual(got.shape, shape)
+            np.testing.assert_array_equal(got, want[label])
+        code, rules = self.call("GET", "/api/rules")
+        self.assertEqual(code, 200)
+        self.assertEqual([r["name"] for r in rules["rules"]], ["bp", "fa", "dfa", "sign", "kp", "pbp", "shallow"])
+        pbp = next(r for r in rules["rules"] if r["name"] == "pbp")
+        self.assertFalse(pbp.get("trains_conv", False))
+        self.assertEqual(pbp["rule"], "RULE_PSEUDO_BACKPROP")
+
     def test_the_list_carries_each_sessions_newest_figures(self):
         from alignd_client import Client
         c = {"network": {"sizes": [30, 20, 10]}, "feedback": {"rule": "RULE_BACKPROP"}, "batch_size": 1,

@@ -13,7 +13,7 @@ import unittest
 import numpy as np
 
 import grpc
-from alignd_client import AligndError, Client, decode_payload, encode_payload, rule_names
+from alignd_client import AligndError, Client, decode_payload, encode_payload, parse_layers, rule_names
 
 
 class PythonClientTest(unittest.TestCase):
@@ -144,6 +144,138 @@ class PythonClientTest(unittest.TestCase):
         p = np.exp(z - z.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         np.testing.assert_allclose(out, p, atol=1e-4)
+
+    def images(self, n=600, size=8, seed=0):
+        """n one-channel size x size images of three classes: a bright horizontal bar, a
+        vertical bar, or a bright square, at random places, on noise."""
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, n)
+        x = 0.3 * rng.normal(size=(n, size, size)).astype(np.float32)
+        for i in range(n):
+            a, b = rng.integers(1, size - 3, 2)
+            if y[i] == 0:
+                x[i, a, 1:size - 1] += 2.0
+            elif y[i] == 1:
+                x[i, 1:size - 1, b] += 2.0
+            else:
+                x[i, a:a + 3, b:b + 3] += 2.0
+        return x, y
+
+    def test_a_conv_net_with_layers_as_dicts_trains_snapshots_4d_kernels_and_predicts(self):
+        x, y = self.images()
+        ds = self.c.upload_dataset(x, y, name="bars-8x8")
+        self.assertEqual(ds["feature_shape"], [8, 8])
+        layers = [{"kind": "conv", "channels": 4, "kernel": 3, "padding": 1},
+                  {"kind": "pool", "window": 2},
+                  {"kind": "conv", "channels": 6, "kernel": (3, 3)},
+                  {"kind": "flatten"},
+                  {"kind": "dense", "units": 3}]
+        results = {}
+        for rule in ("bp", "fa"):
+            s = self.c.create_session(ds, layers=layers, rule=rule, hidden="relu", output="softmax",
+                                      loss="cross_entropy", learning_rate=0.05, batch_size=20, epochs=4,
+                                      metrics_every=10, snapshot_every=30, name=f"conv {rule}")
+            net = s["config"]["network"]
+            self.assertEqual(net["input_shape"], {"channels": 1, "height": 8, "width": 8})
+            self.assertEqual(net["sizes"], [64, 256, 64, 24, 24, 3])  # 4x8x8, 4x4x4, 6x2x2
+            events = list(self.c.stream_metrics(s))
+            end = events[-1]["end"]
+            self.assertEqual(end["state"], "SESSION_STATE_SUCCEEDED", end.get("failure_reason"))
+            self.assertEqual(end["step"], 120)
+            # One alignment entry per hidden activation; a pooling layer's W-B angle is NaN.
+            al = [e["step"]["alignment"] for e in events if "step" in e][-1]
+            self.assertEqual(len(al), 4)
+            self.assertTrue(math.isnan(al[0]["weight_angle"]))  # into the pool: no weights
+            if rule == "fa":
+                self.assertFalse(math.isnan(al[1]["weight_angle"]))  # into conv 2: B is its kernel's
+                self.assertTrue(0 <= al[1]["update_angle_mean"] <= 180)
+            w = self.c.read_snapshot(s)
+            self.assertEqual(w["layer_kinds"], ["LAYER_KIND_CONV", "LAYER_KIND_MAX_POOL", "LAYER_KIND_CONV",
+                                                "LAYER_KIND_FLATTEN", "LAYER_KIND_DENSE"])
+            self.assertEqual(w["W0"].shape, (4, 1, 3, 3))
+            self.assertEqual(w["W2"].shape, (6, 4, 3, 3))
+            self.assertEqual(w["W4"].shape, (3, 24))
+            self.assertNotIn("W1", w)  # pooling: no weights
+            if rule == "fa":
+                self.assertEqual(w["B2"].shape, (6, 4, 3, 3))  # B shaped like the kernel
+                self.assertEqual(w["B4"].shape, (24, 3))       # dense: W^T's shape
+            # Images as (n, 8, 8) or flat (n, 64) predict the same; the net learned.
+            xt, yt = self.images(n=300, seed=1)
+            p3 = self.c.predict(s, xt)
+            p2 = self.c.predict(s, xt.reshape(len(xt), -1))
+            np.testing.assert_array_equal(p3, p2)
+            self.assertEqual(p3.shape, (300, 3))
+            results[rule] = float(np.mean(p3.argmax(1) == yt))
+        self.assertGreater(results["bp"], 0.8, results)
+        self.assertGreater(results["fa"], 0.5, results)
+        # The same through the compact string.
+        self.assertEqual(parse_layers("conv:4x3x3:p1,pool:2,conv:6x3x3,flatten,dense:3"),
+                         [{"kind": "conv", "channels": 4, "kernel": (3, 3), "padding": 1},
+                          {"kind": "maxpool", "window": 2}, {"kind": "conv", "channels": 6, "kernel": (3, 3)},
+                          {"kind": "flatten"}, {"kind": "dense", "units": 3}])
+        s = self.c.create_session(ds, layers="conv:4x3x3,pool:2,dense:3", rule="sign", sign_mode="brsf",
+                                  max_steps=5, input_shape=(1, 8, 8))
+        self.assertEqual(s["config"]["feedback"]["sign_mode"], "SIGN_SYMMETRY_MODE_BATCH_RANDOM")
+        self.assertEqual(s["config"]["network"]["sizes"], [64, 144, 36, 3])
+        list(self.c.stream_metrics(s))
+        # Layers in the config dict (proto field names), with sizes=[] as tools/repro passes it.
+        s = self.c.create_session(ds, [], rule="bp", max_steps=2, config={"network": {
+            "layers": [{"kind": "LAYER_KIND_CONV", "units": 2, "kernel_h": 3}, {"kind": "LAYER_KIND_DENSE", "units": 3}],
+            "input_shape": {"channels": 1, "height": 8, "width": 8}}})
+        self.assertEqual(s["config"]["network"]["sizes"], [64, 72, 3])
+        list(self.c.stream_metrics(s))
+        # Errors name the field.
+        with self.assertRaises(AligndError) as e:
+            self.c.create_session(ds, layers="conv:4x9x9,dense:3", max_steps=5)
+        self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("session.config.network.layers[0] (conv): a 9x9 kernel is larger than its 1x8x8 input",
+                      str(e.exception))
+        with self.assertRaises(AligndError) as e:
+            self.c.create_session(ds, layers=layers, rule="pbp", max_steps=5)
+        self.assertIn("session.config.feedback.rule pbp does not train convolution layers", str(e.exception))
+        with self.assertRaises(ValueError) as v:
+            self.c.create_session(ds, layers="conv:4x3,dense:3")
+        self.assertIn("layers item 1 'conv:4x3': expected conv:CxKHxKW", str(v.exception))
+        with self.assertRaises(ValueError) as v:
+            self.c.create_session(ds, layers=[{"kind": "conv", "channels": 4, "kernal": 3}])
+        self.assertIn("layers[0] (conv): unknown keys ['kernal']", str(v.exception))
+
+    def test_a_snapshots_4d_kernel_is_the_convolution_alignd_computes(self):
+        # A net that is one conv layer (2 channels in, 3 out, 3x2 kernel, stride 1, padding 1):
+        # its outputs, predicted by alignd, against the convolution of the snapshot's
+        # (out, in, kh, kw) kernel computed here (cross-correlation, as PyTorch's Conv2d).
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=(40, 2, 5, 6)).astype(np.float32)
+        y = rng.normal(size=(40, 3 * 5 * 7)).astype(np.float32)  # out: 3 x (5+2-3+1) x (6+2-2+1)
+        ds = self.c.upload_dataset(x, y, name="conv-regression")
+        self.assertEqual(ds["feature_shape"], [2, 5, 6])
+        s = self.c.create_session(ds, layers=[{"kind": "conv", "channels": 3, "kernel": (3, 2), "padding": 1}],
+                                  rule="bp", batch_size=8, max_steps=3, learning_rate=0.01)
+        self.assertEqual(s["config"]["network"]["sizes"], [60, 105])
+        end = list(self.c.stream_metrics(s))[-1]["end"]
+        self.assertEqual(end["state"], "SESSION_STATE_SUCCEEDED", end.get("failure_reason"))
+        w = self.c.read_snapshot(s)
+        k, b = w["W0"], w["b0"][:, 0]
+        self.assertEqual(k.shape, (3, 2, 3, 2))
+        xp = np.pad(x[:4].astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        want = np.zeros((4, 3, 5, 7))
+        for o in range(3):
+            for r in range(5):
+                for c in range(7):
+                    want[:, o, r, c] = b[o] + np.einsum("nikl,ikl->n", xp[:, :, r:r + 3, c:c + 2], k[o])
+        got = self.c.predict(s, x[:4]).reshape(4, 3, 5, 7)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+    def test_list_rules_is_the_servers_table(self):
+        rules = self.c.list_rules()
+        by = {r["name"]: r for r in rules}
+        self.assertEqual(set(by), set(rule_names()))
+        self.assertEqual(rules[0]["name"], "bp")
+        self.assertEqual(by["fa"]["rule"], "RULE_FEEDBACK_ALIGNMENT")
+        self.assertEqual(by["fa"]["title"], "Feedback alignment")
+        self.assertTrue(by["fa"]["trains_conv"])
+        self.assertFalse(by["pbp"]["trains_conv"])
+        self.assertEqual(by["dfa"]["feedback_shape"], "FEEDBACK_SHAPE_OUTPUT_TO_UNITS")
 
     def test_control_and_a_resumed_stream(self):
         ds = self.c.generate_dataset("linear", examples=500)

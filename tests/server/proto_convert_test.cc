@@ -120,6 +120,173 @@ TEST(ProtoConvertTest, ErrorsNameTheWireField) {
   }
 }
 
+// A small LeNet-like net on 1x12x12 images: conv 6 5x5 (6x8x8), max pool 2 (6x4x4), dense 10.
+v1::TrainingConfig ConvConfig() {
+  v1::TrainingConfig c;
+  auto* n = c.mutable_network();
+  auto add = [n](v1::LayerKind kind, int units, int k) {
+    v1::LayerSpec* l = n->add_layers();
+    l->set_kind(kind);
+    l->set_units(units);
+    l->set_kernel_h(k);
+    return l;
+  };
+  add(v1::LAYER_KIND_CONV, 6, 5);
+  add(v1::LAYER_KIND_MAX_POOL, 0, 2);
+  add(v1::LAYER_KIND_DENSE, 10, 0);
+  c.mutable_feedback()->set_rule(v1::RULE_FEEDBACK_ALIGNMENT);
+  return c;
+}
+
+TEST(ProtoConvertTest, LayersRoundTripWithTheSizesTheyMake) {
+  v1::TrainingConfig c = ConvConfig();
+  c.mutable_network()->mutable_input_shape()->set_channels(1);
+  c.mutable_network()->mutable_input_shape()->set_height(12);
+  c.mutable_network()->mutable_input_shape()->set_width(12);
+  c.mutable_network()->mutable_layers(0)->set_padding(1);  // 6x10x10, pool 6x5x5
+  c.mutable_network()->mutable_layers(1)->set_stride(2);
+  c.mutable_feedback()->set_sign_mode(v1::SIGN_SYMMETRY_MODE_BATCH_RANDOM);
+  auto o = ToTrainerOptions(c);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->network.sizes, (std::vector<int>{144, 600, 150, 10}));
+  ASSERT_EQ(o->network.layers.size(), 3u);
+  EXPECT_EQ(o->network.layers[0].kind, core::LayerKind::kConv);
+  EXPECT_EQ(o->network.layers[0].units, 6);
+  EXPECT_EQ(o->network.layers[0].kernel_h, 5);
+  EXPECT_EQ(o->network.layers[0].padding, 1);
+  EXPECT_EQ(o->network.layers[1].kind, core::LayerKind::kMaxPool);
+  EXPECT_EQ(o->network.layers[1].stride, 2);
+  EXPECT_EQ(o->network.input, (core::ImageShape{1, 12, 12}));
+  EXPECT_EQ(o->feedback.sign_mode, core::SignSymmetryMode::kBatchRandom);
+  // The stored config shows the sizes; it converts to the same options, and again to itself.
+  const v1::TrainingConfig wire = ToProto(*o);
+  EXPECT_EQ(std::vector<int>(wire.network().sizes().begin(), wire.network().sizes().end()),
+            o->network.sizes);
+  EXPECT_EQ(wire.network().layers_size(), 3);
+  EXPECT_EQ(wire.network().layers(0).kind(), v1::LAYER_KIND_CONV);
+  EXPECT_EQ(wire.network().layers(1).kind(), v1::LAYER_KIND_MAX_POOL);
+  EXPECT_EQ(wire.network().layers(2).kind(), v1::LAYER_KIND_DENSE);
+  EXPECT_EQ(wire.network().input_shape().height(), 12);
+  EXPECT_EQ(wire.feedback().sign_mode(), v1::SIGN_SYMMETRY_MODE_BATCH_RANDOM);
+  auto again = ToTrainerOptions(wire);
+  ASSERT_OK(again);
+  EXPECT_EQ(ToProto(*again).SerializeAsString(), wire.SerializeAsString());
+  // A dense net keeps its shorthand: no layers, no input shape on the wire.
+  auto dense = ToTrainerOptions(Minimal());
+  ASSERT_OK(dense);
+  EXPECT_EQ(ToProto(*dense).network().layers_size(), 0);
+  EXPECT_FALSE(ToProto(*dense).network().has_input_shape());
+}
+
+TEST(ProtoConvertTest, WithoutAnInputShapeLayersTakeTheDataSetsFeatureShape) {
+  const v1::TrainingConfig c = ConvConfig();
+  const std::vector<int64_t> image = {12, 12}, rgb = {3, 12, 12}, flat = {144};
+  auto o = ToTrainerOptions(c, &image);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->network.input, (core::ImageShape{1, 12, 12}));
+  EXPECT_EQ(o->network.sizes.front(), 144);
+  o = ToTrainerOptions(c, &rgb);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->network.input, (core::ImageShape{3, 12, 12}));
+  EXPECT_EQ(o->network.sizes.front(), 432);
+  // Flat data: a conv layer cannot take it, and the message says what to do.
+  o = ToTrainerOptions(c, &flat);
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(o.status().message());
+  EXPECT_NE(msg.find("config.network.layers[0] (conv) needs an image input"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("network.input_shape"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("upload images"), std::string::npos) << msg;
+  // Dense layers take flat data, sizes[0] from it.
+  v1::TrainingConfig d;
+  d.mutable_network()->add_layers()->set_units(20);
+  d.mutable_network()->add_layers()->set_units(10);
+  o = ToTrainerOptions(d, &flat);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->network.sizes, (std::vector<int>{144, 20, 10}));
+  EXPECT_TRUE(o->network.input.empty());
+  // An input shape given wins over the data set's.
+  v1::TrainingConfig given = c;
+  given.mutable_network()->mutable_input_shape()->set_channels(1);
+  given.mutable_network()->mutable_input_shape()->set_height(10);
+  given.mutable_network()->mutable_input_shape()->set_width(10);
+  o = ToTrainerOptions(given, &image);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->network.sizes.front(), 100);
+}
+
+TEST(ProtoConvertTest, LayerErrorsNameTheWireField) {
+  auto with_input = [](v1::TrainingConfig c, int ch, int h, int w) {
+    c.mutable_network()->mutable_input_shape()->set_channels(ch);
+    c.mutable_network()->mutable_input_shape()->set_height(h);
+    c.mutable_network()->mutable_input_shape()->set_width(w);
+    return c;
+  };
+  struct Case {
+    std::string message;
+    v1::TrainingConfig config;
+  };
+  std::vector<Case> cases;
+  // A kernel larger than its input.
+  cases.push_back({"config.network.layers[0] (conv): a 5x5 kernel is larger than its 1x4x4 input",
+                   with_input(ConvConfig(), 1, 4, 4)});
+  // Pooling on a flat input: a dense layer before it.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    v1::LayerSpec pool = c.network().layers(1);
+    *c.mutable_network()->mutable_layers(1) = c.network().layers(2);
+    c.mutable_network()->mutable_layers(1)->set_units(20);
+    *c.mutable_network()->add_layers() = pool;
+    c.mutable_network()->add_layers()->set_units(10);
+    cases.push_back({"config.network.layers[3] (maxpool) needs an image input", c});
+  }
+  // Sizes that the layers do not make.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    for (int s : {144, 100, 10}) c.mutable_network()->add_sizes(s);
+    cases.push_back({"config.network.sizes is [144, 100, 10] but network.layers make", c});
+  }
+  // An input shape that is not the sizes' first.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    c.mutable_network()->add_sizes(100);
+    cases.push_back({"config.network.input_shape is 1x12x12 (144 values) but", c});
+  }
+  // Pseudo-backprop does not train conv layers.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    c.mutable_feedback()->set_rule(v1::RULE_PSEUDO_BACKPROP);
+    cases.push_back({"config.feedback.rule pbp does not train convolution layers", c});
+  }
+  // The last layer makes the outputs.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    c.mutable_network()->mutable_layers()->RemoveLast();
+    cases.push_back(
+        {"config.network.layers[1] is maxpool: the last layer must be dense or conv", c});
+  }
+  // Unknown kind, zero channels, a zero input shape.
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    c.mutable_network()->mutable_layers(0)->set_kind(static_cast<v1::LayerKind>(77));
+    cases.push_back({"config.network.layers[0].kind: unknown value 77", c});
+  }
+  {
+    v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
+    c.mutable_network()->mutable_layers(0)->set_units(0);
+    cases.push_back({"config.network.layers[0] (conv) channels must be >= 1", c});
+  }
+  cases.push_back({"config.network.input_shape must be >= 1", with_input(ConvConfig(), 0, 0, 0)});
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.message);
+    auto o = ToTrainerOptions(k.config);
+    ASSERT_FALSE(o.ok());
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(o.status().message()).find(k.message), std::string::npos) << o.status();
+  }
+}
+
 // The rule names on the wire (config.proto's rule_name option) and in the engine
 // (core/config.cc) are one list: every rule converts both ways.
 TEST(ProtoConvertTest, EveryRuleHasTheSameNameOnTheWireAndInTheEngine) {

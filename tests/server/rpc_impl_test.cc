@@ -7,11 +7,19 @@
 
 #include <chrono>
 #include <cmath>
+#include <iterator>
+#include <map>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "alignd/v1/rule_names.h"
+#include "core/learning_rule.h"
+#include "formats/formats.h"
 #include "server/api/proto_convert.h"
+#include "server/api/snapshot_streams.h"
 #include "tests/server/server_fixture.h"
 
 namespace alignd::server {
@@ -367,6 +375,232 @@ TEST_F(RpcImplTest, PredictAndEvaluateServeTheStoredWeights) {
   EXPECT_TRUE(std::isfinite(er.metrics().nse()));
   ev.set_dataset("datasets/!");
   EXPECT_EQ(EvaluateImpl(*manager_, kAdmin, ev, &er).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// n images of h x w (one channel), 3 classes by the brightest third of the image.
+std::string UploadImages(DatasetStore& store, int n, int h, int w) {
+  core::Dataset d;
+  d.features = core::Matrix::Random(h * w, n);
+  d.num_classes = 3;
+  for (int j = 0; j < n; ++j) {
+    const auto col = d.features.col(j);
+    const float a = col.head(h * w / 3).sum(), b = col.segment(h * w / 3, h * w / 3).sum(),
+                c = col.tail(h * w - 2 * (h * w / 3)).sum();
+    d.labels.push_back(a >= b && a >= c ? 0 : b >= c ? 1 : 2);
+  }
+  const std::string payload = EncodePayload(d);
+  v1::DatasetHeader header;
+  header.set_num_examples(n);
+  header.add_feature_shape(h);
+  header.add_feature_shape(w);
+  header.set_target_kind(v1::TARGET_KIND_CLASS_LABELS);
+  header.set_num_classes(3);
+  header.set_sha256(formats::Sha256Hex(payload));
+  auto up = store.BeginUpload(header);
+  EXPECT_OK(up);
+  EXPECT_OK((*up)->Append(payload));
+  auto meta = (*up)->Finish();
+  EXPECT_OK(meta);
+  return meta->name();
+}
+
+v1::CreateSessionRequest ConvRequest(const std::string& dataset, const std::string& layers_text) {
+  v1::CreateSessionRequest r;
+  v1::Session* s = r.mutable_session();
+  s->set_train_dataset(dataset);
+  auto* c = s->mutable_config();
+  // "c4k3,p2,d3": conv 4 channels 3x3, max pool 2, dense 3.
+  for (absl::string_view item : absl::StrSplit(layers_text, ',')) {
+    v1::LayerSpec* l = c->mutable_network()->add_layers();
+    int v = 0;
+    if (item[0] == 'c') {
+      const auto k = item.find('k');
+      (void)absl::SimpleAtoi(item.substr(1, k - 1), &v);
+      l->set_kind(v1::LAYER_KIND_CONV);
+      l->set_units(v);
+      (void)absl::SimpleAtoi(item.substr(k + 1), &v);
+      l->set_kernel_h(v);
+    } else if (item[0] == 'p') {
+      (void)absl::SimpleAtoi(item.substr(1), &v);
+      l->set_kind(v1::LAYER_KIND_MAX_POOL);
+      l->set_kernel_h(v);
+    } else {
+      (void)absl::SimpleAtoi(item.substr(1), &v);
+      l->set_units(v);
+    }
+  }
+  c->mutable_network()->set_output_activation(v1::ACTIVATION_SOFTMAX);
+  c->mutable_network()->set_loss(v1::LOSS_CROSS_ENTROPY);
+  c->mutable_feedback()->set_rule(v1::RULE_FEEDBACK_ALIGNMENT);
+  c->set_batch_size(8);
+  c->set_max_steps(20);
+  c->set_metrics_every(5);
+  s->set_snapshot_every(10);
+  return r;
+}
+
+// A conv net through Create, training and the snapshot: the image shape from the data set,
+// the sizes filled in, each layer's kind, and kernels as [out, in, kh, kw] in C order.
+TEST_F(RpcImplTest, AConvSessionTakesItsImageShapeFromTheDataAndSnapshotsKernelsIn4D) {
+  const std::string images = UploadImages(*store_, 64, 8, 8);
+  v1::Session s;
+  ASSERT_OK(CreateSessionImpl(*manager_, kAdmin, ConvRequest(images, "c4k3,p2,d3"), &s));
+  const auto& net = s.config().network();
+  EXPECT_EQ(net.input_shape().channels(), 1);
+  EXPECT_EQ(net.input_shape().height(), 8);
+  EXPECT_EQ(net.input_shape().width(), 8);
+  EXPECT_EQ(std::vector<int>(net.sizes().begin(), net.sizes().end()),
+            (std::vector<int>{64, 144, 36, 3}));  // 4x6x6, 4x3x3
+  manager_->WaitIdle();
+  s = Get(s.name());
+  ASSERT_EQ(s.state(), v1::SESSION_STATE_SUCCEEDED) << s.failure_reason();
+  // Alignment: one entry per hidden activation (into the pool, into the dense layer).
+  ASSERT_TRUE(s.has_latest_step());
+  EXPECT_EQ(s.latest_step().alignment_size(), 2);
+
+  v1::GetSnapshotRequest get;
+  get.set_name(s.name() + "/snapshots/latest");
+  v1::Snapshot snap;
+  ASSERT_OK(GetSnapshotImpl(*manager_, kAdmin, get, &snap));
+  ASSERT_EQ(snap.layer_kinds_size(), 3);
+  EXPECT_EQ(snap.layer_kinds(0), v1::LAYER_KIND_CONV);
+  EXPECT_EQ(snap.layer_kinds(1), v1::LAYER_KIND_MAX_POOL);
+  EXPECT_EQ(snap.layer_kinds(2), v1::LAYER_KIND_DENSE);
+  std::map<std::string, v1::TensorShape> shapes;
+  for (const auto& t : snap.shapes()) shapes[t.label()] = t;
+  EXPECT_THAT(shapes["W0"].dims(), ::testing::ElementsAre(4, 1, 3, 3));
+  EXPECT_EQ(shapes["W0"].rows(), 4);
+  EXPECT_EQ(shapes["W0"].cols(), 9);
+  EXPECT_THAT(shapes["W1"].dims(), ::testing::ElementsAre(0, 0));  // pooling: no weights
+  EXPECT_THAT(shapes["W2"].dims(), ::testing::ElementsAre(3, 36));
+  EXPECT_THAT(shapes["B2"].dims(), ::testing::ElementsAre(36, 3));  // W^T's shape, dense
+
+  // The values: W0 in C order of [4, 1, 3, 3] is the kernel, element (o, i, r, s) =
+  // W(o, (i * 3 + r) * 3 + s); the dense W2 column-major as before.
+  auto state = manager_->State(WeightsRef{s.name(), WeightsRef::kLatest});
+  ASSERT_OK(state);
+  const auto chunks =
+      SnapshotChunks(snap.name(), *state, manager_->Find(s.name()).value()->options().network);
+  std::vector<float> all;
+  for (const auto& c : chunks)
+    if (c.has_values()) all.insert(all.end(), c.values().data().begin(), c.values().data().end());
+  ASSERT_EQ(static_cast<int64_t>(all.size()), snap.total_values());
+  int64_t off = 0;
+  for (const auto& t : snap.shapes()) {
+    if (t.label() == "W0") {
+      const core::Matrix& w = state->weights[0];
+      for (int o = 0; o < 4; ++o)
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) EXPECT_EQ(all[off + (o * 3 + r) * 3 + c], w(o, r * 3 + c));
+    }
+    if (t.label() == "W2") {
+      const core::Matrix& w = state->weights[2];
+      for (int j = 0; j < 36; ++j)
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(all[off + j * 3 + i], w(i, j));
+    }
+    off += t.rows() * t.cols();
+  }
+
+  // Predict with image inputs: 64 values an example.
+  v1::PredictRequest pr;
+  pr.set_name(s.name());
+  ToProto(core::Matrix::Random(64, 2), pr.mutable_inputs());
+  v1::PredictResponse resp;
+  ASSERT_OK(PredictImpl(*manager_, kAdmin, pr, &resp));
+  EXPECT_EQ(resp.outputs().rows(), 3);
+  EXPECT_EQ(resp.classes_size(), 2);
+}
+
+TEST_F(RpcImplTest, ConvConfigsThatCannotBeAreRefusedNamingTheField) {
+  const std::string images = UploadImages(*store_, 64, 8, 8);
+  struct Case {
+    std::string dataset, layers;
+    std::function<void(v1::CreateSessionRequest&)> change;
+    std::string message;
+  };
+  const Case cases[] = {
+      {images, "c4k9,d3", nullptr,
+       "session.config.network.layers[0] (conv): a 9x9 kernel is larger than its 1x8x8 input"},
+      {images, "d20,p2,d3", nullptr,
+       "session.config.network.layers[1] (maxpool) needs an image input, but the layer before "
+       "it is flat"},
+      {dataset_, "c4k3,d10", nullptr,
+       "session.config.network.layers[0] (conv) needs an image input"},  // 30 flat features
+      {images, "c4k3,p2,d3",
+       [](v1::CreateSessionRequest& r) {
+         r.mutable_session()->mutable_config()->mutable_feedback()->set_rule(
+             v1::RULE_PSEUDO_BACKPROP);
+       },
+       "session.config.feedback.rule pbp does not train convolution layers"},
+      {images, "c4k3,p2,d3",
+       [](v1::CreateSessionRequest& r) {
+         for (int v : {64, 144, 36, 4})
+           r.mutable_session()->mutable_config()->mutable_network()->add_sizes(v);
+       },
+       "session.config.network.sizes is [64, 144, 36, 4] but network.layers make [64, 144, 36, "
+       "3]"},
+      {images, "c4k3,p2,d5", nullptr, "session.config.network.sizes[3]"},  // 5 outputs, 3 classes
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.message);
+    auto req = ConvRequest(k.dataset, k.layers);
+    if (k.change) k.change(req);
+    v1::Session s;
+    const absl::Status st = CreateSessionImpl(*manager_, kAdmin, req, &s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(std::string(st.message()).find(k.message), std::string::npos) << st;
+  }
+  // The flat data's refusal says what to do.
+  v1::Session s;
+  const absl::Status flat =
+      CreateSessionImpl(*manager_, kAdmin, ConvRequest(dataset_, "c4k3,d10"), &s);
+  EXPECT_NE(std::string(flat.message()).find("set config.network.input_shape, or upload images"),
+            std::string::npos)
+      << flat;
+}
+
+TEST_F(RpcImplTest, AConvNetOverTheMemoryLimitIsResourceExhausted) {
+  const std::string images = UploadImages(*store_, 512, 16, 16);
+  SessionManagerOptions o;
+  o.max_session_bytes = 64 << 20;
+  SessionManager small(storage_.get(), store_.get(), o);
+  ASSERT_OK(small.Start());
+  // 64 channels of 16x16 at batch 512: 32 MiB an activation, several of them.
+  auto req = ConvRequest(images, "c64k3,c64k3,p2,d3");
+  for (int k : {0, 1})
+    req.mutable_session()->mutable_config()->mutable_network()->mutable_layers(k)->set_padding(1);
+  req.mutable_session()->mutable_config()->set_batch_size(512);
+  v1::Session s;
+  const absl::Status st = CreateSessionImpl(small, kAdmin, req, &s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_NE(std::string(st.message()).find("--max_session_bytes"), std::string::npos) << st;
+  // At batch 8 it fits (the server with the default limit takes it).
+  req.mutable_session()->mutable_config()->set_batch_size(8);
+  req.mutable_session()->mutable_config()->set_max_steps(1);
+  EXPECT_OK(CreateSessionImpl(*manager_, kAdmin, req, &s));
+  manager_->WaitIdle();
+}
+
+TEST_F(RpcImplTest, ListRulesIsTheEnginesTable) {
+  v1::ListRulesResponse resp;
+  ASSERT_OK(ListRulesImpl(*manager_, kAdmin, v1::ListRulesRequest(), &resp));
+  ASSERT_EQ(resp.rules_size(), static_cast<int>(std::size(core::kRuleTable)));
+  std::map<std::string, v1::RuleInfo> by_name;
+  for (const auto& r : resp.rules()) by_name[r.name()] = r;
+  EXPECT_EQ(resp.rules(0).name(), "bp");
+  EXPECT_EQ(by_name["fa"].rule(), v1::RULE_FEEDBACK_ALIGNMENT);
+  EXPECT_EQ(by_name["fa"].long_name(), "feedback_alignment");
+  EXPECT_EQ(by_name["fa"].title(), "Feedback alignment");
+  EXPECT_TRUE(by_name["fa"].draws_feedback());
+  EXPECT_TRUE(by_name["fa"].trains_conv());
+  EXPECT_EQ(by_name["fa"].feedback_shape(), v1::FEEDBACK_SHAPE_LIKE_W);
+  EXPECT_EQ(by_name["dfa"].feedback_shape(), v1::FEEDBACK_SHAPE_OUTPUT_TO_UNITS);
+  EXPECT_FALSE(by_name["pbp"].trains_conv());
+  EXPECT_TRUE(by_name["kp"].learns_feedback());
+  EXPECT_FALSE(by_name["shallow"].learns_hidden());
+  EXPECT_FALSE(by_name["bp"].reference().empty());
+  // Every rule of the wire has its row.
+  for (v1::Rule r : v1::AllRules()) EXPECT_TRUE(by_name.count(v1::RuleShortName(r))) << r;
 }
 
 TEST_F(RpcImplTest, ASessionWithoutWeightsIsNotFound) {

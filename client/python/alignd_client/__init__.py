@@ -8,10 +8,14 @@
         for event in c.stream_metrics(s):                    # resumes by seq if the link drops
             print(event.get("step"))
         weights = c.read_snapshot(s)                         # {"W0": ndarray, "b0": ..., "B1": ...}
+        lenet = c.create_session(img_ds, layers="conv:6x5x5,pool:2,conv:16x5x5,pool:2,dense:120,dense:84,dense:10",
+                                 rule="fa", input_shape=(1, 32, 32))  # or a list of dicts
+        c.list_rules()                                       # the server's rules and their traits
         y = c.predict(s, x[:10])
 
 Results are plain Python values: dicts and lists, ints as int, NaN as float("nan"), times as
 datetime, enums by name ("SESSION_STATE_SUCCEEDED"); arrays as NumPy arrays.
 """
 from .client import AligndError, Client, rule_names  # noqa: F401
+from .layers import from_layer_specs, parse_layers, to_layer_specs  # noqa: F401
 from .payload import encode_payload, decode_payload  # noqa: F401

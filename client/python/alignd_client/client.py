@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from ._convert import packed_floats, request_with_tensor, tensor_to_numpy, to_python
 from ._pb.alignd.health.v1 import health_pb2, health_pb2_grpc
 from ._pb.alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from .layers import LayersArg, to_layer_specs
 from .payload import chunks, payload_parts
 
 CHUNK = 1 << 20
@@ -239,15 +240,20 @@ class Client:
         self._call(self._datasets.DeleteDataset, req, timeout=self.timeout)
 
     # ---- sessions ----------------------------------------------------------------------
-    def create_session(self, dataset: Resource, sizes: Sequence[int], rule: str = "fa",
+    def create_session(self, dataset: Resource, sizes: Optional[Sequence[int]] = None, rule: str = "fa",
                        eval_dataset: Optional[Resource] = None, name: str = "",
                        config: Optional[Mapping[str, Any]] = None, snapshot_every: int = 0,
                        hidden: Optional[str] = None, output: Optional[str] = None,
                        loss: Optional[str] = None, learning_rate: Optional[float] = None,
                        session_id: str = "", request_id: str = "", checkpoint_every: Optional[int] = None,
-                       **fields: Any) -> Dict[str, Any]:
+                       layers: Optional[LayersArg] = None, input_shape: Optional[Sequence[int]] = None,
+                       sign_mode: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
         """Creates and queues a session. `config` is a TrainingConfig as a dict (proto field
-        names); the keyword arguments set the common fields over it: sizes, rule ("fa" or
+        names); the keyword arguments set the common fields over it: sizes (dense layers' widths,
+        input first) or layers (a list of dicts, {"kind": "conv", "channels": 6, "kernel": 5},
+        {"kind": "pool", "window": 2}, {"kind": "dense", "units": 10}, ..., or the compact string
+        "conv:6x5x5,pool:2,dense:10": see alignd_client.layers; the server derives the sizes),
+        input_shape ((channels, height, width); default: the data set's feature shape), rule ("fa" or
         "RULE_FEEDBACK_ALIGNMENT"), hidden/output activations, loss, learning_rate, and any
         top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every,
         validation_fraction, ...). checkpoint_every: steps between checkpoints (default: the
@@ -255,7 +261,30 @@ class Client:
         c = config_pb2.TrainingConfig()
         if config:
             json_format.ParseDict(dict(config), c)
-        c.network.sizes[:] = list(sizes)
+        # layers replaces the config's network (the server derives sizes); sizes alone replaces it
+        # with dense layers. Empty sizes ([]) count as not given: a config's layers stay.
+        sizes = list(sizes) if sizes is not None else []
+        if layers is not None:
+            del c.network.layers[:]
+            c.network.layers.extend(to_layer_specs(layers))
+            if not sizes:
+                del c.network.sizes[:]
+        if sizes:
+            c.network.sizes[:] = sizes
+            if layers is None:
+                del c.network.layers[:]
+        if input_shape is not None:
+            shape = tuple(int(v) for v in input_shape)
+            if len(shape) == 2:
+                shape = (1,) + shape
+            if len(shape) != 3:
+                raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+            c.network.input_shape.CopyFrom(config_pb2.ImageShape(channels=shape[0], height=shape[1], width=shape[2]))
+        if not c.network.sizes and not c.network.layers:
+            raise ValueError("give sizes (e.g. [784, 1000, 10]) or layers")
+        if sign_mode:
+            mode = {"usf": "uniform", "frsf": "fixed_random", "brsf": "batch_random"}.get(sign_mode, sign_mode)
+            c.feedback.sign_mode = _enum(config_pb2.SignSymmetryMode, "SIGN_SYMMETRY_MODE_", mode)
         c.feedback.rule = config_pb2.Rule.Value(rule_names().get(rule, rule))
         if hidden:
             c.network.hidden_activation = _enum(config_pb2.Activation, "ACTIVATION_", hidden)
@@ -379,8 +408,11 @@ class Client:
         return to_python(self._call(self._training.GetSnapshot, req, timeout=self.timeout))
 
     def read_snapshot(self, session: Resource, step: Optional[int] = None) -> Dict[str, Any]:
-        """The weights as {"W0": (out, in) array, "b0": (out, 1), "B1": ..., "step": int}; the
-        latest unless `step` is given. Tensors without entries are left out."""
+        """The weights as {"W0": (out, in) array, "b0": (out, 1), "B1": ..., "step": int,
+        "layer_kinds": ["LAYER_KIND_CONV", ...]}; the latest unless `step` is given. A conv
+        layer's kernel (W, and B where B is shaped like it) is a 4-D (out channels, in channels,
+        kernel_h, kernel_w) array, PyTorch's Conv2d weight layout. Tensors without entries (the
+        first layer's B, pooling layers) are left out."""
         req = sessions_pb2.ReadSnapshotRequest(name=self._snapshot_name(session, step))
         header, parts = None, []
         for chunk in self._call(lambda: list(self._training.ReadSnapshot(req))):
@@ -394,19 +426,34 @@ class Client:
         for s in header.shapes:
             n = s.rows * s.cols
             if n:
-                out[s.label] = flat[off:off + n].reshape(s.cols, s.rows).T.copy()  # column-major on the wire
+                if len(s.dims) == 4:  # a kernel: C order of its dims on the wire
+                    out[s.label] = flat[off:off + n].reshape(tuple(s.dims)).copy()
+                else:  # a matrix: column-major on the wire
+                    out[s.label] = flat[off:off + n].reshape(s.cols, s.rows).T.copy()
             off += n
         out["step"] = int(header.step)
+        out["layer_kinds"] = [config_pb2.LayerKind.Name(k) for k in header.layer_kinds]
         return out
 
     # ---- serving -----------------------------------------------------------------------
     def predict(self, session: Resource, x: np.ndarray, step: Optional[int] = None) -> np.ndarray:
         """Network outputs for inputs x (n, d) as an (n, out) float32 array, from the latest
-        weights (or the snapshot at `step`)."""
+        weights (or the snapshot at `step`). Images may be given as (n, H, W) or (n, C, H, W)."""
         name = _name(session, "sessions") if step is None else self._snapshot_name(session, step)
         prefix = sessions_pb2.PredictRequest(name=name).SerializeToString()
-        r = self._call(self._predict_raw, request_with_tensor(prefix, 2, np.asarray(x)), timeout=self.timeout)
+        x = np.asarray(x)
+        if x.ndim > 2:
+            x = x.reshape(x.shape[0], -1)
+        r = self._call(self._predict_raw, request_with_tensor(prefix, 2, x), timeout=self.timeout)
         return tensor_to_numpy(r.outputs)
+
+    def list_rules(self) -> List[Dict[str, Any]]:
+        """The learning rules the server trains, from its own table: name ("fa"), rule
+        ("RULE_FEEDBACK_ALIGNMENT"), long_name, title, traits (learns_hidden, has_feedback,
+        draws_feedback, learns_feedback, refreshes, settable, trains_conv, feedback_shape) and
+        reference."""
+        r = self._call(self._training.ListRules, sessions_pb2.ListRulesRequest(), timeout=self.timeout)
+        return [to_python(x) for x in r.rules]
 
     def evaluate(self, session: Resource, dataset: Optional[Resource] = None,
                  step: Optional[int] = None) -> Dict[str, Any]:

@@ -14,9 +14,28 @@ const POLL_MS = 1500;
 const $ = (sel) => document.querySelector(sel);
 const num = (v) => (v === undefined ? 0 : v === "NaN" || v === "Infinity" || v === "-Infinity" ? null : Number(v));
 const short = (state) => (state || "SESSION_STATE_UNSPECIFIED").replace("SESSION_STATE_", "");
-const rule = (cfg) => (cfg?.feedback?.rule || "RULE_FEEDBACK_ALIGNMENT").replace("RULE_", "").toLowerCase().replace(/_/g, " ");
-const ruleShort = { backprop: "bp", "feedback alignment": "fa", "direct feedback alignment": "dfa", "sign symmetry": "sign",
-  "kolen pollack": "kp", "pseudo backprop": "pbp", shallow: "shallow" };
+// The rules come from alignd (ListRules, /api/rules): {rule: "RULE_FEEDBACK_ALIGNMENT", name: "fa",
+// title, trains_conv, ...}. Until they have arrived a rule is shown by its enum name.
+const rules = new Map();  // enum name -> RuleInfo
+const ruleName = (cfg) => {
+  const r = cfg?.feedback?.rule || "RULE_FEEDBACK_ALIGNMENT";
+  return rules.get(r)?.name || r.replace("RULE_", "").toLowerCase();
+};
+// A network in alignctl's --layers grammar ("conv:6x5x5,pool:2,dense:10"), or its sizes.
+const layerText = (l) => {
+  const kind = l.kind || "LAYER_KIND_DENSE";
+  const n = (v) => Number(v || 0);
+  if (kind === "LAYER_KIND_CONV") {
+    return `conv:${n(l.units)}x${n(l.kernel_h)}x${n(l.kernel_w) || n(l.kernel_h)}${n(l.stride) > 1 ? `:s${n(l.stride)}` : ""}${n(l.padding) ? `:p${n(l.padding)}` : ""}`;
+  }
+  if (kind === "LAYER_KIND_MAX_POOL" || kind === "LAYER_KIND_AVG_POOL") {
+    const s = n(l.stride) && n(l.stride) !== n(l.kernel_h) ? `:s${n(l.stride)}` : "";
+    return `${kind === "LAYER_KIND_MAX_POOL" ? "pool" : "avgpool"}:${n(l.kernel_h)}${s}`;
+  }
+  if (kind === "LAYER_KIND_FLATTEN") return "flatten";
+  return `dense:${n(l.units)}`;
+};
+const netText = (cfg) => (cfg?.network?.layers?.length ? cfg.network.layers.map(layerText).join(",") : (cfg?.network?.sizes || []).join("-"));
 const idOf = (s) => s.name.split("/")[1];
 const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
 const live = (state) => state === "RUNNING" || state === "QUEUED";
@@ -190,7 +209,7 @@ function rowFor(s) {
   const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
   return { id, state, cells: [
     s.display_name ? `${s.display_name}` : id,
-    state, ruleShort[rule(cfg)] || rule(cfg), (cfg.network?.sizes || []).join("-"),
+    state, ruleName(cfg), netText(cfg),
     { pct, text: `${step}/${total}` },
     rate ? rate.toFixed(rate < 10 ? 1 : 0) : "—", etaText,
     last ? fmt(num(last.loss)) : "—", accNse, evErr,
@@ -348,7 +367,7 @@ function labelOf(tracks) {
   // A group is named by its runs' name without the seed (alignctl's sweeps: "sweep fa lr=0.1
   // seed=3"), or by its rule and sizes.
   const named = (s.display_name || "").replace(/\s*seed=\d+\s*$/, "").replace(/^sweep /, "");
-  const base = named || `${ruleShort[rule(s.config)] || rule(s.config)} ${(s.config?.network?.sizes || []).join("-")}`;
+  const base = named || `${ruleName(s.config)} ${netText(s.config)}`;
   return `${base} (${tracks.length === 1 ? "1 run" : `${tracks.length} seeds`})`;
 }
 
@@ -405,13 +424,19 @@ function chartSpecs() {
     specs.push({ key: "eval", title: cls && !reg ? "Evaluation error" : reg && !cls ? "Evaluation NSE" : "Evaluation error / NSE",
       pick: (t) => (t.ex.length ? { x: t.ex, y: t.classification() ? t.eerr : t.ense } : null) });
   }
+  // Hidden layer l + 1 is the input of network layer l + 1 (0-based): with layers, its
+  // title says which. A figure that is NaN throughout (a pooling layer has no W-B angle;
+  // no signal reaches a layer nothing below learns from) gives no series, not a broken one.
+  const some = (ys) => ys.some((v) => v != null);
+  const cfg = tracks.find((t) => t.session?.config?.network?.layers?.length)?.session.config;
+  const into = (l) => (cfg?.network?.layers?.[l + 1] ? ` (into ${layerText(cfg.network.layers[l + 1])})` : "");
   for (let l = 0; l < layers; l++) {
     const L = (t) => t.layers[l];
-    specs.push({ key: `angle${l + 1}`, title: `Layer ${l + 1}: update angle to BP (°, mean ± SD)`, sd: true,
-      pick: (t) => (L(t) ? { x: t.x, y: L(t).mean, sd: L(t).sd } : null) });
-    specs.push({ key: `positive${l + 1}`, title: `Layer ${l + 1}: positive fraction (eᵀWBe > 0)`,
-      pick: (t) => (L(t) ? { x: t.x, y: L(t).pos } : null) });
-    specs.push({ key: `wb${l + 1}`, title: `Layer ${l + 1}: W–B angle (°)`,
+    specs.push({ key: `angle${l + 1}`, title: `Layer ${l + 1}${into(l)}: update angle to BP (°, mean ± SD)`, sd: true,
+      pick: (t) => (L(t) && some(L(t).mean) ? { x: t.x, y: L(t).mean, sd: L(t).sd } : null) });
+    specs.push({ key: `positive${l + 1}`, title: `Layer ${l + 1}${into(l)}: positive fraction (eᵀWBe > 0)`,
+      pick: (t) => (L(t) && some(L(t).pos) ? { x: t.x, y: L(t).pos } : null) });
+    specs.push({ key: `wb${l + 1}`, title: `Layer ${l + 1}${into(l)}: W–B angle (°)`,
       pick: (t) => (L(t) && L(t).wb.some((v) => v != null) ? { x: t.x, y: L(t).wb } : null) });
   }
   return specs;
@@ -501,7 +526,10 @@ async function showTensors(id, step, cell) {
   try {
     const snap = await call("GET", `/api/sessions/${id}/snapshots/${step}`);
     cell.innerHTML = (snap.shapes || []).filter((t) => Number(t.rows || 0) * Number(t.cols || 0) > 0)
-      .map((t) => `<button data-npy="${t.label}" data-step="${step}" title="${t.rows}×${t.cols} float32">${t.label} (${t.rows}×${t.cols})</button>`).join(" ");
+      .map((t) => {
+        const dims = (t.dims?.length ? t.dims : [t.rows, t.cols]).join("×");
+        return `<button data-npy="${t.label}" data-step="${step}" title="${dims} float32">${t.label} (${dims})</button>`;
+      }).join(" ");
   } catch (e) {
     cell.textContent = e.message;
   }
@@ -513,10 +541,13 @@ async function openCreate() {
   $("#create-error").textContent = "";
   try {
     const { datasets = [] } = await call("GET", "/api/datasets");
+    await loadRules();
     const opts = datasets.map((d) => {
-      const f = (d.feature_shape || []).reduce((a, b) => a * Number(b), 1);
+      const shape = (d.feature_shape || []).map(Number);
+      const f = shape.reduce((a, b) => a * b, 1);
       const out = Number(d.num_classes || d.target_dim || 0);
-      return `<option value="${d.name}" data-in="${f}" data-out="${out}">${escapeHtml(d.display_name || d.name)} (${d.num_examples || 0} × ${f}${out ? ` → ${out}` : ""})</option>`;
+      const dims = shape.length > 1 ? shape.join("×") : `${f}`;
+      return `<option value="${d.name}" data-in="${f}" data-out="${out}">${escapeHtml(d.display_name || d.name)} (${d.num_examples || 0} × ${dims}${out ? ` → ${out}` : ""})</option>`;
     }).join("");
     form.train_dataset.innerHTML = opts;
     form.eval_dataset.innerHTML = `<option value="">none</option>${opts}`;
@@ -525,6 +556,58 @@ async function openCreate() {
     $("#create-error").textContent = e.message;
   }
   $("#create-dialog").showModal();
+}
+
+// The rule list, from alignd (once; again after a failure).
+async function loadRules() {
+  if (rules.size) return;
+  const { rules: list = [] } = await call("GET", "/api/rules");
+  for (const r of list) rules.set(r.rule, r);
+  const sel = $("#create-form").rule;
+  const keep = sel.value || "RULE_FEEDBACK_ALIGNMENT";
+  sel.innerHTML = list.map((r) => `<option value="${r.rule}" title="${escapeHtml(r.reference || "")}">${escapeHtml(r.name)}: ${escapeHtml(r.title)}${r.trains_conv ? "" : " (dense layers only)"}</option>`).join("");
+  sel.value = list.some((r) => r.rule === keep) ? keep : list[0]?.rule || "";
+}
+
+// --layers' grammar, as alignctl reads it: an Error naming the bad item.
+function parseLayers(text) {
+  const out = [];
+  text.split(",").forEach((raw, k) => {
+    const item = raw.trim();
+    const p = item.toLowerCase().split(":");
+    const bad = (what) => new Error(`layers item ${k + 1} '${item}': expected ${what} (e.g. conv:6x5x5,pool:2,dense:10)`);
+    const pos = (s) => (/^[0-9]+$/.test(s) && Number(s) >= 1 ? Number(s) : NaN);
+    const dims = (s, n) => { const d = s.split("x").map(pos); return d.length === n && d.every((v) => !Number.isNaN(v)) ? d : null; };
+    if (p[0] === "conv") {
+      const d = p.length >= 2 && dims(p[1], 3);
+      if (!d) throw bad("conv:CxKHxKW");
+      const l = { kind: "LAYER_KIND_CONV", units: d[0], kernel_h: d[1], kernel_w: d[2] };
+      for (const o of p.slice(2)) {
+        if (o[0] === "s" && !Number.isNaN(pos(o.slice(1)))) l.stride = pos(o.slice(1));
+        else if (o[0] === "p" && /^[0-9]+$/.test(o.slice(1))) l.padding = Number(o.slice(1));
+        else throw bad("conv:CxKHxKW[:sS][:pP]");
+      }
+      out.push(l);
+    } else if (["pool", "maxpool", "avgpool"].includes(p[0])) {
+      const d = p.length >= 2 && dims(p[1], 1);
+      if (!d) throw bad(`${p[0]}:W[:sS]`);
+      const l = { kind: p[0] === "avgpool" ? "LAYER_KIND_AVG_POOL" : "LAYER_KIND_MAX_POOL", kernel_h: d[0] };
+      for (const o of p.slice(2)) {
+        if (o[0] === "s" && !Number.isNaN(pos(o.slice(1)))) l.stride = pos(o.slice(1));
+        else throw bad(`${p[0]}:W[:sS]`);
+      }
+      out.push(l);
+    } else if (p[0] === "dense") {
+      const d = p.length === 2 && dims(p[1], 1);
+      if (!d) throw bad("dense:N");
+      out.push({ kind: "LAYER_KIND_DENSE", units: d[0] });
+    } else if (p[0] === "flatten" && p.length === 1) {
+      out.push({ kind: "LAYER_KIND_FLATTEN" });
+    } else {
+      throw bad("conv:, pool:, maxpool:, avgpool:, dense: or flatten");
+    }
+  });
+  return out;
 }
 
 function suggestSizes() {
@@ -539,8 +622,22 @@ function suggestSizes() {
 function createRequest(form) {
   const v = (k) => form[k].value.trim();
   const n = (k) => (v(k) === "" ? undefined : Number(v(k)));
+  const layers = v("layers") ? parseLayers(v("layers")) : null;
+  const network = { hidden_activation: v("hidden_activation"), loss: v("loss") };
+  if (layers) {
+    network.layers = layers;  // alignd derives the sizes
+  } else {
+    if (!v("sizes")) throw new Error("give layer sizes (784,1000,10) or layers (conv:6x5x5,pool:2,dense:10)");
+    network.sizes = v("sizes").split(",").map((x) => Number(x.trim()));
+  }
+  if (v("input_shape")) {
+    const d = v("input_shape").toLowerCase().split("x").map((x) => Number(x.trim()));
+    if (!(d.length === 2 || d.length === 3) || d.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`input shape '${v("input_shape")}': expected CxHxW (e.g. 1x32x32) or HxW`);
+    const [channels, height, width] = d.length === 3 ? d : [1, ...d];
+    network.input_shape = { channels, height, width };
+  }
   const cfg = {
-    network: { sizes: v("sizes").split(",").map((x) => Number(x.trim())), hidden_activation: v("hidden_activation"), loss: v("loss") },
+    network,
     feedback: { rule: v("rule") },
     optimizer: { kind: v("optimizer"), learning_rate: n("learning_rate") },
     batch_size: n("batch_size"), epochs: n("epochs"), max_steps: n("max_steps"), seed: n("seed"),
@@ -616,6 +713,7 @@ function init() {
   });
 
   $("#new-session").addEventListener("click", openCreate);
+  loadRules().then(() => { renderList(); markDirty(); }, () => {});  // names in the list; retried on opening the form
   const form = $("#create-form");
   form.train_dataset.addEventListener("change", suggestSizes);
   form.sizes.addEventListener("input", () => { form.sizes.dataset.auto = "0"; });
