@@ -66,7 +66,10 @@ CONV_RULES = [("bp", "bp", {}), ("fa", "fa", {}), ("dfa", "dfa", {}),
               ("brsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_BATCH_RANDOM"}),
               ("frsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_FIXED_RANDOM"}),
               ("kp", "kp", {})]
-CONV_LR = 0.01
+# One rate for every rule, chosen so that FA is stable: at 0.01 (with momentum 0.9) FA's loss
+# grew from 1.6 to 20 over LeNet's first 2,000 steps while BP reached 1.7 % test error; at 0.003 FA
+# learns (8 %) and so do the others (seed 1, 2,000 steps of 64, the engine alone).
+CONV_LR = 0.003
 
 
 def lenet_config(seed, epochs, lr, fb, steps_per_epoch):
@@ -174,7 +177,7 @@ def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_ep
 
     # LeNet-5 under BioTorch's protocol (--only conv; make repro-conv).
     if "conv" in extra:
-        c_epochs = 3 if quick else conv_epochs
+        c_epochs = 4 if quick else conv_epochs
         for variant, rule, fb in CONV_RULES:
             for s in seeds_conv:
                 runs.append(dict(experiment="conv", rule=rule, variant=variant, seed=s, sizes=[],
