@@ -149,8 +149,15 @@ int NumWeightLayers(const NetworkConfig& n) {
 
 absl::Status CompleteNetwork(NetworkConfig* net) {
   if (net->layers.empty()) return absl::OkStatus();
-  // Shapes in int64: the sizes are client-declared; a layer's units must fit an int.
-  constexpr int64_t kMaxUnits = int64_t{1} << 30;
+  // The sizes are client-declared: every dimension is capped before it is multiplied, so no
+  // product below can overflow (each at most 2^16 x 2^16 x 2^16, a kernel's area 2^24).
+  constexpr int64_t kMaxUnits = int64_t{1} << 30;   // a layer's outputs, a kernel's columns
+  constexpr int64_t kMaxDim = int64_t{1} << 16;     // channels, height, width of an image
+  constexpr int64_t kMaxKernel = int64_t{1} << 12;  // kernel side, stride, padding
+  constexpr size_t kMaxLayers = 1024;
+  if (net->layers.size() > kMaxLayers)
+    return Bad("network.layers",
+               absl::StrCat("has ", net->layers.size(), " layers; at most ", kMaxLayers));
   struct Shape {
     int64_t c, h, w;
     bool spatial;
@@ -158,9 +165,11 @@ absl::Status CompleteNetwork(NetworkConfig* net) {
   Shape cur{};
   const ImageShape& in = net->input;
   if (!in.empty()) {
-    if (in.channels < 1 || in.height < 1 || in.width < 1)
-      return Bad("network.input", absl::StrCat("must be >= 1 in every dimension, got ", in.channels,
-                                               "x", in.height, "x", in.width));
+    if (in.channels < 1 || in.height < 1 || in.width < 1 || in.channels > kMaxDim ||
+        in.height > kMaxDim || in.width > kMaxDim)
+      return Bad("network.input",
+                 absl::StrCat("must be in [1, ", kMaxDim, "] in every dimension, got ", in.channels,
+                              "x", in.height, "x", in.width));
     cur = {in.channels, in.height, in.width, true};
     if (cur.c * cur.h * cur.w > kMaxUnits)
       return Bad("network.input", absl::StrCat("has more than ", kMaxUnits, " values"));
@@ -194,11 +203,19 @@ absl::Status CompleteNetwork(NetworkConfig* net) {
       case LayerKind::kConv: {
         const int64_t kh = l.kernel_h, kw = l.kernel_w == 0 ? l.kernel_h : l.kernel_w;
         const int64_t stride = l.stride == 0 ? 1 : l.stride, pad = l.padding;
-        if (l.units < 1)
-          return Bad(field, absl::StrCat("(conv) channels must be >= 1, got ", l.units));
-        if (kh < 1 || kw < 1)
-          return Bad(field, absl::StrCat("(conv) kernel must be >= 1, got ", kh, "x", kw));
-        if (stride < 1) return Bad(field, absl::StrCat("(conv) stride must be >= 1, got ", stride));
+        if (l.units < 1 || l.units > kMaxDim)
+          return Bad(field,
+                     absl::StrCat("(conv) channels must be in [1, ", kMaxDim, "], got ", l.units));
+        if (kh < 1 || kw < 1 || kh > kMaxKernel || kw > kMaxKernel)
+          return Bad(field, absl::StrCat("(conv) kernel must be in [1, ", kMaxKernel, "], got ", kh,
+                                         "x", kw));
+        if (stride < 1 || stride > kMaxKernel)
+          return Bad(field,
+                     absl::StrCat("(conv) stride must be in [1, ", kMaxKernel, "], got ", stride));
+        if (cur.c * kh * kw > kMaxUnits)
+          return Bad(field,
+                     absl::StrCat("(conv): a ", cur.c, "x", kh, "x", kw, " kernel has more than ",
+                                  kMaxUnits, " weights per filter"));
         if (pad < 0 || pad >= std::min(kh, kw))
           return Bad(field, absl::StrCat("(conv) padding must be in [0, kernel), got ", pad,
                                          " for a ", kh, "x", kw, " kernel"));
@@ -212,11 +229,15 @@ absl::Status CompleteNetwork(NetworkConfig* net) {
       case LayerKind::kMaxPool:
       case LayerKind::kAvgPool: {
         const int64_t win = l.kernel_h, stride = l.stride == 0 ? win : l.stride;
-        if (win < 1) return Bad(field, absl::StrCat("(pool) window must be >= 1, got ", win));
+        if (win < 1 || win > kMaxKernel)
+          return Bad(field,
+                     absl::StrCat("(pool) window must be in [1, ", kMaxKernel, "], got ", win));
         if (l.kernel_w != 0 && l.kernel_w != l.kernel_h)
           return Bad(field,
                      absl::StrCat("(pool) windows are square, got ", l.kernel_h, "x", l.kernel_w));
-        if (stride < 1) return Bad(field, absl::StrCat("(pool) stride must be >= 1, got ", stride));
+        if (stride < 1 || stride > kMaxKernel)
+          return Bad(field,
+                     absl::StrCat("(pool) stride must be in [1, ", kMaxKernel, "], got ", stride));
         if (l.padding != 0) return Bad(field, "(pool) takes no padding");
         if (win > cur.h || win > cur.w)
           return Bad(field, absl::StrCat("(pool): a ", win, "x", win, " window is larger than its ",

@@ -24,6 +24,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -147,7 +148,14 @@ struct Conv {
   std::vector<Step> steps;
   memory scratchpad;  // one buffer for every step's scratchpad (they run one at a time)
   std::string implementation;
+  uint64_t last_use = 0;  // the cache's clock at its last call
 };
+
+// Convolutions a thread keeps built (each holds its activations in the primitive's layout,
+// sized for its batch): a training step uses up to three per conv layer, Predict and Evaluate
+// one per layer and chunk width. The least recently used goes when one more is needed, so a
+// thread that served many shapes or batch sizes does not grow without bound.
+constexpr size_t kMaxCachedConvs = 16;
 
 // An argument of the convolution: its oneDNN id, direction and our buffer's layout.
 struct ArgSpec {
@@ -160,6 +168,7 @@ struct Context {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::map<std::array<int, 12>, std::unique_ptr<Conv>> cache;  // after engine: freed first
+  uint64_t clock = 0;
 };
 
 Context& ThreadContext() {
@@ -255,15 +264,33 @@ std::unique_ptr<Conv> Build(const ConvShape& s, int n, Kind kind, bool bias,
   std::abort();
 }
 
-// This thread's cached convolution (built on its first call).
-Conv& Get(const ConvShape& s, int n, Kind kind, bool bias) {
+// This thread's cached convolution (built on its first call), or null if oneDNN cannot build
+// it (a shape it refuses, or memory it cannot get): the caller takes the reference path.
+Conv* Get(const ConvShape& s, int n, Kind kind, bool bias) {
   ApplyGemmThreads();  // before building: oneDNN picks its kernels for the thread count
   Context& context = ThreadContext();
   const std::array<int, 12> key{s.in_c,   s.in_h,    s.in_w, s.out_c,   s.kernel_h, s.kernel_w,
                                 s.stride, s.padding, n,      int(kind), int(bias),  GemmThreads()};
-  std::unique_ptr<Conv>& c = context.cache[key];
-  if (!c) c = Build(s, n, kind, bias, context.engine);
-  return *c;
+  auto it = context.cache.find(key);
+  if (it == context.cache.end()) {
+    if (context.cache.size() >= kMaxCachedConvs) {
+      auto oldest = context.cache.begin();
+      for (auto e = context.cache.begin(); e != context.cache.end(); ++e)
+        if (e->second->last_use < oldest->second->last_use) oldest = e;
+      context.cache.erase(oldest);
+    }
+    std::unique_ptr<Conv> built;
+    try {
+      built = Build(s, n, kind, bias, context.engine);
+    } catch (const dnnl::error&) {
+      return nullptr;
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+    it = context.cache.emplace(key, std::move(built)).first;
+  }
+  it->second->last_use = ++context.clock;
+  return it->second.get();
 }
 
 // Binds the caller's buffers (in the order of the cached ArgSpecs) and runs the steps.
@@ -288,9 +315,10 @@ void ConvForward(const ConvShape& s, ConstMatrixRef x, ConstMatrixRef w, const V
   if (Dense(x) && Dense(w) && Dense(z)) {
     CheckShapes(s, x.rows(), z.rows(), w.rows(), w.cols());
     assert(x.cols() == z.cols() && (!b || b->size() == s.out_c));
-    Run(Get(s, int(x.cols()), Kind::kForward, b != nullptr),
-        {x.data(), w.data(), z.data(), b ? b->data() : nullptr});
-    return;
+    if (Conv* c = Get(s, int(x.cols()), Kind::kForward, b != nullptr)) {
+      Run(*c, {x.data(), w.data(), z.data(), b ? b->data() : nullptr});
+      return;
+    }
   }
   ConvForwardReference(s, x, w, b, z);
 }
@@ -299,8 +327,10 @@ void ConvBackwardData(const ConvShape& s, ConstMatrixRef dz, ConstMatrixRef m, M
   if (Dense(dz) && Dense(m) && Dense(dx)) {
     CheckShapes(s, dx.rows(), dz.rows(), m.rows(), m.cols());
     assert(dx.cols() == dz.cols());
-    Run(Get(s, int(dz.cols()), Kind::kBackwardData, false), {dz.data(), m.data(), dx.data()});
-    return;
+    if (Conv* c = Get(s, int(dz.cols()), Kind::kBackwardData, false)) {
+      Run(*c, {dz.data(), m.data(), dx.data()});
+      return;
+    }
   }
   ConvBackwardDataReference(s, dz, m, dx);
 }
@@ -311,17 +341,20 @@ void ConvBackwardWeights(const ConvShape& s, ConstMatrixRef x, ConstMatrixRef dz
     CheckShapes(s, x.rows(), dz.rows(), dw.rows(), dw.cols());
     assert(x.cols() == dz.cols());
     if (db) db->resize(s.out_c);
-    Run(Get(s, int(x.cols()), Kind::kBackwardWeights, db != nullptr),
-        {x.data(), dz.data(), dw.data(), db ? db->data() : nullptr});
-    return;
+    if (Conv* c = Get(s, int(x.cols()), Kind::kBackwardWeights, db != nullptr)) {
+      Run(*c, {x.data(), dz.data(), dw.data(), db ? db->data() : nullptr});
+      return;
+    }
   }
   ConvBackwardWeightsReference(s, x, dz, dw, db);
 }
 
 const char* ConvBackend() { return "onednn"; }
+size_t CachedConvolutions() { return ThreadContext().cache.size(); }
 
 std::string ConvForwardImplementation(const ConvShape& s, int n) {
-  return Get(s, n, Kind::kForward, true).implementation;
+  const Conv* c = Get(s, n, Kind::kForward, true);
+  return c ? c->implementation : "im2col+eigen (oneDNN refused the shape)";
 }
 
 #else  // no oneDNN: the reference is the implementation
@@ -338,6 +371,7 @@ void ConvBackwardWeights(const ConvShape& s, ConstMatrixRef x, ConstMatrixRef dz
   ConvBackwardWeightsReference(s, x, dz, dw, db);
 }
 const char* ConvBackend() { return "eigen"; }
+size_t CachedConvolutions() { return 0; }
 std::string ConvForwardImplementation(const ConvShape&, int) { return "im2col+eigen"; }
 
 #endif  // ALIGND_HAVE_ONEDNN

@@ -25,6 +25,7 @@
 #ifndef ALIGND_CORE_CONV_H_
 #define ALIGND_CORE_CONV_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -80,6 +81,9 @@ void PoolForward(const PoolShape& s, ConstMatrixRef x, MatrixRef y);
 // dx = the gradient of sum(dy o pool(x)) with respect to x (x is the forward's input; dx
 // is overwritten: zero where no window routes to it).
 void PoolBackward(const PoolShape& s, ConstMatrixRef x, ConstMatrixRef dy, MatrixRef dx);
+
+// Convolutions this thread keeps built (at most 16: the least recently used goes first).
+size_t CachedConvolutions();
 
 // "onednn" or "eigen": which library runs the convolutions.
 const char* ConvBackend();

@@ -250,14 +250,20 @@ void Feedback::ExportMasks(std::vector<Matrix>* out) const {
   for (size_t i = 0; i < mask_.size(); ++i) ToApi(static_cast<int>(i), mask_[i], &(*out)[i]);
 }
 
-absl::Status Feedback::ImportMasks(const std::vector<Matrix>& masks) {
+absl::Status Feedback::CheckMasks(const std::vector<Matrix>& masks) const {
   if (masks.size() != mask_.size())
     return absl::InvalidArgumentError("state masks do not match network.connection_sparsity");
-  for (size_t i = 0; i < masks.size(); ++i) {
+  for (size_t i = 0; i < masks.size(); ++i)
     if (masks[i].rows() != (transposed_[i] ? mask_[i].cols() : mask_[i].rows()) ||
         masks[i].cols() != (transposed_[i] ? mask_[i].rows() : mask_[i].cols()))
       return absl::InvalidArgumentError(
           absl::StrCat("state feedback mask ", i, " does not match the network"));
+  return absl::OkStatus();
+}
+
+absl::Status Feedback::ImportMasks(const std::vector<Matrix>& masks) {
+  if (absl::Status s = CheckMasks(masks); !s.ok()) return s;
+  for (size_t i = 0; i < masks.size(); ++i) {
     if (transposed_[i])
       mask_[i] = masks[i].transpose();
     else

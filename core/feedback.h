@@ -93,6 +93,8 @@ class Feedback {
   std::vector<Matrix> ExportMasks() const;
   void ExportMasks(std::vector<Matrix>* out) const;  // reusing out's storage
   absl::Status ImportMasks(const std::vector<Matrix>& masks);
+  // What ImportMasks checks, changing nothing.
+  absl::Status CheckMasks(const std::vector<Matrix>& masks) const;
   // Takes B[i] as Get() returns it, then the next Refresh recomputes what is derived.
   void Import(int i, ConstMatrixRef b);
 

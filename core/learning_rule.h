@@ -51,7 +51,7 @@ struct RuleTraits {
   bool draws_feedback;          // that matrix is drawn from FeedbackConfig at the start
   bool learns_feedback;         // B receives W's updates (Kolen-Pollack)
   bool refreshes;               // M is recomputed from W as it trains (sign, pbp)
-  bool settable;                // SetFeedback accepts a B (sign symmetry: frsf, brsf only)
+  bool settable;                // SetFeedback accepts a B (sign symmetry: in frsf mode only)
   bool conv;                    // trains convolution layers
   FeedbackShape shape;
   absl::string_view reference;

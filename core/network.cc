@@ -10,6 +10,17 @@
 #include "core/layers.h"
 
 namespace alignd::core {
+namespace {
+
+// Examples per chunk of Evaluate and Predict: 1024, or 256 with convolutions, whose oneDNN
+// primitives hold their activations per chunk width (core/conv.cc caches them per thread).
+int64_t ChunkColumns(const Layers& layers) {
+  for (const auto& l : layers)
+    if (l->kind() == LayerKind::kConv) return 256;
+  return 1024;
+}
+
+}  // namespace
 
 absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
@@ -32,7 +43,7 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
   ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
-  constexpr int64_t kChunk = 1024;
+  const int64_t kChunk = ChunkColumns(layers);
   std::vector<Matrix> a(L + 1), z(L + 1);
   Matrix t, delta;
   double loss = 0, err2 = 0, tgt2 = 0;
@@ -79,7 +90,7 @@ absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::ve
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
-  constexpr Eigen::Index kChunk = 1024;
+  const Eigen::Index kChunk = ChunkColumns(layers);
   Matrix out(s.back(), x.cols());
   std::vector<Matrix> a(L + 1), z(L + 1);
   for (Eigen::Index start = 0; start < x.cols(); start += kChunk) {

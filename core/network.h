@@ -37,15 +37,16 @@ struct EvalMetrics {
 };
 
 // Loss, accuracy / NSE of the network (config, w, b) on `data` (its examples [first,
-// first + count); count < 0: to the end), in chunks of 1024 examples. `class_labels`: the kind of
-// data the network was trained on (InvalidArgument for the other kind, or for shapes that do not
-// fit). step and epoch are left 0.
+// first + count); count < 0: to the end), in chunks of 1024 examples (256 with convolutions).
+// `class_labels`: the kind of data the network was trained on (InvalidArgument for the other kind,
+// or for shapes that do not fit). step and epoch are left 0.
 absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
                                             const std::vector<Vector>& b, bool class_labels,
                                             const Dataset& data, int64_t first = 0,
                                             int64_t count = -1);
-// Outputs (out x n) for inputs x (in x n), in chunks of 1024 columns. InvalidArgument for
+// Outputs (out x n) for inputs x (in x n), in chunks of 1024 columns (256 with
+// convolutions). InvalidArgument for
 // a wrong number of features or a non-finite input.
 absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::vector<Matrix>& w,
                                       const std::vector<Vector>& b, ConstMatrixRef x);

@@ -45,11 +45,18 @@ int64_t EstimateTrainingBytes(const TrainerOptions& o, int64_t train_examples) {
     // (oneDNN's scratchpads and reorders stay below it).
     auto layers = BuildLayers(o.network);
     if (!layers.ok()) return std::numeric_limits<int64_t>::max();
+    // oneDNN keeps, per conv layer and kind (forward, backward-data, backward-weights), its
+    // input and output in its blocked layout (channels padded to 16), sized for the batch;
+    // Predict and Evaluate add a forward at their chunk width (256 with convolutions).
+    auto padded = [](const ImageShape& s) {
+      return double((s.channels + 15) / 16 * 16) * s.height * s.width;
+    };
     for (const auto& l : *layers) {
       params += double(l->weight_rows()) * l->weight_cols() + l->weight_rows();
-      if (l->kind() == LayerKind::kConv)
-        conv_workspace = std::max(conv_workspace, double(l->weight_cols()) * l->out_shape().height *
-                                                      l->out_shape().width * batch);
+      if (l->kind() != LayerKind::kConv) continue;
+      conv_workspace = std::max(conv_workspace, double(l->weight_cols()) * l->out_shape().height *
+                                                    l->out_shape().width * batch);
+      conv_workspace += (padded(l->in_shape()) + padded(l->out_shape())) * (3 * batch + 256);
     }
   }
   for (int v : s) units += v;
@@ -638,9 +645,15 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
       return ShapeError(absl::StrCat("state feedback[", i, "]"), st.feedback[i].rows(),
                         st.feedback[i].cols(), current.rows(), current.cols());
   }
-  if (st.weight_masks.size() != w_mask_.size() ||
-      st.feedback_masks.size() != feedback_.ExportMasks().size())
+  // Everything is checked before anything changes: a refused state leaves the trainer as it was.
+  if (st.weight_masks.size() != w_mask_.size())
     return absl::InvalidArgumentError("state masks do not match network.connection_sparsity");
+  for (size_t i = 0; i < w_mask_.size(); ++i)
+    if (st.weight_masks[i].rows() != w_mask_[i].rows() ||
+        st.weight_masks[i].cols() != w_mask_[i].cols())
+      return ShapeError(absl::StrCat("state weight_masks[", i, "]"), st.weight_masks[i].rows(),
+                        st.weight_masks[i].cols(), w_mask_[i].rows(), w_mask_[i].cols());
+  RETURN_IF_ERROR(feedback_.CheckMasks(st.feedback_masks));
   if (static_cast<int64_t>(st.permutation.size()) != num_train_)
     return absl::InvalidArgumentError(absl::StrCat("state permutation has ", st.permutation.size(),
                                                    " entries; the training set has ", num_train_,

@@ -47,9 +47,13 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
   std::vector<int64_t> feature_shape;
   const auto& net = req.config().network();
   if (net.layers_size() > 0 && !net.has_input_shape() &&
-      ParseDatasetName(req.train_dataset(), "session.train_dataset").ok())
-    if (auto meta = datasets_->Get(req.train_dataset()); meta.ok())
+      ParseDatasetName(req.train_dataset(), "session.train_dataset").ok()) {
+    auto meta = datasets_->Get(req.train_dataset());
+    if (meta.ok())
       feature_shape.assign(meta->feature_shape().begin(), meta->feature_shape().end());
+    else if (absl::IsNotFound(meta.status()))  // not "input_shape is not given"
+      return absl::NotFoundError(absl::StrCat("session.train_dataset: ", meta.status().message()));
+  }
   auto options_or = ToTrainerOptions(req.config(), &feature_shape);
   if (!options_or.ok()) return prefixed(options_or.status());
   core::TrainerOptions options = std::move(*options_or);
@@ -68,8 +72,9 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
   {
     const std::vector<core::LayerSpec> specs = core::LayerSpecs(options.network);
     int64_t channels = options.network.input.empty() ? 0 : options.network.input.channels;
-    // Each term is below 2^61 (CompleteNetwork bounds every activation by 2^30): stopping
-    // once over the limit keeps the sum from overflowing, however many layers.
+    // Each term is below 2^61 (CompleteNetwork bounds every activation by 2^30, a conv's
+    // channels by 2^16 and its kernel by 2^30 weights per filter): stopping once over the
+    // limit keeps the sum from overflowing, however many layers (at most 1024).
     for (size_t i = 0; i < specs.size() && params <= options_.max_parameters; ++i) {
       const core::LayerSpec& l = specs[i];
       const int64_t in = options.network.sizes[i], out = options.network.sizes[i + 1];

@@ -500,12 +500,65 @@ TEST(ConvNetTest, RefusesWhatCannotBe) {
   EXPECT_NE(complete(n).find("network.input is 2x8x9 (144 values) but network.sizes[0] is 128"),
             std::string::npos)
       << complete(n);
+  // Client-declared sizes whose products would overflow are refused before any is multiplied.
+  n = ConvOptions(Rule::kBackprop).network;
+  n.sizes = {};
+  n.input = {131483, 131586, 1066204307};  // the product is 2^64 + 66050
+  EXPECT_NE(complete(n).find("network.input must be in [1, 65536]"), std::string::npos)
+      << complete(n);
+  n = ConvOptions(Rule::kBackprop).network;
+  n.sizes = {};
+  n.layers[0].kernel_h = 2147352580;
+  n.layers[0].kernel_w = 1073807362;
+  n.layers[0].padding = 1073807361;
+  EXPECT_NE(complete(n).find("network.layers[0] (conv) kernel must be in [1, 4096]"),
+            std::string::npos)
+      << complete(n);
+  n = ConvOptions(Rule::kBackprop).network;
+  n.sizes = {};
+  n.layers[2].units = 1 << 20;
+  EXPECT_NE(complete(n).find("(conv) channels must be in [1, 65536]"), std::string::npos);
+  n = ConvOptions(Rule::kBackprop).network;
+  n.sizes = {};
+  n.input = {65536, 128, 129};
+  EXPECT_NE(complete(n).find("network.input has more than 1073741824 values"), std::string::npos)
+      << complete(n);
+  n = ConvOptions(Rule::kBackprop).network;
+  n.sizes = {};
+  n.layers.insert(n.layers.begin() + 4, 2000, n.layers[4]);  // 2000 flattens
+  EXPECT_NE(complete(n).find("has 2007 layers; at most 1024"), std::string::npos) << complete(n);
   // Per-layer learning rates are per weight layer: 4 here, not 7.
   o = ConvOptions(Rule::kBackprop);
   o.optimizer.layer_learning_rates = {0.1f, 0.1f, 0.1f, 0.1f};
   EXPECT_OK(ValidateOptions(o));
   o.optimizer.layer_learning_rates.push_back(0.1f);
   EXPECT_NE(message(o).find("one entry per weight layer (4)"), std::string::npos);
+}
+
+// A state refused for its masks leaves the trainer as it was (everything is checked first).
+TEST(ConvNetTest, ARefusedStateChangesNothing) {
+  auto data = ImageData(24);
+  TrainerOptions o = ConvOptions(Rule::kFeedbackAlignment);
+  o.network.connection_sparsity = 0.2f;
+  auto a = MustCreate(o, data);
+  auto b = MustCreate(o, data);
+  StepMetrics m;
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_OK(a->Step(&m));
+    ASSERT_OK(b->Step(&m));
+  }
+  TrainerState bad = MustCreate(o, data)->ExportState();  // step 0: other weights
+  ASSERT_FALSE(bad.feedback_masks.empty());
+  bad.feedback_masks[2] = Matrix::Ones(3, 3);
+  EXPECT_EQ(a->ImportState(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = MustCreate(o, data)->ExportState();
+  bad.weight_masks[0] = Matrix::Ones(2, 2);
+  EXPECT_EQ(a->ImportState(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->step(), 3);
+  ASSERT_OK(a->Run(nullptr));
+  ASSERT_OK(b->Run(nullptr));
+  for (int i = 0; i < a->num_layers(); ++i)
+    EXPECT_TRUE(a->weights(i) == b->weights(i)) << "layer " << i;
 }
 
 TEST(ConvNetTest, MemoryEstimateCountsTheConvolutionWorkspace) {

@@ -295,6 +295,29 @@ TEST(ConvTest, ReportsTheImplementations) {
   }
 }
 
+// A thread that convolves many batch widths (Predict's and Evaluate's last chunks) keeps at
+// most 16 built, the least recently used going first, and every call stays right.
+TEST(ConvTest, TheCacheOfBuiltConvolutionsIsBounded) {
+  std::thread([] {
+    ConvShape s;
+    s.in_c = 2, s.in_h = s.in_w = 9, s.out_c = 3, s.kernel_h = s.kernel_w = 3;
+    Rng rng(4);
+    Matrix w(s.out_c, s.kernel_size());
+    rng.FillUniform(w, -1, 1);
+    for (int n = 1; n <= 40; ++n) {
+      Matrix x(s.in_size(), n), z(s.out_size(), n), ref(s.out_size(), n);
+      rng.FillUniform(x, -1, 1);
+      ConvForward(s, x, w, nullptr, z);
+      ConvForwardReference(s, x, w, nullptr, ref);
+      ASSERT_LT((z - ref).cwiseAbs().maxCoeff(), 1e-4f) << "n = " << n;
+      EXPECT_LE(CachedConvolutions(), 16u);
+    }
+    if (std::string(ConvBackend()) == "onednn") {
+      EXPECT_EQ(CachedConvolutions(), 16u);
+    }
+  }).join();
+}
+
 // Pooling.
 
 Matrix PoolForwardOf(const PoolShape& s, const Matrix& x) {

@@ -540,6 +540,23 @@ TEST_F(RpcImplTest, ConvConfigsThatCannotBeAreRefusedNamingTheField) {
        "session.config.network.sizes is [64, 144, 36, 4] but network.layers make [64, 144, 36, "
        "3]"},
       {images, "c4k3,p2,d5", nullptr, "session.config.network.sizes[3]"},  // 5 outputs, 3 classes
+      // Client-declared sizes whose products would overflow 64 bits (2^64 + 66050 values).
+      {images, "p1,d10",
+       [](v1::CreateSessionRequest& r) {
+         auto* in = r.mutable_session()->mutable_config()->mutable_network()->mutable_input_shape();
+         in->set_channels(131483);
+         in->set_height(131586);
+         in->set_width(1066204307);
+       },
+       "session.config.network.input_shape must be in [1, 65536] in every dimension"},
+      {images, "c1k3,d10",
+       [](v1::CreateSessionRequest& r) {
+         auto* l = r.mutable_session()->mutable_config()->mutable_network()->mutable_layers(0);
+         l->set_kernel_h(2147352580);
+         l->set_kernel_w(1073807362);
+         l->set_padding(1073807361);
+       },
+       "session.config.network.layers[0] (conv) kernel must be in [1, 4096]"},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.message);
@@ -550,8 +567,14 @@ TEST_F(RpcImplTest, ConvConfigsThatCannotBeAreRefusedNamingTheField) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
     EXPECT_NE(std::string(st.message()).find(k.message), std::string::npos) << st;
   }
-  // The flat data's refusal says what to do.
+  // A data set that is not there is NOT_FOUND, named, before its shape is missed.
   v1::Session s;
+  const absl::Status missing = CreateSessionImpl(
+      *manager_, kAdmin, ConvRequest("datasets/00000000deadbeef", "c4k3,d10"), &s);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_NE(std::string(missing.message()).find("session.train_dataset"), std::string::npos)
+      << missing;
+  // The flat data's refusal says what to do.
   const absl::Status flat =
       CreateSessionImpl(*manager_, kAdmin, ConvRequest(dataset_, "c4k3,d10"), &s);
   EXPECT_NE(std::string(flat.message()).find("set config.network.input_shape, or upload images"),
