@@ -275,7 +275,7 @@ TEST(ProtoConvertTest, LayerErrorsNameTheWireField) {
   {
     v1::TrainingConfig c = with_input(ConvConfig(), 1, 12, 12);
     c.mutable_network()->mutable_layers(0)->set_units(0);
-    cases.push_back({"config.network.layers[0] (conv) channels must be >= 1", c});
+    cases.push_back({"config.network.layers[0] (conv) channels must be in [1, 65536]", c});
   }
   cases.push_back({"config.network.input_shape must be >= 1", with_input(ConvConfig(), 0, 0, 0)});
   for (const Case& k : cases) {
