@@ -14,8 +14,8 @@ namespace alignd::core {
 
 // ---- The kinds of layer ----------------------------------------------------------------
 
-void Layer::WeightGradient(ConstMatrixRef, ConstMatrixRef, float, float, MatrixRef) const {}
-void Layer::BiasGradient(ConstMatrixRef, float, bool, Vector&) const {}
+void Layer::DoWeightGradient(ConstMatrixRef, ConstMatrixRef, float, float, MatrixRef) const {}
+void Layer::DoBiasGradient(ConstMatrixRef, float, bool, Vector&) const {}
 
 namespace {
 
@@ -36,24 +36,14 @@ class DenseLayer final : public Layer {
   std::string Describe() const override {
     return absl::StrCat("dense ", out_size(), ": ", ShapeStr(in_shape()), " -> ", out_size());
   }
-  void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
-               MatrixRef z) const override {
-    Gemm(false, false, 1.0f, w, x, 0.0f, z);
-    if (bias) z.colwise() += b;
+  // Forward, BackwardData, WeightGradient and BiasGradient: inline in Layer (layers.h).
+  void DoForward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+                 MatrixRef z) const override {
+    Forward(w, b, bias, x, z);
   }
-  void BackwardData(const Matrix& m, ConstMatrixRef, ConstMatrixRef dz,
-                    MatrixRef dx) const override {
-    Gemm(true, false, 1.0f, m, dz, 0.0f, dx);
-  }
-  void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
-                      MatrixRef dw) const override {
-    Gemm(false, true, alpha, dz, x, beta, dw);
-  }
-  void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const override {
-    if (accumulate)
-      db.noalias() += alpha * dz.rowwise().sum();
-    else
-      db.noalias() = alpha * dz.rowwise().sum();
+  void DoBackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz,
+                      MatrixRef dx) const override {
+    BackwardData(m, x, dz, dx);
   }
 };
 
@@ -71,16 +61,16 @@ class ConvLayer final : public Layer {
                         " p", s_.padding, ": ", ShapeStr(in_shape()), " -> ",
                         ShapeStr(out_shape()));
   }
-  void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
-               MatrixRef z) const override {
+  void DoForward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+                 MatrixRef z) const override {
     ConvForward(s_, x, w, bias ? &b : nullptr, z);
   }
-  void BackwardData(const Matrix& m, ConstMatrixRef, ConstMatrixRef dz,
-                    MatrixRef dx) const override {
+  void DoBackwardData(const Matrix& m, ConstMatrixRef, ConstMatrixRef dz,
+                      MatrixRef dx) const override {
     ConvBackwardData(s_, dz, m, dx);
   }
-  void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
-                      MatrixRef dw) const override {
+  void DoWeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                        MatrixRef dw) const override {
     if (beta == 0.0f) {
       ConvBackwardWeights(s_, x, dz, dw, nullptr);
       if (alpha != 1.0f) dw *= alpha;
@@ -93,7 +83,7 @@ class ConvLayer final : public Layer {
     if (beta != 1.0f) dw *= beta;
     dw.noalias() += alpha * g;
   }
-  void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const override {
+  void DoBiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const override {
     // dz's column j is out_c blocks of out_h*out_w positions.
     const Eigen::Index positions = int64_t(s_.out_h()) * s_.out_w();
     for (int o = 0; o < s_.out_c; ++o) {
@@ -119,11 +109,11 @@ class PoolLayer final : public Layer {
     return absl::StrCat(s_.max ? "maxpool " : "avgpool ", s_.window, " s", s_.stride, ": ",
                         ShapeStr(in_shape()), " -> ", ShapeStr(out_shape()));
   }
-  void Forward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
+  void DoForward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
     PoolForward(s_, x, z);
   }
-  void BackwardData(const Matrix&, ConstMatrixRef x, ConstMatrixRef dz,
-                    MatrixRef dx) const override {
+  void DoBackwardData(const Matrix&, ConstMatrixRef x, ConstMatrixRef dz,
+                      MatrixRef dx) const override {
     PoolBackward(s_, x, dz, dx);
   }
 
@@ -138,10 +128,11 @@ class FlattenLayer final : public Layer {
   std::string Describe() const override {
     return absl::StrCat("flatten: ", ShapeStr(in_shape()), " -> ", out_size());
   }
-  void Forward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
+  void DoForward(const Matrix&, const Vector&, bool, ConstMatrixRef x, MatrixRef z) const override {
     z = x;
   }
-  void BackwardData(const Matrix&, ConstMatrixRef, ConstMatrixRef dz, MatrixRef dx) const override {
+  void DoBackwardData(const Matrix&, ConstMatrixRef, ConstMatrixRef dz,
+                      MatrixRef dx) const override {
     dx = dz;
   }
 };

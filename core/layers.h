@@ -7,8 +7,9 @@
 // to z[i+1]; layers with weights are followed by the activation (hidden, or the output's
 // for the last), the others pass their output on as it is.
 //
-// A new kind of layer is a subclass in core/layers.cc, a LayerKind (core/config.h, with its
-// shape rule in CompleteNetwork), and a value in proto/alignd/v1/config.proto.
+// A new kind of layer is a subclass in core/layers.cc (its Do* overrides), a LayerKind
+// (core/config.h, with its shape rule in CompleteNetwork), and a value in
+// proto/alignd/v1/config.proto.
 //
 // Also here: the activations, their derivatives, the output loss and its delta, and the
 // forward pass of a whole network.
@@ -22,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/config.h"
+#include "core/gemm.h"
 #include "core/matrix.h"
 
 namespace alignd::core {
@@ -47,25 +49,53 @@ class Layer {
   // "conv 6x5x5 s1 p0: 1x32x32 -> 6x28x28"
   virtual std::string Describe() const = 0;
 
+  // The passes below are not virtual: a dense layer runs inline (the per-example step of
+  // a small MLP is a few hundred nanoseconds, and a virtual call per product showed in it);
+  // every other kind goes through its Do* override in core/layers.cc.
+  //
   // z = layer(x) (+ b if bias); w and b are ignored by layers without weights.
-  virtual void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
-                       MatrixRef z) const = 0;
+  void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x, MatrixRef z) const {
+    if (!dense_) return DoForward(w, b, bias, x, z);
+    Gemm(false, false, 1.0f, w, x, 0.0f, z);
+    if (bias) z.colwise() += b;
+  }
   // dx = d<dz, layer(x)>/dx with `m` in W's place: the hidden signal M^T dz (m = W for
   // backprop, the rule's feedback otherwise). Layers without weights ignore m and send
   // the exact gradient (pooling: to each window's first largest entry of x).
-  virtual void BackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz,
-                            MatrixRef dx) const = 0;
+  void BackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz, MatrixRef dx) const {
+    if (!dense_) return DoBackwardData(m, x, dz, dx);
+    Gemm(true, false, 1.0f, m, dz, 0.0f, dx);
+  }
   // dw = alpha * d<dz, layer(x)>/dW + beta * dw (summed over the batch).
-  virtual void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
-                              MatrixRef dw) const;
+  void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                      MatrixRef dw) const {
+    if (!dense_) return DoWeightGradient(x, dz, alpha, beta, dw);
+    Gemm(false, true, alpha, dz, x, beta, dw);
+  }
   // db = alpha * d<dz, layer(x)>/db (summed over the batch); accumulate: db += that.
-  virtual void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const;
+  void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const {
+    if (!dense_) return DoBiasGradient(dz, alpha, accumulate, db);
+    if (accumulate)
+      db.noalias() += alpha * dz.rowwise().sum();
+    else
+      db.noalias() = alpha * dz.rowwise().sum();
+  }
 
  protected:
-  Layer(LayerKind kind, ImageShape in, ImageShape out) : kind_(kind), in_(in), out_(out) {}
+  Layer(LayerKind kind, ImageShape in, ImageShape out)
+      : kind_(kind), dense_(kind == LayerKind::kDense), in_(in), out_(out) {}
+  // The kinds other than dense (DenseLayer does not override these).
+  virtual void DoForward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
+                         MatrixRef z) const = 0;
+  virtual void DoBackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz,
+                              MatrixRef dx) const = 0;
+  virtual void DoWeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
+                                MatrixRef dw) const;
+  virtual void DoBiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const;
 
  private:
   LayerKind kind_;
+  bool dense_;
   ImageShape in_, out_;
 };
 

@@ -22,7 +22,7 @@ int64_t ChunkColumns(const Layers& layers) {
 
 }  // namespace
 
-absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
+absl::StatusOr<EvalMetrics> EvaluateWeights(const Layers& layers, const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
                                             const std::vector<Vector>& b, bool class_labels,
                                             const Dataset& data, int64_t first, int64_t count) {
@@ -40,7 +40,6 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
     return absl::InvalidArgumentError(absl::StrCat(
         "data set '", data.name, "' is ", data.is_classification() ? "labelled" : "regression",
         " data; the network was trained on the other kind"));
-  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   const int64_t kChunk = ChunkColumns(layers);
@@ -79,14 +78,14 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
   return e;
 }
 
-absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::vector<Matrix>& w,
-                                      const std::vector<Vector>& b, ConstMatrixRef x) {
+absl::StatusOr<Matrix> PredictWeights(const Layers& layers, const NetworkConfig& config,
+                                      const std::vector<Matrix>& w, const std::vector<Vector>& b,
+                                      ConstMatrixRef x) {
   const auto& s = config.sizes;
   if (x.rows() != s.front())
     return absl::InvalidArgumentError(
         absl::StrCat("inputs have ", x.rows(), " features; the network takes ", s.front()));
   if (!x.allFinite()) return absl::InvalidArgumentError("inputs contain NaN or Inf");
-  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
@@ -113,8 +112,9 @@ absl::StatusOr<Network> Network::Create(const NetworkConfig& config, std::vector
     return absl::InvalidArgumentError(absl::StrCat("a network of ", s.size(), " layer sizes needs ",
                                                    L, " weight matrices and bias vectors; got ",
                                                    weights.size(), " and ", biases.size()));
-  ASSIGN_OR_RETURN(const Layers layers, BuildLayers(config));
   Network n;
+  ASSIGN_OR_RETURN(n.layers_, BuildLayers(config));
+  const Layers& layers = n.layers_;
   for (size_t i = 0; i < L; ++i) {
     const Layer& l = *layers[i];
     const Eigen::Index rows = l.weight_rows(), cols = l.weight_cols();

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "core/config.h"
 #include "core/dataset.h"
+#include "core/layers.h"
 #include "core/matrix.h"
 
 namespace alignd::core {
@@ -40,7 +41,8 @@ struct EvalMetrics {
 // first + count); count < 0: to the end), in chunks of 1024 examples (256 with convolutions).
 // `class_labels`: the kind of data the network was trained on (InvalidArgument for the other kind,
 // or for shapes that do not fit). step and epoch are left 0.
-absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
+// `layers` are BuildLayers(config), built once by the caller (Network, Trainer).
+absl::StatusOr<EvalMetrics> EvaluateWeights(const Layers& layers, const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
                                             const std::vector<Vector>& b, bool class_labels,
                                             const Dataset& data, int64_t first = 0,
@@ -48,8 +50,9 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const NetworkConfig& config,
 // Outputs (out x n) for inputs x (in x n), in chunks of 1024 columns (256 with
 // convolutions). InvalidArgument for
 // a wrong number of features or a non-finite input.
-absl::StatusOr<Matrix> PredictWeights(const NetworkConfig& config, const std::vector<Matrix>& w,
-                                      const std::vector<Vector>& b, ConstMatrixRef x);
+absl::StatusOr<Matrix> PredictWeights(const Layers& layers, const NetworkConfig& config,
+                                      const std::vector<Matrix>& w, const std::vector<Vector>& b,
+                                      ConstMatrixRef x);
 
 class Network {
  public:
@@ -59,10 +62,10 @@ class Network {
                                         const std::vector<Matrix>& biases, bool class_labels);
 
   absl::StatusOr<Matrix> Predict(ConstMatrixRef x) const {
-    return PredictWeights(config_, w_, b_, x);
+    return PredictWeights(layers_, config_, w_, b_, x);
   }
   absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) const {
-    return EvaluateWeights(config_, w_, b_, class_labels_, data);
+    return EvaluateWeights(layers_, config_, w_, b_, class_labels_, data);
   }
 
   const NetworkConfig& config() const { return config_; }
@@ -73,6 +76,7 @@ class Network {
  private:
   Network() = default;
   NetworkConfig config_;
+  Layers layers_;
   std::vector<Matrix> w_;
   std::vector<Vector> b_;
   bool class_labels_ = false;

@@ -512,8 +512,8 @@ absl::Status Trainer::Run(TrainingObserver* observer) {
 // ---- Evaluation --------------------------------------------------------------------
 
 absl::StatusOr<EvalMetrics> Trainer::Evaluate(const Dataset& data) const {
-  ASSIGN_OR_RETURN(EvalMetrics e,
-                   EvaluateWeights(options_.network, w_, b_, train_->is_classification(), data));
+  ASSIGN_OR_RETURN(EvalMetrics e, EvaluateWeights(layers_, options_.network, w_, b_,
+                                                  train_->is_classification(), data));
   e.step = step_;
   e.epoch = epoch_;
   return e;
@@ -523,8 +523,8 @@ absl::StatusOr<EvalMetrics> Trainer::EvaluateValidation() const {
   const int64_t held_out = train_->size() - num_train_;
   if (held_out == 0) return absl::FailedPreconditionError("no validation examples held out");
   ASSIGN_OR_RETURN(EvalMetrics e,
-                   EvaluateWeights(options_.network, w_, b_, train_->is_classification(), *train_,
-                                   num_train_, held_out));
+                   EvaluateWeights(layers_, options_.network, w_, b_, train_->is_classification(),
+                                   *train_, num_train_, held_out));
   e.step = step_;
   e.epoch = epoch_;
   e.validation = true;
@@ -532,7 +532,7 @@ absl::StatusOr<EvalMetrics> Trainer::EvaluateValidation() const {
 }
 
 absl::StatusOr<Matrix> Trainer::Predict(ConstMatrixRef x) const {
-  return PredictWeights(options_.network, w_, b_, x);
+  return PredictWeights(layers_, options_.network, w_, b_, x);
 }
 
 double Trainer::Loss(ConstMatrixRef x, ConstMatrixRef targets) const {
