@@ -75,10 +75,16 @@ class Layer {
   // db = alpha * d<dz, layer(x)>/db (summed over the batch); accumulate: db += that.
   void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const {
     if (!dense_) return DoBiasGradient(dz, alpha, accumulate, db);
-    if (accumulate)
+    if (dz.cols() == 1) {  // per-example: the sum of one column is that column, bit for bit
+      if (accumulate)
+        db.noalias() += alpha * dz.col(0);
+      else
+        db.noalias() = alpha * dz.col(0);
+    } else if (accumulate) {
       db.noalias() += alpha * dz.rowwise().sum();
-    else
+    } else {
       db.noalias() = alpha * dz.rowwise().sum();
+    }
   }
 
  protected:
