@@ -1,6 +1,12 @@
 // File: client/data_files.cc
 #include "client/data_files.h"
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 
 namespace alignd::client {
@@ -37,6 +43,31 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
   to.target_dim = target_dim;
   ASSIGN_OR_RETURN(formats::Examples e, formats::ExamplesFromCsv(t, path, to));
   return PayloadOf(e);
+}
+
+absl::Status SetFeatureShape(const std::string& shape, Payload* payload) {
+  const std::vector<std::string> parts = absl::StrSplit(shape, 'x');
+  std::vector<int64_t> dims;
+  int64_t product = 1;
+  for (const std::string& part : parts) {
+    int64_t d = 0;
+    if (parts.size() > 3 || !absl::SimpleAtoi(part, &d) || d < 1 || d > (int64_t{1} << 30))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--feature-shape '", shape,
+                       "': expected CxHxW or HxW with every dimension >= 1, e.g. 1x28x28"));
+    dims.push_back(d);
+    product *= d;
+  }
+  v1::DatasetHeader& h = payload->header;
+  int64_t features = 1;
+  for (int64_t d : h.feature_shape()) features *= d;
+  if (product != features)
+    return absl::InvalidArgumentError(absl::StrCat("--feature-shape ", shape, " has ", product,
+                                                   " values; the examples have ", features,
+                                                   " features"));
+  h.clear_feature_shape();
+  for (int64_t d : dims) h.add_feature_shape(d);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets,

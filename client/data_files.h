@@ -28,6 +28,10 @@ absl::StatusOr<Payload> ReadIdxPair(const std::string& images, const std::string
 // classification: the last column is an integer label; else the last `target_dim` columns.
 absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, int target_dim,
                                 bool header);
+// Declares the examples' shape ("CxHxW" or "HxW", e.g. 1x28x28): what a CSV cannot say, so that
+// a conv net takes the data set's image shape. InvalidArgument unless every dimension is >= 1
+// and their product is the examples' feature count.
+absl::Status SetFeatureShape(const std::string& shape, Payload* payload);
 absl::StatusOr<Payload> ReadNpyPair(const std::string& features, const std::string& targets,
                                     bool classification);
 

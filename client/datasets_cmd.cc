@@ -57,7 +57,7 @@ void PrintDatasets(const std::vector<v1::Dataset>& ds) {
 void AddUpload(CLI::App* up) {
   struct Flags {
     std::vector<std::string> idx, npy;
-    std::string csv, name;
+    std::string csv, name, feature_shape;
     bool regression = false, header = false;
     int target_dim = 1;
   };
@@ -71,6 +71,8 @@ void AddUpload(CLI::App* up) {
   up->add_option("--target-dim", f->target_dim, "CSV regression: number of target columns")
       ->capture_default_str();
   up->add_flag("--header", f->header, "CSV: skip the first line");
+  up->add_option("--feature-shape", f->feature_shape,
+                 "CSV: the examples' image shape, CxHxW or HxW (e.g. 1x28x28), for conv nets");
   up->add_option("--name", f->name, "display name");
   up->callback([f] {
     absl::StatusOr<Payload> p = absl::InvalidArgumentError("give one of --idx, --csv, --npy");
@@ -78,7 +80,13 @@ void AddUpload(CLI::App* up) {
       p = ReadIdxPair(f->idx[0], f->idx[1]);
     else if (!f->csv.empty())
       p = ReadCsv(f->csv, !f->regression, f->target_dim, f->header);
-    else if (!f->npy.empty())
+    if (p.ok() && !f->feature_shape.empty()) {
+      if (f->csv.empty())
+        p = absl::InvalidArgumentError(
+            "--feature-shape is for --csv: IDX and .npy files carry their shape");
+      else if (absl::Status st = SetFeatureShape(f->feature_shape, &*p); !st.ok())
+        p = st;
+    } else if (!f->npy.empty())
       p = ReadNpyPair(f->npy[0], f->npy[1], !f->regression);
     if (!p.ok()) Fail(p.status());
     p->header.set_display_name(f->name);

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "client/create_request.h"
+#include "client/data_files.h"
 #include "client/layers.h"
 #include "client/sweep.h"
 #include "client/table.h"
@@ -238,6 +239,27 @@ TEST(LayersTest, TheCompactGrammarParsesAndFormatsBack) {
     ASSERT_FALSE(r.ok());
     EXPECT_NE(std::string(r.status().message()).find("--input-shape"), std::string::npos);
   }
+}
+
+TEST(DataFilesTest, ACsvsFeatureShapeIsDeclaredAndChecked) {
+  Payload p;
+  p.header.add_feature_shape(784);
+  const std::string bytes = p.bytes;
+  EXPECT_OK(SetFeatureShape("1x28x28", &p));
+  EXPECT_EQ(std::vector<int64_t>(p.header.feature_shape().begin(), p.header.feature_shape().end()),
+            (std::vector<int64_t>{1, 28, 28}));
+  EXPECT_OK(SetFeatureShape("28x28", &p));
+  EXPECT_EQ(p.header.feature_shape_size(), 2);
+  EXPECT_EQ(p.bytes, bytes);  // example-major values: only the header changes
+  // A shape of another size, a zero, a word or four dimensions: refused, the shape unchanged.
+  for (const char* bad : {"2x28x28", "0x784", "28xx28", "seven", "1x1x28x28", "-1x-784", ""}) {
+    const absl::Status st = SetFeatureShape(bad, &p);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("--feature-shape"), std::string::npos) << st.message();
+    EXPECT_EQ(p.header.feature_shape_size(), 2) << bad;
+  }
+  EXPECT_NE(SetFeatureShape("2x28x28", &p).message().find("1568 values; the examples have 784"),
+            std::string::npos);
 }
 
 TEST(CreateRequestTest, LayersAndInputShapeFlagsReplaceTheConfigsNetwork) {

@@ -141,6 +141,16 @@ class AlignctlTest(unittest.TestCase):
             f.write("a,b,y\n" + "".join(f"{i},{i * 0.5},{i % 2}\n" for i in range(30)))
         d = self.ctl_json("upload", "--csv", csv, "--header")
         self.assertEqual(d["num_classes"], 2)
+        self.assertEqual(d["feature_shape"], ["2"])
+        # Images in a CSV: their shape is declared, and checked against the columns.
+        img = os.path.join(self.dir, "img.csv")
+        with open(img, "w") as f:
+            f.write("".join(",".join(str((i * 7 + k) % 5) for k in range(12)) + f",{i % 3}\n" for i in range(30)))
+        d = self.ctl_json("upload", "--csv", img, "--feature-shape", "3x2x2")
+        self.assertEqual(d["feature_shape"], ["3", "2", "2"])
+        p = self.ctl("upload", "--csv", img, "--feature-shape", "5x5", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--feature-shape 5x5 has 25 values; the examples have 12 features", p.stderr)
         xp, yp = os.path.join(self.dir, "x.npy"), os.path.join(self.dir, "y.npy")
         np.save(xp, rng.normal(size=(25, 3)).astype(np.float64))
         np.save(yp, rng.normal(size=(25, 2)).astype(np.float32))
