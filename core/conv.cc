@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/casts.h"
 #include "core/gemm.h"
 
 #ifdef ALIGND_HAVE_ONEDNN
@@ -401,8 +402,7 @@ int64_t ArgMax(const PoolShape& s, const float* x) {
 // loops: the value of the general path's entry (the first largest in row-major order, strict
 // >) by the same comparisons in the same order, so bit for bit the same (NaN and signed zeros
 // included), as selects the compiler turns into vmaxss (5-6x the general path's speed at
-// LeNet's shapes). The backward keeps the general loop: a 2x2 version of it (the entry as
-// the first equal to the max, with branch-free masks) measured no faster.
+// LeNet's shapes). The backward's 2x2 version is below.
 inline float Max2x2(float a, float b, float c, float d) {
   float v = a;
   v = b > v ? b : v;
@@ -422,6 +422,42 @@ void MaxPool2x2Forward(const PoolShape& s, const float* in, float* out) {
       for (int x = 0; x < ow; ++x)
         o[x] = Max2x2(r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]);
     }
+}
+
+// Max pooling's backward over 2x2 windows with stride 2: each input entry written once (the
+// window's gradient at the general path's entry, 0 elsewhere; rows and columns no window
+// covers, 0), instead of zeroing dx and scattering into it. The entry is chosen by the general
+// path's comparisons in its order, and the gradient is written as 0 + g, as the general path
+// adds it to a zero: bit for bit the same, -0 and NaN included.
+void MaxPool2x2Backward(const PoolShape& s, const float* in, const float* g, float* out) {
+  const int oh = s.out_h(), ow = s.out_w(), w = s.in_w;
+  for (int c = 0; c < s.c; ++c) {
+    for (int y = 0; y < oh; ++y) {
+      const float* r0 = in + (int64_t(c) * s.in_h + 2 * y) * w;
+      const float* r1 = r0 + w;
+      float* o0 = out + (int64_t(c) * s.in_h + 2 * y) * w;
+      float* o1 = o0 + w;
+      const float* gy = g + (int64_t(c) * oh + y) * ow;
+      for (int x = 0; x < ow; ++x) {
+        // Masks, not branches: a branch per comparison mispredicts on real data (written with
+        // selects, the compiler still branched, and this ran at a third of the general
+        // path's speed at batch 64). A mask is all ones where the chain moved to that entry.
+        const float a = r0[2 * x], b = r0[2 * x + 1], cc = r1[2 * x], d = r1[2 * x + 1];
+        const uint32_t to_b = 0u - uint32_t(b > a);
+        const float v1 = b > a ? b : a;
+        const uint32_t to_c = 0u - uint32_t(cc > v1);
+        const float v2 = cc > v1 ? cc : v1;
+        const uint32_t to_d = 0u - uint32_t(d > v2);
+        const uint32_t gv = absl::bit_cast<uint32_t>(0.0f + gy[x]);
+        o0[2 * x] = absl::bit_cast<float>(gv & ~(to_b | to_c | to_d));
+        o0[2 * x + 1] = absl::bit_cast<float>(gv & to_b & ~(to_c | to_d));
+        o1[2 * x] = absl::bit_cast<float>(gv & to_c & ~to_d);
+        o1[2 * x + 1] = absl::bit_cast<float>(gv & to_d);
+      }
+      for (int x = 2 * ow; x < w; ++x) o0[x] = o1[x] = 0.0f;
+    }
+    for (int y = 2 * oh; y < s.in_h; ++y) std::fill_n(out + (int64_t(c) * s.in_h + y) * w, w, 0.0f);
+  }
 }
 
 }  // namespace
@@ -453,6 +489,11 @@ void PoolForward(const PoolShape& s, ConstMatrixRef x, MatrixRef y) {
 void PoolBackward(const PoolShape& s, ConstMatrixRef x, ConstMatrixRef dy, MatrixRef dx) {
   assert(x.rows() == s.in_size() && dy.rows() == s.out_size() && dx.rows() == s.in_size());
   assert(x.cols() == dy.cols() && dx.cols() == dy.cols());
+  if (Is2x2Max(s)) {
+    for (Eigen::Index j = 0; j < dy.cols(); ++j)
+      MaxPool2x2Backward(s, x.col(j).data(), dy.col(j).data(), dx.col(j).data());
+    return;
+  }
   const float scale = 1.0f / float(s.window * s.window);
   for (Eigen::Index j = 0; j < dy.cols(); ++j) {
     const float* in = x.col(j).data();

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -354,6 +355,40 @@ TEST(PoolTest, MaxRoutesTheGradientToTheFirstLargestEntry) {
     expected(at, 0) = dy(o, 0);
   }
   EXPECT_TRUE(dx == expected) << dx.transpose();
+}
+
+// LeNet's 2x2 max pooling has loops of its own (core/conv.cc): bit for bit the general rule,
+// checked against a plain loop of it on odd sizes (a row and a column no window covers), ties,
+// NaN, infinities and signed zeros, in values and in gradients.
+TEST(PoolTest, TheTwoByTwoMaxPathIsTheGeneralRuleBitForBit) {
+  PoolShape s;
+  s.c = 3, s.in_h = 7, s.in_w = 9, s.window = 2, s.stride = 2;
+  const int n = 4;
+  Rng rng(21);
+  Matrix x(s.in_size(), n), dy(s.out_size(), n);
+  rng.FillUniform(x, -1, 1);
+  rng.FillUniform(dy, -1, 1);
+  const float special[] = {0.0f, -0.0f, 1.0f, 1.0f, std::nanf(""), INFINITY, -INFINITY, 0.5f};
+  for (int64_t i = 0; i < x.size(); i += 3) x.data()[i] = special[(i / 3) % 8];
+  for (int64_t i = 0; i < dy.size(); i += 5) dy.data()[i] = i % 2 ? -0.0f : 0.0f;
+  Matrix y_ref(s.out_size(), n), dx_ref = Matrix::Zero(s.in_size(), n);
+  for (int j = 0; j < n; ++j)
+    for (int c = 0; c < s.c; ++c)
+      for (int oy = 0; oy < s.out_h(); ++oy)
+        for (int ox = 0; ox < s.out_w(); ++ox) {
+          int64_t best = (int64_t(c) * s.in_h + 2 * oy) * s.in_w + 2 * ox;
+          for (int r = 0; r < 2; ++r)
+            for (int q = 0; q < 2; ++q) {
+              const int64_t at = (int64_t(c) * s.in_h + 2 * oy + r) * s.in_w + 2 * ox + q;
+              if (x(at, j) > x(best, j)) best = at;
+            }
+          const int64_t o = (int64_t(c) * s.out_h() + oy) * s.out_w() + ox;
+          y_ref(o, j) = x(best, j);
+          dx_ref(best, j) += dy(o, j);
+        }
+  const Matrix y = PoolForwardOf(s, x), dx = PoolBackwardOf(s, x, dy);
+  EXPECT_EQ(std::memcmp(y.data(), y_ref.data(), sizeof(float) * y.size()), 0);
+  EXPECT_EQ(std::memcmp(dx.data(), dx_ref.data(), sizeof(float) * dx.size()), 0);
 }
 
 TEST(PoolTest, AverageSpreadsTheGradientEvenly) {
