@@ -218,9 +218,15 @@ void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
     case Activation::kLogistic:
       d.array() *= a.array() * (1.0f - a.array());
       break;
-    case Activation::kRelu:
-      d.array() *= (a.array() > 0.0f).cast<float>();
+    case Activation::kRelu: {
+      // d * 1 or d * 0, as (a > 0).cast<float>() multiplies, in a loop the compiler
+      // vectorises (Eigen 3.4 does not vectorise the cast of a comparison).
+      assert(a.size() == d.size());
+      float* dp = d.data();
+      const float* ap = a.data();
+      for (Eigen::Index i = 0, size = d.size(); i < size; ++i) dp[i] *= ap[i] > 0.0f ? 1.0f : 0.0f;
       break;
+    }
     case Activation::kSoftmax:
       assert(false);
       break;
