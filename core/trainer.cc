@@ -328,13 +328,16 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
     // W's place; exact through a layer without weights; DFA's from the output's delta
     // straight to each weight layer's output.
     if (signal_at_[i]) {
+      // The signal itself (dh, before the derivative) is kept only for the metrics' angles;
+      // otherwise it goes straight into delta (a copy less: a conv layer's is ~1 MB at batch 64).
+      Matrix& signal = metrics ? dh_[i] : delta_[i];
       if (direct || layer.has_weights())
-        feedback_.HiddenSignal(i, layers_, w_, a_[i], delta_[i + 1], delta_[L], dh_[i]);
+        feedback_.HiddenSignal(i, layers_, w_, a_[i], delta_[i + 1], delta_[L], signal);
       else
-        layer.BackwardData(w_[i], a_[i], delta_[i + 1], dh_[i]);
+        layer.BackwardData(w_[i], a_[i], delta_[i + 1], signal);
       if (metrics && options_.pbp_angle && layer.kind() == LayerKind::kDense)
         pbp_dh_[i] = PseudoInverseTransposed(w_[i]).transpose() * delta_[i + 1];
-      delta_[i] = dh_[i];
+      if (metrics) delta_[i] = dh_[i];
       if (layers_[i - 1]->activated())
         MultiplyByDerivative(options_.network.hidden, a_[i], delta_[i]);
     }
