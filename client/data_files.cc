@@ -46,25 +46,30 @@ absl::StatusOr<Payload> ReadCsv(const std::string& path, bool classification, in
 }
 
 absl::Status SetFeatureShape(const std::string& shape, Payload* payload) {
+  v1::DatasetHeader& h = payload->header;
+  int64_t features = 1;
+  for (int64_t d : h.feature_shape()) features *= d;
   const std::vector<std::string> parts = absl::StrSplit(shape, 'x');
   std::vector<int64_t> dims;
   int64_t product = 1;
+  bool capped = false;  // stopped multiplying once past the feature count (no overflow)
   for (const std::string& part : parts) {
     int64_t d = 0;
-    if (parts.size() > 3 || !absl::SimpleAtoi(part, &d) || d < 1 || d > (int64_t{1} << 30))
+    if (parts.size() < 2 || parts.size() > 3 || !absl::SimpleAtoi(part, &d) || d < 1 ||
+        d > (int64_t{1} << 30))
       return absl::InvalidArgumentError(
           absl::StrCat("--feature-shape '", shape,
                        "': expected CxHxW or HxW with every dimension >= 1, e.g. 1x28x28"));
     dims.push_back(d);
-    product *= d;
+    if (product > features)
+      capped = true;
+    else
+      product *= d;
   }
-  v1::DatasetHeader& h = payload->header;
-  int64_t features = 1;
-  for (int64_t d : h.feature_shape()) features *= d;
   if (product != features)
-    return absl::InvalidArgumentError(absl::StrCat("--feature-shape ", shape, " has ", product,
-                                                   " values; the examples have ", features,
-                                                   " features"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--feature-shape ", shape, " has ", capped ? "more than " : "", product,
+                     " values; the examples have ", features, " features"));
   h.clear_feature_shape();
   for (int64_t d : dims) h.add_feature_shape(d);
   return absl::OkStatus();

@@ -80,14 +80,15 @@ void AddUpload(CLI::App* up) {
       p = ReadIdxPair(f->idx[0], f->idx[1]);
     else if (!f->csv.empty())
       p = ReadCsv(f->csv, !f->regression, f->target_dim, f->header);
+    else if (!f->npy.empty())
+      p = ReadNpyPair(f->npy[0], f->npy[1], !f->regression);
     if (p.ok() && !f->feature_shape.empty()) {
       if (f->csv.empty())
         p = absl::InvalidArgumentError(
             "--feature-shape is for --csv: IDX and .npy files carry their shape");
       else if (absl::Status st = SetFeatureShape(f->feature_shape, &*p); !st.ok())
         p = st;
-    } else if (!f->npy.empty())
-      p = ReadNpyPair(f->npy[0], f->npy[1], !f->regression);
+    }
     if (!p.ok()) Fail(p.status());
     p->header.set_display_name(f->name);
     auto stub = Stub();

@@ -11,6 +11,7 @@ build/bench/engine.json.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -66,9 +67,10 @@ def main():
     # LeNet's rows swing with whatever else the machine runs: alignd and PyTorch take turns,
     # `lenet_rounds` times (the first round is the runs above), and the table reports each
     # round's ratio and their median.
-    lenet_rounds = [([r for r in json.load(open(engine_json)) if r.get("net") == "lenet"],
-                     [r for r in theirs if r["net"] == "lenet"])]
-    for _ in range(args.lenet_rounds - 1):
+    with open(engine_json) as f:
+        lenet_rounds = [([r for r in json.load(f) if r.get("net") == "lenet"],
+                         [r for r in theirs if r["net"] == "lenet"])]
+    for _ in range(max(1, args.lenet_rounds) - 1):
         round_json = os.path.join(out_dir, "alignd_lenet_round.json")
         subprocess.run([os.path.join(build, "tests/bench/alignd_bench"), "--mnist_dir", mnist,
                         "--seconds", str(args.seconds), "--lenet_only", "--out", round_json],
@@ -129,6 +131,8 @@ def main():
           f"{'alignd/manual':>14} {'alignd/autograd':>16}  alignd/manual by round")
 
     def median(v):
+        if not v or any(math.isnan(x) for x in v):
+            return float("nan")  # a missing row stays missing
         v = sorted(v)
         return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 

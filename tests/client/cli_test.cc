@@ -260,6 +260,12 @@ TEST(DataFilesTest, ACsvsFeatureShapeIsDeclaredAndChecked) {
   }
   EXPECT_NE(SetFeatureShape("2x28x28", &p).message().find("1568 values; the examples have 784"),
             std::string::npos);
+  // No overflow on absurd dimensions, and one dimension is not an image shape.
+  EXPECT_NE(SetFeatureShape("1073741824x1073741824x1073741824", &p)
+                .message()
+                .find("more than 1073741824 values; the examples have 784"),
+            std::string::npos);
+  EXPECT_EQ(SetFeatureShape("784", &p).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CreateRequestTest, LayersAndInputShapeFlagsReplaceTheConfigsNetwork) {

@@ -151,10 +151,16 @@ class AlignctlTest(unittest.TestCase):
         p = self.ctl("upload", "--csv", img, "--feature-shape", "5x5", ok=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("--feature-shape 5x5 has 25 values; the examples have 12 features", p.stderr)
+        # The other readers keep their own shape; the first reader given wins, as before.
+        p = self.ctl("upload", "--idx", ip, lp, "--feature-shape", "16", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--feature-shape is for --csv", p.stderr)
         xp, yp = os.path.join(self.dir, "x.npy"), os.path.join(self.dir, "y.npy")
         np.save(xp, rng.normal(size=(25, 3)).astype(np.float64))
         np.save(yp, rng.normal(size=(25, 2)).astype(np.float32))
         d = self.ctl_json("upload", "--npy", xp, yp, "--regression")
+        p = self.ctl("upload", "--npy", xp, yp, "--regression", "--feature-shape", "1x3", ok=False)
+        self.assertIn("--feature-shape is for --csv", p.stderr)
         self.assertEqual(d["target_dim"], 2)
         # Not in use: it can go, and then it is gone.
         self.assertIn("deleted", self.ctl("datasets", "delete", d["name"]).stdout)

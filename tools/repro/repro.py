@@ -66,7 +66,7 @@ CONV_RULES = [("bp", "bp", {}), ("fa", "fa", {}), ("dfa", "dfa", {}),
               ("brsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_BATCH_RANDOM"}),
               ("frsf", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_FIXED_RANDOM"}),
               ("kp", "kp", {})]
-# The learning rate per rule, chosen on the validation split (--only convtune: seed 1, 20 epochs
+# The learning rate per rule, chosen on the validation split (--only convtune --conv_epochs 20: seed 1, 20 epochs
 # with the decays at 10 and 15, the grid CONV_TUNE_LR; docs/RESULTS.md has the table). Every
 # choice is inside the grid. DFA collapses to chance from 0.003 up; FA is best at 0.01 and
 # worse at 0.03.
@@ -620,19 +620,22 @@ def report(runs, args, wall, md):
     ct = [r for r in runs if r["experiment"] == "convtune"]
     if ct:
         epochs = max((r["figures"].get("epochs", 0) for r in ct if r.get("figures")), default=0)
+        grid = sorted({r["lr"] for r in ct})
         md += [f"### LeNet-5 learning rate per rule, chosen on the validation split (seed 1, {epochs} epochs, "
                "the same decays)", "",
-               "| rule | " + " | ".join(f"η = {lr:g}" for lr in CONV_TUNE_LR) + " | chosen |",
-               "|---|" + "---|" * (len(CONV_TUNE_LR) + 1)]
+               "| rule | " + " | ".join(f"η = {lr:g}" for lr in grid) + " | chosen |",
+               "|---|" + "---|" * (len(grid) + 1)]
         for variant, _, _ in CONV_RULES:
             rs = {r["lr"]: r for r in ct if r["variant"] == variant}
             if not rs:
                 continue
             cells, best = [], None
-            for lr in CONV_TUNE_LR:
+            for lr in grid:
                 f = rs[lr].get("figures") if lr in rs else None
                 if not f or "validation_error_selected" not in f:
-                    cells.append("diverged" if lr in rs else "–")
+                    why = rs[lr].get("failure", "") if lr in rs else ""
+                    cells.append("–" if lr not in rs else "diverged" if "diverged" in why else
+                                 rs[lr].get("state", "?").replace("SESSION_STATE_", "").lower())
                     continue
                 v = f["validation_error_selected"]
                 cells.append(f"{pct(v)} (epoch {f['selected_epoch']})")
