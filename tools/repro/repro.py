@@ -18,8 +18,11 @@ logs back. The numbers are the service's.
             symmetry uSF and scale-matched, beside BP and FA
   conv      (opt-in: --only conv, or make repro-conv) LeNet-5 on MNIST under BioTorch's protocol:
             BP, FA, DFA, uSF, brSF, frSF and Kolen-Pollack, SGD with momentum 0.9, weight decay
-            1e-3, batch 64, 100 epochs, the learning rate divided by 10 at epochs 50 and 75, a
-            10,000-example validation split and the best-validation epoch's test error
+            1e-3, batch 64, 100 epochs, a learning rate per rule (CONV_LR) divided by 10 at
+            epochs 50 and 75, a 10,000-example validation split and the best-validation epoch's
+            test error
+  convtune  (opt-in: --only convtune --conv_epochs 20) the study that chose CONV_LR: every conv
+            rule at each rate of --conv_tune_lr, seed 1, validation error at the best epoch
 
 Writes BUILD/repro/results.json (one object per run: its config, curves and figures),
 BUILD/repro/results.md (the tables with the statistics) and PNG plots (matplotlib), and with
