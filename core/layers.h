@@ -55,7 +55,7 @@ class Layer {
   //
   // z = layer(x) (+ b if bias); w and b are ignored by layers without weights.
   void Forward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x, MatrixRef z) const {
-    if (!dense_) return DoForward(w, b, bias, x, z);
+    if (kind_ != LayerKind::kDense) return DoForward(w, b, bias, x, z);
     Gemm(false, false, 1.0f, w, x, 0.0f, z);
     if (bias) z.colwise() += b;
   }
@@ -63,18 +63,18 @@ class Layer {
   // backprop, the rule's feedback otherwise). Layers without weights ignore m and send
   // the exact gradient (pooling: to each window's first largest entry of x).
   void BackwardData(const Matrix& m, ConstMatrixRef x, ConstMatrixRef dz, MatrixRef dx) const {
-    if (!dense_) return DoBackwardData(m, x, dz, dx);
+    if (kind_ != LayerKind::kDense) return DoBackwardData(m, x, dz, dx);
     Gemm(true, false, 1.0f, m, dz, 0.0f, dx);
   }
   // dw = alpha * d<dz, layer(x)>/dW + beta * dw (summed over the batch).
   void WeightGradient(ConstMatrixRef x, ConstMatrixRef dz, float alpha, float beta,
                       MatrixRef dw) const {
-    if (!dense_) return DoWeightGradient(x, dz, alpha, beta, dw);
+    if (kind_ != LayerKind::kDense) return DoWeightGradient(x, dz, alpha, beta, dw);
     Gemm(false, true, alpha, dz, x, beta, dw);
   }
   // db = alpha * d<dz, layer(x)>/db (summed over the batch); accumulate: db += that.
   void BiasGradient(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) const {
-    if (!dense_) return DoBiasGradient(dz, alpha, accumulate, db);
+    if (kind_ != LayerKind::kDense) return DoBiasGradient(dz, alpha, accumulate, db);
     if (dz.cols() == 1) {  // per-example: the sum of one column is that column, bit for bit
       if (accumulate)
         db.noalias() += alpha * dz.col(0);
@@ -88,8 +88,7 @@ class Layer {
   }
 
  protected:
-  Layer(LayerKind kind, ImageShape in, ImageShape out)
-      : kind_(kind), dense_(kind == LayerKind::kDense), in_(in), out_(out) {}
+  Layer(LayerKind kind, ImageShape in, ImageShape out) : kind_(kind), in_(in), out_(out) {}
   // The kinds other than dense (DenseLayer does not override these).
   virtual void DoForward(const Matrix& w, const Vector& b, bool bias, ConstMatrixRef x,
                          MatrixRef z) const = 0;
@@ -101,7 +100,6 @@ class Layer {
 
  private:
   LayerKind kind_;
-  bool dense_;
   ImageShape in_, out_;
 };
 

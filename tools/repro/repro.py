@@ -181,15 +181,18 @@ def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_ep
                 runs.append(dict(experiment="deep", rule=rule, seed=s, net=net, sizes=sizes,
                                  data=(f"deep_train_{s}", f"deep_test_{s}"), config=c, cost=d_epochs * 0.008))
 
+    def lenet(experiment, variant, rule, fb, seed, n_epochs, lr):
+        runs.append(dict(experiment=experiment, rule=rule, variant=variant, seed=seed, sizes=[],
+                         data=("mnist_train", "mnist_test"),
+                         cost=n_epochs * per_epoch * 25e-6 * (1.3 if rule == "kp" else 1.0),
+                         config=lenet_config(seed, n_epochs, lr, fb, per_epoch // 64)))
+
     # LeNet-5 under BioTorch's protocol (--only conv; make repro-conv).
     if "conv" in extra:
         c_epochs = 4 if quick else conv_epochs
         for variant, rule, fb in CONV_RULES:
             for s in seeds_conv:
-                runs.append(dict(experiment="conv", rule=rule, variant=variant, seed=s, sizes=[],
-                                 data=("mnist_train", "mnist_test"),
-                                 cost=c_epochs * per_epoch * 25e-6 * (1.3 if rule == "kp" else 1.0),
-                                 config=lenet_config(s, c_epochs, CONV_LR[variant], fb, per_epoch // 64)))
+                lenet("conv", variant, rule, fb, s, c_epochs, CONV_LR[variant])
 
     # The learning rate per rule for LeNet, chosen on the validation split (--only convtune;
     # seed 1, conv_epochs epochs with the same tenfold decays at 50 % and 75 %).
@@ -197,10 +200,8 @@ def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_ep
         c_epochs = 2 if quick else conv_epochs
         for variant, rule, fb in CONV_RULES:
             for lr in conv_tune_lr:
-                runs.append(dict(experiment="convtune", rule=rule, variant=variant, seed=1, sizes=[], lr=lr,
-                                 data=("mnist_train", "mnist_test"),
-                                 cost=c_epochs * per_epoch * 25e-6 * (1.3 if rule == "kp" else 1.0),
-                                 config=lenet_config(1, c_epochs, lr, fb, per_epoch // 64)))
+                lenet("convtune", variant, rule, fb, 1, c_epochs, lr)
+                runs[-1]["lr"] = lr
 
     p_epochs = 3 if quick else 10
     for variant, rule, fb in (("bp", "bp", {}), ("fa", "fa", {}), ("pbp exact", "pbp", {}),
