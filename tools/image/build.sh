@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 base=${ALIGND_BASE_IMAGE:-localhost/debian:bookworm-slim}
 tools/image/base.sh
-version=$(sed -n 's/^project(alignd VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+version=$(cat VERSION)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 start=$(date +%s)
 # Docker format: OCI images have no HEALTHCHECK, STOPSIGNAL is kept either way.
@@ -14,6 +14,6 @@ start=$(date +%s)
 ca=${ALIGND_BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}
 podman build --isolation=chroot --format docker -f deploy/Dockerfile --build-arg BASE="$base" \
   --secret id=ca-certificates,src="$ca" \
-  --build-arg REVISION="$revision" -t "localhost/alignd:$version" -t localhost/alignd:latest .
+  --build-arg REVISION="$revision" --build-arg VERSION="$version" -t "localhost/alignd:$version" -t localhost/alignd:latest .
 size=$(podman image inspect --format '{{.Size}}' localhost/alignd:latest)
 echo "image: localhost/alignd:$version ($revision), $((size / 1000000)) MB, built in $(( $(date +%s) - start )) s"

@@ -16,6 +16,7 @@
 Results are plain Python values: dicts and lists, ints as int, NaN as float("nan"), times as
 datetime, enums by name ("SESSION_STATE_SUCCEEDED"); arrays as NumPy arrays.
 """
+from ._version import __version__  # noqa: F401  (made by the build from VERSION)
 from .client import AligndError, Client, rule_names  # noqa: F401
 from .layers import from_layer_specs, parse_layers, to_layer_specs  # noqa: F401
 from .payload import encode_payload, decode_payload  # noqa: F401
