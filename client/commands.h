@@ -23,6 +23,8 @@ void AddTokenCommands(CLI::App& app);
 void AddDatasetCommands(CLI::App& app, CLI::App& shortcuts);
 void AddSessionCommands(CLI::App& app, CLI::App& shortcuts);
 void AddSnapshotCommands(CLI::App& app);
+// sessions export (export_cmd.cc).
+void AddExportCommand(CLI::App* sessions);
 
 }  // namespace alignd::client
 

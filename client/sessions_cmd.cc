@@ -384,6 +384,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
       std::cout << "deleted " << req.name() << "\n";
   });
 
+  AddExportCommand(ss);
+
   AddWatch(ss->add_subcommand(
       "watch", "follow sessions live: progress, steps/s, ETA, loss, accuracy, alignment angle"));
   AddWatch(shortcuts.add_subcommand("watch", "= sessions watch")->group("Shortcuts"));

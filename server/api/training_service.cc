@@ -10,6 +10,7 @@
 #include "server/api/snapshot_streams.h"
 #include "server/api/stream_reactor.h"
 #include "server/api/unary.h"
+#include "server/export/export_stream.h"
 
 namespace alignd::server {
 
@@ -151,6 +152,18 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::Evaluate(grpc::CallbackServerCont
                                                         const v1::EvaluateRequest* req,
                                                         v1::EvaluateResponse* resp) {
   return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, EvaluateImpl, req, resp));
+}
+
+grpc::ServerWriteReactor<v1::ExportChunk>* TrainingServiceImpl::ExportSession(
+    grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* req) {
+  try {
+    absl::StatusOr<Caller> caller = identifier_.Identify(*ctx);
+    if (!caller.ok()) return new FailedStream<v1::ExportChunk>(caller.status());
+    // Made on the blocking pool: a long log or a large network takes a while to write.
+    return NewExportStream(sessions_, &blocking_, *std::move(caller), *req);
+  } catch (...) {
+    return new FailedStream<v1::ExportChunk>(FromException(std::current_exception()));
+  }
 }
 
 }  // namespace alignd::server

@@ -73,6 +73,8 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   grpc::ServerUnaryReactor* ListRules(grpc::CallbackServerContext* ctx,
                                       const v1::ListRulesRequest* request,
                                       v1::ListRulesResponse* response) override;
+  grpc::ServerWriteReactor<v1::ExportChunk>* ExportSession(
+      grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) override;
 
  private:
   // OK if the caller may read the session `name` is of (or in: a snapshot, weights).

@@ -1,0 +1,183 @@
+// File: client/export_cmd.cc
+// alignctl sessions export: a session's metric log, the session itself or a snapshot's
+// weights as the file other tools read (ExportSession; the formats are documented on
+// proto/alignd/v1/sessions.proto's ExportFormat).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "alignd/v1/sessions.grpc.pb.h"
+#include "client/cli.h"
+#include "client/commands.h"
+
+namespace alignd::client {
+namespace {
+
+const std::map<std::string, v1::ExportFormat>& Formats() {
+  static const auto* m = new std::map<std::string, v1::ExportFormat>{
+      {"csv", v1::EXPORT_FORMAT_CSV},
+      {"jsonl", v1::EXPORT_FORMAT_JSONL},
+      {"tfevents", v1::EXPORT_FORMAT_TFEVENTS},
+      {"json", v1::EXPORT_FORMAT_SESSION_JSON},
+      {"safetensors", v1::EXPORT_FORMAT_SAFETENSORS},
+      {"onnx", v1::EXPORT_FORMAT_ONNX},
+  };
+  return *m;
+}
+
+struct Exported {
+  std::string filename;
+  std::string data;
+};
+
+// The whole file, or exits with the call's status (nothing is written then).
+Exported Fetch(const std::string& session, v1::ExportFormat format, const std::string& snapshot) {
+  v1::ExportSessionRequest req;
+  req.set_name(session);
+  req.set_format(format);
+  req.set_snapshot(snapshot);
+  grpc::ClientContext ctx;
+  G().SetDeadline(ctx);
+  auto reader = v1::TrainingService::NewStub(G().Channel())->ExportSession(&ctx, req);
+  Exported out;
+  v1::ExportChunk chunk;
+  bool first = true;
+  while (reader->Read(&chunk)) {
+    if (first) out.filename = chunk.filename();
+    first = false;
+    out.data += chunk.data();
+  }
+  if (auto st = reader->Finish(); !st.ok()) Fail(st, "sessions export " + session);
+  if (first || out.filename.empty() || out.filename.find('/') != std::string::npos ||
+      out.filename == "." || out.filename == "..")
+    Fail(absl::DataLossError("the export arrived without a usable file name"));
+  return out;
+}
+
+// Writes `data` to `path` whole or not at all: a temporary file beside it, then a rename.
+void WriteFile(const std::filesystem::path& path, const std::string& data) {
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  const std::filesystem::path tmp = path.string() + ".part";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(data.data(), static_cast<std::streamsize>(data.size()));
+    f.close();
+    if (!f) Fail(absl::UnavailableError(absl::StrCat("cannot write ", tmp.string())));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    Fail(absl::UnavailableError(absl::StrCat("cannot write ", path.string(), ": ", ec.message())));
+}
+
+struct Options {
+  std::vector<std::string> names;
+  std::string format;
+  std::string output;
+  std::string dir = ".";
+  std::string snapshot;
+  bool side_file = true;
+};
+
+void Run(const Options& o) {
+  const v1::ExportFormat format = Formats().at(o.format);
+  if (!o.output.empty() && o.names.size() > 1)
+    Fail(
+        absl::InvalidArgumentError("--file names one file: export one session with it, "
+                                   "or several into --dir"));
+  std::string snapshot;
+  if (!o.snapshot.empty()) {
+    if (o.names.size() > 1)
+      Fail(absl::InvalidArgumentError("--snapshot names one session's step: export one session"));
+    if (format != v1::EXPORT_FORMAT_SAFETENSORS && format != v1::EXPORT_FORMAT_ONNX)
+      Fail(absl::InvalidArgumentError(
+          "--snapshot is for safetensors and onnx; the other formats export the metric log"));
+    int64_t step = 0;
+    snapshot = absl::SimpleAtoi(o.snapshot, &step)
+                   ? absl::StrCat(SessionName(o.names[0]), "/snapshots/", step)
+                   : SnapshotName(o.snapshot);
+  }
+  const Output out = G().format();
+  for (const auto& n : o.names) {
+    const std::string session = SessionName(n);
+    Exported e = Fetch(session, format, snapshot);
+    if (o.output == "-") {
+      std::fwrite(e.data.data(), 1, e.data.size(), stdout);
+      continue;
+    }
+    // tfevents: a folder per session, so that `tensorboard --logdir DIR` shows each as a run.
+    std::filesystem::path path;
+    if (!o.output.empty())
+      path = o.output;
+    else if (format == v1::EXPORT_FORMAT_TFEVENTS)
+      path = std::filesystem::path(o.dir) / session.substr(session.rfind('/') + 1) / e.filename;
+    else
+      path = std::filesystem::path(o.dir) / e.filename;
+    WriteFile(path, e.data);
+    std::vector<std::filesystem::path> written = {path};
+    // CSV has no room for the config: the session's JSON goes beside it.
+    if (format == v1::EXPORT_FORMAT_CSV && o.side_file) {
+      std::filesystem::path side = path;
+      side.replace_extension(".json");
+      if (side == path) side += ".json";
+      WriteFile(side, Fetch(session, v1::EXPORT_FORMAT_SESSION_JSON, "").data);
+      written.push_back(side);
+    }
+    for (const auto& p : written) {
+      if (out == Output::kName)
+        std::cout << p.string() << "\n";
+      else if (out == Output::kJson || out == Output::kJsonl)
+        std::cout << "{\"session\":\"" << session << "\",\"path\":\"" << p.string()
+                  << "\",\"bytes\":" << std::filesystem::file_size(p) << "}\n";
+      else
+        std::cout << p.string() << "  " << std::filesystem::file_size(p) << " bytes\n";
+    }
+  }
+}
+
+}  // namespace
+
+void AddExportCommand(CLI::App* sessions) {
+  auto o = std::make_shared<Options>();
+  auto* c = sessions->add_subcommand(
+      "export",
+      "a session's metric log, config or weights as CSV, JSON lines, TensorBoard "
+      "events, safetensors or ONNX");
+  c->add_option("names", o->names, "sessions/{id} or ids")->required();
+  std::vector<std::string> names;
+  for (const auto& [k, v] : Formats()) names.push_back(k);
+  c->add_option("-f,--format", o->format, "what to write")->required()->check(CLI::IsMember(names));
+  c->add_option("--file", o->output,
+                "the file to write ('-': standard output); default: "
+                "the server's file name in --dir");
+  c->add_option("--dir", o->dir, "folder for the files (tfevents: DIR/{id}/events.out.tfevents.*)")
+      ->capture_default_str();
+  c->add_option("--snapshot", o->snapshot,
+                "safetensors, onnx: the weights, a step or sessions/{id}/snapshots/{step}; "
+                "default: the latest stored");
+  c->add_flag("!--no-side-file", o->side_file, "csv: do not write the session's JSON beside it");
+  c->footer(R"(Formats:
+  csv          the metric log, a row per event (train, eval, validation), a column per figure
+               and per hidden layer's alignment figure (h1.update_angle_mean, ...); the
+               session's config and state go beside it as {id}.json
+  jsonl        the metric log as JSON lines, the session first (NaN as null)
+  tfevents     the metric log as a TensorBoard event file: tensorboard --logdir DIR
+  json         the session: config, state, latest figures
+  safetensors  a snapshot's W, b and B (C order, float32); the config in __metadata__
+  onnx         the network with a snapshot's weights; outputs equal alignd's Predict
+Files are written whole or not at all.
+
+Examples:
+  alignctl sessions export abc -f csv
+  alignctl sessions export fa-1 fa-2 bp-1 -f tfevents --dir runs && tensorboard --logdir runs
+  alignctl sessions export abc -f onnx --snapshot 5000 --file abc.onnx)");
+  c->callback([o] { Run(*o); });
+}
+
+}  // namespace alignd::client
