@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import socket
 import ssl
 import time
@@ -434,6 +435,44 @@ class Client:
         out["step"] = int(header.step)
         out["layer_kinds"] = [config_pb2.LayerKind.Name(k) for k in header.layer_kinds]
         return out
+
+    _EXPORT_FORMATS = {"csv": "EXPORT_FORMAT_CSV", "jsonl": "EXPORT_FORMAT_JSONL",
+                       "tfevents": "EXPORT_FORMAT_TFEVENTS", "json": "EXPORT_FORMAT_SESSION_JSON",
+                       "safetensors": "EXPORT_FORMAT_SAFETENSORS", "onnx": "EXPORT_FORMAT_ONNX"}
+
+    def export_session(self, session: Resource, format: str, path: Optional[str] = None,
+                       step: Optional[int] = None) -> Union[bytes, str]:
+        """A session as a file other tools read (the server makes it, as for alignctl and the
+        dashboard): `format` is "csv" or "jsonl" (the metric log; the session's config is the
+        "json" export), "tfevents" (a TensorBoard event file), "json" (the session),
+        "safetensors" or "onnx" (the latest weights, or the snapshot at `step`).
+
+        Without `path`, returns the bytes. With `path`, writes them there whole or not at all
+        and returns the path written: a folder `path` gets the server's file name inside it
+        (for tfevents put each session in a folder of its own and point
+        `tensorboard --logdir` at their parent)."""
+        if format not in self._EXPORT_FORMATS:
+            raise ValueError(f"format {format!r}: one of {', '.join(self._EXPORT_FORMATS)}")
+        if step is not None and format not in ("safetensors", "onnx"):
+            raise ValueError("step is for the weights formats (safetensors, onnx)")
+        req = sessions_pb2.ExportSessionRequest(
+            name=_name(session, "sessions"),
+            format=sessions_pb2.ExportFormat.Value(self._EXPORT_FORMATS[format]),
+            snapshot="" if step is None else self._snapshot_name(session, step))
+        chunks = self._call(lambda: list(self._training.ExportSession(req, timeout=self.timeout)))
+        data = b"".join(c.data for c in chunks)
+        if path is None:
+            return data
+        target = pathlib.Path(path)
+        if target.is_dir():
+            name = chunks[0].filename if chunks else ""
+            if not name or "/" in name or name in (".", ".."):
+                raise RuntimeError("the export arrived without a usable file name")
+            target = target / name
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return str(target)
 
     # ---- serving -----------------------------------------------------------------------
     def predict(self, session: Resource, x: np.ndarray, step: Optional[int] = None) -> np.ndarray:
