@@ -19,6 +19,7 @@ build=(build-essential cmake ninja-build pkg-config
 command -v npm >/dev/null || build+=(nodejs npm)  # the dashboard's front end (esbuild)
 tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
        python3-numpy python3-grpcio python3-protobuf python3-pip python3-setuptools
+       python3-onnx python3-crcmod  # the exports' readers: ONNX's checker, CRC-32C
        openssl docker-compose yamllint prometheus
        postgresql  # a real PostgreSQL 15 for the storage contract test (--storage postgresql://)
        chromium)  # the dashboard's browser tests (playwright-core drives it)

@@ -123,6 +123,54 @@ class AlignctlTest(unittest.TestCase):
         self.assertIn(name, [json.loads(line)["name"] for line in lines])
         self.assertIn("TRAIN", self.ctl("-o", "wide", "sessions", "list").stdout)
 
+    def test_export_writes_each_format_whole(self):
+        ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "200").stdout.strip()
+        names = []
+        for seed in ("1", "2"):
+            p = self.ctl("-o", "name", "train", "--dataset", ds, "--sizes", "30,20,10", "--rule", "fa",
+                         "--seed", seed, "--epochs", "1", "--batch", "10", "--metrics-every", "4", "--watch")
+            names.append(p.stdout.splitlines()[0].strip())
+        out = os.path.join(self.dir, "exports")
+        sid = names[0].split("/")[1]
+        written = self.ctl("-o", "name", "sessions", "export", sid, "-f", "csv", "--dir", out).stdout.split()
+        self.assertEqual(written, [os.path.join(out, sid + ".csv"), os.path.join(out, sid + ".json")])
+        with open(written[0]) as f:
+            rows = f.read().splitlines()
+        self.assertTrue(rows[0].startswith("seq,wall_time,kind,step,epoch"))
+        self.assertEqual(len(rows) - 1, 5)  # 20 steps, a metric event every 4
+        with open(written[1]) as f:
+            self.assertEqual(json.load(f)["name"], names[0])  # the config's side file
+        # tfevents: a folder per session under --dir, as tensorboard --logdir wants.
+        runs = os.path.join(self.dir, "runs")
+        self.ctl("sessions", "export", *names, "-f", "tfevents", "--dir", runs)
+        for n in names:
+            files = os.listdir(os.path.join(runs, n.split("/")[1]))
+            self.assertEqual(len(files), 1)
+            self.assertIn(".tfevents.", files[0])
+        # Standard output, and a file named with --file.
+        onnx = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", self.address, "sessions", "export",
+                               sid, "-f", "onnx", "--file", "-"], capture_output=True, timeout=60, check=True)
+        self.assertEqual(onnx.stdout[:1], b"\x08")  # ModelProto's ir_version, field 1
+        self.assertGreater(len(onnx.stdout), 100)
+        target = os.path.join(self.dir, "w.safetensors")
+        self.ctl("sessions", "export", sid, "-f", "safetensors", "--snapshot", "20", "--file", target)
+        with open(target, "rb") as f:
+            head_len = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(head_len))
+        self.assertEqual(header["W0"]["shape"], [20, 30])
+        self.assertEqual(header["__metadata__"]["step"], "20")
+        self.assertFalse([f for f in os.listdir(self.dir) if f.endswith(".part")])
+        # Errors: the code's exit status, and no file.
+        p = self.ctl("sessions", "export", sid, "-f", "onnx", "--snapshot", "7", "--file",
+                     os.path.join(self.dir, "none.onnx"), ok=False)
+        self.assertEqual(p.returncode, 3)  # NOT_FOUND
+        self.assertIn("snapshots/7 not found", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "none.onnx")))
+        p = self.ctl("sessions", "export", sid, "-f", "csv", "--snapshot", "20", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--snapshot is for safetensors and onnx", p.stderr)
+        self.assertNotEqual(self.ctl("sessions", "export", sid, "-f", "xlsx", ok=False).returncode, 0)
+
     def test_upload_idx_csv_npy(self):
         n = 40
         rng = np.random.default_rng(1)
