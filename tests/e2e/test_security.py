@@ -442,6 +442,10 @@ class SecurityTest(unittest.TestCase):
             "StreamSnapshots": (t.StreamSnapshots, sessions_pb2.StreamSnapshotsRequest(parent=sess.name)),
             "Predict": (t.Predict, inputs),
             "Evaluate": (t.Evaluate, sessions_pb2.EvaluateRequest(name=sess.name)),
+            "ExportSession": (t.ExportSession, sessions_pb2.ExportSessionRequest(
+                name=sess.name, format=sessions_pb2.EXPORT_FORMAT_CSV)),
+            "ExportSession(onnx)": (t.ExportSession, sessions_pb2.ExportSessionRequest(
+                name=sess.name, format=sessions_pb2.EXPORT_FORMAT_ONNX, snapshot=snap)),
             "GetDataset": (bob.datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=ds.name)),
             "DeleteDataset": (bob.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=ds.name)),
         }
@@ -479,6 +483,8 @@ class SecurityTest(unittest.TestCase):
         viewer = self.stubs(s, "grafana")
         self.assertEqual(len(viewer.training.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=10).sessions), 2)
         self.assertEqual(code_of(viewer.training.ListMetrics, sessions_pb2.ListMetricsRequest(parent=sess.name))[0], C.OK)
+        self.assertEqual(code_of(viewer.training.ExportSession, sessions_pb2.ExportSessionRequest(
+            name=sess.name, format=sessions_pb2.EXPORT_FORMAT_SAFETENSORS, snapshot=snap))[0], C.OK)
         for fn, req in [(viewer.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name)),
                         (viewer.training.CreateSession, session_request(ds.name, steps=10)),
                         (viewer.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=ds.name)),
