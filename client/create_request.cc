@@ -23,6 +23,13 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
   s->set_train_dataset(DatasetName(f.dataset));
   if (!f.eval_dataset.empty()) s->set_eval_dataset(DatasetName(f.eval_dataset));
   s->set_display_name(f.display_name);
+  for (const std::string& kv : f.labels) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--label '", kv, "': give key=value (e.g. --label study=depth)"));
+    (*s->mutable_labels())[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
   r.set_session_id(f.session_id);
   r.set_request_id(f.request_id);
   if (f.snapshot_every) s->set_snapshot_every(*f.snapshot_every);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "alignd/v1/sessions.pb.h"
@@ -27,6 +28,7 @@ struct CreateFlags {
   std::optional<int64_t> max_steps, snapshot_every, checkpoint_every;
   std::optional<uint64_t> seed;
   bool no_bias = false;
+  std::vector<std::string> labels;  // "key=value", each
 };
 
 // InvalidArgument naming the flag (or the config file's problem).

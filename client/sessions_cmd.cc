@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -34,6 +35,14 @@ std::string State(v1::SessionState s) {
   return n.rfind("SESSION_STATE_", 0) == 0 ? n.substr(14) : n;
 }
 
+// "seed=1,study=depth" (sorted), or "-".
+std::string Labels(const v1::Session& s) {
+  std::map<std::string, std::string> sorted(s.labels().begin(), s.labels().end());
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : sorted) parts.push_back(absl::StrCat(k, "=", v));
+  return parts.empty() ? "-" : absl::StrJoin(parts, ",");
+}
+
 void PrintSessions(const std::vector<v1::Session>& ss) {
   const Output o = G().format();
   if (o == Output::kJson) {
@@ -48,7 +57,7 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
   }
   const bool wide = o == Output::kWide;
   std::vector<std::string> headers = {"NAME", "RULE", "STATE", ">STEP", "SIZES", "DISPLAY NAME"};
-  if (wide) headers.insert(headers.end(), {"TRAIN", "EVAL", ">LAST SEQ", "FAILURE"});
+  if (wide) headers.insert(headers.end(), {"TRAIN", "EVAL", ">LAST SEQ", "LABELS", "FAILURE"});
   Table t(headers);
   for (const auto& s : ss) {
     std::vector<std::string> row = {s.name(),
@@ -59,7 +68,7 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
                                     s.display_name()};
     if (wide)
       row.insert(row.end(), {s.train_dataset(), s.eval_dataset().empty() ? "-" : s.eval_dataset(),
-                             absl::StrCat(s.last_seq()), s.failure_reason()});
+                             absl::StrCat(s.last_seq()), Labels(s), s.failure_reason()});
     t.AddRow(row);
   }
   std::cout << t.Render();
@@ -87,6 +96,9 @@ void AddCreate(CLI::App* c) {
   c->add_option("--config", f->config_file,
                 "a TrainingConfig as JSON (proto field names); the flags given override it");
   c->add_option("--name", f->display_name, "display name");
+  c->add_option("--label", f->labels,
+                "a label key=value to find it by (sessions list --filter 'labels.key = value'); "
+                "repeatable");
   c->add_option("--id", f->session_id, "the session's id (default: the server picks one)");
   c->add_option("--request-id", f->request_id, "makes a retried create return the first session");
   auto opt = [c](const std::string& flag, auto& target, const std::string& help) {
@@ -300,10 +312,20 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   AddCreate(shortcuts.add_subcommand("train", "= sessions create")->group("Shortcuts"));
 
   auto state = std::make_shared<std::string>();
+  auto filter_text = std::make_shared<std::string>();
   auto* list = ss->add_subcommand("list", "list sessions");
   list->add_option("--state", *state,
                    "only queued, running, paused, succeeded, failed or cancelled ones");
-  list->callback([state] {
+  list->add_option("--filter", *filter_text,
+                   "only those it matches (AIP-160): labels.KEY = VALUE, rule = fa, state = "
+                   "succeeded, display_name = \"fa-*\", ... joined by AND, OR, NOT, ( )");
+  list->footer(R"(Filter examples:
+  alignctl sessions list --filter 'labels.study = depth AND (rule = fa OR rule = bp)'
+  alignctl sessions list --filter 'labels.seed:* AND NOT state = failed'
+  alignctl sessions list --filter 'display_name = "lenet-*"'
+The fields: labels.KEY, rule, state, name, display_name, train_dataset, eval_dataset, owner; a
+value ending in * matches by prefix; OR binds tighter than AND (AIP-160).)");
+  list->callback([state, filter_text] {
     v1::SessionState filter = v1::SESSION_STATE_UNSPECIFIED;
     if (!state->empty()) {
       auto v = ParseEnumValue(v1::SessionState_descriptor(), "SESSION_STATE_", *state, "--state");
@@ -318,6 +340,7 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
       G().SetDeadline(ctx);
       v1::ListSessionsRequest req;
       req.set_state(filter);
+      req.set_filter(*filter_text);
       req.set_page_token(token);
       v1::ListSessionsResponse resp;
       if (auto st = stub->ListSessions(&ctx, req, &resp); !st.ok()) Fail(st, "sessions list");

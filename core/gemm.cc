@@ -4,6 +4,12 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 #ifdef ALIGND_HAVE_ONEDNN
 #include <omp.h>
@@ -31,6 +37,65 @@ thread_local int requested_threads = 1;
 thread_local int applied_threads = 0;
 
 }  // namespace
+
+const ComputeInfo& DescribeCompute() {
+  static const ComputeInfo* info = [] {
+    auto* i = new ComputeInfo;
+#ifdef ALIGND_HAVE_ONEDNN
+    const dnnl_version_t* v = dnnl_version();
+    i->library = absl::StrCat("oneDNN ", v->major, ".", v->minor, ".", v->patch);
+    switch (dnnl_get_effective_cpu_isa()) {
+      case dnnl_cpu_isa_sse41:
+        i->isa = "sse41";
+        break;
+      case dnnl_cpu_isa_avx:
+        i->isa = "avx";
+        break;
+      case dnnl_cpu_isa_avx2:
+        i->isa = "avx2";
+        break;
+      case dnnl_cpu_isa_avx2_vnni:
+        i->isa = "avx2_vnni";
+        break;
+      case dnnl_cpu_isa_avx512_mic:
+        i->isa = "avx512_mic";
+        break;
+      case dnnl_cpu_isa_avx512_mic_4ops:
+        i->isa = "avx512_mic_4ops";
+        break;
+      case dnnl_cpu_isa_avx512_core:
+        i->isa = "avx512_core";
+        break;
+      case dnnl_cpu_isa_avx512_core_vnni:
+        i->isa = "avx512_core_vnni";
+        break;
+      case dnnl_cpu_isa_avx512_core_bf16:
+        i->isa = "avx512_core_bf16";
+        break;
+      case dnnl_cpu_isa_avx512_core_amx:
+        i->isa = "avx512_core_amx";
+        break;
+      default:
+        i->isa = "all";
+        break;
+    }
+#else
+    i->library = absl::StrCat("Eigen ", EIGEN_WORLD_VERSION, ".", EIGEN_MAJOR_VERSION, ".",
+                              EIGEN_MINOR_VERSION);
+    i->isa = Eigen::SimdInstructionSetsInUse();
+#endif
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+      if (!absl::StartsWith(line, "model name")) continue;
+      const auto colon = line.find(':');
+      if (colon != std::string::npos)
+        i->cpu_model = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      break;
+    }
+    return i;
+  }();
+  return *info;
+}
 
 void SetGemmThreads(int threads) { requested_threads = std::clamp(threads, 1, 256); }
 int GemmThreads() { return requested_threads; }

@@ -26,9 +26,22 @@
 #ifndef ALIGND_CORE_GEMM_H_
 #define ALIGND_CORE_GEMM_H_
 
+#include <string>
+
 #include "core/matrix.h"
 
 namespace alignd::core {
+
+// What computes the products on this machine (a session's provenance): the library and its
+// version ("oneDNN 2.6.3", or "Eigen 3.4.0" in a build without oneDNN), the instruction set
+// its kernels use here ("avx512_core", ...: oneDNN's effective ISA), and the CPU's model name
+// (/proc/cpuinfo; "" where there is none).
+struct ComputeInfo {
+  std::string library;
+  std::string isa;
+  std::string cpu_model;
+};
+const ComputeInfo& DescribeCompute();
 
 void Gemm(bool trans_a, bool trans_b, float alpha, ConstMatrixRef a, ConstMatrixRef b, float beta,
           MatrixRef c);

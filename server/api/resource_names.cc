@@ -87,4 +87,27 @@ absl::StatusOr<WeightsRef> ParseWeightsName(absl::string_view name, absl::string
   return WeightsRef{std::string(name), WeightsRef::kLatest};
 }
 
+absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
+                            absl::string_view field) {
+  if (labels.size() > 64)
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " has ", labels.size(), " labels; at most 64"));
+  auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  for (const auto& [k, v] : labels) {
+    bool ok = !k.empty() && k.size() <= 63 && lower(k[0]);
+    for (char c : k) ok = ok && (lower(c) || digit(c) || c == '_' || c == '-');
+    if (!ok)
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": key '", Excerpt(k),
+                       "' must be 1-63 characters of [a-z0-9_-] starting with a letter"));
+    ok = v.size() <= 63;
+    for (char c : v) ok = ok && (lower(c) || digit(c) || c == '_' || c == '-' || c == '.');
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", k, "]: value '", Excerpt(v),
+                                                     "' must be 0-63 characters of [a-z0-9_.-]"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace alignd::server

@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/map.h"
 
 namespace alignd::server {
 
@@ -62,6 +63,11 @@ absl::StatusOr<WeightsRef> ParseSnapshotName(absl::string_view name,
 // A snapshot name, or a bare session name meaning its latest weights.
 absl::StatusOr<WeightsRef> ParseWeightsName(absl::string_view name,
                                             absl::string_view field = "name");
+
+// Labels (Session.labels): at most 64; keys 1-63 characters of [a-z0-9_-] starting with a
+// letter, values 0-63 of [a-z0-9_.-]. InvalidArgument names `field` and the label.
+absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
+                            absl::string_view field);
 
 }  // namespace alignd::server
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/learning_rule.h"
+#include "server/api/filter.h"
 #include "server/api/page_token.h"
 #include "server/api/proto_convert.h"
 #include "server/api/resource_names.h"
@@ -58,12 +59,17 @@ absl::Status ListSessionsImpl(SessionManager& sessions, const Caller& caller,
                               const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp) {
   if (!v1::SessionState_IsValid(req.state()))
     return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req.state()));
-  const std::string listing = absl::StrCat("sessions|state=", req.state());
+  ASSIGN_OR_RETURN(const SessionFilter filter, SessionFilter::Parse(req.filter()));
+  // The token binds the filter by a stable digest (FNV-1a: the same on every replica), so a
+  // long filter does not make a long token.
+  uint64_t digest = 14695981039346656037ull;
+  for (unsigned char c : req.filter()) digest = (digest ^ c) * 1099511628211ull;
+  const std::string listing = absl::StrCat("sessions|state=", req.state(), "|filter=", digest);
   ASSIGN_OR_RETURN(const std::string after, DecodePageToken(listing, req.page_token()));
   if (!req.page_token().empty() && !ParseSessionName(after).ok()) return BadToken();
   const int size = PageSize(req.page_size(), 50, 1000);
   for (v1::Session& s : sessions.List(req.state())) {
-    if (s.name() <= after || !MaySee(caller, s)) continue;
+    if (s.name() <= after || !MaySee(caller, s) || !filter.Matches(s)) continue;
     if (resp->sessions_size() == size) {
       resp->set_next_page_token(EncodePageToken(listing, resp->sessions(size - 1).name()));
       break;

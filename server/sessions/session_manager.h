@@ -178,6 +178,9 @@ class SessionManager {
   bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
   void RunSession(const std::shared_ptr<LiveSession>& s, Storage* store);
+  // The session's provenance (what runs it here, the data sets' digests), set and stored as
+  // it starts running.
+  void RecordProvenance(LiveSession& s, Storage* store);
   // Sets the state (and end_time for terminal ones) and persists it (to `store`, the
   // holder's fenced view on replicas; storage_ without). Does not notify: watchers must be
   // woken with no manager lock held (LiveSession::Notify).

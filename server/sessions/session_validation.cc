@@ -109,6 +109,7 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
         "session.snapshot_every must be >= 0 and session.checkpoint_every >= 1");
   if (req.display_name().size() > 256)
     return absl::InvalidArgumentError("session.display_name is longer than 256 bytes");
+  RETURN_IF_ERROR(ValidateLabels(req.labels(), "session.labels"));
   // Shapes against the data (core::ValidateTraining below; no network is built).
   auto train_or = datasets_->Load(req.train_dataset());
   if (!train_or.ok())
@@ -151,6 +152,7 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
   v1::Session record;
   record.set_name(SessionName(id));
   record.set_display_name(req.display_name());
+  *record.mutable_labels() = req.labels();
   *record.mutable_config() = ToProto(options);
   record.set_train_dataset(req.train_dataset());
   record.set_eval_dataset(req.eval_dataset());

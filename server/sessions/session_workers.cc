@@ -4,11 +4,15 @@
 // --max_threads (no overtaking), and a worker runs one session at a time: its trainer from
 // the checkpoint, its recorder, and the state it ends in. (Replicas claim from the database
 // instead: session_cluster.cc.)
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "base/version.h"
 #include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/trainer.h"
 #include "server/api/proto_convert.h"
 #include "server/net/log.h"
@@ -71,7 +75,31 @@ void SessionManager::WorkerLoop() {
   }
 }
 
+void SessionManager::RecordProvenance(LiveSession& s, Storage* store) {
+  v1::Provenance p;
+  p.set_alignd_version(ALIGND_VERSION);
+  p.set_revision(ALIGND_REVISION);
+  const core::ComputeInfo& compute = core::DescribeCompute();
+  p.set_compute_library(compute.library);
+  p.set_isa(compute.isa);
+  p.set_cpu_model(compute.cpu_model);
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) p.set_host(host);
+  p.set_threads(std::max(1, s.options().threads));
+  const v1::Session r = s.record();
+  for (const std::string& d : {r.train_dataset(), r.eval_dataset()}) {
+    if (d.empty()) continue;
+    if (auto meta = datasets_->Get(d); meta.ok()) (*p.mutable_dataset_sha256())[d] = meta->sha256();
+  }
+  {
+    absl::MutexLock lock(&s.mu_);
+    *s.record_.mutable_provenance() = std::move(p);
+  }
+  store->PutSession(s.record()).IgnoreError();  // as SetState: the next write carries it
+}
+
 void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* store) {
+  RecordProvenance(*s, store);
   const v1::Session r = s->record();
   auto fail = [&](const absl::Status& st) {
     // Replicas: a lost lease (ABORTED) or a database away (UNAVAILABLE) is no failure of the

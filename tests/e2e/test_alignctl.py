@@ -171,6 +171,29 @@ class AlignctlTest(unittest.TestCase):
         self.assertIn("--snapshot is for safetensors and onnx", p.stderr)
         self.assertNotEqual(self.ctl("sessions", "export", sid, "-f", "xlsx", ok=False).returncode, 0)
 
+    def test_labels_and_filter(self):
+        ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "100").stdout.strip()
+        made = {}
+        for rule, study in (("fa", "depth"), ("bp", "depth"), ("fa", "width")):
+            name = self.ctl("-o", "name", "sessions", "create", "--dataset", ds, "--sizes", "30,20,10",
+                            "--rule", rule, "--max-steps", "5", "--label", f"study={study}",
+                            "--label", "suite=e2e-filter").stdout.strip()
+            made[name] = (rule, study)
+        got = self.ctl("-o", "name", "sessions", "list", "--filter",
+                       "labels.suite = e2e-filter AND labels.study = depth AND rule = fa").stdout.split()
+        self.assertEqual(got, [n for n, v in made.items() if v == ("fa", "depth")])
+        got = self.ctl("-o", "name", "sessions", "list", "--filter",
+                       'labels.suite = "e2e-filter" AND NOT rule = fa').stdout.split()
+        self.assertEqual(got, [n for n, v in made.items() if v[0] != "fa"])
+        wide = self.ctl("-o", "wide", "sessions", "list", "--filter", "labels.suite = e2e-filter").stdout
+        self.assertIn("study=depth,suite=e2e-filter", wide)
+        p = self.ctl("sessions", "list", "--filter", "labels.suite = (", ok=False)
+        self.assertEqual(p.returncode, 2)  # INVALID_ARGUMENT
+        self.assertIn("filter: a value expected", p.stderr)
+        p = self.ctl("sessions", "create", "--dataset", ds, "--sizes", "30,20,10", "--label", "novalue", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--label 'novalue': give key=value", p.stderr)
+
     def test_upload_idx_csv_npy(self):
         n = 40
         rng = np.random.default_rng(1)

@@ -62,6 +62,48 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(events[-1]["end"]["state"], "SESSION_STATE_SUCCEEDED")
         self.assertEqual(events[-1]["end"]["step"], 40)
 
+    def test_labels_filter_and_provenance(self):
+        ds = self.c.generate_dataset("linear", examples=100)
+        made = {}
+        for rule, seed, study in (("fa", 1, "depth"), ("fa", 2, "depth"), ("bp", 1, "depth"), ("fa", 1, "width")):
+            s = self.c.create_session(ds, sizes=[30, 20, 10], rule=rule, seed=seed, max_steps=20,
+                                      labels={"study": study, "seed": str(seed), "suite": "lfp"})
+            self.assertEqual(s["labels"]["study"], study)
+            made[s["name"]] = (rule, seed, study)
+        for name in made:
+            list(self.c.stream_metrics(name))
+
+        def names(f):
+            return {s["name"] for s in self.c.list_sessions(filter=f)}
+        want = lambda pred: {n for n, v in made.items() if pred(*v)}  # noqa: E731
+        self.assertEqual(names("labels.suite = lfp"), set(made))
+        self.assertEqual(names('labels.suite = lfp AND labels.study = "depth" AND rule = fa'),
+                         want(lambda r, s, st: st == "depth" and r == "fa"))
+        self.assertEqual(names("labels.suite = lfp AND (rule = bp OR labels.study = width)"),
+                         want(lambda r, s, st: r == "bp" or st == "width"))
+        self.assertEqual(names("labels.suite = lfp AND NOT labels.seed = 1"), want(lambda r, s, st: s != 1))
+        self.assertEqual(names("labels.suite = lfp AND state = succeeded"), set(made))
+        # Pages keep the filter: one session per page, all of them, none other.
+        pages = self.c.list_sessions(filter="labels.suite = lfp AND rule = fa", page_size=1)
+        self.assertEqual({s["name"] for s in pages}, want(lambda r, s, st: r == "fa"))
+        with self.assertRaises(AligndError) as e:
+            self.c.list_sessions(filter="labels.suite = lfp AND colour = red")
+        self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("unknown field 'colour'", str(e.exception))
+        with self.assertRaises(AligndError) as e:
+            self.c.create_session(ds, sizes=[30, 20, 10], max_steps=5, labels={"Bad Key": "x"})
+        self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("session.labels", str(e.exception))
+        # What produced it: this alignd, the data set's digest.
+        import alignd_client
+        p = self.c.get_session(next(iter(made)))["provenance"]
+        self.assertEqual(p["alignd_version"], alignd_client.__version__)
+        self.assertTrue(p["revision"])
+        self.assertTrue(p["compute_library"].startswith(("oneDNN", "Eigen")))
+        self.assertTrue(p["isa"])
+        self.assertEqual(p["threads"], 1)
+        self.assertEqual(p["dataset_sha256"], {ds["name"]: ds["sha256"]})
+
     def test_rule_names_are_the_servers(self):
         self.assertEqual(rule_names()["fa"], "RULE_FEEDBACK_ALIGNMENT")
         self.assertEqual(set(rule_names()), {"bp", "fa", "dfa", "sign", "kp", "pbp", "shallow"})

@@ -14,12 +14,15 @@ _T = _d.FieldDescriptor
 def to_python(m: Message) -> Dict[str, Any]:
     """A message as a dict: every field of the message (zero values included), the set member
     of each oneof only, sub-messages that are set, ints as int, floats as float (NaN stays
-    float("nan")), enums by name, Timestamps as aware datetimes."""
+    float("nan")), enums by name, Timestamps as aware datetimes, maps as dicts."""
     out: Dict[str, Any] = {}
     for f in m.DESCRIPTOR.fields:
         if f.containing_oneof is not None and m.WhichOneof(f.containing_oneof.name) != f.name:
             continue
-        if f.label == _T.LABEL_REPEATED:
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            value = f.message_type.fields_by_name["value"]
+            out[f.name] = {k: _value(value, v) for k, v in getattr(m, f.name).items()}
+        elif f.label == _T.LABEL_REPEATED:
             out[f.name] = [_value(f, v) for v in getattr(m, f.name)]
         elif f.type == _T.TYPE_MESSAGE:
             if m.HasField(f.name):

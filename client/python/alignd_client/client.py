@@ -248,7 +248,8 @@ class Client:
                        loss: Optional[str] = None, learning_rate: Optional[float] = None,
                        session_id: str = "", request_id: str = "", checkpoint_every: Optional[int] = None,
                        layers: Optional[LayersArg] = None, input_shape: Optional[Sequence[int]] = None,
-                       sign_mode: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
+                       sign_mode: Optional[str] = None, labels: Optional[Mapping[str, str]] = None,
+                       **fields: Any) -> Dict[str, Any]:
         """Creates and queues a session. `config` is a TrainingConfig as a dict (proto field
         names); the keyword arguments set the common fields over it: sizes (dense layers' widths,
         input first) or layers (a list of dicts, {"kind": "conv", "channels": 6, "kernel": 5},
@@ -258,7 +259,8 @@ class Client:
         "RULE_FEEDBACK_ALIGNMENT"), hidden/output activations, loss, learning_rate, and any
         top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every,
         validation_fraction, ...). checkpoint_every: steps between checkpoints (default: the
-        server's --checkpoint_every)."""
+        server's --checkpoint_every). labels: {"study": "depth", ...}, to find it by
+        (list_sessions(filter='labels.study = "depth"'))."""
         c = config_pb2.TrainingConfig()
         if config:
             json_format.ParseDict(dict(config), c)
@@ -298,7 +300,7 @@ class Client:
         for k, v in fields.items():
             setattr(c, k, v)
         s = sessions_pb2.Session(train_dataset=_name(dataset, "datasets"), display_name=name, config=c,
-                                 snapshot_every=snapshot_every)
+                                 snapshot_every=snapshot_every, labels=dict(labels or {}))
         if eval_dataset:
             s.eval_dataset = _name(eval_dataset, "datasets")
         if checkpoint_every is not None:
@@ -310,14 +312,18 @@ class Client:
         req = sessions_pb2.GetSessionRequest(name=_name(session, "sessions"))
         return to_python(self._call(self._training.GetSession, req, timeout=self.timeout))
 
-    def list_sessions(self, state: Optional[str] = None, page_size: int = 0) -> List[Dict[str, Any]]:
-        """Every session (or those in `state`: "running" or "SESSION_STATE_RUNNING"), by name."""
+    def list_sessions(self, state: Optional[str] = None, page_size: int = 0,
+                      filter: str = "") -> List[Dict[str, Any]]:
+        """Every session (or those in `state`: "running" or "SESSION_STATE_RUNNING"), by name;
+        `filter` keeps those it matches (AIP-160, as the server documents it on
+        ListSessionsRequest.filter): 'labels.study = "depth" AND (rule = fa OR rule = bp)'."""
         st = _enum(sessions_pb2.SessionState, "SESSION_STATE_", state) if state else 0
         out: List[Dict[str, Any]] = []
         token = ""
         while True:
             r = self._call(self._training.ListSessions,
-                      sessions_pb2.ListSessionsRequest(state=st, page_size=page_size, page_token=token),
+                      sessions_pb2.ListSessionsRequest(state=st, page_size=page_size, page_token=token,
+                                                       filter=filter),
                       timeout=self.timeout)
             out += [to_python(s) for s in r.sessions]
             token = r.next_page_token
