@@ -30,6 +30,7 @@ absl::StatusOr<v1::CreateSessionRequest> BuildCreateRequest(const CreateFlags& f
           absl::StrCat("--label '", kv, "': give key=value (e.g. --label study=depth)"));
     (*s->mutable_labels())[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  r.set_initial_weights(f.initial_weights);
   r.set_session_id(f.session_id);
   r.set_request_id(f.request_id);
   if (f.snapshot_every) s->set_snapshot_every(*f.snapshot_every);

@@ -29,6 +29,7 @@ struct CreateFlags {
   std::optional<uint64_t> seed;
   bool no_bias = false;
   std::vector<std::string> labels;  // "key=value", each
+  std::string initial_weights;      // a safetensors file's bytes (read by the caller), or empty
 };
 
 // InvalidArgument naming the flag (or the config file's problem).

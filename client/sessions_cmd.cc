@@ -165,8 +165,19 @@ void AddCreate(CLI::App* c) {
   opt("--snapshot-every", f->snapshot_every, "weight snapshot every k steps (default: the last)");
   opt("--checkpoint-every", f->checkpoint_every,
       "checkpoint every k steps (default: the server's)");
+  auto weights_file = std::make_shared<std::string>();
+  c->add_option("--initial-weights", *weights_file,
+                "start from these weights: a .safetensors file as `sessions export -f "
+                "safetensors` writes (W0, b0, ...; any subset: the rest drawn from the seed)");
   c->add_flag("--watch", *watch, "follow the session until it ends");
-  c->callback([f, watch] {
+  c->callback([f, watch, weights_file] {
+    if (!weights_file->empty()) {
+      std::ifstream in(*weights_file, std::ios::binary);
+      if (!in) Fail(absl::NotFoundError("cannot open --initial-weights " + *weights_file));
+      std::stringstream ss;
+      ss << in.rdbuf();
+      f->initial_weights = ss.str();
+    }
     if (!f->config_file.empty()) {
       std::ifstream in(f->config_file);
       if (!in) Fail(absl::NotFoundError("cannot open --config " + f->config_file));

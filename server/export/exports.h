@@ -8,6 +8,7 @@
 #define ALIGND_SERVER_EXPORT_EXPORTS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,24 @@ absl::StatusOr<ExportFile> ExportMetricLog(const v1::Session& session,
 absl::StatusOr<ExportFile> ExportWeights(const v1::Session& session,
                                          const core::TrainerState& state,
                                          const core::NetworkConfig& net, v1::ExportFormat format);
+
+// A safetensors file's tensors (float32 only), checked as the published spec asks: the
+// header's size and JSON, each entry's dtype, shape and offsets, offsets that tile the
+// buffer exactly, finite values. InvalidArgument naming `field` and the tensor.
+struct SafetensorsTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;  // C order
+};
+absl::StatusOr<std::map<std::string, SafetensorsTensor>> ParseSafetensors(absl::string_view data,
+                                                                          absl::string_view field);
+
+// `state` (a trainer's, for the network `net`) with the tensors of `file` in place of its
+// own: the names and shapes ExportSession's safetensors have (W{i}, b{i} as [out] or
+// [out, 1], B{i}), any subset of them. InvalidArgument naming `field` and the tensor for a
+// name the network does not have, a wrong shape, or a value that is not finite.
+absl::Status ApplySafetensors(const std::map<std::string, SafetensorsTensor>& file,
+                              const core::NetworkConfig& net, absl::string_view field,
+                              core::TrainerState* state);
 
 // TFRecord framing (tfevents files): CRC-32C (Castagnoli), its masked form, and one record
 // (length, masked CRC of the length, data, masked CRC of the data) appended to `out`.

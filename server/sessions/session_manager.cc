@@ -167,10 +167,30 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   ASSIGN_OR_RETURN(NewSession created, Validate(create));
   v1::Session& record = created.record;
   const core::TrainerOptions& options = created.options;
-  const v1::Session& req = record;  // its data set names, as checked
   record.set_owner(by.owner);
+  if (create.initial_weights().empty()) return Register(record, options, request_key, by);
+  // Initial weights: made PAUSED, their state stored as its checkpoint at step 0 (where a
+  // run starts from, as after a pause), then resumed: no worker can start it before.
+  ASSIGN_OR_RETURN(std::string state, InitialState(create.initial_weights(), options, record));
+  record.set_state(v1::SESSION_STATE_PAUSED);
+  ASSIGN_OR_RETURN(v1::Session made, Register(record, options, request_key, by));
+  if (made.name() != record.name() || made.state() != v1::SESSION_STATE_PAUSED)
+    return made;  // a retry's answer: the first attempt's session
+  absl::Status st = storage_->PutCheckpoint(made.name(), StoredState{0, std::move(state)});
+  absl::StatusOr<v1::Session> resumed =
+      st.ok() ? Resume(made.name(), by) : absl::StatusOr<v1::Session>(st);
+  if (!resumed.ok()) Delete(made.name()).IgnoreError();  // nothing half made stays
+  return resumed;
+}
+
+absl::StatusOr<v1::Session> SessionManager::Register(const v1::Session& record,
+                                                     const core::TrainerOptions& options,
+                                                     const std::string& request_key,
+                                                     const Requester& by) {
+  const v1::Session& req = record;  // its data set names, as checked
   if (cluster_ != nullptr) return CreateInCluster(record, options, request_key, by);
 
+  const bool queued = record.state() == v1::SESSION_STATE_QUEUED;
   auto s = std::make_shared<LiveSession>(record, options);
   absl::MutexLock lock(&mu_);
   // The data sets may have been deleted since they were loaded above (DeleteDataset
@@ -187,9 +207,9 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions)
     return TooManySessions(static_cast<int>(sessions_.size()));
   RETURN_IF_ERROR(CheckQuota(by));
-  RETURN_IF_ERROR(Enqueue(s));
+  if (queued) RETURN_IF_ERROR(Enqueue(s));
   if (absl::Status st = storage_->PutSession(record); !st.ok()) {
-    queue_.pop_back();
+    if (queued) queue_.pop_back();
     return st;
   }
   sessions_[record.name()] = s;

@@ -175,6 +175,16 @@ class SessionManager {
     core::TrainerOptions options;
   };
   absl::StatusOr<NewSession> Validate(const v1::CreateSessionRequest& create);
+  // The session's record made visible (and queued if QUEUED; PAUSED waits), under the checks
+  // that must hold where no other Create can slip in (ids, limits, quota, its data sets).
+  absl::StatusOr<v1::Session> Register(const v1::Session& record,
+                                       const core::TrainerOptions& options,
+                                       const std::string& request_key, const Requester& by);
+  // The serialised trainer state at step 0 with `safetensors`' tensors in place of the drawn
+  // ones (CreateSessionRequest.initial_weights). InvalidArgument names the tensor.
+  absl::StatusOr<std::string> InitialState(const std::string& safetensors,
+                                           const core::TrainerOptions& options,
+                                           const v1::Session& record);
   bool UsesDatasetLocked(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
   void RunSession(const std::shared_ptr<LiveSession>& s, Storage* store);

@@ -12,6 +12,7 @@
 #include "core/trainer.h"
 #include "server/api/proto_convert.h"
 #include "server/api/resource_names.h"
+#include "server/export/exports.h"
 #include "server/sessions/session_manager.h"
 
 namespace alignd::server {
@@ -163,6 +164,25 @@ absl::StatusOr<SessionManager::NewSession> SessionManager::Validate(
                                                          : options_.checkpoint_every);
   *record.mutable_create_time() = Now();
   return NewSession{std::move(record), std::move(options)};
+}
+
+absl::StatusOr<std::string> SessionManager::InitialState(const std::string& safetensors,
+                                                         const core::TrainerOptions& options,
+                                                         const v1::Session& record) {
+  ASSIGN_OR_RETURN(const auto file, ParseSafetensors(safetensors, "initial_weights"));
+  ASSIGN_OR_RETURN(std::shared_ptr<const core::Dataset> train,
+                   datasets_->Load(record.train_dataset()));
+  std::shared_ptr<const core::Dataset> eval;
+  if (!record.eval_dataset().empty()) {
+    ASSIGN_OR_RETURN(eval, datasets_->Load(record.eval_dataset()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<core::Trainer> trainer,
+                   core::Trainer::Create(options, train, eval));
+  core::TrainerState state = trainer->ExportState();
+  RETURN_IF_ERROR(ApplySafetensors(file, options.network, "initial_weights", &state));
+  if (absl::Status st = trainer->ImportState(state); !st.ok())  // masks, shapes
+    return absl::InvalidArgumentError(absl::StrCat("initial_weights: ", st.message()));
+  return core::SerializeState(trainer->ExportState());
 }
 
 }  // namespace alignd::server

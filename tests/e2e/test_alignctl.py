@@ -160,6 +160,13 @@ class AlignctlTest(unittest.TestCase):
         self.assertEqual(header["W0"]["shape"], [20, 30])
         self.assertEqual(header["__metadata__"]["step"], "20")
         self.assertFalse([f for f in os.listdir(self.dir) if f.endswith(".part")])
+        # The export starts another session.
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--rule", "fa", "--max-steps", "5",
+                     "--initial-weights", target, "--watch")
+        self.assertIn("SUCCEEDED", p.stdout)
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--initial-weights", written[0], ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("initial_weights: not a safetensors file", p.stderr)
         # Errors: the code's exit status, and no file.
         p = self.ctl("sessions", "export", sid, "-f", "onnx", "--snapshot", "7", "--file",
                      os.path.join(self.dir, "none.onnx"), ok=False)

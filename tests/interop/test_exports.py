@@ -50,6 +50,7 @@ class ExportTest(unittest.TestCase):
         x[np.arange(600), y] += 2.0
         cls.x = x
         ds = cls.c.upload_dataset(x, y, name="blobs")
+        cls.ds = ds
         cls.mlp = cls.c.create_session(ds, sizes=[20, 16, 12, 3], rule="dfa", hidden="relu",
                                        output="softmax", loss="cross_entropy", batch_size=8, epochs=2,
                                        metrics_every=5, eval_every=30, validation_fraction=0.2,
@@ -181,6 +182,67 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(j["name"], self.conv["name"])
         self.assertEqual(j["state"], "SESSION_STATE_SUCCEEDED")
         self.assertEqual(len(j["config"]["network"]["layers"]), 6)
+
+    def test_initial_weights_from_an_export(self):
+        data = self.c.export_session(self.mlp, "safetensors")
+        ev = self.c.evaluate(self.mlp, self.ds)  # the exported weights' loss on the whole set
+        s = self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="dfa", hidden="relu",
+                                  output="softmax", loss="cross_entropy", batch_size=600, max_steps=2,
+                                  metrics_every=1, initial_weights=data, learning_rate=0.05)
+        self.assertEqual(s["state"], "SESSION_STATE_QUEUED")
+        events = [e for e in self.c.stream_metrics(s) if "step" in e or "end" in e]
+        self.assertEqual(events[-1]["end"]["state"], "SESSION_STATE_SUCCEEDED")
+        first = events[0]["step"]
+        self.assertEqual(first["step"], 1)
+        # Step 1's loss is the batch's before the update: the whole set, the imported weights.
+        self.assertAlmostEqual(first["loss"], ev["loss"], delta=1e-5 * max(1.0, abs(ev["loss"])))
+        self.assertNotEqual(events[1]["step"]["loss"], first["loss"])  # then it trains
+        # Arrays as read_snapshot gives them, a subset: W0 only, the rest drawn.
+        w = self.c.read_snapshot(self.mlp)
+        part = self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="fa", max_steps=1,
+                                     initial_weights={"W0": w["W0"]}, snapshot_every=1, metrics_every=1)
+        list(self.c.stream_metrics(part))
+        self.assertEqual(self.c.get_session(part)["state"], "SESSION_STATE_SUCCEEDED")
+
+    def test_initial_weights_are_checked(self):
+        good = self.c.export_session(self.mlp, "safetensors")
+        tensors, _ = er.read_safetensors(good)
+
+        def create(blob):
+            try:
+                self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="dfa", max_steps=5,
+                                      initial_weights=blob)
+            except AligndError as e:
+                return e.code, str(e)
+            return grpc.StatusCode.OK, ""
+        code, msg = create({"W0": np.zeros((16, 21), np.float32)})
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("initial_weights: tensor W0 is [16, 21]; this network's is [16, 20]", msg)
+        code, msg = create({"W7": np.zeros((2, 2), np.float32)})
+        self.assertIn("tensor W7 is not one of this network's", msg)
+        code, msg = create({"b1": np.full(12, np.nan, np.float32)})
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("b1: holds NaN or Inf", msg)
+        code, msg = create(good[:-4])  # cut short: the last tensor does not fit
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("do not hold", msg)
+        code, msg = create(b"\x10" + b"\0" * 7 + b"not json")
+        self.assertIn("not a safetensors file", msg)
+        # Another dtype is named, not misread.
+        f64 = dict(tensors)
+        head = {"W0": {"dtype": "F64", "shape": [16, 20], "data_offsets": [0, 16 * 20 * 8]}}
+        text = json.dumps(head).encode()
+        text += b" " * (-len(text) % 8)
+        blob = len(text).to_bytes(8, "little") + text + np.zeros(16 * 20).tobytes()
+        code, msg = create(blob)
+        self.assertIn('dtype "F64"', msg)
+        # A BP session has no B to take.
+        try:
+            self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="bp", max_steps=5,
+                                  initial_weights={"B1": f64["B1"]})
+            self.fail("B for BP was taken")
+        except AligndError as e:
+            self.assertIn("tensor B1 is not one of this network's", str(e))
 
     def test_errors_have_the_right_codes(self):
         stub = sessions_pb2_grpc.TrainingServiceStub(grpc.insecure_channel(self.address))

@@ -338,5 +338,44 @@ TEST(WeightsExportTest, OnnxRefusesSoftmaxOverAConvOutput) {
   EXPECT_THAT(f.status().message(), HasSubstr("softmax"));
 }
 
+TEST(WeightsImportTest, AnExportReadsBackIntoTheSameState) {
+  using K = core::LayerKind;
+  for (bool conv : {false, true}) {
+    Net n = conv
+                ? MakeNet({{K::kConv, 2, 3, 3, 1, 1}, {K::kMaxPool, 0, 2}, {K::kFlatten}, Dense(4)},
+                          {1, 6, 6}, 36, core::Activation::kLinear, true)
+                : MakeNet({Dense(3), Dense(2)}, {}, 4, core::Activation::kLinear, true);
+    auto f = ExportWeights(TestSession(), n.state, n.net, v1::EXPORT_FORMAT_SAFETENSORS);
+    ASSERT_TRUE(f.ok());
+    auto parsed = ParseSafetensors(f->data, "initial_weights");
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    core::TrainerState blank = n.state;
+    for (auto* v : {&blank.weights, &blank.biases, &blank.feedback})
+      for (auto& m : *v) m.setZero();
+    ASSERT_TRUE(ApplySafetensors(*parsed, n.net, "initial_weights", &blank).ok());
+    for (size_t i = 0; i < n.state.weights.size(); ++i) {
+      EXPECT_EQ(blank.weights[i], n.state.weights[i]) << conv << " W" << i;
+      EXPECT_EQ(blank.biases[i], n.state.biases[i]) << conv << " b" << i;
+      EXPECT_EQ(blank.feedback[i], n.state.feedback[i]) << conv << " B" << i;
+    }
+  }
+}
+
+TEST(WeightsImportTest, RefusesWhatTheNetworkDoesNotHave) {
+  Net n = MakeNet({Dense(3), Dense(2)}, {}, 4, core::Activation::kLinear, false);
+  std::map<std::string, SafetensorsTensor> file;
+  file["W0"] = {{4, 3}, std::vector<float>(12)};
+  absl::Status st = ApplySafetensors(file, n.net, "initial_weights", &n.state);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("tensor W0 is [4, 3]; this network's is [3, 4]"));
+  file.clear();
+  file["B1"] = {{3, 2}, std::vector<float>(6)};  // no B without feedback
+  st = ApplySafetensors(file, n.net, "initial_weights", &n.state);
+  EXPECT_THAT(st.message(), HasSubstr("tensor B1 is not one of this network's (W0, W1, b0, b1)"));
+  EXPECT_THAT(ParseSafetensors(std::string(8, '\0'), "w").status().message(),
+              HasSubstr("not a JSON object"));
+  EXPECT_THAT(ParseSafetensors("abc", "w").status().message(), HasSubstr("shorter than"));
+}
+
 }  // namespace
 }  // namespace alignd::server

@@ -46,6 +46,31 @@ class AligndError(Exception):
         super().__init__(f"{self.code.name}: {self.details}")
 
 
+def _safetensors(weights: Union[None, bytes, str, Mapping[str, np.ndarray]]) -> bytes:
+    """Initial weights as a safetensors file: bytes as they are, a path read, or arrays (as
+    read_snapshot gives them) written in the format (float32, C order, header padded to 8)."""
+    if weights is None:
+        return b""
+    if isinstance(weights, (bytes, bytearray)):
+        return bytes(weights)
+    if isinstance(weights, (str, os.PathLike)):
+        return _read(str(weights), "initial_weights")
+    header: Dict[str, Any] = {}
+    parts = []
+    offset = 0
+    for name, array in weights.items():
+        if name in ("step", "layer_kinds"):
+            continue
+        a = np.ascontiguousarray(np.asarray(array, dtype="<f4"))
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        parts.append(a.tobytes())
+        offset += a.nbytes
+    import json
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(parts)
+
+
 def _env(name: str) -> Optional[str]:
     v = os.environ.get(name)
     return v if v else None
@@ -249,6 +274,7 @@ class Client:
                        session_id: str = "", request_id: str = "", checkpoint_every: Optional[int] = None,
                        layers: Optional[LayersArg] = None, input_shape: Optional[Sequence[int]] = None,
                        sign_mode: Optional[str] = None, labels: Optional[Mapping[str, str]] = None,
+                       initial_weights: Union[None, bytes, str, Mapping[str, np.ndarray]] = None,
                        **fields: Any) -> Dict[str, Any]:
         """Creates and queues a session. `config` is a TrainingConfig as a dict (proto field
         names); the keyword arguments set the common fields over it: sizes (dense layers' widths,
@@ -260,7 +286,10 @@ class Client:
         top-level TrainingConfig field (batch_size, epochs, max_steps, seed, metrics_every,
         validation_fraction, ...). checkpoint_every: steps between checkpoints (default: the
         server's --checkpoint_every). labels: {"study": "depth", ...}, to find it by
-        (list_sessions(filter='labels.study = "depth"'))."""
+        (list_sessions(filter='labels.study = "depth"')). initial_weights: weights to start
+        from instead of the drawn ones: a safetensors file's bytes or path (as export_session
+        writes them), or {"W0": array, "b0": ..., "B1": ...} shaped as read_snapshot gives
+        them (any subset; the rest are drawn from the seed)."""
         c = config_pb2.TrainingConfig()
         if config:
             json_format.ParseDict(dict(config), c)
@@ -305,7 +334,8 @@ class Client:
             s.eval_dataset = _name(eval_dataset, "datasets")
         if checkpoint_every is not None:
             s.checkpoint_every = checkpoint_every
-        req = sessions_pb2.CreateSessionRequest(session=s, session_id=session_id, request_id=request_id)
+        req = sessions_pb2.CreateSessionRequest(session=s, session_id=session_id, request_id=request_id,
+                                                initial_weights=_safetensors(initial_weights))
         return to_python(self._call(self._training.CreateSession, req, timeout=self.timeout))
 
     def get_session(self, session: Resource) -> Dict[str, Any]:
