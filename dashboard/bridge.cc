@@ -44,6 +44,7 @@ std::string Json(const google::protobuf::Message& m) {
 
 // body gzip'ed at level 1 (fast: ~5 ms for an 800 KB history, a fifth of the size).
 std::optional<std::string> Gzip(const std::string& body) {
+  if (body.size() > std::numeric_limits<uInt>::max()) return std::nullopt;
   z_stream zs{};
   if (deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return std::nullopt;
   std::string out(deflateBound(&zs, body.size()), '\0');
@@ -176,6 +177,53 @@ grpc::Status EveryPage(const Caller& caller, ListRequest r, Call call, Items ite
 }
 
 constexpr char kId[] = "([a-z0-9][a-z0-9-]{0,62})";
+
+// An export's ?format= (request_checks.h's kExportFormats) as ExportSession's format; the
+// extension of the file name used when alignd's is unusable; whether it is text (gzip'ed
+// for a client that takes it, as Reply does).
+struct ExportKind {
+  v1::ExportFormat format;
+  const char* extension;
+  bool text;
+};
+
+const ExportKind& ExportKindOf(const std::string& name) {
+  static const auto* kinds = new std::map<std::string, ExportKind>{
+      {"csv", {v1::EXPORT_FORMAT_CSV, ".csv", true}},
+      {"jsonl", {v1::EXPORT_FORMAT_JSONL, ".jsonl", true}},
+      {"tfevents", {v1::EXPORT_FORMAT_TFEVENTS, ".tfevents", false}},
+      {"json", {v1::EXPORT_FORMAT_SESSION_JSON, ".json", true}},
+      {"safetensors", {v1::EXPORT_FORMAT_SAFETENSORS, ".safetensors", false}},
+      {"onnx", {v1::EXPORT_FORMAT_ONNX, ".onnx", false}},
+  };
+  return kinds->at(name);  // ParseExportQuery admits only these
+}
+
+// A file to download: `body` as it is, `type` and `filename` already checked for headers
+// (SafeContentType, AttachmentName). Text of 1 KiB or more is gzip'ed at level 1 for a
+// client that takes gzip (as Reply does), then the body goes out through a provider of
+// known length: cpp-httplib compresses a text/* body given to set_content (again, with a
+// second Content-Encoding after ours; at brotli's slowest quality for a client that takes
+// br) but leaves a provider's bytes alone.
+void Attachment(const Request& req, Response& res, std::string body, const std::string& type,
+                const std::string& filename, bool text) {
+  res.set_header("Vary", "Accept-Encoding");
+  res.set_header("Content-Disposition", absl::StrCat("attachment; filename=\"", filename, "\""));
+  if (text && body.size() >= 1024 &&
+      absl::StrContains(req.get_header_value("Accept-Encoding"), "gzip")) {
+    if (std::optional<std::string> z = Gzip(body)) {
+      res.set_header("Content-Encoding", "gzip");
+      body = std::move(*z);
+    }
+  }
+  // (A provider of length 0 would be asked for more until it says done: none is needed.)
+  if (body.empty()) return res.set_content(std::string(), type);
+  auto shared = std::make_shared<const std::string>(std::move(body));
+  res.set_content_provider(shared->size(), type,
+                           [shared](size_t offset, size_t length, httplib::DataSink& sink) {
+                             return sink.write(shared->data() + offset, length);
+                           });
+}
 
 // The /api/events response: one reader thread per session, their frames merged onto
 // `sink` as they come. Returns false when the browser went away.
@@ -517,6 +565,47 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
                                            values.data()),
                         "application/octet-stream");
       }));
+
+  // A session as a file other tools read (ExportSession): ?format=csv|jsonl|tfevents|json|
+  // safetensors|onnx, ?snapshot=STEP for the weights formats (default: the latest weights).
+  // The whole file is read from the stream (under the call deadline), then sent as a download
+  // with alignd's media type and file name; an error, from the checks or alignd, is the JSON
+  // error body with its status, never a partial file. Any id is routed here so that a bad
+  // one is a 400 naming it.
+  http.Get("/api/sessions/([^/]*)/export",
+           api([training](const Request& req, Response& res, const Caller& caller) {
+             const std::string id = req.matches[1].str();
+             absl::StatusOr<ExportQuery> query = ParseExportQuery(id, req);
+             if (!query.ok()) return Fail(res, ToGrpc(query.status()));
+             const ExportKind& kind = ExportKindOf(query->format);
+             v1::ExportSessionRequest r;
+             r.set_name(absl::StrCat("sessions/", id));
+             r.set_format(kind.format);
+             if (query->snapshot)
+               r.set_snapshot(absl::StrCat(r.name(), "/snapshots/", *query->snapshot));
+             auto ctx = caller.Context();
+             auto reader = training->ExportSession(ctx.get(), r);
+             v1::ExportChunk chunk;
+             std::string data, filename, type;
+             bool first = true;
+             while (reader->Read(&chunk)) {
+               if (first) {
+                 filename = chunk.filename();
+                 type = chunk.content_type();
+                 data = std::move(*chunk.mutable_data());
+                 first = false;
+               } else {
+                 data += chunk.data();
+               }
+             }
+             if (grpc::Status st = reader->Finish(); !st.ok()) return Fail(res, st);
+             if (first)
+               return Fail(res, grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                             absl::StrCat("alignd's export of sessions/", id,
+                                                          " ended without a file")));
+             Attachment(req, res, std::move(data), SafeContentType(type),
+                        AttachmentName(filename, absl::StrCat(id, kind.extension)), kind.text);
+           }));
 
   http.Get(absl::StrCat("/api/sessions/", kId, "/metrics"),
            api([training](const Request& req, Response& res, const Caller& caller) {

@@ -25,6 +25,12 @@
 //   GET    /api/sessions/{id}/snapshots     ListSnapshots, every page
 //   GET    /api/sessions/{id}/snapshots/{step|latest}           GetSnapshot (shapes)
 //   GET    /api/sessions/{id}/snapshots/{step|latest}/{W0}.npy  one tensor as a .npy file
+//   GET    /api/sessions/{id}/export?format=csv|jsonl|tfevents|json|safetensors|onnx
+//          [&snapshot=STEP]                 ExportSession as a download: alignd's bytes, its
+//                                           Content-Type and `Content-Disposition: attachment;
+//                                           filename="..."` (its file name, [A-Za-z0-9._-]
+//                                           only); the weights formats export the latest
+//                                           weights unless ?snapshot= names a step
 //   GET    /api/datasets                    ListDatasets, every page
 //   GET    /healthz                         200 once alignd answers its health check
 //
@@ -36,9 +42,10 @@
 // What a browser sends is checked before it reaches alignd (dashboard/request_checks.h):
 // the Authorization header must be "Bearer <token68>" (else 401), bodies come with a
 // Content-Length of at most Limits::max_body_bytes (else 411, 413, 415), query integers
-// must parse (else 400), and event streams are bounded in all and per client address
-// (past the bound: 429 or 503 with Retry-After), so that they leave worker threads for the
-// API and /healthz. Every refusal has the JSON error body.
+// must parse (else 400), an export's session id, format and snapshot must be valid (else
+// 400), and event streams are bounded in all and per client address (past the bound: 429
+// or 503 with Retry-After), so that they leave worker threads for the API and /healthz.
+// Every refusal has the JSON error body.
 #ifndef ALIGND_DASHBOARD_BRIDGE_H_
 #define ALIGND_DASHBOARD_BRIDGE_H_
 

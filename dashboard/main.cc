@@ -43,6 +43,7 @@ constexpr char kReadRetries[] = R"({"methodConfig": [{
     {"service": "alignd.v1.TrainingService", "method": "GetSnapshot"},
     {"service": "alignd.v1.TrainingService", "method": "ListSnapshots"},
     {"service": "alignd.v1.TrainingService", "method": "ReadSnapshot"},
+    {"service": "alignd.v1.TrainingService", "method": "ExportSession"},
     {"service": "alignd.v1.DatasetService", "method": "GetDataset"},
     {"service": "alignd.v1.DatasetService", "method": "ListDatasets"},
     {"service": "grpc.health.v1.Health", "method": "Check"}],

@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace alignd::dashboard {
@@ -137,6 +139,63 @@ absl::StatusOr<int64_t> StreamStart(const httplib::Request& req) {
       Integer("Last-Event-ID", req.get_header_value("Last-Event-ID"), 0, kMax - 1);
   if (!last.ok()) return last.status();
   return *last > 0 ? *last + 1 : *start;
+}
+
+absl::StatusOr<ExportQuery> ParseExportQuery(absl::string_view id, const httplib::Request& req) {
+  if (!IsSessionId(id))
+    return absl::InvalidArgumentError(
+        absl::StrCat("session id ", Quote(id), " is not [a-z0-9][a-z0-9-]{0,62}"));
+  const std::string formats = absl::StrJoin(kExportFormats, ", ");
+  if (!req.has_param("format"))
+    return absl::InvalidArgumentError(absl::StrCat("format: required (", formats, ")"));
+  if (req.get_param_value_count("format") > 1)
+    return absl::InvalidArgumentError("format: given more than once");
+  ExportQuery q;
+  q.format = req.get_param_value("format");
+  if (std::find(std::begin(kExportFormats), std::end(kExportFormats), q.format) ==
+      std::end(kExportFormats))
+    return absl::InvalidArgumentError(
+        absl::StrCat("format: ", Quote(q.format), " is not one of ", formats));
+  if (req.has_param("snapshot")) {
+    if (q.format != "safetensors" && q.format != "onnx")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot: only safetensors and onnx export a snapshot's weights; ", q.format,
+          q.format == "json" ? " exports the session" : " exports the metric log"));
+    absl::StatusOr<int64_t> step =
+        IntParam(req, "snapshot", 0, 0, std::numeric_limits<int64_t>::max());
+    if (!step.ok()) return step.status();
+    q.snapshot = *step;
+  }
+  return q;
+}
+
+std::string AttachmentName(absl::string_view name, absl::string_view fallback) {
+  constexpr size_t kMax = 128;
+  std::string out;
+  for (char c : name)
+    out += absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'
+               ? c
+               : '_';
+  // No hidden file, nothing a shell takes for an option.
+  out.erase(0, std::min(out.size(), out.find_first_not_of(".-")));
+  if (out.size() > kMax) {
+    const size_t dot = out.rfind('.');
+    const std::string ext =
+        dot != std::string::npos && out.size() - dot <= 16 ? out.substr(dot) : "";
+    out = out.substr(0, kMax - ext.size()) + ext;
+  }
+  if (out.empty()) return std::string(fallback);
+  return out;
+}
+
+std::string SafeContentType(absl::string_view type) {
+  const size_t slash = type.find('/');
+  bool ok = type.size() <= 128 && slash != absl::string_view::npos && slash > 0 &&
+            slash + 1 < type.size() && absl::ascii_isalnum(static_cast<unsigned char>(type[0]));
+  for (char c : type)
+    ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                absl::StrContains("!#$&^_.+-/;= ", c));
+  return ok ? std::string(type) : "application/octet-stream";
 }
 
 absl::StatusOr<std::vector<Subscription>> ParseSubscriptions(absl::string_view s) {

@@ -2,12 +2,13 @@
 // -----------------------------------------------------------------------------
 // What alignd-dashboard accepts from a browser before any of it reaches alignd: the
 // bearer token it forwards as gRPC metadata, the framing and size of request bodies, the
-// integers of query strings and Last-Event-ID, the ?s= list of /api/events, and how many
-// event streams may be live (each holds one of cpp-httplib's worker threads while it
-// lives). Each check returns an error instead of passing on what it cannot vouch for: a
-// value that reaches gRPC metadata unchecked makes gRPC abort the process
-// (GRPC_CALL_ERROR_INVALID_METADATA), an unbounded body or stream count is one client's
-// way to take the dashboard from everyone.
+// integers of query strings and Last-Event-ID, the ?s= list of /api/events, the query of
+// /api/sessions/{id}/export (and the file name and media type of alignd's export, which its
+// answer carries in headers), and how many event streams may be live (each holds one of
+// cpp-httplib's worker threads while it lives). Each check returns an error instead of
+// passing on what it cannot vouch for: a value that reaches gRPC metadata unchecked makes
+// gRPC abort the process (GRPC_CALL_ERROR_INVALID_METADATA), an unbounded body or stream
+// count is one client's way to take the dashboard from everyone.
 #ifndef ALIGND_DASHBOARD_REQUEST_CHECKS_H_
 #define ALIGND_DASHBOARD_REQUEST_CHECKS_H_
 
@@ -71,6 +72,34 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const char* name, 
 // holds a positive seq (an EventSource reconnecting), else ?start_seq= (default 0).
 // Returns InvalidArgument for a malformed start_seq or Last-Event-ID.
 absl::StatusOr<int64_t> StreamStart(const httplib::Request& req);
+
+// What /api/sessions/{id}/export asks for: ?format= (alignctl's -f names) and ?snapshot=.
+struct ExportQuery {
+  std::string format;               // one of kExportFormats
+  std::optional<int64_t> snapshot;  // the weights of this step; none: the latest
+};
+
+// The ?format= names of /api/sessions/{id}/export: the metric log as CSV, JSON lines or a
+// TensorBoard event file, the session as JSON, a snapshot's weights as safetensors or ONNX
+// (proto/alignd/v1/sessions.proto's ExportFormat, in its order).
+inline constexpr absl::string_view kExportFormats[] = {"csv",  "jsonl",       "tfevents",
+                                                       "json", "safetensors", "onnx"};
+
+// /api/sessions/{id}/export's session id (the path's, [a-z0-9][a-z0-9-]{0,62}) and query:
+// ?format= once, one of kExportFormats; ?snapshot= at most once, a step (an integer >= 0),
+// and only with safetensors or onnx. Returns InvalidArgument naming what is not.
+absl::StatusOr<ExportQuery> ParseExportQuery(absl::string_view id, const httplib::Request& req);
+
+// A file name from alignd fit for `Content-Disposition: attachment; filename="..."`: each
+// byte outside [A-Za-z0-9._-] becomes '_', leading dots and hyphens are dropped (no hidden
+// file, no option to a shell), at most 128 bytes are kept (with an extension of up to 16);
+// `fallback` when nothing is left.
+std::string AttachmentName(absl::string_view name, absl::string_view fallback);
+
+// A media type from alignd fit for Content-Type: "type/subtype" with optional parameters,
+// of letters, digits and !#$&^_.+-/;= and spaces, at most 128 bytes; anything else is
+// "application/octet-stream".
+std::string SafeContentType(absl::string_view type);
 
 // One session of /api/events: its id and first seq.
 struct Subscription {

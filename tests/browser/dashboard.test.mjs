@@ -315,6 +315,95 @@ test("a snapshot's tensor downloads as a .npy file", async () => {
   assert.equal((10 + headerLen) % 64, 0);
 });
 
+test("a session's exports download from its detail view: the metric log as CSV, the latest weights as ONNX, a snapshot's as safetensors", async () => {
+  const id = await createViaApi("export", "RULE_FEEDBACK_ALIGNMENT", 2000, 4, 100);
+  await until("finished", async () => (await inAlignd(id)).state === "SESSION_STATE_SUCCEEDED", 30000, 200);
+  const { events = [] } = await api("GET", `/api/sessions/${id}/metrics`);
+  const logged = events.filter((e) => e.step || e.eval).map((e) => Number(e.seq));
+  assert.ok(logged.length >= 20, `${logged.length} metric events`);
+  await page.click(`#sessions tr[data-id="${id}"] td:nth-child(2)`);
+  await until("it alone", async () => (await page.evaluate(() => window.aligndDashboard.selected())).join() === id);
+  const errorsBefore = consoleErrors.length;
+  const save = async (selector, name) => {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+    const path = join(tmp, name);
+    await download.saveAs(path);
+    return { name: download.suggestedFilename(), bytes: readFileSync(path) };
+  };
+
+  // CSV: the header, then a row per metric event, in seq order.
+  const csv = await save('#exports button[data-export="csv"]', "export.csv");
+  assert.equal(csv.name, `${id}.csv`);
+  const lines = csv.bytes.toString("utf8").trimEnd().split("\n");
+  assert.ok(lines[0].startsWith("seq,wall_time,kind,step"), lines[0]);
+  assert.deepEqual(lines.slice(1).map((l) => Number(l.split(",")[0])), logged);
+  assert.ok(lines.slice(1).every((l) => l.split(",")[2] === "train"));
+  // The bridge's answer itself: alignd's media type and file name, the same bytes however
+  // they travel (gzip'ed for a client that takes it, once).
+  const r = await fetch(`${url}/api/sessions/${id}/export?format=csv`, { headers: { "Accept-Encoding": "gzip, br" } });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get("content-type"), "text/csv");
+  assert.equal(r.headers.get("content-disposition"), `attachment; filename="${id}.csv"`);
+  assert.equal(r.headers.get("content-encoding"), "gzip");
+  assert.equal(await r.text(), csv.bytes.toString("utf8"));
+
+  // ONNX of the latest weights (the final step's): a ModelProto, whose field 1 (ir_version,
+  // a varint) comes first.
+  const onnx = await save('#exports button[data-export="onnx"]', "export.onnx");
+  assert.equal(onnx.name, `${id}-step2000.onnx`);
+  assert.ok(onnx.bytes.length > 30 * 64 * 4, `${onnx.bytes.length} bytes`);
+  assert.equal(onnx.bytes[0], 0x08);
+
+  // The other buttons: each file as alignd names it.
+  const jsonl = await save('#exports button[data-export="jsonl"]', "export.jsonl");
+  assert.equal(jsonl.name, `${id}.jsonl`);
+  assert.equal(jsonl.bytes.toString("utf8").trimEnd().split("\n").length, 1 + logged.length);
+  const json = await save('#exports button[data-export="json"]', "export.json");
+  assert.equal(json.name, `${id}.json`);
+  assert.equal(JSON.parse(json.bytes.toString("utf8")).name, `sessions/${id}`);
+  const tf = await save('#exports button[data-export="tfevents"]', "export.tfevents");
+  assert.match(tf.name, new RegExp(`^events\\.out\\.tfevents\\.\\d+\\..*${id}$`));
+  assert.ok(tf.bytes.length > 0);
+  const latest = await save('#exports button[data-export="safetensors"]', "latest.safetensors");
+  assert.equal(latest.name, `${id}-step2000.safetensors`);
+
+  // A snapshot's weights from the snapshots list: safetensors of step 1000.
+  await page.evaluate(() => { document.querySelector("#snapshots-box").open = false; });  // an earlier test opened it
+  await page.click("#snapshots-box summary");
+  const st = await save('#snapshots button[data-export="safetensors"][data-step="1000"]', "export.safetensors");
+  assert.equal(st.name, `${id}-step1000.safetensors`);
+  const n = Number(st.bytes.readBigUInt64LE(0));
+  const header = JSON.parse(st.bytes.subarray(8, 8 + n).toString("utf8"));
+  assert.equal(header.__metadata__.step, "1000");
+  assert.deepEqual(header.W0.shape, [64, 30]);
+  assert.equal(st.bytes.length, 8 + n + Math.max(...Object.values(header).filter((t) => t.data_offsets).map((t) => t.data_offsets[1])));
+  assert.equal(await page.textContent("#action-error"), "");
+  assert.deepEqual(consoleErrors.slice(errorsBefore), []);
+
+  // Refusals: a JSON error with the status of each, before or from alignd.
+  const refused = async (query, path = `/api/sessions/${id}/export`) => {
+    const res = await fetch(`${url}${path}${query}`);
+    const body = await res.json();
+    assert.equal(res.headers.get("content-disposition"), null);
+    return [res.status, body.code, body.message];
+  };
+  const bad = await refused("?format=csv", "/api/sessions/Not_An_Id/export");
+  assert.deepEqual(bad.slice(0, 2), [400, "INVALID_ARGUMENT"]);
+  assert.match(bad[2], /session id "Not_An_Id" is not/);
+  const xlsx = await refused("?format=xlsx");
+  assert.deepEqual(xlsx.slice(0, 2), [400, "INVALID_ARGUMENT"]);
+  assert.match(xlsx[2], /format: "xlsx" is not one of csv, jsonl, tfevents, json, safetensors, onnx/);
+  assert.match((await refused(""))[2], /format: required/);
+  assert.match((await refused("?format=csv&format=onnx"))[2], /format: given more than once/);
+  const nan = await refused("?format=onnx&snapshot=latest");
+  assert.deepEqual(nan.slice(0, 2), [400, "INVALID_ARGUMENT"]);
+  assert.match(nan[2], /snapshot: "latest" is not an integer/);
+  assert.match((await refused("?format=onnx&snapshot=-5"))[2], /snapshot: -5 is not in/);
+  assert.match((await refused("?format=csv&snapshot=1000"))[2], /snapshot: only safetensors and onnx/);
+  assert.deepEqual((await refused("?format=onnx&snapshot=7")).slice(0, 2), [404, "NOT_FOUND"]);
+  assert.deepEqual((await refused("?format=csv", "/api/sessions/no-such-session/export")).slice(0, 2), [404, "NOT_FOUND"]);
+});
+
 test("the form's rules come from alignd, and a conv net from its layers field trains with per-layer charts", async () => {
   // 8x8 images (IDX): three classes, a bright row, a bright column, or nothing.
   const n = 300, img = Buffer.alloc(16 + n * 64), lab = Buffer.alloc(8 + n);
@@ -416,6 +505,11 @@ test("with TLS and tokens the page asks for a token once, keeps it out of the UR
     await p.reload();
     await until("the list again, without asking", async () => (await p.textContent("#conn")).startsWith("alignd:"));
     assert.equal(await p.isVisible("#token-dialog"), false);
+    // An export is called as the token's owner too: without it alignd refuses, with it the
+    // call reaches the (absent) session.
+    const exported = (headers) => fetch(`${surl}/api/sessions/nosuch/export?format=csv`, { headers }).then((r) => r.status);
+    assert.equal(await exported({}), 401);
+    assert.equal(await exported({ Authorization: `Bearer ${secret}` }), 404);
   } finally {
     await ctx.close();
     await stop(sdash);

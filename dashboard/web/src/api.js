@@ -44,18 +44,25 @@ export async function call(method, path, body) {
   return json;
 }
 
-// Downloads path (with the token) as a file called `filename`.
+// Downloads path (with the token) as a file called `filename`, or as the response's
+// Content-Disposition names it.
 export async function download(path, filename) {
-  const res = await fetch(path, { headers: headers() });
+  let res;
+  try {
+    res = await fetch(path, { headers: headers() });
+  } catch (e) {
+    throw new ApiError(0, "UNAVAILABLE", "the dashboard server does not answer");
+  }
   if (!res.ok) {
     let j = {};
     try { j = await res.json(); } catch { /* not JSON */ }
     throw new ApiError(res.status, j.code, j.message);
   }
+  const named = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "")?.[1];
   const url = URL.createObjectURL(await res.blob());
   const a = document.createElement("a");
   a.href = url;
-  a.download = filename;
+  a.download = filename || named || "download";
   document.body.appendChild(a);
   a.click();
   a.remove();

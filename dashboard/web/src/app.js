@@ -1,7 +1,8 @@
 // alignd's web dashboard: the session list (live), each selected session's curves (history
 // downsampled through ListMetrics' max_points, then live points appended from the event
 // stream), overlays, seed groups as mean ± SD bands, actions, a create form, snapshots as
-// .npy. The URL's hash holds the selection, so a link shows what its sender saw.
+// .npy, exports (the metric log, the session, its weights) as downloads. The URL's hash
+// holds the selection, so a link shows what its sender saw.
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { call, followAll, download, token, ApiError } from "./api.js";
@@ -516,7 +517,9 @@ async function loadSnapshots(id) {
   try {
     const { snapshots = [] } = await call("GET", `/api/sessions/${id}/snapshots`);
     const steps = ["latest", ...snapshots.map((s) => s.step)];
-    box.innerHTML = `<table><tbody>${steps.map((st) => `<tr><td>${st === "latest" ? "latest weights" : `step ${st}`}</td><td data-step="${st}"><button data-shapes="${st}">tensors…</button></td></tr>`).join("")}</tbody></table>`;
+    box.innerHTML = `<table><tbody>${steps.map((st) => `<tr><td>${st === "latest" ? "latest weights" : `step ${st}`}</td>` +
+      `<td><button data-export="safetensors" data-step="${st}">safetensors</button> <button data-export="onnx" data-step="${st}">ONNX</button></td>` +
+      `<td data-step="${st}"><button data-shapes="${st}">tensors…</button></td></tr>`).join("")}</tbody></table>`;
   } catch (e) {
     box.textContent = e.message;
   }
@@ -692,6 +695,15 @@ function init() {
         await showTensors(id, b.dataset.shapes, b.parentElement);
       } else if (b.dataset.npy) {
         await download(`/api/sessions/${id}/snapshots/${b.dataset.step}/${b.dataset.npy}.npy`, `${id}-${b.dataset.step}-${b.dataset.npy}.npy`);
+      } else if (b.dataset.export) {
+        // The file as alignd names it; the weights formats: the latest, or a snapshot's step.
+        const step = b.dataset.step && b.dataset.step !== "latest" ? `&snapshot=${b.dataset.step}` : "";
+        b.disabled = true;
+        try {
+          await download(`/api/sessions/${id}/export?format=${b.dataset.export}${step}`);
+        } finally {
+          b.disabled = false;
+        }
       }
     } catch (e) {
       $("#action-error").textContent = e.message;
