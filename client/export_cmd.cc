@@ -78,6 +78,7 @@ void WriteFile(const std::filesystem::path& path, const std::string& data) {
 
 struct Options {
   std::vector<std::string> names;
+  std::string filter;
   std::string format;
   std::string output;
   std::string dir = ".";
@@ -85,8 +86,37 @@ struct Options {
   bool side_file = true;
 };
 
-void Run(const Options& o) {
+// The sessions a --filter matches (ListSessions, every page), by name.
+std::vector<std::string> Matching(const std::string& filter) {
+  auto stub = v1::TrainingService::NewStub(G().Channel());
+  std::vector<std::string> out;
+  std::string token;
+  do {
+    grpc::ClientContext ctx;
+    G().SetDeadline(ctx);
+    v1::ListSessionsRequest req;
+    req.set_filter(filter);
+    req.set_page_token(token);
+    v1::ListSessionsResponse resp;
+    if (auto st = stub->ListSessions(&ctx, req, &resp); !st.ok())
+      Fail(st, "sessions export --filter");
+    for (const auto& s : resp.sessions()) out.push_back(s.name());
+    token = resp.next_page_token();
+  } while (!token.empty());
+  if (out.empty())
+    Fail(absl::NotFoundError(absl::StrCat("no session matches --filter '", filter, "'")));
+  return out;
+}
+
+void Run(Options o) {
   const v1::ExportFormat format = Formats().at(o.format);
+  if (!o.filter.empty()) {
+    if (!o.names.empty())
+      Fail(absl::InvalidArgumentError("give sessions by name or by --filter, not both"));
+    o.names = Matching(o.filter);
+  } else if (o.names.empty()) {
+    Fail(absl::InvalidArgumentError("name the sessions to export, or give --filter"));
+  }
   if (!o.output.empty() && o.names.size() > 1)
     Fail(
         absl::InvalidArgumentError("--file names one file: export one session with it, "
@@ -149,7 +179,10 @@ void AddExportCommand(CLI::App* sessions) {
       "export",
       "a session's metric log, config or weights as CSV, JSON lines, TensorBoard "
       "events, safetensors or ONNX");
-  c->add_option("names", o->names, "sessions/{id} or ids")->required();
+  c->add_option("names", o->names, "sessions/{id} or ids");
+  c->add_option("--filter", o->filter,
+                "every session this ListSessions filter matches (sessions list --help), e.g. "
+                "'labels.study = depth'");
   std::vector<std::string> names;
   for (const auto& [k, v] : Formats()) names.push_back(k);
   c->add_option("-f,--format", o->format, "what to write")->required()->check(CLI::IsMember(names));
@@ -176,6 +209,8 @@ Files are written whole or not at all.
 Examples:
   alignctl sessions export abc -f csv
   alignctl sessions export fa-1 fa-2 bp-1 -f tfevents --dir runs && tensorboard --logdir runs
+  alignctl sessions export --filter 'labels.study = depth' -f tfevents --dir runs
+  alignctl sessions export --filter 'labels.study = depth' -f csv --dir csv
   alignctl sessions export abc -f onnx --snapshot 5000 --file abc.onnx)");
   c->callback([o] { Run(*o); });
 }

@@ -147,6 +147,16 @@ class AlignctlTest(unittest.TestCase):
             files = os.listdir(os.path.join(runs, n.split("/")[1]))
             self.assertEqual(len(files), 1)
             self.assertIn(".tfevents.", files[0])
+        # By filter: every session it matches, none other.
+        label = "exp-" + sid
+        tagged = [self.ctl("-o", "name", "train", "--dataset", ds, "--sizes", "30,20,10", "--max-steps", "3",
+                           "--label", f"batch={label}", "--watch").stdout.splitlines()[0].strip() for _ in range(2)]
+        byfilter = os.path.join(self.dir, "byfilter")
+        self.ctl("sessions", "export", "--filter", f"labels.batch = {label}", "-f", "tfevents", "--dir", byfilter)
+        self.assertEqual(sorted(os.listdir(byfilter)), sorted(n.split("/")[1] for n in tagged))
+        p = self.ctl("sessions", "export", "--filter", "labels.batch = nothing-has-this", "-f", "csv", ok=False)
+        self.assertEqual(p.returncode, 3)
+        self.assertIn("no session matches", p.stderr)
         # Standard output, and a file named with --file.
         onnx = subprocess.run([os.environ["ALIGNCTL_BINARY"], "--server", self.address, "sessions", "export",
                                sid, "-f", "onnx", "--file", "-"], capture_output=True, timeout=60, check=True)
