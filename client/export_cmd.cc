@@ -15,6 +15,7 @@
 #include "alignd/v1/sessions.grpc.pb.h"
 #include "client/cli.h"
 #include "client/commands.h"
+#include "nlohmann/json.hpp"
 
 namespace alignd::client {
 namespace {
@@ -42,8 +43,7 @@ Exported Fetch(const std::string& session, v1::ExportFormat format, const std::s
   req.set_name(session);
   req.set_format(format);
   req.set_snapshot(snapshot);
-  grpc::ClientContext ctx;
-  G().SetDeadline(ctx);
+  grpc::ClientContext ctx;  // a stream: no deadline (--timeout is per call)
   auto reader = v1::TrainingService::NewStub(G().Channel())->ExportSession(&ctx, req);
   Exported out;
   v1::ExportChunk chunk;
@@ -60,20 +60,30 @@ Exported Fetch(const std::string& session, v1::ExportFormat format, const std::s
   return out;
 }
 
-// Writes `data` to `path` whole or not at all: a temporary file beside it, then a rename.
+// Writes `data` to `path` whole or not at all: a temporary file beside it, then a rename
+// (removed again if anything fails).
 void WriteFile(const std::filesystem::path& path, const std::string& data) {
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec)
+    Fail(absl::UnavailableError(
+        absl::StrCat("cannot make the folder ", path.parent_path().string(), ": ", ec.message())));
   const std::filesystem::path tmp = path.string() + ".part";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f.write(data.data(), static_cast<std::streamsize>(data.size()));
     f.close();
-    if (!f) Fail(absl::UnavailableError(absl::StrCat("cannot write ", tmp.string())));
+    if (!f) {
+      std::filesystem::remove(tmp, ec);
+      Fail(absl::UnavailableError(absl::StrCat("cannot write ", tmp.string())));
+    }
   }
-  std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    Fail(absl::UnavailableError(absl::StrCat("cannot write ", path.string(), ": ", ec.message())));
+  if (ec) {
+    const std::string why = ec.message();
+    std::filesystem::remove(tmp, ec);
+    Fail(absl::UnavailableError(absl::StrCat("cannot write ", path.string(), ": ", why)));
+  }
 }
 
 struct Options {
@@ -129,9 +139,12 @@ void Run(Options o) {
       Fail(absl::InvalidArgumentError(
           "--snapshot is for safetensors and onnx; the other formats export the metric log"));
     int64_t step = 0;
-    snapshot = absl::SimpleAtoi(o.snapshot, &step)
-                   ? absl::StrCat(SessionName(o.names[0]), "/snapshots/", step)
-                   : SnapshotName(o.snapshot);
+    if (o.snapshot == "latest")
+      snapshot = absl::StrCat(SessionName(o.names[0]), "/snapshots/latest");
+    else if (absl::SimpleAtoi(o.snapshot, &step))
+      snapshot = absl::StrCat(SessionName(o.names[0]), "/snapshots/", step);
+    else
+      snapshot = SnapshotName(o.snapshot);
   }
   const Output out = G().format();
   for (const auto& n : o.names) {
@@ -160,13 +173,16 @@ void Run(Options o) {
       written.push_back(side);
     }
     for (const auto& p : written) {
+      std::error_code ec;
+      const auto bytes = std::filesystem::file_size(p, ec);
       if (out == Output::kName)
         std::cout << p.string() << "\n";
       else if (out == Output::kJson || out == Output::kJsonl)
-        std::cout << "{\"session\":\"" << session << "\",\"path\":\"" << p.string()
-                  << "\",\"bytes\":" << std::filesystem::file_size(p) << "}\n";
+        std::cout
+            << nlohmann::json{{"session", session}, {"path", p.string()}, {"bytes", bytes}}.dump()
+            << "\n";
       else
-        std::cout << p.string() << "  " << std::filesystem::file_size(p) << " bytes\n";
+        std::cout << p.string() << "  " << bytes << " bytes\n";
     }
   }
 }

@@ -3,6 +3,7 @@
 // predict | evaluate | sweep (and the `train` and `watch` shortcuts).
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -172,11 +173,16 @@ void AddCreate(CLI::App* c) {
   c->add_flag("--watch", *watch, "follow the session until it ends");
   c->callback([f, watch, weights_file] {
     if (!weights_file->empty()) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(*weights_file, ec))
+        Fail(absl::NotFoundError("--initial-weights " + *weights_file + " is not a file"));
       std::ifstream in(*weights_file, std::ios::binary);
       if (!in) Fail(absl::NotFoundError("cannot open --initial-weights " + *weights_file));
       std::stringstream ss;
       ss << in.rdbuf();
       f->initial_weights = ss.str();
+      if (f->initial_weights.empty())
+        Fail(absl::InvalidArgumentError("--initial-weights " + *weights_file + " is empty"));
     }
     if (!f->config_file.empty()) {
       std::ifstream in(f->config_file);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "alignd/v1/rule_names.h"
@@ -87,7 +88,8 @@ absl::StatusOr<std::vector<Token>> Lex(absl::string_view s) {
       while (i < s.size() && WordChar(s[i])) ++i;
       out.push_back({Token::kWord, std::string(s.substr(start, i - start)), start});
     } else {
-      return Bad(i, absl::StrCat("unexpected '", std::string(1, c), "'"));
+      // A byte of a non-ASCII character is quoted escaped: the message stays valid UTF-8.
+      return Bad(i, absl::StrCat("unexpected '", absl::CHexEscape(std::string(1, c)), "'"));
     }
   }
   out.push_back({Token::kEnd, "", s.size()});
@@ -161,7 +163,7 @@ class Parser {
   }
 
   absl::StatusOr<std::shared_ptr<const Node>> Term() {
-    if (++depth_ > 64) return Bad(Peek().pos, "nesting deeper than 64");
+    if (++depth_ > 65) return Bad(Peek().pos, "nesting deeper than 64");  // the term itself: 1
     bool negate = false;
     if (Peek().kind == Token::kMinus || IsKeyword("NOT")) {
       negate = true;

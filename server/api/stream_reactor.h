@@ -26,6 +26,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/api/executor.h"
 #include "server/api/status_convert.h"
+#include "server/api/unary.h"
 #include "server/sessions/live_session.h"
 
 namespace alignd::server {
@@ -84,7 +85,14 @@ class StreamReactor : public grpc::ServerWriteReactor<T> {
     fetching_ = true;
     ++fetches_;
     executor_->Schedule([this, work = std::move(work)] {
-      const absl::Status st = work();
+      // Nothing a fetch throws (an allocation that fails for a large export) may take the
+      // process down: it ends this stream, as a unary call's exception ends that call.
+      absl::Status st;
+      try {
+        st = work();
+      } catch (...) {
+        st = FromException(std::current_exception());
+      }
       bool last;
       {
         absl::MutexLock lock(&mu_);

@@ -51,8 +51,15 @@ absl::StatusOr<ExportFile> ExportSessionImpl(SessionManager& sessions, const Cal
   for (;;) {
     v1::ListMetricsResponse page;
     RETURN_IF_ERROR(ListMetricsImpl(sessions, caller, list, &page));
-    for (auto& e : *page.mutable_events()) events.push_back(std::move(e));
-    if (page.next_page_token().empty()) break;
+    bool past = false;  // the log up to the session's last_seq as read above, no further
+    for (auto& e : *page.mutable_events()) {
+      if (e.seq() > session.last_seq()) {
+        past = true;
+        break;
+      }
+      events.push_back(std::move(e));
+    }
+    if (past || page.next_page_token().empty()) break;
     list.set_page_token(page.next_page_token());
   }
   return ExportMetricLog(session, events, format);

@@ -56,9 +56,12 @@ absl::StatusOr<std::map<std::string, SafetensorsTensor>> ParseSafetensors(absl::
 // own: the names and shapes ExportSession's safetensors have (W{i}, b{i} as [out] or
 // [out, 1], B{i}), any subset of them. InvalidArgument naming `field` and the tensor for a
 // name the network does not have, a wrong shape, or a value that is not finite.
+// With `feedback`, the B{i} go there (layer -> B in the state's orientation) instead, for
+// the rule to take through Trainer::SetFeedback.
 absl::Status ApplySafetensors(const std::map<std::string, SafetensorsTensor>& file,
                               const core::NetworkConfig& net, absl::string_view field,
-                              core::TrainerState* state);
+                              core::TrainerState* state,
+                              std::map<int, core::Matrix>* feedback = nullptr);
 
 // TFRecord framing (tfevents files): CRC-32C (Castagnoli), its masked form, and one record
 // (length, masked CRC of the length, data, masked CRC of the data) appended to `out`.

@@ -1,5 +1,6 @@
 // File: server/export/metrics_export.cc
 // The metric log as CSV, JSON lines and a TensorBoard event file; the session as JSON.
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <string>

@@ -259,11 +259,12 @@ absl::StatusOr<std::string> Onnx(const v1::Session& session, const core::Trainer
         b.Node("Relu", {b.current()});
         break;
       case core::Activation::kSoftmax: {
-        if (image)
-          return absl::FailedPreconditionError(
-              absl::StrCat("ONNX export: layer ", i,
-                           " is a convolution followed by softmax, which ONNX's "
-                           "Softmax does not compute over channels and pixels together"));
+        // The engine's softmax runs over an example's whole column (a conv output's channels
+        // and pixels together): flattened first, as the output is anyway.
+        if (image) {
+          GraphBuilder::Int(b.Node("Flatten", {b.current()}), "axis", 1);
+          image = false;
+        }
         GraphBuilder::Int(b.Node("Softmax", {b.current()}), "axis", 1);
         break;
       }
@@ -274,6 +275,10 @@ absl::StatusOr<std::string> Onnx(const v1::Session& session, const core::Trainer
   onnx::NodeProto* last = g->mutable_node(g->node_size() - 1);
   last->set_output(0, "y");
   ValueInfo(g->add_output(), "y", net.sizes.back());
+  if (model.ByteSizeLong() > size_t{INT32_MAX})
+    return absl::FailedPreconditionError(
+        "ONNX export: the model would be over 2 GiB, more than protobuf (and ONNX) can hold; "
+        "export safetensors instead");
   return model.SerializeAsString();
 }
 

@@ -24,7 +24,7 @@ absl::StatusOr<std::map<std::string, SafetensorsTensor>> ParseSafetensors(absl::
   if (data.size() < 8) return bad("shorter than its 8-byte header size");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<unsigned char>(data[i])} << (8 * i);
-  if (n > data.size() - 8 || n > (100u << 20))
+  if (n > data.size() - 8 || n > (16u << 20))
     return bad(absl::StrCat("a header of ", n, " bytes in a file of ", data.size()));
   const absl::string_view head = data.substr(8, n);
   if (head.empty() || head[0] != '{') return bad("the header is not a JSON object");
@@ -33,16 +33,20 @@ absl::StatusOr<std::map<std::string, SafetensorsTensor>> ParseSafetensors(absl::
   const absl::string_view buffer = data.substr(8 + n);
   std::map<std::string, SafetensorsTensor> out;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
-  for (const auto& [name, e] : h.items()) {
+  for (const auto& item : h.items()) {
+    const std::string& name = item.key();
+    const nlohmann::json& e = item.value();
     if (name == "__metadata__") continue;
     auto tensor_bad = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": tensor ", name, ": ", what));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": tensor ", Excerpt(name), ": ", what));
     };
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
         !e.contains("data_offsets"))
       return tensor_bad("needs dtype, shape and data_offsets");
     if (e["dtype"] != "F32")
-      return tensor_bad(absl::StrCat("dtype ", e["dtype"].dump(), "; alignd's weights are F32"));
+      return tensor_bad(
+          absl::StrCat("dtype ", Excerpt(e["dtype"].dump()), "; alignd's weights are F32"));
     SafetensorsTensor t;
     uint64_t count = 1;
     if (!e["shape"].is_array() || e["shape"].size() > 8) return tensor_bad("a bad shape");
@@ -80,7 +84,7 @@ absl::StatusOr<std::map<std::string, SafetensorsTensor>> ParseSafetensors(absl::
 
 absl::Status ApplySafetensors(const std::map<std::string, SafetensorsTensor>& file,
                               const core::NetworkConfig& net, absl::string_view field,
-                              core::TrainerState* state) {
+                              core::TrainerState* state, std::map<int, core::Matrix>* feedback) {
   // The names and shapes ReadSnapshot (and so ExportSession) gives this network's tensors.
   const v1::Snapshot meta = SnapshotMetadata("", *state, net);
   std::map<std::string, const v1::TensorShape*> by_label;
@@ -106,14 +110,24 @@ absl::Status ApplySafetensors(const std::map<std::string, SafetensorsTensor>& fi
     (void)absl::SimpleAtoi(name.substr(1), &layer);
     core::Matrix* m = name[0] == 'W'   ? &state->weights[layer]
                       : name[0] == 'b' ? &state->biases[layer]
+                      : feedback       ? &(*feedback)[layer]
                                        : &state->feedback[layer];
     if (want.size() == 4) {  // a kernel in C order: row o of the matrix is filter o
       *m = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-          t.values.data(), m->rows(), m->cols());
+          t.values.data(), s.rows(), s.cols());
     } else {  // [rows, cols] in C order, to the engine's column-major
       *m = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
           t.values.data(), s.rows(), s.cols());
     }
+    // A sparse network's removed connections stay removed: a weight there is refused, not
+    // silently dropped.
+    if (name[0] == 'W' && layer < static_cast<int>(state->weight_masks.size()) &&
+        state->weight_masks[layer].size() == m->size() &&
+        ((m->array() != 0.0f) && (state->weight_masks[layer].array() == 0.0f)).any())
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": tensor ", name,
+                       " has weights where the network's connection mask removed them "
+                       "(connection_sparsity): zero them, or import into a dense network"));
   }
   return absl::OkStatus();
 }

@@ -169,18 +169,24 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   const core::TrainerOptions& options = created.options;
   record.set_owner(by.owner);
   if (create.initial_weights().empty()) return Register(record, options, request_key, by);
-  // Initial weights: made PAUSED, their state stored as its checkpoint at step 0 (where a
-  // run starts from, as after a pause), then resumed: no worker can start it before.
+  // Initial weights: their state is stored as the session's checkpoint at step 0 before the
+  // session exists, so no worker (here or on a replica) can start it without them, and it is
+  // queued as any other. Never over an existing session's: a name that is taken goes
+  // straight to Register (a retry's answer, or ALREADY_EXISTS).
   ASSIGN_OR_RETURN(std::string state, InitialState(create.initial_weights(), options, record));
-  record.set_state(v1::SESSION_STATE_PAUSED);
-  ASSIGN_OR_RETURN(v1::Session made, Register(record, options, request_key, by));
-  if (made.name() != record.name() || made.state() != v1::SESSION_STATE_PAUSED)
-    return made;  // a retry's answer: the first attempt's session
-  absl::Status st = storage_->PutCheckpoint(made.name(), StoredState{0, std::move(state)});
-  absl::StatusOr<v1::Session> resumed =
-      st.ok() ? Resume(made.name(), by) : absl::StatusOr<v1::Session>(st);
-  if (!resumed.ok()) Delete(made.name()).IgnoreError();  // nothing half made stays
-  return resumed;
+  if (auto existing = storage_->GetSession(record.name());
+      existing.ok() || !absl::IsNotFound(existing.status()))
+    return existing.ok() ? Register(record, options, request_key, by) : existing.status();
+  RETURN_IF_ERROR(storage_->PutCheckpoint(record.name(), StoredState{0, std::move(state)}));
+  absl::StatusOr<v1::Session> made = Register(record, options, request_key, by);
+  const bool ours = made.ok() && made->name() == record.name() &&
+                    made->create_time().seconds() == record.create_time().seconds() &&
+                    made->create_time().nanos() == record.create_time().nanos();
+  // Not registered (refused, or a retry answered with the first attempt's session): the
+  // checkpoint under this request's own name goes again.
+  if (!ours && (!made.ok() ? !absl::IsAlreadyExists(made.status()) : made->name() != record.name()))
+    storage_->DeleteSession(record.name()).IgnoreError();
+  return made;
 }
 
 absl::StatusOr<v1::Session> SessionManager::Register(const v1::Session& record,

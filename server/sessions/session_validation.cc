@@ -179,9 +179,14 @@ absl::StatusOr<std::string> SessionManager::InitialState(const std::string& safe
   ASSIGN_OR_RETURN(std::unique_ptr<core::Trainer> trainer,
                    core::Trainer::Create(options, train, eval));
   core::TrainerState state = trainer->ExportState();
-  RETURN_IF_ERROR(ApplySafetensors(file, options.network, "initial_weights", &state));
-  if (absl::Status st = trainer->ImportState(state); !st.ok())  // masks, shapes
+  std::map<int, core::Matrix> feedback;  // B as the rule takes it: SetFeedback's checks
+  RETURN_IF_ERROR(ApplySafetensors(file, options.network, "initial_weights", &state, &feedback));
+  if (absl::Status st = trainer->ImportState(state); !st.ok())
     return absl::InvalidArgumentError(absl::StrCat("initial_weights: ", st.message()));
+  for (const auto& [layer, b] : feedback)
+    if (absl::Status st = trainer->SetFeedback(layer, b); !st.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("initial_weights: tensor B", layer, ": ", st.message()));
   return core::SerializeState(trainer->ExportState());
 }
 

@@ -197,12 +197,30 @@ class ExportTest(unittest.TestCase):
         # Step 1's loss is the batch's before the update: the whole set, the imported weights.
         self.assertAlmostEqual(first["loss"], ev["loss"], delta=1e-5 * max(1.0, abs(ev["loss"])))
         self.assertNotEqual(events[1]["step"]["loss"], first["loss"])  # then it trains
-        # Arrays as read_snapshot gives them, a subset: W0 only, the rest drawn.
+        # Arrays as read_snapshot gives them, a subset: W0 only, the rest drawn (one step at a
+        # rate too small to move them: the weights after it are those it started from).
         w = self.c.read_snapshot(self.mlp)
         part = self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="fa", max_steps=1,
-                                     initial_weights={"W0": w["W0"]}, snapshot_every=1, metrics_every=1)
+                                     initial_weights={"W0": w["W0"]}, learning_rate=1e-12,
+                                     session_id="import-part")
         list(self.c.stream_metrics(part))
+        after = self.c.read_snapshot(part)
+        np.testing.assert_allclose(after["W0"], w["W0"], atol=1e-7)
+        self.assertGreater(np.max(np.abs(after["W1"] - w["W1"])), 1e-2)  # drawn, not imported
+        # A retry (request_id) answers with the first attempt's session; a taken id is refused
+        # before anything is written over it.
+        first = self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="dfa", max_steps=2,
+                                      initial_weights=data, request_id="import-retry")
+        again = self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="dfa", max_steps=2,
+                                      initial_weights=data, request_id="import-retry")
+        self.assertEqual(first["name"], again["name"])
+        with self.assertRaises(AligndError) as e:
+            self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="dfa", max_steps=2,
+                                  initial_weights=data, session_id="import-part")
+        self.assertEqual(e.exception.code, grpc.StatusCode.ALREADY_EXISTS)
         self.assertEqual(self.c.get_session(part)["state"], "SESSION_STATE_SUCCEEDED")
+        with self.assertRaises(ValueError):
+            self.c.create_session(self.ds, sizes=[20, 16, 12, 3], max_steps=2, initial_weights=b"")
 
     def test_initial_weights_are_checked(self):
         good = self.c.export_session(self.mlp, "safetensors")

@@ -111,6 +111,7 @@ TEST(SessionFilterTest, ErrorsSayWhatAndWhere) {
   ExpectBad("display_name = \"x", "closing quote");
   ExpectBad("rule = fa AND", "a comparison expected, the end found");
   ExpectBad("rule = fa & rule = bp", "unexpected '&' at position 11");
+  ExpectBad("rule = fa \xc3\xa9", "unexpected '\\xc3' at position 11");  // UTF-8 stays valid
   ExpectBad("rule:*", "only a label can be absent");
   ExpectBad("labels. = x", "labels. without a key");
   ExpectBad(std::string(70, '(') + "rule = fa" + std::string(70, ')'), "nesting deeper than 64");

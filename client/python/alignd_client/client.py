@@ -51,10 +51,16 @@ def _safetensors(weights: Union[None, bytes, str, Mapping[str, np.ndarray]]) -> 
     read_snapshot gives them) written in the format (float32, C order, header padded to 8)."""
     if weights is None:
         return b""
-    if isinstance(weights, (bytes, bytearray)):
-        return bytes(weights)
-    if isinstance(weights, (str, os.PathLike)):
-        return _read(str(weights), "initial_weights")
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        data = bytes(weights)
+    elif isinstance(weights, (str, os.PathLike)):
+        data = _read(str(weights), "initial_weights")
+    else:
+        data = b""
+    if isinstance(weights, (bytes, bytearray, memoryview, str, os.PathLike)):
+        if not data:
+            raise ValueError("initial_weights is empty: give a safetensors file")
+        return data
     header: Dict[str, Any] = {}
     parts = []
     offset = 0
@@ -495,19 +501,24 @@ class Client:
             name=_name(session, "sessions"),
             format=sessions_pb2.ExportFormat.Value(self._EXPORT_FORMATS[format]),
             snapshot="" if step is None else self._snapshot_name(session, step))
-        chunks = self._call(lambda: list(self._training.ExportSession(req, timeout=self.timeout)))
+        chunks = self._call(lambda: list(self._training.ExportSession(req)))  # a stream: no deadline
         data = b"".join(c.data for c in chunks)
         if path is None:
             return data
         target = pathlib.Path(path)
-        if target.is_dir():
+        if target.is_dir() or str(path).endswith(("/", os.sep)):
             name = chunks[0].filename if chunks else ""
             if not name or "/" in name or name in (".", ".."):
                 raise RuntimeError("the export arrived without a usable file name")
             target = target / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return str(target)
 
     # ---- serving -----------------------------------------------------------------------
