@@ -76,7 +76,7 @@ const ComputeInfo& DescribeCompute() {
         i->isa = "avx512_core_amx";
         break;
       default:
-        i->isa = "all";
+        i->isa = "unknown";
         break;
     }
 #else
