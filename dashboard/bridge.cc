@@ -78,11 +78,11 @@ std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));  // "NOT_FOUND"
 }
 
-// `"code": "NOT_FOUND", "message": "..."`: an error's JSON fields (the message escaped as the
-// mapping escapes, by way of a message that holds it).
+// `"code": "NOT_FOUND", "message": "..."`: an error's JSON fields (the message made UTF-8 and
+// escaped as the mapping escapes, by way of a message that holds it).
 std::string ErrorFields(const grpc::Status& st) {
   google::protobuf::Value message;
-  message.set_string_value(st.error_message());
+  message.set_string_value(ValidUtf8(st.error_message()));
   return absl::StrCat("\"code\": \"", CodeName(st.error_code()),
                       "\", \"message\": ", Json(message));
 }
@@ -408,9 +408,14 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
 
   http.Get("/api/sessions",
            api([training](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<std::string> filter = FilterParam(req);
+             if (!filter.ok()) return Fail(res, ToGrpc(filter.status()));
              v1::ListSessionsResponse all;
              v1::ListSessionsRequest r;
              r.set_page_size(1000);
+             // Every page's request carries it (EveryPage only changes the page token):
+             // alignd's page tokens are bound to the filter they were made under.
+             r.set_filter(*std::move(filter));
              if (grpc::Status st = EveryPage(
                      caller, r,
                      [&](auto* ctx, const auto& q, auto* page) {

@@ -6,8 +6,11 @@
 // surface stays gRPC only. Every call forwards the browser's `Authorization: Bearer` header
 // as the call's metadata, so a user sees through the dashboard what alignctl shows them.
 //
-//   GET    /api/sessions                    ListSessions, every page: {"sessions": [...]}, each
-//                                           with its newest figures (latest_step, latest_eval)
+//   GET    /api/sessions[?filter=EXPR]      ListSessions, every page: {"sessions": [...]}, each
+//                                           with its newest figures (latest_step, latest_eval);
+//                                           ?filter= (URL-encoded, at most 4096 bytes) is
+//                                           ListSessionsRequest.filter, sent with every page;
+//                                           one alignd cannot read is its 400
 //   GET    /api/sessions/{id}               GetSession
 //   POST   /api/sessions                    CreateSession (body: a CreateSessionRequest as JSON)
 //   POST   /api/sessions/{id}:pause         PauseSession (also :resume, :cancel)
@@ -42,9 +45,10 @@
 // What a browser sends is checked before it reaches alignd (dashboard/request_checks.h):
 // the Authorization header must be "Bearer <token68>" (else 401), bodies come with a
 // Content-Length of at most Limits::max_body_bytes (else 411, 413, 415), query integers
-// must parse (else 400), an export's session id, format and snapshot must be valid (else
-// 400), and event streams are bounded in all and per client address (past the bound: 429
-// or 503 with Retry-After), so that they leave worker threads for the API and /healthz.
+// must parse (else 400), a session filter must be one UTF-8 value of at most 4096 bytes
+// (else 400), an export's session id, format and snapshot must be valid (else 400), and
+// event streams are bounded in all and per client address (past the bound: 429 or 503 with
+// Retry-After), so that they leave worker threads for the API and /healthz.
 // Every refusal has the JSON error body.
 #ifndef ALIGND_DASHBOARD_BRIDGE_H_
 #define ALIGND_DASHBOARD_BRIDGE_H_

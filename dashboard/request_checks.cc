@@ -60,6 +60,40 @@ bool IsSessionId(absl::string_view id) {
   return true;
 }
 
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
+// surrogates, at most U+10FFFF), 0 when the bytes there are not one.
+size_t Utf8Length(absl::string_view s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 2;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 3;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= n) return 0;
+  for (size_t k = 1; k <= n; ++k) {
+    const unsigned char b = static_cast<unsigned char>(s[i + k]);
+    if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return 0;
+  }
+  return n + 1;
+}
+
+bool IsUtf8(absl::string_view s) {
+  for (size_t i = 0, n = 0; i < s.size(); i += n)
+    if ((n = Utf8Length(s, i)) == 0) return false;
+  return true;
+}
+
 absl::Status TooMany() {
   return absl::InvalidArgumentError(
       absl::StrCat("s: 1 to ", kMaxSubscriptions, " sessions as id:start_seq,..."));
@@ -130,6 +164,18 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const char* name, 
   return Integer(name, req.get_param_value(name), min, max);
 }
 
+absl::StatusOr<std::string> FilterParam(const httplib::Request& req) {
+  if (!req.has_param("filter")) return std::string();
+  if (req.get_param_value_count("filter") > 1)
+    return absl::InvalidArgumentError("filter: given more than once");
+  std::string filter = req.get_param_value("filter");
+  if (filter.size() > kMaxFilterLength)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "filter: ", filter.size(), " bytes, longer than the ", kMaxFilterLength, " alignd reads"));
+  if (!IsUtf8(filter)) return absl::InvalidArgumentError("filter: not UTF-8 text");
+  return filter;
+}
+
 absl::StatusOr<int64_t> StreamStart(const httplib::Request& req) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   absl::StatusOr<int64_t> start = IntParam(req, "start_seq", 0, 0, kMax);
@@ -196,6 +242,22 @@ std::string SafeContentType(absl::string_view type) {
     ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
                 absl::StrContains("!#$&^_.+-/;= ", c));
   return ok ? std::string(type) : "application/octet-stream";
+}
+
+std::string ValidUtf8(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8Length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD for each byte that is not UTF-8
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<Subscription>> ParseSubscriptions(absl::string_view s) {

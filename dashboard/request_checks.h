@@ -2,12 +2,12 @@
 // -----------------------------------------------------------------------------
 // What alignd-dashboard accepts from a browser before any of it reaches alignd: the
 // bearer token it forwards as gRPC metadata, the framing and size of request bodies, the
-// integers of query strings and Last-Event-ID, the ?s= list of /api/events, the query of
-// /api/sessions/{id}/export (and the file name and media type of alignd's export, which its
-// answer carries in headers), and how many event streams may be live (each holds one of
-// cpp-httplib's worker threads while it lives). Each check returns an error instead of
-// passing on what it cannot vouch for: a value that reaches gRPC metadata unchecked makes
-// gRPC abort the process (GRPC_CALL_ERROR_INVALID_METADATA), an unbounded body or stream
+// integers of query strings and Last-Event-ID, the ?s= list of /api/events, the ?filter= of
+// /api/sessions, the query of /api/sessions/{id}/export (and the file name and media type of
+// alignd's export, which its answer carries in headers), and how many event streams may be live
+// (each holds one of cpp-httplib's worker threads while it lives). Each check returns an error
+// instead of passing on what it cannot vouch for: a value that reaches gRPC metadata unchecked
+// makes gRPC abort the process (GRPC_CALL_ERROR_INVALID_METADATA), an unbounded body or stream
 // count is one client's way to take the dashboard from everyone.
 #ifndef ALIGND_DASHBOARD_REQUEST_CHECKS_H_
 #define ALIGND_DASHBOARD_REQUEST_CHECKS_H_
@@ -68,6 +68,16 @@ std::optional<Refusal> CheckFraming(const httplib::Request& req);
 absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const char* name, int64_t dflt,
                                  int64_t min, int64_t max);
 
+// The longest ListSessions filter the bridge passes on: alignd's own bound on
+// ListSessionsRequest.filter (4096, counted in bytes as alignd counts it).
+inline constexpr size_t kMaxFilterLength = 4096;
+
+// /api/sessions' ?filter= (URL-decoded): ListSessions' filter as it is, for alignd to read
+// (an AIP-160 subset; alignd's INVALID_ARGUMENT says what it cannot read and where); "" when
+// absent. Returns InvalidArgument for one given more than once, longer than kMaxFilterLength
+// bytes, or not UTF-8 (a proto string that alignd could not parse).
+absl::StatusOr<std::string> FilterParam(const httplib::Request& req);
+
 // The first seq of /api/sessions/{id}/events: the Last-Event-ID header's seq + 1 when it
 // holds a positive seq (an EventSource reconnecting), else ?start_seq= (default 0).
 // Returns InvalidArgument for a malformed start_seq or Last-Event-ID.
@@ -100,6 +110,11 @@ std::string AttachmentName(absl::string_view name, absl::string_view fallback);
 // of letters, digits and !#$&^_.+-/;= and spaces, at most 128 bytes; anything else is
 // "application/octet-stream".
 std::string SafeContentType(absl::string_view type);
+
+// `s` as UTF-8 a JSON body may carry: each byte that does not begin a well-formed sequence
+// becomes U+FFFD. For alignd's error messages, which may quote a client's bytes (a filter's
+// lone byte of a multi-byte character): the proto JSON printer would drop it, and log.
+std::string ValidUtf8(absl::string_view s);
 
 // One session of /api/events: its id and first seq.
 struct Subscription {

@@ -85,8 +85,8 @@ const api = async (method, path, body) => {
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
   return j;
 };
-const createViaApi = async (name, rule, steps, seed = 1, every = 1000) => (await api("POST", "/api/sessions", { session: {
-  display_name: name, train_dataset: dataset, snapshot_every: steps / 2,
+const createViaApi = async (name, rule, steps, seed = 1, every = 1000, labels = undefined) => (await api("POST", "/api/sessions", { session: {
+  display_name: name, train_dataset: dataset, snapshot_every: steps / 2, labels,
   config: { network: { sizes: [30, 64, 64, 10] }, feedback: { rule }, batch_size: 1, max_steps: steps, metrics_every: every, seed } } })).name.split("/")[1];
 const shot = (name) => page.screenshot({ path: join(SHOTS, `dashboard-${name}.png`), fullPage: true });
 const points = (id) => page.evaluate((i) => window.aligndDashboard.points(i), id);
@@ -514,5 +514,104 @@ test("with TLS and tokens the page asks for a token once, keeps it out of the UR
     await ctx.close();
     await stop(sdash);
     await stop(secure);
+  }
+});
+
+test("alignd's filter picks the listed sessions, stays in the URL across a reload, and a refused one shows alignd's words; the detail view shows labels and provenance", async () => {
+  const errorsBefore = consoleErrors.length;
+  const a = await createViaApi("flt a", "RULE_FEEDBACK_ALIGNMENT", 200, 1, 100, { study: "depth", arm: "a" });
+  const b = await createViaApi("flt b", "RULE_BACKPROP", 200, 1, 100, { study: "depth", arm: "b" });
+  const c = await createViaApi("flt c", "RULE_FEEDBACK_ALIGNMENT", 200, 1, 100, { study: "width" });
+  const d = await createViaApi("flt d", "RULE_FEEDBACK_ALIGNMENT", 200, 1, 100);  // no labels
+  await until("the four finished", async () => (await Promise.all([a, b, c, d].map(inAlignd))).every((s) => s.state === "SESSION_STATE_SUCCEEDED"), 60000, 200);
+  const listed = () => page.$$eval("#sessions tbody tr", (trs) => trs.map((tr) => tr.dataset.id).sort());
+  const shows = (ids) => until(`exactly ${ids}`, async () => { const l = await listed(); return l.join() === [...ids].sort().join() ? l : null; });
+  const apply = async (text) => { await page.fill("#query", text); await page.press("#query", "Enter"); };
+  const hashFilter = (p = page) => new URLSearchParams(new URL(p.url()).hash.slice(1)).get("filter");
+  const asked = [];
+  const onRequest = (r) => { if (new URL(r.url()).pathname === "/api/sessions" && r.method() === "GET") asked.push(new URL(r.url()).searchParams.get("filter")); };
+  page.on("request", onRequest);
+  try {
+    await page.click("#select-none");
+    await apply("labels.study = depth AND rule = fa");
+    await shows([a]);
+    assert.equal(hashFilter(), "labels.study = depth AND rule = fa");
+    // The labels as a compact k=v list in the row.
+    assert.equal(await page.textContent(`#sessions tr[data-id="${a}"] td:last-child`), "arm=astudy=depth");
+    assert.deepEqual(await page.$$eval(`#sessions tr[data-id="${a}"] td:last-child .label`, (els) => els.map((e) => e.textContent)), ["arm=a", "study=depth"]);
+    // Every refresh of the list carries it (not just the first request).
+    asked.length = 0;
+    await until("two refreshes", async () => asked.length >= 2, 15000);
+    assert.ok(asked.every((f) => f === "labels.study = depth AND rule = fa"), JSON.stringify(asked));
+
+    // OR, NOT, presence and quoting; the quick search narrows within it.
+    await apply('labels.study:* AND NOT labels.arm = "b"');
+    await shows([a, c]);
+    await page.fill("#filter", "width");
+    await shows([c]);
+    await page.fill("#filter", "");
+    await apply("display_name = \"flt *\" AND (rule = bp OR labels.study = width)");
+    await shows([b, c]);
+    // A session made later shows up on a refresh when it matches; one that does not, never.
+    const e = await createViaApi("flt e", "RULE_BACKPROP", 200, 1, 100, { study: "depth" });
+    const f = await createViaApi("flt f", "RULE_FEEDBACK_ALIGNMENT", 200, 1, 100, { study: "depth" });
+    await shows([b, c, e]);
+    assert.ok(!(await listed()).includes(f));
+
+    // The URL keeps it: a reload (and a shared link) shows the same list and the same text.
+    await page.reload();
+    await shows([b, c, e]);
+    assert.equal(await page.inputValue("#query"), "display_name = \"flt *\" AND (rule = bp OR labels.study = width)");
+    assert.equal(hashFilter(), "display_name = \"flt *\" AND (rule = bp OR labels.study = width)");
+    const other = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await other.goto(page.url());
+    await until("the shared list", async () => (await other.$$eval("#sessions tbody tr", (trs) => trs.map((tr) => tr.dataset.id).sort())).join() === [b, c, e].sort().join());
+    await other.close();
+
+    // A filter alignd refuses: its message, word for word, and no list.
+    await apply("labels.study = depth AND colour = red");
+    const said = await until("alignd's words", async () => { const t = await page.textContent("#list-error"); return t || null; });
+    const direct = await fetch(`${url}/api/sessions?filter=${encodeURIComponent("labels.study = depth AND colour = red")}`);
+    const body = await direct.json();
+    assert.deepEqual([direct.status, body.code], [400, "INVALID_ARGUMENT"]);
+    assert.match(body.message, /^filter: unknown field 'colour' .* at position (\d+)$/);
+    assert.equal(Number(/position (\d+)$/.exec(body.message)[1]), "labels.study = depth AND colour = red".indexOf("colour") + 1);
+    assert.equal(said, `INVALID_ARGUMENT: ${body.message}`);
+    assert.deepEqual(await listed(), []);
+    assert.equal(hashFilter(), "labels.study = depth AND colour = red");
+    assert.ok((await page.textContent("#conn")).startsWith("alignd:"));
+    await shot("filter-refused");
+    await apply("state = finished");
+    await until("another refusal", async () => /unknown state 'finished'/.test(await page.textContent("#list-error")));
+    // What the dashboard refuses before alignd: too long for alignd, given twice.
+    const refused = async (q) => { const r = await fetch(`${url}/api/sessions?${q}`); return [r.status, (await r.json()).message]; };
+    assert.deepEqual(await refused(`filter=${"x".repeat(4097)}`), [400, "filter: 4097 bytes, longer than the 4096 alignd reads"]);
+    assert.deepEqual(await refused("filter=rule%3Dfa&filter=rule%3Dbp"), [400, "filter: given more than once"]);
+    assert.deepEqual(await refused("filter=%FF"), [400, "filter: not UTF-8 text"]);
+
+    // The detail view: labels, and the provenance alignd recorded as it ran.
+    await apply("labels.study = depth AND labels.arm:* AND rule = fa");  // not f, which has no arm
+    await shows([a]);
+    assert.equal(await page.textContent("#list-error"), "");
+    await page.click(`#sessions tr[data-id="${a}"] td:nth-child(2)`);
+    await until("it alone", async () => (await page.evaluate(() => window.aligndDashboard.selected())).join() === a);
+    const prov = (await inAlignd(a)).provenance;
+    assert.ok(prov?.alignd_version, JSON.stringify(prov));
+    await page.waitForSelector('#about dd[data-k="alignd"]');
+    assert.deepEqual(await page.$$eval('#about dd[data-k="labels"] .label', (els) => els.map((e) => e.textContent)), ["arm=a", "study=depth"]);
+    assert.ok((await page.textContent('#about dd[data-k="alignd"]')).startsWith(prov.alignd_version));
+    if (prov.revision) assert.ok((await page.textContent('#about dd[data-k="alignd"]')).includes(prov.revision));
+    assert.ok((await page.textContent('#about dd[data-k="compute"]')).includes(prov.compute_library));
+    assert.equal(await page.textContent('#about dd[data-k="host"]'), prov.host);
+    assert.equal(await page.textContent('#about dd[data-k="threads"]'), prov.threads === undefined ? "—" : String(prov.threads));
+    const digest = prov.dataset_sha256[dataset];
+    assert.match(digest, /^[0-9a-f]{64}$/);
+    assert.deepEqual(await page.$$eval('#about dd[data-k="data"] code', (els) => els.map((e) => [e.textContent, e.title])), [[digest.slice(0, 12), digest]]);
+    await shot("filter-detail");
+    assert.deepEqual(consoleErrors.slice(errorsBefore).filter((m) => !/status of 400/.test(m)), []);
+  } finally {
+    page.off("request", onRequest);
+    await apply("").catch(() => {});
+    await page.fill("#filter", "").catch(() => {});
   }
 });

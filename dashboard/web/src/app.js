@@ -1,8 +1,10 @@
 // alignd's web dashboard: the session list (live), each selected session's curves (history
 // downsampled through ListMetrics' max_points, then live points appended from the event
 // stream), overlays, seed groups as mean ± SD bands, actions, a create form, snapshots as
-// .npy, exports (the metric log, the session, its weights) as downloads. The URL's hash
-// holds the selection, so a link shows what its sender saw.
+// .npy, exports (the metric log, the session, its weights) as downloads. The list is
+// alignd's ListSessions under the filter typed in #query (its expression, applied with Enter,
+// sent with every refresh), narrowed in the page by the quick search (#filter). The URL's
+// hash holds the selection and the filter, so a link shows what its sender saw.
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { call, followAll, download, token, ApiError } from "./api.js";
@@ -40,6 +42,10 @@ const netText = (cfg) => (cfg?.network?.layers?.length ? cfg.network.layers.map(
 const idOf = (s) => s.name.split("/")[1];
 const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
 const live = (state) => state === "RUNNING" || state === "QUEUED";
+// A session's labels as [key, value] pairs, by key.
+const labelPairs = (s) => Object.entries(s?.labels || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+const labelsHtml = (pairs) => pairs.map(([k, v]) => `<span class="label">${escapeHtml(k)}=${escapeHtml(v)}</span>`).join("");
+const SHA_SHOWN = 12;  // hex digits of a data set's SHA-256 shown (the whole in its title)
 
 // ---- One session's metric log as columns.
 class Track {
@@ -111,7 +117,10 @@ const app = {
   selected: [],          // ids, in the order chosen (colours follow it)
   group: false,
   logs: new Set(),
-  filter: "",
+  filter: "",            // the quick search, in the page (lower case)
+  query: "",             // alignd's filter (ListSessions' filter), as applied; in the URL
+  queryError: null,      // {query, message}: alignd refused this filter (not asked again)
+  matched: null,         // ids the last listing under a filter returned (null: no filter)
   charts: new Map(),
   dirty: false,
 };
@@ -130,7 +139,11 @@ function readHash() {
   app.selected = (p.get("s") || "").split(",").filter((x) => /^[a-z0-9][a-z0-9-]{0,62}$/.test(x));
   app.group = p.get("group") === "1";
   app.logs = new Set((p.get("log") || "").split(",").filter(Boolean));
+  app.query = (p.get("filter") || "").trim();
   $("#group").checked = app.group;
+  const q = $("#query");
+  if (q.value.trim() !== app.query) q.value = app.query;
+  q.classList.remove("pending");
 }
 
 function writeHash() {
@@ -138,6 +151,7 @@ function writeHash() {
   if (app.selected.length) p.set("s", app.selected.join(","));
   if (app.group) p.set("group", "1");
   if (app.logs.size) p.set("log", [...app.logs].join(","));
+  if (app.query) p.set("filter", app.query);
   const h = p.toString().replace(/%2C/g, ",");
   if (location.hash.slice(1) !== h) history.replaceState(null, "", h ? `#${h}` : location.pathname + location.search);
 }
@@ -157,9 +171,19 @@ function askToken(why) {
 }
 
 // ---- The session list.
+// The listing under the filter applied now (alignd's ListSessions, every page, the filter
+// with each); a refused filter is shown in #list-error and not asked again until another is
+// applied (or the same one with Enter).
 async function poll() {
+  const query = app.query;
+  if (app.queryError?.query === query) {
+    renderList();
+    renderActions();
+    return;
+  }
   try {
-    const { sessions } = await call("GET", "/api/sessions");
+    const { sessions } = await call("GET", query ? `/api/sessions?${new URLSearchParams({ filter: query })}` : "/api/sessions");
+    if (query !== app.query) return;  // another filter was applied meanwhile: its listing follows
     const now = performance.now();
     const seen = new Set();
     for (const s of sessions || []) {
@@ -179,12 +203,35 @@ async function poll() {
       if (t) t.session = { ...s };
     }
     for (const id of [...app.sessions.keys()]) if (!seen.has(id)) app.sessions.delete(id);
+    app.matched = query ? seen : null;
+    $("#list-error").textContent = "";
+    // A selected session the filter leaves out is not in the listing: asked for alone while
+    // no stream follows it, so its state (and whether to follow it) stays current.
+    if (query) {
+      await Promise.all(app.selected.filter((id) => !seen.has(id)).map(async (id) => {
+        const t = app.tracks.get(id);
+        if (!t?.loaded || t.error || t.follow) return;
+        try {
+          const s = await call("GET", `/api/sessions/${id}`);
+          if (app.tracks.get(id) === t) t.session = { ...s };
+        } catch { /* kept as it was; the next poll asks again */ }
+      }));
+    }
     refreshLive();
-    setConn(true, `alignd: ${sessions?.length ?? 0} sessions`);
+    renderAbout();
+    const n = sessions?.length ?? 0;
+    setConn(true, query ? `alignd: ${n === 1 ? "1 session matches" : `${n} sessions match`} the filter` : `alignd: ${n} sessions`);
   } catch (e) {
+    if (query !== app.query) return;
     if (e instanceof ApiError && e.status === 401) {
       setConn(false, "a token is needed");
       askToken(e.message);
+    } else if (e instanceof ApiError && e.status === 400 && query) {
+      // alignd (or the dashboard) cannot read it: its words, and an empty list.
+      app.queryError = { query, message: e.message };
+      app.matched = new Set();
+      $("#list-error").textContent = `${e.code ? `${e.code}: ` : ""}${e.message}`;
+      setConn(true, "alignd: the filter was refused");
     } else {
       setConn(false, `alignd unreachable (${e.message}); retrying`);
     }
@@ -208,12 +255,13 @@ function rowFor(s) {
   const evErr = s.latest_eval ? (num(ev.error_rate) != null && num(ev.accuracy) != null ? `${(100 * num(ev.error_rate)).toFixed(2)} %` : `NSE ${fmt(num(ev.nse), 3)}`) : "—";
   const pct = total > 0 ? (100 * step) / total : 0;
   const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
-  return { id, state, cells: [
+  const labels = labelPairs(s);
+  return { id, state, labels: labels.map(([k, v]) => `${k}=${v}`).join(" "), cells: [
     s.display_name ? `${s.display_name}` : id,
     state, ruleName(cfg), netText(cfg),
     { pct, text: `${step}/${total}` },
     rate ? rate.toFixed(rate < 10 ? 1 : 0) : "—", etaText,
-    last ? fmt(num(last.loss)) : "—", accNse, evErr,
+    last ? fmt(num(last.loss)) : "—", accNse, evErr, labelsHtml(labels),
   ] };
 }
 
@@ -222,12 +270,16 @@ const shownCells = new WeakMap();
 
 function renderList() {
   const body = $("#sessions tbody");
-  // Newest first, as a run log reads.
+  // Under a filter, only what alignd's listing returned (a selected session opened on its
+  // own is known to the page, not listed); newest first, as a run log reads; then the quick
+  // search, in the page.
   const rows = [...app.sessions.values()]
+    .filter((s) => !app.matched || app.matched.has(idOf(s)))
     .sort((a, b) => (b.create_time || "").localeCompare(a.create_time || "") || a.name.localeCompare(b.name))
     .map(rowFor)
-    .filter((r) => !app.filter || r.cells.slice(0, 4).join(" ").toLowerCase().includes(app.filter) || r.id.includes(app.filter));
-  $("#empty").hidden = app.sessions.size > 0;
+    .filter((r) => !app.filter || `${r.cells.slice(0, 4).join(" ")} ${r.labels}`.toLowerCase().includes(app.filter) || r.id.includes(app.filter));
+  $("#empty").hidden = app.sessions.size > 0 || app.query !== "";
+  $("#no-match").hidden = !(app.query && app.matched && app.matched.size === 0 && !app.queryError);
   // Rows are updated in place, keyed by id: a row that is already shown stays the same element
   // (a click, a focus or a selection in it survives the next poll), only the cells that changed
   // are rewritten, and rows are moved only when the order changes.
@@ -235,11 +287,12 @@ function renderList() {
   rows.forEach((r, i) => {
     const sel = app.selected.indexOf(r.id);
     const color = sel >= 0 && !app.group ? palette[sel % palette.length] : "transparent";
-    const [name, state, ru, sizes, prog, rate, eta, loss, acc, ev] = r.cells;
+    const [name, state, ru, sizes, prog, rate, eta, loss, acc, ev, labels] = r.cells;
     const cells = `<td><input type="checkbox" aria-label="overlay ${r.id}" ${sel >= 0 ? "checked" : ""}><i style="display:inline-block;width:10px;height:3px;margin-left:4px;background:${color}"></i></td>` +
       `<td title="sessions/${r.id}">${escapeHtml(name)}</td><td><span class="state ${state}">${state}</span></td>` +
       `<td>${ru}</td><td>${sizes}</td><td><span class="bar"><i style="width:${prog.pct.toFixed(1)}%"></i></span>${prog.text}</td>` +
-      `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td>`;
+      `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td>` +
+      `<td title="${escapeHtml(r.labels)}">${labels}</td>`;
     let tr = keep.get(r.id);
     keep.delete(r.id);
     if (!tr) {
@@ -264,7 +317,7 @@ function renderList() {
 }
 
 function escapeHtml(s) {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
 // ---- Selection and tracks.
@@ -333,6 +386,7 @@ function refreshLive() {
       if (t) t.follow = false;
       if (t && s) t.session = { ...t.session, ...s };
       if (s) app.sessions.set(id, { ...app.sessions.get(id), ...s });
+      renderAbout();
       renderActions();
     },
     onGone: (id, e) => { const t = app.tracks.get(id); if (t) { t.error = e.message; t.follow = false; } },
@@ -508,7 +562,42 @@ async function renderOne() {
   const s = t?.session;
   $("#config").textContent = s ? JSON.stringify({ name: s.name, display_name: s.display_name, train_dataset: s.train_dataset,
     eval_dataset: s.eval_dataset, owner: s.owner, snapshot_every: s.snapshot_every, config: s.config }, null, 2) : t?.error || "";
+  renderAbout();
   renderActions();
+}
+
+// One selected session's labels and provenance (what it ran on: set when it starts running,
+// so redrawn as the list brings it).
+let shownAbout = "";
+function renderAbout() {
+  if (app.selected.length !== 1) return;
+  const id = app.selected[0];
+  const s = app.tracks.get(id)?.session || app.sessions.get(id);
+  const e = (v) => (v === undefined || v === null || v === "" ? "—" : escapeHtml(v));
+  const row = (k, title, html) => `<dt>${title}</dt><dd data-k="${k}">${html}</dd>`;
+  let h = "";
+  if (s) {
+    const labels = labelPairs(s);
+    h += row("labels", "Labels", labels.length ? labelsHtml(labels) : '<span class="hint">none</span>');
+    const p = s.provenance;
+    if (!p) {
+      h += row("provenance", "Provenance", '<span class="hint">recorded when it starts running</span>');
+    } else {
+      h += row("alignd", "alignd", `${e(p.alignd_version)}${p.revision ? ` <span class="hint">revision</span> <code>${e(p.revision)}</code>` : ""}`);
+      h += row("compute", "Computed with", `${e(p.compute_library)}${p.isa ? ` <span class="hint">ISA</span> ${e(p.isa)}` : ""}`);
+      h += row("cpu", "CPU", e(p.cpu_model));
+      h += row("host", "Host", e(p.host));
+      h += row("threads", "Threads", e(p.threads));
+      const data = Object.entries(p.dataset_sha256 || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      h += row("data", "Data (SHA-256)", data.length
+        ? data.map(([n, d]) => `${escapeHtml(n)}: <code title="${escapeHtml(d)}">${escapeHtml(d.slice(0, SHA_SHOWN))}</code>`).join("<br>")
+        : "—");
+    }
+  }
+  if (h !== shownAbout) {
+    shownAbout = h;
+    $("#about").innerHTML = h;
+  }
 }
 
 async function loadSnapshots(id) {
@@ -668,10 +757,28 @@ function init() {
     }
   });
   $("#filter").addEventListener("input", (ev) => { app.filter = ev.target.value.trim().toLowerCase(); renderList(); });
+  // alignd's filter: applied with Enter (again with Enter after a refusal), kept in the URL.
+  const query = $("#query");
+  query.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    app.query = query.value.trim();
+    app.queryError = null;
+    $("#list-error").textContent = "";
+    query.classList.remove("pending");
+    writeHash();
+    poll();
+  });
+  query.addEventListener("input", () => query.classList.toggle("pending", query.value.trim() !== app.query));
   $("#select-shown").addEventListener("click", () => select([...app.selected, ...[...document.querySelectorAll("#sessions tbody tr")].map((r) => r.dataset.id)]));
   $("#select-none").addEventListener("click", () => select([]));
   $("#group").addEventListener("change", (ev) => { app.group = ev.target.checked; writeHash(); renderChips(); renderList(); markDirty(); });
-  window.addEventListener("hashchange", () => { const before = app.selected.join(); readHash(); if (app.selected.join() !== before) select(app.selected); else markDirty(); });
+  window.addEventListener("hashchange", () => {
+    const before = app.selected.join(), query = app.query;
+    readHash();
+    if (app.query !== query) { app.queryError = null; $("#list-error").textContent = ""; poll(); }
+    if (app.selected.join() !== before) select(app.selected); else markDirty();
+  });
   window.addEventListener("resize", () => markDirty());
 
   $("#one").addEventListener("click", async (ev) => {
