@@ -49,6 +49,21 @@ def state():
     return out + struct.pack("<q", 0)
 
 
+def safetensors(tensors, metadata=None):
+    """A safetensors file: float32 tensors {name: (shape, values)}, header padded to 8."""
+    import json
+    header, data = {}, b""
+    for name, (shape, values) in tensors.items():
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    if metadata:
+        header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
 def main(root):
     seeds = {
         "fuzz_idx": {
@@ -92,6 +107,18 @@ def main(root):
     regression = datasets_pb2.DatasetHeader(num_examples=2, feature_shape=[1, 2], target_dim=2,
                                             target_kind=datasets_pb2.TARGET_KIND_FLOAT_VECTORS)
     seeds["fuzz_upload"] = {"labels": upload(labels, payload), "regression": upload(regression, reg_payload)}
+    # fuzz_safetensors applies to conv:2x3x3:p1 on 1x4x4, maxpool:2, flatten, dense:3.
+    seeds["fuzz_safetensors"] = {
+        "conv_net": safetensors({"W0": ([2, 1, 3, 3], [0.1 * i for i in range(18)]), "b0": ([2], [0.5, -0.5]),
+                                 "W3": ([3, 8], [0.01 * i for i in range(24)]), "b3": ([3, 1], [1, 2, 3]),
+                                 "B3": ([3, 8], [1.0] * 24)}, {"format": "alignd", "step": "7"}),
+        "empty": safetensors({}),
+    }
+    seeds["fuzz_filter"] = {
+        "labels": b'labels.study = "depth" AND (rule = fa OR rule = bp) AND NOT state = failed',
+        "prefix": b'display_name = "fa-*" -labels.seed:* name != sessions/x',
+        "nested": b'((rule = RULE_BACKPROP) OR (state = SESSION_STATE_RUNNING labels.a:b))',
+    }
     for target, files in seeds.items():
         d = os.path.join(root, target)
         os.makedirs(d, exist_ok=True)
