@@ -12,6 +12,8 @@
                                  rule="fa", input_shape=(1, 32, 32))  # or a list of dicts
         c.list_rules()                                       # the server's rules and their traits
         y = c.predict(s, x[:10])
+        c.list_sessions(filter='labels.study = depth')      # with create_session(labels={...})
+        c.export_session(s, "csv", path="out/")             # csv, jsonl, tfevents, json, safetensors, onnx
 
 Results are plain Python values: dicts and lists, ints as int, NaN as float("nan"), times as
 datetime, enums by name ("SESSION_STATE_SUCCEEDED"); arrays as NumPy arrays.
