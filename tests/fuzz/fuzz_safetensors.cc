@@ -20,8 +20,10 @@ const Net& TheNet() {
   static const Net* n = [] {
     using alignd::core::LayerKind;
     auto* n = new Net;
-    n->net.layers = {{LayerKind::kConv, 2, 3, 3, 1, 1}, {LayerKind::kMaxPool, 0, 2},
-                     {LayerKind::kFlatten}, {LayerKind::kDense, 3}};
+    n->net.layers = {{LayerKind::kConv, 2, 3, 3, 1, 1},
+                     {LayerKind::kMaxPool, 0, 2},
+                     {LayerKind::kFlatten},
+                     {LayerKind::kDense, 3}};
     n->net.input = {1, 4, 4};
     n->net.sizes = {16};
     if (!alignd::core::CompleteNetwork(&n->net).ok()) __builtin_trap();
