@@ -13,6 +13,10 @@
 #define ALIGND_CLIENT_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "alignd/v1/sessions.pb.h"
 
 namespace alignd::client {
 
@@ -23,6 +27,9 @@ void AddTokenCommands(CLI::App& app);
 void AddDatasetCommands(CLI::App& app, CLI::App& shortcuts);
 void AddSessionCommands(CLI::App& app, CLI::App& shortcuts);
 void AddSnapshotCommands(CLI::App& app);
+// Every session `request` lists, page after page (sessions_cmd.cc); exits with the call's
+// status, `what` naming the command.
+std::vector<v1::Session> ListAllSessions(v1::ListSessionsRequest request, const std::string& what);
 // sessions export (export_cmd.cc).
 void AddExportCommand(CLI::App* sessions);
 

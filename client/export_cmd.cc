@@ -98,21 +98,11 @@ struct Options {
 
 // The sessions a --filter matches (ListSessions, every page), by name.
 std::vector<std::string> Matching(const std::string& filter) {
-  auto stub = v1::TrainingService::NewStub(G().Channel());
+  v1::ListSessionsRequest req;
+  req.set_filter(filter);
   std::vector<std::string> out;
-  std::string token;
-  do {
-    grpc::ClientContext ctx;
-    G().SetDeadline(ctx);
-    v1::ListSessionsRequest req;
-    req.set_filter(filter);
-    req.set_page_token(token);
-    v1::ListSessionsResponse resp;
-    if (auto st = stub->ListSessions(&ctx, req, &resp); !st.ok())
-      Fail(st, "sessions export --filter");
-    for (const auto& s : resp.sessions()) out.push_back(s.name());
-    token = resp.next_page_token();
-  } while (!token.empty());
+  for (const v1::Session& s : ListAllSessions(req, "sessions export --filter"))
+    out.push_back(s.name());
   if (out.empty())
     Fail(absl::NotFoundError(absl::StrCat("no session matches --filter '", filter, "'")));
   return out;

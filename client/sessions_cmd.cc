@@ -36,6 +36,24 @@ std::string State(v1::SessionState s) {
   return n.rfind("SESSION_STATE_", 0) == 0 ? n.substr(14) : n;
 }
 
+}  // namespace
+
+std::vector<v1::Session> ListAllSessions(v1::ListSessionsRequest req, const std::string& what) {
+  auto stub = Stub();
+  std::vector<v1::Session> all;
+  do {
+    grpc::ClientContext ctx;
+    G().SetDeadline(ctx);
+    v1::ListSessionsResponse resp;
+    if (auto st = stub->ListSessions(&ctx, req, &resp); !st.ok()) Fail(st, what);
+    all.insert(all.end(), resp.sessions().begin(), resp.sessions().end());
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return all;
+}
+
+namespace {
+
 // "seed=1,study=depth" (sorted), or "-".
 std::string Labels(const v1::Session& s) {
   std::map<std::string, std::string> sorted(s.labels().begin(), s.labels().end());
@@ -349,21 +367,10 @@ value ending in * matches by prefix; OR binds tighter than AND (AIP-160).)");
       if (!v.ok()) Fail(v.status());
       filter = static_cast<v1::SessionState>(*v);
     }
-    auto stub = Stub();
-    std::vector<v1::Session> all;
-    std::string token;
-    do {
-      grpc::ClientContext ctx;
-      G().SetDeadline(ctx);
-      v1::ListSessionsRequest req;
-      req.set_state(filter);
-      req.set_filter(*filter_text);
-      req.set_page_token(token);
-      v1::ListSessionsResponse resp;
-      if (auto st = stub->ListSessions(&ctx, req, &resp); !st.ok()) Fail(st, "sessions list");
-      all.insert(all.end(), resp.sessions().begin(), resp.sessions().end());
-      token = resp.next_page_token();
-    } while (!token.empty());
+    v1::ListSessionsRequest req;
+    req.set_state(filter);
+    req.set_filter(*filter_text);
+    const std::vector<v1::Session> all = ListAllSessions(req, "sessions list");
     PrintSessions(all);
   });
 

@@ -29,8 +29,8 @@ absl::StatusOr<ExportFile> ExportSessionImpl(SessionManager& sessions, const Cal
         absl::StrCat("snapshot: only safetensors and onnx exports read a snapshot; ",
                      v1::ExportFormat_Name(format), " exports the session's metric log"));
   if (format == v1::EXPORT_FORMAT_SESSION_JSON)
-    return ExportFile{absl::StrCat(session.name().substr(session.name().rfind('/') + 1), ".json"),
-                      "application/json", SessionJson(session) + "\n"};
+    return ExportFile{absl::StrCat(SessionIdOf(session), ".json"), "application/json",
+                      SessionJson(session) + "\n"};
   if (weights) {
     WeightsRef ref{req.name(), WeightsRef::kLatest};
     if (!req.snapshot().empty()) {

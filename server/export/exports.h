@@ -26,6 +26,9 @@ struct ExportFile {
   std::string data;
 };
 
+// The session's id ("sessions/abc" -> "abc"): the stem of its files' names.
+std::string SessionIdOf(const v1::Session& session);
+
 // The session as JSON (protobuf's JSON mapping, the proto's field names).
 std::string SessionJson(const v1::Session& session);
 

@@ -11,6 +11,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
+#include "server/api/resource_names.h"
 #include "server/export/exports.h"
 #include "third_party/tensorboard/event.pb.h"
 
@@ -18,12 +19,6 @@ namespace alignd::server {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-
-// The session's id: "sessions/abc" -> "abc".
-std::string IdOf(const v1::Session& s) {
-  const auto slash = s.name().rfind('/');
-  return slash == std::string::npos ? s.name() : s.name().substr(slash + 1);
-}
 
 // Shortest text that reads back as the same double; NaN and infinities as NumPy and pandas
 // read them.
@@ -193,6 +188,10 @@ std::string TfEvents(const v1::Session& session, const std::vector<v1::MetricEve
 
 }  // namespace
 
+std::string SessionIdOf(const v1::Session& session) {
+  return ParseSessionName(session.name()).value_or(session.name());
+}
+
 std::string SessionJson(const v1::Session& session) {
   google::protobuf::util::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
@@ -204,7 +203,7 @@ std::string SessionJson(const v1::Session& session) {
 absl::StatusOr<ExportFile> ExportMetricLog(const v1::Session& session,
                                            const std::vector<v1::MetricEvent>& events,
                                            v1::ExportFormat format) {
-  const std::string id = IdOf(session);
+  const std::string id = SessionIdOf(session);
   switch (format) {
     case v1::EXPORT_FORMAT_CSV:
       return ExportFile{id + ".csv", "text/csv", Csv(events)};

@@ -19,11 +19,6 @@
 namespace alignd::server {
 namespace {
 
-std::string IdOf(const v1::Session& s) {
-  const auto slash = s.name().rfind('/');
-  return slash == std::string::npos ? s.name() : s.name().substr(slash + 1);
-}
-
 // A snapshot's tensors, as ReadSnapshot has them: shapes and the values of each (matrices
 // column-major, conv kernels C order).
 struct Tensors {
@@ -175,7 +170,7 @@ absl::StatusOr<std::string> Onnx(const v1::Session& session, const core::Trainer
   meta("step", std::to_string(state.step));
   meta("epoch", std::to_string(state.epoch));
   onnx::GraphProto* g = model.mutable_graph();
-  g->set_name(IdOf(session));
+  g->set_name(SessionIdOf(session));
   g->set_doc_string(absl::StrCat("alignd session ", session.name(), " at step ", state.step,
                                  ": outputs as its Predict gives them"));
   ValueInfo(g->add_input(), "x", net.sizes.front());
@@ -287,7 +282,7 @@ absl::StatusOr<std::string> Onnx(const v1::Session& session, const core::Trainer
 absl::StatusOr<ExportFile> ExportWeights(const v1::Session& session,
                                          const core::TrainerState& state,
                                          const core::NetworkConfig& net, v1::ExportFormat format) {
-  const std::string stem = absl::StrCat(IdOf(session), "-step", state.step);
+  const std::string stem = absl::StrCat(SessionIdOf(session), "-step", state.step);
   switch (format) {
     case v1::EXPORT_FORMAT_SAFETENSORS:
       return ExportFile{stem + ".safetensors", "application/octet-stream",

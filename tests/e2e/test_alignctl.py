@@ -170,6 +170,21 @@ class AlignctlTest(unittest.TestCase):
         self.assertEqual(header["W0"]["shape"], [20, 30])
         self.assertEqual(header["__metadata__"]["step"], "20")
         self.assertFalse([f for f in os.listdir(self.dir) if f.endswith(".part")])
+        # "latest" names the newest stored weights, as elsewhere.
+        latest = os.path.join(self.dir, "latest.safetensors")
+        self.ctl("sessions", "export", sid, "-f", "safetensors", "--snapshot", "latest", "--file", latest)
+        with open(latest, "rb") as f, open(target, "rb") as g:
+            self.assertEqual(f.read(), g.read())  # step 20 is the last
+        # A folder that cannot be made is a message and an exit code, not an abort.
+        p = self.ctl("sessions", "export", sid, "-f", "csv", "--dir", os.path.join(target, "sub"), ok=False)
+        self.assertNotIn(p.returncode, (0, -6, 134))
+        self.assertIn("cannot make the folder", p.stderr)
+        # An empty file is no weights: refused, not trained from the seed.
+        empty = os.path.join(self.dir, "empty.safetensors")
+        open(empty, "wb").close()
+        p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--initial-weights", empty, ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("is empty", p.stderr)
         # The export starts another session.
         p = self.ctl("train", "--dataset", ds, "--sizes", "30,20,10", "--rule", "fa", "--max-steps", "5",
                      "--initial-weights", target, "--watch")

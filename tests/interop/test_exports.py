@@ -233,6 +233,14 @@ class ExportTest(unittest.TestCase):
             except AligndError as e:
                 return e.code, str(e)
             return grpc.StatusCode.OK, ""
+        def create_with(rule, initial_weights, connection_sparsity=0.0):
+            config = {"network": {"sizes": [20, 16, 12, 3], "connection_sparsity": connection_sparsity}}
+            try:
+                self.c.create_session(self.ds, config=config, rule=rule, max_steps=5,
+                                      initial_weights=initial_weights)
+            except AligndError as e:
+                return e.code, str(e)
+            return grpc.StatusCode.OK, ""
         code, msg = create({"W0": np.zeros((16, 21), np.float32)})
         self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("initial_weights: tensor W0 is [16, 21]; this network's is [16, 20]", msg)
@@ -254,6 +262,15 @@ class ExportTest(unittest.TestCase):
         blob = len(text).to_bytes(8, "little") + text + np.zeros(16 * 20).tobytes()
         code, msg = create(blob)
         self.assertIn('dtype "F64"', msg)
+        # B goes through the rule: pseudo-backprop computes its B from W, so one given is refused
+        # (it was silently dropped), and a sparse network's removed connections stay removed.
+        code, msg = create_with(rule="pbp", initial_weights={"B1": f64["B1"]})
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("initial_weights: tensor B1", msg)
+        code, msg = create_with(rule="fa", connection_sparsity=0.5,
+                                initial_weights={"W0": np.ones((16, 20), np.float32)})
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("tensor W0 has weights where the network's connection mask removed them", msg)
         # A BP session has no B to take.
         try:
             self.c.create_session(self.ds, sizes=[20, 16, 12, 3], rule="bp", max_steps=5,
