@@ -15,6 +15,7 @@ build=(build-essential cmake ninja-build pkg-config
        libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
        libcli11-dev nlohmann-json3-dev libdnnl-dev
        libsqlite3-dev libpq-dev libssl-dev prometheus-cpp-dev libcpp-httplib-dev python3
+       libboost-dev  # Boost.Math (header only): Student's t and the normal for experiment statistics
        file)  # file and dpkg-dev (build-essential): CPack's dpkg-shlibdeps
 command -v npm >/dev/null || build+=(nodejs npm)  # the dashboard's front end (esbuild)
 tests=(clang-format libgtest-dev libgmock-dev libbenchmark-dev
