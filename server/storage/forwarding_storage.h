@@ -27,6 +27,16 @@ class ForwardingStorage : public Storage {
   absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& d) override {
     return inner_->ReadDatasetPayload(d);
   }
+  absl::Status PutExperiment(const v1::Experiment& e) override { return inner_->PutExperiment(e); }
+  absl::StatusOr<v1::Experiment> GetExperiment(const std::string& n) override {
+    return inner_->GetExperiment(n);
+  }
+  absl::StatusOr<std::vector<v1::Experiment>> ListExperiments() override {
+    return inner_->ListExperiments();
+  }
+  absl::Status DeleteExperiment(const std::string& n) override {
+    return inner_->DeleteExperiment(n);
+  }
   absl::Status PutDataset(const v1::Dataset& d) override { return inner_->PutDataset(d); }
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& n) override {
     return inner_->GetDataset(n);

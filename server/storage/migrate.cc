@@ -190,6 +190,12 @@ absl::StatusOr<MigrateReport> Migrate(Storage* from, Storage* to,
                    });
   for (v1::Session& s : sessions)
     RETURN_IF_ERROR(MigrateSession(from, to, std::move(s), report, say));
+  // Experiments after their sessions: records only.
+  ASSIGN_OR_RETURN(std::vector<v1::Experiment> experiments, from->ListExperiments());
+  for (const v1::Experiment& e : experiments) {
+    RETURN_IF_ERROR(to->PutExperiment(e));
+    say(absl::StrCat(e.name(), ": copied"));
+  }
   return report;
 }
 

@@ -265,6 +265,11 @@ DO $$ BEGIN
   CREATE TRIGGER sessions_txid_update BEFORE UPDATE ON sessions
     FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION alignd_txid();
 END $$;
+-- Experiments (issue 22), made once on a database an earlier build made: its own marker.
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'experiments') THEN RETURN; END IF;
+  CREATE TABLE experiments (id TEXT PRIMARY KEY, record BYTEA NOT NULL);
+END $$;
 COMMIT;
 )sql";
 
@@ -357,6 +362,33 @@ class PostgresStorage final : public Storage, public Cluster {
   }
   absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& d) override {
     return blobs_.ReadDatasetPayload(d);
+  }
+  absl::Status PutExperiment(const v1::Experiment& e) override {
+    ASSIGN_OR_RETURN(Conn c, pool_.Get());
+    return c
+        .Run("put experiment",
+             "INSERT INTO experiments (id, record) VALUES ($1, $2) "
+             "ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+             Params().Text(e.name()).Bytes(e.SerializeAsString()), PGRES_COMMAND_OK)
+        .status();
+  }
+  absl::StatusOr<v1::Experiment> GetExperiment(const std::string& name) override {
+    return Get<v1::Experiment>("get experiment", "SELECT record FROM experiments WHERE id = $1",
+                               name);
+  }
+  absl::StatusOr<std::vector<v1::Experiment>> ListExperiments() override {
+    ASSIGN_OR_RETURN(Conn c, pool_.Get());
+    ASSIGN_OR_RETURN(Result r, c.Run("list experiments",
+                                     "SELECT record FROM experiments ORDER BY id", Params()));
+    return Records<v1::Experiment>(r.get(), 0, "experiment record");
+  }
+  absl::Status DeleteExperiment(const std::string& name) override {
+    ASSIGN_OR_RETURN(Conn c, pool_.Get());
+    ASSIGN_OR_RETURN(Result r, c.Run("delete experiment", "DELETE FROM experiments WHERE id = $1",
+                                     Params().Text(name), PGRES_COMMAND_OK));
+    if (std::string(PQcmdTuples(r.get())) == "0")
+      return absl::NotFoundError(absl::StrCat(name, " not found"));
+    return absl::OkStatus();
   }
   absl::Status PutDataset(const v1::Dataset& d) override {
     ASSIGN_OR_RETURN(Conn c, pool_.Get());

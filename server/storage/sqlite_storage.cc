@@ -76,6 +76,10 @@ class SqliteStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<BlobWriter>> NewDatasetPayload() override;
   absl::StatusOr<std::string> ReadDatasetPayload(const v1::Dataset& dataset) override;
   absl::Status PutDataset(const v1::Dataset& dataset) override;
+  absl::Status PutExperiment(const v1::Experiment& experiment) override;
+  absl::StatusOr<v1::Experiment> GetExperiment(const std::string& name) override;
+  absl::StatusOr<std::vector<v1::Experiment>> ListExperiments() override;
+  absl::Status DeleteExperiment(const std::string& name) override;
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name) override;
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets(const std::string& after,
                                                         int limit) override;
@@ -163,6 +167,7 @@ absl::StatusOr<std::unique_ptr<Storage>> SqliteStorage::Open(const std::string& 
            "PRAGMA synchronous=NORMAL",
            "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, record BLOB NOT NULL)",
            "CREATE TABLE IF NOT EXISTS metrics (session TEXT NOT NULL, seq INTEGER NOT NULL, "
            "step INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (session, seq))",
            "CREATE TABLE IF NOT EXISTS snapshots (session TEXT NOT NULL, step INTEGER NOT NULL, "
@@ -252,6 +257,46 @@ absl::Status SqliteStorage::PutDataset(const v1::Dataset& d) {
   Stmt st(db_, "INSERT OR REPLACE INTO datasets (id, record) VALUES (?, ?)");
   st.BindText(1, d.name()).Bind(2, d.SerializeAsString());
   if (st.Step() != SQLITE_DONE) return SqlError(db_, "put dataset");
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStorage::PutExperiment(const v1::Experiment& e) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO experiments (id, record) VALUES (?, ?)");
+  st.BindText(1, e.name()).Bind(2, e.SerializeAsString());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put experiment");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Experiment> SqliteStorage::GetExperiment(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM experiments WHERE id = ?");
+  st.BindText(1, name);
+  if (st.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat(name, " not found"));
+  v1::Experiment e;
+  if (!e.ParseFromString(st.Blob(0)))
+    return absl::DataLossError(absl::StrCat(name, ": corrupt record"));
+  return e;
+}
+
+absl::StatusOr<std::vector<v1::Experiment>> SqliteStorage::ListExperiments() {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, "SELECT record FROM experiments ORDER BY id");
+  std::vector<v1::Experiment> out;
+  while (st.Step() == SQLITE_ROW) {
+    out.emplace_back();
+    if (!out.back().ParseFromString(st.Blob(0)))
+      return absl::DataLossError("corrupt experiment record");
+  }
+  return out;
+}
+
+absl::Status SqliteStorage::DeleteExperiment(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Stmt del(db_, "DELETE FROM experiments WHERE id = ?");
+  del.BindText(1, name);
+  if (del.Step() != SQLITE_DONE) return SqlError(db_, "delete experiment");
+  if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat(name, " not found"));
   return absl::OkStatus();
 }
 

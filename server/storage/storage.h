@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "alignd/v1/datasets.pb.h"
+#include "alignd/v1/experiments.pb.h"
 #include "alignd/v1/sessions.pb.h"
 
 namespace alignd::server {
@@ -91,6 +92,15 @@ class Storage {
   virtual absl::StatusOr<std::vector<v1::Session>> ListSessions() = 0;  // sorted by name
   // Removes the record and everything of the session: metric log, checkpoint, snapshots.
   virtual absl::Status DeleteSession(const std::string& name) = 0;
+
+  // ---- Experiments (issue 22, work in progress): a record each; their sessions are
+  // sessions.
+  virtual absl::Status PutExperiment(const v1::Experiment& experiment) = 0;  // insert or replace
+  // NotFound if absent.
+  virtual absl::StatusOr<v1::Experiment> GetExperiment(const std::string& name) = 0;
+  virtual absl::StatusOr<std::vector<v1::Experiment>> ListExperiments() = 0;  // sorted by name
+  // NotFound if absent.
+  virtual absl::Status DeleteExperiment(const std::string& name) = 0;
 
   // ---- Metric logs: events keyed by (session, seq), appended in seq order.
   // Appends a batch in one transaction (all or nothing).

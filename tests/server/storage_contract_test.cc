@@ -131,6 +131,36 @@ TEST_P(StorageContract, SessionsMetricsCheckpointsAndSnapshotsSurviveReopening) 
   EXPECT_TRUE(s->ListSessions()->empty());
 }
 
+TEST_P(StorageContract, ExperimentsAreRecordsThatSurviveReopening) {
+  {
+    auto s = Fresh();
+    ASSERT_NE(s, nullptr);
+    v1::Experiment e;
+    e.set_name("experiments/b");
+    e.set_display_name("depth");
+    ASSERT_OK(s->PutExperiment(e));
+    e.set_display_name("depth, again");
+    ASSERT_OK(s->PutExperiment(e));  // replaces
+    e.set_name("experiments/a");
+    ASSERT_OK(s->PutExperiment(e));
+    ASSERT_OK(s->DeleteExperiment("experiments/a"));
+    EXPECT_TRUE(absl::IsNotFound(s->DeleteExperiment("experiments/a")));
+    e.set_name("experiments/c");
+    ASSERT_OK(s->PutExperiment(e));
+  }
+  auto s = Reopen();
+  ASSERT_NE(s, nullptr);
+  auto got = s->GetExperiment("experiments/b");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->display_name(), "depth, again");
+  EXPECT_TRUE(absl::IsNotFound(s->GetExperiment("experiments/a").status()));
+  auto all = s->ListExperiments();
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name(), "experiments/b");
+  EXPECT_EQ((*all)[1].name(), "experiments/c");
+}
+
 TEST_P(StorageContract, SampledMetricsKeepEveryEvaluationAndEvenlySpacedSteps) {
   auto s = Fresh();
   ASSERT_NE(s, nullptr);
