@@ -203,12 +203,14 @@ class Parser {
       if (n->key.empty()) return Bad(field.pos, "labels. without a key");
     } else if (field.text == "rule" || field.text == "state" || field.text == "name" ||
                field.text == "display_name" || field.text == "train_dataset" ||
-               field.text == "eval_dataset" || field.text == "owner") {
+               field.text == "eval_dataset" || field.text == "owner" ||
+               field.text == "experiment" || field.text == "experiment_group") {
       n->field = field.text;
     } else {
       return Bad(field.pos, absl::StrCat("unknown field '", field.text,
                                          "' (labels.KEY, rule, state, name, display_name, "
-                                         "train_dataset, eval_dataset, owner)"));
+                                         "train_dataset, eval_dataset, owner, experiment, "
+                                         "experiment_group)"));
     }
     const Token op = Peek();
     if (op.kind == Token::kEq) {
@@ -293,6 +295,10 @@ bool Eval(const Node& n, const v1::Session& s) {
       have = s.eval_dataset();
     } else if (n.field == "owner") {
       have = s.owner();
+    } else if (n.field == "experiment") {
+      have = s.experiment();
+    } else if (n.field == "experiment_group") {
+      have = s.experiment_group();
     }
     eq = have && (n.prefix ? absl::StartsWith(*have, n.value) : *have == n.value);
   }

@@ -9,7 +9,8 @@
 //   comparison := field ( "=" | "!=" ) value  |  field ":" value  |  labels.KEY ":" "*"
 //
 // Fields: labels.KEY, rule ("fa" or "RULE_FEEDBACK_ALIGNMENT"), state ("succeeded" or
-// "SESSION_STATE_SUCCEEDED"), name, display_name, train_dataset, eval_dataset, owner. A value
+// "SESSION_STATE_SUCCEEDED"), name, display_name, train_dataset, eval_dataset, owner,
+// experiment, experiment_group. A value
 // is a bare word or a "double-quoted string" (\" and \\ escaped). For the text fields and
 // labels a value ending in * matches every value with that prefix; ":" is "=" except that
 // labels.KEY:* asks only that the label be there. An absent label equals nothing (so

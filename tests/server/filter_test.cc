@@ -64,6 +64,8 @@ TEST(SessionFilterTest, Comparisons) {
   EXPECT_EQ(Kept("name = sessions/b"), "b");
   EXPECT_EQ(Kept("train_dataset = datasets/mnist AND owner = alice"), "abc");
   EXPECT_EQ(Kept("eval_dataset = \"\""), "abc");
+  EXPECT_EQ(Kept("experiment = \"\""), "abc");  // made alone
+  EXPECT_EQ(Kept("experiment = experiments/x"), "");
 }
 
 TEST(SessionFilterTest, OrBindsTighterThanAndAsAip160Says) {
