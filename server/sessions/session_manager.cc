@@ -152,8 +152,19 @@ absl::Status SessionManager::CheckQuota(const Requester& by) {
   return QuotaExceeded(by.owner, active, by.max_active);
 }
 
+absl::Status SessionManager::CheckCreate(const v1::CreateSessionRequest& create) {
+  return Validate(create).status();
+}
+
 absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create,
                                                    const Requester& by) {
+  return CreateMember(create, by, "", "");
+}
+
+absl::StatusOr<v1::Session> SessionManager::CreateMember(const v1::CreateSessionRequest& create,
+                                                         const Requester& by,
+                                                         const std::string& experiment,
+                                                         const std::string& group) {
   if (create.request_id().size() > 64)
     return absl::InvalidArgumentError("request_id is longer than 64 characters");
   const std::string request_key =
@@ -168,6 +179,8 @@ absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionReques
   v1::Session& record = created.record;
   const core::TrainerOptions& options = created.options;
   record.set_owner(by.owner);
+  record.set_experiment(experiment);
+  record.set_experiment_group(group);
   if (create.initial_weights().empty()) return Register(record, options, request_key, by);
   // Initial weights: their state is stored as the session's checkpoint at step 0 before the
   // session exists, so no worker (here or on a replica) can start it without them, and it is

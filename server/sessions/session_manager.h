@@ -109,6 +109,13 @@ class SessionManager {
   // retry with the same id is another session). ResourceExhausted over `by.max_active`.
   absl::StatusOr<v1::Session> Create(const v1::CreateSessionRequest& request,
                                      const Requester& by = {});
+  // As Create, for a session of an experiment: its record names the experiment and group.
+  absl::StatusOr<v1::Session> CreateMember(const v1::CreateSessionRequest& request,
+                                           const Requester& by, const std::string& experiment,
+                                           const std::string& group);
+  // What Create would refuse `request` for, without creating anything (an experiment checks
+  // every session's request before it creates the first).
+  absl::Status CheckCreate(const v1::CreateSessionRequest& request);
   // InvalidArgument for a malformed name, NotFound for an unknown one.
   absl::StatusOr<std::shared_ptr<LiveSession>> Find(const std::string& name);
   absl::StatusOr<v1::Session> Get(const std::string& name);

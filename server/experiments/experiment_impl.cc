@@ -1,0 +1,296 @@
+// File: server/experiments/experiment_impl.cc
+#include "server/experiments/experiment_impl.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/api/resource_names.h"
+#include "server/api/rpc_impl.h"
+#include "server/experiments/grid.h"
+#include "server/experiments/group_stats.h"
+#include "server/experiments/statistics.h"
+
+namespace alignd::server {
+namespace {
+
+absl::StatusOr<std::string> ParseExperimentName(const std::string& name,
+                                                absl::string_view field = "name") {
+  constexpr absl::string_view kPrefix = "experiments/";
+  if (!absl::StartsWith(name, kPrefix))
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " '", Excerpt(name), "' is not a name of the form experiments/{id}"));
+  const std::string id = name.substr(kPrefix.size());
+  bool ok = !id.empty() && id.size() <= 50 && id[0] >= 'a' && id[0] <= 'z';
+  for (char c : id) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": the id in '", Excerpt(name),
+                     "' must be 1-50 characters of [a-z0-9-] starting with a letter"));
+  return id;
+}
+
+// An id from the owner and the request id (a retry lands on the same experiment), or drawn.
+std::string NewExperimentId(const std::string& owner, const std::string& request_id) {
+  if (!request_id.empty()) {
+    uint64_t h = 14695981039346656037ull;
+    for (unsigned char c : absl::StrCat(owner, "/", request_id)) h = (h ^ c) * 1099511628211ull;
+    return absl::StrFormat("x%015x", h & 0xfffffffffffffffULL);
+  }
+  static std::mt19937_64 rng(std::random_device{}());
+  static absl::Mutex mu;
+  absl::MutexLock lock(&mu);
+  return absl::StrFormat("x%015x", rng() & 0xfffffffffffffffULL);
+}
+
+bool MaySeeExperiment(const Caller& caller, const v1::Experiment& e) {
+  return caller.sees_all() || !caller.authenticated() || e.owner() == caller.principal;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentFor(SessionManager& sessions, const Caller& caller,
+                                             const std::string& name) {
+  RETURN_IF_ERROR(ParseExperimentName(name).status());
+  auto e = sessions.storage()->GetExperiment(name);
+  if (!e.ok()) return absl::IsNotFound(e.status()) ? NotFound(name) : e.status();
+  if (!MaySeeExperiment(caller, *e)) return NotFound(name);
+  return *e;
+}
+
+bool Ended(v1::SessionState s) {
+  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
+         s == v1::SESSION_STATE_CANCELLED;
+}
+
+// The record with its state and counts as its sessions have them now.
+v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
+  int total = 0, ended = 0;
+  for (const auto& g : e.groups())
+    for (const std::string& name : g.sessions()) {
+      ++total;
+      auto s = sessions.Get(name);
+      if (!s.ok() || Ended(s->state())) ++ended;  // a deleted session has ended too
+    }
+  e.set_sessions_total(total);
+  e.set_sessions_ended(ended);
+  if (e.state() == v1::EXPERIMENT_STATE_RUNNING && total > 0 && ended == total)
+    e.set_state(v1::EXPERIMENT_STATE_SUCCEEDED);
+  return e;
+}
+
+// A session's whole log up to its last_seq, as ListMetrics pages it.
+absl::StatusOr<std::vector<v1::MetricEvent>> LogOf(SessionManager& sessions, const Caller& caller,
+                                                   const std::string& name) {
+  ASSIGN_OR_RETURN(const v1::Session s, SessionFor(sessions, caller, name));
+  std::vector<v1::MetricEvent> out;
+  v1::ListMetricsRequest req;
+  req.set_parent(name);
+  req.set_page_size(10000);
+  for (;;) {
+    v1::ListMetricsResponse page;
+    RETURN_IF_ERROR(ListMetricsImpl(sessions, caller, req, &page));
+    for (auto& e : *page.mutable_events()) {
+      if (e.seq() > s.last_seq()) return out;
+      out.push_back(std::move(e));
+    }
+    if (page.next_page_token().empty()) return out;
+    req.set_page_token(page.next_page_token());
+  }
+}
+
+}  // namespace
+
+absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller,
+                                  const v1::CreateExperimentRequest& req, v1::Experiment* resp) {
+  RETURN_IF_ERROR(CheckMayWrite(caller, "create experiments"));
+  if (req.request_id().size() > 64)
+    return absl::InvalidArgumentError("request_id is longer than 64 characters");
+  const v1::Experiment& spec = req.experiment();
+  if (spec.display_name().size() > 256)
+    return absl::InvalidArgumentError("experiment.display_name is longer than 256 bytes");
+  RETURN_IF_ERROR(ValidateLabels(spec.labels(), "experiment.labels"));
+  const std::string id = req.experiment_id().empty()
+                             ? NewExperimentId(caller.principal, req.request_id())
+                             : req.experiment_id();
+  const std::string name = absl::StrCat("experiments/", id);
+  RETURN_IF_ERROR(ParseExperimentName(name, "experiment_id").status());
+  ASSIGN_OR_RETURN(const std::vector<PlannedSession> plan,
+                   PlanSessions(spec, kMaxExperimentSessions));
+  // Every session's request, checked before the first is made.
+  std::vector<v1::CreateSessionRequest> creates;
+  for (size_t k = 0; k < plan.size(); ++k) {
+    v1::CreateSessionRequest c;
+    c.set_session_id(absl::StrCat(id, "-", k));
+    v1::Session* s = c.mutable_session();
+    *s->mutable_config() = plan[k].config;
+    s->set_train_dataset(spec.train_dataset());
+    s->set_eval_dataset(spec.eval_dataset());
+    s->set_snapshot_every(spec.snapshot_every());
+    s->set_display_name(absl::StrCat(spec.display_name().empty() ? id : spec.display_name(), " ",
+                                     plan[k].group, " seed ", plan[k].seed));
+    *s->mutable_labels() = spec.labels();
+    if (absl::Status st = sessions.CheckCreate(c); !st.ok())
+      return absl::Status(st.code(), absl::StrCat("experiment session ", k, " (", plan[k].group,
+                                                  ", seed ", plan[k].seed, "): ", st.message()));
+    creates.push_back(std::move(c));
+  }
+  // The record first (a retry finds it), then the sessions that do not exist yet.
+  v1::Experiment record = spec;
+  auto existing = sessions.storage()->GetExperiment(name);
+  if (existing.ok()) {
+    if (existing->owner() != caller.principal || req.request_id().empty())
+      return absl::AlreadyExistsError(absl::StrCat(name, " already exists"));
+    record = *existing;
+  } else {
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    record.set_name(name);
+    record.set_owner(caller.principal);
+    record.set_state(v1::EXPERIMENT_STATE_RUNNING);
+    record.clear_groups();
+    *record.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+    for (size_t k = 0; k < plan.size(); ++k) {
+      if (record.groups_size() == 0 ||
+          record.groups(record.groups_size() - 1).id() != plan[k].group) {
+        auto* g = record.add_groups();
+        g->set_id(plan[k].group);
+        g->set_rule(plan[k].rule);
+        for (const auto& [f, v] : plan[k].point) (*g->mutable_point())[f] = v;
+      }
+      record.mutable_groups(record.groups_size() - 1)
+          ->add_sessions(SessionName(creates[k].session_id()));
+    }
+    RETURN_IF_ERROR(sessions.storage()->PutExperiment(record));
+  }
+  const Requester by = RequesterOf(sessions, caller);
+  for (size_t k = 0; k < creates.size(); ++k) {
+    auto made = sessions.CreateMember(creates[k], by, name, plan[k].group);
+    if (!made.ok() && !absl::IsAlreadyExists(made.status()))
+      return absl::Status(made.status().code(),
+                          absl::StrCat(name, ": session ", k, " of ", creates.size(),
+                                       " not created (retry with the same request_id to make the "
+                                       "rest): ",
+                                       made.status().message()));
+  }
+  *resp = WithProgress(sessions, std::move(record));
+  return absl::OkStatus();
+}
+
+absl::Status GetExperimentImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::GetExperimentRequest& req, v1::Experiment* resp) {
+  ASSIGN_OR_RETURN(v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
+  *resp = WithProgress(sessions, std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status ListExperimentsImpl(SessionManager& sessions, const Caller& caller,
+                                 const v1::ListExperimentsRequest& req,
+                                 v1::ListExperimentsResponse* resp) {
+  if (!req.filter().empty())
+    return absl::UnimplementedError("ListExperiments' filter is not served yet");
+  ASSIGN_OR_RETURN(std::vector<v1::Experiment> all, sessions.storage()->ListExperiments());
+  for (auto& e : all)
+    if (MaySeeExperiment(caller, e))
+      *resp->add_experiments() = WithProgress(sessions, std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status CancelExperimentImpl(SessionManager& sessions, const Caller& caller,
+                                  const v1::CancelExperimentRequest& req, v1::Experiment* resp) {
+  ASSIGN_OR_RETURN(v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
+  RETURN_IF_ERROR(CheckMayWrite(caller, "cancel experiments"));
+  for (const auto& g : e.groups())
+    for (const std::string& name : g.sessions()) {
+      auto s = sessions.Get(name);
+      if (s.ok() && !Ended(s->state())) (void)sessions.Cancel(name);
+    }
+  if (e.state() == v1::EXPERIMENT_STATE_RUNNING) {
+    e.set_state(v1::EXPERIMENT_STATE_CANCELLED);
+    *e.mutable_end_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+    RETURN_IF_ERROR(sessions.storage()->PutExperiment(e));
+  }
+  *resp = WithProgress(sessions, std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status DeleteExperimentImpl(SessionManager& sessions, const Caller& caller,
+                                  const v1::DeleteExperimentRequest& req,
+                                  google::protobuf::Empty*) {
+  ASSIGN_OR_RETURN(v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
+  RETURN_IF_ERROR(CheckMayWrite(caller, "delete experiments"));
+  for (const auto& g : e.groups())
+    for (const std::string& name : g.sessions()) {
+      auto s = sessions.Get(name);
+      if (s.ok() &&
+          (s->state() == v1::SESSION_STATE_QUEUED || s->state() == v1::SESSION_STATE_RUNNING))
+        return absl::FailedPreconditionError(
+            absl::StrCat(req.name(), " has sessions that run (", name, "): cancel it first"));
+    }
+  for (const auto& g : e.groups())
+    for (const std::string& name : g.sessions()) {
+      absl::Status st = sessions.Delete(name);
+      if (!st.ok() && !absl::IsNotFound(st)) return st;
+    }
+  return sessions.storage()->DeleteExperiment(req.name());
+}
+
+absl::Status ExperimentStatisticsImpl(SessionManager& sessions, const Caller& caller,
+                                      const v1::GetExperimentStatisticsRequest& req,
+                                      v1::ExperimentStatistics* resp) {
+  ASSIGN_OR_RETURN(const v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
+  if (req.every_steps() < 0) return absl::InvalidArgumentError("every_steps must be >= 0");
+  const std::vector<std::string> figures(req.figures().begin(), req.figures().end());
+  for (const auto& g : e.groups()) {
+    std::vector<std::vector<v1::MetricEvent>> logs;
+    for (const std::string& name : g.sessions()) {
+      auto log = LogOf(sessions, caller, name);
+      logs.push_back(log.ok() ? *std::move(log) : std::vector<v1::MetricEvent>());
+    }
+    *resp->add_groups() = GroupStatistics(g.id(), logs, figures, req.every_steps());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompareGroupsImpl(SessionManager& sessions, const Caller& caller,
+                               const v1::CompareGroupsRequest& req, v1::GroupComparison* resp) {
+  ASSIGN_OR_RETURN(const v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
+  const std::string figure = req.figure().empty() ? "best.eval" : req.figure();
+  auto values = [&](const std::string& id) -> absl::StatusOr<std::vector<double>> {
+    for (const auto& g : e.groups()) {
+      if (g.id() != id) continue;
+      std::vector<double> out;
+      for (const std::string& name : g.sessions()) {
+        auto log = LogOf(sessions, caller, name);
+        std::vector<std::vector<v1::MetricEvent>> one;
+        one.push_back(log.ok() ? *std::move(log) : std::vector<v1::MetricEvent>());
+        if (figure == "best.eval" || figure == "best.validation") {
+          const auto s = GroupStatistics(id, one, {"train.loss"}, 0);
+          out.push_back(figure == "best.eval" ? s.best().eval_at_best().mean()
+                                              : s.best().validation().mean());
+        } else {
+          double last = NAN;
+          for (const auto& ev : one[0])
+            if (auto v = FigureOf(ev, figure)) last = *v;
+          out.push_back(last);
+        }
+      }
+      return out;
+    }
+    return absl::InvalidArgumentError(absl::StrCat("no group ", id, " in ", req.name()));
+  };
+  ASSIGN_OR_RETURN(const std::vector<double> a, values(req.group_a()));
+  ASSIGN_OR_RETURN(const std::vector<double> b, values(req.group_b()));
+  const PairedComparison c = ComparePaired(a, b);
+  resp->set_n(c.n);
+  resp->set_diff(c.diff);
+  resp->set_ci_low(c.ci_low);
+  resp->set_ci_high(c.ci_high);
+  resp->set_t(c.t);
+  resp->set_p_t(c.p_t);
+  resp->set_p_w(c.p_w);
+  return absl::OkStatus();
+}
+
+}  // namespace alignd::server

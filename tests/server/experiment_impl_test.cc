@@ -1,0 +1,111 @@
+// server/experiments/experiment_impl.h (issue 22, work in progress): experiments on a real
+// session manager and SQLite file, without gRPC.
+#include "server/experiments/experiment_impl.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "google/protobuf/util/message_differencer.h"
+#include "tests/server/server_fixture.h"
+
+namespace alignd::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const Caller kAdmin = Caller::Anonymous();
+
+class ExperimentImplTest : public ServerFixture {
+ protected:
+  v1::CreateExperimentRequest Spec() {
+    v1::CreateExperimentRequest r;
+    v1::Experiment* e = r.mutable_experiment();
+    e->set_train_dataset(dataset_);
+    *e->mutable_config() = Request(40).session().config();
+    e->add_rules(v1::RULE_BACKPROP);
+    e->add_rules(v1::RULE_FEEDBACK_ALIGNMENT);
+    for (uint64_t s : {1, 2, 3}) e->add_seeds(s);
+    auto* lr = e->add_grid();
+    lr->set_field("optimizer.learning_rate");
+    lr->add_values()->set_number_value(0.01);
+    lr->add_values()->set_number_value(0.02);
+    (*e->mutable_labels())["study"] = "grid";
+    return r;
+  }
+};
+
+TEST_F(ExperimentImplTest, CreatesItsSessionsRunsThemAndSummarisesTheGroups) {
+  auto req = Spec();
+  req.set_request_id("first");
+  v1::Experiment e;
+  ASSERT_OK(CreateExperimentImpl(*manager_, kAdmin, req, &e));
+  EXPECT_EQ(e.groups_size(), 4);
+  EXPECT_EQ(e.sessions_total(), 12);
+  EXPECT_EQ(e.groups(3).rule(), v1::RULE_FEEDBACK_ALIGNMENT);
+  // A retry with the request id is the same experiment, nothing made twice.
+  v1::Experiment again;
+  ASSERT_OK(CreateExperimentImpl(*manager_, kAdmin, req, &again));
+  EXPECT_EQ(again.name(), e.name());
+  EXPECT_EQ(manager_->List(v1::SESSION_STATE_UNSPECIFIED).size(), 12u);
+  manager_->WaitIdle();
+  v1::GetExperimentRequest get;
+  get.set_name(e.name());
+  ASSERT_OK(GetExperimentImpl(*manager_, kAdmin, get, &e));
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_EQ(e.sessions_ended(), 12);
+  // Each session names its experiment and group, and carries the experiment's labels.
+  const v1::Session s = *manager_->Get(e.groups(1).sessions(2));
+  EXPECT_EQ(s.experiment(), e.name());
+  EXPECT_EQ(s.experiment_group(), "g1");
+  EXPECT_EQ(s.config().seed(), 3u);
+  EXPECT_FLOAT_EQ(s.config().optimizer().learning_rate(), 0.02f);
+  EXPECT_EQ(s.labels().at("study"), "grid");
+  // Statistics: per group and step over its three seeds.
+  v1::GetExperimentStatisticsRequest sr;
+  sr.set_name(e.name());
+  sr.add_figures("train.loss");
+  v1::ExperimentStatistics stats;
+  ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &stats));
+  ASSERT_EQ(stats.groups_size(), 4);
+  const auto& series = stats.groups(0).series(0);
+  EXPECT_EQ(series.figure(), "train.loss");
+  EXPECT_EQ(series.steps(0), 1);  // the first step logs, then every 10th
+  EXPECT_EQ(series.values(0).n(), 3);
+  EXPECT_LT(series.values(0).ci_low(), series.values(0).mean());
+  // The paired comparison over the three seeds, on the last training loss.
+  v1::CompareGroupsRequest cr;
+  cr.set_name(e.name());
+  cr.set_group_a("g0");
+  cr.set_group_b("g2");
+  cr.set_figure("train.loss");
+  v1::GroupComparison c;
+  ASSERT_OK(CompareGroupsImpl(*manager_, kAdmin, cr, &c));
+  EXPECT_EQ(c.n(), 3);
+  EXPECT_TRUE(std::isfinite(c.p_t()));
+  EXPECT_GT(c.p_w(), 0);
+  // Deleted with its sessions.
+  v1::DeleteExperimentRequest del;
+  del.set_name(e.name());
+  google::protobuf::Empty empty;
+  ASSERT_OK(DeleteExperimentImpl(*manager_, kAdmin, del, &empty));
+  EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
+  EXPECT_EQ(GetExperimentImpl(*manager_, kAdmin, get, &e).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ExperimentImplTest, ABadSessionIsNamedBeforeAnyIsMade) {
+  auto req = Spec();
+  auto* batch = req.mutable_experiment()->add_grid();
+  batch->set_field("batch_size");
+  batch->add_values()->set_number_value(4);
+  batch->add_values()->set_number_value(
+      401);  // more than the 400 examples: g1, the last axis fastest
+  v1::Experiment e;
+  const absl::Status st = CreateExperimentImpl(*manager_, kAdmin, req, &e);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("experiment session 3 (g1, seed 1)"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("batch_size is 401"));
+  EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
+}
+
+}  // namespace
+}  // namespace alignd::server
