@@ -18,6 +18,7 @@
 #include "base/version.h"
 #include "server/api/dataset_service.h"
 #include "server/api/training_service.h"
+#include "server/experiments/experiment_service.h"
 #include "server/net/log.h"
 #include "server/net/rpc_log.h"
 #include "server/sessions/cluster.h"
@@ -150,6 +151,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   s->dataset_service_ = std::make_unique<DatasetServiceImpl>(s->sessions_.get(), *s->identifier_);
   s->training_service_ = std::make_unique<TrainingServiceImpl>(
       s->sessions_.get(), std::chrono::milliseconds(o.heartbeat_ms), *s->identifier_);
+  s->experiment_service_ =
+      std::make_unique<ExperimentServiceImpl>(s->sessions_.get(), *s->identifier_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -158,6 +161,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   builder.SetMaxReceiveMessageSize(o.max_receive_mib << 20);
   builder.RegisterService(s->dataset_service_.get());
   builder.RegisterService(s->training_service_.get());
+  builder.RegisterService(s->experiment_service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   auto rpc_log = std::make_unique<RpcLogFactory>(s->metrics_.get(), s->identifier_.get());
   s->calls_in_flight_ = rpc_log->in_flight();

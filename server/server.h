@@ -32,6 +32,7 @@ namespace alignd::server {
 
 class DatasetServiceImpl;
 class TrainingServiceImpl;
+class ExperimentServiceImpl;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // port 0: a free one
@@ -86,6 +87,7 @@ class Server {
   std::unique_ptr<Identifier> identifier_;
   std::unique_ptr<DatasetServiceImpl> dataset_service_;
   std::unique_ptr<TrainingServiceImpl> training_service_;
+  std::unique_ptr<ExperimentServiceImpl> experiment_service_;
   std::shared_ptr<const std::atomic<int64_t>> calls_in_flight_;
   std::unique_ptr<grpc::Server> server_;
   ProbeHealth probe_health_;
