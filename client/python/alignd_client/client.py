@@ -15,7 +15,8 @@ from google.protobuf import json_format
 
 from ._convert import packed_floats, request_with_tensor, tensor_to_numpy, to_python
 from ._pb.alignd.health.v1 import health_pb2, health_pb2_grpc
-from ._pb.alignd.v1 import config_pb2, datasets_pb2, datasets_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from ._pb.alignd.v1 import (config_pb2, datasets_pb2, datasets_pb2_grpc, experiments_pb2, experiments_pb2_grpc,
+                           sessions_pb2, sessions_pb2_grpc)
 from .layers import LayersArg, to_layer_specs
 from .payload import chunks, payload_parts
 
@@ -186,6 +187,7 @@ class Client:
             self.channel = grpc.secure_channel(address, creds, options=options)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self._training = sessions_pb2_grpc.TrainingServiceStub(self.channel)
+        self._experiments = experiments_pb2_grpc.ExperimentServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._predict_raw = self.channel.unary_unary(
             "/alignd.v1.TrainingService/Predict", request_serializer=lambda b: b,
@@ -520,6 +522,62 @@ class Client:
             tmp.unlink(missing_ok=True)
             raise
         return str(target)
+
+    # ---- experiments (work in progress) -----------------------------------------------
+    def create_experiment(self, dataset: Resource, config: Mapping[str, Any], rules: Sequence[str] = (),
+                          seeds: Sequence[int] = (), grid: Optional[Mapping[str, Sequence[Any]]] = None,
+                          eval_dataset: Optional[Resource] = None, name: str = "",
+                          labels: Optional[Mapping[str, str]] = None, request_id: str = "",
+                          experiment_id: str = "", snapshot_every: int = 0) -> Dict[str, Any]:
+        """Creates an experiment: a session per rule x grid point x seed, grouped by all but the
+        seed. `config` is the base TrainingConfig as a dict (proto names); `grid` maps field
+        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}."""
+        from google.protobuf import struct_pb2
+        e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
+                                       labels=dict(labels or {}), snapshot_every=snapshot_every)
+        json_format.ParseDict(dict(config), e.config)
+        if eval_dataset:
+            e.eval_dataset = _name(eval_dataset, "datasets")
+        e.rules.extend(config_pb2.Rule.Value(rule_names().get(r, r)) for r in rules)
+        e.seeds.extend(int(s) for s in seeds)
+        for field, values in (grid or {}).items():
+            axis = e.grid.add(field=field)
+            for v in values:
+                axis.values.append(json_format.ParseDict(v, struct_pb2.Value()))
+        req = experiments_pb2.CreateExperimentRequest(experiment=e, request_id=request_id,
+                                                      experiment_id=experiment_id)
+        return to_python(self._call(self._experiments.CreateExperiment, req, timeout=self.timeout))
+
+    def get_experiment(self, experiment: Resource) -> Dict[str, Any]:
+        req = experiments_pb2.GetExperimentRequest(name=_name(experiment, "experiments"))
+        return to_python(self._call(self._experiments.GetExperiment, req, timeout=self.timeout))
+
+    def experiment_statistics(self, experiment: Resource, figures: Sequence[str] = (),
+                              every_steps: int = 0) -> Dict[str, Dict[str, Dict[str, np.ndarray]]]:
+        """{group id: {figure: {"step", "n", "mean", "sd", "ci_low", "ci_high": ndarray}}} and,
+        per group, "best": {"validation": {...}, "eval_at_best": {...}, "best_steps": ndarray}."""
+        req = experiments_pb2.GetExperimentStatisticsRequest(
+            name=_name(experiment, "experiments"), figures=list(figures), every_steps=every_steps)
+        r = self._call(self._experiments.GetExperimentStatistics, req, timeout=self.timeout)
+        out: Dict[str, Any] = {}
+        for g in r.groups:
+            figs: Dict[str, Any] = {}
+            for s in g.series:
+                figs[s.figure] = {"step": np.array(s.steps, dtype=np.int64),
+                                  **{k: np.array([getattr(v, k) for v in s.values],
+                                                 dtype=np.int64 if k == "n" else np.float64)
+                                     for k in ("n", "mean", "sd", "ci_low", "ci_high")}}
+            figs["best"] = {"validation": to_python(g.best.validation),
+                            "eval_at_best": to_python(g.best.eval_at_best),
+                            "best_steps": np.array(g.best.best_steps, dtype=np.int64)}
+            out[g.id] = figs
+        return out
+
+    def compare_groups(self, experiment: Resource, group_a: str, group_b: str,
+                       figure: str = "") -> Dict[str, Any]:
+        req = experiments_pb2.CompareGroupsRequest(name=_name(experiment, "experiments"), group_a=group_a,
+                                                   group_b=group_b, figure=figure)
+        return to_python(self._call(self._experiments.CompareGroups, req, timeout=self.timeout))
 
     # ---- serving -----------------------------------------------------------------------
     def predict(self, session: Resource, x: np.ndarray, step: Optional[int] = None) -> np.ndarray:
