@@ -30,6 +30,8 @@ void AddSnapshotCommands(CLI::App& app);
 // Every session `request` lists, page after page (sessions_cmd.cc); exits with the call's
 // status, `what` naming the command.
 std::vector<v1::Session> ListAllSessions(v1::ListSessionsRequest request, const std::string& what);
+// experiments (experiments_cmd.cc).
+void AddExperimentCommands(CLI::App& app);
 // sessions export (export_cmd.cc).
 void AddExportCommand(CLI::App* sessions);
 

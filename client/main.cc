@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
   AddDatasetCommands(app, app);
   AddSessionCommands(app, app);
   AddSnapshotCommands(app);
+  AddExperimentCommands(app);
   app.footer(
       "Names: a bare id stands for its resource (abc = sessions/abc in session commands).\n"
       "Exit codes: 0 ok; 2 bad request (command line, INVALID_ARGUMENT, FAILED_PRECONDITION,\n"
