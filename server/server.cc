@@ -135,6 +135,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   s->datasets_ = std::make_unique<DatasetStore>(s->storage_.get(), o.datasets);
   s->sessions_ =
       std::make_unique<SessionManager>(s->storage_.get(), s->datasets_.get(), o.sessions);
+  s->early_stopper_ = std::make_unique<EarlyStopper>(s->storage_.get());
+  s->sessions_->SetEarlyStopping(
+      [stopper = s->early_stopper_.get()](const v1::Session& session, const core::EvalMetrics& m) {
+        return stopper->OnValidation(session, m);
+      });
   if (absl::Status st = s->sessions_->Start(); !st.ok())
     return Fail("cannot load sessions", {{"error", st.ToString()}});
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/experiments/early_stopping.h"
 #include "server/net/auth.h"
 #include "server/net/metrics.h"
 #include "server/net/probe_health.h"
@@ -81,6 +82,7 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<DatasetStore> datasets_;
+  std::unique_ptr<EarlyStopper> early_stopper_;  // outlives the manager that calls it
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::shared_ptr<TokenAuthenticator> tokens_;

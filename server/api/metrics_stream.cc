@@ -9,14 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/proto_convert.h"
 #include "server/api/stream_reactor.h"
+#include "server/sessions/session_rules.h"
 
 namespace alignd::server {
 namespace {
 
-bool IsOver(v1::SessionState s) {
-  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
-         s == v1::SESSION_STATE_CANCELLED || s == v1::SESSION_STATE_PAUSED;
-}
+bool IsOver(v1::SessionState s) { return IsTerminal(s) || s == v1::SESSION_STATE_PAUSED; }
 
 class MetricsStream final : public SessionStream<v1::MetricEvent> {
  public:

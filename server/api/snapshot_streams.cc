@@ -9,6 +9,7 @@
 #include "server/api/proto_convert.h"
 #include "server/api/resource_names.h"
 #include "server/api/stream_reactor.h"
+#include "server/sessions/session_rules.h"
 
 namespace alignd::server {
 
@@ -197,9 +198,7 @@ class SnapshotStream final : public ChunkStream {
     if (SendChunk()) return;
     // The state first: a snapshot written before the session ended is then seen below.
     const v1::SessionState st = session_->state();
-    const bool over = session_->deleted() || st == v1::SESSION_STATE_SUCCEEDED ||
-                      st == v1::SESSION_STATE_FAILED || st == v1::SESSION_STATE_CANCELLED ||
-                      st == v1::SESSION_STATE_PAUSED;
+    const bool over = session_->deleted() || IsTerminal(st) || st == v1::SESSION_STATE_PAUSED;
     const int64_t stored = session_->snapshots_stored();
     if (looked_ && !found_ && stored == looked_at_ && !over) {
       if (sessions_->stopping())

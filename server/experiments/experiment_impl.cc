@@ -11,9 +11,11 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/api/resource_names.h"
 #include "server/api/rpc_impl.h"
+#include "server/experiments/early_stopping.h"
 #include "server/experiments/grid.h"
 #include "server/experiments/group_stats.h"
 #include "server/experiments/statistics.h"
+#include "server/sessions/session_rules.h"
 
 namespace alignd::server {
 namespace {
@@ -60,10 +62,7 @@ absl::StatusOr<v1::Experiment> ExperimentFor(SessionManager& sessions, const Cal
   return *e;
 }
 
-bool Ended(v1::SessionState s) {
-  return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
-         s == v1::SESSION_STATE_CANCELLED;
-}
+bool Ended(v1::SessionState s) { return IsTerminal(s); }
 
 // The record with its state and counts as its sessions have them now.
 v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
@@ -117,6 +116,7 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
                              : req.experiment_id();
   const std::string name = absl::StrCat("experiments/", id);
   RETURN_IF_ERROR(ParseExperimentName(name, "experiment_id").status());
+  RETURN_IF_ERROR(CheckEarlyStopping(spec.early_stopping(), spec.config()));
   ASSIGN_OR_RETURN(const std::vector<PlannedSession> plan,
                    PlanSessions(spec, kMaxExperimentSessions));
   // Every session's request, checked before the first is made.

@@ -97,7 +97,7 @@ class ServiceMetrics::SessionCollector : public prometheus::Collectable {
         Family("alignd_session_update_angle_degrees",
                "Angle between the rule's hidden update and BP's (batch mean).", MetricType::Gauge);
     std::map<v1::SessionState, int> counts;
-    for (int st = v1::SESSION_STATE_QUEUED; st <= v1::SESSION_STATE_CANCELLED; ++st)
+    for (int st = v1::SESSION_STATE_QUEUED; st <= v1::SESSION_STATE_STOPPED; ++st)
       counts[static_cast<v1::SessionState>(st)] = 0;
     auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                   double v, bool counter = false) {

@@ -123,7 +123,8 @@ class LiveSession {
   friend class SessionManager;
   friend class SessionRecorder;
   // kLeaseLost: another replica holds the session now (cluster.h); stop and write nothing.
-  enum class StopRequest { kNone, kPause, kCancel, kShutdown, kLeaseLost };
+  // kStopEarly: its experiment's stopping policy ended it (SessionManager::EarlyStopping).
+  enum class StopRequest { kNone, kPause, kCancel, kShutdown, kLeaseLost, kStopEarly };
   // Asks the worker to stop unless something else was asked first.
   void AskStop(StopRequest r) {
     StopRequest none = StopRequest::kNone;

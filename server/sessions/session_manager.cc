@@ -130,7 +130,10 @@ void SessionManager::SetState(LiveSession& s, v1::SessionState state, const std:
   {
     absl::MutexLock lock(&s.mu_);
     s.record_.set_state(state);
-    if (!reason.empty()) s.record_.set_failure_reason(reason);
+    if (!reason.empty() && state == v1::SESSION_STATE_STOPPED)
+      s.record_.set_stop_reason(reason);
+    else if (!reason.empty())
+      s.record_.set_failure_reason(reason);
     if (IsTerminal(state)) *s.record_.mutable_end_time() = Now();
     if (state == v1::SESSION_STATE_RUNNING && !s.record_.has_start_time())
       *s.record_.mutable_start_time() = Now();

@@ -3,7 +3,8 @@
 // Training sessions: their records, their state machine, the bounded pool of
 // worker threads that runs them, their metric logs, checkpoints and snapshots.
 //
-// States: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, with PAUSED reachable
+// States: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | STOPPED (by an experiment's
+// early stopping), with PAUSED reachable
 // from QUEUED and RUNNING and left by Resume (back to QUEUED). Any other transition
 // is FailedPrecondition.
 //
@@ -39,8 +40,10 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -173,6 +176,13 @@ class SessionManager {
   // Blocks until no session is QUEUED or RUNNING (tests and tools).
   void WaitIdle();
 
+  // Experiments' early stopping (server/experiments/early_stopping.h): asked on the worker's
+  // thread after every validation evaluation of a session that belongs to an experiment; a
+  // reason ends the session STOPPED with it. Set before Start.
+  using EarlyStopping =
+      std::function<std::optional<std::string>(const v1::Session&, const core::EvalMetrics&)>;
+  void SetEarlyStopping(EarlyStopping f) { early_stopping_ = std::move(f); }
+
  private:
   // Create's checks and the record a valid request becomes (session_validation.cc): QUEUED,
   // named, without its owner. InvalidArgument / NotFound / ResourceExhausted naming the field
@@ -237,6 +247,7 @@ class SessionManager {
   Storage* const storage_;
   DatasetStore* const datasets_;
   const SessionManagerOptions options_;
+  EarlyStopping early_stopping_;
   Cluster* const cluster_;  // storage_->cluster(): nullptr for one alignd alone
 
   absl::Mutex mu_;

@@ -60,6 +60,12 @@ bool SessionRecorder::OnEvaluation(const core::EvalMetrics& m) {
   ToProto(m, e.mutable_eval());
   Append(e, m.step);
   SetProgress(-1, -1);
+  if (m.validation && early_stop_ && s_->stop_.load() == LiveSession::StopRequest::kNone) {
+    if (std::optional<std::string> why = early_stop_(s_->record(), m)) {
+      stop_reason_ = *std::move(why);
+      s_->AskStop(LiveSession::StopRequest::kStopEarly);
+    }
+  }
   s_->Notify();
   return status().ok() && s_->stop_.load() == LiveSession::StopRequest::kNone;
 }

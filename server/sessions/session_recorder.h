@@ -31,7 +31,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,6 +65,14 @@ class SessionRecorder : public core::TrainingObserver {
 
   bool OnStep(const core::StepMetrics& m) override;
   bool OnEvaluation(const core::EvalMetrics& m) override;
+
+  // Asked after each validation evaluation is logged (on the worker's thread): a reason
+  // stops the run (StopRequest::kStopEarly) unless another stop was asked first.
+  using EarlyStop =
+      std::function<std::optional<std::string>(const v1::Session&, const core::EvalMetrics&)>;
+  void SetEarlyStop(EarlyStop early_stop) { early_stop_ = std::move(early_stop); }
+  // Why the early stop asked for it ("" if it did not).
+  const std::string& stop_reason() const { return stop_reason_; }
 
   // The run's final checkpoint (with the session record after it): the trainer's state
   // now replaces a waiting checkpoint, and is stored even though a stop was asked for.
@@ -99,6 +109,8 @@ class SessionRecorder : public core::TrainingObserver {
   core::Trainer* const trainer_;
   const int64_t checkpoint_every_, snapshot_every_;
   int64_t last_seq_;                   // worker thread only
+  EarlyStop early_stop_;               // worker thread only
+  std::string stop_reason_;            // worker thread only
   int64_t last_checkpoint_step_ = -1;  // worker thread only: the newest taken
   core::TrainerState filling_;         // worker thread only: exported into, then swapped
   core::TrainerState writing_state_;   // writer thread only: the checkpoint being stored

@@ -17,7 +17,7 @@ namespace alignd::server {
 
 inline bool IsTerminal(v1::SessionState s) {
   return s == v1::SESSION_STATE_SUCCEEDED || s == v1::SESSION_STATE_FAILED ||
-         s == v1::SESSION_STATE_CANCELLED;
+         s == v1::SESSION_STATE_CANCELLED || s == v1::SESSION_STATE_STOPPED;
 }
 
 inline absl::Status IllegalTransition(const std::string& session, v1::SessionState from,

@@ -155,12 +155,14 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
   }
   absl::Status st;
   bool done = false;
+  std::string stop_reason;
   {
     // Replicas: a metric batch is a transaction on the shared database, so the writer
     // gathers 20 ms of events (streams on this replica read the ring at once; elsewhere
     // they see each batch as it commits).
     SessionRecorder recorder(s.get(), store, trainer->get(),
                              cluster_ != nullptr ? absl::Milliseconds(20) : absl::ZeroDuration());
+    if (early_stopping_ && !r.experiment().empty()) recorder.SetEarlyStop(early_stopping_);
     if (s->stop_.load() == LiveSession::StopRequest::kNone) st = (*trainer)->Run(&recorder);
     done = st.ok() && (*trainer)->done();
     const LiveSession::StopRequest stop = s->stop_.load();
@@ -170,14 +172,17 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
     if (stop == LiveSession::StopRequest::kLeaseLost) {
       recorder.DiscardCheckpoint();  // its writes would be refused: nothing more is tried
     } else if (st.ok() && (done || stop == LiveSession::StopRequest::kPause ||
-                           stop == LiveSession::StopRequest::kShutdown)) {
+                           stop == LiveSession::StopRequest::kShutdown ||
+                           stop == LiveSession::StopRequest::kStopEarly)) {
+      // Stopped early, it keeps its weights as a finished session does (exports, Predict).
       recorder.Checkpoint();
-      if (done) recorder.Snapshot();
+      if (done || stop == LiveSession::StopRequest::kStopEarly) recorder.Snapshot();
     } else {
       recorder.DiscardCheckpoint();
     }
     const absl::Status written = recorder.Flush();
     if (st.ok()) st = written;
+    stop_reason = recorder.stop_reason();
   }
   if (s->stop_.load() == LiveSession::StopRequest::kLeaseLost) return;
   if (!st.ok()) return fail(st);
@@ -187,6 +192,8 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
       return SetState(*s, v1::SESSION_STATE_CANCELLED, "", store);
     case LiveSession::StopRequest::kPause:
       return SetState(*s, v1::SESSION_STATE_PAUSED, "", store);
+    case LiveSession::StopRequest::kStopEarly:
+      return SetState(*s, v1::SESSION_STATE_STOPPED, stop_reason, store);
     default:
       // Shutdown: stored as QUEUED, so that the next start (or another replica, at once)
       // resumes from this checkpoint.

@@ -1,11 +1,12 @@
-// server/experiments/experiment_impl.h (issue 22, work in progress): experiments on a real
-// session manager and SQLite file, without gRPC.
+// server/experiments/experiment_impl.h: experiments on a real session manager and SQLite
+// file, without gRPC; early stopping on a grid whose best point is known.
 #include "server/experiments/experiment_impl.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "google/protobuf/util/message_differencer.h"
+#include "server/experiments/early_stopping.h"
 #include "tests/server/server_fixture.h"
 
 namespace alignd::server {
@@ -104,6 +105,126 @@ TEST_F(ExperimentImplTest, ABadSessionIsNamedBeforeAnyIsMade) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), HasSubstr("experiment session 3 (g1, seed 1)"));
   EXPECT_THAT(std::string(st.message()), HasSubstr("batch_size is 401"));
+  EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
+}
+
+// Early stopping on a grid whose best point is known: the same grid run whole first (one
+// session at a time, so that the arrival order, and with it every decision, is fixed).
+class EarlyStoppingTest : public ExperimentImplTest {
+ protected:
+  void SetUp() override {
+    ExperimentImplTest::SetUp();
+    Open(/*max_running=*/1);
+    stopper_ = std::make_unique<EarlyStopper>(storage_.get());
+    manager_->SetEarlyStopping([this](const v1::Session& s, const core::EvalMetrics& m) {
+      return stopper_->OnValidation(s, m);
+    });
+  }
+  void TearDown() override {
+    manager_.reset();
+    ExperimentImplTest::TearDown();
+  }
+  v1::CreateExperimentRequest Grid(const std::string& request_id) {
+    v1::CreateExperimentRequest r;
+    r.set_request_id(request_id);
+    v1::Experiment* e = r.mutable_experiment();
+    e->set_train_dataset(dataset_);
+    *e->mutable_config() = Request(400).session().config();
+    e->mutable_config()->set_validation_fraction(0.25f);
+    e->mutable_config()->set_eval_every(25);
+    auto* lr = e->add_grid();
+    lr->set_field("optimizer.learning_rate");
+    for (double v : {0.003, 0.03, 0.0003, 0.01, 0.001}) lr->add_values()->set_number_value(v);
+    auto* batch = e->add_grid();
+    batch->set_field("batch_size");
+    for (int n : {4, 16}) batch->add_values()->set_number_value(n);
+    return r;
+  }
+  // Runs the experiment to its end: its sessions as they ended.
+  std::vector<v1::Session> Run(const v1::CreateExperimentRequest& r) {
+    v1::Experiment e;
+    EXPECT_OK(CreateExperimentImpl(*manager_, kAdmin, r, &e));
+    manager_->WaitIdle();
+    v1::GetExperimentRequest get;
+    get.set_name(e.name());
+    EXPECT_OK(GetExperimentImpl(*manager_, kAdmin, get, &e));
+    EXPECT_EQ(e.state(), v1::EXPERIMENT_STATE_SUCCEEDED);  // stopped early is no cancel
+    EXPECT_EQ(e.sessions_ended(), e.sessions_total());
+    std::vector<v1::Session> out;
+    for (const auto& g : e.groups())
+      for (const auto& name : g.sessions()) out.push_back(*manager_->Get(name));
+    return out;
+  }
+  static double Final(const v1::Session& s) { return s.latest_eval().nse(); }
+  static int64_t Steps(const std::vector<v1::Session>& v) {
+    int64_t n = 0;
+    for (const auto& s : v) n += s.step();
+    return n;
+  }
+  std::unique_ptr<EarlyStopper> stopper_;
+};
+
+TEST_F(EarlyStoppingTest, AshaKeepsTheGridsBestAndStopsOthersOnFewerSteps) {
+  const std::vector<v1::Session> grid = Run(Grid("grid"));
+  size_t best = 0;
+  for (size_t k = 0; k < grid.size(); ++k) {
+    EXPECT_EQ(grid[k].state(), v1::SESSION_STATE_SUCCEEDED);
+    if (Final(grid[k]) < Final(grid[best])) best = k;
+  }
+  auto req = Grid("asha");
+  auto* asha = req.mutable_experiment()->mutable_early_stopping()->mutable_asha();
+  asha->set_min_steps(25);  // rungs at 25, 75, 225
+  const std::vector<v1::Session> stopped = Run(req);
+  ASSERT_EQ(stopped.size(), grid.size());
+  // The best configuration ran to its end with the same figures (bit-identical runs) ...
+  EXPECT_EQ(stopped[best].state(), v1::SESSION_STATE_SUCCEEDED);
+  EXPECT_EQ(Final(stopped[best]), Final(grid[best]));
+  // ... the others that lost a rung stopped there, saying so, with their weights kept ...
+  int n_stopped = 0;
+  for (const auto& s : stopped) {
+    if (s.state() != v1::SESSION_STATE_STOPPED) continue;
+    ++n_stopped;
+    EXPECT_THAT(s.stop_reason(), HasSubstr("ASHA: at rung"));
+    EXPECT_TRUE(s.failure_reason().empty());
+    EXPECT_TRUE(s.step() == 25 || s.step() == 75 || s.step() == 225) << s.step();
+    EXPECT_TRUE(s.has_end_time());
+    EXPECT_OK(manager_->Weights(WeightsRef{s.name(), WeightsRef::kLatest}).status());
+    EXPECT_EQ(manager_->Resume(s.name()).status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_GE(n_stopped, 5);  // here: 6 of 10, at rungs 25 and 75
+  // ... on fewer steps than the grid.
+  EXPECT_LT(Steps(stopped), Steps(grid));  // here: 1850 of 4000
+}
+
+TEST_F(EarlyStoppingTest, MedianStoppingStopsSessionsBehindTheMedian) {
+  const std::vector<v1::Session> grid = Run(Grid("grid"));
+  size_t best = 0;
+  for (size_t k = 0; k < grid.size(); ++k)
+    if (Final(grid[k]) < Final(grid[best])) best = k;
+  auto req = Grid("median");
+  req.mutable_experiment()->mutable_early_stopping()->mutable_median()->set_grace_steps(100);
+  const std::vector<v1::Session> stopped = Run(req);
+  EXPECT_EQ(stopped[best].state(), v1::SESSION_STATE_SUCCEEDED);
+  EXPECT_EQ(Final(stopped[best]), Final(grid[best]));
+  int n_stopped = 0;
+  for (const auto& s : stopped)
+    if (s.state() == v1::SESSION_STATE_STOPPED) {
+      ++n_stopped;
+      EXPECT_THAT(s.stop_reason(), HasSubstr("median stopping: at step"));
+      EXPECT_GE(s.step(), 100);
+    }
+  EXPECT_GE(n_stopped, 1);
+  EXPECT_LT(Steps(stopped), Steps(grid));
+}
+
+TEST_F(EarlyStoppingTest, APolicyWithoutValidationIsRefused) {
+  auto req = Grid("bad");
+  req.mutable_experiment()->mutable_config()->set_validation_fraction(0);
+  req.mutable_experiment()->mutable_early_stopping()->mutable_asha()->set_min_steps(25);
+  v1::Experiment e;
+  const absl::Status st = CreateExperimentImpl(*manager_, kAdmin, req, &e);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("validation_fraction > 0"));
   EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
 }
 
