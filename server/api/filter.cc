@@ -12,7 +12,7 @@
 
 namespace alignd::server {
 
-struct SessionFilter::Node {
+struct ListFilter::Node {
   enum class Kind { kAnd, kOr, kNot, kCompare } kind = Kind::kCompare;
   std::vector<std::shared_ptr<const Node>> children;
   // kCompare:
@@ -22,12 +22,12 @@ struct SessionFilter::Node {
   std::string value;    // text fields and labels; "*" with kHas: presence
   bool prefix = false;  // value ended in *: a prefix
   v1::Rule rule = v1::RULE_UNSPECIFIED;
-  v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
+  int state = 0;  // a SessionState or an ExperimentState
 };
 
 namespace {
 
-using Node = SessionFilter::Node;
+using Node = ListFilter::Node;
 
 struct Token {
   enum Kind { kWord, kString, kLParen, kRParen, kEq, kNe, kHas, kMinus, kEnd } kind;
@@ -98,7 +98,7 @@ absl::StatusOr<std::vector<Token>> Lex(absl::string_view s) {
 
 class Parser {
  public:
-  explicit Parser(std::vector<Token> t) : t_(std::move(t)) {}
+  Parser(std::vector<Token> t, ListFilter::Of of) : t_(std::move(t)), of_(of) {}
 
   absl::StatusOr<std::shared_ptr<const Node>> Parse() {
     auto root = Filter();
@@ -204,13 +204,16 @@ class Parser {
     } else if (field.text == "rule" || field.text == "state" || field.text == "name" ||
                field.text == "display_name" || field.text == "train_dataset" ||
                field.text == "eval_dataset" || field.text == "owner" ||
-               field.text == "experiment" || field.text == "experiment_group") {
+               (of_ == ListFilter::Of::kSessions &&
+                (field.text == "experiment" || field.text == "experiment_group"))) {
       n->field = field.text;
     } else {
-      return Bad(field.pos, absl::StrCat("unknown field '", field.text,
-                                         "' (labels.KEY, rule, state, name, display_name, "
-                                         "train_dataset, eval_dataset, owner, experiment, "
-                                         "experiment_group)"));
+      return Bad(
+          field.pos,
+          absl::StrCat("unknown field '", field.text,
+                       "' (labels.KEY, rule, state, name, display_name, "
+                       "train_dataset, eval_dataset, owner",
+                       of_ == ListFilter::Of::kSessions ? ", experiment, experiment_group)" : ")"));
     }
     const Token op = Peek();
     if (op.kind == Token::kEq) {
@@ -240,13 +243,23 @@ class Parser {
         return Bad(value.pos, absl::StrCat("unknown rule '", n->value,
                                            "' (bp, fa, dfa, sign, kp, pbp, shallow)"));
       n->rule = rule ? *rule : *upper;
-    } else if (n->field == "state") {
+    } else if (n->field == "state" && of_ == ListFilter::Of::kSessions) {
       std::string name = absl::AsciiStrToUpper(n->value);
       if (!absl::StartsWith(name, "SESSION_STATE_")) name = "SESSION_STATE_" + name;
-      if (!v1::SessionState_Parse(name, &n->state) || n->state == v1::SESSION_STATE_UNSPECIFIED)
+      v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
+      if (!v1::SessionState_Parse(name, &state) || state == v1::SESSION_STATE_UNSPECIFIED)
+        return Bad(value.pos, absl::StrCat("unknown state '", n->value,
+                                           "' (queued, running, paused, succeeded, failed, "
+                                           "cancelled, stopped)"));
+      n->state = state;
+    } else if (n->field == "state") {
+      std::string name = absl::AsciiStrToUpper(n->value);
+      if (!absl::StartsWith(name, "EXPERIMENT_STATE_")) name = "EXPERIMENT_STATE_" + name;
+      v1::ExperimentState state = v1::EXPERIMENT_STATE_UNSPECIFIED;
+      if (!v1::ExperimentState_Parse(name, &state) || state == v1::EXPERIMENT_STATE_UNSPECIFIED)
         return Bad(value.pos,
-                   absl::StrCat("unknown state '", n->value,
-                                "' (queued, running, paused, succeeded, failed, cancelled)"));
+                   absl::StrCat("unknown state '", n->value, "' (running, succeeded, cancelled)"));
+      n->state = state;
     } else if (absl::EndsWith(n->value, "*")) {
       n->prefix = true;
       n->value.pop_back();
@@ -255,11 +268,30 @@ class Parser {
   }
 
   std::vector<Token> t_;
+  const ListFilter::Of of_;
   size_t i_ = 0;
   int depth_ = 0;
 };
 
-bool Eval(const Node& n, const v1::Session& s) {
+// What a compared field reads on a session and on an experiment.
+bool RuleIs(const v1::Session& s, v1::Rule r) { return s.config().feedback().rule() == r; }
+bool RuleIs(const v1::Experiment& e, v1::Rule r) {
+  if (e.rules_size() == 0) return e.config().feedback().rule() == r;
+  for (int x : e.rules())
+    if (x == r) return true;
+  return false;
+}
+std::optional<std::string> TextOf(const v1::Session& s, const std::string& field) {
+  if (field == "experiment") return s.experiment();
+  if (field == "experiment_group") return s.experiment_group();
+  return std::nullopt;
+}
+std::optional<std::string> TextOf(const v1::Experiment&, const std::string&) {
+  return std::nullopt;
+}
+
+template <typename T>
+bool Eval(const Node& n, const T& s) {
   switch (n.kind) {
     case Node::Kind::kAnd:
       for (const auto& c : n.children)
@@ -276,9 +308,9 @@ bool Eval(const Node& n, const v1::Session& s) {
   }
   bool eq;
   if (n.field == "rule") {
-    eq = s.config().feedback().rule() == n.rule;
+    eq = RuleIs(s, n.rule);
   } else if (n.field == "state") {
-    eq = s.state() == n.state;
+    eq = static_cast<int>(s.state()) == n.state;
   } else {
     std::optional<std::string> have;
     if (n.field == "labels") {
@@ -295,10 +327,8 @@ bool Eval(const Node& n, const v1::Session& s) {
       have = s.eval_dataset();
     } else if (n.field == "owner") {
       have = s.owner();
-    } else if (n.field == "experiment") {
-      have = s.experiment();
-    } else if (n.field == "experiment_group") {
-      have = s.experiment_group();
+    } else {
+      have = TextOf(s, n.field);
     }
     eq = have && (n.prefix ? absl::StartsWith(*have, n.value) : *have == n.value);
   }
@@ -307,19 +337,23 @@ bool Eval(const Node& n, const v1::Session& s) {
 
 }  // namespace
 
-absl::StatusOr<SessionFilter> SessionFilter::Parse(absl::string_view text) {
+absl::StatusOr<ListFilter> ListFilter::Parse(absl::string_view text, Of of) {
   if (text.size() > 4096) return absl::InvalidArgumentError("filter: longer than 4096 characters");
   auto tokens = Lex(text);
   if (!tokens.ok()) return tokens.status();
-  if (tokens->size() == 1) return SessionFilter(nullptr);
-  Parser p(*std::move(tokens));
+  if (tokens->size() == 1) return ListFilter(nullptr, of);
+  Parser p(*std::move(tokens), of);
   auto root = p.Parse();
   if (!root.ok()) return root.status();
-  return SessionFilter(*std::move(root));
+  return ListFilter(*std::move(root), of);
 }
 
-bool SessionFilter::Matches(const v1::Session& s) const {
-  return root_ == nullptr || Eval(*root_, s);
+bool ListFilter::Matches(const v1::Session& s) const {
+  return of_ == Of::kSessions && (root_ == nullptr || Eval(*root_, s));
+}
+
+bool ListFilter::Matches(const v1::Experiment& e) const {
+  return of_ == Of::kExperiments && (root_ == nullptr || Eval(*root_, e));
 }
 
 }  // namespace alignd::server

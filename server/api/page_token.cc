@@ -1,6 +1,10 @@
 // File: server/api/page_token.cc
 #include "server/api/page_token.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +28,17 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::str
         "page_token is not one this listing gave (pass next_page_token back unchanged, with the "
         "same other fields)");
   return raw.substr(prefix.size());
+}
+
+std::string FilterDigest(absl::string_view filter) {
+  uint64_t digest = 14695981039346656037ull;
+  for (unsigned char c : filter) digest = (digest ^ c) * 1099511628211ull;
+  return std::to_string(digest);
+}
+
+int PageSize(int requested, int dflt, int cap) {
+  if (requested <= 0) return dflt;
+  return std::min(requested, cap);
 }
 
 }  // namespace alignd::server

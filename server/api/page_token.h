@@ -18,6 +18,11 @@ namespace alignd::server {
 std::string EncodePageToken(absl::string_view listing, absl::string_view position);
 // The position in `token` ("" for an empty token: the first page).
 absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::string_view token);
+// A request's filter as a listing binds it: a stable digest (FNV-1a, the same on every
+// replica), so that a long filter does not make a long token.
+std::string FilterDigest(absl::string_view filter);
+// The page size a request asks for: `dflt` for 0 or less, at most `cap`.
+int PageSize(int requested, int dflt, int cap);
 
 }  // namespace alignd::server
 

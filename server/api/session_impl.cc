@@ -17,11 +17,6 @@
 namespace alignd::server {
 namespace {
 
-int PageSize(int requested, int dflt, int cap) {
-  if (requested <= 0) return dflt;
-  return std::min(requested, cap);
-}
-
 absl::Status BadToken() {
   return absl::InvalidArgumentError("page_token is not one this listing gave");
 }
@@ -59,12 +54,9 @@ absl::Status ListSessionsImpl(SessionManager& sessions, const Caller& caller,
                               const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp) {
   if (!v1::SessionState_IsValid(req.state()))
     return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", req.state()));
-  ASSIGN_OR_RETURN(const SessionFilter filter, SessionFilter::Parse(req.filter()));
-  // The token binds the filter by a stable digest (FNV-1a: the same on every replica), so a
-  // long filter does not make a long token.
-  uint64_t digest = 14695981039346656037ull;
-  for (unsigned char c : req.filter()) digest = (digest ^ c) * 1099511628211ull;
-  const std::string listing = absl::StrCat("sessions|state=", req.state(), "|filter=", digest);
+  ASSIGN_OR_RETURN(const ListFilter filter, ListFilter::Parse(req.filter()));
+  const std::string listing =
+      absl::StrCat("sessions|state=", req.state(), "|filter=", FilterDigest(req.filter()));
   ASSIGN_OR_RETURN(const std::string after, DecodePageToken(listing, req.page_token()));
   if (!req.page_token().empty() && !ParseSessionName(after).ok()) return BadToken();
   const int size = PageSize(req.page_size(), 50, 1000);

@@ -9,6 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/api/filter.h"
+#include "server/api/page_token.h"
 #include "server/api/resource_names.h"
 #include "server/api/rpc_impl.h"
 #include "server/experiments/early_stopping.h"
@@ -188,12 +190,24 @@ absl::Status GetExperimentImpl(SessionManager& sessions, const Caller& caller,
 absl::Status ListExperimentsImpl(SessionManager& sessions, const Caller& caller,
                                  const v1::ListExperimentsRequest& req,
                                  v1::ListExperimentsResponse* resp) {
-  if (!req.filter().empty())
-    return absl::UnimplementedError("ListExperiments' filter is not served yet");
+  ASSIGN_OR_RETURN(const ListFilter filter,
+                   ListFilter::Parse(req.filter(), ListFilter::Of::kExperiments));
+  const std::string listing = absl::StrCat("experiments|filter=", FilterDigest(req.filter()));
+  ASSIGN_OR_RETURN(const std::string after, DecodePageToken(listing, req.page_token()));
+  if (!req.page_token().empty() && !ParseExperimentName(after).ok())
+    return absl::InvalidArgumentError("page_token is not one this listing gave");
+  const int size = PageSize(req.page_size(), 50, 1000);
   ASSIGN_OR_RETURN(std::vector<v1::Experiment> all, sessions.storage()->ListExperiments());
-  for (auto& e : all)
-    if (MaySeeExperiment(caller, e))
-      *resp->add_experiments() = WithProgress(sessions, std::move(e));
+  for (auto& e : all) {  // sorted by name
+    if (e.name() <= after || !MaySeeExperiment(caller, e)) continue;
+    v1::Experiment now = WithProgress(sessions, std::move(e));  // the state filtered on
+    if (!filter.Matches(now)) continue;
+    if (resp->experiments_size() == size) {
+      resp->set_next_page_token(EncodePageToken(listing, resp->experiments(size - 1).name()));
+      break;
+    }
+    *resp->add_experiments() = std::move(now);
+  }
   return absl::OkStatus();
 }
 

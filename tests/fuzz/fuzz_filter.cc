@@ -9,8 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  auto f = alignd::server::SessionFilter::Parse(text);
-  auto again = alignd::server::SessionFilter::Parse(text);
+  auto f = alignd::server::ListFilter::Parse(text);
+  auto again = alignd::server::ListFilter::Parse(text);
   if (f.ok() != again.ok()) __builtin_trap();
   if (!f.ok()) {
     if (f.status().code() != absl::StatusCode::kInvalidArgument) __builtin_trap();

@@ -1,4 +1,4 @@
-// server/api/filter.h: ListSessions' AIP-160 subset, parsed and matched.
+// server/api/filter.h: ListSessions' and ListExperiments' AIP-160 subset, parsed and matched.
 #include "server/api/filter.h"
 
 #include <gmock/gmock.h>
@@ -33,7 +33,7 @@ const v1::Session kDfa = S("c", v1::RULE_DIRECT_FEEDBACK_ALIGNMENT, v1::SESSION_
 
 // Which of kFa, kBp, kDfa the filter keeps, as "abc" letters.
 std::string Kept(const std::string& text) {
-  auto f = SessionFilter::Parse(text);
+  auto f = ListFilter::Parse(text);
   EXPECT_TRUE(f.ok()) << text << ": " << f.status();
   if (!f.ok()) return "!";
   std::string out;
@@ -42,12 +42,12 @@ std::string Kept(const std::string& text) {
   return out;
 }
 
-TEST(SessionFilterTest, EmptyKeepsEverything) {
+TEST(ListFilterTest, EmptyKeepsEverything) {
   EXPECT_EQ(Kept(""), "abc");
   EXPECT_EQ(Kept("   "), "abc");
 }
 
-TEST(SessionFilterTest, Comparisons) {
+TEST(ListFilterTest, Comparisons) {
   EXPECT_EQ(Kept("labels.study = depth"), "ab");
   EXPECT_EQ(Kept("labels.study = \"width\""), "c");
   EXPECT_EQ(Kept("labels.study != depth"), "c");
@@ -68,7 +68,7 @@ TEST(SessionFilterTest, Comparisons) {
   EXPECT_EQ(Kept("experiment = experiments/x"), "");
 }
 
-TEST(SessionFilterTest, OrBindsTighterThanAndAsAip160Says) {
+TEST(ListFilterTest, OrBindsTighterThanAndAsAip160Says) {
   // a AND b OR c = a AND (b OR c)
   EXPECT_EQ(Kept("labels.study = width AND rule = fa OR rule = dfa"), "c");
   EXPECT_EQ(Kept("(labels.study = width AND rule = fa) OR rule = dfa"), "c");
@@ -77,7 +77,7 @@ TEST(SessionFilterTest, OrBindsTighterThanAndAsAip160Says) {
   EXPECT_EQ(Kept("rule = fa OR rule = bp OR rule = dfa"), "abc");
 }
 
-TEST(SessionFilterTest, Negation) {
+TEST(ListFilterTest, Negation) {
   EXPECT_EQ(Kept("NOT state = failed"), "ac");
   EXPECT_EQ(Kept("-state = failed"), "ac");
   EXPECT_EQ(Kept("labels.study = depth AND -rule = bp"), "a");
@@ -85,24 +85,24 @@ TEST(SessionFilterTest, Negation) {
   EXPECT_EQ(Kept("labels.seed = -1"), "");  // after an operator, - starts a value
 }
 
-TEST(SessionFilterTest, QuotedStringsEscape) {
+TEST(ListFilterTest, QuotedStringsEscape) {
   v1::Session s = kFa;
   s.set_display_name("say \"hi\" \\o/");
-  auto f = SessionFilter::Parse(R"(display_name = "say \"hi\" \\o/")");
+  auto f = ListFilter::Parse(R"(display_name = "say \"hi\" \\o/")");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE(f->Matches(s));
   EXPECT_FALSE(f->Matches(kFa));
 }
 
 void ExpectBad(const std::string& text, const std::string& words) {
-  auto f = SessionFilter::Parse(text);
+  auto f = ListFilter::Parse(text);
   ASSERT_FALSE(f.ok()) << text;
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(f.status().message()), HasSubstr(words)) << text;
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("filter: ")) << text;
 }
 
-TEST(SessionFilterTest, ErrorsSayWhatAndWhere) {
+TEST(ListFilterTest, ErrorsSayWhatAndWhere) {
   ExpectBad("colour = red", "unknown field 'colour'");
   ExpectBad("rule = xx", "unknown rule 'xx'");
   ExpectBad("state = done", "unknown state 'done'");
@@ -118,6 +118,41 @@ TEST(SessionFilterTest, ErrorsSayWhatAndWhere) {
   ExpectBad("labels. = x", "labels. without a key");
   ExpectBad(std::string(70, '(') + "rule = fa" + std::string(70, ')'), "nesting deeper than 64");
   ExpectBad(std::string(5000, ' '), "longer than 4096");
+}
+
+TEST(ListFilterTest, ExperimentsHaveTheirOwnFieldsAndStates) {
+  v1::Experiment e;
+  e.set_name("experiments/depth");
+  e.set_owner("alice");
+  e.set_state(v1::EXPERIMENT_STATE_RUNNING);
+  (*e.mutable_labels())["study"] = "depth";
+  e.add_rules(v1::RULE_BACKPROP);
+  e.add_rules(v1::RULE_FEEDBACK_ALIGNMENT);
+  auto keeps = [&](const std::string& text) {
+    auto f = ListFilter::Parse(text, ListFilter::Of::kExperiments);
+    EXPECT_TRUE(f.ok()) << text << ": " << f.status();
+    return f.ok() && f->Matches(e);
+  };
+  EXPECT_TRUE(keeps("labels.study = depth AND state = running"));
+  EXPECT_TRUE(keeps("rule = fa"));  // any of its rules
+  EXPECT_TRUE(keeps("rule = RULE_BACKPROP"));
+  EXPECT_FALSE(keeps("rule = dfa"));
+  EXPECT_FALSE(keeps("state = EXPERIMENT_STATE_SUCCEEDED"));
+  EXPECT_TRUE(keeps("name = experiments/dep* owner = alice"));
+  // Without rules, the base config's rule.
+  e.clear_rules();
+  e.mutable_config()->mutable_feedback()->set_rule(v1::RULE_SIGN_SYMMETRY);
+  EXPECT_TRUE(keeps("rule = sign"));
+  // A session's fields and states are not an experiment's.
+  auto bad = ListFilter::Parse("experiment = experiments/x", ListFilter::Of::kExperiments);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown field 'experiment'"));
+  bad = ListFilter::Parse("state = paused", ListFilter::Of::kExperiments);
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("unknown state 'paused' (running, succeeded, cancelled)"));
+  // A filter parsed for one kind matches nothing of the other.
+  EXPECT_FALSE(ListFilter::Parse("", ListFilter::Of::kSessions)->Matches(e));
+  EXPECT_FALSE(ListFilter::Parse("", ListFilter::Of::kExperiments)->Matches(kFa));
+  EXPECT_TRUE(ListFilter::Parse("state = stopped").ok());  // sessions stop early too
 }
 
 }  // namespace
