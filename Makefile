@@ -91,6 +91,7 @@ bench:
 	$(PY) tests/bench/shutdown_bench.py --build $(BUILD)
 	$(PY) tests/bench/replicas_bench.py --build $(BUILD)
 	$(BUILD)/tests/bench/pg_capacity_bench
+	$(BUILD)/tests/bench/experiment_stats_bench --alignd $(BUILD)/server/alignd --out $(BUILD)/bench/experiments.json
 
 mnist:
 	@deploy/install-deps.sh --repro

@@ -2,7 +2,9 @@
 #include "server/experiments/experiment_impl.h"
 
 #include <cmath>
+#include <memory>
 #include <random>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,7 @@
 #include "server/experiments/early_stopping.h"
 #include "server/experiments/grid.h"
 #include "server/experiments/group_stats.h"
+#include "server/experiments/session_columns.h"
 #include "server/experiments/statistics.h"
 #include "server/sessions/session_rules.h"
 
@@ -82,24 +85,14 @@ v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
   return e;
 }
 
-// A session's whole log up to its last_seq, as ListMetrics pages it.
-absl::StatusOr<std::vector<v1::MetricEvent>> LogOf(SessionManager& sessions, const Caller& caller,
-                                                   const std::string& name) {
-  ASSIGN_OR_RETURN(const v1::Session s, SessionFor(sessions, caller, name));
-  std::vector<v1::MetricEvent> out;
-  v1::ListMetricsRequest req;
-  req.set_parent(name);
-  req.set_page_size(10000);
-  for (;;) {
-    v1::ListMetricsResponse page;
-    RETURN_IF_ERROR(ListMetricsImpl(sessions, caller, req, &page));
-    for (auto& e : *page.mutable_events()) {
-      if (e.seq() > s.last_seq()) return out;
-      out.push_back(std::move(e));
-    }
-    if (page.next_page_token().empty()) return out;
-    req.set_page_token(page.next_page_token());
-  }
+// A session's log as columns; a session that is gone (deleted) has none.
+std::shared_ptr<const SessionColumns> ColumnsOrNone(SessionManager& sessions, const Caller& caller,
+                                                    const std::string& name) {
+  auto c = ColumnsOfSession(sessions, caller, name);
+  if (c.ok()) return *std::move(c);
+  static const auto* none = new std::shared_ptr<const SessionColumns>(
+      std::make_shared<const SessionColumns>(ColumnsOf(std::vector<v1::MetricEvent>())));
+  return *none;
 }
 
 }  // namespace
@@ -256,14 +249,31 @@ absl::Status ExperimentStatisticsImpl(SessionManager& sessions, const Caller& ca
   ASSIGN_OR_RETURN(const v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
   if (req.every_steps() < 0) return absl::InvalidArgumentError("every_steps must be >= 0");
   const std::vector<std::string> figures(req.figures().begin(), req.figures().end());
+  // Every session's columns (storage reads them one at a time), then the groups' statistics
+  // on two threads.
+  std::vector<std::vector<std::shared_ptr<const SessionColumns>>> columns;
   for (const auto& g : e.groups()) {
-    std::vector<std::vector<v1::MetricEvent>> logs;
-    for (const std::string& name : g.sessions()) {
-      auto log = LogOf(sessions, caller, name);
-      logs.push_back(log.ok() ? *std::move(log) : std::vector<v1::MetricEvent>());
-    }
-    *resp->add_groups() = GroupStatistics(g.id(), logs, figures, req.every_steps());
+    auto& of = columns.emplace_back();
+    for (const std::string& name : g.sessions())
+      of.push_back(ColumnsOrNone(sessions, caller, name));
   }
+  std::vector<v1::ExperimentStatistics::Group> groups(columns.size());
+  auto summarise = [&](size_t from, size_t step) {
+    for (size_t i = from; i < groups.size(); i += step) {
+      std::vector<const SessionColumns*> of;
+      for (const auto& c : columns[i]) of.push_back(c.get());
+      groups[i] =
+          GroupStatistics(e.groups(static_cast<int>(i)).id(), of, figures, req.every_steps());
+    }
+  };
+  if (groups.size() > 1) {
+    std::thread other(summarise, 1, 2);
+    summarise(0, 2);
+    other.join();
+  } else {
+    summarise(0, 1);
+  }
+  for (auto& g : groups) *resp->add_groups() = std::move(g);
   return absl::OkStatus();
 }
 
@@ -275,19 +285,14 @@ absl::Status CompareGroupsImpl(SessionManager& sessions, const Caller& caller,
     for (const auto& g : e.groups()) {
       if (g.id() != id) continue;
       std::vector<double> out;
+      const FigureRef ref = ParseFigure(figure);
       for (const std::string& name : g.sessions()) {
-        auto log = LogOf(sessions, caller, name);
-        std::vector<std::vector<v1::MetricEvent>> one;
-        one.push_back(log.ok() ? *std::move(log) : std::vector<v1::MetricEvent>());
+        const std::shared_ptr<const SessionColumns> c = ColumnsOrNone(sessions, caller, name);
         if (figure == "best.eval" || figure == "best.validation") {
-          const auto s = GroupStatistics(id, one, {"train.loss"}, 0);
-          out.push_back(figure == "best.eval" ? s.best().eval_at_best().mean()
-                                              : s.best().validation().mean());
+          out.push_back(figure == "best.eval" ? c->eval_at_best : c->best);
         } else {
-          double last = NAN;
-          for (const auto& ev : one[0])
-            if (auto v = FigureOf(ev, figure)) last = *v;
-          out.push_back(last);
+          const SessionColumns::Source* s = SourceOf(*c, ref);
+          out.push_back(s == nullptr || s->steps.empty() ? NAN : s->fields[ref.field].back());
         }
       }
       return out;

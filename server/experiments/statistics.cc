@@ -8,21 +8,34 @@
 #include <limits>
 #include <numeric>
 
+#include "absl/types/span.h"
+
 namespace alignd::server {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double TQuantile975(int dof) {
+  // The summaries of an experiment ask for the same few (its groups' sizes) over and over.
+  constexpr int kTable = 256;
+  static const std::vector<double> table = [] {
+    std::vector<double> t(kTable + 1, kNaN);
+    for (int d = 1; d <= kTable; ++d)
+      t[d] = boost::math::quantile(boost::math::students_t_distribution<double>(d), 0.975);
+    return t;
+  }();
+  if (dof >= 1 && dof <= kTable) return table[dof];
   return boost::math::quantile(boost::math::students_t_distribution<double>(dof), 0.975);
 }
 
 }  // namespace
 
-Summary Summarize(const std::vector<double>& xs) {
+Summary Summarize(const std::vector<double>& xs) { return Summarize(xs.data(), xs.size()); }
+
+Summary Summarize(const double* xs, size_t size) {
   Summary s;
   double sum = 0;
-  for (double x : xs)
+  for (const double x : absl::MakeConstSpan(xs, size))
     if (!std::isnan(x)) {
       ++s.n;
       sum += x;
@@ -37,7 +50,7 @@ Summary Summarize(const std::vector<double>& xs) {
     return s;
   }
   double ss = 0;
-  for (double x : xs)
+  for (const double x : absl::MakeConstSpan(xs, size))
     if (!std::isnan(x)) ss += (x - s.mean) * (x - s.mean);
   s.sd = std::sqrt(ss / (s.n - 1));
   const double half = TQuantile975(s.n - 1) * s.sd / std::sqrt(double(s.n));

@@ -10,6 +10,7 @@
 #ifndef ALIGND_SERVER_EXPERIMENTS_STATISTICS_H_
 #define ALIGND_SERVER_EXPERIMENTS_STATISTICS_H_
 
+#include <cstddef>
 #include <vector>
 
 namespace alignd::server {
@@ -20,6 +21,7 @@ struct Summary {
   double ci_low = 0, ci_high = 0;  // mean -+ t(0.975, n - 1) sd / sqrt(n); NaN for n < 2
 };
 Summary Summarize(const std::vector<double>& xs);
+Summary Summarize(const double* xs, size_t size);
 
 struct PairedComparison {
   int n = 0;        // pairs with both values

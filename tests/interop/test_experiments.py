@@ -79,6 +79,93 @@ class ExperimentTest(unittest.TestCase):
             name="lr", labels={"study": "interop"}, request_id="interop-1")
         self.assertEqual(again["name"], e["name"])
 
+    def test_every_figure_while_running_and_after_is_numpys(self):
+        """Asked for again and again while the sessions run (each step counts the sessions
+        that reached it; the server keeps what it read and reads only what was logged since),
+        then once they have ended: every figure, every 40 steps, equals NumPy's on the logs,
+        and so do the best validation values and the test values at their steps."""
+        ds = self.c.generate_dataset("linear", examples=400)
+        ev = self.c.generate_dataset("linear", examples=200, split="test")
+        e = self.c.create_experiment(
+            ds, {"network": {"sizes": [30, 20, 16, 10]}, "batch_size": 4, "max_steps": 800,
+                 "metrics_every": 10, "eval_every": 40, "validation_fraction": 0.25,
+                 "pbp_angle": True},
+            rules=["fa", "bp"], seeds=[1, 2, 3], eval_dataset=ev, name="running",
+            request_id="interop-running")
+        deadline, calls = time.time() + 240, 0
+        while self.c.get_experiment(e)["state"] == "EXPERIMENT_STATE_RUNNING":
+            self.assertLess(time.time(), deadline)
+            during = self.c.experiment_statistics(e, figures=["train.loss"])
+            calls += 1
+            for g in e["groups"]:
+                n = during[g["id"]]["train.loss"]["n"]
+                self.assertTrue(((n >= 0) & (n <= len(g["sessions"]))).all())
+            time.sleep(0.05)
+        self.assertGreater(calls, 0)
+
+        def figure(event, name):
+            kind, _, rest = name.partition(".")
+            if kind == "train" and "step" in event:
+                return event["step"][rest]
+            if kind in ("eval", "validation") and "eval" in event and \
+                    event["eval"]["validation"] == (kind == "validation"):
+                return event["eval"][rest]
+            if kind == "alignment" and "step" in event:
+                layer, _, field = rest.partition(".")
+                for a in event["step"]["alignment"]:
+                    if a["layer"] == int(layer[1:]):
+                        return a[field]
+            return None
+
+        def step_of(event):
+            return event["step"]["step"] if "step" in event else event["eval"]["step"]
+
+        def close(a, b, rel):
+            return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rel * max(abs(b), 1e-300)
+
+        every = 40
+        stats = self.c.experiment_statistics(e, every_steps=every)
+        for g in e["groups"]:
+            logs = [self.c.list_metrics(s) for s in g["sessions"]]
+            got = stats[g["id"]]
+            figures = [f for f in got if f != "best"]
+            self.assertIn("eval.error_rate", figures)
+            self.assertIn("alignment.h2.update_angle_mean", figures)
+            for f in figures:
+                by_step = {}
+                for log in logs:
+                    for event in log:
+                        v = figure(event, f)
+                        if v is not None and step_of(event) % every == 0:
+                            by_step.setdefault(step_of(event), []).append(v)
+                self.assertEqual(list(got[f]["step"]), sorted(by_step), f)
+                for i, step in enumerate(got[f]["step"]):
+                    xs = np.array(by_step[step], dtype=np.float64)
+                    xs = xs[~np.isnan(xs)]
+                    self.assertEqual(got[f]["n"][i], len(xs), (f, step))
+                    if len(xs) == 0:
+                        self.assertTrue(math.isnan(got[f]["mean"][i]))
+                        continue
+                    self.assertTrue(close(got[f]["mean"][i], xs.mean(), 1e-12), (f, step))
+                    sd = xs.std(ddof=1) if len(xs) > 1 else float("nan")
+                    self.assertTrue(close(got[f]["sd"][i], sd, 1e-12), (f, step))
+            # Best validation per session (the lowest error rate, or NSE for regression as
+            # here), and the test value at that step.
+            def err(m):
+                return m["nse"] if math.isnan(m["error_rate"]) else m["error_rate"]
+            best, at = [], []
+            for log in logs:
+                vals = [(err(ev["eval"]), ev["eval"]["step"]) for ev in log
+                        if "eval" in ev and ev["eval"]["validation"]]
+                b, step = min(vals, key=lambda x: x[0])  # the first of equal ones, as alignd
+                best.append(b)
+                at.append([err(ev["eval"]) for ev in log if "eval" in ev and
+                           not ev["eval"]["validation"] and ev["eval"]["step"] == step][-1])
+                self.assertFalse(math.isnan(b))
+            self.assertTrue(close(got["best"]["validation"]["mean"], np.mean(best), 1e-12))
+            self.assertTrue(close(got["best"]["eval_at_best"]["mean"], np.mean(at), 1e-12))
+            self.assertTrue(close(got["best"]["eval_at_best"]["sd"], np.std(at, ddof=1), 1e-12))
+
 
 if __name__ == "__main__":
     unittest.main()

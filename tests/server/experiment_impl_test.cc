@@ -7,6 +7,9 @@
 
 #include "google/protobuf/util/message_differencer.h"
 #include "server/experiments/early_stopping.h"
+#include "server/api/rpc_impl.h"
+#include "server/experiments/group_stats.h"
+#include "server/experiments/session_columns.h"
 #include "tests/server/server_fixture.h"
 
 namespace alignd::server {
@@ -226,6 +229,66 @@ TEST_F(EarlyStoppingTest, APolicyWithoutValidationIsRefused) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), HasSubstr("validation_fraction > 0"));
   EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
+}
+
+// Statistics asked for while the sessions run (each session's columns kept and extended with
+// what it logged since), then again once they ended (served from what was kept, nothing read),
+// then with nothing kept: the same bytes each time, and those of the logs as ListMetrics
+// serves them.
+TEST_F(ExperimentImplTest, KeptColumnsGiveWhatTheLogsGive) {
+  auto req = Spec();
+  req.mutable_experiment()->mutable_config()->set_max_steps(200);
+  v1::Experiment e;
+  ASSERT_OK(CreateExperimentImpl(*manager_, kAdmin, req, &e));
+  v1::GetExperimentStatisticsRequest sr;
+  sr.set_name(e.name());
+  v1::ExperimentStatistics during;
+  for (int i = 0; i < 20; ++i) {
+    during.Clear();
+    ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &during));
+    for (const auto& g : during.groups())
+      for (const auto& s : g.series())
+        for (const auto& v : s.values()) ASSERT_LE(v.n(), 3);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  manager_->WaitIdle();
+  v1::ExperimentStatistics kept, again, afresh;
+  ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &kept));
+  const int64_t reads = SessionColumnsReads();
+  ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &again));
+  EXPECT_EQ(SessionColumnsReads(), reads);  // ended: nothing read again
+  SetSessionColumnsBudget(0);
+  ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &afresh));
+  SetSessionColumnsBudget(size_t{512} << 20);
+  EXPECT_EQ(SessionColumnsReads(), reads + 12);
+  EXPECT_EQ(again.SerializeAsString(), kept.SerializeAsString());
+  EXPECT_EQ(afresh.SerializeAsString(), kept.SerializeAsString());
+  ASSERT_EQ(kept.groups_size(), 4);
+  for (int g = 0; g < 4; ++g) {
+    std::vector<std::vector<v1::MetricEvent>> logs;
+    for (const std::string& name : e.groups(g).sessions()) {
+      v1::ListMetricsRequest lr;
+      lr.set_parent(name);
+      lr.set_page_size(10000);
+      v1::ListMetricsResponse page;
+      ASSERT_OK(ListMetricsImpl(*manager_, kAdmin, lr, &page));
+      ASSERT_TRUE(page.next_page_token().empty());
+      logs.emplace_back(page.events().begin(), page.events().end());
+    }
+    EXPECT_EQ(kept.groups(g).SerializeAsString(),
+              GroupStatistics(e.groups(g).id(), logs, {}, 0).SerializeAsString());
+  }
+  // CompareGroups from the kept columns: the best validation's test values by default.
+  v1::CompareGroupsRequest cr;
+  cr.set_name(e.name());
+  cr.set_group_a("g0");
+  cr.set_group_b("g1");
+  v1::GroupComparison c;
+  ASSERT_OK(CompareGroupsImpl(*manager_, kAdmin, cr, &c));
+  EXPECT_EQ(c.n(), 0);  // no validation set: no best step
+  cr.set_figure("alignment.h1.update_angle_mean");
+  ASSERT_OK(CompareGroupsImpl(*manager_, kAdmin, cr, &c));
+  EXPECT_EQ(c.n(), 3);
 }
 
 }  // namespace
