@@ -752,6 +752,48 @@ test("an experiment's page: groups with their sessions' states, mean curves with
   }
 });
 
+test("an experiment cancelled from its page is cancelled in alignd; an unknown one and a refused filter say so in alignd's words", async () => {
+  const spec = join(tmp, "long-experiment.json");
+  writeFileSync(spec, JSON.stringify({ dataset, name: "browser cancel", rules: ["fa"], seeds: [1, 2],
+    config: { network: { sizes: [30, 20, 10] }, batch_size: 1, max_steps: 100000000, metrics_every: 1000 } }));
+  const xid = JSON.parse(await ctl("-o", "json", "experiments", "create", spec)).name.split("/")[1];
+  const errors = [];
+  const xp = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  xp.on("pageerror", (err) => errors.push(String(err)));
+  try {
+    await xp.goto(`${url}/#x=${xid}`);
+    await until("its page", async () => (await xp.textContent("#x-title")) === `browser cancel (${xid})`);
+    await until("RUNNING", async () => (await xp.textContent("#x-state")) === "RUNNING");
+    assert.ok(await xp.isEnabled("#x-cancel"));
+    await xp.click("#x-cancel");
+    await until("CANCELLED in alignd", async () => JSON.parse(await ctl("-o", "json", "experiments", "get", xid)).state === "EXPERIMENT_STATE_CANCELLED", 30000, 200);
+    await until("CANCELLED on the page", async () => (await xp.textContent("#x-state")) === "CANCELLED");
+    await until("its sessions CANCELLED", async () => (await xp.$$eval("#x-groups .xsession .state", (els) => els.map((x) => x.textContent))).join() === "CANCELLED,CANCELLED");
+    assert.ok(await xp.isDisabled("#x-cancel"));
+
+    await xp.goto(`${url}/#x=nosuch`);
+    await until("alignd's 404", async () => (await xp.textContent("#x-error")) === "NOT_FOUND: experiments/nosuch not found");
+
+    // The list's filter: what alignd answers (its refusal in its words, as the sessions' list).
+    const query = "labels.study = browser";
+    await xp.goto(`${url}/#view=experiments`);
+    await xp.fill("#xquery", query);
+    await xp.press("#xquery", "Enter");
+    const direct = await fetch(`${url}/api/experiments?filter=${encodeURIComponent(query)}`);
+    const body = await direct.json();
+    if (direct.ok) {
+      await until("the filtered list", async () => (await xp.$$eval("#experiments-table tbody tr", (trs) => trs.map((tr) => tr.dataset.x))).join() === body.experiments.map((x) => x.name.split("/")[1]).join());
+    } else {
+      await until("alignd's words", async () => (await xp.textContent("#xlist-error")) === `${body.code}: ${body.message}`);
+      assert.equal(await xp.$$eval("#experiments-table tbody tr", (trs) => trs.length), 0);
+    }
+    assert.equal(new URLSearchParams(new URL(xp.url()).hash.slice(1)).get("filter"), query);
+    assert.deepEqual(errors, []);
+  } finally {
+    await xp.close();
+  }
+});
+
 test("a session state the page has no styling for is shown by its name (an alignd newer than the page)", async () => {
   // STOPPED (ended by its experiment's stopping policy) and any state after it: named as alignd
   // names it, or by number when the dashboard's proto does not know it (its JSON has the number).
