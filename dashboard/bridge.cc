@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "alignd/health/v1/health.grpc.pb.h"
 #include "alignd/v1/datasets.grpc.pb.h"
+#include "alignd/v1/experiments.grpc.pb.h"
 #include "alignd/v1/sessions.grpc.pb.h"
 #include "dashboard/request_checks.h"
 #include "formats/formats.h"
@@ -350,6 +351,8 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
                   const Limits& limits) {
   std::shared_ptr<v1::TrainingService::Stub> training = v1::TrainingService::NewStub(channel);
   std::shared_ptr<v1::DatasetService::Stub> datasets = v1::DatasetService::NewStub(channel);
+  std::shared_ptr<v1::ExperimentService::Stub> experiments =
+      v1::ExperimentService::NewStub(channel);
   std::shared_ptr<grpc::health::v1::Health::Stub> health =
       grpc::health::v1::Health::NewStub(channel);
   std::shared_ptr<StreamLimiter> streams =
@@ -710,6 +713,88 @@ void AddApiRoutes(httplib::Server& http, std::shared_ptr<grpc::Channel> channel,
                                                 return FollowAll(*training, subs, caller, sink);
                                               });
            }));
+
+  // Experiments (ExperimentService): the list (?filter= as /api/sessions' is checked, then
+  // ListExperimentsRequest.filter with every page), one, its statistics per group, a
+  // comparison of two groups, and cancelling its sessions.
+  http.Get("/api/experiments",
+           api([experiments](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<std::string> filter = FilterParam(req);
+             if (!filter.ok()) return Fail(res, ToGrpc(filter.status()));
+             v1::ListExperimentsResponse all;
+             v1::ListExperimentsRequest r;
+             r.set_page_size(1000);
+             r.set_filter(*std::move(filter));
+             if (grpc::Status st = EveryPage(
+                     caller, r,
+                     [&](auto* ctx, const auto& q, auto* page) {
+                       return experiments->ListExperiments(ctx, q, page);
+                     },
+                     [](auto& x) { return x.mutable_experiments(); }, &all);
+                 !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(all));
+           }));
+
+  http.Get(absl::StrCat("/api/experiments/", kId),
+           api([experiments](const Request& req, Response& res, const Caller& caller) {
+             auto ctx = caller.Context();
+             v1::GetExperimentRequest r;
+             r.set_name(absl::StrCat("experiments/", req.matches[1].str()));
+             v1::Experiment out;
+             if (grpc::Status st = experiments->GetExperiment(ctx.get(), r, &out); !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
+           }));
+
+  // ?figures=a,b (default: every figure the logs have), ?every_steps=N (default 0: every
+  // metric step).
+  http.Get(absl::StrCat("/api/experiments/", kId, "/statistics"),
+           api([experiments](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<std::vector<std::string>> figures = FiguresParam(req);
+             if (!figures.ok()) return Fail(res, ToGrpc(figures.status()));
+             absl::StatusOr<int64_t> every =
+                 IntParam(req, "every_steps", 0, 0, std::numeric_limits<int64_t>::max());
+             if (!every.ok()) return Fail(res, ToGrpc(every.status()));
+             v1::GetExperimentStatisticsRequest r;
+             r.set_name(absl::StrCat("experiments/", req.matches[1].str()));
+             for (std::string& f : *figures) r.add_figures(std::move(f));
+             r.set_every_steps(*every);
+             auto ctx = caller.Context();
+             v1::ExperimentStatistics out;
+             if (grpc::Status st = experiments->GetExperimentStatistics(ctx.get(), r, &out);
+                 !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
+           }));
+
+  // ?a=g0&b=g1[&figure=best.eval]: CompareGroups.
+  http.Get(absl::StrCat("/api/experiments/", kId, "/compare"),
+           api([experiments](const Request& req, Response& res, const Caller& caller) {
+             absl::StatusOr<CompareQuery> q = ParseCompareQuery(req);
+             if (!q.ok()) return Fail(res, ToGrpc(q.status()));
+             v1::CompareGroupsRequest r;
+             r.set_name(absl::StrCat("experiments/", req.matches[1].str()));
+             r.set_group_a(q->a);
+             r.set_group_b(q->b);
+             r.set_figure(q->figure);
+             auto ctx = caller.Context();
+             v1::GroupComparison out;
+             if (grpc::Status st = experiments->CompareGroups(ctx.get(), r, &out); !st.ok())
+               return Fail(res, st);
+             Reply(req, res, Json(out));
+           }));
+
+  http.Post(absl::StrCat("/api/experiments/", kId, ":cancel"),
+            api([experiments](const Request& req, Response& res, const Caller& caller) {
+              auto ctx = caller.Context();
+              v1::CancelExperimentRequest r;
+              r.set_name(absl::StrCat("experiments/", req.matches[1].str()));
+              v1::Experiment out;
+              if (grpc::Status st = experiments->CancelExperiment(ctx.get(), r, &out); !st.ok())
+                return Fail(res, st);
+              Reply(req, res, Json(out));
+            }));
 
   // The server's learning rules and their traits (ListRules): the create form's list.
   http.Get("/api/rules", api([training](const Request& req, Response& res, const Caller& caller) {

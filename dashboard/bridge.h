@@ -35,6 +35,16 @@
 //                                           only); the weights formats export the latest
 //                                           weights unless ?snapshot= names a step
 //   GET    /api/datasets                    ListDatasets, every page
+//   GET    /api/experiments[?filter=EXPR]   ListExperiments, every page: {"experiments": [...]};
+//                                           ?filter= checked as /api/sessions' and passed on
+//   GET    /api/experiments/{id}            GetExperiment (groups, state, sessions ended)
+//   GET    /api/experiments/{id}/statistics GetExperimentStatistics: per group and figure the
+//          [?figures=a,b&every_steps=N]     n, mean, SD and 95 % interval at each step, and the
+//                                           best validation summary; figures: a comma list (at
+//                                           most 64 of [A-Za-z0-9._-]), default every figure
+//   GET    /api/experiments/{id}/compare?a=g0&b=g1[&figure=best.eval]
+//                                           CompareGroups: n, diff and its interval, t, p_t, p_w
+//   POST   /api/experiments/{id}:cancel     CancelExperiment
 //   GET    /healthz                         200 once alignd answers its health check
 //
 // JSON is the proto JSON mapping with the proto's field names. gRPC errors become HTTP
@@ -45,11 +55,11 @@
 // What a browser sends is checked before it reaches alignd (dashboard/request_checks.h):
 // the Authorization header must be "Bearer <token68>" (else 401), bodies come with a
 // Content-Length of at most Limits::max_body_bytes (else 411, 413, 415), query integers
-// must parse (else 400), a session filter must be one UTF-8 value of at most 4096 bytes
-// (else 400), an export's session id, format and snapshot must be valid (else 400), and
-// event streams are bounded in all and per client address (past the bound: 429 or 503 with
-// Retry-After), so that they leave worker threads for the API and /healthz.
-// Every refusal has the JSON error body.
+// must parse (else 400), a session or experiment filter must be one UTF-8 value of at most
+// 4096 bytes (else 400), an experiment's figures and groups must be names (else 400), an
+// export's session id, format and snapshot must be valid (else 400), and event streams are bounded
+// in all and per client address (past the bound: 429 or 503 with Retry-After), so that they leave
+// worker threads for the API and /healthz. Every refusal has the JSON error body.
 #ifndef ALIGND_DASHBOARD_BRIDGE_H_
 #define ALIGND_DASHBOARD_BRIDGE_H_
 

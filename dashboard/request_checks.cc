@@ -176,6 +176,69 @@ absl::StatusOr<std::string> FilterParam(const httplib::Request& req) {
   return filter;
 }
 
+namespace {
+
+// A name of the query's figures or groups: 1-64 bytes of letters, digits, _ - and (with
+// `dots`) '.'.
+bool IsFigureOrGroup(absl::string_view v, bool dots) {
+  if (v.empty() || v.size() > 64) return false;
+  for (char c : v)
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' &&
+        !(dots && c == '.'))
+      return false;
+  return true;
+}
+
+// The query parameter `name` given at most once: its value, std::nullopt when absent.
+absl::StatusOr<std::optional<std::string>> OnceParam(const httplib::Request& req,
+                                                     const char* name) {
+  if (!req.has_param(name)) return std::nullopt;
+  if (req.get_param_value_count(name) > 1)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": given more than once"));
+  return req.get_param_value(name);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> FiguresParam(const httplib::Request& req) {
+  absl::StatusOr<std::optional<std::string>> v = OnceParam(req, "figures");
+  if (!v.ok()) return v.status();
+  std::vector<std::string> out;
+  if (!*v) return out;
+  for (absl::string_view f : absl::StrSplit(**v, ',', absl::SkipEmpty())) {
+    if (out.size() == kMaxFigures)
+      return absl::InvalidArgumentError(
+          absl::StrCat("figures: more than ", kMaxFigures, " figures"));
+    if (!IsFigureOrGroup(f, /*dots=*/true))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "figures: ", Quote(f), " is not a figure (1-64 of [A-Za-z0-9._-]: train.loss)"));
+    out.emplace_back(f);
+  }
+  return out;
+}
+
+absl::StatusOr<CompareQuery> ParseCompareQuery(const httplib::Request& req) {
+  CompareQuery q;
+  for (auto [name, out] : {std::pair<const char*, std::string*>{"a", &q.a}, {"b", &q.b}}) {
+    absl::StatusOr<std::optional<std::string>> v = OnceParam(req, name);
+    if (!v.ok()) return v.status();
+    if (!*v) return absl::InvalidArgumentError(absl::StrCat(name, ": required (a group: g0)"));
+    if (!IsFigureOrGroup(**v, /*dots=*/false))
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", Quote(**v), " is not a group id (1-64 of [A-Za-z0-9_-]: g0)"));
+    *out = **std::move(v);
+  }
+  absl::StatusOr<std::optional<std::string>> figure = OnceParam(req, "figure");
+  if (!figure.ok()) return figure.status();
+  if (*figure && !(*figure)->empty()) {
+    if (!IsFigureOrGroup(**figure, /*dots=*/true))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "figure: ", Quote(**figure), " is not a figure (1-64 of [A-Za-z0-9._-]: best.eval)"));
+    q.figure = **std::move(figure);
+  }
+  return q;
+}
+
 absl::StatusOr<int64_t> StreamStart(const httplib::Request& req) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   absl::StatusOr<int64_t> start = IntParam(req, "start_seq", 0, 0, kMax);

@@ -3,7 +3,8 @@
 // What alignd-dashboard accepts from a browser before any of it reaches alignd: the
 // bearer token it forwards as gRPC metadata, the framing and size of request bodies, the
 // integers of query strings and Last-Event-ID, the ?s= list of /api/events, the ?filter= of
-// /api/sessions, the query of /api/sessions/{id}/export (and the file name and media type of
+// /api/sessions and /api/experiments, an experiment's statistics and comparison queries, the
+// query of /api/sessions/{id}/export (and the file name and media type of
 // alignd's export, which its answer carries in headers), and how many event streams may be live
 // (each holds one of cpp-httplib's worker threads while it lives). Each check returns an error
 // instead of passing on what it cannot vouch for: a value that reaches gRPC metadata unchecked
@@ -77,6 +78,24 @@ inline constexpr size_t kMaxFilterLength = 4096;
 // absent. Returns InvalidArgument for one given more than once, longer than kMaxFilterLength
 // bytes, or not UTF-8 (a proto string that alignd could not parse).
 absl::StatusOr<std::string> FilterParam(const httplib::Request& req);
+
+// The figures of /api/experiments/{id}/statistics: ?figures= once, a comma list (empty items
+// skipped) of at most kMaxFigures names of 1-64 bytes of [A-Za-z0-9._-] ("train.loss",
+// "validation.error_rate", "alignment.h1.update_angle_mean"); none when absent (alignd then
+// summarises every figure the logs have). Returns InvalidArgument naming what is not.
+inline constexpr size_t kMaxFigures = 64;
+absl::StatusOr<std::vector<std::string>> FiguresParam(const httplib::Request& req);
+
+// What /api/experiments/{id}/compare asks for: ?a= and ?b= (group ids, "g0"), ?figure=
+// (optional: "best.eval" when absent, as CompareGroups defaults).
+struct CompareQuery {
+  std::string a, b, figure;
+};
+
+// /api/experiments/{id}/compare's query: a and b once each, 1-64 bytes of [A-Za-z0-9_-];
+// figure at most once, 1-64 bytes of [A-Za-z0-9._-] (empty: absent). Returns InvalidArgument naming
+// what is not.
+absl::StatusOr<CompareQuery> ParseCompareQuery(const httplib::Request& req);
 
 // The first seq of /api/sessions/{id}/events: the Last-Event-ID header's seq + 1 when it
 // holds a positive seq (an EventSource reconnecting), else ?start_seq= (default 0).

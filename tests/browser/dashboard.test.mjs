@@ -615,3 +615,197 @@ test("alignd's filter picks the listed sessions, stays in the URL across a reloa
     await page.fill("#filter", "").catch(() => {});
   }
 });
+
+// ---- Experiments.
+// The page's number formatting and the proto JSON mapping's numbers ("NaN" is a gap), as
+// the page has them (dashboard/web/src/util.js).
+const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
+const num = (v) => (v === undefined ? 0 : v === "NaN" || v === "Infinity" || v === "-Infinity" ? null : Number(v));
+
+test("an experiment's page: groups with their sessions' states, mean curves with 95 % CI bands, the best-value summary, a comparison and a config diff, all alignd's numbers, in a shareable URL", async () => {
+  const spec = join(tmp, "experiment.json");
+  writeFileSync(spec, JSON.stringify({ dataset, eval_dataset: dataset, name: "browser experiment", labels: { study: "browser" },
+    rules: ["bp", "fa"], seeds: [1, 2, 3],
+    config: { network: { sizes: [30, 20, 10] }, batch_size: 4, max_steps: 400, metrics_every: 20, eval_every: 100, validation_fraction: 0.2 } }));
+  const made = JSON.parse(await ctl("-o", "json", "experiments", "create", spec));
+  const xid = made.name.split("/")[1];
+  await until("the experiment to finish", async () => JSON.parse(await ctl("-o", "json", "experiments", "get", xid)).state === "EXPERIMENT_STATE_SUCCEEDED", 120000, 300);
+  const e = await api("GET", `/api/experiments/${xid}`);
+  const stats = await api("GET", `/api/experiments/${xid}/statistics`);
+  const errors = [];
+  const xp = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  xp.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  xp.on("pageerror", (err) => errors.push(String(err)));
+  try {
+    // The list of experiments, then its page.
+    await xp.goto(`${url}/#view=experiments`);
+    await xp.waitForSelector(`#experiments-table tr[data-x="${xid}"]`);
+    assert.match(await xp.textContent(`#experiments-table tr[data-x="${xid}"]`), /browser experiment.*SUCCEEDED.*6\/6/);
+    assert.equal(await xp.isVisible("#sessions"), false);
+    await xp.click(`#experiments-table tr[data-x="${xid}"] a`);
+    await until("its page", async () => (await xp.textContent("#x-title")) === `browser experiment (${xid})`);
+    assert.equal(await xp.textContent("#x-state"), "SUCCEEDED");
+    assert.ok(await xp.isDisabled("#x-cancel"), "nothing left to cancel");
+
+    // Groups: id, rule, grid point, sessions with their states.
+    await until("the groups' states", async () => (await xp.$$eval("#x-groups .xsession .state", (els) => els.map((x) => x.textContent))).join() === Array(6).fill("SUCCEEDED").join());
+    const groups = await xp.$$eval("#x-groups tbody tr", (trs) => trs.map((tr) => [...tr.children].slice(0, 4).map((td) => td.textContent)));
+    assert.deepEqual(groups, [["g0", "bp", "—", "3"], ["g1", "fa", "—", "3"]]);
+    const ids = await xp.$$eval("#x-groups tbody tr", (trs) => trs.map((tr) => [...tr.querySelectorAll("input[data-diff]")].map((b) => b.dataset.diff)));
+    assert.deepEqual(ids, e.groups.map((g) => g.sessions.map((n) => n.split("/")[1])));
+
+    // The curves: per group the server's mean, the band its 95 % interval.
+    await until("the charts", async () => (await xp.evaluate(() => window.aligndDashboard.experiment().charts)).includes("validation.nse"));
+    for (const figure of ["train.loss", "validation.nse", "eval.nse"]) {
+      const drawn = await xp.evaluate((f) => window.aligndDashboard.experimentSeries(f), figure);
+      assert.equal(drawn.length, 2, figure);
+      stats.groups.forEach((g, i) => {
+        const s = g.series.find((x) => x.figure === figure);
+        assert.ok(drawn[i].label.startsWith(`${g.id} `), drawn[i].label);
+        assert.deepEqual(drawn[i].x, s.steps.map(Number), figure);
+        assert.deepEqual(drawn[i].y, s.values.map((v) => num(v.mean)), figure);
+        assert.deepEqual(drawn[i].lo, s.values.map((v) => num(v.ci_low)), figure);
+        assert.deepEqual(drawn[i].hi, s.values.map((v) => num(v.ci_high)), figure);
+        // A band where there are three seeds: the interval around the mean.
+        const k = s.values.findIndex((v) => v.n === 3);
+        assert.ok(k >= 0 && drawn[i].lo[k] < drawn[i].y[k] && drawn[i].y[k] < drawn[i].hi[k], figure);
+      });
+      // uPlot drew it: the mean and the band's two edges per group (the edges out of the legend).
+      const legend = await xp.$$eval(`.chart[data-key="${figure}"] .u-legend .u-series`, (rows) => rows.map((r) => [r.textContent, r.style.display]));
+      assert.equal(legend.length, 1 + 2 * 3, figure);
+      assert.equal(legend.filter(([t, d]) => /95 % CI (high|low)/.test(t) && d === "none").length, 4, JSON.stringify(legend));
+    }
+
+    // The best validation per group, and the evaluation at those steps.
+    const best = await xp.$$eval("#x-best tbody tr", (trs) => trs.map((tr) => Object.fromEntries([...tr.querySelectorAll("[data-k]")].map((td) => [td.dataset.k, [td.dataset.v, td.textContent]]))));
+    assert.equal(best.length, 2);
+    stats.groups.forEach((g, i) => {
+      const v = g.best.validation, at = g.best.eval_at_best;
+      assert.equal(v.n, 3);
+      assert.equal(Number(best[i].validation[0]), v.mean);
+      assert.equal(best[i].validation[1], `${fmt(num(v.mean))} ± ${fmt(num(v.sd))}`);
+      assert.equal(best[i].validation_ci[1], `[${fmt(v.ci_low)}, ${fmt(v.ci_high)}]`);
+      assert.equal(best[i].steps[1], g.best.best_steps.join(", "));
+      assert.equal(Number(best[i].eval_at_best[0]), at.mean);
+      assert.equal(best[i].eval_at_best[1], `${fmt(num(at.mean))} ± ${fmt(num(at.sd))}`);
+      assert.equal(best[i].eval_ci[1], `[${fmt(at.ci_low)}, ${fmt(at.ci_high)}]`);
+    });
+
+    // The comparison: g0 against g1 by default on the evaluation at best validation, then on
+    // another figure; alignd's CompareGroups each time.
+    const compared = () => xp.$$eval("#x-compare tbody tr", (trs) => trs.map((tr) => [[...tr.children].slice(0, 3).map((td) => td.textContent),
+      Object.fromEntries([...tr.querySelectorAll("[data-k]")].map((td) => [td.dataset.k, [td.dataset.v, td.textContent]]))]));
+    const check = async (figure) => {
+      const c = await api("GET", `/api/experiments/${xid}/compare?a=g0&b=g1&figure=${figure}`);
+      const [[head, row]] = await until(`the ${figure} comparison`, async () => { const r = await compared(); return r.length && r[0][0][2] === figure ? r : null; });
+      assert.deepEqual(head, ["g0", "g1", figure]);
+      assert.deepEqual(row.n, [String(c.n), String(c.n)]);
+      assert.equal(c.n, 3);
+      for (const k of ["diff", "t", "p_t", "p_w"]) {
+        assert.equal(Number(row[k][0]), c[k], k);
+        assert.equal(row[k][1], fmt(c[k]), k);
+      }
+      assert.equal(row.ci[1], `[${fmt(c.ci_low)}, ${fmt(c.ci_high)}]`);
+    };
+    await check("best.eval");
+    await xp.selectOption("#x-figure", "best.validation");
+    await check("best.validation");
+
+    // The config diff: two seeds of g0 and one of g1, side by side where they differ.
+    const [[s00, s01], [s10]] = ids;
+    for (const id of [s00, s01, s10]) await xp.check(`#x-groups input[data-diff="${id}"]`);
+    const diff = await until("the diff", async () => { const d = await xp.evaluate(() => window.aligndDashboard.experiment().diff); return d.length ? d : null; });
+    const byField = Object.fromEntries(diff.map((r) => [r.field, r.values]));
+    const sessions = await Promise.all([s00, s01, s10].map((id) => api("GET", `/api/sessions/${id}`)));
+    assert.deepEqual(byField["config.feedback.rule"], sessions.map((s) => s.config.feedback?.rule ?? null));
+    assert.deepEqual(byField["config.seed"], sessions.map((s) => s.config.seed ?? null));
+    assert.notDeepEqual(sessions[0].config.seed, sessions[1].config.seed);
+    assert.ok(!("config.batch_size" in byField) && !("train_dataset" in byField), Object.keys(byField).join());
+    assert.deepEqual(await xp.$$eval("#x-diff thead th[data-session]", (ths) => ths.map((th) => th.dataset.session)), [s00, s01, s10]);
+    const ruleRow = await xp.$$eval('#x-diff tr[data-field="config.feedback.rule"] td', (tds) => tds.map((td) => td.textContent));
+    assert.deepEqual(ruleRow, ["config.feedback.rule", ...sessions.map((s) => JSON.stringify(s.config.feedback.rule))]);
+    await xp.screenshot({ path: join(SHOTS, "dashboard-experiment.png"), fullPage: true });
+
+    // The URL holds it all: a new page shows the same comparison and diff.
+    const shared = new URL(xp.url()).hash.slice(1);
+    const p = new URLSearchParams(shared);
+    assert.deepEqual([p.get("x"), p.get("a"), p.get("b"), p.get("cmp"), p.get("d")], [xid, "g0", "g1", "best.validation", [s00, s01, s10].join(",")]);
+    const other = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    try {
+      await other.goto(xp.url());
+      await until("the shared diff", async () => JSON.stringify(await other.evaluate(() => window.aligndDashboard.experiment().diff)) === JSON.stringify(diff));
+      await until("the shared comparison", async () => (await other.evaluate(() => window.aligndDashboard.experiment().comparison?.figure)) === "best.validation");
+    } finally {
+      await other.close();
+    }
+
+    // From a session to its experiment: its page's link, and the list's.
+    await xp.click(`#x-groups a[href="#s=${s10}"]`);
+    await xp.waitForSelector('#about dd[data-k="experiment"] a');
+    assert.equal(await xp.textContent('#about dd[data-k="experiment"]'), `${xid}/g1`);
+    assert.equal(await xp.getAttribute(`#sessions tr[data-id="${s10}"] a.xlink`, "href"), `#x=${xid}`);
+    await xp.click('#about dd[data-k="experiment"] a');
+    await until("back on the experiment", async () => (await xp.textContent("#x-title")) === `browser experiment (${xid})` && await xp.isVisible("#experiment"));
+    assert.deepEqual(errors, []);
+  } finally {
+    await xp.close();
+  }
+});
+
+test("an experiment cancelled from its page is cancelled in alignd; an unknown one and a refused filter say so in alignd's words", async () => {
+  const spec = join(tmp, "long-experiment.json");
+  writeFileSync(spec, JSON.stringify({ dataset, name: "browser cancel", rules: ["fa"], seeds: [1, 2],
+    config: { network: { sizes: [30, 20, 10] }, batch_size: 1, max_steps: 100000000, metrics_every: 1000 } }));
+  const xid = JSON.parse(await ctl("-o", "json", "experiments", "create", spec)).name.split("/")[1];
+  const errors = [];
+  const xp = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  xp.on("pageerror", (err) => errors.push(String(err)));
+  try {
+    await xp.goto(`${url}/#x=${xid}`);
+    await until("its page", async () => (await xp.textContent("#x-title")) === `browser cancel (${xid})`);
+    await until("RUNNING", async () => (await xp.textContent("#x-state")) === "RUNNING");
+    assert.ok(await xp.isEnabled("#x-cancel"));
+    await xp.click("#x-cancel");
+    await until("CANCELLED in alignd", async () => JSON.parse(await ctl("-o", "json", "experiments", "get", xid)).state === "EXPERIMENT_STATE_CANCELLED", 30000, 200);
+    await until("CANCELLED on the page", async () => (await xp.textContent("#x-state")) === "CANCELLED");
+    await until("its sessions CANCELLED", async () => (await xp.$$eval("#x-groups .xsession .state", (els) => els.map((x) => x.textContent))).join() === "CANCELLED,CANCELLED");
+    assert.ok(await xp.isDisabled("#x-cancel"));
+
+    await xp.goto(`${url}/#x=nosuch`);
+    await until("alignd's 404", async () => (await xp.textContent("#x-error")) === "NOT_FOUND: experiments/nosuch not found");
+
+    // The list's filter: what alignd answers (its refusal in its words, as the sessions' list).
+    const query = "labels.study = browser";
+    await xp.goto(`${url}/#view=experiments`);
+    await xp.fill("#xquery", query);
+    await xp.press("#xquery", "Enter");
+    const direct = await fetch(`${url}/api/experiments?filter=${encodeURIComponent(query)}`);
+    const body = await direct.json();
+    if (direct.ok) {
+      await until("the filtered list", async () => (await xp.$$eval("#experiments-table tbody tr", (trs) => trs.map((tr) => tr.dataset.x))).join() === body.experiments.map((x) => x.name.split("/")[1]).join());
+    } else {
+      await until("alignd's words", async () => (await xp.textContent("#xlist-error")) === `${body.code}: ${body.message}`);
+      assert.equal(await xp.$$eval("#experiments-table tbody tr", (trs) => trs.length), 0);
+    }
+    assert.equal(new URLSearchParams(new URL(xp.url()).hash.slice(1)).get("filter"), query);
+    assert.deepEqual(errors, []);
+  } finally {
+    await xp.close();
+  }
+});
+
+test("a session state the page has no styling for is shown by its name (an alignd newer than the page)", async () => {
+  // STOPPED (ended by its experiment's stopping policy) and any state after it: named as alignd
+  // names it, or by number when the dashboard's proto does not know it (its JSON has the number).
+  const names = await page.evaluate(() => ["SESSION_STATE_STOPPED", "SESSION_STATE_LATER", 7, 9, undefined].map(window.aligndDashboard.stateName));
+  assert.deepEqual(names, ["STOPPED", "LATER", "STOPPED", "STATE_9", "UNSPECIFIED"]);
+  const bg = await page.evaluate(() => {
+    const t = document.createElement("table");
+    t.innerHTML = '<tr><td><span class="state STOPPED">STOPPED</span></td></tr>';
+    document.body.appendChild(t);
+    const c = getComputedStyle(t.querySelector(".state")).backgroundColor;
+    t.remove();
+    return c;
+  });
+  assert.equal(bg, "rgb(255, 237, 213)");  // styled as an ending, not as the unknown default
+});

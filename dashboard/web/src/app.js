@@ -9,14 +9,14 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { call, followAll, download, token, ApiError } from "./api.js";
 import { Chart, palette } from "./charts.js";
+import { num, short, stateClass, fmt, escapeHtml } from "./util.js";
+import { initExperiments, showExperiments } from "./experiments.js";
 
 const HISTORY_POINTS = 2000;   // step events fetched per session on opening (evaluations all)
 const MAX_LIVE_POINTS = 20000; // beyond this a session's arrays are thinned by half
 const POLL_MS = 1500;
 
 const $ = (sel) => document.querySelector(sel);
-const num = (v) => (v === undefined ? 0 : v === "NaN" || v === "Infinity" || v === "-Infinity" ? null : Number(v));
-const short = (state) => (state || "SESSION_STATE_UNSPECIFIED").replace("SESSION_STATE_", "");
 // The rules come from alignd (ListRules, /api/rules): {rule: "RULE_FEEDBACK_ALIGNMENT", name: "fa",
 // title, trains_conv, ...}. Until they have arrived a rule is shown by its enum name.
 const rules = new Map();  // enum name -> RuleInfo
@@ -40,7 +40,6 @@ const layerText = (l) => {
 };
 const netText = (cfg) => (cfg?.network?.layers?.length ? cfg.network.layers.map(layerText).join(",") : (cfg?.network?.sizes || []).join("-"));
 const idOf = (s) => s.name.split("/")[1];
-const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
 const live = (state) => state === "RUNNING" || state === "QUEUED";
 // A session's labels as [key, value] pairs, by key.
 const labelPairs = (s) => Object.entries(s?.labels || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -132,6 +131,7 @@ window.aligndDashboard = {  // for tests and the curious: what the page holds
   chartPoints: () => Object.fromEntries([...app.charts].map(([k, c]) => [k, c.points()])),
   series: (key) => app.charts.get(key)?.series.map(({ label, x, y, lo, hi }) => ({ label, x, y, lo, hi })) ?? [],
   column: (id, name) => app.tracks.get(id)?.[name]?.slice() ?? [],
+  stateName: short,  // a session state's name as the page shows it
 };
 
 function readHash() {
@@ -147,6 +147,7 @@ function readHash() {
 }
 
 function writeHash() {
+  if (view !== "sessions") return;  // the experiment views keep their own
   const p = new URLSearchParams();
   if (app.selected.length) p.set("s", app.selected.join(","));
   if (app.group) p.set("group", "1");
@@ -154,6 +155,26 @@ function writeHash() {
   if (app.query) p.set("filter", app.query);
   const h = p.toString().replace(/%2C/g, ",");
   if (location.hash.slice(1) !== h) history.replaceState(null, "", h ? `#${h}` : location.pathname + location.search);
+  $("#nav-sessions").href = `#${h}`;  // back to this view from the experiments
+}
+
+// ---- Views: the sessions (list and detail), the experiments (list), one experiment's page;
+// which one the URL's hash says (#x=ID: an experiment; #view=experiments: their list).
+let view = "sessions";
+function viewOf() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  return p.has("x") ? "experiment" : p.get("view") === "experiments" ? "experiments" : "sessions";
+}
+
+// Shows the view the hash names; returns the one shown before.
+function route() {
+  const was = view;
+  view = viewOf();
+  $("#list").hidden = $("#detail").hidden = view !== "sessions";
+  $("#nav-sessions").classList.toggle("active", view === "sessions");
+  $("#nav-experiments").classList.toggle("active", view !== "sessions");
+  showExperiments(view === "sessions" ? null : view);
+  return was;
 }
 
 function setConn(ok, text) {
@@ -175,6 +196,7 @@ function askToken(why) {
 // with each); a refused filter is shown in #list-error and not asked again until another is
 // applied (or the same one with Enter).
 async function poll() {
+  if (view !== "sessions") return;  // the experiment views poll what they show
   const query = app.query;
   if (app.queryError?.query === query) {
     renderList();
@@ -256,7 +278,7 @@ function rowFor(s) {
   const pct = total > 0 ? (100 * step) / total : 0;
   const etaText = eta == null ? "—" : eta < 90 ? `${Math.ceil(eta)} s` : eta < 5400 ? `${Math.round(eta / 60)} min` : `${(eta / 3600).toFixed(1)} h`;
   const labels = labelPairs(s);
-  return { id, state, labels: labels.map(([k, v]) => `${k}=${v}`).join(" "), cells: [
+  return { id, state, experiment: s.experiment || "", group: s.experiment_group || "", labels: labels.map(([k, v]) => `${k}=${v}`).join(" "), cells: [
     s.display_name ? `${s.display_name}` : id,
     state, ruleName(cfg), netText(cfg),
     { pct, text: `${step}/${total}` },
@@ -289,7 +311,7 @@ function renderList() {
     const color = sel >= 0 && !app.group ? palette[sel % palette.length] : "transparent";
     const [name, state, ru, sizes, prog, rate, eta, loss, acc, ev, labels] = r.cells;
     const cells = `<td><input type="checkbox" aria-label="overlay ${r.id}" ${sel >= 0 ? "checked" : ""}><i style="display:inline-block;width:10px;height:3px;margin-left:4px;background:${color}"></i></td>` +
-      `<td title="sessions/${r.id}">${escapeHtml(name)}</td><td><span class="state ${state}">${state}</span></td>` +
+      `<td title="sessions/${r.id}">${escapeHtml(name)}${experimentLink(r.experiment, r.group)}</td><td><span class="state ${stateClass(state)}">${escapeHtml(state)}</span></td>` +
       `<td>${ru}</td><td>${sizes}</td><td><span class="bar"><i style="width:${prog.pct.toFixed(1)}%"></i></span>${prog.text}</td>` +
       `<td class="num">${rate}</td><td class="num">${eta}</td><td class="num">${loss}</td><td class="num">${acc}</td><td class="num">${ev}</td>` +
       `<td title="${escapeHtml(r.labels)}">${labels}</td>`;
@@ -316,8 +338,11 @@ function renderList() {
   for (const tr of keep.values()) tr.remove();
 }
 
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+// A link to a session's experiment page ("" for a session made alone): its id and group.
+function experimentLink(experiment, group) {
+  const id = /^experiments\/([a-z0-9][a-z0-9-]{0,62})$/.exec(experiment || "")?.[1];
+  if (!id) return "";
+  return ` <a class="xlink" href="#x=${id}" title="${escapeHtml(experiment)}${group ? `, group ${escapeHtml(group)}` : ""}">${id}${group ? `/${escapeHtml(group)}` : ""}</a>`;
 }
 
 // ---- Selection and tracks.
@@ -579,6 +604,9 @@ function renderAbout() {
   if (s) {
     const labels = labelPairs(s);
     h += row("labels", "Labels", labels.length ? labelsHtml(labels) : '<span class="hint">none</span>');
+    if (s.experiment) h += row("experiment", "Experiment", experimentLink(s.experiment, s.experiment_group).trim());
+    const why = s.stop_reason || s.failure_reason;
+    if (why) h += row("reason", short(s.state) === "FAILED" ? "Failed" : "Ended", e(why));
     const p = s.provenance;
     if (!p) {
       h += row("provenance", "Provenance", '<span class="hint">recorded when it starts running</span>');
@@ -743,10 +771,12 @@ function createRequest(form) {
 
 // ---- Wiring.
 function init() {
+  initExperiments({ setConn, askToken, ruleName: (r) => rules.get(r)?.name || String(r).replace("RULE_", "").toLowerCase() });
+  route();
   readHash();
   $("#sessions tbody").addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr[data-id]");
-    if (!tr) return;
+    if (!tr || ev.target.closest("a")) return;  // a link (to an experiment) goes where it says
     const id = tr.dataset.id;
     if (ev.target.matches("input[type=checkbox]")) {
       select(ev.target.checked ? [...app.selected, id] : app.selected.filter((x) => x !== id));
@@ -774,8 +804,11 @@ function init() {
   $("#select-none").addEventListener("click", () => select([]));
   $("#group").addEventListener("change", (ev) => { app.group = ev.target.checked; writeHash(); renderChips(); renderList(); markDirty(); });
   window.addEventListener("hashchange", () => {
+    const was = route();
+    if (view !== "sessions") return;
     const before = app.selected.join(), query = app.query;
     readHash();
+    if (was !== "sessions") { app.queryError = null; poll(); select(app.selected); return; }
     if (app.query !== query) { app.queryError = null; $("#list-error").textContent = ""; poll(); }
     if (app.selected.join() !== before) select(app.selected); else markDirty();
   });

@@ -1,6 +1,7 @@
 // One chart of the dashboard: a uPlot line chart of several series on one step axis, each
-// optionally with a shaded band (mean ± SD), and a log-scale toggle. Series come with their
-// own x values; they are joined on a common axis here (gaps where a series has no point).
+// optionally with a shaded band (mean ± SD, or a confidence interval: bandNames), and a
+// log-scale toggle. Series come with their own x values; they are joined on a common axis here
+// (gaps where a series has no point).
 import uPlot from "uplot";
 
 export const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f",
@@ -52,7 +53,7 @@ export class Chart {
     this.signature = "";
   }
 
-  // series: [{label, color, x: number[], y: (number|null)[], lo?: [], hi?: []}]
+  // series: [{label, color, x: number[], y: (number|null)[], lo?: [], hi?: [], bandNames?: [top, bottom]}]
   set(series) {
     this.series = series;
   }
@@ -75,8 +76,9 @@ export class Chart {
         value: this.log ? (u, v) => (v == null ? "--" : power(v)) : undefined });
       if (s.lo && s.hi) {
         cols.push(s.hi, s.lo);
-        ss.push({ label: `${s.label} +SD`, stroke: alpha(s.color, 0.25), width: 0.5, points: { show: false }, spanGaps: true },
-          { label: `${s.label} −SD`, stroke: alpha(s.color, 0.25), width: 0.5, points: { show: false }, spanGaps: true });
+        const [top, bottom] = s.bandNames || ["+SD", "−SD"];
+        ss.push({ label: `${s.label} ${top}`, stroke: alpha(s.color, 0.25), width: 0.5, points: { show: false }, spanGaps: true },
+          { label: `${s.label} ${bottom}`, stroke: alpha(s.color, 0.25), width: 0.5, points: { show: false }, spanGaps: true });
         bands.push({ series: [base + 1, base + 2], fill: alpha(s.color, 0.15) });
         hidden.push(base + 1, base + 2);
       }
