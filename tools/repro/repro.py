@@ -568,7 +568,8 @@ def report(exps, args, wall, md):
     runs = [r for e in exps for g in e["groups"] for r in g["runs"]]
     failed = [r for r in runs if r["state"] != "SESSION_STATE_SUCCEEDED"]
     cancelled = sum(e.get("cancelled", 0) for e in exps)
-    md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(exps)} alignd experiments, "
+    md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(exps)} alignd "
+           f"experiment{'s' if len(exps) != 1 else ''}, "
            f"{len(runs)} sessions (two at a time on {os.cpu_count()} cores), {wall / 60:.1f} min in all"
            + (f"; {cancelled} more sessions, outside the protocol in the experiments' grids, cancelled before "
               "they ran" if cancelled else "") + ". Every mean, SD, interval, paired difference and p-value "
@@ -958,7 +959,7 @@ def main():
         c = copy.deepcopy(e["config"])
         grid = ", ".join(f"{f} ∈ {{{', '.join(str(v) for v in vs)}}}" for f, vs in e["grid"])
         md.append(f"- {e['key']}: `{e['name']}` (request id `{e['request_id']}`), rules {', '.join(e['rules'])}"
-                  + (f", grid {grid}" if grid else "") + f", seeds {e['seeds'][0]}–{e['seeds'][-1]}; groups "
+                  + (f", grid {grid}" if grid else "") + (f", seeds {e['seeds'][0]}–{e['seeds'][-1]}" if len(e["seeds"]) > 1 else f", seed {e['seeds'][0]}") + "; groups "
                   + ", ".join(f"{g['id']} {g['label']}" for g in e["groups"])
                   + f"; `{json.dumps(c, separators=(',', ':'))}`")
     md.append("")
