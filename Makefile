@@ -47,7 +47,7 @@ test: build
 
 # The suite under AddressSanitizer + UBSan (every test), then the server, end-to-end and
 # concurrency tests under ThreadSanitizer (tools/sanitize/run.sh; build-asan, build-tsan).
-# --repro: the suite's repro_quick reports with SciPy, run alone or after make test.
+# --repro: the suite's repro_quick checks the report against SciPy, run alone or after make test.
 test-sanitize:
 	@deploy/install-deps.sh --sanitize --repro
 	tools/sanitize/run.sh asan

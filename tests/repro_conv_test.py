@@ -2,13 +2,16 @@
 """`make repro-conv`'s short version end to end: tools/repro/repro.py --quick --only conv starts a
 real alignd, uploads MNIST through the Python client, and trains LeNet-5 with every rule of the
 conv table (BP, FA, DFA, uSF, brSF, frSF, Kolen-Pollack; two seeds, four epochs of 5,000
-examples) under BioTorch's protocol. The checks are the protocol's and the literature's ordering,
-not the full run's numbers: every session succeeds; the validation split is evaluated every epoch
-and the epoch is chosen by it; the rate falls at the epochs the protocol says; BP and sign
-symmetry learn; FA trails BP.
+examples) under BioTorch's protocol, as one alignd experiment. The checks are the protocol's and
+the literature's ordering, not the full run's numbers: every session succeeds, each rule at its own
+learning rate; the validation split is evaluated every epoch and alignd's best step is the lowest
+validation error; the rate falls at the epochs the protocol says; BP and sign symmetry learn; FA
+trails BP; and the table's differences and p-values against BP are alignd's CompareGroups (as
+SciPy computes them from the runs' own values).
 
 Run by ctest with ALIGND_BUILD and ALIGND_MNIST_DIR (skipped without MNIST)."""
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -30,7 +33,9 @@ class ReproConvQuickTest(unittest.TestCase):
         cls.returncode = p.returncode
         out = os.path.join(build, "repro-quick-conv")
         with open(os.path.join(out, "results.json")) as f:
-            cls.rows = [r for r in json.load(f) if r["experiment"] == "conv"]
+            results = json.load(f)
+        cls.rows = [r for r in results["runs"] if r["experiment"] == "conv"]
+        cls.experiment = next(e for e in results["experiments"] if e["key"] == "conv")
         with open(os.path.join(out, "results.md")) as f:
             cls.md = f.read()
 
@@ -60,6 +65,32 @@ class ReproConvQuickTest(unittest.TestCase):
             self.assertEqual(r["figures"]["selected_epoch"], best + 1, r["name"])
         self.assertIn("### LeNet-5 on MNIST, every rule", self.md)
         self.assertIn("| 0.91 % |", self.md)  # BioTorch's BP beside ours
+
+    def test_each_rule_at_its_rate_in_one_experiment(self):
+        rates = {"bp": 0.03, "fa": 0.01, "dfa": 0.001, "usf": 0.03, "brsf": 0.01, "frsf": 0.03, "kp": 0.01}
+        for r in self.rows:
+            self.assertEqual(r["config"]["optimizer"]["learning_rate"], rates[r["variant"]], r["name"])
+            self.assertEqual(r["experiment_name"], self.experiment["name"])
+        self.assertIn(f"`{self.experiment['name']}`", self.md)
+
+    def test_the_tables_comparisons_are_alignds(self):
+        from scipy import stats as sp
+        bp_id = next(g["id"] for g in self.experiment["groups"] if g["label"] == "bp")
+        cs = {c["a"]: c for c in self.experiment["comparisons"]}
+        self.assertEqual(sorted(cs), sorted(["fa", "dfa", "usf", "brsf", "frsf", "kp"]))
+        bp = {r["seed"]: r["figures"]["test_error_selected"] for r in self.rows if r["variant"] == "bp"}
+        for variant, c in cs.items():
+            self.assertEqual((c["group_b"], c["figure"]), (bp_id, "best.eval"))
+            row = next(line for line in self.md.splitlines() if line.startswith(f"| {variant} |"))
+            cells = [x.strip() for x in row.split("|")[1:-1]]
+            self.assertEqual(cells[6], f"{100 * c['diff']:+.2f}")
+            self.assertEqual(cells[8], "–" if math.isnan(c["p_t"]) else f"{c['p_t']:.3g}")
+            self.assertEqual(cells[9], "–" if math.isnan(c["p_w"]) else f"{c['p_w']:.3g}")
+            mine = {r["seed"]: r["figures"]["test_error_selected"] for r in self.rows if r["variant"] == variant}
+            a, b = [mine[k] for k in sorted(mine)], [bp[k] for k in sorted(mine)]
+            self.assertAlmostEqual(c["diff"], statistics.mean(x - y for x, y in zip(a, b)), delta=1e-12)
+            if not math.isnan(c["p_t"]):
+                self.assertAlmostEqual(c["p_t"], sp.ttest_rel(a, b).pvalue, delta=1e-9)
 
     def test_bp_and_sign_symmetry_learn_and_fa_trails(self):
         # Four short epochs of 78 steps: far from the full protocol's errors (BP ~15 %, sign

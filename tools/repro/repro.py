@@ -2,8 +2,13 @@
 """make repro / make repro-quick: the experiments of Lillicrap et al. (2016), run through
 alignd as users run them: this script starts a server (build/server/alignd, a data
 directory of its own, two sessions at a time on two cores), uploads or generates the data
-sets through the Python client, creates every session, follows them and reads their metric
-logs back. The numbers are the service's.
+sets through the Python client, and creates each comparison as one alignd experiment
+(ExperimentService: rules x grid x seeds, with a request id, so that a rerun against the same
+server resumes it instead of starting over), follows the experiments to the end and asks
+alignd for every statistic in the report: per group (configs that differ only in the seed)
+and step the n, mean, SD and 95 % interval of each figure, the best-validation summary
+(GetExperimentStatistics), and the paired comparisons with their t-test and Wilcoxon
+p-values (CompareGroups). This script only lays them out as tables and plots.
 
   mnist     784-1000-10, logistic units, squared error, plain SGD on one example at a time,
             the paper's init (W ~ U[-0.05, 0.05], B ~ U[-0.5, 0.5]), weight decay 1e-6; the last
@@ -24,17 +29,25 @@ logs back. The numbers are the service's.
   convtune  (opt-in: --only convtune --conv_epochs 20) the study that chose CONV_LR: every conv
             rule at each rate of --conv_tune_lr, seed 1, validation error at the best epoch
 
-Writes BUILD/repro/results.json (one object per run: its config, curves and figures),
-BUILD/repro/results.md (the tables with the statistics) and PNG plots (matplotlib), and with
---docs copies the plots to docs/img/.
+alignd's grid is a full product (rules x every axis's values). Where a comparison's groups differ
+in more than the rule (a learning rate per rule, Kolen-Pollack's weight decay, a sign-symmetry
+mode), the experiment holds the product and the groups outside the protocol are cancelled as
+soon as it is created (they are queued behind the experiment's first sessions and never train).
+The two depths of the deep task are two experiments (the grid cannot set network.sizes), so
+their paired comparison is not in the report.
+
+Writes BUILD/repro/results.json (the experiments with alignd's statistics and comparisons, and one
+object per run: its config, curves and the values at alignd's best step), BUILD/repro/results.md
+(the tables) and PNG plots (matplotlib), and with --docs copies the plots to docs/img/.
 """
 import argparse
+import copy
 import gzip
+import hashlib
 import json
 import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,124 +116,161 @@ def mnist_config(seed, epochs, lr, init_scale=0.05, sparsity=0.0, steps_per_epoc
         eval_every=steps_per_epoch, metrics_every=steps_per_epoch // 10)
 
 
+def set_path(d, path, value):
+    """Sets a dotted TrainingConfig field path ("optimizer.learning_rate") in a JSON config."""
+    *head, last = path.split(".")
+    for k in head:
+        d = d.setdefault(k, {})
+    d[last] = value
+
+
+def experiment(key, section, config, groups, seeds, data, sizes, cost, per_epoch=0, compare=()):
+    """One alignd experiment. groups: the groups the report needs, each a dict with a label, a
+    rule, a grid point ({field path: value}; a group without a field takes the axis's first
+    value) and the row's fields (variant, omega, lr, net). The rules and the grid are what
+    those need; a field with one value is set in the config instead. compare: (label a, label
+    b, figure) pairs for CompareGroups. cost: a session's estimated seconds."""
+    config = copy.deepcopy(config)
+    config.pop("seed", None)
+    if sizes:
+        config["network"]["sizes"] = list(sizes)
+    rules = list(dict.fromkeys(g["rule"] for g in groups))
+    grid = []
+    for field in dict.fromkeys(f for g in groups for f in g.get("point", {})):
+        values = list(dict.fromkeys(g["point"][field] for g in groups if field in g.get("point", {})))
+        if len(values) == 1 and all(field in g.get("point", {}) for g in groups):
+            set_path(config, field, values[0])
+        else:
+            grid.append((field, values))
+    for g in groups:  # the point of every grid axis, as the server will name the group's
+        g["point"] = {f: g.get("point", {}).get(f, vs[0]) for f, vs in grid}
+    return dict(key=key, section=section, config=config, rules=rules, grid=grid, seeds=list(seeds),
+                groups=groups, data=data, sizes=list(sizes), cost=cost, per_epoch=per_epoch,
+                compare=list(compare))
+
+
 def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_epochs=100,
          conv_tune_lr=CONV_TUNE_LR):
-    """Every run: experiment, rule, seed, data (names of data sets), config, sizes, and a cost
-    estimate in seconds (the queue is filled longest first, so that two workers end together)."""
-    runs = []
+    """Every experiment (see experiment()). Created longest session first, so that the two
+    workers end together."""
+    exps = []
     epochs = 1 if quick else 20
     per_epoch = 5000 if quick else 50000  # the quick version trains on 5,000 (+ 1,000 held out)
     step_s = 8.5 / 50000  # one per-example step of 784-1000-10 on one core
+    lr = "optimizer.learning_rate"
 
-    def mnist(experiment, rule, seed, n_epochs=epochs, lr=None, speed=1.0, **kw):
-        """One 784-1000-10 run of the paper's protocol (kw: init_scale, sparsity, and row fields
-        such as omega or lr). speed: its cost relative to a BP step (shallow: a third)."""
-        cfg = {k: kw.pop(k) for k in ("init_scale", "sparsity") if k in kw}
-        runs.append(dict(experiment=experiment, rule=rule, seed=seed, sizes=[784, 1000, 10],
-                         data=("mnist_train", "mnist_test"), cost=n_epochs * per_epoch * step_s * speed,
-                         config=mnist_config(seed, n_epochs, lr or MNIST_LR[rule], steps_per_epoch=per_epoch,
-                                             **cfg), **kw))
-
-    for rule in ("bp", "fa"):
-        for s in seeds_mnist:
-            mnist("mnist", rule, s)
-    for s in seeds_mnist:
-        mnist("sparse", "fa", s, sparsity=0.5, speed=1.4)
-    for omega in (0.05, 0.5):
-        for s in seeds_mnist:
-            mnist("shallow", "shallow", s, init_scale=omega, omega=omega, speed=1 / 3)
-
-    # The learning-rate sweep that chose MNIST_LR (run with --only tune; not part of make repro):
-    # seed 1, 15 epochs, chosen by validation error.
-    if "tune" in extra:
-        for rule in ("bp", "fa"):
-            for lr in (0.05, 0.1, 0.2):
-                mnist("tune", rule, 1, n_epochs=1 if quick else 15, lr=lr)
-                runs[-1]["lr"] = lr
-
-    # Which init scale gives the paper's shallow 7.2 %? (--only omega; seeds 1-3)
-    if "omega" in extra:
-        for omega in (0.1, 0.2, 0.3):
-            for s in seeds_mnist[:3]:
-                mnist("omega", "shallow", s, init_scale=omega, omega=omega, speed=1 / 3)
-
-    # Longer: does FA keep improving past make repro's 20 epochs? (--only long; seed 1, 60 epochs)
-    if "long" in extra:
-        for rule in ("bp", "fa"):
-            mnist("long", rule, 1, n_epochs=2 if quick else 60)
-
-    # The earlier reproduction's setting, kept as "with a modern optimiser": Adam on mini-batches
-    # of 32 (a step costs about 18 per-example steps).
-    for rule in ("bp", "fa"):
-        for s in seeds_mnist[:3]:
-            mnist("adam", rule, s, n_epochs=1 if quick else 30, lr=1e-3, speed=18 / 32)
-            c = runs[-1]["config"]
+    def mnist(key, groups, seeds, n_epochs=epochs, speed=1.0, compare=(), init_scale=0.05, sparsity=0.0,
+              adam=False):
+        """784-1000-10 under the paper's protocol. speed: a session's cost relative to a BP step."""
+        c = mnist_config(0, n_epochs, MNIST_LR["bp"], init_scale=init_scale, sparsity=sparsity,
+                         steps_per_epoch=per_epoch)
+        if adam:
             c["optimizer"]["kind"] = "OPTIMIZER_ADAM"
             c["batch_size"] = 32
             c["eval_every"] = per_epoch // 32
             c["metrics_every"] = per_epoch // 320
+        exps.append(experiment(key, key, c, groups, seeds, ("mnist_train", "mnist_test"), [784, 1000, 10],
+                               n_epochs * per_epoch * step_s * speed, c["eval_every"], compare))
 
+    def rule_lr(rule, label=None, **kw):
+        return dict(label=label or rule.upper(), rule=rule, point={lr: MNIST_LR[rule]}, lr=MNIST_LR[rule], **kw)
+
+    # BP and FA at their own rates; compared by seed (the seed sets W, B and the data order of both).
+    mnist("mnist", [rule_lr("bp"), rule_lr("fa")], seeds_mnist,
+          compare=[("FA", "BP", "best.eval"), ("FA", "BP", "eval.error_rate")])
+    mnist("sparse", [rule_lr("fa", "FA, sparse (50 % of W and B removed)")], seeds_mnist, speed=1.4, sparsity=0.5)
+    mnist("shallow", [dict(label=f"shallow, ω = {o:g}" + (" (the paper's init)" if o == 0.05 else ""),
+                           rule="shallow", point={lr: MNIST_LR["shallow"], "init.scale": o}, omega=o)
+                      for o in (0.05, 0.5)], seeds_mnist, speed=1 / 3)
+
+    # The learning-rate sweep that chose MNIST_LR (run with --only tune; not part of make repro):
+    # seed 1, 15 epochs, chosen by validation error.
+    if "tune" in extra:
+        mnist("tune", [dict(label=f"{r} {x:g}", rule=r, point={lr: x}, lr=x) for r in ("bp", "fa")
+                       for x in (0.05, 0.1, 0.2)], [1], n_epochs=1 if quick else 15)
+
+    # Which init scale gives the paper's shallow 7.2 %? (--only omega; seeds 1-3)
+    if "omega" in extra:
+        mnist("omega", [dict(label=f"shallow, ω = {o:g}", rule="shallow",
+                             point={lr: MNIST_LR["shallow"], "init.scale": o}, omega=o) for o in (0.1, 0.2, 0.3)],
+              seeds_mnist[:3], speed=1 / 3)
+
+    # Longer: does FA keep improving past make repro's 20 epochs? (--only long; seed 1, 60 epochs)
+    if "long" in extra:
+        mnist("long", [rule_lr("bp"), rule_lr("fa")], [1], n_epochs=2 if quick else 60)
+
+    # The earlier reproduction's setting, kept as "with a modern optimiser": Adam on mini-batches
+    # of 32 (a step costs about 18 per-example steps).
+    mnist("adam", [dict(label=r.upper(), rule=r, point={lr: 1e-3}) for r in ("bp", "fa")], seeds_mnist[:3],
+          n_epochs=1 if quick else 30, speed=18 / 32, adam=True)
+
+    # The linear task: Kolen-Pollack with weight decay 0.1, the others without.
     lin_epochs = 2 if quick else 4
-    for rule in ("shallow", "bp", "fa", "dfa", "kp"):
-        for s in seeds_mnist:
-            c = dict(network=dict(hidden_activation="ACTIVATION_LINEAR", output_activation="ACTIVATION_LINEAR",
-                                  bias=False),
-                     init=dict(kind="WEIGHT_INIT_UNIFORM", scale=0.01), feedback=dict(scale=0.5),
-                     optimizer=dict(learning_rate=0.002, weight_decay=0.1 if rule == "kp" else 0.0),
-                     batch_size=1, epochs=lin_epochs, seed=s, metrics_every=25, eval_every=100)
-            runs.append(dict(experiment="linear", rule=rule, seed=s, sizes=[30, 20, 10],
-                             data=(f"linear_train_{s}", f"linear_test_{s}"), config=c, cost=1))
+    c = dict(network=dict(hidden_activation="ACTIVATION_LINEAR", output_activation="ACTIVATION_LINEAR", bias=False),
+             init=dict(kind="WEIGHT_INIT_UNIFORM", scale=0.01), feedback=dict(scale=0.5),
+             optimizer=dict(learning_rate=0.002), batch_size=1, epochs=lin_epochs, metrics_every=25, eval_every=100)
+    exps.append(experiment("linear", "linear", c,
+                           [dict(label=r, rule=r, point={"optimizer.weight_decay": 0.1 if r == "kp" else 0.0})
+                            for r in ("shallow", "bp", "fa", "dfa", "kp")],
+                           seeds_mnist, ("linear_train", "linear_test"), [30, 20, 10], 1))
 
+    # The deep task: one experiment per depth (the grid cannot set network.sizes).
     d_epochs = 20 if quick else 200
     for sizes, net in (([30, 20, 10], "3-layer"), ([30, 20, 10, 10], "4-layer")):
-        for rule in ("bp", "fa"):
-            for s in seeds_deep:
-                c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
-                         feedback=dict(scale=0.5), optimizer=dict(learning_rate=0.005),
-                         batch_size=1, epochs=d_epochs, seed=s, metrics_every=5000, eval_every=5000 * 20)
-                runs.append(dict(experiment="deep", rule=rule, seed=s, net=net, sizes=sizes,
-                                 data=(f"deep_train_{s}", f"deep_test_{s}"), config=c, cost=d_epochs * 0.008))
+        c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
+                 feedback=dict(scale=0.5), optimizer=dict(learning_rate=0.005),
+                 batch_size=1, epochs=d_epochs, metrics_every=5000, eval_every=5000 * 20)
+        exps.append(experiment(f"deep-{net}", "deep", c, [dict(label=r, rule=r, net=net) for r in ("bp", "fa")],
+                               seeds_deep, ("deep_train", "deep_test"), sizes, d_epochs * 0.008))
 
-    def lenet(experiment, variant, rule, fb, seed, n_epochs, lr):
-        runs.append(dict(experiment=experiment, rule=rule, variant=variant, seed=seed, sizes=[],
-                         data=("mnist_train", "mnist_test"),
-                         cost=n_epochs * per_epoch * 25e-6 * (1.3 if rule == "kp" else 1.0),
-                         config=lenet_config(seed, n_epochs, lr, fb, per_epoch // 64)))
+    conv_groups = [dict(label=variant, variant=variant, rule=rule,
+                        point={**({"feedback.sign_mode": fb["sign_mode"]} if "sign_mode" in fb else {})})
+                   for variant, rule, fb in CONV_RULES]
 
-    # LeNet-5 under BioTorch's protocol (--only conv; make repro-conv).
+    def lenet(key, groups, seeds, n_epochs, compare=()):
+        steps = per_epoch // 64
+        exps.append(experiment(key, key, lenet_config(0, n_epochs, CONV_LR["bp"], {}, steps), groups, seeds,
+                               ("mnist_train", "mnist_test"), [], n_epochs * per_epoch * 25e-6, steps, compare))
+
+    # LeNet-5 under BioTorch's protocol (--only conv; make repro-conv), each rule at its rate.
     if "conv" in extra:
-        c_epochs = 4 if quick else conv_epochs
-        for variant, rule, fb in CONV_RULES:
-            for s in seeds_conv:
-                lenet("conv", variant, rule, fb, s, c_epochs, CONV_LR[variant])
+        lenet("conv", [dict(g, point={lr: CONV_LR[g["variant"]], **g["point"]}, lr=CONV_LR[g["variant"]])
+                       for g in copy.deepcopy(conv_groups)],
+              seeds_conv, 4 if quick else conv_epochs,
+              compare=[(v, "bp", "best.eval") for v, _, _ in CONV_RULES if v != "bp"])
 
     # The learning rate per rule for LeNet, chosen on the validation split (--only convtune;
     # seed 1, conv_epochs epochs with the same tenfold decays at 50 % and 75 %).
     if "convtune" in extra:
-        c_epochs = 2 if quick else conv_epochs
-        for variant, rule, fb in CONV_RULES:
-            for lr in conv_tune_lr:
-                lenet("convtune", variant, rule, fb, 1, c_epochs, lr)
-                runs[-1]["lr"] = lr
+        lenet("convtune", [dict(g, label=f"{g['variant']} {x:g}", point={lr: x, **g["point"]}, lr=x)
+                           for g in copy.deepcopy(conv_groups) for x in conv_tune_lr],
+              [1], 2 if quick else conv_epochs)
 
     p_epochs = 3 if quick else 10
-    for variant, rule, fb in (("bp", "bp", {}), ("fa", "fa", {}), ("pbp exact", "pbp", {}),
-                              ("pbp damped 0.01", "pbp", {"pinv_damping": 0.01}),
-                              ("sign uSF", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_UNIFORM"}),
-                              ("sign scaled", "sign", {"sign_mode": "SIGN_SYMMETRY_MODE_SCALED"})):
-        for s in seeds_mnist[:3]:
-            c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
-                     feedback=fb, optimizer=dict(learning_rate=0.05), batch_size=32, epochs=p_epochs, seed=s,
-                     metrics_every=50, eval_every=0)
-            runs.append(dict(experiment="pbp", rule=rule, variant=variant, seed=s, sizes=[64, 100, 100, 100, 10],
-                             data=("digits8_train", "digits8_test"), config=c,
-                             cost=p_epochs * (0.2 if rule == "pbp" else 0.03)))
-    return runs
+    c = dict(network=dict(hidden_activation="ACTIVATION_TANH", output_activation="ACTIVATION_LINEAR"),
+             feedback={}, optimizer=dict(learning_rate=0.05), batch_size=32, epochs=p_epochs,
+             metrics_every=50, eval_every=0)
+    exps.append(experiment("pbp", "pbp", c, [
+        dict(label="bp", variant="bp", rule="bp"), dict(label="fa", variant="fa", rule="fa"),
+        dict(label="pbp exact", variant="pbp exact", rule="pbp", point={"feedback.pinv_damping": 0.0}),
+        dict(label="pbp damped 0.01", variant="pbp damped 0.01", rule="pbp", point={"feedback.pinv_damping": 0.01}),
+        dict(label="sign uSF", variant="sign uSF", rule="sign",
+             point={"feedback.sign_mode": "SIGN_SYMMETRY_MODE_UNIFORM"}),
+        dict(label="sign scaled", variant="sign scaled", rule="sign",
+             point={"feedback.sign_mode": "SIGN_SYMMETRY_MODE_SCALED"})],
+        seeds_mnist[:3], ("digits8_train", "digits8_test"), [64, 100, 100, 100, 10], p_epochs * 0.2))
+    return exps
 
 
-def run_name(r):
-    parts = [r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega", ""), r.get("lr", ""),
-             r["seed"]]
+def request_id(e):
+    """The experiment's request id: its key and a digest of what it runs (config, rules, grid,
+    seeds, data), so that a rerun of the same plan against the same alignd resumes it."""
+    spec = {k: e[k] for k in ("config", "rules", "grid", "seeds", "data")}
+    return f"repro-{e['key']}-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_name(e, g, seed):
+    parts = [e["section"], g.get("net", ""), g.get("variant", g["rule"]), g.get("omega", ""), g.get("lr", ""), seed]
     return "_".join(str(p).replace(" ", "-") for p in parts if p != "")
 
 
@@ -254,8 +304,8 @@ def digits8(x):
     return x.reshape(-1, 28, 28)[:, 2:26, 2:26].reshape(-1, 8, 3, 8, 3).mean(axis=(2, 4)).reshape(-1, 64)
 
 
-def make_datasets(client, runs, mnist_dir, quick, log):
-    need = {d for r in runs for d in r["data"]}
+def make_datasets(client, exps, mnist_dir, quick, log):
+    need = {d for e in exps for d in e["data"]}
     names = {}
     if any(n.startswith(("mnist", "digits8")) for n in need):
         x_train, y_train, x_test, y_test = mnist_arrays(mnist_dir)
@@ -271,13 +321,13 @@ def make_datasets(client, runs, mnist_dir, quick, log):
             names["digits8_test"] = client.upload_dataset(digits8(x_test[:2000]), y_test[:2000],
                                                           name="digits8-test")["name"]
         log(f"uploaded MNIST and 8x8 MNIST in {time.time() - t:.1f} s")
-    for n in sorted(need - set(names)):
-        kind, split, seed = n.split("_")
+    for n in sorted(need - set(names)):  # one task (seed 1) for every seed of an experiment
+        kind, split = n.split("_")
         if kind == "linear":
             examples = 2000 if split == "train" else 1000
-            names[n] = client.generate_dataset("linear", examples, split, seed=int(seed), name=n)["name"]
+            names[n] = client.generate_dataset("linear", examples, split, seed=1, name=n)["name"]
         else:
-            names[n] = client.generate_dataset("nonlinear", 5000, split, seed=int(seed), name=n)["name"]
+            names[n] = client.generate_dataset("nonlinear", 5000, split, seed=1, name=n)["name"]
     return names
 
 
@@ -293,7 +343,10 @@ class Alignd:
         self.proc = subprocess.Popen(
             [os.path.join(build, "server/alignd"), "--listen", "127.0.0.1:0", "--metrics_listen", "",
              "--data_dir", os.path.join(data_dir, "data"), "--max_running", str(max_running),
-             "--max_threads", str(max_running), "--max_queued", "1000"],
+             "--max_threads", str(max_running), "--max_queued", "1000",
+             # A checkpoint every 50,000 steps (an MNIST epoch), not every 1,000: an experiment's
+             # sessions take the server's default (Experiment has no checkpoint_every).
+             "--checkpoint_every", "50000"],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline().strip()
         if not line:
@@ -307,42 +360,111 @@ class Alignd:
         self.log.close()
 
 
-# ---- Running -------------------------------------------------------------------------------------
+# ---- Running ---------------------------------------------------------------------------------------
 
-def run_all(client, runs, names, log):
-    """Creates every session (longest first), follows them to the end, and reads each one's
-    metric log back. Returns the runs with `events`, `session` and `wall_s` filled in."""
-    runs = sorted(runs, key=lambda r: -r["cost"])
-    total_cost = sum(r["cost"] for r in runs)
-    for r in runs:
-        train, test = r["data"]
-        # A checkpoint every 50,000 steps (an MNIST epoch), not the server's every 1,000.
-        s = client.create_session(names[train], r["sizes"], rule=r["rule"], eval_dataset=names[test],
-                                  name=run_name(r), config=r["config"], checkpoint_every=50000)
-        r["session"] = s["name"]
+ENDED = ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED", "SESSION_STATE_CANCELLED")
+
+
+def _point_value(v):
+    """A grid point's google.protobuf.Value (as to_python gives it) as a plain value."""
+    return next(iter(v.values())) if isinstance(v, dict) else v
+
+
+def create(client, e, names, log):
+    """Creates (or, with the same request id, finds and completes) the experiment, matches its
+    groups to the ones the report needs and cancels the rest. Fills e["name"], and per group
+    its id and sessions."""
+    from alignd_client import rule_names
+    rn = rule_names()
+    train, test = e["data"]
+    x = client.create_experiment(names[train], e["config"], rules=e["rules"], seeds=e["seeds"],
+                                 grid=dict(e["grid"]), eval_dataset=names[test], name=f"repro {e['key']}",
+                                 labels={"repro": e["key"]}, request_id=e["request_id"])
+    e["name"] = x["name"]
+    wanted = {(rn.get(g["rule"], g["rule"]), json.dumps(g["point"], sort_keys=True)): g for g in e["groups"]}
+    cancelled = 0
+    for sg in x["groups"]:
+        point = {f: _point_value(v) for f, v in sg["point"].items()}
+        g = wanted.get((sg["rule"], json.dumps(point, sort_keys=True)))
+        if g is not None:
+            g["id"], g["sessions"] = sg["id"], list(sg["sessions"])
+            continue
+        for s in sg["sessions"]:  # outside the protocol: never trained
+            if client.get_session(s)["state"] not in ENDED:
+                client.cancel_session(s)
+            cancelled += 1
+    missing = [g["label"] for g in e["groups"] if "id" not in g]
+    if missing:
+        raise RuntimeError(f"{e['name']}: alignd made no group for {missing}")
+    e["cancelled"] = cancelled
+    kept = sum(len(g["sessions"]) for g in e["groups"])
+    log(f"{e['name']} ({e['key']}): {kept} sessions in {len(e['groups'])} groups"
+        + (f", {cancelled} outside the protocol cancelled" if cancelled else "")
+        + (f"; resumed, {x['sessions_ended']} of {x['sessions_total']} already ended" if x["sessions_ended"] else ""))
+
+
+def run_all(client, exps, names, log):
+    """Creates every experiment (longest sessions first), follows them until alignd says they are
+    done, then reads alignd's statistics and comparisons and each session's record and log."""
+    exps = sorted(exps, key=lambda e: -e["cost"])
+    for e in exps:
+        e["request_id"] = request_id(e)
+        create(client, e, names, log)
+    where = {s: (e, g, seed) for e in exps for g in e["groups"] for s, seed in zip(g["sessions"], e["seeds"])}
+    total_cost = sum(v[0]["cost"] for v in where.values())
     start = time.time()
-    pending = {r["session"]: r for r in runs}
-    done_cost = 0.0
-    while pending:
-        time.sleep(1.0)
+    pending, done_cost = set(where), 0.0
+    running = {e["name"] for e in exps}
+    while running:
         for s in client.list_sessions():
-            r = pending.get(s["name"])
-            if r is None or s["state"] not in ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED",
-                                               "SESSION_STATE_CANCELLED"):
+            if s["name"] not in pending or s["state"] not in ENDED:
                 continue
-            del pending[s["name"]]
-            r["state"] = s["state"]
-            r["failure"] = s.get("failure_reason", "")
-            r["total_steps"] = int(s["total_steps"])
-            r["wall_s"] = _seconds(s.get("end_time")) - _seconds(s.get("start_time"))
-            r["events"] = client.list_metrics(s["name"])
-            done_cost += r["cost"]
+            pending.discard(s["name"])
+            e, g, seed = where[s["name"]]
+            done_cost += e["cost"]
             elapsed = time.time() - start
             eta = elapsed / max(done_cost, 1e-9) * (total_cost - done_cost)
-            fig = summarise(r)
-            log(f"[{len(runs) - len(pending):3d}/{len(runs)}] {run_name(r):34s} {fig:28s} "
-                f"{r['wall_s']:6.1f} s   (elapsed {elapsed:4.0f} s, about {eta:4.0f} s to go)")
-    return runs
+            wall = _seconds(s.get("end_time")) - _seconds(s.get("start_time"))
+            state = s["state"].replace("SESSION_STATE_", "").lower()
+            log(f"[{len(where) - len(pending):3d}/{len(where)}] {run_name(e, g, seed):34s} {state:9s} {wall:6.1f} s"
+                f"   (elapsed {elapsed:4.0f} s, about {eta:4.0f} s to go)"
+                + (f"  {s.get('failure_reason', '')[:60]}" if s["state"] != "SESSION_STATE_SUCCEEDED" else ""))
+        for e in exps:
+            if e["name"] in running:
+                x = client.get_experiment(e["name"])
+                if x["state"] != "EXPERIMENT_STATE_RUNNING":
+                    running.discard(e["name"])
+                    e["state"] = x["state"]
+                    log(f"{e['name']} ({e['key']}): {x['state'].replace('EXPERIMENT_STATE_', '').lower()}, "
+                        f"{x['sessions_ended']} of {x['sessions_total']} sessions ended")
+        if running:
+            time.sleep(1.0)
+    for e in exps:
+        stats = client.experiment_statistics(e["name"])
+        for g in e["groups"]:
+            g["stats"] = stats[g["id"]]
+            g["runs"] = [session_run(client, e, g, s, seed) for s, seed in zip(g["sessions"], e["seeds"])]
+        by = {g["label"]: g for g in e["groups"]}
+        e["comparisons"] = [dict(a=a, b=b, figure=f, group_a=by[a]["id"], group_b=by[b]["id"],
+                                 **client.compare_groups(e["name"], by[a]["id"], by[b]["id"], figure=f))
+                            for a, b, f in e["compare"]]
+    return exps
+
+
+def session_run(client, e, g, name, seed):
+    """One session's record and log, and its values at alignd's best validation step (no
+    statistics: the values the server's summary is made of)."""
+    s = client.get_session(name)
+    config = copy.deepcopy(e["config"])
+    for f, v in g["point"].items():
+        set_path(config, f, v)
+    config["seed"] = seed
+    r = dict(experiment=e["section"], experiment_name=e["name"], group=g["id"], session=name, rule=g["rule"],
+             seed=seed, sizes=e["sizes"], config=config, state=s["state"], failure=s.get("failure_reason", ""),
+             total_steps=int(s["total_steps"]), wall_s=_seconds(s.get("end_time")) - _seconds(s.get("start_time")),
+             name=run_name(e, g, seed), events=client.list_metrics(name))
+    r.update({k: g[k] for k in ("variant", "net", "omega", "lr") if k in g})
+    return r
 
 
 def _seconds(ts):
@@ -353,368 +475,336 @@ def evals(r, validation):
     return [e["eval"] for e in r["events"] if "eval" in e and bool(e["eval"].get("validation")) == validation]
 
 
-def steps(r):
-    return [e["step"] for e in r["events"] if "step" in e]
-
-
-def figures(r):
-    """Per run: the final test figure; for runs with a validation split, the epoch chosen by
-    validation error and the test error there."""
-    if r.get("state") != "SESSION_STATE_SUCCEEDED":
-        return {}
+def run_figures(r, best_step, per_epoch):
+    """A run's last test figure and, where it has a validation split, its values at the step alignd
+    chose as its best (GetExperimentStatistics' best_steps)."""
     out = {}
     test = evals(r, False)
-    if not test:
+    if r["state"] != "SESSION_STATE_SUCCEEDED" or not test:
         return out
     last = test[-1]
     if not math.isnan(last.get("error_rate", float("nan"))):
         out["test_error_last"] = last["error_rate"]
     else:
         out["nse"] = last["nse"]
-    val = evals(r, True)
-    if val:
-        per_epoch = r["config"]["eval_every"]
-        best = min(range(len(val)), key=lambda k: (val[k]["error_rate"], k))
-        out["selected_epoch"] = int(val[best]["step"]) // per_epoch
-        out["validation_error_selected"] = val[best]["error_rate"]
-        at = next(e for e in test if e["step"] == val[best]["step"])
-        out["test_error_selected"] = at["error_rate"]
+    val = {int(v["step"]): v for v in evals(r, True)}
+    if val and best_step in val and per_epoch:
+        out["selected_epoch"] = best_step // per_epoch
+        out["validation_error_selected"] = val[best_step]["error_rate"]
+        out["test_error_selected"] = next(t["error_rate"] for t in test if int(t["step"]) == best_step)
         out["epochs"] = int(last["step"]) // per_epoch
     return out
 
 
-def summarise(r):
-    if r.get("state") != "SESSION_STATE_SUCCEEDED":
-        return f"{r.get('state', '?')}: {r.get('failure', '')}"[:60]
-    f = figures(r)
-    if "test_error_selected" in f:
-        return f"test {100 * f['test_error_selected']:.2f} % (epoch {f['selected_epoch']})"
-    if "test_error_last" in f:
-        return f"test error {100 * f['test_error_last']:.2f} %"
-    return f"test NSE {f['nse']:.3g}"
+# ---- Report: alignd's statistics, laid out -----------------------------------------------------------
+
+NAN = float("nan")
 
 
-# ---- Statistics ----------------------------------------------------------------------------------
+def isnan(v):
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
-def mean_sd(xs):
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    if not xs:
-        return float("nan"), float("nan")
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def paired(a, b):
-    """Paired comparison of a and b (same seeds): mean difference a - b with its 95 % CI, the
-    paired t-test's p and the Wilcoxon signed-rank test's p (two-sided)."""
-    from scipy import stats
-    d = [x - y for x, y in zip(a, b)]
-    n = len(d)
-    m = statistics.mean(d)
-    sd = statistics.stdev(d) if n > 1 else float("nan")
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
-    t = stats.ttest_rel(a, b)
-    try:
-        w = stats.wilcoxon(a, b).pvalue
-    except ValueError:
-        w = float("nan")
-    return dict(n=n, diff=m, ci=(m - half, m + half), t=float(t.statistic), p_t=float(t.pvalue), p_w=float(w))
-
-
-# ---- Report --------------------------------------------------------------------------------------
 
 def pct(v):
-    return f"{100 * v:.2f} %"
+    return "–" if isnan(v) else f"{100 * v:.2f} %"
 
 
-def report(runs, args, wall, md):
-    ok = [r for r in runs if r.get("state") == "SESSION_STATE_SUCCEEDED"]
-    failed = [r for r in runs if r.get("state") != "SESSION_STATE_SUCCEEDED"]
-    for r in ok:
-        r["figures"] = figures(r)
-    md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(runs)} sessions through alignd "
-           f"(two at a time on {os.cpu_count()} cores), {wall / 60:.1f} min in all. "
+def ms(s, fmt=pct, sd_fmt=None):
+    """A FigureSummary as 'mean ± SD' (the mean alone for one seed)."""
+    if not s or not s.get("n"):
+        return "–"
+    return fmt(s["mean"]) if isnan(s.get("sd")) else f"{fmt(s['mean'])} ± {(sd_fmt or fmt)(s['sd'])}"
+
+
+def ci(s, fmt):
+    return "–" if not s or isnan(s.get("ci_low")) else f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+
+
+def at(g, figure, index=-1, step=None):
+    """alignd's summary of a figure over the group's seeds at one step (the last by default, or the
+    first with index=0, or the given step); None where the logs have no such figure or step."""
+    s = g["stats"].get(figure)
+    if not s or not len(s["step"]):
+        return None
+    if step is not None:
+        hits = [k for k, x in enumerate(s["step"]) if int(x) == step]
+        if not hits:
+            return None
+        index = hits[0]
+    return {k: (int(s[k][index]) if k in ("step", "n") else float(s[k][index]))
+            for k in ("step", "n", "mean", "sd", "ci_low", "ci_high")}
+
+
+def best(g):
+    return g["stats"]["best"]
+
+
+def epochs_of(e, g):
+    s = g["stats"].get("eval.error_rate")
+    return int(s["step"][-1]) // e["per_epoch"] if s is not None and len(s["step"]) and e["per_epoch"] else 0
+
+
+def selected_epochs(e, g):
+    return ", ".join(str(int(b) // e["per_epoch"]) if b >= 0 else "–" for b in best(g)["best_steps"])
+
+
+def cmp_row(c, scale=100.0, fmt="+.2f", p_fmt=".3g"):
+    f = lambda v: "–" if isnan(v) else f"{scale * v:{fmt}}"  # noqa: E731
+    p = lambda v: "–" if isnan(v) else f"{v:{p_fmt}}"  # noqa: E731
+    return f, p
+
+
+def experiment_line(es):
+    """The experiments a table comes from, with the groups of its rows."""
+    parts = []
+    for e in es:
+        groups = ", ".join(g["id"] + " " + g["label"] for g in e["groups"])
+        parts.append(f"`{e['name']}` ({groups})")
+    return "alignd experiment" + ("s " if len(es) > 1 else " ") + "; ".join(parts) + "."
+
+
+def report(exps, args, wall, md):
+    by_key = {e["key"]: e for e in exps}
+    runs = [r for e in exps for g in e["groups"] for r in g["runs"]]
+    failed = [r for r in runs if r["state"] != "SESSION_STATE_SUCCEEDED"]
+    cancelled = sum(e.get("cancelled", 0) for e in exps)
+    md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(exps)} alignd "
+           f"experiment{'s' if len(exps) != 1 else ''}, "
+           f"{len(runs)} sessions (two at a time on {os.cpu_count()} cores), {wall / 60:.1f} min in all"
+           + (f"; {cancelled} more sessions, outside the protocol in the experiments' grids, cancelled before "
+              "they ran" if cancelled else "") + ". Every mean, SD, interval, paired difference and p-value "
+           "below is alignd's (GetExperimentStatistics, CompareGroups). "
            f"{len(failed)} ended FAILED (pseudo-backprop exact and sign symmetry uSF on the deeper net diverge "
            "by design; any other is a fault)." +
-           "".join(f"\n- FAILED {run_name(r)}: {r.get('failure')}" for r in failed), ""]
-
-    def group(exp, **kw):
-        return sorted((r for r in ok if r["experiment"] == exp and all(r.get(k) == v for k, v in kw.items())),
-                      key=lambda r: r["seed"])
+           "".join(f"\n- FAILED {r['name']}: {r.get('failure')}" for r in failed), ""]
 
     # MNIST, as the paper ran it.
-    rows = [("BP", group("mnist", rule="bp")), ("FA", group("mnist", rule="fa")),
-            ("FA, sparse (50 % of W and B removed)", group("sparse", rule="fa")),
-            ("shallow, ω = 0.05 (the paper's init)", group("shallow", omega=0.05))]
-    for omega in sorted({r["omega"] for r in ok if r["experiment"] in ("shallow", "omega")} - {0.05}):
-        rows.append((f"shallow, ω = {omega:g}", group("shallow", omega=omega) + group("omega", omega=omega)))
-    if any(rs for _, rs in rows):
+    rows = []
+    for key in ("mnist", "sparse", "shallow", "omega"):
+        if key in by_key:
+            rows += [(by_key[key], g) for g in by_key[key]["groups"]]
+    if rows:
         md += ["### MNIST as the paper ran it (784-1000-10, per-example SGD)", "",
                "Test error at the epoch with the lowest validation error (the last 10,000 training "
                "examples, never trained on), and at the last epoch. Mean ± SD over seeds.", "",
                "| rule | η | seeds | test error, selected epoch | at the last epoch | validation error | "
                "selected epochs | paper |", "|---|---|---|---|---|---|---|---|"]
         paper = {"BP": "2.4 %", "FA": "2.1 %", "FA, sparse (50 % of W and B removed)": "2.4 %"}
-        for label, rs in rows:
-            if not rs:
-                continue
-            f = [r["figures"] for r in rs]
-            m, sd = mean_sd([x["test_error_selected"] for x in f])
-            ml, sdl = mean_sd([x["test_error_last"] for x in f])
-            mv, sdv = mean_sd([x["validation_error_selected"] for x in f])
-            lr = rs[0]["config"]["optimizer"]["learning_rate"]
-            md.append(f"| {label} | {lr:g} | {len(rs)} | **{pct(m)} ± {pct(sd)}** | {pct(ml)} ± {pct(sdl)} | "
-                      f"{pct(mv)} ± {pct(sdv)} | {', '.join(str(x['selected_epoch']) for x in f)} of "
-                      f"{f[0]['epochs']} | {paper.get(label, '≈ 7.2 %' if 'shallow' in label else '')} |")
-        md.append("")
-        bp, fa = {r["seed"]: r for r in group("mnist", rule="bp")}, {r["seed"]: r for r in group("mnist", rule="fa")}
-        seeds = sorted(set(bp) & set(fa))
-        if len(seeds) >= 2:
+        for e, g in rows:
+            b = best(g)
+            md.append(f"| {g['label']} | {g['point'].get('optimizer.learning_rate', e['config']['optimizer']['learning_rate']):g} "
+                      f"| {b['eval_at_best']['n']} | **{ms(b['eval_at_best'])}** | {ms(at(g, 'eval.error_rate'))} | "
+                      f"{ms(b['validation'])} | {selected_epochs(e, g)} of {epochs_of(e, g)} | "
+                      f"{paper.get(g['label'], '≈ 7.2 %' if 'shallow' in g['label'] else '')} |")
+        md += ["", experiment_line([by_key[k] for k in ("mnist", "sparse", "shallow", "omega") if k in by_key]), ""]
+        e = by_key.get("mnist")
+        cs = [c for c in (e["comparisons"] if e else []) if c["n"] >= 2]
+        if cs:
             md += ["Paired comparison, same seeds (the seed sets W, B and the data order of both):", "",
                    "| comparison | seeds | mean difference (FA − BP) | 95 % CI | paired t | p (t-test) | "
                    "p (Wilcoxon) |", "|---|---|---|---|---|---|---|"]
-            for key, label in (("test_error_selected", "test error, selected epoch"),
-                               ("test_error_last", "test error, last epoch")):
-                p = paired([fa[s]["figures"][key] for s in seeds], [bp[s]["figures"][key] for s in seeds])
-                md.append(f"| {label} | {p['n']} | {100 * p['diff']:+.2f} points | "
-                          f"[{100 * p['ci'][0]:+.2f}, {100 * p['ci'][1]:+.2f}] | {p['t']:.2f} | {p['p_t']:.3g} | "
-                          f"{p['p_w']:.3g} |")
-            md.append("")
+            labels = {"best.eval": "test error, selected epoch", "eval.error_rate": "test error, last epoch"}
+            for c in cs:
+                f, p = cmp_row(c)
+                md.append(f"| {labels[c['figure']]} | {c['n']} | {f(c['diff'])} points | [{f(c['ci_low'])}, "
+                          f"{f(c['ci_high'])}] | {'–' if isnan(c['t']) else format(c['t'], '.2f')} | {p(c['p_t'])} | "
+                          f"{p(c['p_w'])} |")
+            md += ["", f"alignd's CompareGroups on `{e['name']}`, {cs[0]['group_a']} (FA) against "
+                   f"{cs[0]['group_b']} (BP), figures `best.eval` and `eval.error_rate`.", ""]
 
     # The learning-rate sweep.
-    tune = group("tune")
-    if tune:
-        md += [f"### MNIST learning rate, chosen on the validation split (seed 1, {tune[0]['figures']['epochs']} "
+    e = by_key.get("tune")
+    if e:
+        md += [f"### MNIST learning rate, chosen on the validation split (seed 1, {epochs_of(e, e['groups'][0])} "
                "epochs)", "",
                "| rule | η | validation error, best epoch | its epoch | validation error, last epoch |",
                "|---|---|---|---|---|"]
-        for r in sorted(tune, key=lambda r: (r["rule"], r["lr"])):
-            f, v = r["figures"], [e["error_rate"] for e in evals(r, True)]
-            md.append(f"| {r['rule']} | {r['lr']:g} | {pct(f['validation_error_selected'])} | "
-                      f"{f['selected_epoch']} | {pct(v[-1])} |")
-        md.append("")
+        for g in e["groups"]:
+            b = best(g)
+            md.append(f"| {g['rule']} | {g['lr']:g} | {ms(b['validation'])} | {selected_epochs(e, g)} | "
+                      f"{ms(at(g, 'validation.error_rate'))} |")
+        md += ["", experiment_line([e]), ""]
 
     # Longer runs.
-    long = group("long")
-    if long:
+    e = by_key.get("long")
+    if e:
         md += ["### Longer: BP and FA for 60 epochs (seed 1, the same protocol)", "",
                "| rule | η | test error, selected epoch | selected epoch | test error at 20 epochs | at the last |",
                "|---|---|---|---|---|---|"]
-        for r in long:
-            f, t = r["figures"], evals(r, False)
-            at20 = t[min(19, len(t) - 1)]["error_rate"]
-            md.append(f"| {r['rule']} | {r['config']['optimizer']['learning_rate']:g} | {pct(f['test_error_selected'])} | "
-                      f"{f['selected_epoch']} of {f['epochs']} | {pct(at20)} | {pct(f['test_error_last'])} |")
-        md.append("")
+        for g in e["groups"]:
+            n = epochs_of(e, g)
+            md.append(f"| {g['rule']} | {g['lr']:g} | {ms(best(g)['eval_at_best'])} | {selected_epochs(e, g)} of {n} | "
+                      f"{ms(at(g, 'eval.error_rate', step=min(20, n) * e['per_epoch']))} | "
+                      f"{ms(at(g, 'eval.error_rate'))} |")
+        md += ["", experiment_line([e]), ""]
 
     # The same network with Adam.
-    adam = [("BP", group("adam", rule="bp")), ("FA", group("adam", rule="fa"))]
-    if any(rs for _, rs in adam):
+    e = by_key.get("adam")
+    if e:
         md += ["### The same network with a modern optimiser (Adam, η = 1e-3, batch 32)", "",
                "Not the paper's protocol: Adam's per-parameter normalisation makes FA's feedback scale β "
                "irrelevant and reshapes FA's direction. Same validation split and selection.", "",
                "| rule | seeds | test error, selected epoch | at the last epoch | selected epochs |",
                "|---|---|---|---|---|"]
-        for label, rs in adam:
-            if not rs:
-                continue
-            f = [r["figures"] for r in rs]
-            m, sd = mean_sd([x["test_error_selected"] for x in f])
-            ml, sdl = mean_sd([x["test_error_last"] for x in f])
-            md.append(f"| {label} | {len(rs)} | {pct(m)} ± {pct(sd)} | {pct(ml)} ± {pct(sdl)} | "
-                      f"{', '.join(str(x['selected_epoch']) for x in f)} of {f[0]['epochs']} |")
-        md.append("")
+        for g in e["groups"]:
+            b = best(g)
+            md.append(f"| {g['label']} | {b['eval_at_best']['n']} | {ms(b['eval_at_best'])} | "
+                      f"{ms(at(g, 'eval.error_rate'))} | {selected_epochs(e, g)} of {epochs_of(e, g)} |")
+        md += ["", experiment_line([e]), ""]
 
     # Linear task.
-    lin = [r for r in ok if r["experiment"] == "linear"]
-    if lin:
+    e = by_key.get("linear")
+    if e:
         md += ["### Linear task (30-20-10, y* = T x, per-example SGD, η = 0.002)", "",
-               "Examples seen before the test NSE first falls below each threshold (mean over seeds; "
-               "'never' if a seed never did), the update angle to BP of the hidden layer, and for "
-               "Kolen–Pollack (weight decay λ = 0.1) the angle between B and Wᵀ.", "",
+               "Examples seen before the test NSE, averaged over seeds, first falls below each threshold "
+               "('never' if it did not), the update angle to BP of the hidden layer (the mean over seeds, "
+               "averaged over the steps of the window), and for Kolen–Pollack (weight decay λ = 0.1) the "
+               "angle between B and Wᵀ. One data set (one T) for every seed; the seed sets the init and "
+               "the order.", "",
                "| rule | NSE ≤ 0.5 | ≤ 1e-1 | ≤ 1e-2 | ≤ 1e-4 | final NSE | update angle, first 100 → last 500 "
                "examples | B–Wᵀ angle, start → end |", "|---|---|---|---|---|---|---|---|"]
-        for rule in ("shallow", "bp", "fa", "dfa", "kp"):
-            rs = [r for r in lin if r["rule"] == rule]
-            if not rs:
-                continue
+        for g in e["groups"]:
+            nse = g["stats"].get("eval.nse")
             cells = []
             for thr in (0.5, 1e-1, 1e-2, 1e-4):
-                hits = [next((int(e["step"]) for e in evals(r, False) if e["nse"] <= thr), None) for r in rs]
-                cells.append("never" if any(h is None for h in hits) else f"{statistics.mean(hits):.0f}")
-            m, sd = mean_sd([r["figures"]["nse"] for r in rs])
+                hit = next((int(s) for s, m in zip(nse["step"], nse["mean"]) if m <= thr), None) if nse else None
+                cells.append("never" if hit is None else f"{hit}")
             angle, wangle = "–", "–"
-            if rule in ("fa", "dfa", "kp"):
-                first = [statistics.mean(a for a in angles(r)[:4]) for r in rs]
-                last = [statistics.mean(angles(r)[-20:]) for r in rs]
-                angle = f"{statistics.mean(first):.0f}° → {statistics.mean(last):.0f}°"
-            if rule == "kp":
-                w0 = [weight_angles(r)[0] for r in rs]
-                w1 = [weight_angles(r)[-1] for r in rs]
-                wangle = f"{statistics.mean(w0):.0f}° → {statistics.mean(w1):.1f}°"
-            md.append(f"| {rule} | " + " | ".join(cells) + f" | {m:.3g} ± {sd:.2g} | {angle} | {wangle} |")
-        md.append("")
+            ua = g["stats"].get("alignment.h1.update_angle_mean")
+            if g["rule"] in ("fa", "dfa", "kp") and ua is not None:
+                m = [x for x in ua["mean"] if not math.isnan(x)]
+                angle = f"{sum(m[:4]) / len(m[:4]):.0f}° → {sum(m[-20:]) / len(m[-20:]):.0f}°"
+            if g["rule"] == "kp":
+                w0, w1 = at(g, "alignment.h1.weight_angle", 0), at(g, "alignment.h1.weight_angle")
+                wangle = f"{w0['mean']:.0f}° → {w1['mean']:.1f}°"
+            md.append(f"| {g['rule']} | " + " | ".join(cells) + " | "
+                      f"{ms(at(g, 'eval.nse'), lambda v: f'{v:.3g}', lambda v: f'{v:.2g}')} | {angle} | {wangle} |")
+        md += ["", experiment_line([e]), ""]
 
     # Deep task.
-    deep = [r for r in ok if r["experiment"] == "deep"]
+    deep = [by_key[k] for k in ("deep-3-layer", "deep-4-layer") if k in by_key]
     if deep:
         md += ["### Deep nonlinear task (teacher 30-20-10-10 tanh; students 3-layer 30-20-10 and 4-layer "
-               "30-20-10-10)", "", "Test NSE after the last epoch; one teacher, data set and init per seed, "
-               "shared by all four students of that seed.", "",
-               "| rule | net | seeds | mean ± SD | median | min – max |", "|---|---|---|---|---|---|"]
+               "30-20-10-10)", "", "Test NSE after the last epoch; one teacher and data set, the seed sets each "
+               "student's init and data order (shared by the four students of a seed).", "",
+               "| rule | net | seeds | mean ± SD | 95 % CI |", "|---|---|---|---|---|"]
+        g3 = lambda v: f"{v:.3g}"  # noqa: E731
         for rule in ("bp", "fa"):
-            for net in ("3-layer", "4-layer"):
-                v = [r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == net]
-                if not v:
-                    continue
-                m, sd = mean_sd(v)
-                md.append(f"| {rule} | {net} | {len(v)} | {m:.3g} ± {sd:.2g} | {statistics.median(v):.3g} | "
-                          f"{min(v):.2g} – {max(v):.2g} |")
-        md += ["", "Depth, paired by seed (log10 NSE, 4-layer − 3-layer; negative: depth helps):", "",
-               "| rule | seeds | mean difference of log10 NSE | 95 % CI | 4-layer better in | p (t-test) | "
-               "p (Wilcoxon) |", "|---|---|---|---|---|---|---|"]
-        for rule in ("bp", "fa"):
-            three = {r["seed"]: r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == "3-layer"}
-            four = {r["seed"]: r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == "4-layer"}
-            seeds = sorted(set(three) & set(four))
-            if len(seeds) < 2:
-                continue
-            a = [math.log10(four[s]) for s in seeds]
-            b = [math.log10(three[s]) for s in seeds]
-            p = paired(a, b)
-            better = sum(x < y for x, y in zip(a, b))
-            md.append(f"| {rule} | {p['n']} | {p['diff']:+.2f} | [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}] | "
-                      f"{better} of {p['n']} | {p['p_t']:.2g} | {p['p_w']:.2g} |")
-        md.append("")
+            for e in deep:
+                for g in e["groups"]:
+                    if g["rule"] == rule:
+                        s = at(g, "eval.nse")
+                        md.append(f"| {rule} | {g['net']} | {s['n'] if s else 0} | {ms(s, g3, lambda v: f'{v:.2g}')} | "
+                                  f"{ci(s, lambda v: f'{v:.2g}')} |")
+        md += ["", experiment_line(deep) + " The depths are two experiments (alignd's grid cannot set "
+               "network.sizes), and CompareGroups pairs groups of one experiment only, so there is no paired "
+               "test of depth here; the plot shows each seed.", ""]
 
     # LeNet-5 under BioTorch's protocol.
-    conv = [r for r in ok if r["experiment"] == "conv"]
-    if conv:
-        epochs = conv[0]["figures"].get("epochs", 0)
-        md += [f"### LeNet-5 on MNIST, every rule (BioTorch's protocol, {epochs} epochs)", "",
+    e = by_key.get("conv")
+    if e:
+        g0 = e["groups"][0]
+        md += [f"### LeNet-5 on MNIST, every rule (BioTorch's protocol, {epochs_of(e, g0)} epochs)", "",
                "SGD, momentum 0.9, weight decay 1e-3, batch 64, η per rule (chosen on the validation split: "
                "`--only convtune`) divided by 10 at epochs "
-               f"{', '.join(str(e) for e in conv[0]['config']['optimizer']['decay_epochs'])}; the last 10,000 "
+               f"{', '.join(str(x) for x in e['config']['optimizer']['decay_epochs'])}; the last 10,000 "
                "training examples held out for validation; test error at the epoch of the lowest validation "
                "error. Mean ± SD over seeds; paired against BP over the same seeds (the seed sets W, B and "
                "the data order).", "",
                "| rule | η | seeds | test error, selected epoch | at the last epoch | selected epochs | − BP (points) "
                "| 95 % CI | p (t-test) | p (Wilcoxon) | BioTorch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        by = {v: {r["seed"]: r for r in conv if r["variant"] == v} for v, _, _ in CONV_RULES}
-        for variant, _, _ in CONV_RULES:
-            rs = [by[variant][k] for k in sorted(by[variant])]
-            if not rs:
-                continue
-            f = [r["figures"] for r in rs]
-            m, sd = mean_sd([x["test_error_selected"] for x in f])
-            ml, sdl = mean_sd([x["test_error_last"] for x in f])
+        cs = {c["a"]: c for c in e["comparisons"]}
+        for g in e["groups"]:
+            b = best(g)
             cells = ["–", "–", "–", "–"]
-            seeds = sorted(set(by[variant]) & set(by["bp"]))
-            if variant != "bp" and len(seeds) >= 2:
-                p = paired([by[variant][k]["figures"]["test_error_selected"] for k in seeds],
-                           [by["bp"][k]["figures"]["test_error_selected"] for k in seeds])
-                cells = [f"{100 * p['diff']:+.2f}", f"[{100 * p['ci'][0]:+.2f}, {100 * p['ci'][1]:+.2f}]",
-                         f"{p['p_t']:.3g}", f"{p['p_w']:.3g}"]
-            bt = BIOTORCH_LENET.get(variant)
-            md.append(f"| {variant} | {rs[0]['config']['optimizer']['learning_rate']:g} | {len(rs)} | **{pct(m)} ± {pct(sd)}** | {pct(ml)} ± {pct(sdl)} | "
-                      f"{', '.join(str(x['selected_epoch']) for x in f)} | " + " | ".join(cells) +
+            c = cs.get(g["label"])
+            if c and c["n"] >= 2:
+                f, p = cmp_row(c)
+                cells = [f(c["diff"]), f"[{f(c['ci_low'])}, {f(c['ci_high'])}]", p(c["p_t"]), p(c["p_w"])]
+            bt = BIOTORCH_LENET.get(g["label"])
+            md.append(f"| {g['label']} | {g['lr']:g} | {b['eval_at_best']['n']} | **{ms(b['eval_at_best'])}** | "
+                      f"{ms(at(g, 'eval.error_rate'))} | {selected_epochs(e, g)} | " + " | ".join(cells) +
                       f" | {f'{bt:.2f} %' if bt else '–'} |")
-        md.append("")
+        md += ["", experiment_line([e]) + " The differences are CompareGroups' (`best.eval`) of each group "
+               f"against {next(g['id'] for g in e['groups'] if g['label'] == 'bp')} (BP).", ""]
 
     # LeNet's learning rate per rule.
-    ct = [r for r in runs if r["experiment"] == "convtune"]
-    if ct:
-        epochs = max((r["figures"].get("epochs", 0) for r in ct if r.get("figures")), default=0)
-        grid = sorted({r["lr"] for r in ct})
-        md += [f"### LeNet-5 learning rate per rule, chosen on the validation split (seed 1, {epochs} epochs, "
-               "the same decays)", "",
+    e = by_key.get("convtune")
+    if e:
+        grid = list(dict.fromkeys(g["lr"] for g in e["groups"]))
+        md += [f"### LeNet-5 learning rate per rule, chosen on the validation split (seed 1, "
+               f"{max(epochs_of(e, g) for g in e['groups'])} epochs, the same decays)", "",
                "| rule | " + " | ".join(f"η = {lr:g}" for lr in grid) + " | chosen |",
                "|---|" + "---|" * (len(grid) + 1)]
         for variant, _, _ in CONV_RULES:
-            rs = {r["lr"]: r for r in ct if r["variant"] == variant}
-            if not rs:
-                continue
-            cells, best = [], None
+            gs = {g["lr"]: g for g in e["groups"] if g["variant"] == variant}
+            cells, chosen = [], None
             for lr in grid:
-                f = rs[lr].get("figures") if lr in rs else None
-                if not f or "validation_error_selected" not in f:
-                    why = rs[lr].get("failure", "") if lr in rs else ""
-                    cells.append("–" if lr not in rs else "diverged" if "diverged" in why else
-                                 rs[lr].get("state", "?").replace("SESSION_STATE_", "").lower())
+                g = gs.get(lr)
+                v = best(g)["validation"] if g else None
+                if not v or not v["n"]:
+                    r = g["runs"][0] if g else None
+                    cells.append("–" if r is None else "diverged" if "diverged" in r["failure"] else
+                                 r["state"].replace("SESSION_STATE_", "").lower())
                     continue
-                v = f["validation_error_selected"]
-                cells.append(f"{pct(v)} (epoch {f['selected_epoch']})")
-                if best is None or v < best[1]:
-                    best = (lr, v)
-            md.append(f"| {variant} | " + " | ".join(cells) + (f" | {best[0]:g} |" if best else " | – |"))
-        md += ["", "Validation error at the best epoch (the last 10,000 training examples).", ""]
+                cells.append(f"{pct(v['mean'])} (epoch {selected_epochs(e, g)})")
+                if chosen is None or v["mean"] < chosen[1]:
+                    chosen = (lr, v["mean"])
+            md.append(f"| {variant} | " + " | ".join(cells) + (f" | {chosen[0]:g} |" if chosen else " | – |"))
+        md += ["", "Validation error at the best epoch (the last 10,000 training examples).", "",
+               experiment_line([e]), ""]
 
     # Pseudo-backprop and sign symmetry on a deeper tanh net.
-    pb = [r for r in ok if r["experiment"] == "pbp"]
-    if pb:
+    e = by_key.get("pbp")
+    if e:
         md += ["### Pseudo-backprop and sign symmetry on a deeper net (64-100-100-100-10 tanh, 8x8 MNIST, "
                "SGD η = 0.05, batch 32)", "",
                "| variant | seeds | test error | ‖B‖ / ‖W‖ per hidden layer at step 1 | update angle to BP at "
                "step 1 |", "|---|---|---|---|---|"]
-        for variant in ("bp", "fa", "pbp exact", "pbp damped 0.01", "sign uSF", "sign scaled"):
-            rs = [r for r in pb if r["variant"] == variant]
-            if not rs:
-                continue
-            m, sd = mean_sd([r["figures"].get("test_error_last", float("nan")) for r in rs])
-            first = [e["step"] for e in rs[0]["events"] if "step" in e][0]
-            ratio = ", ".join(f"{a.get('norm_ratio', float('nan')):.2g}" for a in first.get("alignment", []))
-            ang = ", ".join(f"{a.get('update_angle_mean', float('nan')):.0f}°" for a in first.get("alignment", []))
-            md.append(f"| {variant} | {len(rs)} | {pct(m)} ± {pct(sd)} | {ratio} | {ang} |")
-        diverged = [r for r in runs if r["experiment"] == "pbp" and r.get("state") == "SESSION_STATE_FAILED"]
-        for r in diverged:
+        for g in e["groups"]:
+            hidden = sorted({int(f.split(".")[1][1:]) for f in g["stats"] if f.startswith("alignment.h")})
+            first = lambda f: at(g, f, 0)  # noqa: E731
+            ratio = ", ".join(f"{(first(f'alignment.h{h}.norm_ratio') or {}).get('mean', NAN):.2g}" for h in hidden)
+            ang = ", ".join(f"{(first(f'alignment.h{h}.update_angle_mean') or {}).get('mean', NAN):.0f}°"
+                            for h in hidden)
+            s = at(g, "eval.error_rate")
+            md.append(f"| {g['label']} | {s['n'] if s else 0} | {ms(s)} | {ratio} | {ang} |")
+        for r in (r for g in e["groups"] for r in g["runs"] if r["state"] == "SESSION_STATE_FAILED"):
             md.append(f"| {r['variant']} (seed {r['seed']}) | – | FAILED: {r.get('failure', '')[:80]} | | |")
-        md.append("")
+        md += ["", "Test error over the seeds that finished; the ratios and angles at the first logged step, "
+               "mean over the seeds. " + experiment_line([e]), ""]
     return md
-
-
-def angles(r, layer=0):
-    return [a["alignment"][layer]["update_angle_mean"] for a in steps(r)
-            if a.get("alignment") and not math.isnan(a["alignment"][layer].get("update_angle_mean", float("nan")))]
-
-
-def weight_angles(r, layer=0):
-    return [a["alignment"][layer]["weight_angle"] for a in steps(r)
-            if a.get("alignment") and not math.isnan(a["alignment"][layer].get("weight_angle", float("nan")))]
 
 
 # ---- Plots ---------------------------------------------------------------------------------------
 
-def plot(runs, out_dir):
+def plot(exps, out_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    ok = [r for r in runs if r.get("state") == "SESSION_STATE_SUCCEEDED"]
+    by_key = {e["key"]: e for e in exps}
     written = []
 
-    def band(ax, xs, ys, label, **kw):
-        ys = np.array(ys)
-        m, sd = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(ys) > 1 else np.zeros(ys.shape[1])
-        line, = ax.plot(xs, m, label=label, **kw)
-        ax.fill_between(xs, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+    def band(ax, xs, s, label, **kw):
+        """alignd's mean ± SD over seeds at each step."""
+        line, = ax.plot(xs, s["mean"], label=label, **kw)
+        sd = np.nan_to_num(s["sd"])
+        ax.fill_between(xs, s["mean"] - sd, s["mean"] + sd, color=line.get_color(), alpha=0.2, lw=0)
 
-    lin = [r for r in ok if r["experiment"] == "linear"]
-    if lin:
+    e = by_key.get("linear")
+    if e:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        for rule in ("shallow", "bp", "fa", "dfa", "kp"):
-            rs = [r for r in lin if r["rule"] == rule]
-            if not rs:
+        for g in e["groups"]:
+            nse = g["stats"].get("eval.nse")
+            if nse is None:
                 continue
-            curves = [[e["nse"] for e in evals(r, False)] for r in rs]
-            n = min(map(len, curves))
-            xs = [int(e["step"]) for e in evals(rs[0], False)][:n]
-            ax1.loglog(xs, np.exp(np.mean(np.log([c[:n] for c in curves]), axis=0)),
-                       label=rule + (" (λ = 0.1)" if rule == "kp" else ""), ls="--" if rule == "dfa" else "-")
-            if rule in ("fa", "kp", "dfa"):
-                a = [angles(r) for r in rs]
-                n = min(map(len, a))
-                xs = [int(e["step"]["step"]) for e in rs[0]["events"] if "step" in e][:n]
-                band(ax2, xs, [x[:n] for x in a], rule, lw=0.8, ls="--" if rule == "dfa" else "-")
-        ax1.set(xlabel="examples seen", ylabel="test NSE (geometric mean over seeds)", title="Linear task 30-20-10")
+            ax1.loglog(nse["step"], nse["mean"], label=g["rule"] + (" (λ = 0.1)" if g["rule"] == "kp" else ""),
+                       ls="--" if g["rule"] == "dfa" else "-")
+            ua = g["stats"].get("alignment.h1.update_angle_mean")
+            if g["rule"] in ("fa", "kp", "dfa") and ua is not None:
+                band(ax2, ua["step"], ua, g["rule"], lw=0.8, ls="--" if g["rule"] == "dfa" else "-")
+        ax1.set(xlabel="examples seen", ylabel="test NSE (mean over seeds)", title="Linear task 30-20-10")
         ax1.legend()
         ax2.axhline(90, color="gray", lw=0.5)
         ax2.set(xlabel="examples seen", ylabel="degrees", title="Hidden update angle to BP (mean ± SD over seeds)")
@@ -724,20 +814,18 @@ def plot(runs, out_dir):
         written.append("linear.png")
         plt.close(fig)
 
-    mn = [r for r in ok if r["experiment"] in ("mnist", "sparse", "shallow")]
-    if mn:
+    rows = [(by_key[k], g) for k in ("mnist", "sparse", "shallow") if k in by_key for g in by_key[k]["groups"]]
+    if rows:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        for exp, rule, omega, label in (("mnist", "bp", None, "BP"), ("mnist", "fa", None, "FA"),
-                                        ("sparse", "fa", None, "FA sparse"),
-                                        ("shallow", "shallow", 0.05, "shallow ω=0.05"),
-                                        ("shallow", "shallow", 0.5, "shallow ω=0.5")):
-            rs = [r for r in mn if r["experiment"] == exp and r["rule"] == rule and r.get("omega") == omega]
-            if not rs:
-                continue
-            for ax, validation in ((ax1, True), (ax2, False)):
-                curves = [[100 * e["error_rate"] for e in evals(r, validation)] for r in rs]
-                n = min(map(len, curves))
-                band(ax, list(range(1, n + 1)), [c[:n] for c in curves], label, ls=":" if exp == "sparse" else "-")
+        for e, g in rows:
+            label = {"FA, sparse (50 % of W and B removed)": "FA sparse"}.get(g["label"], g["label"])
+            label = label.replace("shallow, ω = ", "shallow ω=").replace(" (the paper's init)", "")
+            for ax, figure in ((ax1, "validation.error_rate"), (ax2, "eval.error_rate")):
+                s = g["stats"].get(figure)
+                if s is None or not len(s["step"]):
+                    continue
+                band(ax, s["step"] // e["per_epoch"], {k: 100 * s[k] for k in ("mean", "sd")}, label,
+                     ls=":" if e["key"] == "sparse" else "-")
         for ax, title in ((ax1, "validation error (last 10,000 training examples)"), (ax2, "test error")):
             ax.set(xlabel="epoch", ylabel="%", title=title, yscale="log")
             ax.legend(fontsize=8)
@@ -747,23 +835,23 @@ def plot(runs, out_dir):
         written.append("mnist.png")
         plt.close(fig)
 
-    deep = [r for r in ok if r["experiment"] == "deep"]
+    deep = [(e, g) for k in ("deep-3-layer", "deep-4-layer") if k in by_key for e in [by_key[k]] for g in e["groups"]]
     if deep:
         fig, ax = plt.subplots(figsize=(6, 4))
-        pos = 0
         ticks = []
         for rule in ("bp", "fa"):
-            for net in ("3-layer", "4-layer"):
-                v = [r["figures"]["nse"] for r in deep if r["rule"] == rule and r["net"] == net]
-                if not v:
+            for e, g in deep:
+                if g["rule"] != rule:
                     continue
-                jitter = np.linspace(-0.15, 0.15, len(v))
-                ax.scatter(pos + jitter, v, s=12)
-                ax.hlines(statistics.median(v), pos - 0.25, pos + 0.25, color="k", lw=1)
-                ticks.append(f"{rule}\n{net}")
-                pos += 1
+                pos = len(ticks)
+                v = [r["figures"]["nse"] for r in g["runs"] if "nse" in r.get("figures", {})]
+                s = at(g, "eval.nse")
+                ax.scatter(pos + np.linspace(-0.15, 0.15, len(v)), v, s=12)
+                if s:
+                    ax.hlines(s["mean"], pos - 0.25, pos + 0.25, color="k", lw=1)
+                ticks.append(f"{rule}\n{g['net']}")
         ax.set_xticks(range(len(ticks)), ticks)
-        ax.set(yscale="log", ylabel="test NSE (each dot a seed; bar: median)",
+        ax.set(yscale="log", ylabel="test NSE (each dot a seed; bar: alignd's mean)",
                title="Deep nonlinear task: depth under BP and FA")
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "deep.png"), dpi=110)
@@ -773,6 +861,17 @@ def plot(runs, out_dir):
 
 
 # ---- Main ----------------------------------------------------------------------------------------
+
+def _plain(x):
+    """alignd's statistics (NumPy arrays in dicts) as JSON values."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return x
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -788,7 +887,10 @@ def main():
     p.add_argument("--conv_epochs", type=int, default=100, help="epochs of the conv experiment (default 100)")
     p.add_argument("--conv_tune_lr", default=",".join(f"{x:g}" for x in CONV_TUNE_LR),
                    help="the learning rates convtune tries (default %(default)s)")
-    p.add_argument("--address", default="", help="use this alignd instead of starting one (host:port)")
+    p.add_argument("--address", default="", help="use this alignd instead of starting one (host:port); a rerun "
+                   "against the same alignd resumes its experiments (the same request ids)")
+    p.add_argument("--data_dir", default="", help="the started alignd's data directory, kept (default: a "
+                   "temporary one, removed); a rerun with the same folder resumes the experiments")
     p.add_argument("--workers", type=int, default=2, help="sessions at once in the alignd started here")
     p.add_argument("--docs", action="store_true", help="copy the plots into docs/img/")
     args = p.parse_args()
@@ -813,72 +915,82 @@ def main():
     seeds = list(range(1, (2 if args.quick else args.seeds) + 1))
     deep_seeds = list(range(1, (3 if args.quick else args.deep_seeds) + 1))
     conv_seeds = list(range(1, (2 if args.quick else args.conv_seeds) + 1))
-    runs = plan(args.quick, seeds, deep_seeds, extra=args.only.split(","), seeds_conv=conv_seeds,
+    exps = plan(args.quick, seeds, deep_seeds, extra=args.only.split(","), seeds_conv=conv_seeds,
                 conv_epochs=args.conv_epochs, conv_tune_lr=[float(x) for x in args.conv_tune_lr.split(",")])
     if args.only:
         keep = set(args.only.split(","))
-        runs = [r for r in runs if r["experiment"] in keep]
+        exps = [e for e in exps if e["section"] in keep]
     mnist_dir = ""
-    if any(r["data"][0].startswith(("mnist", "digits8")) for r in runs):
+    if any(e["data"][0].startswith(("mnist", "digits8")) for e in exps):
         mnist_dir = subprocess.run([os.path.join(ROOT, "tools/repro/fetch_mnist.sh")], check=True,
                                    capture_output=True, text=True).stdout.strip()
 
     start = time.time()
     server, tmp = None, None
     if not args.address:
-        tmp = tempfile.mkdtemp(prefix="alignd_repro_")
-        server = Alignd(build, tmp, args.workers)
-        log(f"alignd at {server.address} (data directory {tmp}/data)")
+        data_dir = os.path.abspath(args.data_dir) if args.data_dir else tempfile.mkdtemp(prefix="alignd_repro_")
+        tmp = None if args.data_dir else data_dir
+        server = Alignd(build, data_dir, args.workers)
+        log(f"alignd at {server.address} (data directory {data_dir}/data)")
     try:
         with Client(args.address or server.address, timeout=600) as client:
             client.wait_ready()
-            names = make_datasets(client, runs, mnist_dir, args.quick, log)
-            log(f"{len(runs)} sessions; the longest first")
-            runs = run_all(client, runs, names, log)
+            names = make_datasets(client, exps, mnist_dir, args.quick, log)
+            log(f"{len(exps)} experiments; the longest sessions first")
+            exps = run_all(client, exps, names, log)
     finally:
         if server:
             server.stop()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     wall = time.time() - start
+    for e in exps:
+        for g in e["groups"]:
+            for r, b in zip(g["runs"], best(g)["best_steps"]):
+                r["figures"] = run_figures(r, int(b), e["per_epoch"])
 
     md = []
-    report(runs, args, wall, md)
+    report(exps, args, wall, md)
     md += ["### Commands", "", f"`{args.command}` runs `tools/repro/repro.py`, which starts alignd, makes the data "
-           "sets through the Python client and creates one session per run with these configs (TrainingConfig, "
-           "as JSON; `seed` varies):", ""]
-    seen = set()
-    for r in runs:
-        key = (r["experiment"], r.get("net", ""), r.get("variant", r["rule"]), r.get("omega"), r.get("lr"))
-        if key in seen:
-            continue
-        seen.add(key)
-        c = dict(r["config"])
-        c.pop("seed", None)
-        md.append(f"- {' '.join(str(k) for k in key if k)}: sizes {r['sizes']}, rule {r['rule']}, "
-                  f"`{json.dumps(c, separators=(',', ':'))}`")
+           "sets through the Python client and creates one alignd experiment per comparison (CreateExperiment: "
+           "the base TrainingConfig as JSON, the rules, the grid and the seeds; a session per rule x grid point x "
+           "seed):", ""]
+    for e in exps:
+        c = copy.deepcopy(e["config"])
+        grid = ", ".join(f"{f} ∈ {{{', '.join(str(v) for v in vs)}}}" for f, vs in e["grid"])
+        md.append(f"- {e['key']}: `{e['name']}` (request id `{e['request_id']}`), rules {', '.join(e['rules'])}"
+                  + (f", grid {grid}" if grid else "") + (f", seeds {e['seeds'][0]}–{e['seeds'][-1]}" if len(e["seeds"]) > 1 else f", seed {e['seeds'][0]}") + "; groups "
+                  + ", ".join(f"{g['id']} {g['label']}" for g in e["groups"])
+                  + f"; `{json.dumps(c, separators=(',', ':'))}`")
     md.append("")
     rows = []
-    for r in runs:
-        row = {k: r.get(k) for k in ("experiment", "rule", "variant", "net", "omega", "lr", "seed", "sizes", "config",
-                                     "state", "failure", "wall_s", "total_steps") if r.get(k) is not None}
-        row["figures"] = r.get("figures", {})
-        row["name"] = run_name(r)
-        row["validation_error"] = [e["error_rate"] for e in evals(r, True)] if "events" in r else []
-        row["test_curve"] = [(int(e["step"]), e.get("error_rate") if not math.isnan(e.get("error_rate", float("nan")))
-                              else e.get("nse")) for e in evals(r, False)] if "events" in r else []
-        rows.append(row)
+    for e in exps:
+        for g in e["groups"]:
+            for r in g["runs"]:
+                row = {k: r.get(k) for k in ("experiment", "experiment_name", "group", "session", "rule", "variant",
+                                             "net", "omega", "lr", "seed", "sizes", "config", "state", "failure",
+                                             "wall_s", "total_steps", "figures", "name") if r.get(k) is not None}
+                row["validation_error"] = [v["error_rate"] for v in evals(r, True)]
+                row["test_curve"] = [(int(v["step"]), v.get("error_rate") if not math.isnan(v.get("error_rate", NAN))
+                                      else v.get("nse")) for v in evals(r, False)]
+                rows.append(row)
+    experiments = [dict(key=e["key"], section=e["section"], name=e["name"], request_id=e["request_id"],
+                        state=e.get("state"), rules=e["rules"], grid=e["grid"], seeds=e["seeds"],
+                        cancelled=e.get("cancelled", 0), comparisons=e["comparisons"],
+                        groups=[dict(id=g["id"], label=g["label"], rule=g["rule"], point=g["point"],
+                                     sessions=g["sessions"], statistics=_plain(g["stats"])) for g in e["groups"]])
+                   for e in exps]
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=1, default=float)
+        json.dump(dict(experiments=experiments, runs=rows), f, indent=1, default=float)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))
-    written = plot(runs, out_dir)
+    written = plot(exps, out_dir)
     if args.docs:
         for name in written:
             shutil.copy(os.path.join(out_dir, name), os.path.join(ROOT, "docs/img", name))
     log(f"wrote {out_dir}/results.json, results.md and {', '.join(written)} in {wall / 60:.1f} min")
-    failed = [r for r in runs if r.get("state") != "SESSION_STATE_SUCCEEDED" and r["experiment"] not in ("pbp", "convtune")]
+    failed = [r for r in rows if r["state"] != "SESSION_STATE_SUCCEEDED" and r["experiment"] not in ("pbp", "convtune")]
     return 1 if failed else 0
 
 
