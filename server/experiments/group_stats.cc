@@ -85,16 +85,51 @@ struct Layout {
   std::vector<std::vector<uint32_t>> slots;  // per session, per entry: where its value goes
 };
 
+// Which of a source's entries count: those at steps >= 0; with every_steps, only those at
+// the first step the source has in each window [k every_steps, (k + 1) every_steps) (metric
+// steps run 1, 1 + m, 1 + 2m, ...: a window's first is on the curve, whatever m is).
+std::vector<char> KeptEntries(const SessionColumns::Source& s, int64_t every_steps) {
+  std::vector<char> keep(s.steps.size(), 0);
+  if (every_steps <= 0) {
+    for (size_t i = 0; i < s.steps.size(); ++i) keep[i] = s.steps[i] >= 0;
+    return keep;
+  }
+  if (s.ascending) {
+    int64_t window = -1, first = -1;
+    for (size_t i = 0; i < s.steps.size(); ++i) {
+      const int64_t step = s.steps[i];
+      if (step < 0) continue;
+      if (step / every_steps != window) {
+        window = step / every_steps;
+        first = step;
+      }
+      keep[i] = step == first;
+    }
+    return keep;
+  }
+  std::map<int64_t, int64_t> first;  // window -> the smallest step in it
+  for (int64_t step : s.steps)
+    if (step >= 0) {
+      auto [it, added] = first.emplace(step / every_steps, step);
+      if (!added) it->second = std::min(it->second, step);
+    }
+  for (size_t i = 0; i < s.steps.size(); ++i)
+    keep[i] = s.steps[i] >= 0 && first[s.steps[i] / every_steps] == s.steps[i];
+  return keep;
+}
+
 Layout LayoutOf(const std::vector<const SessionColumns::Source*>& sources, int64_t every_steps) {
-  auto keep = [every_steps](int64_t step) {
-    return step >= 0 && (every_steps <= 0 || step % every_steps == 0);
-  };
+  std::vector<std::vector<char>> kept(sources.size());
+  for (size_t k = 0; k < sources.size(); ++k)
+    if (sources[k] != nullptr) kept[k] = KeptEntries(*sources[k], every_steps);
   Layout l;
   std::vector<int64_t> mine, merged;
-  for (const SessionColumns::Source* s : sources) {
+  for (size_t k = 0; k < sources.size(); ++k) {
+    const SessionColumns::Source* s = sources[k];
     if (s == nullptr) continue;
     mine.clear();
-    std::copy_if(s->steps.begin(), s->steps.end(), std::back_inserter(mine), keep);
+    for (size_t i = 0; i < s->steps.size(); ++i)
+      if (kept[k][i]) mine.push_back(s->steps[i]);
     if (!s->ascending) {
       std::sort(mine.begin(), mine.end());
       mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
@@ -115,7 +150,7 @@ Layout LayoutOf(const std::vector<const SessionColumns::Source*>& sources, int64
     size_t u = 0;
     for (size_t i = 0; i < s->steps.size(); ++i) {
       const int64_t step = s->steps[i];
-      if (!keep(step)) continue;
+      if (!kept[k][i]) continue;
       if (s->ascending) {
         while (l.steps[u] < step) ++u;
       } else {

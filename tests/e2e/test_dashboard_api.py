@@ -425,6 +425,11 @@ class DashboardApiTest(unittest.TestCase):
         self.assertEqual(len(mine), 1)
         self.assertEqual(mine[0]["groups"], e["groups"])
         self.assertEqual(self.call("GET", "/api/experiments?filter=")[1], listed)  # empty: all
+        # alignd's filter, passed through: by label and rule, and one that matches nothing.
+        code, found = self.call("GET", "/api/experiments?filter=" + urllib.parse.quote(f'name = "experiments/{xid}" AND rule = fa'))
+        self.assertEqual((code, [x["name"] for x in found["experiments"]]), (200, [f"experiments/{xid}"]), found)
+        code, none = self.call("GET", "/api/experiments?filter=" + urllib.parse.quote(f'name = "experiments/{xid}" AND rule = kp'))
+        self.assertEqual((code, none.get("experiments", [])), (200, []), none)
         # Its sessions name it: the session filter finds a group's, each says its group.
         enc = urllib.parse.quote
         code, sessions = self.call("GET", "/api/sessions?filter=" + enc(f'experiment = "experiments/{xid}" AND experiment_group = g1'))
@@ -530,14 +535,10 @@ class DashboardApiTest(unittest.TestCase):
                                ("filter=%C3%28", "filter: not UTF-8 text")):
             code, err = self.call("GET", f"/api/experiments?{query}")
             self.assertEqual((code, err["code"], err["message"]), (400, "INVALID_ARGUMENT", message))
-        # One alignd cannot read: its INVALID_ARGUMENT as 400, in its words. (This branch's
-        # alignd does not serve ListExperiments' filter yet: its UNIMPLEMENTED, passed on.)
+        # One alignd cannot read: its INVALID_ARGUMENT as 400, in its words.
         code, err = self.call("GET", "/api/experiments?filter=" + urllib.parse.quote("labels.study = api AND colour = red"))
-        if err.get("code") == "UNIMPLEMENTED":
-            self.assertEqual((code, err["message"]), (501, "ListExperiments' filter is not served yet"))
-        else:
-            self.assertEqual((code, err["code"]), (400, "INVALID_ARGUMENT"), err)
-            self.assertIn("colour", err["message"])
+        self.assertEqual((code, err["code"]), (400, "INVALID_ARGUMENT"), err)
+        self.assertIn("unknown field 'colour'", err["message"])
 
     def test_cancelling_an_experiment_from_the_api_cancels_its_sessions_in_alignd(self):
         from alignd_client import Client

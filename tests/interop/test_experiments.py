@@ -130,13 +130,19 @@ class ExperimentTest(unittest.TestCase):
             got = stats[g["id"]]
             figures = [f for f in got if f != "best"]
             self.assertIn("eval.error_rate", figures)
+            self.assertEqual(list(got["train.loss"]["step"][:3]), [1, 41, 81])  # metric steps 1, 11, ...
             self.assertIn("alignment.h2.update_angle_mean", figures)
             for f in figures:
                 by_step = {}
                 for log in logs:
+                    # Each log's first step with the figure in each window [40k, 40k + 40).
+                    first = {}
+                    for event in log:
+                        if figure(event, f) is not None:
+                            first.setdefault(step_of(event) // every, step_of(event))
                     for event in log:
                         v = figure(event, f)
-                        if v is not None and step_of(event) % every == 0:
+                        if v is not None and first[step_of(event) // every] == step_of(event):
                             by_step.setdefault(step_of(event), []).append(v)
                 self.assertEqual(list(got[f]["step"]), sorted(by_step), f)
                 for i, step in enumerate(got[f]["step"]):

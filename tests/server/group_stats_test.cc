@@ -90,9 +90,9 @@ TEST(GroupStatsTest, BestValidationAndTheTestValueAtItsStep) {
   EXPECT_NEAR(g.best().eval_at_best().mean(), (0.22 + 0.12 + 0.52) / 3, 1e-15);
 }
 
-TEST(GroupStatsTest, EveryStepsKeepsTheStepsOnIt) {
+TEST(GroupStatsTest, EveryStepsKeepsTheFirstStepOfEachWindow) {
   const auto g = GroupStatistics("g1", Logs(), {"train.loss"}, 20);
-  EXPECT_THAT(SeriesOf(g, "train.loss").steps(), ElementsAre(20));
+  EXPECT_THAT(SeriesOf(g, "train.loss").steps(), ElementsAre(10, 20));
 }
 
 // ---- The statistics as first written (event by event, figure by figure, from the events
@@ -153,14 +153,26 @@ v1::ExperimentStatistics::Group ReferenceGroupStatistics(
   if (figures.empty()) figures = FiguresIn(logs);
   v1::ExperimentStatistics::Group g;
   g.set_id(id);
+  auto step_of = [](const v1::MetricEvent& e) -> int64_t {
+    return e.has_step() ? e.step().step() : e.has_eval() ? e.eval().step() : -1;
+  };
   for (const std::string& figure : figures) {
     std::map<int64_t, std::vector<double>> at;
-    for (const auto& log : logs)
+    for (const auto& log : logs) {
+      // With every_steps, each log's first step with the figure in each window.
+      std::map<int64_t, int64_t> first;
+      for (const auto& e : log)
+        if (const int64_t step = step_of(e); step >= 0 && ReferenceFigureOf(e, figure)) {
+          const int64_t w = every_steps > 0 ? step / every_steps : step;
+          first.emplace(w, step);
+          first[w] = std::min(first[w], step);
+        }
       for (const auto& e : log) {
-        const int64_t step = e.has_step() ? e.step().step() : e.has_eval() ? e.eval().step() : -1;
-        if (step < 0 || (every_steps > 0 && step % every_steps != 0)) continue;
+        const int64_t step = step_of(e);
+        if (step < 0 || first[every_steps > 0 ? step / every_steps : step] != step) continue;
         if (auto v = ReferenceFigureOf(e, figure)) at[step].push_back(*v);
       }
+    }
     auto* series = g.add_series();
     series->set_figure(figure);
     for (const auto& [step, values] : at) {
