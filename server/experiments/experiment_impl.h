@@ -1,6 +1,6 @@
 // File: server/experiments/experiment_impl.h
 // -----------------------------------------------------------------------------
-// What each ExperimentService RPC does (issue 22, work in progress: not served yet), as
+// What each ExperimentService RPC does, as
 // plain functions of the manager, the caller, the request and the response, as rpc_impl.h's.
 // An experiment's record is stored (Storage::PutExperiment); its sessions are sessions
 // "sessions/{experiment id}-{k}" (k = 0, 1, ... in PlanSessions' order), so a retried or

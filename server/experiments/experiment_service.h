@@ -1,6 +1,6 @@
 // File: server/experiments/experiment_service.h
 // -----------------------------------------------------------------------------
-// ExperimentService on gRPC's callback API (issue 22, work in progress): wiring only, each
+// ExperimentService on gRPC's callback API: wiring only, each
 // RPC its experiment_impl.h function, all on an executor (they read many sessions' records
 // and logs).
 #ifndef ALIGND_SERVER_EXPERIMENTS_EXPERIMENT_SERVICE_H_

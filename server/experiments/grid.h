@@ -1,6 +1,6 @@
 // File: server/experiments/grid.h
 // -----------------------------------------------------------------------------
-// An experiment's sessions (issue 22, work in progress): the base config with each rule,
+// An experiment's sessions: the base config with each rule,
 // grid point and seed set, in the order groups are numbered (rules, then grid points in the
 // order the axes give them, the last axis fastest), each group's seeds in the order given.
 #ifndef ALIGND_SERVER_EXPERIMENTS_GRID_H_

@@ -1,6 +1,6 @@
 // File: server/experiments/group_stats.h
 // -----------------------------------------------------------------------------
-// A group's statistics from its sessions' metric logs (issue 22, work in progress): per
+// A group's statistics from its sessions' metric logs: per
 // figure and step, the summary over the sessions that logged it at that step (so a group
 // whose sessions still run is summarised as far as each got); and the best validation value
 // of each session with the evaluation set's value at that step.

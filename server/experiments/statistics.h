@@ -1,6 +1,6 @@
 // File: server/experiments/statistics.h
 // -----------------------------------------------------------------------------
-// The statistics of an experiment's seed groups (work in progress for issue 22): a sample's
+// The statistics of an experiment's seed groups: a sample's
 // n, mean, standard deviation and the 95 % confidence interval of its mean (Student's t),
 // and the paired comparison of two groups over the same seeds — the mean difference with its
 // 95 % interval, the paired t-test's two-sided p and the Wilcoxon signed-rank test's two-sided

@@ -93,7 +93,7 @@ class Storage {
   // Removes the record and everything of the session: metric log, checkpoint, snapshots.
   virtual absl::Status DeleteSession(const std::string& name) = 0;
 
-  // ---- Experiments (issue 22, work in progress): a record each; their sessions are
+  // ---- Experiments: a record each; their sessions are
   // sessions.
   virtual absl::Status PutExperiment(const v1::Experiment& experiment) = 0;  // insert or replace
   // NotFound if absent.

@@ -1,4 +1,4 @@
-"""Experiments (issue 22, work in progress) through a real alignd and the Python client: the
+"""Experiments through a real alignd and the Python client: the
 server's statistics equal NumPy's (and SciPy's tests) on the same stored logs.
 
 Run by ctest with PYTHONPATH=build/python and ALIGND_BINARY set."""
