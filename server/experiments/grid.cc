@@ -1,10 +1,12 @@
 // File: server/experiments/grid.cc
 #include "server/experiments/grid.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 
@@ -118,6 +120,27 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
     points *= axis.values_size();
     if (points > max_sessions) break;
   }
+  // Each rule's settings, checked on the base config, naming them.
+  std::map<v1::Rule, const v1::RuleSettings*> settings;
+  for (int i = 0; i < e.rule_settings_size(); ++i) {
+    const v1::RuleSettings& rs = e.rule_settings(i);
+    const std::string what = absl::StrCat("experiment.rule_settings[", i, "]");
+    if (std::find(rules.begin(), rules.end(), rs.rule()) == rules.end())
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", v1::Rule_Name(rs.rule()),
+                                                     " is not one of the experiment's rules"));
+    if (!settings.emplace(rs.rule(), &rs).second)
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": ", v1::Rule_Name(rs.rule()), " has settings twice"));
+    for (const auto& [field, value] : rs.set()) {
+      for (const auto& axis : e.grid())
+        if (axis.field() == field)
+          return absl::InvalidArgumentError(
+              absl::StrCat(what, ": ", field, " is a grid axis too; set it in one place"));
+      v1::TrainingConfig probe = e.config();
+      RETURN_IF_ERROR(
+          SetConfigField(field, value, absl::StrCat(what, ".set[", field, "]"), &probe));
+    }
+  }
   const int64_t total = int64_t(rules.size()) * points * int64_t(seeds.size());
   if (total > max_sessions)
     return absl::InvalidArgumentError(absl::StrCat("the experiment would be ", total,
@@ -144,6 +167,11 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
             !st.ok())
           return st;  // checked above: not expected
       }
+      if (auto it = settings.find(rule); it != settings.end())
+        for (const auto& [field, value] : it->second->set()) {
+          point[field] = value;
+          RETURN_IF_ERROR(SetConfigField(field, value, "experiment.rule_settings", &config));
+        }
       for (uint64_t seed : seeds) {
         PlannedSession s;
         s.group = absl::StrCat("g", group);

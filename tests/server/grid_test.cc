@@ -96,5 +96,45 @@ TEST(GridTest, WhatCannotBeSetIsNamed) {
               HasSubstr("experiment.grid[1] (batch_size) has no values"));
 }
 
+TEST(GridTest, RuleSettingsApplyToTheirRulesSessionsAndShowInThePoint) {
+  v1::Experiment e = Grid();
+  e.mutable_grid()->RemoveLast();  // learning rate per rule instead of on the grid
+  e.mutable_grid()->RemoveLast();
+  auto* bp = e.add_rule_settings();
+  bp->set_rule(v1::RULE_BACKPROP);
+  (*bp->mutable_set())["optimizer.learning_rate"] = Num(0.2);
+  auto* fa = e.add_rule_settings();
+  fa->set_rule(v1::RULE_FEEDBACK_ALIGNMENT);
+  (*fa->mutable_set())["optimizer.learning_rate"] = Num(0.05);
+  (*fa->mutable_set())["optimizer.weight_decay"] = Num(0.001);
+  auto plan = PlanSessions(e, 100);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->size(), 6u);  // two groups of three seeds
+  EXPECT_FLOAT_EQ((*plan)[0].config.optimizer().learning_rate(), 0.2f);
+  EXPECT_FLOAT_EQ((*plan)[0].config.optimizer().weight_decay(), 0.0f);
+  EXPECT_FLOAT_EQ((*plan)[5].config.optimizer().learning_rate(), 0.05f);
+  EXPECT_FLOAT_EQ((*plan)[5].config.optimizer().weight_decay(), 0.001f);
+  EXPECT_EQ((*plan)[5].group, "g1");
+  EXPECT_EQ((*plan)[5].point.at("optimizer.weight_decay").number_value(), 0.001);
+  // Refused, naming the entry: a rule the experiment does not have, a rule twice, a field
+  // that is also a grid axis, a value the field cannot take.
+  v1::Experiment bad = e;
+  bad.mutable_rule_settings(1)->set_rule(v1::RULE_KOLEN_POLLACK);
+  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
+              HasSubstr("experiment.rule_settings[1]: RULE_KOLEN_POLLACK is not one of the "
+                        "experiment's rules"));
+  bad = e;
+  bad.mutable_rule_settings(1)->set_rule(v1::RULE_BACKPROP);
+  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()), HasSubstr("twice"));
+  bad = Grid();
+  *bad.add_rule_settings() = *bp;
+  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
+              HasSubstr("optimizer.learning_rate is a grid axis too"));
+  bad = e;
+  (*bad.mutable_rule_settings(0)->mutable_set())["batch_size"] = Str("many");
+  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
+              HasSubstr("experiment.rule_settings[0].set[batch_size]"));
+}
+
 }  // namespace
 }  // namespace alignd::server

@@ -528,10 +528,14 @@ class Client:
                           seeds: Sequence[int] = (), grid: Optional[Mapping[str, Sequence[Any]]] = None,
                           eval_dataset: Optional[Resource] = None, name: str = "",
                           labels: Optional[Mapping[str, str]] = None, request_id: str = "",
-                          experiment_id: str = "", snapshot_every: int = 0) -> Dict[str, Any]:
+                          experiment_id: str = "", snapshot_every: int = 0,
+                          rule_settings: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                          early_stopping: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
         """Creates an experiment: a session per rule x grid point x seed, grouped by all but the
         seed. `config` is the base TrainingConfig as a dict (proto names); `grid` maps field
-        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}."""
+        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}; `rule_settings` sets fields
+        per rule: {"bp": {"optimizer.learning_rate": 0.2}, "fa": {...}}; `early_stopping` is
+        {"asha": {"min_steps": 100, "reduction_factor": 3}} or {"median": {"grace_steps": 500}}."""
         from google.protobuf import struct_pb2
         e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
                                        labels=dict(labels or {}), snapshot_every=snapshot_every)
@@ -544,6 +548,12 @@ class Client:
             axis = e.grid.add(field=field)
             for v in values:
                 axis.values.append(json_format.ParseDict(v, struct_pb2.Value()))
+        for rule, fields in (rule_settings or {}).items():
+            rs = e.rule_settings.add(rule=config_pb2.Rule.Value(rule_names().get(rule, rule)))
+            for field, v in fields.items():
+                rs.set[field].CopyFrom(json_format.ParseDict(v, struct_pb2.Value()))
+        if early_stopping:
+            json_format.ParseDict(dict(early_stopping), e.early_stopping)
         req = experiments_pb2.CreateExperimentRequest(experiment=e, request_id=request_id,
                                                       experiment_id=experiment_id)
         return to_python(self._call(self._experiments.CreateExperiment, req, timeout=self.timeout))
