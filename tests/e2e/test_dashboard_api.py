@@ -451,10 +451,12 @@ class DashboardApiTest(unittest.TestCase):
             self.assertEqual([s["figure"] for s in g["series"]], ["train.loss", "validation.nse", "eval.nse"])
             for s in g["series"]:
                 w = want[g["id"]][s["figure"]]
-                # Only the steps that are multiples of every_steps (an empty series has no steps).
+                # Each session's first step with the figure in each window [100k, 100k + 100).
                 self.assertEqual([int(x) for x in s.get("steps", [])], w["step"].tolist())
-                if s["figure"] != "train.loss":  # metric steps are 1, 21, 41, ...: none falls on 100
-                    self.assertEqual([int(x) for x in s["steps"]], [100, 200])
+                if s["figure"] == "train.loss":  # metric steps 1, 21, 41, ...
+                    self.assertEqual([int(x) for x in s["steps"]][:2], [1, 101])
+                else:  # evaluations every 50
+                    self.assertEqual([int(x) for x in s["steps"]], [50, 100, 200])
                 for k in ("mean", "sd", "ci_low", "ci_high"):
                     got = [float(v.get(k, 0)) for v in s.get("values", [])]  # "NaN" reads as nan
                     for a, b in zip(got, w[k].tolist()):

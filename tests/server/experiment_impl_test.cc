@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "google/protobuf/util/message_differencer.h"
-#include "server/experiments/early_stopping.h"
 #include "server/api/rpc_impl.h"
+#include "server/experiments/early_stopping.h"
 #include "server/experiments/group_stats.h"
 #include "server/experiments/session_columns.h"
 #include "tests/server/server_fixture.h"
