@@ -26,17 +26,6 @@ void AddPoint(ValidationHistory& h, int64_t step, double v) {
   h.points.emplace_back(step, v);
 }
 
-// Records the rungs `h` reached before `before` that it has no figure for yet.
-void FillRungs(const std::vector<int64_t>& rungs, ValidationHistory& h, int64_t before) {
-  for (size_t k = 0; k < rungs.size(); ++k) {
-    if (h.rungs.count(static_cast<int>(k)) > 0) continue;
-    auto at = std::lower_bound(h.points.begin(), h.points.end(),
-                               std::pair<int64_t, double>(rungs[k], -HUGE_VAL));
-    if (at == h.points.end() || at->first >= before) return;
-    h.rungs[static_cast<int>(k)] = at->second;
-  }
-}
-
 // The best (lowest) figure of `h` at steps <= step.
 double BestBy(const ValidationHistory& h, int64_t step) {
   double best = HUGE_VAL;
@@ -46,6 +35,17 @@ double BestBy(const ValidationHistory& h, int64_t step) {
 }
 
 }  // namespace
+
+void RecordRungs(const std::vector<int64_t>& rungs, ValidationHistory& h, int64_t judged_before) {
+  for (size_t k = 0; k < rungs.size(); ++k) {
+    const int key = static_cast<int>(k);
+    auto at = std::lower_bound(h.points.begin(), h.points.end(),
+                               std::pair<int64_t, double>(rungs[k], -HUGE_VAL));
+    if (at == h.points.end()) return;
+    h.rungs.emplace(key, at->second);
+    if (at->first < judged_before) h.decided.insert(key);
+  }
+}
 
 absl::Status CheckEarlyStopping(const v1::EarlyStopping& policy, const v1::TrainingConfig& base) {
   if (policy.policy_case() == v1::EarlyStopping::POLICY_NOT_SET) return absl::OkStatus();
@@ -103,11 +103,12 @@ std::optional<std::string> AshaDecision(const v1::EarlyStopping::Asha& asha,
   const std::vector<int64_t> rungs = AshaRungSteps(asha, total_steps);
   for (size_t k = 0; k < rungs.size(); ++k) {
     const int key = static_cast<int>(k);
-    if (me.rungs.count(key) > 0) continue;  // decided there before
+    if (me.decided.count(key) > 0) continue;  // judged there before
     auto at = std::lower_bound(me.points.begin(), me.points.end(),
                                std::pair<int64_t, double>(rungs[k], -HUGE_VAL));
     if (at == me.points.end()) return std::nullopt;  // not there yet
-    const double v = me.rungs[key] = at->second;
+    const double v = me.rungs.emplace(key, at->second).first->second;
+    me.decided.insert(key);
     std::vector<double> there;
     for (const auto& [name, h] : all)
       if (auto it = h.rungs.find(key); it != h.rungs.end()) there.push_back(it->second);
@@ -161,11 +162,11 @@ absl::Status EarlyStopper::Load(const v1::Experiment& record, const std::string&
         if (page->empty()) break;
         seq = page->back().seq() + 1;
       }
-      if (record.early_stopping().has_asha())
-        // The session asking passed the rungs it reached before this evaluation (it runs);
-        // this one's rung, if any, is decided now.
-        FillRungs(AshaRungSteps(record.early_stopping().asha(), kNoLimit), h,
-                  name == self ? step : kNoLimit);
+      // Judged: the rungs before a later validation of the session's (the one asking: before
+      // this evaluation). Another's newest may be one whose decision is still to come.
+      if (record.early_stopping().has_asha() && !h.points.empty())
+        RecordRungs(AshaRungSteps(record.early_stopping().asha(), kNoLimit), h,
+                    name == self ? step : h.points.back().first);
     }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,7 +44,13 @@ double StoppingFigure(double error_rate, double nse);
 struct ValidationHistory {
   std::vector<std::pair<int64_t, double>> points;  // (step, StoppingFigure)
   std::map<int, double> rungs;                     // ASHA: rung index -> its figure there
+  std::set<int> decided;                           // ASHA: the rungs it was judged at
 };
+
+// ASHA: records the rungs `h` has reached, and counts as judged those whose figure comes from
+// a point before `judged_before` (a session that logged a validation after a rung's went on
+// past it: it was judged, since the decision comes before its next step).
+void RecordRungs(const std::vector<int64_t>& rungs, ValidationHistory& h, int64_t judged_before);
 
 // The pure decisions, over the experiment's sessions' histories (`self` among them).
 // Each returns the reason to stop `self` now, or nothing.

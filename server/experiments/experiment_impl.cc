@@ -160,7 +160,19 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
     RETURN_IF_ERROR(sessions.storage()->PutExperiment(record));
   }
   const Requester by = RequesterOf(sessions, caller);
-  for (size_t k = 0; k < creates.size(); ++k) {
+  // Queued in plan order; with early stopping in an order drawn from the name (Fisher-Yates on
+  // a generator seeded by its digest: the same on every machine and retry), as random search
+  // hands configurations to ASHA: a grid written from worst to best would otherwise reach each
+  // rung best-last, and every newcomer would be among the best so far.
+  std::vector<size_t> order(creates.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  if (spec.early_stopping().policy_case() != v1::EarlyStopping::POLICY_NOT_SET) {
+    uint64_t h = 14695981039346656037ull;
+    for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+    std::mt19937_64 rng(h);
+    for (size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[rng() % k]);
+  }
+  for (const size_t k : order) {
     auto made = sessions.CreateMember(creates[k], by, name, plan[k].group);
     if (!made.ok() && !absl::IsAlreadyExists(made.status()))
       return absl::Status(made.status().code(),

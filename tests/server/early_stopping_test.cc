@@ -86,6 +86,25 @@ TEST(AshaDecisionTest, ARungAtOrPastTheSessionsEndIsNone) {
   EXPECT_TRUE(AshaDecision(Asha(10), all, "b", 11));
 }
 
+// Loaded from storage: a rung counts as judged only if the session logged a validation after
+// it (it went on); one whose newest validation is at the rung may still be waiting for its
+// decision on its own worker, and is judged when it asks.
+TEST(AshaDecisionTest, ARungLoadedFromStorageIsJudgedOnlyIfTheSessionWentOnPastIt) {
+  const auto asha = Asha(10);
+  const auto rungs = AshaRungSteps(asha, 1000);
+  std::map<std::string, ValidationHistory> all;
+  all["a"].points = {{10, 0.1}, {20, 0.1}};
+  RecordRungs(rungs, all["a"], all["a"].points.back().first);
+  all["b"].points = {{10, 0.9}};  // stored, its decision not made yet
+  RecordRungs(rungs, all["b"], all["b"].points.back().first);
+  EXPECT_EQ(all["a"].decided.count(0), 1u);
+  EXPECT_EQ(all["b"].rungs.at(0), 0.9);  // in the pool of rung 0 ...
+  EXPECT_EQ(all["b"].decided.count(0), 0u);
+  auto why = AshaDecision(asha, all, "b", 1000);  // ... and judged when it asks
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("rung 0 (step 10)"));
+}
+
 TEST(MedianDecisionTest, WorseThanTheMedianOfOthersAtTheSameStepStops) {
   v1::EarlyStopping::MedianStopping m;
   m.set_grace_steps(20);
