@@ -523,19 +523,24 @@ class Client:
             raise
         return str(target)
 
-    # ---- experiments (work in progress) -----------------------------------------------
+    # ---- experiments ------------------------------------------------------------------
     def create_experiment(self, dataset: Resource, config: Mapping[str, Any], rules: Sequence[str] = (),
                           seeds: Sequence[int] = (), grid: Optional[Mapping[str, Sequence[Any]]] = None,
                           eval_dataset: Optional[Resource] = None, name: str = "",
                           labels: Optional[Mapping[str, str]] = None, request_id: str = "",
-                          experiment_id: str = "", snapshot_every: int = 0) -> Dict[str, Any]:
+                          experiment_id: str = "", snapshot_every: int = 0,
+                          early_stopping: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
         """Creates an experiment: a session per rule x grid point x seed, grouped by all but the
         seed. `config` is the base TrainingConfig as a dict (proto names); `grid` maps field
-        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}."""
+        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}. `early_stopping` is an
+        EarlyStopping as a dict: {"asha": {"min_steps": 50, "reduction_factor": 3}} or
+        {"median": {"grace_steps": 100}} (it needs config's validation_fraction and eval_every)."""
         from google.protobuf import struct_pb2
         e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
                                        labels=dict(labels or {}), snapshot_every=snapshot_every)
         json_format.ParseDict(dict(config), e.config)
+        if early_stopping:
+            json_format.ParseDict(dict(early_stopping), e.early_stopping)
         if eval_dataset:
             e.eval_dataset = _name(eval_dataset, "datasets")
         e.rules.extend(config_pb2.Rule.Value(rule_names().get(r, r)) for r in rules)
@@ -551,6 +556,35 @@ class Client:
     def get_experiment(self, experiment: Resource) -> Dict[str, Any]:
         req = experiments_pb2.GetExperimentRequest(name=_name(experiment, "experiments"))
         return to_python(self._call(self._experiments.GetExperiment, req, timeout=self.timeout))
+
+    def list_experiments(self, filter: str = "", page_size: int = 0) -> List[Dict[str, Any]]:
+        """Every experiment `filter` matches (all of them without one), by name, page after page
+        (page_size per call; 0: the server's default). The filter is AIP-160 as for
+        list_sessions, on the experiment's labels.KEY, rule (any of its rules), state (running,
+        succeeded, cancelled), name, display_name, train_dataset, eval_dataset and owner:
+        'labels.study = "lr" AND state = succeeded'. A filter the server cannot read raises
+        AligndError (INVALID_ARGUMENT, saying what and where)."""
+        out: List[Dict[str, Any]] = []
+        token = ""
+        while True:
+            r = self._call(self._experiments.ListExperiments,
+                           experiments_pb2.ListExperimentsRequest(page_size=page_size, page_token=token,
+                                                                  filter=filter),
+                           timeout=self.timeout)
+            out += [to_python(e) for e in r.experiments]
+            token = r.next_page_token
+            if not token:
+                return out
+
+    def cancel_experiment(self, experiment: Resource) -> Dict[str, Any]:
+        """Cancels every session of the experiment that has not ended; it ends CANCELLED."""
+        req = experiments_pb2.CancelExperimentRequest(name=_name(experiment, "experiments"))
+        return to_python(self._call(self._experiments.CancelExperiment, req, timeout=self.timeout))
+
+    def delete_experiment(self, experiment: Resource) -> None:
+        """Deletes the experiment and its sessions (FAILED_PRECONDITION while any runs)."""
+        req = experiments_pb2.DeleteExperimentRequest(name=_name(experiment, "experiments"))
+        self._call(self._experiments.DeleteExperiment, req, timeout=self.timeout)
 
     def experiment_statistics(self, experiment: Resource, figures: Sequence[str] = (),
                               every_steps: int = 0) -> Dict[str, Dict[str, Dict[str, np.ndarray]]]:
