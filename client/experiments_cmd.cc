@@ -159,12 +159,16 @@ void PrintExperiment(const v1::Experiment& e) {
     std::cout << e.name() << "  " << e.display_name() << "  " << ExperimentState(e.state()) << "  "
               << e.sessions_ended() << "/" << e.sessions_total() << " sessions ended ("
               << Counts(all) << ")\n";
-    if (e.early_stopping().has_asha())
-      std::cout << "early stopping: ASHA, min_steps " << e.early_stopping().asha().min_steps()
-                << ", reduction_factor " << e.early_stopping().asha().reduction_factor() << "\n";
-    else if (e.early_stopping().has_median())
-      std::cout << "early stopping: median, grace_steps "
-                << e.early_stopping().median().grace_steps() << "\n";
+    // The policy with its defaults filled in (0 = 3 for eta and min_sessions).
+    if (const auto& p = e.early_stopping(); p.has_asha())
+      std::cout << absl::StrFormat(
+          "early stopping: ASHA, min_steps %d, reduction_factor %d, rungs %s\n",
+          p.asha().min_steps(), p.asha().reduction_factor() == 0 ? 3 : p.asha().reduction_factor(),
+          p.asha().rungs() == 0 ? "as many as fit" : absl::StrCat(p.asha().rungs()));
+    else if (p.has_median())
+      std::cout << absl::StrFormat("early stopping: median, grace_steps %d, min_sessions %d\n",
+                                   p.median().grace_steps(),
+                                   p.median().min_sessions() == 0 ? 3 : p.median().min_sessions());
     Table t({"GROUP", "RULE", "POINT", ">SESSIONS", "STATES"});
     std::vector<std::string> notes;
     for (const auto& g : e.groups()) {
