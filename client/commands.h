@@ -4,8 +4,9 @@
 //   alignctl health
 //   alignctl datasets   list | get | delete | generate | upload
 //   alignctl sessions   create | list | get | pause | resume | cancel | delete | watch |
-//                       predict | evaluate | sweep
+//                       predict | evaluate | sweep | export
 //   alignctl snapshots  list | get | download
+//   alignctl experiments create | get | list | watch | compare | cancel | delete
 //   alignctl token      new
 // and three shortcuts: `alignctl train` = sessions create, `alignctl watch` = sessions
 // watch, `alignctl upload` = datasets upload. Each group lives in its own file.

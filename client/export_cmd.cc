@@ -217,6 +217,7 @@ Examples:
   alignctl sessions export fa-1 fa-2 bp-1 -f tfevents --dir runs && tensorboard --logdir runs
   alignctl sessions export --filter 'labels.study = depth' -f tfevents --dir runs
   alignctl sessions export --filter 'labels.study = depth' -f csv --dir csv
+  alignctl sessions export --filter 'experiment = "experiments/ID"' -f csv --dir csv
   alignctl sessions export abc -f onnx --snapshot 5000 --file abc.onnx)");
   c->callback([o] { Run(*o); });
 }

@@ -62,6 +62,13 @@ std::string Labels(const v1::Session& s) {
   return parts.empty() ? "-" : absl::StrJoin(parts, ",");
 }
 
+// Why a session ended early: stop_reason (STOPPED by its experiment's early stopping),
+// failure_reason (FAILED), or "-".
+std::string Reason(const v1::Session& s) {
+  if (!s.stop_reason().empty()) return s.stop_reason();
+  return s.failure_reason().empty() ? "-" : s.failure_reason();
+}
+
 void PrintSessions(const std::vector<v1::Session>& ss) {
   const Output o = G().format();
   if (o == Output::kJson) {
@@ -76,7 +83,7 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
   }
   const bool wide = o == Output::kWide;
   std::vector<std::string> headers = {"NAME", "RULE", "STATE", ">STEP", "SIZES", "DISPLAY NAME"};
-  if (wide) headers.insert(headers.end(), {"TRAIN", "EVAL", ">LAST SEQ", "LABELS", "FAILURE"});
+  if (wide) headers.insert(headers.end(), {"TRAIN", "EVAL", ">LAST SEQ", "LABELS", "WHY ENDED"});
   Table t(headers);
   for (const auto& s : ss) {
     std::vector<std::string> row = {s.name(),
@@ -87,7 +94,7 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
                                     s.display_name()};
     if (wide)
       row.insert(row.end(), {s.train_dataset(), s.eval_dataset().empty() ? "-" : s.eval_dataset(),
-                             absl::StrCat(s.last_seq()), Labels(s), s.failure_reason()});
+                             absl::StrCat(s.last_seq()), Labels(s), Reason(s)});
     t.AddRow(row);
   }
   std::cout << t.Render();
@@ -101,9 +108,12 @@ void PrintSessions(const std::vector<v1::Session>& ss) {
       std::cout << "\n";
     }
   if (!wide)
-    for (const auto& s : ss)
+    for (const auto& s : ss) {
       if (s.state() == v1::SESSION_STATE_FAILED)
         std::cout << s.name() << " failed: " << s.failure_reason() << "\n";
+      else if (s.state() == v1::SESSION_STATE_STOPPED)
+        std::cout << s.name() << " stopped: " << s.stop_reason() << "\n";
+    }
 }
 
 // The create flags on `c` (sessions create, and the train shortcut).
@@ -266,7 +276,11 @@ void AddSweep(CLI::App* sw) {
     "grid": {"optimizer.learning_rate": [0.01, 0.05]}                 (optional; dotted paths)
   }
 One session per (rule, grid point, seed); all are watched; the table gives the mean and SD over
-seeds of the last evaluation (test error or NSE), the last batch loss and the alignment angle.)");
+seeds of the last evaluation (test error or NSE), the last batch loss and the alignment angle.
+`alignctl experiments create FILE` takes the same file as one experiment (server-side
+statistics, compare, early stopping), with "name", "labels", "snapshot_every" and
+"early_stopping" besides (see its --help); there, without "rules" or "seeds", the config's
+own rule or seed alone is run.)");
   sw->callback([file] {
     std::ifstream in(*file);
     if (!in) Fail(absl::NotFoundError("cannot open " + *file));
@@ -350,7 +364,8 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   auto filter_text = std::make_shared<std::string>();
   auto* list = ss->add_subcommand("list", "list sessions");
   list->add_option("--state", *state,
-                   "only queued, running, paused, succeeded, failed or cancelled ones");
+                   "only queued, running, paused, succeeded, failed, cancelled or stopped (by "
+                   "an experiment's early stopping) ones");
   list->add_option("--filter", *filter_text,
                    "only those it matches (AIP-160): labels.KEY = VALUE, rule = fa, state = "
                    "succeeded, display_name = \"fa-*\", ... joined by AND, OR, NOT, ( )");
@@ -358,8 +373,10 @@ void AddSessionCommands(CLI::App& app, CLI::App& shortcuts) {
   alignctl sessions list --filter 'labels.study = depth AND (rule = fa OR rule = bp)'
   alignctl sessions list --filter 'labels.seed:* AND NOT state = failed'
   alignctl sessions list --filter 'display_name = "lenet-*"'
-The fields: labels.KEY, rule, state, name, display_name, train_dataset, eval_dataset, owner; a
-value ending in * matches by prefix; OR binds tighter than AND (AIP-160).)");
+  alignctl sessions list --filter 'experiment = "experiments/ID" AND state = stopped'
+The fields: labels.KEY, rule, state, name, display_name, train_dataset, eval_dataset, owner,
+experiment ("experiments/ID"), experiment_group (g0, g1, ...); a value ending in * matches by
+prefix; OR binds tighter than AND (AIP-160).)");
   list->callback([state, filter_text] {
     v1::SessionState filter = v1::SESSION_STATE_UNSPECIFIED;
     if (!state->empty()) {

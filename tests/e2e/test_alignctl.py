@@ -401,6 +401,204 @@ class AlignctlTest(unittest.TestCase):
         self.assertIn("conv:6x5x5,pool:2,conv:16x5x5,pool:2,dense:120,dense:84,dense:10",
                       self.ctl("train", "--help").stdout)
 
+    def test_an_experiment_from_a_spec_file_to_its_export(self):
+        """A researcher's path: a spec file (2 rules x 3 learning rates x 2 seeds, validation
+        share, ASHA), create with a request id (a retry is the same experiment), watch to the
+        end, get (groups, stopped sessions with why), list by filter, compare (the Python
+        client's numbers), export its sessions by filter, cancel a running one, delete."""
+        import math
+        from alignd_client import Client
+        train = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "400", "--noise", "0.3").stdout.strip()
+        test = self.ctl("datasets", "generate", "--kind", "linear", "--split", "test", "--examples", "200",
+                        "--noise", "0.3").stdout.strip()
+        study = "lr-" + train.split("/")[1]
+        spec = {"dataset": train, "eval_dataset": test, "name": "lr study", "labels": {"study": study},
+                "config": {"network": {"sizes": [30, 20, 10]}, "batch_size": 4, "max_steps": 400,
+                           "metrics_every": 20, "eval_every": 25, "validation_fraction": 0.25},
+                "rules": ["bp", "fa"], "seeds": [1, 2],
+                "grid": {"optimizer.learning_rate": [0.0003, 0.003, 0.03]},
+                "early_stopping": {"asha": {"min_steps": 50, "reduction_factor": 3}}}
+        path = os.path.join(self.dir, "lr-study.json")
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        rid = "e2e-" + study
+        e = self.ctl_json("experiments", "create", path, "--request-id", rid)
+        name, eid = e["name"], e["name"].split("/")[1]
+        self.assertEqual(e["sessions_total"], 12)
+        self.assertEqual([g["id"] for g in e["groups"]], [f"g{i}" for i in range(6)])
+        self.assertEqual(e["early_stopping"], {"asha": {"min_steps": "50", "reduction_factor": 3}})
+        # A retry with the request id is the same experiment, with the same sessions.
+        again = self.ctl_json("experiments", "create", path, "--request-id", rid)
+        self.assertEqual(again["name"], name)
+        self.assertEqual(again["groups"], e["groups"])
+        # Watched until every session has ended; then shown as `experiments get`.
+        p = self.ctl("experiments", "watch", eid)
+        self.assertIn("SUCCEEDED", p.stdout)
+        self.assertIn(f"{name}  lr study  SUCCEEDED  12/12 sessions ended", p.stdout)
+        sessions = {s["name"]: s for s in self.ctl_json("sessions", "list", "--filter",
+                                                         f'experiment = "{name}"')["sessions"]}
+        self.assertEqual(len(sessions), 12)
+        states = [s["state"] for s in sessions.values()]
+        self.assertTrue(set(states) <= {"SESSION_STATE_SUCCEEDED", "SESSION_STATE_STOPPED"}, states)
+        stopped = {n: s for n, s in sessions.items() if s["state"] == "SESSION_STATE_STOPPED"}
+        # ASHA keeps a third at each rung of the sessions that reached it: with 12 sessions
+        # whose learning rates differ 100-fold some are stopped (the first to arrive is kept).
+        self.assertGreater(len(stopped), 0)
+        self.assertLess(len(stopped), 12)
+        for n, s in stopped.items():
+            self.assertTrue(s["stop_reason"].startswith("ASHA: at rung"), s["stop_reason"])
+            self.assertLess(int(s["step"]), 400)
+        # get: the groups with their sessions' states, and each stopped one with why.
+        out = self.ctl("experiments", "get", eid).stdout
+        self.assertIn(f"12/12 sessions ended ({12 - len(stopped)} succeeded, {len(stopped)} stopped)", out)
+        self.assertIn("early stopping: ASHA, min_steps 50, reduction_factor 3, rungs as many as fit", out)
+        for g in e["groups"]:
+            self.assertRegex(out, rf"\n{g['id']}\s+{'bp' if g['id'] in ('g0', 'g1', 'g2') else 'fa'}\s+"
+                                  rf"optimizer.learning_rate=\S+\s+2\s")
+        for n, s in stopped.items():
+            group = next(g["id"] for g in e["groups"] if n in g["sessions"])
+            self.assertIn(f"{n} ({group}) stopped: {s['stop_reason']}", out)
+        self.assertEqual(self.ctl_json("experiments", "get", name)["state"], "EXPERIMENT_STATE_SUCCEEDED")
+        # sessions get / list show STOPPED and why, where failure_reason shows.
+        if stopped:
+            n, s = next(iter(stopped.items()))
+            got = self.ctl("sessions", "get", n).stdout
+            self.assertIn("STOPPED", got)
+            self.assertIn(f"{n} stopped: {s['stop_reason']}", got)
+            wide = self.ctl("-o", "wide", "sessions", "list", "--filter", f'experiment = "{name}"').stdout
+            self.assertIn("WHY ENDED", wide)
+            self.assertIn(s["stop_reason"], wide)
+            listed = self.ctl("-o", "name", "sessions", "list", "--state", "stopped", "--filter",
+                              f'experiment = "{name}"').stdout.split()
+            self.assertEqual(sorted(listed), sorted(stopped))
+        # list by filter: the labels find it; a filter matching nothing is no error; a filter
+        # alignd cannot read is exit 2 with its words.
+        got = self.ctl("-o", "name", "experiments", "list", "--filter", f"labels.study = {study}").stdout.split()
+        self.assertEqual(got, [name])
+        got = self.ctl("-o", "name", "experiments", "list", "--filter",
+                       f"labels.study = {study} AND state = succeeded AND rule = fa").stdout.split()
+        self.assertEqual(got, [name])
+        self.assertEqual(self.ctl("-o", "name", "experiments", "list", "--filter",
+                                  f"labels.study = {study} AND rule = dfa").stdout.split(), [])
+        self.assertEqual(self.ctl_json("experiments", "list", "--filter", "labels.study = no-such-study"),
+                         {})
+        table = self.ctl("experiments", "list", "--filter", f"labels.study = {study}").stdout
+        self.assertRegex(table, rf"{name}\s+SUCCEEDED\s+12/12\s+lr study")
+        self.assertIn(f"study={study}", self.ctl("-o", "wide", "experiments", "list", "--filter",
+                                                 f"labels.study = {study}").stdout)
+        p = self.ctl("experiments", "list", "--filter", "labels.study = (", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("experiments list: INVALID_ARGUMENT", p.stderr)
+        self.assertIn("filter: a value expected", p.stderr)
+        p = self.ctl("experiments", "list", "--filter", "experiment_group = g0", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown field 'experiment_group'", p.stderr)
+        # compare: the same numbers as the Python client's compare_groups.
+        with Client(self.address) as c:
+            want = c.compare_groups(name, "g0", "g1")
+            want_loss = c.compare_groups(name, "g0", "g1", figure="train.loss")
+        for figure, w in (("", want), ("train.loss", want_loss)):
+            args = ["experiments", "compare", eid, "g0", "g1"] + (["--figure", figure] if figure else [])
+            got = self.ctl_json(*args)
+            self.assertEqual(got.get("n", 0), w["n"])
+            for k in ("diff", "ci_low", "ci_high", "t", "p_t", "p_w"):
+                v = float(got.get(k, 0.0))
+                self.assertTrue(v == w[k] or (math.isnan(v) and math.isnan(w[k])), (figure, k, v, w[k]))
+        self.assertEqual(want["n"], 2)
+        line = self.ctl("experiments", "compare", eid, "g0", "g1").stdout
+        self.assertIn(f"g0 - g1 over 2 seeds: {want['diff']:.6g} [{want['ci_low']:.6g}, {want['ci_high']:.6g}]",
+                      line)
+        p = self.ctl("experiments", "compare", eid, "g0", "g9", ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("g9", p.stderr)
+        # Its sessions' logs exported by filter: a CSV and its session's JSON per session.
+        d = os.path.join(self.dir, "experiment-csv")
+        self.ctl("sessions", "export", "--filter", f'experiment = "{name}"', "-f", "csv", "--dir", d)
+        ids = [n.split("/")[1] for n in sessions]
+        self.assertEqual(sorted(os.listdir(d)), sorted([i + ".csv" for i in ids] + [i + ".json" for i in ids]))
+        for n, s in sessions.items():
+            with open(os.path.join(d, n.split("/")[1] + ".json")) as f:
+                side = json.load(f)
+            self.assertEqual(side["experiment"], name)
+            self.assertEqual(side["state"], s["state"])
+            with open(os.path.join(d, n.split("/")[1] + ".csv")) as f:
+                rows = f.read().splitlines()
+            self.assertTrue(rows[0].startswith("seq,wall_time,kind,step,"))
+            steps = {kind: [int(r.split(",")[3]) for r in rows[1:] if r.split(",")[2] == kind]
+                     for kind in ("train", "validation")}
+            # A step event every 20 steps from the first; a stopped session's log ends at the
+            # validation that stopped it.
+            self.assertEqual(max(steps["train"]), (int(s["step"]) - 1) // 20 * 20 + 1)
+            self.assertEqual(max(steps["validation"]), int(s["step"]))
+        # cancel: a running experiment ends CANCELLED with its sessions; delete refuses while
+        # any runs, then takes it and its sessions.
+        long_spec = dict(spec, name="long", labels={"study": study + "-long"},
+                         config=dict(spec["config"], max_steps=500000), early_stopping={"median": {"grace_steps": 10 ** 9}})
+        long_path = os.path.join(self.dir, "long.json")
+        with open(long_path, "w") as f:
+            json.dump(long_spec, f)
+        long = self.ctl_json("experiments", "create", long_path)
+        self.assertEqual(long["early_stopping"], {"median": {"grace_steps": str(10 ** 9)}})
+        self.assertIn(f"early stopping: median, grace_steps {10 ** 9}, min_sessions 3",
+                      self.ctl("experiments", "get", long["name"]).stdout)
+        p = self.ctl("experiments", "delete", long["name"], ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("cancel it first", p.stderr)
+        out = self.ctl("experiments", "cancel", long["name"]).stdout
+        self.assertIn(f"{long['name']}  long  CANCELLED", out)
+        after = self.ctl_json("sessions", "list", "--filter", f'experiment = "{long["name"]}"')["sessions"]
+        self.assertEqual(len(after), 12)
+        self.assertTrue(all(s["state"] == "SESSION_STATE_CANCELLED" for s in after),
+                        [s["state"] for s in after])
+        self.assertEqual(self.ctl("-o", "name", "experiments", "list", "--filter",
+                                  f"labels.study = {study}-long AND state = cancelled").stdout.split(),
+                         [long["name"]])
+        for x in (long["name"], eid):
+            self.assertEqual(self.ctl("experiments", "delete", x).stdout.strip(),
+                             "deleted " + (x if x.startswith("experiments/") else "experiments/" + x))
+            p = self.ctl("experiments", "get", x, ok=False)
+            self.assertEqual(p.returncode, 3)
+        p = self.ctl("sessions", "get", next(iter(sessions)), ok=False)
+        self.assertEqual(p.returncode, 3)
+        self.assertEqual(self.ctl("-o", "name", "experiments", "list", "--filter",
+                                  f"labels.study = {study}").stdout.split(), [])
+
+    def test_experiment_spec_errors_name_the_file_and_field(self):
+        ds = self.ctl("datasets", "generate", "--kind", "linear", "--examples", "100").stdout.strip()
+        base = {"dataset": ds, "config": {"network": {"sizes": [30, 10]}, "max_steps": 10, "eval_every": 5,
+                                          "validation_fraction": 0.2}}
+        cases = [
+            (dict(base, early_stopping={"asha": {"min_step": 50}}),
+             ['"early_stopping" is not an EarlyStopping', "min_step"]),
+            (dict(base, early_stopping={"hyperband": {}}), ['"early_stopping" is not an EarlyStopping', "hyperband"]),
+            (dict(base, early_stopping={}), ['"early_stopping" names no policy']),
+            (dict(base, early_stoping={"asha": {"min_steps": 50}}), ['unknown field "early_stoping"']),
+            (dict(base, seeds="1,2"), ['"seeds"']),
+            (dict(base, grid={"optimizer.learning_rate": []}), ['grid "optimizer.learning_rate" must be a non-empty']),
+            (dict(base, config={"network": {"size": [30, 10]}}), ['"config" is not a TrainingConfig', "size"]),
+        ]
+        for i, (spec, wants) in enumerate(cases):
+            path = os.path.join(self.dir, f"bad-spec-{i}.json")
+            with open(path, "w") as f:
+                json.dump(spec, f)
+            p = self.ctl("experiments", "create", path, ok=False)
+            self.assertEqual(p.returncode, 2, (spec, p.stderr))
+            self.assertIn(path + ": ", p.stderr)
+            for w in wants:
+                self.assertIn(w, p.stderr)
+        # The server's checks of the policy: named by field.
+        path = os.path.join(self.dir, "no-validation.json")
+        with open(path, "w") as f:
+            json.dump(dict(base, config={"network": {"sizes": [30, 10]}, "max_steps": 10},
+                           early_stopping={"median": {"grace_steps": 5}}), f)
+        p = self.ctl("experiments", "create", path, ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("experiment.early_stopping ranks sessions by their validation figure", p.stderr)
+        for args in (("experiments", "create", "--help"), ("sessions", "sweep", "--help")):
+            self.assertIn("early_stopping", self.ctl(*args).stdout)
+        self.assertIn("experiment_group", self.ctl("sessions", "list", "--help").stdout)
+        self.assertIn("--filter", self.ctl("experiments", "list", "--help").stdout)
+
     def test_control_commands_and_errors(self):
         ds = self.ctl("datasets", "generate", "--kind", "toy", "--examples", "100").stdout.strip()
         name = self.ctl("train", "--dataset", ds, "--sizes", "1,256,256,1", "--max-steps", "200000",

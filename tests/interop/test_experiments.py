@@ -1,5 +1,6 @@
-"""Experiments through a real alignd and the Python client: the
-server's statistics equal NumPy's (and SciPy's tests) on the same stored logs.
+"""Experiments through a real alignd and the Python client: the server's statistics
+equal NumPy's (and SciPy's tests) on the same stored logs; list_experiments by filter and in
+pages; cancel and delete.
 
 Run by ctest with PYTHONPATH=build/python and ALIGND_BINARY set."""
 import math
@@ -12,7 +13,8 @@ import unittest
 
 import numpy as np
 
-from alignd_client import Client
+from alignd_client import AligndError, Client
+from alignd_client._pb.alignd.v1 import experiments_pb2
 
 
 class ExperimentTest(unittest.TestCase):
@@ -33,6 +35,68 @@ class ExperimentTest(unittest.TestCase):
         cls.proc.terminate()
         cls.proc.wait(timeout=30)
         shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_list_experiments_by_filter_and_in_pages(self):
+        ds = self.c.generate_dataset("linear", examples=100)
+        suite = "paging-" + ds["name"].split("/")[1]
+        made = []
+        for i in range(5):
+            made.append(self.c.create_experiment(
+                ds, {"network": {"sizes": [30, 10]}, "max_steps": 10 ** 6 if i == 4 else 10},
+                rules=["fa"] if i < 3 else ["bp", "dfa"], name=f"page-{i}",
+                labels={"suite": suite, "parity": "even" if i % 2 == 0 else "odd"}))
+        names = [e["name"] for e in made]
+
+        def listed(flt, page_size=0):
+            return [e["name"] for e in self.c.list_experiments(filter=flt, page_size=page_size)]
+        everything = listed(f"labels.suite = {suite}")
+        self.assertEqual(everything, sorted(names))  # by name
+        # Page after page, whatever the page's size: the same list.
+        for size in (1, 2, 3, 1000):
+            self.assertEqual(listed(f"labels.suite = {suite}", size), everything, size)
+        # ... and they are pages: two at a time, with a token for the rest.
+        first = self.c._experiments.ListExperiments(
+            experiments_pb2.ListExperimentsRequest(filter=f"labels.suite = {suite}", page_size=2))
+        self.assertEqual([e.name for e in first.experiments], everything[:2])
+        self.assertTrue(first.next_page_token)
+        # A token binds its filter.
+        with self.assertRaises(AligndError) as ctx:
+            self.c._call(self.c._experiments.ListExperiments, experiments_pb2.ListExperimentsRequest(
+                filter="labels.suite = other", page_size=2, page_token=first.next_page_token))
+        self.assertEqual(ctx.exception.code.name, "INVALID_ARGUMENT")
+        # Fields: labels, rule (any of the experiment's rules), display_name by prefix, state.
+        self.assertEqual(listed(f"labels.suite = {suite} AND rule = dfa", 1), sorted(names[3:]))
+        self.assertEqual(listed(f"labels.suite = {suite} AND labels.parity = even AND rule = fa", 1),
+                         sorted([names[0], names[2]]))
+        self.assertEqual(listed(f'labels.suite = {suite} AND display_name = "page-*" AND NOT rule = fa'),
+                         sorted(names[3:]))
+        # The state each one's sessions give it now: the short ones end, the long one runs.
+        deadline = time.time() + 120
+        while listed(f"labels.suite = {suite} AND state = succeeded") != sorted(names[:4]):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        self.assertEqual(listed(f"labels.suite = {suite} AND state = running"), [names[4]])
+        self.assertEqual(listed("labels.suite = no-such-suite", 1), [])
+        for bad, why in (("labels.suite = (", "a value expected"),
+                         ("experiment_group = g0", "unknown field 'experiment_group'")):
+            with self.assertRaises(AligndError) as ctx:
+                self.c.list_experiments(filter=bad)
+            self.assertEqual(ctx.exception.code.name, "INVALID_ARGUMENT")
+            self.assertIn(why, ctx.exception.details)
+        # Delete refuses while a session runs; cancel ends it CANCELLED, then delete takes it.
+        with self.assertRaises(AligndError) as ctx:
+            self.c.delete_experiment(made[4])
+        self.assertEqual(ctx.exception.code.name, "FAILED_PRECONDITION")
+        cancelled = self.c.cancel_experiment(made[4]["name"].split("/")[1])  # a bare id names it too
+        self.assertEqual(cancelled["state"], "EXPERIMENT_STATE_CANCELLED")
+        self.assertEqual(listed(f"labels.suite = {suite} AND state = cancelled"), [names[4]])
+        self.assertEqual(listed(f"labels.suite = {suite} AND NOT state = cancelled", 3), sorted(names[:4]))
+        for e in made:
+            self.c.delete_experiment(e)
+        self.assertEqual(listed(f"labels.suite = {suite}", 2), [])
+        with self.assertRaises(AligndError) as ctx:
+            self.c.get_experiment(made[0])
+        self.assertEqual(ctx.exception.code.name, "NOT_FOUND")
 
     def test_statistics_are_numpys_on_the_same_logs(self):
         ds = self.c.generate_dataset("linear", examples=400)

@@ -14,6 +14,12 @@
         y = c.predict(s, x[:10])
         c.list_sessions(filter='labels.study = depth')      # with create_session(labels={...})
         c.export_session(s, "csv", path="out/")             # csv, jsonl, tfevents, json, safetensors, onnx
+        e = c.create_experiment(ds, {"network": {"sizes": [784, 100, 10]}, "validation_fraction": 0.1,
+                                     "eval_every": 100}, rules=["bp", "fa"], seeds=[1, 2, 3],
+                                grid={"optimizer.learning_rate": [0.01, 0.03]},
+                                early_stopping={"asha": {"min_steps": 100}}, request_id="lr-1")
+        c.compare_groups(e, "g0", "g2")                      # paired difference, t-test, Wilcoxon
+        c.list_experiments(filter='labels.study = lr')      # all pages
 
 Results are plain Python values: dicts and lists, ints as int, NaN as float("nan"), times as
 datetime, enums by name ("SESSION_STATE_SUCCEEDED"); arrays as NumPy arrays.

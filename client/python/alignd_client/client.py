@@ -523,7 +523,7 @@ class Client:
             raise
         return str(target)
 
-    # ---- experiments (work in progress) -----------------------------------------------
+    # ---- experiments ------------------------------------------------------------------
     def create_experiment(self, dataset: Resource, config: Mapping[str, Any], rules: Sequence[str] = (),
                           seeds: Sequence[int] = (), grid: Optional[Mapping[str, Sequence[Any]]] = None,
                           eval_dataset: Optional[Resource] = None, name: str = "",
@@ -561,6 +561,35 @@ class Client:
     def get_experiment(self, experiment: Resource) -> Dict[str, Any]:
         req = experiments_pb2.GetExperimentRequest(name=_name(experiment, "experiments"))
         return to_python(self._call(self._experiments.GetExperiment, req, timeout=self.timeout))
+
+    def list_experiments(self, filter: str = "", page_size: int = 0) -> List[Dict[str, Any]]:
+        """Every experiment `filter` matches (all of them without one), by name, page after page
+        (page_size per call; 0: the server's default). The filter is AIP-160 as for
+        list_sessions, on the experiment's labels.KEY, rule (any of its rules), state (running,
+        succeeded, cancelled), name, display_name, train_dataset, eval_dataset and owner:
+        'labels.study = "lr" AND state = succeeded'. A filter the server cannot read raises
+        AligndError (INVALID_ARGUMENT, saying what and where)."""
+        out: List[Dict[str, Any]] = []
+        token = ""
+        while True:
+            r = self._call(self._experiments.ListExperiments,
+                           experiments_pb2.ListExperimentsRequest(page_size=page_size, page_token=token,
+                                                                  filter=filter),
+                           timeout=self.timeout)
+            out += [to_python(e) for e in r.experiments]
+            token = r.next_page_token
+            if not token:
+                return out
+
+    def cancel_experiment(self, experiment: Resource) -> Dict[str, Any]:
+        """Cancels every session of the experiment that has not ended; it ends CANCELLED."""
+        req = experiments_pb2.CancelExperimentRequest(name=_name(experiment, "experiments"))
+        return to_python(self._call(self._experiments.CancelExperiment, req, timeout=self.timeout))
+
+    def delete_experiment(self, experiment: Resource) -> None:
+        """Deletes the experiment and its sessions (FAILED_PRECONDITION while any runs)."""
+        req = experiments_pb2.DeleteExperimentRequest(name=_name(experiment, "experiments"))
+        self._call(self._experiments.DeleteExperiment, req, timeout=self.timeout)
 
     def experiment_statistics(self, experiment: Resource, figures: Sequence[str] = (),
                               every_steps: int = 0) -> Dict[str, Dict[str, Dict[str, np.ndarray]]]:
