@@ -528,14 +528,20 @@ class Client:
                           seeds: Sequence[int] = (), grid: Optional[Mapping[str, Sequence[Any]]] = None,
                           eval_dataset: Optional[Resource] = None, name: str = "",
                           labels: Optional[Mapping[str, str]] = None, request_id: str = "",
-                          experiment_id: str = "", snapshot_every: int = 0) -> Dict[str, Any]:
+                          experiment_id: str = "", snapshot_every: int = 0,
+                          early_stopping: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
         """Creates an experiment: a session per rule x grid point x seed, grouped by all but the
         seed. `config` is the base TrainingConfig as a dict (proto names); `grid` maps field
-        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}."""
+        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}. `early_stopping` is an
+        EarlyStopping as a dict: {"asha": {"min_steps": 100, "reduction_factor": 3, "rungs": 3}}
+        or {"median": {"grace_steps": 300}} (it needs config's validation_fraction and
+        eval_every)."""
         from google.protobuf import struct_pb2
         e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
                                        labels=dict(labels or {}), snapshot_every=snapshot_every)
         json_format.ParseDict(dict(config), e.config)
+        if early_stopping:
+            json_format.ParseDict(dict(early_stopping), e.early_stopping)
         if eval_dataset:
             e.eval_dataset = _name(eval_dataset, "datasets")
         e.rules.extend(config_pb2.Rule.Value(rule_names().get(r, r)) for r in rules)
