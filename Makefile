@@ -92,6 +92,7 @@ bench:
 	$(PY) tests/bench/replicas_bench.py --build $(BUILD)
 	$(BUILD)/tests/bench/pg_capacity_bench
 	$(BUILD)/tests/bench/experiment_stats_bench --alignd $(BUILD)/server/alignd --out $(BUILD)/bench/experiments.json
+	$(PY) tests/bench/asha_bench.py --build $(BUILD)
 
 mnist:
 	@deploy/install-deps.sh --repro
