@@ -540,8 +540,6 @@ class Client:
         e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
                                        labels=dict(labels or {}), snapshot_every=snapshot_every)
         json_format.ParseDict(dict(config), e.config)
-        if early_stopping:
-            json_format.ParseDict(dict(early_stopping), e.early_stopping)
         if eval_dataset:
             e.eval_dataset = _name(eval_dataset, "datasets")
         e.rules.extend(config_pb2.Rule.Value(rule_names().get(r, r)) for r in rules)
