@@ -276,10 +276,11 @@ class Parser {
 // What a compared field reads on a session and on an experiment.
 bool RuleIs(const v1::Session& s, v1::Rule r) { return s.config().feedback().rule() == r; }
 bool RuleIs(const v1::Experiment& e, v1::Rule r) {
-  if (e.rules_size() == 0) return e.config().feedback().rule() == r;
+  for (const auto& v : e.variants())
+    if (v.rule() == r) return true;
   for (int x : e.rules())
     if (x == r) return true;
-  return false;
+  return e.rules_size() == 0 && e.variants_size() == 0 && e.config().feedback().rule() == r;
 }
 std::optional<std::string> TextOf(const v1::Session& s, const std::string& field) {
   if (field == "experiment") return s.experiment();

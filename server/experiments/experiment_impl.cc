@@ -152,6 +152,7 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
         auto* g = record.add_groups();
         g->set_id(plan[k].group);
         g->set_rule(plan[k].rule);
+        g->set_variant(plan[k].variant);
         for (const auto& [f, v] : plan[k].point) (*g->mutable_point())[f] = v;
       }
       record.mutable_groups(record.groups_size() - 1)

@@ -120,18 +120,20 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
     points *= axis.values_size();
     if (points > max_sessions) break;
   }
-  // Each rule's settings, checked on the base config, naming them.
-  std::map<v1::Rule, const v1::RuleSettings*> settings;
-  for (int i = 0; i < e.rule_settings_size(); ++i) {
-    const v1::RuleSettings& rs = e.rule_settings(i);
-    const std::string what = absl::StrCat("experiment.rule_settings[", i, "]");
-    if (std::find(rules.begin(), rules.end(), rs.rule()) == rules.end())
-      return absl::InvalidArgumentError(absl::StrCat(what, ": ", v1::Rule_Name(rs.rule()),
-                                                     " is not one of the experiment's rules"));
-    if (!settings.emplace(rs.rule(), &rs).second)
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": ", v1::Rule_Name(rs.rule()), " has settings twice"));
-    for (const auto& [field, value] : rs.set()) {
+  // The variants (each a rule with settings), checked on the base config, naming them; or
+  // the rules as variants without settings.
+  std::vector<v1::Variant> variants;
+  if (e.variants_size() > 0 && e.rules_size() > 0)
+    return absl::InvalidArgumentError(
+        "experiment: give rules or variants, not both (a variant names its rule)");
+  for (int i = 0; i < e.variants_size(); ++i) {
+    const v1::Variant& v = e.variants(i);
+    const std::string what = absl::StrCat("experiment.variants[", i, "]");
+    if (v.rule() == v1::RULE_UNSPECIFIED || !v1::Rule_IsValid(v.rule()))
+      return absl::InvalidArgumentError(absl::StrCat(what, ".rule: a rule is needed"));
+    if (v.name().size() > 64)
+      return absl::InvalidArgumentError(absl::StrCat(what, ".name is longer than 64 bytes"));
+    for (const auto& [field, value] : v.set()) {
       for (const auto& axis : e.grid())
         if (axis.field() == field)
           return absl::InvalidArgumentError(
@@ -140,15 +142,19 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
       RETURN_IF_ERROR(
           SetConfigField(field, value, absl::StrCat(what, ".set[", field, "]"), &probe));
     }
+    variants.push_back(v);
   }
-  const int64_t total = int64_t(rules.size()) * points * int64_t(seeds.size());
+  if (variants.empty())
+    for (v1::Rule r : rules) variants.emplace_back().set_rule(r);
+  const int64_t total = int64_t(variants.size()) * points * int64_t(seeds.size());
   if (total > max_sessions)
     return absl::InvalidArgumentError(absl::StrCat("the experiment would be ", total,
                                                    " sessions; the server allows at most ",
                                                    max_sessions, " (--max_experiment_sessions)"));
   std::vector<PlannedSession> out;
   int group = 0;
-  for (v1::Rule rule : rules) {
+  for (const v1::Variant& variant : variants) {
+    const v1::Rule rule = variant.rule();
     for (int64_t p = 0; p < points; ++p, ++group) {
       // Point p's value on each axis, the last axis fastest.
       std::map<std::string, Value> point;
@@ -167,15 +173,15 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
             !st.ok())
           return st;  // checked above: not expected
       }
-      if (auto it = settings.find(rule); it != settings.end())
-        for (const auto& [field, value] : it->second->set()) {
-          point[field] = value;
-          RETURN_IF_ERROR(SetConfigField(field, value, "experiment.rule_settings", &config));
-        }
+      for (const auto& [field, value] : variant.set()) {
+        point[field] = value;
+        RETURN_IF_ERROR(SetConfigField(field, value, "experiment.variants", &config));
+      }
       for (uint64_t seed : seeds) {
         PlannedSession s;
         s.group = absl::StrCat("g", group);
         s.rule = rule;
+        s.variant = variant.name();
         s.point = point;
         s.seed = seed;
         s.config = config;

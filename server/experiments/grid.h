@@ -19,6 +19,7 @@ namespace alignd::server {
 struct PlannedSession {
   std::string group;  // "g0", ...
   v1::Rule rule = v1::RULE_UNSPECIFIED;
+  std::string variant;  // its variant's name
   std::map<std::string, google::protobuf::Value> point;
   uint64_t seed = 0;
   v1::TrainingConfig config;

@@ -96,44 +96,56 @@ TEST(GridTest, WhatCannotBeSetIsNamed) {
               HasSubstr("experiment.grid[1] (batch_size) has no values"));
 }
 
-TEST(GridTest, RuleSettingsApplyToTheirRulesSessionsAndShowInThePoint) {
+TEST(GridTest, VariantsAreRulesWithSettingsAndShowInThePoint) {
   v1::Experiment e = Grid();
-  e.mutable_grid()->RemoveLast();  // learning rate per rule instead of on the grid
+  e.clear_rules();
+  e.mutable_grid()->RemoveLast();  // learning rate per variant instead of on the grid
   e.mutable_grid()->RemoveLast();
-  auto* bp = e.add_rule_settings();
+  auto* bp = e.add_variants();
   bp->set_rule(v1::RULE_BACKPROP);
   (*bp->mutable_set())["optimizer.learning_rate"] = Num(0.2);
-  auto* fa = e.add_rule_settings();
-  fa->set_rule(v1::RULE_FEEDBACK_ALIGNMENT);
-  (*fa->mutable_set())["optimizer.learning_rate"] = Num(0.05);
-  (*fa->mutable_set())["optimizer.weight_decay"] = Num(0.001);
+  for (double damping : {0.0, 0.01}) {  // one rule twice
+    auto* pbp = e.add_variants();
+    pbp->set_rule(v1::RULE_PSEUDO_BACKPROP);
+    pbp->set_name(damping == 0 ? "pbp exact" : "pbp damped");
+    (*pbp->mutable_set())["optimizer.learning_rate"] = Num(0.05);
+    (*pbp->mutable_set())["feedback.pinv_damping"] = Num(damping);
+  }
   auto plan = PlanSessions(e, 100);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  ASSERT_EQ(plan->size(), 6u);  // two groups of three seeds
+  ASSERT_EQ(plan->size(), 9u);  // three groups of three seeds
   EXPECT_FLOAT_EQ((*plan)[0].config.optimizer().learning_rate(), 0.2f);
-  EXPECT_FLOAT_EQ((*plan)[0].config.optimizer().weight_decay(), 0.0f);
-  EXPECT_FLOAT_EQ((*plan)[5].config.optimizer().learning_rate(), 0.05f);
-  EXPECT_FLOAT_EQ((*plan)[5].config.optimizer().weight_decay(), 0.001f);
-  EXPECT_EQ((*plan)[5].group, "g1");
-  EXPECT_EQ((*plan)[5].point.at("optimizer.weight_decay").number_value(), 0.001);
-  // Refused, naming the entry: a rule the experiment does not have, a rule twice, a field
+  EXPECT_EQ((*plan)[0].config.feedback().rule(), v1::RULE_BACKPROP);
+  EXPECT_FLOAT_EQ((*plan)[8].config.optimizer().learning_rate(), 0.05f);
+  EXPECT_FLOAT_EQ((*plan)[8].config.feedback().pinv_damping(), 0.01f);
+  EXPECT_FLOAT_EQ((*plan)[5].config.feedback().pinv_damping(), 0.0f);
+  EXPECT_EQ((*plan)[8].group, "g2");
+  EXPECT_EQ((*plan)[8].variant, "pbp damped");
+  EXPECT_EQ((*plan)[8].point.at("feedback.pinv_damping").number_value(), 0.01);
+  // With a grid: variants x points.
+  auto* batch = e.add_grid();
+  batch->set_field("batch_size");
+  *batch->add_values() = Num(1);
+  *batch->add_values() = Num(32);
+  EXPECT_EQ(PlanSessions(e, 100)->size(), 18u);
+  // Refused, naming the entry: rules and variants both, a variant without a rule, a field
   // that is also a grid axis, a value the field cannot take.
   v1::Experiment bad = e;
-  bad.mutable_rule_settings(1)->set_rule(v1::RULE_KOLEN_POLLACK);
+  bad.add_rules(v1::RULE_FEEDBACK_ALIGNMENT);
   EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
-              HasSubstr("experiment.rule_settings[1]: RULE_KOLEN_POLLACK is not one of the "
-                        "experiment's rules"));
+              HasSubstr("give rules or variants, not both"));
   bad = e;
-  bad.mutable_rule_settings(1)->set_rule(v1::RULE_BACKPROP);
-  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()), HasSubstr("twice"));
-  bad = Grid();
-  *bad.add_rule_settings() = *bp;
+  bad.mutable_variants(1)->clear_rule();
   EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
-              HasSubstr("optimizer.learning_rate is a grid axis too"));
+              HasSubstr("experiment.variants[1].rule: a rule is needed"));
   bad = e;
-  (*bad.mutable_rule_settings(0)->mutable_set())["batch_size"] = Str("many");
+  (*bad.mutable_variants(0)->mutable_set())["batch_size"] = Num(4);
   EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
-              HasSubstr("experiment.rule_settings[0].set[batch_size]"));
+              HasSubstr("experiment.variants[0]: batch_size is a grid axis too"));
+  bad = e;
+  (*bad.mutable_variants(0)->mutable_set())["epochs"] = Str("many");
+  EXPECT_THAT(std::string(PlanSessions(bad, 100).status().message()),
+              HasSubstr("experiment.variants[0].set[epochs]"));
 }
 
 }  // namespace

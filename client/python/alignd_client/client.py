@@ -529,12 +529,14 @@ class Client:
                           eval_dataset: Optional[Resource] = None, name: str = "",
                           labels: Optional[Mapping[str, str]] = None, request_id: str = "",
                           experiment_id: str = "", snapshot_every: int = 0,
-                          rule_settings: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                          variants: Sequence[Mapping[str, Any]] = (),
                           early_stopping: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
         """Creates an experiment: a session per rule x grid point x seed, grouped by all but the
         seed. `config` is the base TrainingConfig as a dict (proto names); `grid` maps field
-        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}; `rule_settings` sets fields
-        per rule: {"bp": {"optimizer.learning_rate": 0.2}, "fa": {...}}; `early_stopping` is
+        paths to values: {"optimizer.learning_rate": [0.01, 0.03]}; `variants`, in place of
+        `rules`, are rules with fields set for them: [{"rule": "bp", "set":
+        {"optimizer.learning_rate": 0.2}}, {"rule": "pbp", "name": "damped", "set":
+        {"feedback.pinv_damping": 0.01}}]; `early_stopping` is
         {"asha": {"min_steps": 100, "reduction_factor": 3}} or {"median": {"grace_steps": 500}}."""
         from google.protobuf import struct_pb2
         e = experiments_pb2.Experiment(train_dataset=_name(dataset, "datasets"), display_name=name,
@@ -548,10 +550,12 @@ class Client:
             axis = e.grid.add(field=field)
             for v in values:
                 axis.values.append(json_format.ParseDict(v, struct_pb2.Value()))
-        for rule, fields in (rule_settings or {}).items():
-            rs = e.rule_settings.add(rule=config_pb2.Rule.Value(rule_names().get(rule, rule)))
-            for field, v in fields.items():
-                rs.set[field].CopyFrom(json_format.ParseDict(v, struct_pb2.Value()))
+        for v in variants:
+            rule = v["rule"]
+            var = e.variants.add(rule=config_pb2.Rule.Value(rule_names().get(rule, rule)),
+                                 name=v.get("name", ""))
+            for field, value in v.get("set", {}).items():
+                var.set[field].CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))
         if early_stopping:
             json_format.ParseDict(dict(early_stopping), e.early_stopping)
         req = experiments_pb2.CreateExperimentRequest(experiment=e, request_id=request_id,
