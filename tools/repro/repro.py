@@ -29,10 +29,9 @@ p-values (CompareGroups). This script only lays them out as tables and plots.
   convtune  (opt-in: --only convtune --conv_epochs 20) the study that chose CONV_LR: every conv
             rule at each rate of --conv_tune_lr, seed 1, validation error at the best epoch
 
-alignd's grid is a full product (rules x every axis's values). Where a comparison's groups differ
-in more than the rule (a learning rate per rule, Kolen-Pollack's weight decay, a sign-symmetry
-mode), the experiment holds the product and the groups outside the protocol are cancelled as
-soon as it is created (they are queued behind the experiment's first sessions and never train).
+Each group the report needs is one of the experiment's variants (a rule with the fields set
+for it: a learning rate per rule, Kolen-Pollack's weight decay, a sign-symmetry mode), so an
+experiment makes exactly the sessions the protocol runs.
 The two depths of the deep task are two experiments (the grid cannot set network.sizes), so
 their paired comparison is not in the report.
 
@@ -126,25 +125,24 @@ def set_path(d, path, value):
 
 def experiment(key, section, config, groups, seeds, data, sizes, cost, per_epoch=0, compare=()):
     """One alignd experiment. groups: the groups the report needs, each a dict with a label, a
-    rule, a grid point ({field path: value}; a group without a field takes the axis's first
-    value) and the row's fields (variant, omega, lr, net). The rules and the grid are what
-    those need; a field with one value is set in the config instead. compare: (label a, label
-    b, figure) pairs for CompareGroups. cost: a session's estimated seconds."""
+    rule, the fields set for it ({field path: value}) and the row's fields (variant, omega, lr,
+    net); each becomes one of the experiment's variants, in order (group k is g{k}). A field
+    every group sets to one value is set in the config instead. compare: (label a, label b,
+    figure) pairs for CompareGroups. cost: a session's estimated seconds."""
     config = copy.deepcopy(config)
     config.pop("seed", None)
     if sizes:
         config["network"]["sizes"] = list(sizes)
-    rules = list(dict.fromkeys(g["rule"] for g in groups))
-    grid = []
     for field in dict.fromkeys(f for g in groups for f in g.get("point", {})):
         values = list(dict.fromkeys(g["point"][field] for g in groups if field in g.get("point", {})))
         if len(values) == 1 and all(field in g.get("point", {}) for g in groups):
             set_path(config, field, values[0])
-        else:
-            grid.append((field, values))
-    for g in groups:  # the point of every grid axis, as the server will name the group's
-        g["point"] = {f: g.get("point", {}).get(f, vs[0]) for f, vs in grid}
-    return dict(key=key, section=section, config=config, rules=rules, grid=grid, seeds=list(seeds),
+            for g in groups:
+                del g["point"][field]
+    for g in groups:
+        g.setdefault("point", {})
+    variants = [dict(rule=g["rule"], name=g["label"], set=g["point"]) for g in groups]
+    return dict(key=key, section=section, config=config, variants=variants, seeds=list(seeds),
                 groups=groups, data=data, sizes=list(sizes), cost=cost, per_epoch=per_epoch,
                 compare=list(compare))
 
@@ -263,9 +261,9 @@ def plan(quick, seeds_mnist, seeds_deep, extra=(), seeds_conv=(1, 2, 3), conv_ep
 
 
 def request_id(e):
-    """The experiment's request id: its key and a digest of what it runs (config, rules, grid,
+    """The experiment's request id: its key and a digest of what it runs (config, variants,
     seeds, data), so that a rerun of the same plan against the same alignd resumes it."""
-    spec = {k: e[k] for k in ("config", "rules", "grid", "seeds", "data")}
+    spec = {k: e[k] for k in ("config", "variants", "seeds", "data")}
     return f"repro-{e['key']}-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -365,41 +363,20 @@ class Alignd:
 ENDED = ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED", "SESSION_STATE_CANCELLED")
 
 
-def _point_value(v):
-    """A grid point's google.protobuf.Value (as to_python gives it) as a plain value."""
-    return next(iter(v.values())) if isinstance(v, dict) else v
-
-
 def create(client, e, names, log):
-    """Creates (or, with the same request id, finds and completes) the experiment, matches its
-    groups to the ones the report needs and cancels the rest. Fills e["name"], and per group
-    its id and sessions."""
-    from alignd_client import rule_names
-    rn = rule_names()
+    """Creates (or, with the same request id, finds and completes) the experiment: its groups
+    are the variants', in order. Fills e["name"], and per group its id and sessions."""
     train, test = e["data"]
-    x = client.create_experiment(names[train], e["config"], rules=e["rules"], seeds=e["seeds"],
-                                 grid=dict(e["grid"]), eval_dataset=names[test], name=f"repro {e['key']}",
+    x = client.create_experiment(names[train], e["config"], variants=e["variants"], seeds=e["seeds"],
+                                 eval_dataset=names[test], name=f"repro {e['key']}",
                                  labels={"repro": e["key"]}, request_id=e["request_id"])
     e["name"] = x["name"]
-    wanted = {(rn.get(g["rule"], g["rule"]), json.dumps(g["point"], sort_keys=True)): g for g in e["groups"]}
-    cancelled = 0
-    for sg in x["groups"]:
-        point = {f: _point_value(v) for f, v in sg["point"].items()}
-        g = wanted.get((sg["rule"], json.dumps(point, sort_keys=True)))
-        if g is not None:
-            g["id"], g["sessions"] = sg["id"], list(sg["sessions"])
-            continue
-        for s in sg["sessions"]:  # outside the protocol: never trained
-            if client.get_session(s)["state"] not in ENDED:
-                client.cancel_session(s)
-            cancelled += 1
-    missing = [g["label"] for g in e["groups"] if "id" not in g]
-    if missing:
-        raise RuntimeError(f"{e['name']}: alignd made no group for {missing}")
-    e["cancelled"] = cancelled
+    if len(x["groups"]) != len(e["groups"]):
+        raise RuntimeError(f"{e['name']}: alignd made {len(x['groups'])} groups, not {len(e['groups'])}")
+    for g, sg in zip(e["groups"], x["groups"]):
+        g["id"], g["sessions"] = sg["id"], list(sg["sessions"])
     kept = sum(len(g["sessions"]) for g in e["groups"])
     log(f"{e['name']} ({e['key']}): {kept} sessions in {len(e['groups'])} groups"
-        + (f", {cancelled} outside the protocol cancelled" if cancelled else "")
         + (f"; resumed, {x['sessions_ended']} of {x['sessions_total']} already ended" if x["sessions_ended"] else ""))
 
 
@@ -567,12 +544,10 @@ def report(exps, args, wall, md):
     by_key = {e["key"]: e for e in exps}
     runs = [r for e in exps for g in e["groups"] for r in g["runs"]]
     failed = [r for r in runs if r["state"] != "SESSION_STATE_SUCCEEDED"]
-    cancelled = sum(e.get("cancelled", 0) for e in exps)
     md += [f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')}: {len(exps)} alignd "
            f"experiment{'s' if len(exps) != 1 else ''}, "
            f"{len(runs)} sessions (two at a time on {os.cpu_count()} cores), {wall / 60:.1f} min in all"
-           + (f"; {cancelled} more sessions, outside the protocol in the experiments' grids, cancelled before "
-              "they ran" if cancelled else "") + ". Every mean, SD, interval, paired difference and p-value "
+           ". Every mean, SD, interval, paired difference and p-value "
            "below is alignd's (GetExperimentStatistics, CompareGroups). "
            f"{len(failed)} ended FAILED (pseudo-backprop exact and sign symmetry uSF on the deeper net diverge "
            "by design; any other is a fault)." +
@@ -953,14 +928,13 @@ def main():
     report(exps, args, wall, md)
     md += ["### Commands", "", f"`{args.command}` runs `tools/repro/repro.py`, which starts alignd, makes the data "
            "sets through the Python client and creates one alignd experiment per comparison (CreateExperiment: "
-           "the base TrainingConfig as JSON, the rules, the grid and the seeds; a session per rule x grid point x "
-           "seed):", ""]
+           "the base TrainingConfig as JSON, the variants (each a rule with the fields set for it) and the seeds; a "
+           "session per variant x seed):", ""]
     for e in exps:
         c = copy.deepcopy(e["config"])
-        grid = ", ".join(f"{f} ∈ {{{', '.join(str(v) for v in vs)}}}" for f, vs in e["grid"])
-        md.append(f"- {e['key']}: `{e['name']}` (request id `{e['request_id']}`), rules {', '.join(e['rules'])}"
-                  + (f", grid {grid}" if grid else "") + (f", seeds {e['seeds'][0]}–{e['seeds'][-1]}" if len(e["seeds"]) > 1 else f", seed {e['seeds'][0]}") + "; groups "
-                  + ", ".join(f"{g['id']} {g['label']}" for g in e["groups"])
+        md.append(f"- {e['key']}: `{e['name']}` (request id `{e['request_id']}`)" + (f", seeds {e['seeds'][0]}–{e['seeds'][-1]}" if len(e["seeds"]) > 1 else f", seed {e['seeds'][0]}") + "; groups "
+                  + ", ".join(f"{g['id']} {g['label']}" + (f" ({', '.join(f'{k} = {v}' for k, v in g['point'].items())})"
+                                                          if g["point"] else "") for g in e["groups"])
                   + f"; `{json.dumps(c, separators=(',', ':'))}`")
     md.append("")
     rows = []
@@ -975,8 +949,8 @@ def main():
                                       else v.get("nse")) for v in evals(r, False)]
                 rows.append(row)
     experiments = [dict(key=e["key"], section=e["section"], name=e["name"], request_id=e["request_id"],
-                        state=e.get("state"), rules=e["rules"], grid=e["grid"], seeds=e["seeds"],
-                        cancelled=e.get("cancelled", 0), comparisons=e["comparisons"],
+                        state=e.get("state"), variants=e["variants"], seeds=e["seeds"],
+                        comparisons=e["comparisons"],
                         groups=[dict(id=g["id"], label=g["label"], rule=g["rule"], point=g["point"],
                                      sessions=g["sessions"], statistics=_plain(g["stats"])) for g in e["groups"]])
                    for e in exps]
