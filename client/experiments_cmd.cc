@@ -35,9 +35,9 @@ std::string ExperimentName(const std::string& s) {
 
 // The spec's fields (`experiments create --help`); any other is refused, so that a misspelt
 // one ("early_stoping") is not silently left out.
-constexpr const char* kSpecFields[] = {"dataset", "eval_dataset",   "name",  "labels",
-                                       "config",  "snapshot_every", "rules", "seeds",
-                                       "grid",    "early_stopping"};
+constexpr const char* kSpecFields[] = {"dataset", "eval_dataset",   "name",          "labels",
+                                       "config",  "snapshot_every", "rules",         "variants",
+                                       "seeds",   "grid",           "early_stopping"};
 
 // The spec file as an Experiment; exits with INVALID_ARGUMENT naming the file and the field.
 v1::Experiment FromFile(const std::string& file) {
@@ -97,6 +97,24 @@ v1::Experiment FromFile(const std::string& file) {
       auto rule = v1::RuleFromName(r.get<std::string>());
       if (!rule) bad("unknown rule " + r.dump());
       e.add_rules(*rule);
+    }
+    field = "variants";
+    const nlohmann::json variants = spec.value("variants", nlohmann::json::array());
+    if (!variants.is_array()) bad("\"variants\" must be a list of {\"rule\", \"set\", \"name\"}");
+    for (const auto& v : variants) {
+      if (!v.is_object() || !v.contains("rule"))
+        bad("each of \"variants\" needs a \"rule\": " + v.dump());
+      auto rule = v1::RuleFromName(v["rule"].get<std::string>());
+      if (!rule) bad("variants: unknown rule " + v["rule"].dump());
+      v1::Variant* var = e.add_variants();
+      var->set_rule(*rule);
+      if (v.contains("name")) var->set_name(v["name"].get<std::string>());
+      const nlohmann::json set = v.value("set", nlohmann::json::object());
+      if (!set.is_object()) bad("variants: \"set\" must be an object: {\"field.path\": value}");
+      for (const auto& [path, value] : set.items())
+        if (!google::protobuf::util::JsonStringToMessage(value.dump(), &(*var->mutable_set())[path])
+                 .ok())
+          bad("variants: " + path + ": " + value.dump());
     }
     field = "seeds";
     const nlohmann::json seeds = spec.value("seeds", nlohmann::json::array());
@@ -271,13 +289,16 @@ void AddExperimentCommands(CLI::App& app) {
     "name": "lr study", "labels": {"study": "lr"},                    (optional)
     "config": { TrainingConfig as JSON, proto field names },
     "rules": ["bp", "fa"],  "seeds": [1, 2, 3],
+    "variants": [{"rule": "bp", "set": {"optimizer.learning_rate": 0.2}},
+                 {"rule": "fa", "name": "FA slow", "set": {"optimizer.learning_rate": 0.05}}],
+                                                  (optional; rules with settings, not with "rules")
     "grid": {"optimizer.learning_rate": [0.01, 0.05]},               (optional; dotted paths)
     "early_stopping": {"asha": {"min_steps": 50, "reduction_factor": 3, "rungs": 0}},
                   or  {"median": {"grace_steps": 100, "min_sessions": 3}}  (optional)
     "snapshot_every": 0                                              (optional)
   }
-One session per (rule, grid point, seed); a group is a rule and grid point over the seeds
-(g0, g1, ...). Without "rules" or "seeds", the config's rule or seed alone. Early stopping
+One session per (rule or variant, grid point, seed); a group is a rule or variant and a grid
+point over the seeds (g0, g1, ...). Without "rules" or "seeds", the config's rule or seed alone. Early stopping
 ranks sessions by their validation figure: it needs config.validation_fraction > 0 and
 config.eval_every > 0; a stopped session ends STOPPED with its stop_reason.)");
   create->callback([c] {
@@ -347,6 +368,8 @@ matches by prefix; OR binds tighter than AND (AIP-160).)");
       if (o == Output::kWide) {
         std::vector<std::string> rules;
         for (int r : e.rules()) rules.push_back(v1::RuleShortName(static_cast<v1::Rule>(r)));
+        for (const auto& v : e.variants())
+          rules.push_back(v.name().empty() ? v1::RuleShortName(v.rule()) : v.name());
         row.insert(row.end(), {rules.empty() ? "-" : absl::StrJoin(rules, ","),
                                absl::StrCat(e.groups_size()), Labels(e)});
       }

@@ -576,6 +576,8 @@ class AlignctlTest(unittest.TestCase):
             (dict(base, seeds="1,2"), ['"seeds"']),
             (dict(base, grid={"optimizer.learning_rate": []}), ['grid "optimizer.learning_rate" must be a non-empty']),
             (dict(base, config={"network": {"size": [30, 10]}}), ['"config" is not a TrainingConfig', "size"]),
+            (dict(base, variants=[{"set": {"optimizer.learning_rate": 0.1}}]), ['each of "variants" needs a "rule"']),
+            (dict(base, variants=[{"rule": "xx"}]), ['variants: unknown rule "xx"']),
         ]
         for i, (spec, wants) in enumerate(cases):
             path = os.path.join(self.dir, f"bad-spec-{i}.json")
@@ -594,6 +596,23 @@ class AlignctlTest(unittest.TestCase):
         p = self.ctl("experiments", "create", path, ok=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("experiment.early_stopping ranks sessions by their validation figure", p.stderr)
+        # Rules and variants both: the server names it. Variants alone: a group each, named.
+        path = os.path.join(self.dir, "variants.json")
+        variants = [{"rule": "bp", "name": "BP 0.2", "set": {"optimizer.learning_rate": 0.2}},
+                    {"rule": "fa", "set": {"optimizer.learning_rate": 0.05, "optimizer.momentum": 0.5}}]
+        with open(path, "w") as f:
+            json.dump(dict(base, rules=["bp"], variants=variants), f)
+        p = self.ctl("experiments", "create", path, ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("give rules or variants, not both", p.stderr)
+        with open(path, "w") as f:
+            json.dump(dict(base, variants=variants, seeds=[1, 2]), f)
+        e = self.ctl_json("experiments", "create", path)
+        self.assertEqual([(g["rule"], g.get("variant", "")) for g in e["groups"]],
+                         [("RULE_BACKPROP", "BP 0.2"), ("RULE_FEEDBACK_ALIGNMENT", "")])
+        self.assertEqual(e["groups"][1]["point"], {"optimizer.learning_rate": 0.05, "optimizer.momentum": 0.5})
+        fa = self.ctl_json("sessions", "get", e["groups"][1]["sessions"][1])
+        self.assertEqual((fa["config"]["optimizer"]["momentum"], fa["config"]["seed"]), (0.5, "2"))
         for args in (("experiments", "create", "--help"), ("sessions", "sweep", "--help")):
             self.assertIn("early_stopping", self.ctl(*args).stdout)
         self.assertIn("experiment_group", self.ctl("sessions", "list", "--help").stdout)
