@@ -152,16 +152,14 @@ absl::Status EarlyStopper::Load(const v1::Experiment& record, const std::string&
   for (const auto& g : record.groups())
     for (const std::string& name : g.sessions()) {
       ValidationHistory& h = into.sessions[name];
-      for (int64_t seq = 1;;) {
-        auto page = storage_->ReadMetrics(name, seq, 10000);
-        if (absl::IsNotFound(page.status())) break;  // deleted since
-        if (!page.ok()) return page.status();
-        for (const v1::MetricEvent& e : *page)
-          if (e.has_eval() && e.eval().validation())
-            AddPoint(h, e.eval().step(), StoppingFigure(e.eval().error_rate(), e.eval().nse()));
-        if (page->empty()) break;
-        seq = page->back().seq() + 1;
-      }
+      // The evaluations alone (and the first event): what the sampled read always keeps.
+      constexpr int64_t kAll = std::numeric_limits<int64_t>::max() / 2;
+      auto events = storage_->ReadMetricsSampled(name, 1, kAll, kAll);
+      if (absl::IsNotFound(events.status())) continue;  // deleted since
+      if (!events.ok()) return events.status();
+      for (const v1::MetricEvent& e : *events)
+        if (e.has_eval() && e.eval().validation())
+          AddPoint(h, e.eval().step(), StoppingFigure(e.eval().error_rate(), e.eval().nse()));
       // Judged: the rungs before a later validation of the session's (the one asking: before
       // this evaluation). Another's newest may be one whose decision is still to come.
       if (record.early_stopping().has_asha() && !h.points.empty())

@@ -1,6 +1,7 @@
 // File: server/experiments/experiment_impl.cc
 #include "server/experiments/experiment_impl.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -69,13 +70,22 @@ absl::StatusOr<v1::Experiment> ExperimentFor(SessionManager& sessions, const Cal
 
 bool Ended(v1::SessionState s) { return IsTerminal(s); }
 
+// One of the experiment's sessions: NotFound if it is gone, or if the session of that name is
+// not the experiment's (never touched through it).
+absl::StatusOr<v1::Session> Member(SessionManager& sessions, const v1::Experiment& e,
+                                   const std::string& name) {
+  auto s = sessions.Get(name);
+  if (s.ok() && s->experiment() != e.name()) return NotFound(name);
+  return s;
+}
+
 // The record with its state and counts as its sessions have them now.
 v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
   int total = 0, ended = 0;
   for (const auto& g : e.groups())
     for (const std::string& name : g.sessions()) {
       ++total;
-      auto s = sessions.Get(name);
+      auto s = Member(sessions, e, name);
       if (!s.ok() || Ended(s->state())) ++ended;  // a deleted session has ended too
     }
   e.set_sessions_total(total);
@@ -85,14 +95,26 @@ v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
   return e;
 }
 
-// A session's log as columns; a session that is gone (deleted) has none.
-std::shared_ptr<const SessionColumns> ColumnsOrNone(SessionManager& sessions, const Caller& caller,
-                                                    const std::string& name) {
+// A session's log as columns; a session that is gone (deleted) has none. Any other error (the
+// database away) is the call's: statistics over fewer seeds than there are would be wrong.
+absl::StatusOr<std::shared_ptr<const SessionColumns>> ColumnsOrNone(SessionManager& sessions,
+                                                                    const Caller& caller,
+                                                                    const std::string& name) {
   auto c = ColumnsOfSession(sessions, caller, name);
-  if (c.ok()) return *std::move(c);
+  if (c.ok() || !absl::IsNotFound(c.status())) return c;
   static const auto* none = new std::shared_ptr<const SessionColumns>(
       std::make_shared<const SessionColumns>(ColumnsOf(std::vector<v1::MetricEvent>())));
   return *none;
+}
+
+// INVALID_ARGUMENT for a figure the statistics do not know.
+absl::Status CheckFigure(const std::string& figure, absl::string_view field) {
+  if (ParseFigure(figure).kind != FigureRef::kNone) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": unknown figure '", Excerpt(figure),
+      "' (train.loss|accuracy|nse, validation.X and eval.X with X loss|accuracy|error_rate|nse, "
+      "alignment.hL.update_angle_mean|update_angle_sd|positive_fraction|weight_angle|"
+      "norm_ratio|pbp_angle_mean|pbp_angle_sd)"));
 }
 
 }  // namespace
@@ -102,20 +124,36 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
   RETURN_IF_ERROR(CheckMayWrite(caller, "create experiments"));
   if (req.request_id().size() > 64)
     return absl::InvalidArgumentError("request_id is longer than 64 characters");
-  const v1::Experiment& spec = req.experiment();
-  if (spec.display_name().size() > 256)
+  if (req.experiment().display_name().size() > 256)
     return absl::InvalidArgumentError("experiment.display_name is longer than 256 bytes");
-  RETURN_IF_ERROR(ValidateLabels(spec.labels(), "experiment.labels"));
+  RETURN_IF_ERROR(ValidateLabels(req.experiment().labels(), "experiment.labels"));
   const std::string id = req.experiment_id().empty()
                              ? NewExperimentId(caller.principal, req.request_id())
                              : req.experiment_id();
   const std::string name = absl::StrCat("experiments/", id);
   RETURN_IF_ERROR(ParseExperimentName(name, "experiment_id").status());
+  // One create at a time in this process: the record is looked for and written under it, so
+  // two creates of one id cannot both write theirs.
+  static absl::Mutex* const creating = new absl::Mutex;
+  absl::MutexLock lock(creating);
+  // A retry (the same owner and request id) makes what the first attempt's record says, not
+  // what the retry's spec says; any other create of a taken id is refused.
+  auto existing = sessions.storage()->GetExperiment(name);
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+  const bool retry = existing.ok() && existing->owner() == caller.principal &&
+                     !req.request_id().empty() && existing->request_id() == req.request_id();
+  if (existing.ok() && !retry)
+    return absl::AlreadyExistsError(absl::StrCat(
+        name, " already exists",
+        req.request_id().empty() ? "" : " (made by another request; choose another id)"));
+  const v1::Experiment& spec = retry ? *existing : req.experiment();
   RETURN_IF_ERROR(CheckEarlyStopping(spec.early_stopping(), spec.config()));
   ASSIGN_OR_RETURN(const std::vector<PlannedSession> plan,
                    PlanSessions(spec, kMaxExperimentSessions));
-  // Every session's request, checked before the first is made.
+  // Every session's request, checked before the first is made; a session of that name that
+  // is not this experiment's (another's, or one made alone) is refused before anything is.
   std::vector<v1::CreateSessionRequest> creates;
+  int to_make = 0;
   for (size_t k = 0; k < plan.size(); ++k) {
     v1::CreateSessionRequest c;
     c.set_session_id(absl::StrCat(id, "-", k));
@@ -130,19 +168,24 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
     if (absl::Status st = sessions.CheckCreate(c); !st.ok())
       return absl::Status(st.code(), absl::StrCat("experiment session ", k, " (", plan[k].group,
                                                   ", seed ", plan[k].seed, "): ", st.message()));
+    const std::string session = SessionName(c.session_id());
+    if (auto there = sessions.Get(session); there.ok()) {
+      if (there->experiment() != name || there->owner() != caller.principal)
+        return absl::AlreadyExistsError(absl::StrCat(session, " exists and is not one of ", name,
+                                                     "'s sessions: choose another experiment_id"));
+    } else {
+      ++to_make;
+    }
     creates.push_back(std::move(c));
   }
+  const Requester by = RequesterOf(sessions, caller);
+  RETURN_IF_ERROR(sessions.CheckRoom(to_make, by));
   // The record first (a retry finds it), then the sessions that do not exist yet.
   v1::Experiment record = spec;
-  auto existing = sessions.storage()->GetExperiment(name);
-  if (existing.ok()) {
-    if (existing->owner() != caller.principal || req.request_id().empty())
-      return absl::AlreadyExistsError(absl::StrCat(name, " already exists"));
-    record = *existing;
-  } else {
-    if (!absl::IsNotFound(existing.status())) return existing.status();
+  if (!retry) {
     record.set_name(name);
     record.set_owner(caller.principal);
+    record.set_request_id(req.request_id());
     record.set_state(v1::EXPERIMENT_STATE_RUNNING);
     record.clear_groups();
     *record.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
@@ -160,7 +203,6 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
     }
     RETURN_IF_ERROR(sessions.storage()->PutExperiment(record));
   }
-  const Requester by = RequesterOf(sessions, caller);
   // Queued in plan order; with early stopping in an order drawn from the name (Fisher-Yates on
   // a generator seeded by its digest: the same on every machine and retry), as random search
   // hands configurations to ASHA: a grid written from worst to best would otherwise reach each
@@ -175,12 +217,22 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
   }
   for (const size_t k : order) {
     auto made = sessions.CreateMember(creates[k], by, name, plan[k].group);
-    if (!made.ok() && !absl::IsAlreadyExists(made.status()))
-      return absl::Status(made.status().code(),
-                          absl::StrCat(name, ": session ", k, " of ", creates.size(),
-                                       " not created (retry with the same request_id to make the "
-                                       "rest): ",
-                                       made.status().message()));
+    if (absl::IsAlreadyExists(made.status())) {  // made since it was looked for: whose?
+      auto there = sessions.Get(SessionName(creates[k].session_id()));
+      if (there.ok() && (there->experiment() != name || there->owner() != caller.principal))
+        return absl::AlreadyExistsError(
+            absl::StrCat(there->name(), " exists and is not one of ", name, "'s sessions"));
+      continue;
+    }
+    if (!made.ok())
+      return absl::Status(
+          made.status().code(),
+          absl::StrCat(name, ": session ", k, " of ", creates.size(), " not created",
+                       req.request_id().empty()
+                           ? " (cancel and delete the experiment, or make it with a request_id "
+                             "so that a retry makes the rest)"
+                           : " (retry with the same request_id to make the rest)",
+                       ": ", made.status().message()));
   }
   *resp = WithProgress(sessions, std::move(record));
   return absl::OkStatus();
@@ -204,7 +256,10 @@ absl::Status ListExperimentsImpl(SessionManager& sessions, const Caller& caller,
     return absl::InvalidArgumentError("page_token is not one this listing gave");
   const int size = PageSize(req.page_size(), 50, 1000);
   ASSIGN_OR_RETURN(std::vector<v1::Experiment> all, sessions.storage()->ListExperiments());
-  for (auto& e : all) {  // sorted by name
+  // By name as bytes compare (the page token's order), whatever the database's collation.
+  std::sort(all.begin(), all.end(),
+            [](const v1::Experiment& a, const v1::Experiment& b) { return a.name() < b.name(); });
+  for (auto& e : all) {
     if (e.name() <= after || !MaySeeExperiment(caller, e)) continue;
     v1::Experiment now = WithProgress(sessions, std::move(e));  // the state filtered on
     if (!filter.Matches(now)) continue;
@@ -221,9 +276,10 @@ absl::Status CancelExperimentImpl(SessionManager& sessions, const Caller& caller
                                   const v1::CancelExperimentRequest& req, v1::Experiment* resp) {
   ASSIGN_OR_RETURN(v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
   RETURN_IF_ERROR(CheckMayWrite(caller, "cancel experiments"));
+  e = WithProgress(sessions, std::move(e));  // one whose sessions all ended stays SUCCEEDED
   for (const auto& g : e.groups())
     for (const std::string& name : g.sessions()) {
-      auto s = sessions.Get(name);
+      auto s = Member(sessions, e, name);
       if (s.ok() && !Ended(s->state())) (void)sessions.Cancel(name);
     }
   if (e.state() == v1::EXPERIMENT_STATE_RUNNING) {
@@ -242,7 +298,7 @@ absl::Status DeleteExperimentImpl(SessionManager& sessions, const Caller& caller
   RETURN_IF_ERROR(CheckMayWrite(caller, "delete experiments"));
   for (const auto& g : e.groups())
     for (const std::string& name : g.sessions()) {
-      auto s = sessions.Get(name);
+      auto s = Member(sessions, e, name);
       if (s.ok() &&
           (s->state() == v1::SESSION_STATE_QUEUED || s->state() == v1::SESSION_STATE_RUNNING))
         return absl::FailedPreconditionError(
@@ -250,6 +306,7 @@ absl::Status DeleteExperimentImpl(SessionManager& sessions, const Caller& caller
     }
   for (const auto& g : e.groups())
     for (const std::string& name : g.sessions()) {
+      if (!Member(sessions, e, name).ok()) continue;
       absl::Status st = sessions.Delete(name);
       if (!st.ok() && !absl::IsNotFound(st)) return st;
     }
@@ -262,13 +319,16 @@ absl::Status ExperimentStatisticsImpl(SessionManager& sessions, const Caller& ca
   ASSIGN_OR_RETURN(const v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
   if (req.every_steps() < 0) return absl::InvalidArgumentError("every_steps must be >= 0");
   const std::vector<std::string> figures(req.figures().begin(), req.figures().end());
+  for (const std::string& f : figures) RETURN_IF_ERROR(CheckFigure(f, "figures"));
   // Every session's columns (storage reads them one at a time), then the groups' statistics
   // on two threads.
   std::vector<std::vector<std::shared_ptr<const SessionColumns>>> columns;
   for (const auto& g : e.groups()) {
     auto& of = columns.emplace_back();
-    for (const std::string& name : g.sessions())
-      of.push_back(ColumnsOrNone(sessions, caller, name));
+    for (const std::string& name : g.sessions()) {
+      ASSIGN_OR_RETURN(auto c, ColumnsOrNone(sessions, caller, name));
+      of.push_back(std::move(c));
+    }
   }
   std::vector<v1::ExperimentStatistics::Group> groups(columns.size());
   auto summarise = [&](size_t from, size_t step) {
@@ -294,13 +354,16 @@ absl::Status CompareGroupsImpl(SessionManager& sessions, const Caller& caller,
                                const v1::CompareGroupsRequest& req, v1::GroupComparison* resp) {
   ASSIGN_OR_RETURN(const v1::Experiment e, ExperimentFor(sessions, caller, req.name()));
   const std::string figure = req.figure().empty() ? "best.eval" : req.figure();
+  if (figure != "best.eval" && figure != "best.validation")
+    RETURN_IF_ERROR(CheckFigure(figure, "figure"));
   auto values = [&](const std::string& id) -> absl::StatusOr<std::vector<double>> {
     for (const auto& g : e.groups()) {
       if (g.id() != id) continue;
       std::vector<double> out;
       const FigureRef ref = ParseFigure(figure);
       for (const std::string& name : g.sessions()) {
-        const std::shared_ptr<const SessionColumns> c = ColumnsOrNone(sessions, caller, name);
+        ASSIGN_OR_RETURN(const std::shared_ptr<const SessionColumns> c,
+                         ColumnsOrNone(sessions, caller, name));
         if (figure == "best.eval" || figure == "best.validation") {
           out.push_back(figure == "best.eval" ? c->eval_at_best : c->best);
         } else {

@@ -146,11 +146,15 @@ absl::StatusOr<std::vector<PlannedSession>> PlanSessions(const v1::Experiment& e
   }
   if (variants.empty())
     for (v1::Rule r : rules) variants.emplace_back().set_rule(r);
-  const int64_t total = int64_t(variants.size()) * points * int64_t(seeds.size());
+  // Each factor alone first: their product could pass int64's range.
+  const int64_t total =
+      int64_t(variants.size()) > max_sessions || int64_t(seeds.size()) > max_sessions
+          ? int64_t(max_sessions) + 1
+          : int64_t(variants.size()) * points * int64_t(seeds.size());
   if (total > max_sessions)
     return absl::InvalidArgumentError(absl::StrCat("the experiment would be ", total,
                                                    " sessions; the server allows at most ",
-                                                   max_sessions, " (--max_experiment_sessions)"));
+                                                   max_sessions, ""));
   std::vector<PlannedSession> out;
   int group = 0;
   for (const v1::Variant& variant : variants) {

@@ -159,6 +159,34 @@ absl::Status SessionManager::CheckCreate(const v1::CreateSessionRequest& create)
   return Validate(create).status();
 }
 
+absl::Status SessionManager::CheckRoom(int n, const Requester& by) {
+  absl::MutexLock lock(&mu_);
+  const int held = static_cast<int>(sessions_.size());
+  if (held + n > options_.max_sessions)
+    return absl::ResourceExhaustedError(
+        absl::StrCat(n, " more sessions do not fit: the server holds ", held, " of at most ",
+                     options_.max_sessions, " (--max_sessions); delete some first"));
+  const int queued = static_cast<int>(queue_.size());
+  if (cluster_ == nullptr && queued + n > options_.max_queued)
+    return absl::ResourceExhaustedError(
+        absl::StrCat(n, " more queued sessions do not fit: ", queued, " are queued, at most ",
+                     options_.max_queued, " may be (--max_queued)"));
+  if (by.max_active > 0) {
+    int active = 0;
+    for (const auto& [name, s] : sessions_) {
+      const v1::SessionState st = s->state();
+      active += s->owner() == by.owner &&
+                (st == v1::SESSION_STATE_QUEUED || st == v1::SESSION_STATE_RUNNING);
+    }
+    if (active + n > by.max_active)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "quota active_sessions: '", by.owner, "' has ", active, " sessions queued or running; ",
+          n, " more would pass the most it may have (--quota_active_sessions ", by.max_active,
+          ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::Session> SessionManager::Create(const v1::CreateSessionRequest& create,
                                                    const Requester& by) {
   return CreateMember(create, by, "", "");

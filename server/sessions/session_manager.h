@@ -119,6 +119,9 @@ class SessionManager {
   // What Create would refuse `request` for, without creating anything (an experiment checks
   // every session's request before it creates the first).
   absl::Status CheckCreate(const v1::CreateSessionRequest& request);
+  // ResourceExhausted, naming the flag, if `n` more queued sessions of `by` would not fit
+  // now (--max_sessions, --max_queued, by's quota): an experiment asks before it makes any.
+  absl::Status CheckRoom(int n, const Requester& by);
   // InvalidArgument for a malformed name, NotFound for an unknown one.
   absl::StatusOr<std::shared_ptr<LiveSession>> Find(const std::string& name);
   absl::StatusOr<v1::Session> Get(const std::string& name);

@@ -156,6 +156,7 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
   absl::Status st;
   bool done = false;
   std::string stop_reason;
+  LiveSession::StopRequest stop = LiveSession::StopRequest::kNone;  // as the run ended
   {
     // Replicas: a metric batch is a transaction on the shared database, so the writer
     // gathers 20 ms of events (streams on this replica read the ring at once; elsewhere
@@ -165,7 +166,7 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
     if (early_stopping_ && !r.experiment().empty()) recorder.SetEarlyStop(early_stopping_);
     if (s->stop_.load() == LiveSession::StopRequest::kNone) st = (*trainer)->Run(&recorder);
     done = st.ok() && (*trainer)->done();
-    const LiveSession::StopRequest stop = s->stop_.load();
+    stop = s->stop_.load();
     // Finished: a checkpoint and a final snapshot. Paused or shut down: a checkpoint to
     // resume from (it replaces one still waiting). Cancelled or failed: nothing more, and
     // a checkpoint still waiting is not needed either (only the events are flushed).
@@ -187,6 +188,10 @@ void SessionManager::RunSession(const std::shared_ptr<LiveSession>& s, Storage* 
   if (s->stop_.load() == LiveSession::StopRequest::kLeaseLost) return;
   if (!st.ok()) return fail(st);
   if (done) return SetState(*s, v1::SESSION_STATE_SUCCEEDED, "", store);
+  // Stopped early, it ends STOPPED: a pause, cancel or shutdown asked while it was checkpointing
+  // does not undo the decision (which would not be made again at that rung).
+  if (stop == LiveSession::StopRequest::kStopEarly)
+    return SetState(*s, v1::SESSION_STATE_STOPPED, stop_reason, store);
   switch (s->stop_.load()) {
     case LiveSession::StopRequest::kCancel:
       return SetState(*s, v1::SESSION_STATE_CANCELLED, "", store);

@@ -111,6 +111,82 @@ TEST_F(ExperimentImplTest, ABadSessionIsNamedBeforeAnyIsMade) {
   EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
 }
 
+// What the review found: a taken id, another's session under the experiment's names, a retry
+// whose spec differs, an experiment that does not fit, an unknown figure, a cancel of one that
+// has ended.
+TEST_F(ExperimentImplTest, ACreateNeverTakesOverWhatIsNotItsOwn) {
+  // A session made alone under a name the experiment would use: refused, nothing made.
+  v1::CreateSessionRequest alone = Request(40);
+  alone.set_session_id("study-0");
+  ASSERT_OK(manager_->Create(alone).status());
+  auto req = Spec();
+  req.set_experiment_id("study");
+  req.set_request_id("r1");
+  v1::Experiment e;
+  absl::Status st = CreateExperimentImpl(*manager_, kAdmin, req, &e);
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("sessions/study-0 exists and is not one of"));
+  EXPECT_EQ(manager_->List(v1::SESSION_STATE_UNSPECIFIED).size(), 1u);
+  EXPECT_TRUE(absl::IsNotFound(storage_->GetExperiment("experiments/study").status()));
+  // Made under another id; the same id again with another request id is refused, and a retry
+  // with its own request id makes what the first spec said, whatever the retry's says.
+  req.set_experiment_id("study2");
+  ASSERT_OK(CreateExperimentImpl(*manager_, kAdmin, req, &e));
+  EXPECT_EQ(e.request_id(), "r1");
+  auto other = req;
+  other.set_request_id("r2");
+  EXPECT_EQ(CreateExperimentImpl(*manager_, kAdmin, other, &e).code(),
+            absl::StatusCode::kAlreadyExists);
+  auto retry = req;
+  retry.mutable_experiment()->add_seeds(4);  // a different spec: not what the record says
+  ASSERT_OK(CreateExperimentImpl(*manager_, kAdmin, retry, &e));
+  EXPECT_EQ(e.sessions_total(), 12);
+  EXPECT_EQ(manager_->List(v1::SESSION_STATE_UNSPECIFIED).size(), 13u);
+  manager_->WaitIdle();
+  // An unknown figure is named, not summarised as nothing.
+  v1::GetExperimentStatisticsRequest sr;
+  sr.set_name(e.name());
+  sr.add_figures("train.los");
+  v1::ExperimentStatistics stats;
+  st = ExperimentStatisticsImpl(*manager_, kAdmin, sr, &stats);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("unknown figure 'train.los'"));
+  v1::CompareGroupsRequest cr;
+  cr.set_name(e.name());
+  cr.set_group_a("g0");
+  cr.set_group_b("g1");
+  cr.set_figure("eval.eror_rate");
+  v1::GroupComparison c;
+  EXPECT_EQ(CompareGroupsImpl(*manager_, kAdmin, cr, &c).code(),
+            absl::StatusCode::kInvalidArgument);
+  // Cancelling one whose sessions have all ended leaves it SUCCEEDED.
+  v1::CancelExperimentRequest cancel;
+  cancel.set_name(e.name());
+  ASSERT_OK(CancelExperimentImpl(*manager_, kAdmin, cancel, &e));
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_STATE_SUCCEEDED);
+  // Deleting it deletes its sessions, not the one made alone.
+  v1::DeleteExperimentRequest del;
+  del.set_name(e.name());
+  google::protobuf::Empty empty;
+  ASSERT_OK(DeleteExperimentImpl(*manager_, kAdmin, del, &empty));
+  ASSERT_EQ(manager_->List(v1::SESSION_STATE_UNSPECIFIED).size(), 1u);
+  EXPECT_EQ(manager_->List(v1::SESSION_STATE_UNSPECIFIED)[0].name(), "sessions/study-0");
+}
+
+TEST_F(ExperimentImplTest, AnExperimentThatDoesNotFitIsRefusedBeforeAnySessionIsMade) {
+  Open(/*max_running=*/1, /*max_queued=*/10);
+  auto req = Spec();  // 12 sessions
+  v1::Experiment e;
+  const absl::Status st = CreateExperimentImpl(*manager_, kAdmin, req, &e);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("12 more queued sessions do not fit"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("--max_queued"));
+  EXPECT_TRUE(manager_->List(v1::SESSION_STATE_UNSPECIFIED).empty());
+  auto listed = storage_->ListExperiments();
+  ASSERT_OK(listed.status());
+  EXPECT_TRUE(listed->empty());
+}
+
 // Early stopping on a grid whose best point is known: the same grid run whole first (one
 // session at a time, so that the arrival order, and with it every decision, is fixed).
 class EarlyStoppingTest : public ExperimentImplTest {

@@ -360,7 +360,7 @@ class Alignd:
 
 # ---- Running ---------------------------------------------------------------------------------------
 
-ENDED = ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED", "SESSION_STATE_CANCELLED")
+ENDED = ("SESSION_STATE_SUCCEEDED", "SESSION_STATE_FAILED", "SESSION_STATE_CANCELLED", "SESSION_STATE_STOPPED")
 
 
 def create(client, e, names, log):
