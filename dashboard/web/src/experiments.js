@@ -39,7 +39,7 @@ const ruleOf = (r) => hooks.ruleName(r || "RULE_FEEDBACK_ALIGNMENT");
 const valueText = (v) => (typeof v === "string" ? v : JSON.stringify(v));
 const pointText = (point) => Object.entries(point || {}).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${valueText(v)}`).join(" ");
 const groupIndex = (id) => (xs.experiment?.groups || []).findIndex((g) => g.id === id);
-const groupLabel = (g) => `${g.id} ${ruleOf(g.rule)}${pointText(g.point) ? ` ${pointText(g.point)}` : ""}`;
+const groupLabel = (g) => `${g.id} ${g.variant || ruleOf(g.rule)}${pointText(g.point) ? ` ${pointText(g.point)}` : ""}`;
 // A number's cell: shown as fmt shows it, alignd's value in data-v (tests compare them).
 const cell = (k, v, text) => `<td class="num" data-k="${k}" data-v="${v == null ? "" : v}">${text ?? fmt(v)}</td>`;
 const meanSd = (f) => (num(f?.n) ? `${fmt(num(f.mean))} ± ${fmt(num(f.sd))}` : "—");
@@ -166,7 +166,9 @@ function renderList() {
     const state = shortExperiment(e.state);
     const total = num(e.sessions_total), ended = num(e.sessions_ended);
     const pct = total > 0 ? (100 * ended) / total : 0;
-    const rules = (e.rules?.length ? e.rules : [e.config?.feedback?.rule]).map(ruleOf).join(", ");
+    const rules = e.variants?.length
+      ? e.variants.map((v) => v.name || ruleOf(v.rule)).join(", ")
+      : (e.rules?.length ? e.rules : [e.config?.feedback?.rule]).map(ruleOf).join(", ");
     const seeds = e.seeds?.length ? e.seeds.join(", ") : "config's";
     const grid = (e.grid || []).map((a) => `${a.field} × ${(a.values || []).length}`).join(", ") || "—";
     const labels = Object.entries(e.labels || {}).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `<span class="label">${escapeHtml(k)}=${escapeHtml(v)}</span>`).join("");
@@ -307,7 +309,7 @@ function renderGroups(e) {
         `<a href="#s=${sid}" title="${escapeHtml(name)}">${sid}</a> <span class="state ${stateClass(state)}" title="${escapeHtml(why)}">${escapeHtml(state)}</span></span>`;
     }).join("");
     return `<tr data-group="${escapeHtml(g.id)}"><td><i class="swatch" style="background:${palette[i % palette.length]}"></i>${escapeHtml(g.id)}</td>` +
-      `<td>${escapeHtml(ruleOf(g.rule))}</td><td>${escapeHtml(pointText(g.point) || "—")}</td><td class="num">${(g.sessions || []).length}</td><td>${chips}</td></tr>`;
+      `<td>${escapeHtml(ruleOf(g.rule) + (g.variant ? ` (${g.variant})` : ""))}</td><td>${escapeHtml(pointText(g.point) || "—")}</td><td class="num">${(g.sessions || []).length}</td><td>${chips}</td></tr>`;
   }).join("");
   const body = $("#x-groups tbody");
   if (body.dataset.html !== rows) {  // the boxes keep their focus unless something changed
