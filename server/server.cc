@@ -19,6 +19,7 @@
 #include "server/api/dataset_service.h"
 #include "server/api/training_service.h"
 #include "server/experiments/experiment_service.h"
+#include "server/experiments/session_columns.h"
 #include "server/net/log.h"
 #include "server/net/rpc_log.h"
 #include "server/sessions/cluster.h"
@@ -203,6 +204,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                       {"revision", ALIGND_REVISION},
                       {"tls", o.tls.enabled()},
                       {"tokens", s->tokens_ != nullptr}});
+  // The experiments' kept statistics columns, filled while nobody waits for them.
+  Server* raw = s.get();
+  s->warmer_ = std::thread([raw] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int read = WarmSessionColumns(*raw->sessions_, raw->warm_stop_);
+    if (read > 0)
+      LogInfo("experiment statistics warmed",
+              {{"sessions", read},
+               {"seconds",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+  });
   return s;
 }
 
@@ -234,6 +246,8 @@ void Server::Reload() {
 void Server::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  warm_stop_ = true;
+  if (warmer_.joinable()) warmer_.join();
   server_->GetHealthCheckService()->SetServingStatus(false);
   probe_health_.SetServing(false);
   sessions_->Shutdown();  // running sessions checkpoint and are stored QUEUED

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "server/experiments/early_stopping.h"
@@ -97,6 +98,9 @@ class Server {
   std::string address_, metrics_address_, health_address_;
   bool db_serving_ = true;
   bool shut_down_ = false;
+  // Experiments' statistics: the kept columns filled at start (session_columns.h).
+  std::atomic<bool> warm_stop_{false};
+  std::thread warmer_;
 };
 
 }  // namespace alignd::server

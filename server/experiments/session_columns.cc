@@ -47,6 +47,10 @@ class Keeper {
     index_[key] = lru_.begin();
     Trim();
   }
+  size_t budget() {
+    absl::MutexLock lock(&mu_);
+    return budget_;
+  }
   void SetBudget(size_t bytes) {
     absl::MutexLock lock(&mu_);
     budget_ = bytes;
@@ -132,6 +136,29 @@ absl::StatusOr<std::shared_ptr<const SessionColumns>> ColumnsOfSession(SessionMa
 }
 
 void SetSessionColumnsBudget(size_t bytes) { TheKeeper().SetBudget(bytes); }
+
+int WarmSessionColumns(SessionManager& sessions, const std::atomic<bool>& stop) {
+  auto all = sessions.storage()->ListExperiments();
+  if (!all.ok()) return 0;
+  std::sort(all->begin(), all->end(), [](const v1::Experiment& a, const v1::Experiment& b) {
+    return std::make_pair(a.create_time().seconds(), a.create_time().nanos()) >
+           std::make_pair(b.create_time().seconds(), b.create_time().nanos());
+  });
+  const size_t budget = TheKeeper().budget();
+  size_t used = 0;
+  int read = 0;
+  for (const v1::Experiment& e : *all)
+    for (const auto& g : e.groups())
+      for (const std::string& name : g.sessions()) {
+        if (stop.load()) return -1;
+        auto c = ColumnsOfSession(sessions, Caller::Anonymous(), name);
+        if (!c.ok()) continue;
+        ++read;
+        used += (*c)->bytes();
+        if (used >= budget) return read;
+      }
+  return read;
+}
 
 int64_t SessionColumnsReads() { return reads.load(); }
 

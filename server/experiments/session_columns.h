@@ -14,6 +14,7 @@
 #ifndef ALIGND_SERVER_EXPERIMENTS_SESSION_COLUMNS_H_
 #define ALIGND_SERVER_EXPERIMENTS_SESSION_COLUMNS_H_
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -36,6 +37,12 @@ absl::StatusOr<std::shared_ptr<const SessionColumns>> ColumnsOfSession(SessionMa
 void SetSessionColumnsBudget(size_t bytes);
 // Columns read from logs (not served from what was kept) since the process started.
 int64_t SessionColumnsReads();
+
+// Reads the stored experiments' sessions' logs into the kept columns, the newest experiment
+// first, until the budget is used, so that the first statistics after a start are served from
+// memory (alignd runs it on a thread of its own at start). Returns early once `stop` is set
+// (looked at between sessions); errors only end it. The sessions it read, or -1 if stopped.
+int WarmSessionColumns(SessionManager& sessions, const std::atomic<bool>& stop);
 
 }  // namespace alignd::server
 

@@ -339,6 +339,21 @@ TEST_F(ExperimentImplTest, KeptColumnsGiveWhatTheLogsGive) {
   EXPECT_EQ(SessionColumnsReads(), reads + 12);
   EXPECT_EQ(again.SerializeAsString(), kept.SerializeAsString());
   EXPECT_EQ(afresh.SerializeAsString(), kept.SerializeAsString());
+  // Warmed as alignd does at start (nothing kept: a restart), the first call reads nothing.
+  SetSessionColumnsBudget(0);
+  SetSessionColumnsBudget(size_t{512} << 20);
+  std::atomic<bool> stop{false};
+  WarmSessionColumns(*manager_, stop);
+  EXPECT_EQ(SessionColumnsReads(), reads + 24);
+  v1::ExperimentStatistics warmed;
+  ASSERT_OK(ExperimentStatisticsImpl(*manager_, kAdmin, sr, &warmed));
+  EXPECT_EQ(SessionColumnsReads(), reads + 24);
+  EXPECT_EQ(warmed.SerializeAsString(), kept.SerializeAsString());
+  stop = true;  // asked to stop: reads nothing more
+  SetSessionColumnsBudget(0);
+  SetSessionColumnsBudget(size_t{512} << 20);
+  WarmSessionColumns(*manager_, stop);
+  EXPECT_EQ(SessionColumnsReads(), reads + 24);
   ASSERT_EQ(kept.groups_size(), 4);
   for (int g = 0; g < 4; ++g) {
     std::vector<std::vector<v1::MetricEvent>> logs;
