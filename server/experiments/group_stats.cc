@@ -371,7 +371,8 @@ v1::ExperimentStatistics::Group GroupStatistics(const std::string& id,
     if (l == nullptr) l = &layouts.emplace_back(key, LayoutOf(sources, every_steps)).second;
     values.resize(l->offsets.back());
     for (size_t k = 0; k < sessions.size(); ++k) {
-      if (sources[k] == nullptr) continue;
+      // A kind the session never logged has no columns at all.
+      if (sources[k] == nullptr || sources[k]->steps.empty()) continue;
       const std::vector<double>& column = sources[k]->fields[ref.field];
       const std::vector<uint32_t>& slot = l->slots[k];
       for (size_t i = 0; i < slot.size(); ++i)
