@@ -30,11 +30,13 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::str
   return raw.substr(prefix.size());
 }
 
-std::string FilterDigest(absl::string_view filter) {
-  uint64_t digest = 14695981039346656037ull;
-  for (unsigned char c : filter) digest = (digest ^ c) * 1099511628211ull;
-  return std::to_string(digest);
+uint64_t Fnv1a64(absl::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
 }
+
+std::string FilterDigest(absl::string_view filter) { return std::to_string(Fnv1a64(filter)); }
 
 int PageSize(int requested, int dflt, int cap) {
   if (requested <= 0) return dflt;

@@ -6,6 +6,7 @@
 #ifndef ALIGND_SERVER_API_PAGE_TOKEN_H_
 #define ALIGND_SERVER_API_PAGE_TOKEN_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,9 @@ namespace alignd::server {
 std::string EncodePageToken(absl::string_view listing, absl::string_view position);
 // The position in `token` ("" for an empty token: the first page).
 absl::StatusOr<std::string> DecodePageToken(absl::string_view listing, absl::string_view token);
+// FNV-1a, 64 bits: a digest that is the same on every replica and build (ids and orders
+// derived from names and request ids, filters bound to page tokens).
+uint64_t Fnv1a64(absl::string_view bytes);
 // A request's filter as a listing binds it: a stable digest (FNV-1a, the same on every
 // replica), so that a long filter does not make a long token.
 std::string FilterDigest(absl::string_view filter);

@@ -45,9 +45,8 @@ absl::StatusOr<std::string> ParseExperimentName(const std::string& name,
 // An id from the owner and the request id (a retry lands on the same experiment), or drawn.
 std::string NewExperimentId(const std::string& owner, const std::string& request_id) {
   if (!request_id.empty()) {
-    uint64_t h = 14695981039346656037ull;
-    for (unsigned char c : absl::StrCat(owner, "/", request_id)) h = (h ^ c) * 1099511628211ull;
-    return absl::StrFormat("x%015x", h & 0xfffffffffffffffULL);
+    return absl::StrFormat("x%015x",
+                           Fnv1a64(absl::StrCat(owner, "/", request_id)) & 0xfffffffffffffffULL);
   }
   static std::mt19937_64 rng(std::random_device{}());
   static absl::Mutex mu;
@@ -68,8 +67,6 @@ absl::StatusOr<v1::Experiment> ExperimentFor(SessionManager& sessions, const Cal
   return *e;
 }
 
-bool Ended(v1::SessionState s) { return IsTerminal(s); }
-
 // One of the experiment's sessions: NotFound if it is gone, or if the session of that name is
 // not the experiment's (never touched through it).
 absl::StatusOr<v1::Session> Member(SessionManager& sessions, const v1::Experiment& e,
@@ -86,7 +83,7 @@ v1::Experiment WithProgress(SessionManager& sessions, v1::Experiment e) {
     for (const std::string& name : g.sessions()) {
       ++total;
       auto s = Member(sessions, e, name);
-      if (!s.ok() || Ended(s->state())) ++ended;  // a deleted session has ended too
+      if (!s.ok() || IsTerminal(s->state())) ++ended;  // a deleted session has ended too
     }
   e.set_sessions_total(total);
   e.set_sessions_ended(ended);
@@ -210,9 +207,7 @@ absl::Status CreateExperimentImpl(SessionManager& sessions, const Caller& caller
   std::vector<size_t> order(creates.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = k;
   if (spec.early_stopping().policy_case() != v1::EarlyStopping::POLICY_NOT_SET) {
-    uint64_t h = 14695981039346656037ull;
-    for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-    std::mt19937_64 rng(h);
+    std::mt19937_64 rng(Fnv1a64(name));
     for (size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[rng() % k]);
   }
   for (const size_t k : order) {
@@ -280,7 +275,7 @@ absl::Status CancelExperimentImpl(SessionManager& sessions, const Caller& caller
   for (const auto& g : e.groups())
     for (const std::string& name : g.sessions()) {
       auto s = Member(sessions, e, name);
-      if (s.ok() && !Ended(s->state())) (void)sessions.Cancel(name);
+      if (s.ok() && !IsTerminal(s->state())) (void)sessions.Cancel(name);
     }
   if (e.state() == v1::EXPERIMENT_STATE_RUNNING) {
     e.set_state(v1::EXPERIMENT_STATE_CANCELLED);
