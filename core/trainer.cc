@@ -17,6 +17,7 @@
 #include "core/learning_rule.h"
 #include "core/network.h"
 #include "core/optimizer.h"
+#include "core/per_example.h"
 
 namespace alignd::core {
 namespace {
@@ -215,6 +216,12 @@ void Trainer::Initialize() {
       init(slot_f_[i], feedback_.matrix(i).rows(), feedback_.matrix(i).cols());
   }
 
+  // The per-example path: batch 1 through dense layers only, with plain SGD (momentum and
+  // Adam keep slots the kernels do not; weight decay, masks and Kolen-Pollack's B they do).
+  per_example_ = options_.batch_size == 1 && opt.kind == OptimizerKind::kSgd && opt.momentum == 0 &&
+                 std::all_of(layers_.begin(), layers_.end(),
+                             [](const auto& l) { return l->kind() == LayerKind::kDense; });
+
   // Schedule.
   const int64_t n = TrainingExamples(options_, train_->size());
   num_train_ = n;
@@ -232,6 +239,7 @@ void Trainer::ShuffleForEpoch() {
 void Trainer::AllocateWorkspace(int n) {
   if (ws_n_ == n) return;
   ws_n_ = n;
+  next_ready_ = false;
   const auto& s = options_.network.sizes;
   const int L = num_layers();
   a_.resize(L + 1);
@@ -248,6 +256,12 @@ void Trainer::AllocateWorkspace(int n) {
     dh_[i].resize(s[i], n);
     bp_delta_[i].resize(s[i], n);
     bp_dh_[i].resize(s[i], n);
+  }
+  if (per_example_ && n == 1) {
+    an_.resize(L + 1);
+    zn_.resize(L + 1);
+    for (int i = 0; i <= L; ++i) an_[i].resize(s[i], 1), zn_[i].resize(s[i], 1);
+    columns_.resize(*std::max_element(s.begin(), s.end()));
   }
   targets_.resize(s[L], n);
   grad_w_.resize(L);
@@ -278,6 +292,56 @@ void Trainer::GatherBatch() {
 
 void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const {
   Forward(layers_, options_.network, w_, b_, x, a, z);
+}
+
+void Trainer::ForwardPerExample() {
+  const NetworkConfig& net = options_.network;
+  const int L = num_layers();
+  for (int i = 0; i < L; ++i) {
+    PerExampleForward(w_[i], a_[i].data(), z_[i + 1].data(), columns_);
+    if (net.bias) z_[i + 1].col(0) += b_[i];
+    Activate(i + 1 == L ? net.output : net.hidden, z_[i + 1], a_[i + 1]);
+  }
+}
+
+void Trainer::UpdatePerExample() {
+  const NetworkConfig& net = options_.network;
+  const int L = num_layers();
+  // The next example, if this epoch has one (position_ is this step's).
+  const float* next =
+      position_ + 2 <= num_train_ ? train_->features.col(perm_[position_ + 1]).data() : nullptr;
+  const bool kp = feedback_.LearnsLikeW();
+  for (int i = 0; i < L; ++i) {
+    if (i < L - 1 && !learns_hidden_) {
+      // A rule that trains the output layer only (shallow): the next forward alone.
+      if (next == nullptr) continue;
+      PerExampleForward(w_[i], i == 0 ? next : an_[i].data(), zn_[i + 1].data(), columns_);
+      if (net.bias) zn_[i + 1].col(0) += b_[i];
+      Activate(net.hidden, zn_[i + 1], an_[i + 1]);
+      continue;
+    }
+    const float lr = LearningRate(i);
+    ColumnUpdate u;
+    u.alpha = -lr;
+    u.keep =
+        options_.optimizer.weight_decay > 0 ? 1.0f - lr * options_.optimizer.weight_decay : 1.0f;
+    u.d = delta_[i + 1].data();
+    u.x = a_[i].data();
+    u.next = next == nullptr ? nullptr : (i == 0 ? next : an_[i].data());
+    u.mask = w_mask_.empty() ? nullptr : w_mask_[i].data();
+    PerExampleUpdate(w_[i], u, next == nullptr ? nullptr : zn_[i + 1].data(), columns_);
+    if (net.bias) layers_[i]->BiasGradient(delta_[i + 1], -lr, /*accumulate=*/true, b_[i]);
+    // Kolen-Pollack: B^T receives W's update by the very same arithmetic and columns.
+    if (kp && i >= 1 && feedback_.matrix(i).size() != 0) {
+      const Matrix* fm = feedback_.mask(i);
+      u.mask = fm == nullptr ? nullptr : fm->data();
+      PerExampleUpdate(feedback_.matrix(i), u, nullptr, columns_);
+    }
+    if (next == nullptr) continue;
+    if (net.bias) zn_[i + 1].col(0) += b_[i];
+    Activate(i + 1 == L ? net.output : net.hidden, zn_[i + 1], an_[i + 1]);
+  }
+  next_ready_ = next != nullptr;
 }
 
 float Trainer::LearningRate(int i) const {
@@ -341,7 +405,7 @@ void Trainer::Backward(int n, BackwardMode mode, bool metrics) {
       if (layers_[i - 1]->activated())
         MultiplyByDerivative(options_.network.hidden, a_[i], delta_[i]);
     }
-    if (!layer.has_weights()) continue;
+    if (!layer.has_weights() || mode == BackwardMode::kSignals) continue;
     if (mode == BackwardMode::kUpdate) {
       UpdateLayer(i, n);
     } else {
@@ -403,8 +467,19 @@ absl::Status Trainer::Step(StepMetrics* metrics) {
   SetGemmThreads(options_.threads);  // per thread, and so is the caller's
   const int n = options_.batch_size;
   AllocateWorkspace(n);
-  GatherBatch();
-  ForwardInto(a_[0], a_, z_);
+  if (per_example_ && next_ready_) {
+    // The previous step's update pass made this example's forward: a_[0] is gathered anew.
+    std::swap(a_, an_);
+    std::swap(z_, zn_);
+    next_ready_ = false;
+    GatherBatch();
+  } else {
+    GatherBatch();
+    if (per_example_)
+      ForwardPerExample();
+    else
+      ForwardInto(a_[0], a_, z_);
+  }
   const int L = num_layers();
   const double loss = LossAndDelta(options_.network, a_[L], z_[L], targets_, delta_[L]);
   if (!std::isfinite(loss))
@@ -415,7 +490,12 @@ absl::Status Trainer::Step(StepMetrics* metrics) {
   const bool details = options_.metrics_every > 0 && step_ % options_.metrics_every == 0;
   if (details) ComputeBpSignals();
   if (options_.optimizer.kind == OptimizerKind::kAdam) ++adam_t_;
-  Backward(n, BackwardMode::kUpdate, details);
+  if (per_example_) {
+    Backward(n, BackwardMode::kSignals, details);
+    UpdatePerExample();
+  } else {
+    Backward(n, BackwardMode::kUpdate, details);
+  }
 
   metrics->step = step_ + 1;
   metrics->epoch = epoch_;
@@ -563,7 +643,12 @@ absl::Status Trainer::Gradients(ConstMatrixRef x, ConstMatrixRef targets,
   const int n = static_cast<int>(x.cols());
   AllocateWorkspace(n);
   a_[0] = x;
-  ForwardInto(a_[0], a_, z_);
+  // The forward the next Step() would make (per example: the kernel's, bit for bit).
+  if (per_example_ && n == 1) {
+    ForwardPerExample();
+  } else {
+    ForwardInto(a_[0], a_, z_);
+  }
   const int L = num_layers();
   LossAndDelta(options_.network, a_[L], z_[L], targets, delta_[L]);
   RefreshFeedback();  // what the next Step() would use
@@ -695,6 +780,7 @@ absl::Status Trainer::ImportState(const TrainerState& st) {
     slots[k % L].m2 = st.moments2[k];
   }
   adam_t_ = st.adam_t;
+  next_ready_ = false;
   last_eval_step_ = last_validation_step_ = -1;
   RefreshFeedback();
   return absl::OkStatus();

@@ -203,8 +203,14 @@ class Trainer {
   const Matrix& weights(int i) const { return w_[i]; }
   const Vector& biases(int i) const { return b_[i]; }
   // For tests and tools that perturb parameters (e.g. finite differences).
-  Matrix& mutable_weights(int i) { return w_[i]; }
-  Vector& mutable_biases(int i) { return b_[i]; }
+  Matrix& mutable_weights(int i) {
+    next_ready_ = false;
+    return w_[i];
+  }
+  Vector& mutable_biases(int i) {
+    next_ready_ = false;
+    return b_[i];
+  }
   int64_t step() const { return step_; }
   int64_t epoch() const { return epoch_; }
   int64_t total_steps() const { return total_steps_; }
@@ -219,9 +225,17 @@ class Trainer {
   void GatherBatch();
   // a[i], z[i] for i >= 1 from input x (a[0] is not touched).
   void ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const;
-  enum class BackwardMode { kUpdate, kGradients };
-  // From delta_[L]: hidden signals dh_, deltas, and per mode the updates or grad_w_/grad_b_.
+  // Batch 1, dense layers, plain SGD (per_example_): z = W a through core/per_example.h's
+  // kernel, the pass that UpdatePerExample's fused forward agrees with bit for bit.
+  void ForwardPerExample();
+  enum class BackwardMode { kUpdate, kGradients, kSignals };
+  // From delta_[L]: hidden signals dh_, deltas, and per mode the updates, grad_w_/grad_b_,
+  // or nothing more (kSignals: UpdatePerExample updates after).
   void Backward(int n, BackwardMode mode, bool metrics);
+  // The per-example step's updates, bottom up, each fused with the next example's forward
+  // product through the updated layer (into an_, zn_; next_ready_) when the next example
+  // is known (not at an epoch's end).
+  void UpdatePerExample();
   void UpdateLayer(int i, int n);
   void ComputeBpSignals();
   bool ComputeSignalAt(int i) const;
@@ -261,6 +275,12 @@ class Trainer {
   // Workspace for batch size ws_n_ (mutable: Forward is shared with const evaluation).
   int ws_n_ = -1;
   std::vector<Matrix> a_, z_;
+  // The per-example path (batch 1, every layer dense, plain SGD without momentum): the next
+  // step's activations, made by this step's update pass, and whether they are current.
+  bool per_example_ = false;
+  bool next_ready_ = false;
+  std::vector<Matrix> an_, zn_;
+  std::vector<int32_t> columns_;
   std::vector<Matrix> delta_, dh_;
   Matrix targets_;
   std::vector<Matrix> bp_delta_, bp_dh_, pbp_dh_;

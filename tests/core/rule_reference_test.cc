@@ -195,37 +195,75 @@ TEST_P(RuleReferenceTest, StepAndGradientsMatchTheDoublePrecisionReference) {
   }
 }
 
+// The per-example path (batch 1: core/per_example.h, each update fused with the next
+// example's forward): every step of every rule against the reference on its own example,
+// through epoch ends, with Gradients() before each step.
+TEST_P(RuleReferenceTest, PerExampleStepsMatchTheDoublePrecisionReference) {
+  const Rule rule = GetParam();
+  auto data = SmallData(3);
+  TrainerOptions o = SmallNet(rule, 1);
+  o.feedback.pinv_every = 1;
+  auto t = MustCreate(o, data);
+  for (int step = 0; step < 8; ++step) {
+    SCOPED_TRACE(::testing::Message() << RuleName(rule) << " before step " << step + 1);
+    const int k = step % 3;  // no shuffling: example k
+    const Matrix xk = data->features.col(k), yk = data->targets.col(k);
+    std::vector<Matrix> gw, gb;
+    ASSERT_OK(t->Gradients(xk, yk, &gw, &gb));
+    const Reference ref = ComputeReference(*t, rule, xk.cast<double>(), yk.cast<double>());
+    std::vector<MatrixD> before;
+    for (int i = 0; i < t->num_layers(); ++i) {
+      EXPECT_LT(RelativeError(gw[i].cast<double>(), ref.grad_w[i]), 1e-5) << "grad W" << i;
+      before.push_back(t->weights(i).cast<double>());
+    }
+    StepMetrics m;
+    ASSERT_OK(t->Step(&m));
+    for (int i = 0; i < t->num_layers(); ++i) {
+      const MatrixD moved = t->weights(i).cast<double>() - before[i];
+      const MatrixD want = -o.optimizer.learning_rate * ref.grad_w[i];
+      if (want.norm() == 0) {
+        EXPECT_EQ(moved.norm(), 0.0) << "W" << i << " moved";
+      } else {
+        EXPECT_LT(RelativeError(moved, want), 1e-4) << "update of W" << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllRules, RuleReferenceTest, ::testing::ValuesIn(AllRules()),
                          [](const auto& info) { return std::string(RuleName(info.param)); });
 
 // ---- Exact identities ------------------------------------------------------------------
 
 TEST(KolenPollackTest, FromBEqualToWTransposeWithoutDecayIsBackpropBitForBit) {
-  for (OptimizerKind opt : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
-    for (float momentum : {0.0f, 0.9f}) {
-      if (opt == OptimizerKind::kAdam && momentum > 0) continue;
-      SCOPED_TRACE(::testing::Message() << OptimizerName(opt) << " momentum " << momentum);
-      auto data = SmallData(64);
-      TrainerOptions o = SmallNet(Rule::kBackprop, 8);
-      o.optimizer.kind = opt;
-      o.optimizer.momentum = momentum;
-      o.optimizer.learning_rate = opt == OptimizerKind::kAdam ? 1e-3f : 0.05f;
-      o.shuffle = true;
-      o.max_steps = 50;
-      auto bp = MustCreate(o, data);
-      o.feedback.rule = Rule::kKolenPollack;
-      auto kp = MustCreate(o, data);
-      for (int i = 1; i < kp->num_layers(); ++i)
-        ASSERT_OK(kp->SetFeedback(i, kp->weights(i).transpose()));
-      ASSERT_OK(bp->Run(nullptr));
-      ASSERT_OK(kp->Run(nullptr));
-      for (int i = 0; i < bp->num_layers(); ++i) {
-        EXPECT_TRUE(bp->weights(i) == kp->weights(i)) << "W" << i;
-        EXPECT_TRUE(bp->biases(i) == kp->biases(i)) << "b" << i;
+  // Batch 1 with plain SGD is the per-example path (core/per_example.h).
+  for (int batch : {8, 1})
+    for (OptimizerKind opt : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+      for (float momentum : {0.0f, 0.9f}) {
+        if (opt == OptimizerKind::kAdam && momentum > 0) continue;
+        SCOPED_TRACE(::testing::Message()
+                     << OptimizerName(opt) << " momentum " << momentum << " batch " << batch);
+        auto data = SmallData(64);
+        TrainerOptions o = SmallNet(Rule::kBackprop, batch);
+        o.optimizer.kind = opt;
+        o.optimizer.momentum = momentum;
+        o.optimizer.learning_rate = opt == OptimizerKind::kAdam ? 1e-3f : 0.05f;
+        o.shuffle = true;
+        o.max_steps = 50;
+        auto bp = MustCreate(o, data);
+        o.feedback.rule = Rule::kKolenPollack;
+        auto kp = MustCreate(o, data);
+        for (int i = 1; i < kp->num_layers(); ++i)
+          ASSERT_OK(kp->SetFeedback(i, kp->weights(i).transpose()));
+        ASSERT_OK(bp->Run(nullptr));
+        ASSERT_OK(kp->Run(nullptr));
+        for (int i = 0; i < bp->num_layers(); ++i) {
+          EXPECT_TRUE(bp->weights(i) == kp->weights(i)) << "W" << i;
+          EXPECT_TRUE(bp->biases(i) == kp->biases(i)) << "b" << i;
+        }
+        EXPECT_TRUE(kp->Feedback(1) == kp->weights(1).transpose());
       }
-      EXPECT_TRUE(kp->Feedback(1) == kp->weights(1).transpose());
     }
-  }
 }
 
 TEST(KolenPollackTest, SparseConnectionsDecayTooBecauseBLacksExactlyWsConnections) {
