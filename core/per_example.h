@@ -18,13 +18,16 @@
 // their update is zero and their product term too. MNIST's pixels are 81 % zeros.
 //
 // Arithmetic (the reason this is its own translation unit, compiled without FP
-// contraction): per weight t = w * keep (only when keep != 1), t = t + (alpha*x[j]) * d[r],
-// t = t * mask; per output z[r] = z[r] + next[j] * t, over j ascending, from z = +0.
-// Forward(W', next) and UpdateAndForward's z are therefore the same bits: a term the fused
-// pass adds for a column whose next[j] is 0 is +-0, and z, a sum started at +0, is never
-// -0 (the weights finite: a non-finite loss stops training first). Elementwise only, so
-// the result does not depend on the vector width: the portable and the native build
-// agree bit for bit.
+// contraction: the compiler fuses nothing on its own): per weight t = w * keep (only when
+// keep != 1), t = (alpha*x[j]) * d[r] + t, t = t * mask; per output z[r] = next[j] * t + z[r],
+// over j ascending, from z = +0; each product-and-sum rounded once where the build's CPU has
+// FMA, twice otherwise. Forward(W', next) and UpdateAndForward's z are therefore the same
+// bits: a term the fused pass adds for a column whose next[j] is 0 is +-0, and z, a sum
+// started at +0, is never -0 (the weights finite: a non-finite loss stops training first).
+// Layers of at most 16 rows (output layers) take a path of their own with AVX-512: 16
+// columns as whole vectors, the sums kept per lane and added up at the end, in an order
+// that Forward and UpdateAndForward share. The bits depend on the build's instruction set,
+// as the products' do.
 #ifndef ALIGND_CORE_PER_EXAMPLE_H_
 #define ALIGND_CORE_PER_EXAMPLE_H_
 
