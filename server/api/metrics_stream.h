@@ -9,6 +9,10 @@
 // and then finishes. history_only: the events stored so far, then OK (an `end` event
 // only if the session is over). Shutting down ends streams with UNAVAILABLE and the seq
 // to resume from.
+//
+// The stream is the method's raw form (TrainingServiceImpl marks it so): it writes each
+// event's encoded bytes, and an event from the session's ring is encoded once and the
+// same bytes shared by every stream that sends it.
 #ifndef ALIGND_SERVER_API_METRICS_STREAM_H_
 #define ALIGND_SERVER_API_METRICS_STREAM_H_
 
@@ -21,10 +25,9 @@
 
 namespace alignd::server {
 
-grpc::ServerWriteReactor<v1::MetricEvent>* NewMetricsStream(SessionManager* sessions,
-                                                            Executor* executor,
-                                                            const v1::StreamMetricsRequest& request,
-                                                            std::chrono::milliseconds heartbeat);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewMetricsStream(
+    SessionManager* sessions, Executor* executor, const v1::StreamMetricsRequest& request,
+    std::chrono::milliseconds heartbeat);
 
 }  // namespace alignd::server
 

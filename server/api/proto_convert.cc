@@ -414,7 +414,7 @@ google::protobuf::Timestamp Now() {
   return t;
 }
 
-absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {
+absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* field) {
   // rows and cols are client-declared int64s: their product may overflow; values_size()
   // bounds any honest one.
   int64_t count = 0;
@@ -422,10 +422,15 @@ absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {
       count != t.values_size())
     return absl::InvalidArgumentError(absl::StrCat(
         field, " has ", t.values_size(), " values for a ", t.rows(), " x ", t.cols(), " matrix"));
-  core::Matrix m = core::ConstMatrixMap(t.values().data(), t.rows(), t.cols());
+  core::ConstMatrixMap m(t.values().data(), t.rows(), t.cols());
   if (!m.allFinite())
     return absl::InvalidArgumentError(absl::StrCat(field, " contains NaN or Inf"));
   return m;
+}
+
+absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field) {
+  ASSIGN_OR_RETURN(core::ConstMatrixMap m, MapProto(t, field));
+  return core::Matrix(m);
 }
 
 void ToProto(const core::Matrix& m, v1::Tensor* out) {

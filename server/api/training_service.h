@@ -20,7 +20,11 @@
 
 namespace alignd::server {
 
-class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
+// StreamMetrics is the raw method (gRPC's WithRawCallbackMethod_): it takes the request's
+// bytes and writes events' bytes, so that one event's encoding is shared by all its
+// subscribers (metrics_stream.h). The wire is the same as the typed method's.
+class TrainingServiceImpl final : public v1::TrainingService::WithRawCallbackMethod_StreamMetrics<
+                                      v1::TrainingService::CallbackService> {
  public:
   // `sessions` must outlive the service. Heartbeats go to idle streams every `heartbeat`.
   // Callers are told apart by `identifier` (auth.h; by default everyone is an admin).
@@ -49,8 +53,8 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteSessionRequest* request,
                                           google::protobuf::Empty* response) override;
-  grpc::ServerWriteReactor<v1::MetricEvent>* StreamMetrics(
-      grpc::CallbackServerContext* ctx, const v1::StreamMetricsRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamMetrics(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* ctx,
                                         const v1::ListMetricsRequest* request,
                                         v1::ListMetricsResponse* response) override;

@@ -8,6 +8,7 @@ namespace alignd::server {
 void MetricRing::Reset(int64_t last_seq) {
   absl::MutexLock lock(&mu_);
   events_.clear();
+  encoded_.clear();
   first_seq_ = last_seq + 1;
   stored_seq_ = last_seq;
 }
@@ -15,6 +16,7 @@ void MetricRing::Reset(int64_t last_seq) {
 void MetricRing::Push(std::shared_ptr<const v1::MetricEvent> event) {
   absl::MutexLock lock(&mu_);
   events_.push_back(std::move(event));
+  encoded_.emplace_back();
   Trim();
 }
 
@@ -27,6 +29,7 @@ void MetricRing::MarkStored(int64_t seq) {
 void MetricRing::Trim() {
   while (events_.size() > kKeep && first_seq_ <= stored_seq_) {
     events_.pop_front();
+    encoded_.pop_front();
     ++first_seq_;
   }
 }
@@ -43,6 +46,24 @@ std::shared_ptr<const v1::MetricEvent> MetricRing::Get(int64_t seq, Where* where
   }
   *where = Where::kHere;
   return events_[static_cast<size_t>(seq - first_seq_)];
+}
+
+MetricRing::Encoded MetricRing::GetEncoded(int64_t seq, Where* where) const {
+  absl::MutexLock lock(&mu_);
+  if (seq < first_seq_) {
+    *where = Where::kOlder;
+    return {};
+  }
+  if (seq >= first_seq_ + static_cast<int64_t>(events_.size())) {
+    *where = Where::kNotYet;
+    return {};
+  }
+  *where = Where::kHere;
+  const auto k = static_cast<size_t>(seq - first_seq_);
+  // Under the lock, so that it is made once: an event of a few hundred bytes takes ~1 us.
+  if (encoded_[k] == nullptr)
+    encoded_[k] = std::make_shared<const std::string>(events_[k]->SerializeAsString());
+  return {events_[k], encoded_[k]};
 }
 
 std::vector<std::shared_ptr<const v1::MetricEvent>> MetricRing::Read(

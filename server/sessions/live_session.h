@@ -48,6 +48,15 @@ class MetricRing {
   // The event with `seq` if it is here; else whether it is older than the ring (so in
   // storage) or not produced yet.
   std::shared_ptr<const v1::MetricEvent> Get(int64_t seq, Where* where) const;
+  // The same event with its wire encoding (SerializeAsString). The bytes are made once, by
+  // the first caller, and kept with the event: every stream that sends it sends these
+  // bytes, however many follow the session (the fan-out serialises an event once, not once
+  // per subscriber). Both null, with *where as Get's, when the event is not here.
+  struct Encoded {
+    std::shared_ptr<const v1::MetricEvent> event;
+    std::shared_ptr<const std::string> bytes;
+  };
+  Encoded GetEncoded(int64_t seq, Where* where) const;
   // The events here with seq in [from, to] that `keep` takes (all, without one), at most
   // `limit`, in seq order; *first is the seq of the ring's oldest event, so every event
   // before it is in storage. Both under one lock: they agree (ListMetrics).
@@ -61,6 +70,8 @@ class MetricRing {
   void Trim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<const v1::MetricEvent>> events_ ABSL_GUARDED_BY(mu_);
+  // encoded_[k]: events_[k]'s wire bytes once a stream asked for them (null before).
+  mutable std::deque<std::shared_ptr<const std::string>> encoded_ ABSL_GUARDED_BY(mu_);
   int64_t first_seq_ ABSL_GUARDED_BY(mu_) = 1;  // seq of events_.front()
   int64_t stored_seq_ ABSL_GUARDED_BY(mu_) = 0;
 };

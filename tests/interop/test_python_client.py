@@ -149,6 +149,43 @@ class PythonClientTest(unittest.TestCase):
                 self.assertTrue(all(isinstance(c, bytes) for c in got))
                 self.assertEqual(len(got), -(-len(data) // size))
 
+    def test_predict_requests_are_what_protobuf_encodes(self):
+        # The request is built from the array's own bytes (one copy); it must be the message
+        # protobuf would encode, whatever the array's dtype and order.
+        from alignd_client._convert import request_with_tensor
+        from alignd_client._pb.alignd.v1 import sessions_pb2
+        rng = np.random.default_rng(3)
+        for x in (rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(4, 3)),
+                  np.asfortranarray(rng.normal(size=(6, 2)).astype(np.float32)),
+                  np.zeros((0, 784), np.float32), rng.normal(size=(1000, 784)).astype(np.float32)):
+            prefix = sessions_pb2.PredictRequest(name="sessions/s").SerializeToString()
+            got = sessions_pb2.PredictRequest.FromString(request_with_tensor(prefix, 2, x))
+            want = sessions_pb2.PredictRequest(
+                name="sessions/s", inputs=sessions_pb2.Tensor(
+                    rows=x.shape[1], cols=x.shape[0], values=x.astype(np.float32).ravel().tolist()))
+            self.assertEqual(got, want)
+            if x.size:  # (of no examples, cols = 0 and no values are written out, not left out)
+                self.assertEqual(request_with_tensor(prefix, 2, x), want.SerializeToString())
+
+    def test_upload_requests_are_what_protobuf_encodes(self):
+        # Chunk requests are written from the arrays' views; they must be the messages protobuf
+        # would encode, chunks cut across the features and the targets, the digest the payload's.
+        import hashlib
+        from alignd_client.client import upload_requests
+        from alignd_client.payload import payload_parts
+        from alignd_client._pb.alignd.v1 import datasets_pb2
+        x, y = self.blobs(n=37, d=5)
+        fields, parts = payload_parts(x, y, digest=False)
+        header = datasets_pb2.DatasetHeader(display_name="d", **fields)
+        _, payload = encode_payload(x, y)
+        for size in (7, 64, 1 << 20):
+            want = [datasets_pb2.UploadDatasetRequest(header=header)]
+            want += [datasets_pb2.UploadDatasetRequest(chunk=payload[i:i + size])
+                     for i in range(0, len(payload), size)]
+            want.append(datasets_pb2.UploadDatasetRequest(sha256=hashlib.sha256(payload).hexdigest()))
+            self.assertEqual(list(upload_requests(header, parts, size)),
+                             [m.SerializeToString() for m in want])
+
     def test_chunked_upload_train_snapshot_predict(self):
         x, y = self.blobs()  # 1.2 MB of features: more than one 1 MiB chunk
         ds = self.c.upload_dataset(x, y, name="blobs")

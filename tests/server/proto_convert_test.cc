@@ -320,5 +320,25 @@ TEST(ProtoConvertTest, TensorsRoundTripAndAreChecked) {
   EXPECT_NE(std::string(FromProto(t, "inputs").status().message()).find("NaN"), std::string::npos);
 }
 
+// Predict's inputs: a view of the message's own values, checked as a copy is.
+TEST(ProtoConvertTest, TensorViewsShareTheValuesAndAreCheckedTheSame) {
+  core::Matrix m(3, 2);
+  m << 1, 2, 3, 4, 5, 6;
+  v1::Tensor t;
+  ToProto(m, &t);
+  auto view = MapProto(t, "inputs");
+  ASSERT_OK(view);
+  EXPECT_EQ(view->data(), t.values().data());  // no copy
+  EXPECT_EQ(core::Matrix(*view), m);
+  t.set_cols(3);
+  EXPECT_EQ(MapProto(t, "inputs").status(), FromProto(t, "inputs").status());
+  EXPECT_EQ(MapProto(t, "inputs").status().code(), absl::StatusCode::kInvalidArgument);
+  t.set_cols(2);
+  t.set_values(5, INFINITY);
+  EXPECT_EQ(MapProto(t, "inputs").status(), FromProto(t, "inputs").status());
+  EXPECT_NE(std::string(MapProto(t, "inputs").status().message()).find("NaN or Inf"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace alignd::server

@@ -39,8 +39,9 @@ def payload_parts(x: np.ndarray, y: np.ndarray, classification: Optional[bool] =
     return header, parts
 
 
-def chunks(parts: List[memoryview], size: int) -> Iterator[bytes]:
-    """The concatenation of `parts` in pieces of `size` bytes (the last one shorter)."""
+def chunk_views(parts: List[memoryview], size: int) -> Iterator[List[memoryview]]:
+    """The concatenation of `parts` in pieces of `size` bytes (the last one shorter), each as
+    the views of `parts` it is made of: nothing is copied."""
     pending: List[memoryview] = []
     have = 0
     for part in parts:
@@ -51,10 +52,16 @@ def chunks(parts: List[memoryview], size: int) -> Iterator[bytes]:
             have += take
             i += take
             if have == size:
-                yield pending[0].tobytes() if len(pending) == 1 else b"".join(pending)
+                yield pending
                 pending, have = [], 0
     if have:
-        yield b"".join(pending)
+        yield pending
+
+
+def chunks(parts: List[memoryview], size: int) -> Iterator[bytes]:
+    """The concatenation of `parts` in pieces of `size` bytes (the last one shorter)."""
+    for views in chunk_views(parts, size):
+        yield views[0].tobytes() if len(views) == 1 else b"".join(views)
 
 
 def encode_payload(x: np.ndarray, y: np.ndarray, classification: Optional[bool] = None,
