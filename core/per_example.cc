@@ -6,7 +6,8 @@
 #include <cassert>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__FMA__)
+#define ALIGND_NARROW_AVX512 1
 #include <immintrin.h>
 #endif
 
@@ -127,7 +128,7 @@ void UpdateColumns(float* __restrict w, Eigen::Index stride, Eigen::Index rows,
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(ALIGND_NARROW_AVX512)
 // A layer of at most 16 rows (an output layer: 10 x 1000 on MNIST). Column by column its
 // loops would be all remainder; instead 16 columns at a time are `rows` whole vectors of
 // W's storage (no masks, no remainders), each weight's x[j] and d[r] laid beside it by
@@ -204,7 +205,7 @@ void NarrowPass(float* w, Eigen::Index rows, Eigen::Index cols, const ColumnUpda
 template <bool kKeep, bool kMask, bool kZ>
 void Update(float* w, Eigen::Index stride, Eigen::Index rows, Eigen::Index cols,
             const ColumnUpdate& u, std::vector<int32_t>& columns, float* z) {
-#if defined(__AVX512F__)
+#if defined(ALIGND_NARROW_AVX512)
   if (rows <= 16 && stride == rows)
     return NarrowPass<true, kKeep, kMask, kZ>(w, rows, cols, &u, u.next, z);
 #endif
@@ -215,7 +216,7 @@ void Update(float* w, Eigen::Index stride, Eigen::Index rows, Eigen::Index cols,
 }  // namespace
 
 void PerExampleForward(ConstMatrixRef w, const float* x, float* z, std::vector<int32_t>& columns) {
-#if defined(__AVX512F__)
+#if defined(ALIGND_NARROW_AVX512)
   if (w.rows() <= 16 && w.outerStride() == w.rows())
     return NarrowPass<false, false, false, true>(const_cast<float*>(w.data()), w.rows(), w.cols(),
                                                  nullptr, x, z);

@@ -23,7 +23,9 @@
 // over j ascending, from z = +0; each product-and-sum rounded once where the build's CPU has
 // FMA, twice otherwise. Forward(W', next) and UpdateAndForward's z are therefore the same
 // bits: a term the fused pass adds for a column whose next[j] is 0 is +-0, and z, a sum
-// started at +0, is never -0 (the weights finite: a non-finite loss stops training first).
+// started at +0, is -0 only where a first product underflowed to -0 and every later one was
+// zero (then the fused z may be +0: a sign of zero, which the bias add erases); the weights
+// finite (a non-finite loss stops training first).
 // Layers of at most 16 rows (output layers) take a path of their own with AVX-512: 16
 // columns as whole vectors, the sums kept per lane and added up at the end, in an order
 // that Forward and UpdateAndForward share. The bits depend on the build's instruction set,

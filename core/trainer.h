@@ -202,7 +202,9 @@ class Trainer {
   int num_layers() const { return static_cast<int>(w_.size()); }
   const Matrix& weights(int i) const { return w_[i]; }
   const Vector& biases(int i) const { return b_[i]; }
-  // For tests and tools that perturb parameters (e.g. finite differences).
+  // For tests and tools that perturb parameters (e.g. finite differences). Write through the
+  // reference before the next Step(), not after it: the call says the weights may change
+  // (the per-example path's forward made ahead is dropped), a later write goes unseen.
   Matrix& mutable_weights(int i) {
     next_ready_ = false;
     return w_[i];

@@ -101,7 +101,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{1000, 784, 0.81, 1.0f, false}, Case{1000, 784, 0.0, 1.0f, false},
                       Case{10, 1000, 0.0, 0.99f, false}, Case{17, 13, 0.5, 1.0f, true},
                       Case{17, 13, 0.5, 0.999f, true}, Case{3, 1, 0.0, 1.0f, false},
-                      Case{33, 7, 1.0, 1.0f, false}),
+                      Case{33, 7, 1.0, 1.0f, false}, Case{16, 32, 0.3, 1.0f, false},
+                      Case{8, 48, 0.3, 0.999f, true}, Case{16, 17, 0.0, 1.0f, true}),
     [](const auto& info) {
       const Case& c = info.param;
       return std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_zeros" +

@@ -386,7 +386,8 @@ class CheckpointBacklogTest : public SessionManagerTest {
   int64_t WaitForTheWorkerToWait(const std::string& name) {
     int64_t last = -1;
     auto since = std::chrono::steady_clock::now();
-    while (true) {
+    const auto deadline = since + std::chrono::minutes(3);
+    while (std::chrono::steady_clock::now() < deadline) {
       const int64_t step = manager_->Get(name)->step();
       const auto now = std::chrono::steady_clock::now();
       if (step != last) {
@@ -398,6 +399,8 @@ class CheckpointBacklogTest : public SessionManagerTest {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    ADD_FAILURE() << "the worker never waited at a snapshot's step (last step " << last << ")";
+    return last;
   }
   // What the writer may have had in hand when it was held, with its first events: the
   // newest checkpoint then (before the first snapshot the writer did not take).
