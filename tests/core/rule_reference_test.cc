@@ -154,6 +154,20 @@ class RuleReferenceTest : public ::testing::TestWithParam<Rule> {};
 // Step() on a batch moves W by exactly -lr times the reference gradient; Gradients()
 // returns that gradient, on a fresh trainer and after steps (the feedback it uses is
 // the one the next step will use).
+// W moved by exactly -lr times the reference gradient since `before` (not at all where it is 0).
+void ExpectUpdatesOf(const Trainer& t, const std::vector<MatrixD>& before, const Reference& ref,
+                     float lr) {
+  for (int i = 0; i < t.num_layers(); ++i) {
+    const MatrixD moved = t.weights(i).cast<double>() - before[i];
+    const MatrixD want = -lr * ref.grad_w[i];
+    if (want.norm() == 0) {
+      EXPECT_EQ(moved.norm(), 0.0) << "W" << i << " moved";
+    } else {
+      EXPECT_LT(RelativeError(moved, want), 1e-4) << "update of W" << i;
+    }
+  }
+}
+
 TEST_P(RuleReferenceTest, StepAndGradientsMatchTheDoublePrecisionReference) {
   const Rule rule = GetParam();
   const int batch = 5;
@@ -178,15 +192,7 @@ TEST_P(RuleReferenceTest, StepAndGradientsMatchTheDoublePrecisionReference) {
         rule == Rule::kKolenPollack ? MatrixD(t->Feedback(1).cast<double>()) : MatrixD();
     StepMetrics m;
     ASSERT_OK(t->Step(&m));
-    for (int i = 0; i < t->num_layers(); ++i) {
-      const MatrixD moved = t->weights(i).cast<double>() - before[i];
-      const MatrixD want = -o.optimizer.learning_rate * ref.grad_w[i];
-      if (want.norm() == 0) {
-        EXPECT_EQ(moved.norm(), 0.0) << "W" << i << " moved";
-      } else {
-        EXPECT_LT(RelativeError(moved, want), 1e-4) << "update of W" << i;
-      }
-    }
+    ExpectUpdatesOf(*t, before, ref, o.optimizer.learning_rate);
     if (rule == Rule::kKolenPollack) {
       // B receives W^T's update.
       const MatrixD moved = t->Feedback(1).cast<double>() - kp_b_before;
@@ -218,15 +224,7 @@ TEST_P(RuleReferenceTest, PerExampleStepsMatchTheDoublePrecisionReference) {
     }
     StepMetrics m;
     ASSERT_OK(t->Step(&m));
-    for (int i = 0; i < t->num_layers(); ++i) {
-      const MatrixD moved = t->weights(i).cast<double>() - before[i];
-      const MatrixD want = -o.optimizer.learning_rate * ref.grad_w[i];
-      if (want.norm() == 0) {
-        EXPECT_EQ(moved.norm(), 0.0) << "W" << i << " moved";
-      } else {
-        EXPECT_LT(RelativeError(moved, want), 1e-4) << "update of W" << i;
-      }
-    }
+    ExpectUpdatesOf(*t, before, ref, o.optimizer.learning_rate);
   }
 }
 
