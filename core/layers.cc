@@ -9,6 +9,7 @@
 #include "base/status_macros.h"
 #include "core/conv.h"
 #include "core/gemm.h"
+#include "core/parallel.h"
 
 namespace alignd::core {
 
@@ -184,7 +185,23 @@ absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net) {
   return layers;
 }
 
-void Activate(Activation act, const Matrix& z, Matrix& a) {
+namespace {
+
+// Work below this many floats per range stays on one thread: a fork and join of the team
+// costs about as much as 16k elementwise operations.
+constexpr int64_t kMinFloatsPerRange = 16384;
+// Element ranges start on 64-byte boundaries, so every range but the last is whole vectors
+// and each float takes the same instructions whatever the split.
+constexpr int64_t kFloatsPerCacheLine = 16;
+
+int64_t MinColumnsPerRange(Eigen::Index rows) {
+  return std::max<int64_t>(1, kMinFloatsPerRange / std::max<Eigen::Index>(rows, 1));
+}
+
+// f on one column (z's and a's column j), after z += bias.
+void ActivateColumn(Activation act, const Vector* bias, Eigen::Ref<Vector> z,
+                    Eigen::Ref<Vector> a) {
+  if (bias != nullptr) z += *bias;
   switch (act) {
     case Activation::kLinear:
       a = z;
@@ -198,39 +215,82 @@ void Activate(Activation act, const Matrix& z, Matrix& a) {
     case Activation::kRelu:
       a.array() = z.array().cwiseMax(0.0f);
       break;
-    case Activation::kSoftmax:
-      for (Eigen::Index j = 0; j < z.cols(); ++j) {
-        const float m = z.col(j).maxCoeff();
-        a.col(j).array() = (z.col(j).array() - m).exp();
-        a.col(j) /= a.col(j).sum();
-      }
+    case Activation::kSoftmax: {
+      const float m = z.maxCoeff();
+      a.array() = (z.array() - m).exp();
+      a /= a.sum();
       break;
+    }
   }
 }
 
-void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
-  switch (act) {
-    case Activation::kLinear:
-      break;
-    case Activation::kTanh:
-      d.array() *= 1.0f - a.array().square();
-      break;
-    case Activation::kLogistic:
-      d.array() *= a.array() * (1.0f - a.array());
-      break;
-    case Activation::kRelu: {
-      // d * 1 or d * 0, as (a > 0).cast<float>() multiplies, in a loop the compiler
-      // vectorises (Eigen 3.4 does not vectorise the cast of a comparison).
-      assert(a.size() == d.size());
-      float* dp = d.data();
-      const float* ap = a.data();
-      for (Eigen::Index i = 0, size = d.size(); i < size; ++i) dp[i] *= ap[i] > 0.0f ? 1.0f : 0.0f;
-      break;
-    }
-    case Activation::kSoftmax:
-      assert(false);
-      break;
+}  // namespace
+
+void SumColumns(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) {
+  const int64_t rows = dz.rows(), n = dz.cols();
+  assert(db.size() == rows);
+  if (n == 0) {
+    if (!accumulate) db.setZero();
+    return;
   }
+  const int64_t min_rows = std::max<int64_t>(kFloatsPerCacheLine, kMinFloatsPerRange / n);
+  ParallelFor(rows, min_rows, kFloatsPerCacheLine, [&](int64_t begin, int64_t end) {
+    // Blocks of rows whose sums stay in registers and L1 while the columns stream past.
+    constexpr int64_t kBlock = 256;
+    float acc[kBlock];
+    for (int64_t r0 = begin; r0 < end; r0 += kBlock) {
+      const int64_t len = std::min(kBlock, end - r0);
+      const float* col = dz.data() + r0;
+      for (int64_t r = 0; r < len; ++r) acc[r] = col[r];
+      for (int64_t j = 1; j < n; ++j) {
+        col = dz.data() + j * dz.outerStride() + r0;
+        for (int64_t r = 0; r < len; ++r) acc[r] += col[r];
+      }
+      float* out = db.data() + r0;
+      if (accumulate)
+        for (int64_t r = 0; r < len; ++r) out[r] += alpha * acc[r];
+      else
+        for (int64_t r = 0; r < len; ++r) out[r] = alpha * acc[r];
+    }
+  });
+}
+
+void Activate(Activation act, const Vector* bias, Matrix& z, Matrix& a) {
+  assert(a.rows() == z.rows() && a.cols() == z.cols());
+  assert(bias == nullptr || bias->size() == z.rows());
+  ParallelFor(z.cols(), MinColumnsPerRange(z.rows()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) ActivateColumn(act, bias, z.col(j), a.col(j));
+  });
+}
+
+void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
+  assert(a.size() == d.size());
+  if (act == Activation::kLinear) return;
+  assert(act != Activation::kSoftmax);
+  ParallelFor(d.size(), kMinFloatsPerRange, kFloatsPerCacheLine, [&](int64_t begin, int64_t end) {
+    const Eigen::Index n = end - begin;
+    Eigen::Map<Eigen::ArrayXf> dr(d.data() + begin, n);
+    const Eigen::Map<const Eigen::ArrayXf> ar(a.data() + begin, n);
+    switch (act) {
+      case Activation::kTanh:
+        dr *= 1.0f - ar.square();
+        break;
+      case Activation::kLogistic:
+        dr *= ar * (1.0f - ar);
+        break;
+      case Activation::kRelu: {
+        // d * 1 or d * 0, as (a > 0).cast<float>() multiplies, in a loop the compiler
+        // vectorises (Eigen 3.4 does not vectorise the cast of a comparison).
+        float* dp = dr.data();
+        const float* ap = ar.data();
+        for (Eigen::Index i = 0; i < n; ++i) dp[i] *= ap[i] > 0.0f ? 1.0f : 0.0f;
+        break;
+      }
+      case Activation::kLinear:
+      case Activation::kSoftmax:
+        break;
+    }
+  });
 }
 
 double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, ConstMatrixRef t,
@@ -282,8 +342,11 @@ void Forward(const Layers& layers, const NetworkConfig& net, const std::vector<M
     const Layer& layer = *layers[i];
     auto run = [&](ConstMatrixRef in) {
       if (layer.activated()) {
-        layer.Forward(w[i], b[i], net.bias, in, z[i + 1]);
-        Activate(i + 1 == L ? net.output : net.hidden, z[i + 1], a[i + 1]);
+        // A dense layer's bias rides on the activation's pass over z (one read of z less).
+        const bool dense = layer.kind() == LayerKind::kDense;
+        layer.Forward(w[i], b[i], net.bias && !dense, in, z[i + 1]);
+        Activate(i + 1 == L ? net.output : net.hidden, net.bias && dense ? &b[i] : nullptr,
+                 z[i + 1], a[i + 1]);
       } else {
         layer.Forward(w[i], b[i], false, in, a[i + 1]);
       }

@@ -28,6 +28,10 @@
 
 namespace alignd::core {
 
+// db = alpha * (dz's columns summed) (+ db if accumulate): a dense layer's bias gradient.
+// Each row summed in column order, rows split over the session's threads (core/parallel.h).
+void SumColumns(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db);
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -80,10 +84,8 @@ class Layer {
         db.noalias() += alpha * dz.col(0);
       else
         db.noalias() = alpha * dz.col(0);
-    } else if (accumulate) {
-      db.noalias() += alpha * dz.rowwise().sum();
     } else {
-      db.noalias() = alpha * dz.rowwise().sum();
+      SumColumns(dz, alpha, accumulate, db);
     }
   }
 
@@ -109,10 +111,12 @@ using Layers = std::vector<std::shared_ptr<const Layer>>;
 // InvalidArgument as CompleteNetwork/ValidateOptions say. Allocates: build once.
 absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net);
 
-// a = f(z), column by column for softmax.
-void Activate(Activation act, const Matrix& z, Matrix& a);
+// z += bias (per column; none if bias is null), then a = f(z), in one pass over each column
+// (the bias and the activation fused: z is read once). Columns split over the session's
+// threads (core/parallel.h): the same bits on any number of threads.
+void Activate(Activation act, const Vector* bias, Matrix& z, Matrix& a);
 // d = d o f'(z), written in terms of a = f(z). Not for softmax (its Jacobian is not
-// diagonal: LossAndDelta handles a softmax output).
+// diagonal: LossAndDelta handles a softmax output). Split over the session's threads.
 void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d);
 // Mean loss of outputs y = g(z) against targets t (out x n), and delta = dLoss_j/dz_j
 // (per example, not divided by n) into `delta`.

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/matrix.h"
+#include "core/parallel.h"
 
 namespace alignd::core {
 
@@ -21,16 +22,17 @@ struct OptimizerSlot {
   Matrix m1, m2;
 };
 
-// param -= the optimiser's step for `grad` at learning rate lr and weight decay `decay`.
+// param -= the optimiser's step for `grad` at learning rate lr and weight decay `decay`, on
+// one stretch of the parameter (m1, m2: the slot's same stretch; unused ones may be empty).
 // `adam_t` is Adam's step count, already advanced for this step.
-template <typename P, typename G>
-void ApplyOptimizer(const OptimizerConfig& opt, int64_t adam_t, P& param, const G& grad,
-                    OptimizerSlot& slot, float lr, float decay) {
+template <typename P, typename G, typename M>
+void ApplyOptimizerTo(const OptimizerConfig& opt, int64_t adam_t, P&& param, const G& grad, M&& m1,
+                      M&& m2, float lr, float decay) {
   if (opt.kind == OptimizerKind::kSgd) {
     if (opt.momentum > 0) {
-      slot.m1 = opt.momentum * slot.m1 + grad;
-      if (decay > 0) slot.m1 += decay * param;
-      param -= lr * slot.m1;
+      m1 = opt.momentum * m1 + grad;
+      if (decay > 0) m1 += decay * param;
+      param -= lr * m1;
     } else {
       if (decay > 0) param *= 1.0f - lr * decay;
       param -= lr * grad;
@@ -40,14 +42,31 @@ void ApplyOptimizer(const OptimizerConfig& opt, int64_t adam_t, P& param, const 
   const float c1 = 1.0f / (1.0f - std::pow(opt.beta1, static_cast<float>(adam_t)));
   const float c2 = 1.0f / (1.0f - std::pow(opt.beta2, static_cast<float>(adam_t)));
   if (decay > 0) {
-    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * (grad + decay * param);
-    slot.m2.array() =
-        opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * (grad + decay * param).array().square();
+    m1 = opt.beta1 * m1 + (1.0f - opt.beta1) * (grad + decay * param);
+    m2.array() =
+        opt.beta2 * m2.array() + (1.0f - opt.beta2) * (grad + decay * param).array().square();
   } else {
-    slot.m1 = opt.beta1 * slot.m1 + (1.0f - opt.beta1) * grad;
-    slot.m2.array() = opt.beta2 * slot.m2.array() + (1.0f - opt.beta2) * grad.array().square();
+    m1 = opt.beta1 * m1 + (1.0f - opt.beta1) * grad;
+    m2.array() = opt.beta2 * m2.array() + (1.0f - opt.beta2) * grad.array().square();
   }
-  param.array() -= lr * (slot.m1.array() * c1) / ((slot.m2.array() * c2).sqrt() + opt.epsilon);
+  param.array() -= lr * (m1.array() * c1) / ((m2.array() * c2).sqrt() + opt.epsilon);
+}
+
+// The same over the whole parameter, its elements split over the session's threads
+// (core/parallel.h: each element's arithmetic is the same on any number of threads).
+template <typename P>
+void ApplyOptimizer(const OptimizerConfig& opt, int64_t adam_t, P& param, const P& grad,
+                    OptimizerSlot& slot, float lr, float decay) {
+  using Map = Eigen::Map<Eigen::VectorXf>;
+  using ConstMap = Eigen::Map<const Eigen::VectorXf>;
+  auto part = [](Matrix& m, int64_t begin, int64_t n) {
+    return m.size() == 0 ? Map(nullptr, 0) : Map(m.data() + begin, n);
+  };
+  ParallelFor(param.size(), 16384, 16, [&](int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    ApplyOptimizerTo(opt, adam_t, Map(param.data() + begin, n), ConstMap(grad.data() + begin, n),
+                     part(slot.m1, begin, n), part(slot.m2, begin, n), lr, decay);
+  });
 }
 
 }  // namespace alignd::core

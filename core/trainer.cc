@@ -17,10 +17,25 @@
 #include "core/learning_rule.h"
 #include "core/network.h"
 #include "core/optimizer.h"
+#include "core/parallel.h"
 #include "core/per_example.h"
 
 namespace alignd::core {
 namespace {
+
+// m *= c and m = m o mask (weight decay and sparse connectivity), elements split over the
+// session's threads in 64-byte-aligned ranges (core/parallel.h): the same bits on any number.
+void Scale(float c, Matrix& m) {
+  ParallelFor(m.size(), 16384, 16, [&](int64_t begin, int64_t end) {
+    Eigen::Map<Eigen::ArrayXf>(m.data() + begin, end - begin) *= c;
+  });
+}
+void MultiplyBy(const Matrix& mask, Matrix& m) {
+  ParallelFor(m.size(), 16384, 16, [&](int64_t begin, int64_t end) {
+    Eigen::Map<Eigen::ArrayXf>(m.data() + begin, end - begin) *=
+        Eigen::Map<const Eigen::ArrayXf>(mask.data() + begin, end - begin);
+  });
+}
 
 absl::Status ShapeError(absl::string_view what, Eigen::Index rows, Eigen::Index cols,
                         Eigen::Index want_rows, Eigen::Index want_cols) {
@@ -279,15 +294,22 @@ void Trainer::GatherBatch() {
   const Dataset& d = *train_;
   const int n = options_.batch_size;
   Matrix& x = a_[0];
-  if (d.is_classification()) targets_.setZero();
-  for (int j = 0; j < n; ++j) {
-    const int32_t k = perm_[position_ + j];
-    x.col(j) = d.features.col(k);
-    if (d.is_classification())
-      targets_(d.labels[k], j) = 1.0f;
-    else
-      targets_.col(j) = d.targets.col(k);
-  }
+  const bool classes = d.is_classification();
+  // Columns split over the session's threads: each column is a copy from wherever the
+  // shuffled example lies (memory latency more than bandwidth), so two threads gather faster.
+  ParallelFor(n, std::max<int64_t>(1, 16384 / std::max<Eigen::Index>(x.rows(), 1)), 1,
+              [&](int64_t begin, int64_t end) {
+                for (int64_t j = begin; j < end; ++j) {
+                  const int32_t k = perm_[position_ + j];
+                  x.col(j) = d.features.col(k);
+                  if (classes) {
+                    targets_.col(j).setZero();
+                    targets_(d.labels[k], j) = 1.0f;
+                  } else {
+                    targets_.col(j) = d.targets.col(k);
+                  }
+                }
+              });
 }
 
 void Trainer::ForwardInto(ConstMatrixRef x, std::vector<Matrix>& a, std::vector<Matrix>& z) const {
@@ -299,8 +321,8 @@ void Trainer::ForwardPerExample() {
   const int L = num_layers();
   for (int i = 0; i < L; ++i) {
     PerExampleForward(w_[i], a_[i].data(), z_[i + 1].data(), columns_);
-    if (net.bias) z_[i + 1].col(0) += b_[i];
-    Activate(i + 1 == L ? net.output : net.hidden, z_[i + 1], a_[i + 1]);
+    Activate(i + 1 == L ? net.output : net.hidden, net.bias ? &b_[i] : nullptr, z_[i + 1],
+             a_[i + 1]);
   }
 }
 
@@ -316,8 +338,7 @@ void Trainer::UpdatePerExample() {
       // A rule that trains the output layer only (shallow): the next forward alone.
       if (next == nullptr) continue;
       PerExampleForward(w_[i], i == 0 ? next : an_[i].data(), zn_[i + 1].data(), columns_);
-      if (net.bias) zn_[i + 1].col(0) += b_[i];
-      Activate(net.hidden, zn_[i + 1], an_[i + 1]);
+      Activate(net.hidden, net.bias ? &b_[i] : nullptr, zn_[i + 1], an_[i + 1]);
       continue;
     }
     const float lr = LearningRate(i);
@@ -338,8 +359,8 @@ void Trainer::UpdatePerExample() {
       PerExampleUpdate(feedback_.matrix(i), u, nullptr, columns_);
     }
     if (next == nullptr) continue;
-    if (net.bias) zn_[i + 1].col(0) += b_[i];
-    Activate(i + 1 == L ? net.output : net.hidden, zn_[i + 1], an_[i + 1]);
+    Activate(i + 1 == L ? net.output : net.hidden, net.bias ? &b_[i] : nullptr, zn_[i + 1],
+             an_[i + 1]);
   }
   next_ready_ = next != nullptr;
 }
@@ -430,7 +451,7 @@ void Trainer::UpdateLayer(int i, int n) {
     // added to W (and to KP's B).
     const bool fold = layer.kind() == LayerKind::kDense;
     if (!fold) layer.WeightGradient(x, d, 1.0f, 0.0f, grad_w_[i]);
-    if (decay > 0) w_[i] *= 1.0f - lr * decay;
+    if (decay > 0) Scale(1.0f - lr * decay, w_[i]);
     if (fold)
       layer.WeightGradient(x, d, -lr / n, 1.0f, w_[i]);
     else
@@ -440,7 +461,7 @@ void Trainer::UpdateLayer(int i, int n) {
     // B = W^T stays so bit for bit (and KP from B = W^T is BP exactly).
     if (kp) {
       Matrix& f = feedback_.matrix(i);
-      if (decay > 0) f *= 1.0f - lr * decay;
+      if (decay > 0) Scale(1.0f - lr * decay, f);
       if (fold)
         layer.WeightGradient(x, d, -lr / n, 1.0f, f);
       else
@@ -456,8 +477,8 @@ void Trainer::UpdateLayer(int i, int n) {
     // Kolen-Pollack: B receives W^T's update, with the same weight decay.
     if (kp) ApplyOptimizer(opt, adam_t_, feedback_.matrix(i), grad_w_[i], slot_f_[i], lr, decay);
   }
-  if (!w_mask_.empty()) w_[i].array() *= w_mask_[i].array();
-  if (kp && feedback_.mask(i) != nullptr) feedback_.matrix(i).array() *= feedback_.mask(i)->array();
+  if (!w_mask_.empty()) MultiplyBy(w_mask_[i], w_[i]);
+  if (kp && feedback_.mask(i) != nullptr) MultiplyBy(*feedback_.mask(i), feedback_.matrix(i));
 }
 
 absl::Status Trainer::Step(StepMetrics* metrics) {

@@ -120,6 +120,7 @@ struct Shape {
   int batch;
   std::vector<LayerSpec> layers = {};
   ImageShape input = {};
+  int threads = 1;  // TrainingConfig.threads: 2 splits the elementwise work (core/parallel.h)
 };
 
 LayerSpec Spec(LayerKind kind, int units, int kernel) {
@@ -168,6 +169,7 @@ TEST_P(NoMallocTest, StepAllocatesNothingAfterTheFirstBatch) {
   o.optimizer.kind = optimizer;
   o.optimizer.weight_decay = 1e-4f;
   o.batch_size = shape.batch;
+  o.threads = shape.threads;
   o.epochs = 100;
   o.metrics_every = 0;  // metric steps may allocate; plain steps may not
   auto t = Trainer::Create(o, data);
@@ -224,16 +226,16 @@ TEST_P(NoMallocTest, ExportStateIntoAStateExportedBeforeAllocatesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, NoMallocTest,
-    ::testing::Combine(::testing::Values(Rule::kBackprop, Rule::kFeedbackAlignment,
-                                         Rule::kDirectFeedbackAlignment, Rule::kKolenPollack,
-                                         Rule::kSignSymmetry),
-                       ::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdam),
-                       ::testing::Values(Shape{"tiny_b1", {30, 20, 10}, 1},
-                                         Shape{"mnist_b1", {784, 1000, 10}, 1},
-                                         Shape{"mnist_b32", {784, 1000, 10}, 32},
-                                         Shape{"deep_b128", {784, 256, 256, 10}, 128},
-                                         Shape{"lenet_b1", {784, 10}, 1, LeNet(), {1, 28, 28}},
-                                         Shape{"lenet_b64", {784, 10}, 64, LeNet(), {1, 28, 28}})),
+    ::testing::Combine(
+        ::testing::Values(Rule::kBackprop, Rule::kFeedbackAlignment, Rule::kDirectFeedbackAlignment,
+                          Rule::kKolenPollack, Rule::kSignSymmetry),
+        ::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdam),
+        ::testing::Values(Shape{"tiny_b1", {30, 20, 10}, 1}, Shape{"mnist_b1", {784, 1000, 10}, 1},
+                          Shape{"mnist_b32", {784, 1000, 10}, 32},
+                          Shape{"deep_b128", {784, 256, 256, 10}, 128},
+                          Shape{"mnist_b128_2threads", {784, 1000, 10}, 128, {}, {}, 2},
+                          Shape{"lenet_b1", {784, 10}, 1, LeNet(), {1, 28, 28}},
+                          Shape{"lenet_b64", {784, 10}, 64, LeNet(), {1, 28, 28}})),
     [](const auto& info) {
       return std::string(RuleName(std::get<0>(info.param))) + "_" +
              std::string(OptimizerName(std::get<1>(info.param))) + "_" +
