@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -215,12 +216,9 @@ void ActivateColumn(Activation act, const Vector* bias, Eigen::Ref<Vector> z,
     case Activation::kRelu:
       a.array() = z.array().cwiseMax(0.0f);
       break;
-    case Activation::kSoftmax: {
-      const float m = z.maxCoeff();
-      a.array() = (z.array() - m).exp();
-      a /= a.sum();
+    case Activation::kSoftmax:  // over several columns at once: Activate
+      assert(false);
       break;
-    }
   }
 }
 
@@ -258,6 +256,23 @@ void SumColumns(ConstMatrixRef dz, float alpha, bool accumulate, Vector& db) {
 void Activate(Activation act, const Vector* bias, Matrix& z, Matrix& a) {
   assert(a.rows() == z.rows() && a.cols() == z.cols());
   assert(bias == nullptr || bias->size() == z.rows());
+  if (act == Activation::kSoftmax) {
+    // An output layer has few units (10): a column is less than one vector, so the exp runs
+    // over a whole range of columns at once, as one contiguous stretch of a. Ranges start
+    // where the stretch is 64-byte aligned, so each element's exp is the same on any split.
+    const int64_t rows = z.rows();
+    const int64_t align = kFloatsPerCacheLine / std::gcd<int64_t>(rows, kFloatsPerCacheLine);
+    ParallelFor(z.cols(), MinColumnsPerRange(rows), align, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        if (bias != nullptr) z.col(j) += *bias;
+        a.col(j).array() = z.col(j).array() - z.col(j).maxCoeff();
+      }
+      Eigen::Map<Eigen::ArrayXf> flat(a.data() + begin * rows, (end - begin) * rows);
+      flat = flat.exp();
+      for (int64_t j = begin; j < end; ++j) a.col(j) /= a.col(j).sum();
+    });
+    return;
+  }
   ParallelFor(z.cols(), MinColumnsPerRange(z.rows()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) ActivateColumn(act, bias, z.col(j), a.col(j));
   });
@@ -309,12 +324,21 @@ double LossAndDelta(const NetworkConfig& net, const Matrix& y, const Matrix& z, 
       MultiplyByDerivative(net.output, y, delta);
     }
   } else if (net.output == Activation::kSoftmax) {
-    // -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
+    // -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k), with exp(z - max) made
+    // for all columns at once in delta (one contiguous stretch: whole vectors, not a short
+    // column's worth and a scalar tail each), which then receives y - t.
+    delta.resize(z.rows(), n);
+    for (Eigen::Index j = 0; j < n; ++j)
+      delta.col(j).array() = z.col(j).array() - z.col(j).maxCoeff();
+    delta.array() = delta.array().exp();
     for (Eigen::Index j = 0; j < n; ++j) {
-      const float m = z.col(j).maxCoeff();
-      const double lse = m + std::log(static_cast<double>((z.col(j).array() - m).exp().sum()));
-      loss += lse * t.col(j).cast<double>().sum() -
-              t.col(j).cast<double>().dot(z.col(j).cast<double>());
+      const double lse = z.col(j).maxCoeff() + std::log(static_cast<double>(delta.col(j).sum()));
+      double t_sum = 0, t_dot_z = 0;
+      for (Eigen::Index k = 0; k < z.rows(); ++k) {
+        t_sum += t(k, j);
+        t_dot_z += double(t(k, j)) * z(k, j);
+      }
+      loss += lse * t_sum - t_dot_z;
     }
     delta = y - t;
   } else {  // logistic outputs, binary cross-entropy per unit: softplus(z) - t z
