@@ -188,13 +188,6 @@ absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net) {
 
 namespace {
 
-// Work below this many floats per range stays on one thread: a fork and join of the team
-// costs about as much as 16k elementwise operations.
-constexpr int64_t kMinFloatsPerRange = 16384;
-// Element ranges start on 64-byte boundaries, so every range but the last is whole vectors
-// and each float takes the same instructions whatever the split.
-constexpr int64_t kFloatsPerCacheLine = 16;
-
 int64_t MinColumnsPerRange(Eigen::Index rows) {
   return std::max<int64_t>(1, kMinFloatsPerRange / std::max<Eigen::Index>(rows, 1));
 }

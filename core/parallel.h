@@ -28,6 +28,16 @@
 
 namespace alignd::core {
 
+// Elementwise work below this many floats per range stays on one thread: a fork and join of
+// a warm team costs about as much as a few thousand tanh or exp.
+inline constexpr int64_t kMinFloatsPerRange = 8192;
+// Copies from memory that is likely not in cache (the gather of a shuffled batch) wait on
+// latency, not arithmetic: worth splitting at a quarter of that.
+inline constexpr int64_t kMinCopyFloatsPerRange = 2048;
+// Element ranges that start on 64-byte boundaries: every range but the last is whole vectors,
+// so each float takes the same instructions whatever the split.
+inline constexpr int64_t kFloatsPerCacheLine = 16;
+
 void ParallelFor(int64_t n, int64_t min_per_range, int64_t align,
                  absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
 

@@ -55,12 +55,18 @@ TEST(SplitRangesTest, CoverEveryIndexOnceInAlignedContiguousRanges) {
           for (int k = 0; k < count; ++k) {
             EXPECT_LT(r[k].begin, r[k].end);
             EXPECT_EQ(r[k].begin % align, 0);
-            if (k > 0) EXPECT_EQ(r[k].begin, r[k - 1].end);
+            if (k > 0) {
+              EXPECT_EQ(r[k].begin, r[k - 1].end);
+            }
           }
           // Split as far as the work allows: two threads get two ranges once there is
           // enough for two.
-          if (threads >= 2 && n >= 2 * std::max(min, align)) EXPECT_GE(count, 2);
-          if (n < 2 * min) EXPECT_EQ(count, 1);
+          if (threads >= 2 && n >= 2 * std::max(min, align)) {
+            EXPECT_GE(count, 2);
+          }
+          if (n < 2 * min) {
+            EXPECT_EQ(count, 1);
+          }
         }
       }
     }
