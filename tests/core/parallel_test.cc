@@ -97,7 +97,9 @@ TEST(ParallelForTest, RunsEveryIndexOnceOnTheSessionsThreadsWithFlushToZero) {
     const int expected = ParallelForIsThreaded() ? threads : 1;
     EXPECT_EQ(calls.load(), expected);
     EXPECT_EQ(static_cast<int>(ids.size()), expected);
-    if (expected == 1) EXPECT_TRUE(ids.count(std::this_thread::get_id()));
+    if (expected == 1) {
+      EXPECT_TRUE(ids.count(std::this_thread::get_id()));
+    }
   }
 }
 
