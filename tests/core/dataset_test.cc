@@ -7,6 +7,7 @@
 
 #include <Eigen/LU>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,39 @@ class IdxTest : public ::testing::Test {
   }
   std::filesystem::path dir_;
 };
+
+// core::AllFinite (core/matrix.h), which checks every uploaded data set and Predict's inputs:
+// each kind of non-finite value, anywhere, including past the vector loop's whole vectors and
+// in a block whose columns are not contiguous; the extremes of the finite floats pass.
+TEST(AllFiniteTest, FindsEveryNonFiniteValueAnywhere) {
+  const float kBad[] = {
+      std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+      std::numeric_limits<float>::signaling_NaN(), std::numeric_limits<float>::infinity(),
+      -std::numeric_limits<float>::infinity()};
+  for (Eigen::Index rows : {1, 7, 16, 33}) {
+    for (Eigen::Index cols : {1, 3, 10}) {
+      Matrix m = Matrix::Constant(rows, cols, 0.5f);
+      m(0, 0) = std::numeric_limits<float>::max();
+      m(rows - 1, cols - 1) = -std::numeric_limits<float>::max();
+      if (rows * cols > 2) m(rows / 2, cols / 2) = std::numeric_limits<float>::denorm_min();
+      EXPECT_TRUE(AllFinite(m));
+      for (float bad : kBad)
+        for (Eigen::Index k = 0; k < m.size(); ++k) {
+          Matrix b = m;
+          b.data()[k] = bad;
+          ASSERT_FALSE(AllFinite(b)) << rows << "x" << cols << " at " << k << ": " << bad;
+        }
+    }
+  }
+  // A block: the rows outside it are not looked at.
+  Matrix big = Matrix::Constant(20, 6, 1.0f);
+  big.row(0).setConstant(std::numeric_limits<float>::quiet_NaN());
+  big.row(19).setConstant(std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(AllFinite(big.middleRows(1, 18)));
+  big(10, 4) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(AllFinite(big.middleRows(1, 18)));
+  EXPECT_TRUE(AllFinite(Matrix(0, 0)));
+}
 
 TEST_F(IdxTest, ReadsImagesAsColumnsScaledToUnitRange) {
   auto d = LoadIdxClassification(dir_ / "images", dir_ / "labels");

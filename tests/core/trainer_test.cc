@@ -319,6 +319,43 @@ TEST(TrainerTest, EvaluatesEveryKStepsAndOnceAtTheEnd) {
   EXPECT_NEAR(correct / 300.0, evals.last.accuracy, 1e-12);
 }
 
+// Predict and Evaluate keep their activations per thread from one call to the next
+// (core/network.cc): interleaved calls on networks of other shapes, of other widths and of more
+// than one chunk (1,024 examples) give each the bits it gives alone.
+TEST(TrainerTest, PredictAndEvaluateInterleavedAcrossNetsAndWidthsGiveTheSameBits) {
+  auto data = Blobs();
+  auto a = *Trainer::Create(SmallOptions(Rule::kBackprop), data);
+  TrainerOptions wide = SmallOptions(Rule::kFeedbackAlignment);
+  wide.network.sizes = {6, 40, 3};
+  auto b = *Trainer::Create(wide, data);
+  ASSERT_OK(a->Run(nullptr));
+  ASSERT_OK(b->Run(nullptr));
+  const Matrix x = data->features;      // 300 examples
+  Matrix many(x.rows(), 7 * x.cols());  // 2,100: three chunks, the last short
+  for (int k = 0; k < 7; ++k) many.middleCols(k * x.cols(), x.cols()) = x;
+  // Each call's result in the first round; the second round repeats them, interleaved.
+  std::vector<Matrix> first;
+  double first_loss = 0;
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    std::vector<Matrix> got = {*a->Predict(x), *b->Predict(x), *a->Predict(many),
+                               *a->Predict(x.leftCols(1)), *b->Predict(many)};
+    const double loss = a->Evaluate(*data)->loss;
+    if (round == 0) {
+      first = got;
+      first_loss = loss;
+      // The chunks of the wide call are the 300 examples' outputs (to rounding: another
+      // product width may sum in another order).
+      for (int k = 0; k < 7; ++k)
+        EXPECT_LT((got[2].middleCols(k * x.cols(), x.cols()) - got[0]).cwiseAbs().maxCoeff(),
+                  1e-5f);
+      continue;
+    }
+    for (size_t k = 0; k < got.size(); ++k) EXPECT_TRUE(got[k] == first[k]) << "call " << k;
+    EXPECT_EQ(loss, first_loss);
+  }
+}
+
 // Records every evaluation; stops the run after a validation one if asked to.
 class Evals : public TrainingObserver {
  public:
