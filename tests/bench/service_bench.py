@@ -13,7 +13,7 @@
              the Python client against a plain gRPC client stream of the same bytes into a
              do-nothing Python grpcio server; target >= 0.6x
   parallel   two sessions on two workers against one; target >= 1.8x
-  predict    one example (p50 < 1 ms) and 1000 examples (within 2x of the in-process
+  predict    one example (p50 < 1 ms) and 1000 examples (within 1.5x of the in-process
              forward pass, build/tests/bench/micro_bench's BM_NetworkPredict/1000)
   tls        what TLS and a bearer token cost: the same upload and one-example Predict
              through a second alignd serving TLS with tokens, against the plaintext ones
@@ -231,7 +231,7 @@ def main():
         dict(bench="predict_one_example", impl="alignd", p50_ms=float(np.percentile(pred, 50)),
              p99_ms=float(np.percentile(pred, 99)), calls=int(pred.size), target_p50_ms=1.0),
         dict(bench="predict_1000_examples", impl="alignd", p50_ms=p1000, in_process_ms=forward1000_ms,
-             ratio=p1000 / forward1000_ms, target=2.0),
+             ratio=p1000 / forward1000_ms, target=1.5),
         dict(bench="tls", impl="alignd_tls_token", upload_mb_per_s=payload_mb / tls_upload_s,
              upload_ratio_to_plaintext=upload_s / tls_upload_s, predict_p50_ms=float(np.percentile(tls_pred, 50)),
              predict_p50_plaintext_ms=float(np.percentile(pred, 50))),
@@ -250,7 +250,7 @@ def main():
     print(f"  Predict of one MNIST example (Python client, loopback): p50 {np.percentile(pred, 50):.2f} ms, "
           f"p99 {np.percentile(pred, 99):.2f} ms over {pred.size} calls (target p50 < 1 ms)")
     print(f"  Predict of 1000 MNIST examples: p50 {p1000:.2f} ms vs the in-process forward pass "
-          f"{forward1000_ms:.2f} ms: {p1000 / forward1000_ms:.2f}x (target <= 2x)")
+          f"{forward1000_ms:.2f} ms: {p1000 / forward1000_ms:.2f}x (target <= 1.5x, issue 23)")
     print(f"  TLS + bearer token: upload {payload_mb / tls_upload_s:.0f} MB/s vs plaintext {payload_mb / upload_s:.0f} MB/s "
           f"({upload_s / tls_upload_s:.2f}x); Predict of one example p50 {np.percentile(tls_pred, 50):.2f} ms vs "
           f"{np.percentile(pred, 50):.2f} ms")
