@@ -181,8 +181,8 @@ void AddCreate(CLI::App* c) {
   opt("--batch", f->batch_size, "batch size (default 32; 1 = per example)");
   opt("--epochs", f->epochs, "passes over the data (default 1)");
   opt("--threads", f->threads,
-      "threads for the session's products (default 1; at most the server's --max_threads; "
-      "the same count gives the same weights)");
+      "threads for the session's step: its products and the work around them (default 1; at "
+      "most the server's --max_threads; the same count gives the same weights)");
   opt("--max-steps", f->max_steps, "steps (overrides --epochs)");
   opt("--seed", f->seed, "seed of weights and shuffling (default 1)");
   opt("--metrics-every", f->metrics_every, "a metric event every k steps (default 100; 0 none)");
