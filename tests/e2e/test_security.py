@@ -496,12 +496,25 @@ class SecurityTest(unittest.TestCase):
         code, msg = code_of(viewer.datasets.UploadDataset, iter([datasets_pb2.UploadDatasetRequest()]))
         self.assertEqual(code, C.PERMISSION_DENIED, msg)
         self.assertEqual(code_of(root.training.DeleteSession, sessions_pb2.DeleteSessionRequest(name=sess.name))[0], C.OK)
-        # Every mutating RPC's log line names its principal.
+        # Every mutating RPC's log line names its principal. The log is written from a queue a
+        # moment after each reply: wait for the lines themselves (root's earlier ListSessions
+        # line is not the DeleteSession one; under TSan the last line came after it).
         import json
-        lines = [json.loads(x) for x in s.log_text(until='"principal":"root"').splitlines() if x.startswith("{")]
-        rpcs = {(x["method"].rsplit("/", 1)[-1], x["principal"]) for x in lines if x.get("msg") == "rpc"}
-        for expected in [("CreateGeneratedDataset", "alice"), ("CreateSession", "alice"), ("CreateSession", "bob"),
-                         ("DeleteSession", "root"), ("DeleteSession", "grafana"), ("PauseSession", "bob")]:
+
+        def rpcs_in(text):
+            out = set()
+            for line in text.splitlines():
+                try:  # the last line may be half written
+                    x = json.loads(line) if line.startswith("{") else {}
+                except ValueError:
+                    continue
+                if x.get("msg") == "rpc":
+                    out.add((x["method"].rsplit("/", 1)[-1], x["principal"]))
+            return out
+        wanted = [("CreateGeneratedDataset", "alice"), ("CreateSession", "alice"), ("CreateSession", "bob"),
+                  ("DeleteSession", "root"), ("DeleteSession", "grafana"), ("PauseSession", "bob")]
+        rpcs = rpcs_in(s.log_text(until=lambda text: set(wanted) <= rpcs_in(text), timeout=30))
+        for expected in wanted:
             self.assertIn(expected, rpcs)
 
     def test_each_call_on_one_shared_channel_is_its_own_caller(self):
