@@ -30,6 +30,9 @@ ACCESS = re.compile(r"^  (Previous )?(atomic )?(Atomic )?(Write|Read|write|read)
 # of our own threads (a training worker, the ticker) is never this, and fails.
 LIFETIME = re.compile(r"operator new|operator delete|\bmalloc\b|\bfree\b|deallocate|(?:^|::|\s)~\w|"
                       r"(?P<cls>\b\w+)::(?P=cls)\(")
+# TSan names an inlined constructor by its bare class name ("#0 RpcLog rpc_log.cc:29"): the
+# interceptor made by RpcLogFactory on one gRPC thread and run on another.
+BARE_CONSTRUCTOR = re.compile(r"^[A-Z]\w*$")
 
 
 def in_grpc(stack):
@@ -38,7 +41,8 @@ def in_grpc(stack):
 
 
 def lifetime(stack):
-    return any(LIFETIME.search(FRAME.match(line).group("func")) for line in stack[:4])
+    funcs = [FRAME.match(line).group("func") for line in stack[:4]]
+    return any(LIFETIME.search(f) or BARE_CONSTRUCTOR.match(f) for f in funcs)
 
 
 def is_runtime(file, module):
