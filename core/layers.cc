@@ -188,10 +188,6 @@ absl::StatusOr<Layers> BuildLayers(const NetworkConfig& net) {
 
 namespace {
 
-int64_t MinColumnsPerRange(Eigen::Index rows) {
-  return std::max<int64_t>(1, kMinFloatsPerRange / std::max<Eigen::Index>(rows, 1));
-}
-
 // f on one column (z's and a's column j), after z += bias.
 void ActivateColumn(Activation act, const Vector* bias, Eigen::Ref<Vector> z,
                     Eigen::Ref<Vector> a) {
@@ -275,7 +271,7 @@ void MultiplyByDerivative(Activation act, const Matrix& a, Matrix& d) {
   assert(a.size() == d.size());
   if (act == Activation::kLinear) return;
   assert(act != Activation::kSoftmax);
-  ParallelFor(d.size(), kMinFloatsPerRange, kFloatsPerCacheLine, [&](int64_t begin, int64_t end) {
+  ParallelForFloats(d.size(), [&](int64_t begin, int64_t end) {
     const Eigen::Index n = end - begin;
     Eigen::Map<Eigen::ArrayXf> dr(d.data() + begin, n);
     const Eigen::Map<const Eigen::ArrayXf> ar(a.data() + begin, n);

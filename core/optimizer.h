@@ -62,13 +62,11 @@ void ApplyOptimizer(const OptimizerConfig& opt, int64_t adam_t, P& param, const 
   auto part = [](Matrix& m, int64_t begin, int64_t n) {
     return m.size() == 0 ? Map(nullptr, 0) : Map(m.data() + begin, n);
   };
-  ParallelFor(param.size(), kMinFloatsPerRange, kFloatsPerCacheLine,
-              [&](int64_t begin, int64_t end) {
-                const int64_t n = end - begin;
-                ApplyOptimizerTo(opt, adam_t, Map(param.data() + begin, n),
-                                 ConstMap(grad.data() + begin, n), part(slot.m1, begin, n),
-                                 part(slot.m2, begin, n), lr, decay);
-              });
+  ParallelForFloats(param.size(), [&](int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    ApplyOptimizerTo(opt, adam_t, Map(param.data() + begin, n), ConstMap(grad.data() + begin, n),
+                     part(slot.m1, begin, n), part(slot.m2, begin, n), lr, decay);
+  });
 }
 
 }  // namespace alignd::core

@@ -41,6 +41,16 @@ inline constexpr int64_t kFloatsPerCacheLine = 16;
 void ParallelFor(int64_t n, int64_t min_per_range, int64_t align,
                  absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
 
+// ParallelFor over n floats of elementwise work: ranges of at least kMinFloatsPerRange, each
+// starting on a 64-byte boundary.
+inline void ParallelForFloats(int64_t n, absl::FunctionRef<void(int64_t begin, int64_t end)> fn) {
+  ParallelFor(n, kMinFloatsPerRange, kFloatsPerCacheLine, fn);
+}
+// The fewest columns of `rows` floats worth a range of their own (at least one).
+inline int64_t MinColumnsPerRange(int64_t rows, int64_t min_floats = kMinFloatsPerRange) {
+  return rows > 0 ? (min_floats / rows > 1 ? min_floats / rows : 1) : min_floats;
+}
+
 // The ranges ParallelFor cuts [0, n) into on `threads` threads (ranges.size() <= threads):
 // the split itself, for tests and for callers that must know it.
 struct Range {

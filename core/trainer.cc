@@ -26,12 +26,12 @@ namespace {
 // m *= c and m = m o mask (weight decay and sparse connectivity), elements split over the
 // session's threads in 64-byte-aligned ranges (core/parallel.h): the same bits on any number.
 void Scale(float c, Matrix& m) {
-  ParallelFor(m.size(), kMinFloatsPerRange, kFloatsPerCacheLine, [&](int64_t begin, int64_t end) {
+  ParallelForFloats(m.size(), [&](int64_t begin, int64_t end) {
     Eigen::Map<Eigen::ArrayXf>(m.data() + begin, end - begin) *= c;
   });
 }
 void MultiplyBy(const Matrix& mask, Matrix& m) {
-  ParallelFor(m.size(), kMinFloatsPerRange, kFloatsPerCacheLine, [&](int64_t begin, int64_t end) {
+  ParallelForFloats(m.size(), [&](int64_t begin, int64_t end) {
     Eigen::Map<Eigen::ArrayXf>(m.data() + begin, end - begin) *=
         Eigen::Map<const Eigen::ArrayXf>(mask.data() + begin, end - begin);
   });
@@ -297,8 +297,8 @@ void Trainer::GatherBatch() {
   const bool classes = d.is_classification();
   // Columns split over the session's threads: each column is a copy from wherever the
   // shuffled example lies (memory latency more than bandwidth), so two threads gather faster.
-  ParallelFor(n, std::max<int64_t>(1, kMinCopyFloatsPerRange / std::max<Eigen::Index>(x.rows(), 1)),
-              1, [&](int64_t begin, int64_t end) {
+  ParallelFor(n, MinColumnsPerRange(x.rows(), kMinCopyFloatsPerRange), 1,
+              [&](int64_t begin, int64_t end) {
                 for (int64_t j = begin; j < end; ++j) {
                   const int32_t k = perm_[position_ + j];
                   x.col(j) = d.features.col(k);
