@@ -144,9 +144,23 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListSnapshots(grpc::CallbackServe
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::Predict(grpc::CallbackServerContext* ctx,
-                                                       const v1::PredictRequest* req,
-                                                       v1::PredictResponse* resp) {
-  return AnswerOn(&blocking_, ctx, Rpc(sessions_, &identifier_, ctx, PredictImpl, req, resp));
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return AnswerOn(&blocking_, ctx, [this, ctx, request, response]() -> absl::Status {
+    PredictRequestPool::Handle req = predict_requests_.Get();
+    // A body that does not parse is answered as gRPC answers it for a typed method
+    // (UNIMPLEMENTED, no message; the RPC log's interceptor makes it INTERNAL naming the
+    // request type), before the caller is identified, as there.
+    if (!predict_requests_.Parse(*request, &req)) return absl::UnimplementedError("");
+    ASSIGN_OR_RETURN(const Caller caller, identifier_.Identify(*ctx));
+    v1::PredictResponse resp;
+    RETURN_IF_ERROR(PredictImpl(*sessions_, caller, *req, &resp));
+    bool own_buffer = false;
+    if (!grpc::SerializationTraits<v1::PredictResponse>::Serialize(resp, response, &own_buffer)
+             .ok())
+      return absl::InternalError("Predict: the answer could not be serialized");
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListRules(grpc::CallbackServerContext* ctx,

@@ -530,13 +530,15 @@ class HostileTest(unittest.TestCase):
     # ---- 15: a body that does not parse; every log line is JSON ----------------------------------------------
     def test_an_unparseable_body_is_internal_with_a_message_and_the_log_stays_json(self):
         s = self.start()
-        raw = s.channel.unary_unary("/alignd.v1.TrainingService/GetSession")  # bytes in, bytes out
-        try:
-            raw(b"\xff\xff\xff\xff\x0f", timeout=10)
-            self.fail("no error")
-        except grpc.RpcError as e:
-            self.assertEqual(e.code(), C.INTERNAL)
-            self.assertIn("does not parse as alignd.v1.GetSessionRequest", e.details())
+        # A typed method (gRPC parses its body) and Predict, which parses its own (raw).
+        for method in ("GetSession", "Predict"):
+            raw = s.channel.unary_unary(f"/alignd.v1.TrainingService/{method}")  # bytes in, bytes out
+            try:
+                raw(b"\xff\xff\xff\xff\x0f", timeout=10)
+                self.fail("no error")
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), C.INTERNAL)
+                self.assertIn(f"does not parse as alignd.v1.{method}Request", e.details())
         # An unknown method is still UNIMPLEMENTED.
         try:
             s.channel.unary_unary("/alignd.v1.TrainingService/NoSuchMethod")(b"", timeout=10)
