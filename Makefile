@@ -56,7 +56,7 @@ test-sanitize:
 # libFuzzer targets (tests/fuzz) built with Clang + ASan + UBSan in build-fuzz, each run
 # for FUZZ_SECONDS on its seed corpus; fuzz-long is the run recorded in docs/RESULTS.md.
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := fuzz_idx fuzz_csv fuzz_npy fuzz_upload fuzz_state fuzz_config fuzz_filter fuzz_safetensors fuzz_bridge
+FUZZ_TARGETS := fuzz_idx fuzz_csv fuzz_npy fuzz_upload fuzz_state fuzz_config fuzz_filter fuzz_safetensors fuzz_predict fuzz_bridge
 fuzz:
 	@deploy/install-deps.sh --sanitize
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release \

@@ -414,8 +414,7 @@ google::protobuf::Timestamp Now() {
   return t;
 }
 
-absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* field,
-                                              bool check_finite) {
+absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* field) {
   // rows and cols are client-declared int64s: their product may overflow; values_size()
   // bounds any honest one.
   int64_t count = 0;
@@ -424,7 +423,7 @@ absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* f
     return absl::InvalidArgumentError(absl::StrCat(
         field, " has ", t.values_size(), " values for a ", t.rows(), " x ", t.cols(), " matrix"));
   core::ConstMatrixMap m(t.values().data(), t.rows(), t.cols());
-  if (check_finite && !core::AllFinite(m))
+  if (!core::AllFinite(m))
     return absl::InvalidArgumentError(absl::StrCat(field, " contains NaN or Inf"));
   return m;
 }

@@ -45,11 +45,8 @@ std::string StateName(v1::SessionState state);
 // A Tensor's values as a rows x cols matrix, after checking values_size() == rows * cols.
 absl::StatusOr<core::Matrix> FromProto(const v1::Tensor& t, const char* field);
 // The same, checked the same, as a view of the message's values (no copy: valid while `t`
-// is; Predict's 1,000 MNIST examples are 3 MB). check_finite = false leaves the NaN/Inf
-// check to a caller that makes it anyway (Predict: core::Network::Predict checks its
-// inputs; one pass over 3 MB, not two).
-absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* field,
-                                              bool check_finite = true);
+// is; Predict's 1,000 MNIST examples are 3 MB).
+absl::StatusOr<core::ConstMatrixMap> MapProto(const v1::Tensor& t, const char* field);
 void ToProto(const core::Matrix& m, v1::Tensor* out);
 
 }  // namespace alignd::server

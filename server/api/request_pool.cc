@@ -22,24 +22,35 @@ PredictRequestPool::Handle PredictRequestPool::Get() {
 
 bool PredictRequestPool::Parse(const grpc::ByteBuffer& bytes, Handle* out) {
   v1::PredictRequest& m = **out;
-  // Clear everything but the inputs' storage: released, cleared (a repeated field's
-  // Clear keeps its capacity), put back.
+  ClearKeepingInputs(m);
+  grpc::ByteBuffer body(bytes);  // the reader takes a non-const buffer: a copy of the refs
+  grpc::ProtoBufferReader reader(&body);
+  if (!reader.status().ok()) return false;
+  // What ParseFromZeroCopyStream does, without its Clear(). Not MergeFrom(Bounded)
+  // ZeroCopyStream: after a parse that stops early (a 0 or end-group tag) it backs the
+  // stream up by what it did not read, which can be more than gRPC's reader holds of its
+  // current slice, and ProtoBufferReader::BackUp aborts the process on that.
+  return m.ParseFrom<google::protobuf::MessageLite::kMerge>(
+      static_cast<google::protobuf::io::ZeroCopyInputStream*>(&reader));
+}
+
+void PredictRequestPool::ClearKeepingInputs(v1::PredictRequest& m) {
+  // Everything goes but the inputs' storage: released, cleared (a repeated field's Clear
+  // keeps its capacity), put back.
   v1::Tensor* inputs = m.release_inputs();
   m.Clear();
   if (inputs == nullptr) inputs = new v1::Tensor();
   inputs->Clear();
   m.set_allocated_inputs(inputs);
-  grpc::ByteBuffer body(bytes);  // the reader consumes its buffer: a copy of the refs only
-  const size_t size = body.Length();
-  if (size > size_t{INT_MAX}) return false;  // more than any message protobuf parses
-  grpc::ProtoBufferReader reader(&body);
-  return reader.status().ok() && m.MergeFromBoundedZeroCopyStream(&reader, static_cast<int>(size));
 }
 
 void PredictRequestPool::Return(std::unique_ptr<v1::PredictRequest> m) {
-  if (m->has_inputs() && static_cast<size_t>(m->inputs().values().Capacity()) > max_kept_values_)
-    return;  // freed: a rare large request does not stay resident
-  if (m->has_inputs()) m->mutable_inputs()->Clear();  // its capacity stays; the caller's data goes
+  // A name is a resource name (a few dozen bytes); a message that held a long one, or
+  // more values than the bound, is freed rather than kept resident.
+  if (m->name().capacity() > kMaxKeptNameBytes ||
+      (m->has_inputs() && static_cast<size_t>(m->inputs().values().Capacity()) > max_kept_values_))
+    return;
+  ClearKeepingInputs(*m);  // the caller's data goes now, not at the next parse
   absl::MutexLock lock(&mu_);
   if (free_.size() < keep_) free_.push_back(std::move(m));
 }

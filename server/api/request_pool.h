@@ -7,11 +7,11 @@
 // not deleted, the values land in the capacity the last call left: one copy, no
 // allocation (`perf`: the parse's memmove fell from ~0.8 to ~0.35 ms a call).
 //
-// Parse merges the bytes into a cleared message (MergeFromBoundedZeroCopyStream: protobuf's
-// Parse would Clear() first, and a message's Clear() deletes its sub-messages). The
-// result is the message the bytes encode, with one difference the RPCs do not read:
-// has_inputs() is true even when the bytes had no inputs (then they are empty, as
-// inputs() of a message without them reads).
+// Parse merges the bytes into a cleared message (ParseFrom<kMerge>: protobuf's Parse would
+// Clear() first, and a message's Clear() deletes its sub-messages). The result is the
+// message the bytes encode, with one difference the RPCs do not read: has_inputs() is true
+// even when the bytes had no inputs (then they are empty, as inputs() of a message without
+// them reads).
 #ifndef ALIGND_SERVER_API_REQUEST_POOL_H_
 #define ALIGND_SERVER_API_REQUEST_POOL_H_
 
@@ -29,7 +29,8 @@ namespace alignd::server {
 class PredictRequestPool {
  public:
   // At most `keep` messages are kept, each with at most `max_kept_values` floats of
-  // capacity (a larger one is freed when returned).
+  // capacity and a name of at most kMaxKeptNameBytes (a larger one is freed when
+  // returned). A kept message holds no caller's data: it is cleared when returned.
   explicit PredictRequestPool(size_t keep = 2, size_t max_kept_values = size_t{1} << 22)
       : keep_(keep), max_kept_values_(max_kept_values) {}
 
@@ -54,12 +55,15 @@ class PredictRequestPool {
 
   // The request `bytes` encode, parsed into a kept message; false if they do not parse.
   // `bytes` is not consumed (its slices are referenced, not copied).
+  // Whatever the bytes' slicing (gRPC's slices follow the transport's reads).
   bool Parse(const grpc::ByteBuffer& bytes, Handle* out);
   Handle Get();
 
   size_t kept() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  static constexpr size_t kMaxKeptNameBytes = 4096;
+  static void ClearKeepingInputs(v1::PredictRequest& m);
   void Return(std::unique_ptr<v1::PredictRequest> m);
 
   const size_t keep_, max_kept_values_;

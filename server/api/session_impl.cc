@@ -199,8 +199,7 @@ absl::Status PredictImpl(SessionManager& sessions, const Caller& caller,
   ASSIGN_OR_RETURN(WeightsRef ref, ParseWeightsName(req.name()));
   RETURN_IF_ERROR(SessionFor(sessions, caller, ref.session).status());
   ASSIGN_OR_RETURN(SessionManager::Served served, sessions.Weights(ref));
-  // No copy; NaN and Inf are refused by Network::Predict ("inputs contain NaN or Inf").
-  ASSIGN_OR_RETURN(core::ConstMatrixMap x, MapProto(req.inputs(), "inputs", false));
+  ASSIGN_OR_RETURN(core::ConstMatrixMap x, MapProto(req.inputs(), "inputs"));  // no copy
   // The answer must fit a message: outputs (out x examples) of at most 2^24 floats.
   const int64_t outputs = int64_t{served.network->config().sizes.back()} * x.cols();
   if (outputs > (int64_t{1} << 24))

@@ -91,9 +91,11 @@ class TrainingServiceImpl final : public v1::TrainingService::WithRawCallbackMet
   SessionManager* const sessions_;
   const std::chrono::milliseconds heartbeat_;
   const Identifier identifier_;
+  // Before the executors: destroyed after them, since ~Executor runs what is still queued
+  // (a Predict returns its request to the pool).
+  PredictRequestPool predict_requests_;
   Executor blocking_;  // unary work that may wait or compute at length
   Executor io_;        // streams' reads of storage
-  PredictRequestPool predict_requests_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;  // wakes every session's watchers each heartbeat interval
 };

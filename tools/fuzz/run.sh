@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 build=${2:-build-fuzz}
 targets=(fuzz_idx fuzz_csv fuzz_npy fuzz_upload fuzz_state fuzz_config fuzz_filter fuzz_safetensors
-         fuzz_bridge)
+         fuzz_predict fuzz_bridge)
 mkdir -p "$build/artifacts"
 total=0
 for t in "${targets[@]}"; do
