@@ -217,9 +217,10 @@ int main(int argc, char** argv) {
   RouteLibraryLogs();
   const SessionManagerOptions& mo = o.sessions;
   if (mo.max_running < 1 || mo.max_threads < 1 || mo.max_queued < 0 || o.heartbeat_ms < 10 ||
-      o.max_receive_mib < 2 || mo.lease_ms < 100) {
+      o.max_receive_mib < 2 || o.max_receive_mib > 2047 || mo.lease_ms < 100) {
+    // gRPC's message limit is an int of bytes: 2047 MiB is the largest that fits.
     std::cerr << "alignd: --max_running >= 1, --max_threads >= 1, --max_queued >= 0, "
-                 "--heartbeat_ms >= 10, --max_receive_mib >= 2, --lease_ms >= 100\n";
+                 "--heartbeat_ms >= 10, --max_receive_mib in [2, 2047], --lease_ms >= 100\n";
     return 2;
   }
   if (!o.storage_uri.empty() && (!IsPostgresUri(o.storage_uri) || o.blobs_dir.empty())) {

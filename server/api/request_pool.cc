@@ -7,6 +7,13 @@
 #include <utility>
 
 namespace alignd::server {
+namespace {
+
+bool HasUnknownFields(const google::protobuf::Message& m) {
+  return !m.GetReflection()->GetUnknownFields(m).empty();
+}
+
+}  // namespace
 
 PredictRequestPool::Handle PredictRequestPool::Get() {
   {
@@ -45,10 +52,15 @@ void PredictRequestPool::ClearKeepingInputs(v1::PredictRequest& m) {
 }
 
 void PredictRequestPool::Return(std::unique_ptr<v1::PredictRequest> m) {
-  // A name is a resource name (a few dozen bytes); a message that held a long one, or
-  // more values than the bound, is freed rather than kept resident.
-  if (m->name().capacity() > kMaxKeptNameBytes ||
-      (m->has_inputs() && static_cast<size_t>(m->inputs().values().Capacity()) > max_kept_values_))
+  // A name is a resource name (a few dozen bytes); a message that held a long one, more
+  // values than the bound, or fields this version does not know, is freed rather than
+  // kept resident.
+  // Unknown fields too: Clear() empties their set but keeps its array (an 8 MiB body of
+  // 2-byte unknown fields leaves ~64 MiB behind).
+  if (m->name().capacity() > kMaxKeptNameBytes || HasUnknownFields(*m) ||
+      (m->has_inputs() &&
+       (static_cast<size_t>(m->inputs().values().Capacity()) > max_kept_values_ ||
+        HasUnknownFields(m->inputs()))))
     return;
   ClearKeepingInputs(*m);  // the caller's data goes now, not at the next parse
   absl::MutexLock lock(&mu_);

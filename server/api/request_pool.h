@@ -29,8 +29,8 @@ namespace alignd::server {
 class PredictRequestPool {
  public:
   // At most `keep` messages are kept, each with at most `max_kept_values` floats of
-  // capacity and a name of at most kMaxKeptNameBytes (a larger one is freed when
-  // returned). A kept message holds no caller's data: it is cleared when returned.
+  // capacity, a name of at most kMaxKeptNameBytes and no unknown fields (another is freed
+  // when returned). A kept message holds no caller's data: it is cleared when returned.
   explicit PredictRequestPool(size_t keep = 2, size_t max_kept_values = size_t{1} << 22)
       : keep_(keep), max_kept_values_(max_kept_values) {}
 

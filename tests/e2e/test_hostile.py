@@ -595,5 +595,17 @@ class HostileTest(unittest.TestCase):
                          C.INVALID_ARGUMENT)
 
 
+    # ---- 18: a message limit that does not fit gRPC's int of bytes ----------------------------------------------
+    def test_a_message_limit_past_2047_mib_is_refused_at_start(self):
+        # --max_receive_mib 2048 << 20 overflowed the int gRPC takes (negative: no limit, or
+        # every message refused); alignd now refuses the flag and names its range.
+        for mib in ("2048", "1000000"):
+            p = subprocess.run([os.environ["ALIGND_BINARY"], "--listen", "127.0.0.1:0", "--data_dir",
+                                os.path.join(self.root, "limit"), "--max_receive_mib", mib],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("--max_receive_mib in [2, 2047]", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
