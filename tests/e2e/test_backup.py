@@ -20,6 +20,11 @@ from alignd_client import Client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKUP = os.path.join(HERE, "..", "..", "tools", "backup.py")
+# The long session's steps. Under TSan a per-example step of 20-256-256-4 is ~100x slower
+# than in a release build (every access of the kernels' loops instrumented): two runs of
+# 60,000 took 297 s alone on a 2-core Xeon, at ctest's 300 s limit. 20,000 still leaves the
+# backup (taken past step 5,000) in the middle of the run.
+LONG_STEPS = 20000 if os.environ.get("ALIGND_SANITIZER") == "tsan" else 60000
 
 
 class Server:
@@ -56,7 +61,7 @@ class BackupTest(unittest.TestCase):
         cfg = dict(sizes=[20, 256, 256, 4], rule="fa", batch_size=1, seed=5, metrics_every=100)
         done = c.create_session(ds, **dict(cfg, max_steps=50))
         list(c.stream_metrics(done))
-        long = c.create_session(ds, **dict(cfg, max_steps=60000))
+        long = c.create_session(ds, **dict(cfg, max_steps=LONG_STEPS))
         queued = c.create_session(ds, **dict(cfg, max_steps=100))
         while int(c.get_session(long).get("step", 0)) < 5000:
             time.sleep(0.05)
@@ -85,10 +90,10 @@ class BackupTest(unittest.TestCase):
         steps = [e for e in events if "step" in e and "end" not in e]
         seqs = [int(e["seq"]) for e in steps]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))  # every event once, in order
-        self.assertEqual(len(steps), 60000 // 100)
+        self.assertEqual(len(steps), LONG_STEPS // 100)
         self.assertEqual(list(c2.stream_metrics(queued))[-1]["end"]["state"], "SESSION_STATE_SUCCEEDED")
         # The same run without interruption, on the restored server: identical weights.
-        ref = c2.create_session(ds, **dict(cfg, max_steps=60000))
+        ref = c2.create_session(ds, **dict(cfg, max_steps=LONG_STEPS))
         list(c2.stream_metrics(ref))
         probe = x[:50]
         np.testing.assert_array_equal(c2.predict(long, probe), c2.predict(ref, probe))
