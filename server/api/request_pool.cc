@@ -3,7 +3,6 @@
 
 #include <grpcpp/support/proto_buffer_reader.h>
 
-#include <climits>
 #include <utility>
 
 namespace alignd::server {
@@ -52,11 +51,9 @@ void PredictRequestPool::ClearKeepingInputs(v1::PredictRequest& m) {
 }
 
 void PredictRequestPool::Return(std::unique_ptr<v1::PredictRequest> m) {
-  // A name is a resource name (a few dozen bytes); a message that held a long one, more
-  // values than the bound, or fields this version does not know, is freed rather than
-  // kept resident.
-  // Unknown fields too: Clear() empties their set but keeps its array (an 8 MiB body of
-  // 2-byte unknown fields leaves ~64 MiB behind).
+  // Freed rather than kept resident: a message that held a long name (a resource name is
+  // a few dozen bytes), more values than the bound, or unknown fields (Clear() empties
+  // their set but keeps its array: an 8 MiB body of 2-byte unknown fields leaves ~64 MiB).
   if (m->name().capacity() > kMaxKeptNameBytes || HasUnknownFields(*m) ||
       (m->has_inputs() &&
        (static_cast<size_t>(m->inputs().values().Capacity()) > max_kept_values_ ||
