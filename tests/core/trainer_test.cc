@@ -319,9 +319,9 @@ TEST(TrainerTest, EvaluatesEveryKStepsAndOnceAtTheEnd) {
   EXPECT_NEAR(correct / 300.0, evals.last.accuracy, 1e-12);
 }
 
-// Predict and Evaluate keep their activations per thread from one call to the next
-// (core/network.cc): interleaved calls on networks of other shapes, of other widths and of more
-// than one chunk (1,024 examples) give each the bits it gives alone.
+// Predict and Evaluate keep their activations from one call to the next, in a pool shared by
+// every thread (core/network.cc): interleaved calls on networks of other shapes, of other widths
+// and of more than one chunk (1,024 examples) give each the bits it gives alone.
 TEST(TrainerTest, PredictAndEvaluateInterleavedAcrossNetsAndWidthsGiveTheSameBits) {
   auto data = Blobs();
   auto a = *Trainer::Create(SmallOptions(Rule::kBackprop), data);
@@ -354,6 +354,40 @@ TEST(TrainerTest, PredictAndEvaluateInterleavedAcrossNetsAndWidthsGiveTheSameBit
     for (size_t k = 0; k < got.size(); ++k) EXPECT_TRUE(got[k] == first[k]) << "call " << k;
     EXPECT_EQ(loss, first_loss);
   }
+}
+
+// The pool of activations is shared by threads: calls on four threads at once, of two
+// networks and three widths, each give the bits they give alone, in every repeat.
+TEST(TrainerTest, PredictAndEvaluateOnThreadsAtOnceGiveTheBitsTheyGiveAlone) {
+  auto data = Blobs();
+  auto a = *Trainer::Create(SmallOptions(Rule::kBackprop), data);
+  TrainerOptions wide = SmallOptions(Rule::kFeedbackAlignment);
+  wide.network.sizes = {6, 40, 3};
+  auto b = *Trainer::Create(wide, data);
+  ASSERT_OK(a->Run(nullptr));
+  ASSERT_OK(b->Run(nullptr));
+  const Matrix x = data->features;
+  Matrix many(x.rows(), 4 * x.cols());  // 1,200: two chunks
+  for (int k = 0; k < 4; ++k) many.middleCols(k * x.cols(), x.cols()) = x;
+  auto calls = [&] {
+    return std::vector<Matrix>{*a->Predict(x), *b->Predict(many), *a->Predict(x.leftCols(3)),
+                               *b->Predict(x)};
+  };
+  const std::vector<Matrix> alone = calls();
+  const double alone_loss = b->Evaluate(*data)->loss;
+  constexpr int kThreads = 4, kRepeats = 20;
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRepeats; ++r) {
+        const std::vector<Matrix> got = calls();
+        for (size_t k = 0; k < got.size(); ++k) mismatches[t] += !(got[k] == alone[k]);
+        mismatches[t] += b->Evaluate(*data)->loss != alone_loss;
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
 // Records every evaluation; stops the run after a validation one if asked to.
