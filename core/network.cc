@@ -29,6 +29,9 @@ int64_t ChunkColumns(const Layers& layers) {
 // (wide nets) is freed after its call rather than kept.
 struct ChunkWorkspace {
   std::vector<Matrix> a, z;
+  // The call it was last taken for: the layer sizes and the chunk's width.
+  std::vector<int> sizes;
+  int64_t columns = 0;
   std::vector<Matrix>& A(int L) {
     a.resize(L + 1);
     return a;
@@ -50,11 +53,14 @@ struct ChunkWorkspace {
 // The workspaces are shared by every thread that evaluates or predicts, not kept one per thread:
 // with one per thread, the first Predict of 1,000 on each of the server's eight executor threads
 // touched its own 8 MB for the first time and took 15.5-21.7 ms against 13-14.5 ms later, and
-// eight threads could keep 8 x 32 MB. The pool hands out the workspace returned last (its pages
-// are the warmest) and keeps at most kKeep, so concurrent calls beyond that allocate their own
-// and free them.
+// eight threads could keep 8 x 32 MB. The pool keeps the kKeep most recently returned; a call
+// takes the newest one last used for its shapes (a served network's Predicts and a training
+// session's evaluations each find their own, warm and of the right size), else makes one: one
+// of other shapes would save nothing, since a matrix resized to another size is allocated anew.
 class WorkspacePool {
  public:
+  static constexpr size_t kKeep = 4;
+
   class Lease {
    public:
     explicit Lease(std::unique_ptr<ChunkWorkspace> ws) : ws_(std::move(ws)) {}
@@ -72,25 +78,41 @@ class WorkspacePool {
     return *pool;
   }
 
-  Lease Take() {
+  Lease Take(const std::vector<int>& sizes, int64_t columns) {
+    std::unique_ptr<ChunkWorkspace> ws;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!free_.empty()) {
-        auto ws = std::move(free_.back());
-        free_.pop_back();
-        return Lease(std::move(ws));
-      }
+      for (auto k = free_.rbegin(); k != free_.rend(); ++k)
+        if ((*k)->columns == columns && (*k)->sizes == sizes) {
+          ws = std::move(*k);
+          free_.erase(k.base() - 1);
+          break;
+        }
     }
-    return Lease(std::make_unique<ChunkWorkspace>());
+    // None of these shapes: a new one (Eigen would reallocate every buffer of another's).
+    if (!ws) ws = std::make_unique<ChunkWorkspace>();
+    ws->sizes = sizes;
+    ws->columns = columns;
+    return Lease(std::move(ws));
+  }
+
+  size_t Kept() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return free_.size();
   }
 
  private:
-  static constexpr size_t kKeep = 2;
+  WorkspacePool() { free_.reserve(kKeep); }  // Return, in a destructor, does not allocate
 
   void Return(std::unique_ptr<ChunkWorkspace> ws) {
     if (!ws || !ws->Keepable()) return;
+    std::unique_ptr<ChunkWorkspace> oldest;  // freed outside the lock
     std::lock_guard<std::mutex> lock(mu_);
-    if (free_.size() < kKeep) free_.push_back(std::move(ws));
+    if (free_.size() == kKeep) {
+      oldest = std::move(free_.front());
+      free_.erase(free_.begin());
+    }
+    free_.push_back(std::move(ws));
   }
 
   std::mutex mu_;
@@ -98,6 +120,9 @@ class WorkspacePool {
 };
 
 }  // namespace
+
+size_t KeptChunkWorkspaces() { return WorkspacePool::Pool().Kept(); }
+size_t MaxKeptChunkWorkspaces() { return WorkspacePool::kKeep; }
 
 absl::StatusOr<EvalMetrics> EvaluateWeights(const Layers& layers, const NetworkConfig& config,
                                             const std::vector<Matrix>& w,
@@ -120,7 +145,7 @@ absl::StatusOr<EvalMetrics> EvaluateWeights(const Layers& layers, const NetworkC
   EnableFlushToZero();
   const int L = static_cast<int>(w.size());
   const int64_t kChunk = ChunkColumns(layers);
-  WorkspacePool::Lease lease = WorkspacePool::Pool().Take();
+  WorkspacePool::Lease lease = WorkspacePool::Pool().Take(s, std::min(kChunk, count));
   ChunkWorkspace& ws = *lease;
   std::vector<Matrix>& a = ws.A(L);
   std::vector<Matrix>& z = ws.Z(L);
@@ -171,7 +196,7 @@ absl::StatusOr<Matrix> PredictWeights(const Layers& layers, const NetworkConfig&
   // In chunks of examples, as Evaluate: the activations stay bounded whatever x's width.
   const Eigen::Index kChunk = ChunkColumns(layers);
   Matrix out(s.back(), x.cols());
-  WorkspacePool::Lease lease = WorkspacePool::Pool().Take();
+  WorkspacePool::Lease lease = WorkspacePool::Pool().Take(s, std::min<int64_t>(kChunk, x.cols()));
   ChunkWorkspace& ws = *lease;
   std::vector<Matrix>& a = ws.A(L);
   std::vector<Matrix>& z = ws.Z(L);

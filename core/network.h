@@ -54,6 +54,12 @@ absl::StatusOr<Matrix> PredictWeights(const Layers& layers, const NetworkConfig&
                                       const std::vector<Matrix>& w, const std::vector<Vector>& b,
                                       ConstMatrixRef x);
 
+// Both take their chunk activations from one pool shared by every thread, which keeps the
+// most recently returned workspaces, at most MaxKeptChunkWorkspaces() of them and none above
+// 32 MB; a call prefers one last used for its own shapes. How many are kept now (for tests).
+size_t KeptChunkWorkspaces();
+size_t MaxKeptChunkWorkspaces();
+
 class Network {
  public:
   // W[i] is sizes[i+1] x sizes[i], b[i] sizes[i+1] x 1 (biases as stored in a

@@ -39,8 +39,9 @@ namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
 std::atomic<long> g_gemm_library_allocations{0};
-// `caller` is the return address of the allocation call.
-__attribute__((noinline)) void Count(void* caller) {
+std::atomic<long> g_large_allocations{0};  // of ours, 1 MiB or more
+// `caller` is the return address of the allocation call, `bytes` its size.
+__attribute__((noinline)) void Count(void* caller, size_t bytes) {
   if (!g_counting.load(std::memory_order_relaxed)) return;
   Dl_info info;
   if (dladdr(caller, &info) != 0 && info.dli_fname != nullptr &&
@@ -49,33 +50,34 @@ __attribute__((noinline)) void Count(void* caller) {
     return;
   }
   g_allocations.fetch_add(1);
+  if (bytes >= (size_t{1} << 20)) g_large_allocations.fetch_add(1);
 }
 }  // namespace
 
-#define COUNT() Count(__builtin_return_address(0))
+#define COUNT(bytes) Count(__builtin_return_address(0), bytes)
 extern "C" {
 void* malloc(size_t n) {
-  COUNT();
+  COUNT(n);
   return __libc_malloc(n);
 }
 void* calloc(size_t n, size_t m) {
-  COUNT();
+  COUNT(n * m);
   return __libc_calloc(n, m);
 }
 void* realloc(void* p, size_t n) {
-  COUNT();
+  COUNT(n);
   return __libc_realloc(p, n);
 }
 void* memalign(size_t a, size_t n) {
-  COUNT();
+  COUNT(n);
   return __libc_memalign(a, n);
 }
 void* aligned_alloc(size_t a, size_t n) {
-  COUNT();
+  COUNT(n);
   return __libc_memalign(a, n);
 }
 int posix_memalign(void** p, size_t a, size_t n) {
-  COUNT();
+  COUNT(n);
   *p = __libc_memalign(a, n);
   return *p ? 0 : 12;  // ENOMEM
 }
@@ -83,30 +85,30 @@ int posix_memalign(void** p, size_t a, size_t n) {
 
 // The memory is glibc's either way, so the default operator delete (free) releases it.
 void* operator new(size_t n) {
-  COUNT();
+  COUNT(n);
   if (void* p = __libc_malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](size_t n) {
-  COUNT();
+  COUNT(n);
   if (void* p = __libc_malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  COUNT();
+  COUNT(n);
   return __libc_malloc(n ? n : 1);
 }
 void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  COUNT();
+  COUNT(n);
   return __libc_malloc(n ? n : 1);
 }
 void* operator new(size_t n, std::align_val_t a) {
-  COUNT();
+  COUNT(n);
   if (void* p = __libc_memalign(size_t(a), n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](size_t n, std::align_val_t a) {
-  COUNT();
+  COUNT(n);
   if (void* p = __libc_memalign(size_t(a), n ? n : 1)) return p;
   throw std::bad_alloc();
 }
@@ -299,6 +301,63 @@ TEST(ConvNoMallocTest, CallsOfACachedShapeAllocateNothing) {
                    std::to_string(double(library) / double(calls)));
   }
   SetGemmThreads(1);
+}
+
+// Predict and Evaluate keep their chunk activations in a pool shared by threads
+// (core/network.cc): calls that alternate two networks of other shapes (a served network's
+// Predicts and a training session's evaluations) each find a workspace of their own shapes and
+// allocate no activations again; a workspace above 32 MB is not kept, so its next call
+// allocates it anew.
+Network RandomNetwork(std::vector<int> sizes, uint64_t seed) {
+  NetworkConfig config;
+  config.sizes = sizes;
+  config.output = Activation::kSoftmax;
+  config.loss = Loss::kCrossEntropy;
+  Rng rng(seed);
+  std::vector<Matrix> w, b;
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    w.emplace_back(sizes[i + 1], sizes[i]);
+    rng.FillUniform(w.back(), -0.05f, 0.05f);
+    b.push_back(Matrix::Zero(sizes[i + 1], 1));
+  }
+  return *Network::Create(config, w, b, true);
+}
+
+TEST(NoMallocPredictTest, PredictsAndEvaluatesOfTwoNetworksTakeBackTheirOwnActivations) {
+  const Network a = RandomNetwork({784, 1000, 10}, 1);  // Predict of 1,000: 8 MB
+  // Evaluate of 2,048: two whole chunks of 2.5 MB (a short last chunk would be resized, and
+  // allocated, at every call).
+  const Network b = RandomNetwork({100, 300, 5}, 2);
+  Rng rng(3);
+  Matrix xa(784, 1000), xb(100, 2048);
+  rng.FillUniform(xa, 0, 1);
+  rng.FillUniform(xb, 0, 1);
+  std::vector<int32_t> labels(2048);
+  for (int j = 0; j < 2048; ++j) labels[j] = j % 5;
+  const Dataset data = *MakeClassificationDataset(xb, labels, 5);
+  auto round = [&] {
+    ASSERT_OK(a.Predict(xa).status());
+    ASSERT_OK(b.Evaluate(data).status());
+  };
+  g_large_allocations = 0;
+  g_counting = true;
+  round();  // each finds or makes its workspace
+  g_counting = false;
+  EXPECT_GT(g_large_allocations.load(), 0) << "the counter counts nothing";
+  g_large_allocations = 0;
+  g_counting = true;
+  for (int k = 0; k < 3; ++k) round();
+  g_counting = false;
+  EXPECT_EQ(g_large_allocations.load(), 0) << "allocations of 1 MiB or more in 3 rounds";
+  EXPECT_LE(KeptChunkWorkspaces(), MaxKeptChunkWorkspaces());
+
+  const Network wide = RandomNetwork({784, 5000, 10}, 4);  // 40 MB of activations
+  ASSERT_OK(wide.Predict(xa).status());
+  g_large_allocations = 0;
+  g_counting = true;
+  ASSERT_OK(wide.Predict(xa).status());
+  g_counting = false;
+  EXPECT_GT(g_large_allocations.load(), 0) << "a workspace above 32 MB was kept";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -356,38 +357,49 @@ TEST(TrainerTest, PredictAndEvaluateInterleavedAcrossNetsAndWidthsGiveTheSameBit
   }
 }
 
-// The pool of activations is shared by threads: calls on four threads at once, of two
-// networks and three widths, each give the bits they give alone, in every repeat.
+// The pool of activations is shared by threads: calls on four threads at once, started together,
+// of two networks (shared, as the service shares them) and three widths, each give the bits they
+// give alone, in every repeat; afterwards the pool keeps no more than its bound.
 TEST(TrainerTest, PredictAndEvaluateOnThreadsAtOnceGiveTheBitsTheyGiveAlone) {
   auto data = Blobs();
-  auto a = *Trainer::Create(SmallOptions(Rule::kBackprop), data);
+  TrainerOptions narrow = SmallOptions(Rule::kBackprop);
   TrainerOptions wide = SmallOptions(Rule::kFeedbackAlignment);
   wide.network.sizes = {6, 40, 3};
-  auto b = *Trainer::Create(wide, data);
-  ASSERT_OK(a->Run(nullptr));
-  ASSERT_OK(b->Run(nullptr));
+  std::vector<Network> nets;
+  for (const TrainerOptions& o : {narrow, wide}) {
+    auto t = *Trainer::Create(o, data);
+    ASSERT_OK(t->Run(nullptr));
+    const TrainerState st = t->ExportState();
+    nets.push_back(*Network::Create(o.network, st.weights, st.biases, true));
+  }
+  const Network &a = nets[0], &b = nets[1];
   const Matrix x = data->features;
   Matrix many(x.rows(), 4 * x.cols());  // 1,200: two chunks
   for (int k = 0; k < 4; ++k) many.middleCols(k * x.cols(), x.cols()) = x;
   auto calls = [&] {
-    return std::vector<Matrix>{*a->Predict(x), *b->Predict(many), *a->Predict(x.leftCols(3)),
-                               *b->Predict(x)};
+    return std::vector<Matrix>{*a.Predict(x), *b.Predict(many), *a.Predict(x.leftCols(3)),
+                               *b.Predict(x)};
   };
   const std::vector<Matrix> alone = calls();
-  const double alone_loss = b->Evaluate(*data)->loss;
+  const double alone_loss = b.Evaluate(*data)->loss;
   constexpr int kThreads = 4, kRepeats = 20;
   std::vector<int> mismatches(kThreads, 0);
+  std::atomic<int> waiting{kThreads};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
+      waiting.fetch_sub(1);
+      while (waiting.load() > 0) std::this_thread::yield();
       for (int r = 0; r < kRepeats; ++r) {
         const std::vector<Matrix> got = calls();
         for (size_t k = 0; k < got.size(); ++k) mismatches[t] += !(got[k] == alone[k]);
-        mismatches[t] += b->Evaluate(*data)->loss != alone_loss;
+        mismatches[t] += b.Evaluate(*data)->loss != alone_loss;
       }
     });
   for (auto& t : threads) t.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+  EXPECT_GE(KeptChunkWorkspaces(), 1u);
+  EXPECT_LE(KeptChunkWorkspaces(), MaxKeptChunkWorkspaces());
 }
 
 // Records every evaluation; stops the run after a validation one if asked to.
