@@ -29,7 +29,7 @@ int64_t ChunkColumns(const Layers& layers) {
 // (wide nets) is freed after its call rather than kept.
 struct ChunkWorkspace {
   std::vector<Matrix> a, z;
-  // The call it was last taken for: the layer sizes and the chunk's width.
+  // The calls it serves: the layer sizes and the chunk's width.
   std::vector<int> sizes;
   int64_t columns = 0;
   std::vector<Matrix>& A(int L) {
@@ -90,9 +90,11 @@ class WorkspacePool {
         }
     }
     // None of these shapes: a new one (Eigen would reallocate every buffer of another's).
-    if (!ws) ws = std::make_unique<ChunkWorkspace>();
-    ws->sizes = sizes;
-    ws->columns = columns;
+    if (!ws) {
+      ws = std::make_unique<ChunkWorkspace>();
+      ws->sizes = sizes;
+      ws->columns = columns;
+    }
     return Lease(std::move(ws));
   }
 
